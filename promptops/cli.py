@@ -1,0 +1,69 @@
+"""The command line: a thin layer over the library functions of each stage."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from promptops import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_SERVICE = 0, 1, 2, 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="promptops")
+def cli() -> None:
+    """LLM prompts and retrieval configs as code: lint, cost, evals, PR checks."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]),
+              help="Output format (default: github inside GitHub Actions, else text).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report to this file instead of standard output.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("--explain", metavar="CODE", help="Print what a rule checks, with examples, and exit.")
+@click.option("--color/--no-color", default=None, help="Colour text output (default: on a terminal).")
+def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: bool,
+         explain: str | None, color: bool | None) -> None:
+    """Check prompt, retrieval, eval and config files (default: the whole project).
+
+    Exit codes: 0 clean, 1 errors found (or warnings with --strict),
+    2 unusable input (a broken promptops.yaml, a path that does not exist).
+    """
+    from promptops.lint import find_rule, lint as run_lint
+    from promptops.lint.output import render
+
+    if explain:
+        rule = find_rule(explain)
+        if rule is None:
+            raise click.UsageError(f"no rule {explain!r}; codes look like PO202")
+        click.echo(rule.explain())
+        return
+    missing = [str(p) for p in paths if not os.path.lexists(p)]
+    if missing:
+        raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
+    fmt = fmt or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
+    run = run_lint(list(paths))
+    use_color = (color if color is not None else sys.stdout.isatty()) and fmt == "text" and output is None
+    report = render(run, fmt, color=use_color)
+    if output:
+        output.write_text(report, encoding="utf-8")
+    else:
+        click.echo(report, nl=False)
+    if run.config_errors:
+        sys.exit(EXIT_USAGE)
+    if run.errors or (strict and run.findings):
+        sys.exit(EXIT_FINDINGS)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="promptops")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

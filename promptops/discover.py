@@ -1,0 +1,121 @@
+"""Find a project's files: promptops.yaml by walking up, specs by their suffix."""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterable
+
+from promptops.specs import CONFIG_NAME, kind_of
+
+SKIPPED_DIRS = frozenset(
+    {".git", ".hg", ".svn", "node_modules", ".venv", "venv", ".tox", ".nox", "__pycache__",
+     "site-packages", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".promptops"}
+)
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest promptops.yaml in ``start`` or a folder above it."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def git_toplevel(start: Path) -> Path | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def project_root(start: Path) -> tuple[Path, Path | None]:
+    """The project root and its promptops.yaml, if any (else the git top level, else ``start``)."""
+    config = find_config(start)
+    if config:
+        return config.parent, config
+    return (git_toplevel(start) or start.resolve()), None
+
+
+def discover(root: Path, paths: Iterable[Path] = (), exclude: Iterable[str] = ()) -> list[Path]:
+    """Spec files under ``paths`` (default: the root), sorted, without what should be skipped.
+
+    Files named explicitly are kept whatever their location (pre-commit passes
+    exactly the files it wants checked); folders are searched.
+    """
+    root = root.resolve()
+    exclude = list(exclude)
+    found: set[Path] = set()
+    for path in list(paths) or [root]:
+        path = path if path.is_absolute() else Path.cwd() / path
+        if path.is_dir():
+            found.update(p for p in _walk(path) if not _excluded(p, root, exclude))
+        elif kind_of(path):
+            found.add(path)
+    return sorted(found)
+
+
+def _excluded(path: Path, root: Path, patterns: list[str]) -> bool:
+    try:
+        relative = path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        relative = path.as_posix()
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
+
+
+def _walk(folder: Path) -> list[Path]:
+    listed = _git_files(folder)
+    if listed is None:
+        return list(_walk_tree(folder))
+    return [p for p in listed if kind_of(p) and _allowed(p, folder)]
+
+
+def _git_files(folder: Path) -> list[Path] | None:
+    """Tracked and untracked files that git does not ignore; None outside a git work tree."""
+    try:
+        done = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+            cwd=folder, capture_output=True, timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    names = {name for name in done.stdout.decode("utf-8", "surrogateescape").split("\0") if name}
+    return [folder / name for name in names if os.path.lexists(folder / name)]
+
+
+def _allowed(path: Path, top: Path) -> bool:
+    """Nothing inside skipped folders or virtualenvs, even when git tracks it."""
+    parts = path.relative_to(top).parts[:-1]
+    if any(part in SKIPPED_DIRS for part in parts):
+        return False
+    current = top
+    for part in parts:
+        current = current / part
+        if _is_virtualenv(current):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_virtualenv(folder: Path) -> bool:
+    return (folder / "pyvenv.cfg").exists()
+
+
+def _walk_tree(folder: Path) -> Iterable[Path]:
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(
+            d for d in dirs if d not in SKIPPED_DIRS and not _is_virtualenv(Path(current) / d)
+        )
+        for name in files:
+            if kind_of(name):
+                yield Path(current) / name

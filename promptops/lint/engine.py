@@ -1,0 +1,145 @@
+"""Run the rules over a set of files and settle severities and suppressions."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from promptops.discover import discover, find_config, git_toplevel
+from promptops.findings import Finding, Severity
+from promptops.lint.project import Project
+from promptops.lint.registry import RULES, find_rule, load_rules
+from promptops.loader import Loaded, Loader, display_path
+from promptops.specs import ProjectConfig
+
+_DIRECTIVE = re.compile(r"#\s*promptops:\s*(disable|disable-next-line|disable-file)\s*=\s*([A-Za-z0-9_,\s-]+)")
+
+
+@dataclass
+class LintRun:
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+    config_errors: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+
+def lint(paths: Iterable[Path], cwd: Path | None = None) -> LintRun:
+    """Lint the given files and folders (default: the project around ``cwd``)."""
+    cwd = (cwd or Path.cwd()).resolve()
+    load_rules()
+    run = LintRun()
+    for config_path, group in _group_by_project([cwd / p for p in paths] or [cwd], cwd).items():
+        _lint_project(config_path, group, cwd, run)
+    run.findings.sort()
+    run.config_errors.sort()
+    return run
+
+
+def _group_by_project(paths: list[Path], cwd: Path) -> dict[Path | None, list[Path]]:
+    """Each path belongs to the project of the nearest promptops.yaml above it."""
+    groups: dict[Path | None, list[Path]] = {}
+    for path in paths:
+        config = find_config(path if path.is_dir() else path.parent)
+        groups.setdefault(config, []).append(path)
+    return groups
+
+
+def _lint_project(config_path: Path | None, paths: list[Path], cwd: Path, run: LintRun) -> None:
+    root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
+    loader = Loader(root, display_base=cwd)
+    config = ProjectConfig(root=root, raw={})
+    loaded: dict[Path, Loaded] = {}
+    if config_path is not None:
+        config_loaded = loader.load(config_path)
+        loaded[config_path] = config_loaded
+        if config_loaded.findings:
+            run.config_errors.extend(config_loaded.findings)
+            return
+        config = config_loaded.spec  # type: ignore[assignment]
+    exclude = config.section("paths").get("exclude") or []
+    for path in discover(root, paths, exclude):
+        if path not in loaded:
+            loaded[path] = loader.load(path)
+    project = Project(config, loader, loaded)
+    settings = _Settings(config, cwd)
+    for item in loaded.values():
+        run.files += 1
+        found = list(item.findings) + list(_check(item, project))
+        run.findings.extend(settings.apply(found, item))
+
+
+def _check(item: Loaded, project: Project) -> Iterable[Finding]:
+    for rule in RULES.values():
+        if rule.check is None:
+            continue
+        if rule.scope == "file":
+            subject = item if item.source.text else None
+        else:
+            subject = item.spec if rule.scope == item.kind else None
+        if subject is None:
+            continue
+        for found in rule.check(subject, project):
+            yield Finding(found.source.display, found.line, found.col, rule.code, found.message, rule.severity)
+
+
+class _Settings:
+    """Severities from promptops.yaml, per-file ignores, and inline directives."""
+
+    def __init__(self, config: ProjectConfig, cwd: Path) -> None:
+        lint_section = config.section("lint")
+        self.severity: dict[str, str] = {}
+        for key, level in (lint_section.get("rules") or {}).items():
+            rule = find_rule(key)
+            if rule:
+                self.severity[rule.code] = level
+        self.per_file = dict(lint_section.get("per_file_ignores") or {})
+        self.root = config.root
+        self.cwd = cwd
+
+    def apply(self, findings: list[Finding], item: Loaded) -> list[Finding]:
+        directives = _Directives(item.source.text)
+        kept = []
+        for finding in findings:
+            level = self.severity.get(finding.code)
+            if level == "off" or self._ignored(finding):
+                continue
+            if finding.path == item.source.display and directives.suppresses(finding):
+                continue
+            if level:
+                finding = Finding(finding.path, finding.line, finding.col, finding.code, finding.message, Severity(level))
+            kept.append(finding)
+        return kept
+
+    def _ignored(self, finding: Finding) -> bool:
+        if not self.per_file:
+            return False
+        relative = display_path((self.cwd / finding.path).resolve(), self.root)
+        return any(finding.code in codes and fnmatch.fnmatch(relative, glob) for glob, codes in self.per_file.items())
+
+
+class _Directives:
+    """``# promptops: disable=PO203`` (this line), ``disable-next-line=``, ``disable-file=``."""
+
+    def __init__(self, text: str) -> None:
+        self.file: set[str] = set()
+        self.lines: dict[int, set[str]] = {}
+        if "promptops:" not in text:
+            return
+        for number, line in enumerate(text.splitlines(), start=1):
+            for kind, names in _DIRECTIVE.findall(line):
+                codes = {rule.code for rule in map(find_rule, re.split(r"[,\s]+", names.strip())) if rule}
+                if kind == "disable-file":
+                    self.file |= codes
+                else:
+                    self.lines.setdefault(number + (kind == "disable-next-line"), set()).update(codes)
+
+    def suppresses(self, finding: Finding) -> bool:
+        return finding.code in self.file or finding.code in self.lines.get(finding.line, ())
+
+

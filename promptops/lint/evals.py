@@ -1,0 +1,126 @@
+"""PO5xx: eval suites, their cases, datasets and assertions."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Iterator
+
+from promptops.findings import Severity
+from promptops.lint.project import Project
+from promptops.lint.registry import Hit, hit, loader_rule, rule
+from promptops.lint.templates import case_hit
+from promptops.specs import EvalCase, EvalSuiteSpec
+from promptops.templating import TemplateError, parse
+
+loader_rule("PO503", "unknown-assertion-type", """
+    An assertion's type is not one promptops knows; the message suggests the
+    closest. Known: equals, contains, icontains, not_contains, regex,
+    starts_with, is_json, json_schema, length, latency_ms, cost_usd, refusal,
+    similar, llm_rubric, groundedness, answer_relevance.
+
+    Fails:   assert: [{type: contain, value: "30 days"}]
+    Passes:  assert: [{type: contains, value: "30 days"}]
+""")
+loader_rule("PO504", "dataset-missing", """
+    The suite's dataset file does not exist, is not .jsonl, .csv or .yaml, or
+    lies outside the repository (an absolute path or ../ that leaves it: a
+    suite must not read files the repository does not hold).
+
+    Fails:   dataset: ../../secrets.jsonl
+    Passes:  dataset: data/support_answer.jsonl
+""")
+loader_rule("PO505", "dataset-invalid", """
+    A row of the dataset is not a valid case: a line that is not JSON, a row
+    without an id, or vars that are not an object. The finding names the line.
+
+    Fails:   {"id": "a", "vars": {"question": "hi"}      (unclosed)
+    Passes:  {"id": "a", "vars": {"question": "hi"}, "expected": "hello"}
+""")
+
+
+@rule("PO501", "unknown-prompt", "eval")
+def unknown_prompt(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+    """The suite tests a prompt id that no *.prompt.yaml in the project defines.
+
+    Fails:   prompt: support.answr
+    Passes:  prompt: support.answer
+    """
+    if project.prompt(suite.prompt) is None:
+        known = [i for i in project.id_index["prompt"] if isinstance(i, str)]
+        close = difflib.get_close_matches(suite.prompt, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        yield hit(suite.source, ("prompt",), f"no prompt has id '{suite.prompt}'{hint}")
+
+
+@rule("PO502", "duplicate-case-id", "eval")
+def duplicate_case_id(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+    """Two cases in one suite (inline or from the dataset) share an id. Results
+    are compared base to head by case id, so ids must be unique.
+
+    Fails:   cases: [{id: refund, ...}, {id: refund, ...}]
+    Passes:  cases: [{id: refund-window, ...}, {id: refund-method, ...}]
+    """
+    seen: dict[str, EvalCase] = {}
+    for case in suite.cases:
+        first = seen.setdefault(case.id, case)
+        if first is not case:
+            yield case_hit(case, f"case id '{case.id}' is used twice (first at {_where(first)})", "id")
+
+
+@rule("PO506", "empty-suite", "eval", Severity.WARNING)
+def empty_suite(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+    """The suite has no cases once its dataset is read, so it measures nothing.
+
+    Fails:   dataset: data/empty.jsonl   and no cases:
+    Passes:  at least one case.
+    """
+    if not suite.cases:
+        yield hit(suite.source, ("dataset",) if suite.dataset else (), "the suite has no cases")
+
+
+@rule("PO507", "assertion-template", "eval")
+def assertion_template(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+    """An assertion value is a template over the case's vars and expected, and
+    it does not parse.
+
+    Fails:   {type: contains, value: "{{ expected }"}
+    Passes:  {type: contains, value: "{{ expected }}"}
+    """
+    for where, assertion in _assertions(suite):
+        value = assertion.get("value")
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            try:
+                parse(value)
+            except (TemplateError, RecursionError) as exc:
+                yield where(f"assertion value is not a valid template: {getattr(exc, 'message', exc)}")
+
+
+@rule("PO508", "invalid-regex", "eval")
+def invalid_regex(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+    """A regex assertion's pattern does not compile.
+
+    Fails:   {type: regex, value: "30 (days"}
+    Passes:  {type: regex, value: "30 \\\\(days\\\\)"}
+    """
+    for where, assertion in _assertions(suite):
+        value = assertion.get("value")
+        if assertion.get("type") == "regex" and isinstance(value, str) and "{{" not in value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                yield where(f"regex does not compile: {exc}")
+
+
+def _assertions(suite: EvalSuiteSpec) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each assertion of the suite with a function that makes a Hit at it."""
+    for i, assertion in enumerate(suite.default_assert):
+        yield (lambda text, i=i: hit(suite.source, ("default_assert", i), text)), assertion
+    for case in suite.cases:
+        for i, assertion in enumerate(case.asserts):
+            yield (lambda text, case=case, i=i: case_hit(case, text, "assert", i)), assertion
+
+
+def _where(case: EvalCase) -> str:
+    line = case.origin.where(case.path)[0] if case.origin.positions.values else case.path[0]
+    return f"{case.origin.display}:{line}"

@@ -1,0 +1,141 @@
+"""Lint renderers: text, json, github workflow commands and SARIF 2.1.0.
+
+Renderers only format; they never decide what is a finding.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import click
+
+from promptops import __version__
+from promptops.findings import Finding, Severity
+from promptops.lint.engine import LintRun
+from promptops.lint.registry import RULES, Rule
+
+FORMATS = ("text", "json", "github", "sarif")
+JSON_VERSION = 1
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+def render(run: LintRun, fmt: str, color: bool = False) -> str:
+    renderers: dict[str, Callable[[LintRun, bool], str]] = {
+        "text": _text, "json": _json, "github": _github, "sarif": _sarif,
+    }
+    return renderers[fmt](run, color)
+
+
+def _all(run: LintRun) -> list[Finding]:
+    return sorted(run.config_errors + run.findings)
+
+
+def summary(run: LintRun) -> str:
+    findings = _all(run)
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    warnings = len(findings) - errors
+    files = f"{run.files} file{'s' * (run.files != 1)}"
+    if not findings:
+        return f"All clean: {files} checked."
+    return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} in {files}."
+
+
+def _text(run: LintRun, color: bool) -> str:
+    lines = []
+    for finding in _all(run):
+        where = f"{finding.path}:{finding.line}:{finding.col}:"
+        code = finding.code
+        suffix = " (warning)" if finding.severity is Severity.WARNING else ""
+        if color:
+            where = click.style(where, bold=True)
+            code = click.style(code, fg="red" if finding.severity is Severity.ERROR else "yellow", bold=True)
+        lines.append(f"{where} {code} {finding.message}{suffix}")
+    lines.append(summary(run))
+    return "\n".join(lines) + "\n"
+
+
+def _json(run: LintRun, color: bool) -> str:
+    findings = _all(run)
+    document = {
+        "version": JSON_VERSION,
+        "files_checked": run.files,
+        "summary": {
+            "errors": sum(f.severity is Severity.ERROR for f in findings),
+            "warnings": sum(f.severity is Severity.WARNING for f in findings),
+        },
+        "findings": [
+            {
+                "path": f.path, "line": f.line, "column": f.col, "code": f.code,
+                "rule": RULES[f.code].name if f.code in RULES else f.code,
+                "severity": str(f.severity), "message": f.message,
+            }
+            for f in findings
+        ],
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _github(run: LintRun, color: bool) -> str:
+    lines = []
+    for f in _all(run):
+        name = RULES[f.code].name if f.code in RULES else f.code
+        props = f"file={_escape_property(f.path)},line={f.line},col={f.col},title={_escape_property(f'{f.code} {name}')}"
+        lines.append(f"::{'error' if f.severity is Severity.ERROR else 'warning'} {props}::{_escape_data(f.message)}")
+    lines.append(summary(run))
+    return "\n".join(lines) + "\n"
+
+
+def _sarif(run: LintRun, color: bool) -> str:
+    rules = sorted(RULES.values(), key=lambda r: r.code)
+    index = {rule.code: i for i, rule in enumerate(rules)}
+    results = []
+    for f in _all(run):
+        result = {
+            "ruleId": f.code,
+            "level": "error" if f.severity is Severity.ERROR else "warning",
+            "message": {"text": f.message},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": f.path},
+                    "region": {"startLine": f.line, "startColumn": f.col},
+                }
+            }],
+        }
+        if f.code in index:
+            result["ruleIndex"] = index[f.code]
+        results.append(result)
+    document = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "promptops",
+                "version": __version__,
+                "informationUri": "https://github.com/promptops/promptops",
+                "rules": [_sarif_rule(rule) for rule in rules],
+            }},
+            "results": results,
+        }],
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _sarif_rule(rule: Rule) -> dict[str, object]:
+    first = rule.doc.partition("\n\n")[0]
+    return {
+        "id": rule.code,
+        "name": rule.name,
+        "shortDescription": {"text": " ".join(first.split())},
+        "fullDescription": {"text": " ".join(rule.doc.split())},
+        "help": {"text": rule.doc},
+        "defaultConfiguration": {"level": "error" if rule.severity is Severity.ERROR else "warning"},
+    }

@@ -1,0 +1,345 @@
+"""Load files into typed specs: read safely, parse, validate against the schema, build.
+
+Every problem becomes a Finding that names the file, line and column; nothing a
+file contains can raise out of here.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from promptops import resources
+from promptops.findings import Finding, Severity, dotted
+from promptops.specs import (
+    EvalCase,
+    Message,
+    EvalSuiteSpec,
+    ProjectConfig,
+    PromptSpec,
+    RetrievalSpec,
+    Source,
+    kind_of,
+)
+from promptops.yamlparse import JsonPath, YamlError, parse
+
+MAX_FILE_BYTES = 1_000_000
+MAX_DATASET_BYTES = 50_000_000
+
+Spec = PromptSpec | RetrievalSpec | EvalSuiteSpec | ProjectConfig
+
+
+@dataclass
+class Loaded:
+    """The outcome of loading one file: a spec when it is usable, and its findings."""
+
+    source: Source
+    kind: str
+    spec: Spec | None = None
+    data: Any = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def display_path(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _finding(source: Source, code: str, message: str, line: int = 1, col: int = 1) -> Finding:
+    return Finding(source.display, line, col, code, message, Severity.ERROR)
+
+
+def read_text(path: Path, root: Path, display: str, limit: int = MAX_FILE_BYTES) -> tuple[str | None, Finding | None]:
+    """The file's text, or the one finding that says why it cannot be read."""
+
+    def problem(message: str) -> tuple[None, Finding]:
+        return None, Finding(display, 1, 1, "PO100", message, Severity.ERROR)
+
+    try:
+        if path.is_symlink() and not _inside(path.resolve(), root):
+            return problem("is a symlink that leaves the repository; not read")
+        size = path.stat().st_size
+        if size > limit:
+            return problem(f"is {size:,} bytes; files over {limit:,} bytes are not read")
+        raw = path.read_bytes()
+    except OSError as exc:
+        return problem(f"cannot be read: {exc.strerror or exc}")
+    if b"\x00" in raw:
+        return problem("is a binary file, not YAML text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return None, Finding(display, line, 1, "PO100", f"is not valid UTF-8 (byte {exc.start})", Severity.ERROR)
+    return text, None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+class SchemaChecker:
+    """Validates parsed data against our JSON Schemas and explains errors in our codes."""
+
+    def __init__(self) -> None:
+        self._validators: dict[str, Any] = {}
+
+    def _validator(self, kind: str) -> Any:
+        if kind not in self._validators:
+            from jsonschema import Draft202012Validator
+
+            self._validators[kind] = Draft202012Validator(resources.schema(kind))
+        return self._validators[kind]
+
+    def check(self, kind: str, data: Any, source: Source) -> list[Finding]:
+        validator = self._validator(kind)
+        findings = [self._explain(error, source) for error in validator.iter_errors(data)]
+        return sorted(set(findings))
+
+    def _explain(self, error: Any, source: Source) -> Finding:
+        path: JsonPath = tuple(error.absolute_path)
+        where = dotted(path)
+        keyword = error.validator
+        if keyword == "additionalProperties":
+            return self._unknown_keys(error, path, source)
+        if keyword == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else error.message
+            line, col = source.where(path)
+            return _finding(source, "PO111", f"{where}: missing required key '{missing}'", line, col)
+        line, col = source.where(path)
+        if keyword == "type":
+            expected = error.validator_value
+            expected = " or ".join(expected) if isinstance(expected, list) else expected
+            return _finding(source, "PO112", f"{where}: expected {expected}, got {_describe(error.instance)}", line, col)
+        if keyword == "enum" and path[-1:] == ("type",) and any(p in ("assert", "default_assert") for p in path):
+            hint = _did_you_mean(str(error.instance), error.validator_value)
+            return _finding(source, "PO503", f"{where}: unknown assertion type {error.instance!r}{hint}", line, col)
+        if keyword == "enum":
+            hint = _did_you_mean(str(error.instance), error.validator_value)
+            allowed = ", ".join(map(str, error.validator_value))
+            return _finding(source, "PO113", f"{where}: {error.instance!r} is not one of {allowed}{hint}", line, col)
+        if keyword == "anyOf" and not path and kind_of(source.path) == "eval":
+            return _finding(source, "PO111", "an eval suite needs cases, a dataset, or both", line, col)
+        if keyword in ("oneOf", "anyOf"):
+            return _finding(source, "PO112", f"{where}: {_describe(error.instance)} does not fit here", line, col)
+        return _finding(source, "PO113", f"{where}: {_short(error.message)}", line, col)
+
+    def _unknown_keys(self, error: Any, path: JsonPath, source: Source) -> Finding:
+        allowed = sorted((error.schema.get("properties") or {}).keys() - {"$schema"})
+        extras = sorted(set(error.instance) - set(allowed) - {"$schema"})
+        key = extras[0] if extras else "?"
+        line, col = source.where(path + (key,), key=True)
+        hint = _did_you_mean(key, allowed)
+        others = f" (and {len(extras) - 1} more)" if len(extras) > 1 else ""
+        place = f" in {dotted(path)}" if path else ""
+        message = f"unknown key '{key}'{place}{hint}{others}; allowed: {', '.join(allowed)}"
+        return _finding(source, "PO110", message, line, col)
+
+
+def _did_you_mean(word: str, choices: list[Any]) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _describe(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    kind = names.get(type(value)) or ("a number" if isinstance(value, (int, float)) else type(value).__name__)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return f"{kind} ({_short(repr(value), 40)})"
+    return kind
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Loader:
+    """Loads the files of one project, sharing schema validators between them."""
+
+    def __init__(self, root: Path, display_base: Path | None = None) -> None:
+        self.root = root.resolve()
+        self.display_base = (display_base or self.root).resolve()
+        self.schemas = SchemaChecker()
+
+    def load(self, path: Path) -> Loaded:
+        kind = kind_of(path) or "prompt"
+        display = display_path(path if path.is_absolute() else Path.cwd() / path, self.display_base)
+        text, problem = read_text(path, self.root, display)
+        source = Source(path=path, display=display, text=text or "")
+        result = Loaded(source=source, kind=kind)
+        if problem:
+            result.findings.append(problem)
+            return result
+        try:
+            data, positions = parse(text or "")
+        except YamlError as exc:
+            result.findings.append(_finding(source, exc.code, exc.message, exc.line, exc.col))
+            return result
+        source = Source(path=path, display=display, positions=positions, text=text or "")
+        result.source = source
+        if not isinstance(data, dict):
+            what = "empty" if data is None else f"{_describe(data)}, not a mapping of keys"
+            result.findings.append(_finding(source, "PO105", f"the file is {what}; expected a {kind} mapping"))
+            return result
+        result.data = data
+        result.findings.extend(self.schemas.check(kind, data, source))
+        if result.findings:
+            return result
+        build = {"prompt": _prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}[kind]
+        result.spec = build(data, source, result.findings)
+        return result
+
+    def _config(self, data: dict[str, Any], source: Source, findings: list[Finding]) -> ProjectConfig:
+        return ProjectConfig(root=source.path.resolve().parent, raw=data, source=source)
+
+    def _eval(self, data: dict[str, Any], source: Source, findings: list[Finding]) -> EvalSuiteSpec:
+        cases = [_case(case, source, ("cases", i)) for i, case in enumerate(data.get("cases") or [])]
+        if data.get("dataset"):
+            cases = list(self._dataset_cases(data["dataset"], source, findings)) + cases
+        return EvalSuiteSpec(
+            prompt=data["prompt"],
+            cases=tuple(cases),
+            default_assert=tuple(data.get("default_assert") or ()),
+            gates=dict(data.get("gates") or {}),
+            raw=data,
+            source=source,
+            dataset=data.get("dataset"),
+            repeat=int(data.get("repeat", 1)),
+            threshold=float(data.get("threshold", 1.0)),
+        )
+
+    def _dataset_cases(self, relative: str, suite: Source, findings: list[Finding]) -> Iterator[EvalCase]:
+        line, col = suite.where(("dataset",))
+        path = (suite.path.parent / relative).resolve()
+        if Path(relative).is_absolute() or not _inside(path, self.root):
+            findings.append(_finding(suite, "PO504", f"dataset '{relative}' is outside the repository", line, col))
+            return
+        if not path.is_file():
+            findings.append(_finding(suite, "PO504", f"dataset '{relative}' does not exist", line, col))
+            return
+        display = display_path(path, self.display_base)
+        text, problem = read_text(path, self.root, display, MAX_DATASET_BYTES)
+        if problem:
+            findings.append(problem)
+            return
+        origin = Source(path=path, display=display, text=text or "")
+        reader = {".jsonl": _jsonl_rows, ".csv": _csv_rows, ".yaml": _yaml_rows, ".yml": _yaml_rows}.get(path.suffix)
+        if reader is None:
+            message = f"dataset '{relative}' must be .jsonl, .csv or .yaml"
+            findings.append(_finding(suite, "PO504", message, line, col))
+            return
+        for row_line, row, error in reader(text or ""):
+            if error:
+                findings.append(_finding(origin, "PO505", error, row_line))
+            elif not isinstance(row, dict) or "id" not in row:
+                findings.append(_finding(origin, "PO505", "each case must be an object with an id", row_line))
+            elif not isinstance(row.get("vars", {}), dict):
+                findings.append(_finding(origin, "PO505", "a case's vars must be an object", row_line))
+            else:
+                yield _case(row, origin, (row_line,))
+
+
+def _case(data: dict[str, Any], origin: Source, path: JsonPath) -> EvalCase:
+    threshold = data.get("threshold")
+    return EvalCase(
+        id=str(data["id"]),
+        vars=dict(data.get("vars") or {}),
+        expected=data.get("expected"),
+        asserts=tuple(data.get("assert") or ()),
+        origin=origin,
+        path=path,
+        threshold=float(threshold) if threshold is not None else None,
+    )
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line), None
+        except json.JSONDecodeError as exc:
+            yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
+    """CSV columns: id, expected, and every other column a var (``vars.x`` or ``x``)."""
+    reader = csv.DictReader(io.StringIO(text))
+    for row in reader:
+        number = reader.line_num
+        case: dict[str, Any] = {"vars": {}}
+        for column, value in row.items():
+            if column is None:
+                yield number, None, "row has more fields than the header"
+                break
+            if column in ("id", "expected"):
+                case[column] = value
+            else:
+                case["vars"][column.removeprefix("vars.")] = value
+        else:
+            yield number, case, None
+
+
+def _yaml_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
+    try:
+        data, positions = parse(text)
+    except YamlError as exc:
+        yield exc.line, None, exc.message
+        return
+    if not isinstance(data, list):
+        yield 1, None, "a YAML dataset must be a list of cases"
+        return
+    for i, row in enumerate(data):
+        yield positions.of((i,))[0], row, None
+
+
+def _prompt(data: dict[str, Any], source: Source, findings: list[Finding]) -> PromptSpec:
+    model = data["model"]
+    retrieval = data.get("retrieval") or {}
+    return PromptSpec(
+        id=data["id"],
+        model=model["name"],
+        params=dict(model.get("params") or {}),
+        messages=tuple(_message(m) for m in data["messages"]),
+        inputs=dict(data.get("inputs") or {}),
+        raw=data,
+        source=source,
+        description=data.get("description", ""),
+        retrieval_config=retrieval.get("config"),
+        retrieval_into=retrieval.get("into"),
+        output=dict(data.get("output") or {"format": "text"}),
+        budget=dict(data.get("budget") or {}),
+    )
+
+
+def _message(data: dict[str, Any]) -> Message:
+    return Message(role=data["role"], content=data["content"], name=data.get("name"))
+
+
+def _retrieval(data: dict[str, Any], source: Source, findings: list[Finding]) -> RetrievalSpec:
+    chunking = data["chunking"]
+    reranker = data.get("reranker") or {}
+    return RetrievalSpec(
+        id=data["id"],
+        embedding_model=data["embedding"]["model"],
+        chunk_size=chunking["size"],
+        chunk_overlap=chunking.get("overlap", 0),
+        chunk_unit=chunking.get("unit", "tokens"),
+        top_k=data["retriever"]["top_k"],
+        raw=data,
+        source=source,
+        reranker_model=reranker.get("model"),
+        reranker_top_n=reranker.get("top_n"),
+        index_name=(data.get("index") or {}).get("name"),
+    )

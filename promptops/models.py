@@ -1,0 +1,116 @@
+"""What is known about a model: prices and token limits, offline.
+
+The source is the price map that ships inside the installed litellm package,
+read as a data file (importing litellm costs seconds and may touch the
+network). The file is large, so a model's entry is located by its key and
+decoded alone. ``pricing:`` in promptops.yaml adds and overrides entries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PRICE_MAP_NAME = "model_prices_and_context_window_backup.json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    input_cost_per_token: float | None
+    output_cost_per_token: float | None
+    max_input_tokens: int | None
+    max_output_tokens: int | None
+    source: str  # where the figures came from, for reports
+
+
+def litellm_price_map() -> Path | None:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / PRICE_MAP_NAME
+    return path if path.is_file() else None
+
+
+def litellm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("litellm")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class ModelCatalog:
+    def __init__(self, overrides: dict[str, dict[str, Any]] | None = None, price_map: Path | None = None) -> None:
+        self.overrides = overrides or {}
+        self._price_map = price_map
+        self._text: str | None = None
+        self._cache: dict[str, ModelInfo | None] = {}
+
+    def _map_text(self) -> str:
+        if self._text is None:
+            path = self._price_map or litellm_price_map()
+            self._text = path.read_text(encoding="utf-8") if path else ""
+        return self._text
+
+    def _entry(self, key: str) -> dict[str, Any] | None:
+        """Decode one top-level entry of the price map without parsing the rest."""
+        text = self._map_text()
+        marker = "\n    " + json.dumps(key) + ": "
+        start = text.find(marker)
+        if start < 0:
+            return None
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text, start + len(marker))
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def get(self, name: str) -> ModelInfo | None:
+        if name not in self._cache:
+            self._cache[name] = self._lookup(name)
+        return self._cache[name]
+
+    def _lookup(self, name: str) -> ModelInfo | None:
+        override = self.overrides.get(name)
+        if override is not None:
+            return ModelInfo(
+                name=name,
+                input_cost_per_token=override["input"] / 1e6,
+                output_cost_per_token=override["output"] / 1e6,
+                max_input_tokens=override.get("context_window"),
+                max_output_tokens=override.get("max_output_tokens"),
+                source="promptops.yaml pricing",
+            )
+        for key in _candidate_keys(name):
+            entry = self._entry(key)
+            if entry is not None and key != "sample_spec":
+                return ModelInfo(
+                    name=name,
+                    input_cost_per_token=_number(entry.get("input_cost_per_token")),
+                    output_cost_per_token=_number(entry.get("output_cost_per_token")),
+                    max_input_tokens=_integer(entry.get("max_input_tokens")),
+                    max_output_tokens=_integer(entry.get("max_output_tokens") or entry.get("max_tokens")),
+                    source=f"litellm {litellm_version()} price map ({key})",
+                )
+        return None
+
+
+def _candidate_keys(name: str) -> list[str]:
+    """litellm keys OpenAI and Anthropic models without their provider prefix."""
+    keys = [name]
+    if "/" in name:
+        keys.append(name.split("/", 1)[1])
+    return keys
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None

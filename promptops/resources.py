@@ -1,0 +1,32 @@
+"""Files that ship with promptops: JSON Schemas and report templates.
+
+In a wheel they are the packages ``promptops.schemas`` and ``promptops.templates``
+(mapped from the repository's top-level folders); in a source checkout run
+without installing, they are those folders themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    installed = _PACKAGE_DIR / name
+    if installed.is_dir():
+        return installed
+    checkout = _PACKAGE_DIR.parent / name
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"promptops is missing its {name}/ folder (looked in {installed} and {checkout})")
+
+
+@functools.lru_cache(maxsize=None)
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a file kind: prompt, retrieval, eval or config."""
+    with open(data_dir("schemas") / f"{kind}.schema.json", encoding="utf-8") as handle:
+        return json.load(handle)

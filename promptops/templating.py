@@ -1,0 +1,318 @@
+"""Message templates: Jinja in its immutable sandbox, strict about undefined names, bounded.
+
+A pull request's template is untrusted code that runs next to CI secrets. The
+sandbox stops attribute escapes; on top of it every render is bounded, so a
+template can neither hang nor exhaust memory:
+
+- every ``for`` loop and every call (filters, methods, macros) spends from one
+  step budget and checks a wall-clock deadline, which also stops runaway
+  macro recursion;
+- operations that multiply size (``*``, ``**``, ``+``, ``%``, ``~``, joins,
+  replacements, padding) are estimated before they run and refused past the
+  output limit, and every intermediate value is kept under that limit;
+- rendered output is counted as it streams.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import _PassArg
+from jinja2.visitor import NodeTransformer
+
+_FORMAT_WIDTH = re.compile(r"[%:][-+ #0<>^=_,]*(\d+)(?:\.(\d+))?")
+
+
+class RenderLimitError(SecurityError):
+    """A render went past one of its limits."""
+
+
+class RenderError(TemplateError):
+    """The template failed at render time in a way Jinja does not classify itself."""
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    max_output_chars: int = 1_000_000
+    max_steps: int = 100_000
+    timeout_s: float = 2.0
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "RenderLimits":
+        return cls(
+            max_output_chars=int(section.get("max_output_chars", cls.max_output_chars)),
+            max_steps=int(section.get("max_loop_iterations", cls.max_steps)),
+            timeout_s=float(section.get("timeout_s", cls.timeout_s)),
+        )
+
+
+class _Budget:
+    """What one render may still spend."""
+
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limits = limits
+        self.steps = 0
+        self.deadline = time.monotonic() + limits.timeout_s
+
+    def spend(self) -> None:
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise RenderLimitError(f"more than {self.limits.max_steps:,} loop iterations or calls")
+        if self.steps % 64 == 0 and time.monotonic() > self.deadline:
+            raise RenderLimitError(f"rendering took longer than {self.limits.timeout_s:g} s")
+
+    def check_size(self, size: int, what: str) -> None:
+        if size > self.limits.max_output_chars:
+            raise RenderLimitError(f"{what} would be larger than {self.limits.max_output_chars:,} characters")
+
+
+def size_of(value: Any, limit: int) -> int:
+    """Characters ``value`` would take as text, counted only up to just past ``limit``."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        total = 2
+        items = value.items() if isinstance(value, dict) else value
+        for item in items:
+            total += size_of(item, limit - total) + 2
+            if total > limit:
+                return total
+        return total
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return limit + 1
+    return 24  # a number, a boolean or an opaque object renders short
+
+
+class _Bounder(NodeTransformer):
+    """Route every loop and every ``~`` through the environment's bounded helpers."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Call(nodes.EnvironmentAttribute("bounded_iter"), [node.iter], [], None, None)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Call(nodes.EnvironmentAttribute("bounded_concat"), list(node.nodes), [], None, None)
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with StrictUndefined and per-render budgets."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, limits: RenderLimits | None = None) -> None:
+        # optimized=False: Jinja would otherwise fold constant expressions such as
+        # a filter call at compile time, outside every bound.
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            optimized=False,
+            keep_trailing_newline=True,
+            loader=DictLoader({}),  # no {% include %} of files: a template sees only its inputs
+        )
+        self.limits = limits or RenderLimits()
+        self._local = threading.local()
+        self.compiled = functools.lru_cache(maxsize=512)(self.from_string)
+        for name in ("lipsum", "cycler", "joiner"):
+            self.globals.pop(name, None)
+        self.globals["range"] = self._range
+        self.filters = {name: self._guard(name, fn) for name, fn in self.filters.items()}
+        self.finalize = self._finalize
+
+    # -- the budget ---------------------------------------------------------
+    @property
+    def budget(self) -> _Budget:
+        budget = getattr(self._local, "budget", None)
+        if budget is None:  # a render outside render() still gets bounds
+            budget = self._local.budget = _Budget(self.limits)
+        return budget
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False) -> str:
+        return super()._generate(_Bounder().visit(source), name, filename, defer_init)
+
+    def bounded_iter(self, iterable: Any) -> Iterator[Any]:
+        budget = self.budget
+        for item in iterable:
+            budget.spend()
+            yield item
+
+    def bounded_concat(self, *parts: Any) -> str:
+        texts = [str(part) for part in parts]
+        self.budget.check_size(sum(map(len, texts)), "a ~ concatenation")
+        return "".join(texts)
+
+    def _range(self, *args: int) -> range:
+        result = range(*args)
+        self.budget.check_size(len(result), "range()")
+        return result
+
+    def _finalize(self, value: Any) -> Any:
+        self.budget.check_size(size_of(value, self.limits.max_output_chars), "an output value")
+        return value
+
+    # -- operators and calls ------------------------------------------------
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self.budget.spend()
+        limit = self.limits.max_output_chars
+        if operator == "*":
+            count, operand = (right, left) if isinstance(right, int) else (left, right)
+            if isinstance(count, int) and isinstance(operand, (str, list, tuple)):
+                self.budget.check_size(size_of(operand, limit) * max(count, 0), "a repetition")
+        elif operator == "**" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
+            if abs(left) > 1 and right * math.log2(abs(left)) > 4096:
+                raise RenderLimitError("a power too large to compute")
+        elif operator == "+" and isinstance(left, (str, list, tuple)):
+            self.budget.check_size(size_of(left, limit) + size_of(right, limit), "a + result")
+        elif operator == "%" and isinstance(left, str):
+            self._check_format(left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        __self.budget.spend()
+        name = getattr(__obj, "__name__", "")
+        # The sandbox hands out str.format wrapped; the wrapped method knows its string.
+        bound_to = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if isinstance(bound_to, str):
+            __self._precheck(name, bound_to, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        __self.budget.check_size(size_of(result, __self.limits.max_output_chars), f"the result of {name or 'a call'}()")
+        return result
+
+    def _guard(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a filter with the same checks as a call; Jinja calls filters directly."""
+
+        skip = 0 if _PassArg.from_obj(fn) is None else 1  # context, eval context or environment
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self.budget.spend()
+            values = args[skip:]
+            if values:
+                self._precheck(name, values[0], tuple(values[1:]), kwargs)
+            result = fn(*args, **kwargs)
+            if isinstance(result, Iterator):
+                result = list(self.bounded_iter(result))
+            self.budget.check_size(size_of(result, self.limits.max_output_chars), f"the {name} filter's result")
+            return result
+
+        if hasattr(fn, "jinja_pass_arg"):
+            guarded.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
+        guarded.__name__ = name
+        return guarded
+
+    def _precheck(self, name: str, subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse before running an operation whose result would break the size limit."""
+        limit = self.limits.max_output_chars
+        arguments = list(args) + list(kwargs.values())
+        for value in arguments:
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limit:
+                raise RenderLimitError(f"{name}() with an argument larger than {limit:,}")
+        subject_size = size_of(subject, limit)
+        text = subject if isinstance(subject, str) else ""
+        if name == "replace" and len(arguments) >= 2 and isinstance(subject, str):
+            old, new = str(arguments[0]), str(arguments[1])
+            occurrences = subject.count(old) if old else len(subject) + 1
+            self.budget.check_size(len(subject) + occurrences * max(0, len(new) - len(old)), "a replace() result")
+        elif name == "join":
+            items = arguments[0] if isinstance(subject, str) and arguments else subject
+            separator = subject if isinstance(subject, str) else str(arguments[0] if arguments else "")
+            count = len(items) if hasattr(items, "__len__") else 0
+            self.budget.check_size(size_of(items, limit) + len(separator) * count, "a join() result")
+        elif name == "indent":
+            width = arguments[0] if arguments and isinstance(arguments[0], int) else 4
+            self.budget.check_size(subject_size + (text.count("\n") + 1) * abs(width), "an indent() result")
+        elif name in ("center", "ljust", "rjust", "zfill") and arguments and isinstance(arguments[0], int):
+            self.budget.check_size(max(subject_size, arguments[0]), f"a {name}() result")
+        elif name == "expandtabs":
+            tab = arguments[0] if arguments and isinstance(arguments[0], int) else 8
+            self.budget.check_size(subject_size + text.count("\t") * abs(tab), "an expandtabs() result")
+        elif name in ("format", "format_map"):
+            self._check_format(text, arguments)
+
+    def _check_format(self, template: str, values: Any) -> None:
+        """``"%09999d" % x`` or ``"{:>9999}".format(x)`` pad; ``"{0}{0}"`` repeats."""
+        for match in _FORMAT_WIDTH.finditer(template):
+            for number in match.groups():
+                if number and int(number) > self.limits.max_output_chars:
+                    raise RenderLimitError("a format width larger than the output limit")
+        fields = template.count("%") + template.count("{")
+        self.budget.check_size(len(template) + fields * size_of(values, self.limits.max_output_chars), "a format result")
+
+    # -- rendering ------------------------------------------------------------
+    def render(self, source: str, variables: dict[str, Any]) -> str:
+        template: Template = self.compiled(source)
+        self._local.budget = _Budget(self.limits)
+        try:
+            pieces: list[str] = []
+            total = 0
+            for piece in template.generate(**variables):
+                total += len(piece)
+                self.budget.check_size(total, "the rendered message")
+                pieces.append(piece)
+            return "".join(pieces)
+        except RecursionError:
+            raise RenderLimitError("recursion too deep (a macro that calls itself?)") from None
+        except TemplateError:
+            raise
+        except Exception as exc:  # untrusted code: any failure is the template's
+            raise RenderError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            self._local.budget = None
+
+
+@functools.lru_cache(maxsize=8)
+def sandbox(limits: RenderLimits = RenderLimits()) -> BoundedSandbox:
+    """One shared sandbox per set of limits (budgets are per render and per thread)."""
+    return BoundedSandbox(limits)
+
+
+_PARSER = sandbox()
+
+
+def parse(source: str) -> nodes.Template:
+    """The template's syntax tree; raises jinja2.TemplateSyntaxError."""
+    return _PARSER.parse(source)
+
+
+def variables_used(tree: nodes.Template) -> set[str]:
+    """Names the template reads from its inputs (globals such as range excluded)."""
+    return set(meta.find_undeclared_variables(tree)) - set(_PARSER.globals)
+
+
+def attribute_names(tree: nodes.Template) -> Iterable[tuple[str, int]]:
+    """Constant attribute and item names the template accesses, with their lines."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            yield node.attr, node.lineno
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            yield node.arg.value, node.lineno
+
+
+def render(source: str, variables: dict[str, Any], limits: RenderLimits | None = None) -> str:
+    """Render one template in the bounded sandbox.
+
+    Raises jinja2.TemplateError (including SecurityError and RenderLimitError)
+    for anything the template does wrong.
+    """
+    return sandbox(limits or RenderLimits()).render(source, variables)
+
+
+__all__ = [
+    "BoundedSandbox",
+    "RenderError",
+    "RenderLimitError",
+    "RenderLimits",
+    "TemplateError",
+    "attribute_names",
+    "parse",
+    "render",
+    "variables_used",
+]
