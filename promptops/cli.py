@@ -61,6 +61,48 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
         sys.exit(EXIT_FINDINGS)
 
 
+@cli.command()
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init(directory: Path, force: bool) -> None:
+    """Scaffold a promptops project in DIRECTORY (default: the current folder).
+
+    Writes promptops.yaml, an example prompt and eval suite, a
+    .pre-commit-config.yaml with the promptops-lint hook, and a GitHub
+    workflow that lints every pull request. Existing files are left alone
+    (and listed) unless --force is given. The result lints clean.
+    """
+    import shlex
+
+    from promptops.scaffold import ScaffoldError, scaffold
+
+    try:
+        result = scaffold(directory, force=force, repo_root=_nearest_git_root(directory))
+    except ScaffoldError as exc:
+        click.echo(f"promptops init: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    for label, paths in (("created", result.created), ("overwrote", result.overwritten),
+                         ("unchanged", result.unchanged)):
+        for path in paths:
+            click.echo(f"{label:>9}  {path}")
+    for path in result.skipped:
+        click.echo(f"{'skipped':>9}  {path} (already exists; --force overwrites it)")
+    for note in result.notes:
+        click.echo(f"\nnote: {note}", err=True)
+    where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(str(directory))} && "
+    click.echo(f"\nNext: {where}promptops lint   (then `pre-commit install` to lint on every commit)")
+
+
+def _nearest_git_root(directory: Path) -> Path | None:
+    """The git top level around DIRECTORY, asking from its nearest existing folder."""
+    from promptops.discover import git_toplevel
+
+    existing = directory.resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return git_toplevel(existing) if existing.is_dir() else None
+
+
 def main() -> None:
     try:
         cli(prog_name="promptops")
