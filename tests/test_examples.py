@@ -49,8 +49,9 @@ def test_example_json_report_has_no_findings() -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "lint/engine.py applies the promptops.yaml found above the folder given, not the one nearest each "
-    "file, so `lint examples/` ignores the example's pricing: and warns PO402 on its fine-tuned model"))
+    "lint/engine.py groups files by the promptops.yaml above the folder given, not the one nearest each "
+    "file: `lint examples/` ignores the example's pricing: (PO402 on its fine-tuned model) and checks its "
+    "ids against the whole repository (PO120/PO121 against tests/fixtures)"))
 def test_examples_folder_lints_clean() -> None:
     done = promptops("lint", "--strict", "examples/")
     assert done.returncode == 0, done.stdout
