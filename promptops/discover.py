@@ -57,15 +57,17 @@ def discover(root: Path, paths: Iterable[Path] = (), exclude: Iterable[str] = ()
     for path in list(paths) or [root]:
         path = path if path.is_absolute() else Path.cwd() / path
         if path.is_dir():
-            found.update(p for p in _walk(path) if not _excluded(p, root, exclude))
+            found.update(p for p in _walk(path) if not excluded(p, root, exclude))
         elif kind_of(path):
             found.add(path)
     return sorted(found)
 
 
-def _excluded(path: Path, root: Path, patterns: list[str]) -> bool:
+def excluded(path: Path, root: Path, patterns: list[str]) -> bool:
+    if not patterns:
+        return False
     try:
-        relative = path.resolve().relative_to(root).as_posix()
+        relative = path.relative_to(root).as_posix()
     except ValueError:
         relative = path.as_posix()
     return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
@@ -75,7 +77,7 @@ def _walk(folder: Path) -> list[Path]:
     listed = _git_files(folder)
     if listed is None:
         return list(_walk_tree(folder))
-    return [p for p in listed if kind_of(p) and _allowed(p, folder)]
+    return [p for p in listed if kind_of(p) and allowed(p, folder)]
 
 
 def _git_files(folder: Path) -> list[Path] | None:
@@ -93,7 +95,7 @@ def _git_files(folder: Path) -> list[Path] | None:
     return [folder / name for name in names if os.path.lexists(folder / name)]
 
 
-def _allowed(path: Path, top: Path) -> bool:
+def allowed(path: Path, top: Path) -> bool:
     """Nothing inside skipped folders or virtualenvs, even when git tracks it."""
     parts = path.relative_to(top).parts[:-1]
     if any(part in SKIPPED_DIRS for part in parts):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from promptops import resources
+from promptops.schemacache import fast_validator
 from promptops.findings import Finding, Severity, dotted
 from promptops.specs import (
     EvalCase,
@@ -90,22 +91,36 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 class SchemaChecker:
-    """Validates parsed data against our JSON Schemas and explains errors in our codes."""
+    """Validates parsed data against our JSON Schemas and explains errors in our codes.
+
+    Valid files, the common case on every commit, are decided by a compiled
+    validator (fastjsonschema); only invalid ones pay for jsonschema, whose
+    complete error list becomes the findings.
+    """
 
     def __init__(self) -> None:
-        self._validators: dict[str, Any] = {}
-
-    def _validator(self, kind: str) -> Any:
-        if kind not in self._validators:
-            from jsonschema import Draft202012Validator
-
-            self._validators[kind] = Draft202012Validator(resources.schema(kind))
-        return self._validators[kind]
+        self._fast: dict[str, Any] = {}
+        self._full: dict[str, Any] = {}
 
     def check(self, kind: str, data: Any, source: Source) -> list[Finding]:
-        validator = self._validator(kind)
-        findings = [self._explain(error, source) for error in validator.iter_errors(data)]
-        return sorted(set(findings))
+        from fastjsonschema import JsonSchemaException
+
+        if kind not in self._fast:
+            self._fast[kind] = fast_validator(kind)
+        try:
+            self._fast[kind](data)
+            return []
+        except JsonSchemaException as fast_error:
+            findings = self._explain_all(kind, data, source)
+            # The two validators agree on our keyword set; should they not, the fast one's word stands.
+            return findings or [_finding(source, "PO113", _short(str(fast_error)))]
+
+    def _explain_all(self, kind: str, data: Any, source: Source) -> list[Finding]:
+        if kind not in self._full:
+            from jsonschema import Draft202012Validator
+
+            self._full[kind] = Draft202012Validator(resources.schema(kind))
+        return sorted({self._explain(error, source) for error in self._full[kind].iter_errors(data)})
 
     def _explain(self, error: Any, source: Source) -> Finding:
         path: JsonPath = tuple(error.absolute_path)

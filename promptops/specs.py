@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ class Source:
 
     def where(self, path: JsonPath = (), *, key: bool = False) -> tuple[int, int]:
         return self.positions.of(path, key=key)
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
 
 
 @dataclass(frozen=True)

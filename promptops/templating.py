@@ -282,18 +282,54 @@ def parse(source: str) -> nodes.Template:
     return _PARSER.parse(source)
 
 
+_AMPLIFYING = (nodes.Macro, nodes.CallBlock, nodes.Call, nodes.Mul, nodes.Pow, nodes.Mod, nodes.Add, nodes.Concat)
+_BINDING = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.Assign, nodes.AssignBlock, nodes.With,
+            nodes.Import, nodes.FromImport, nodes.FilterBlock, nodes.Scope, nodes.OverlayScope)
+
+
+@dataclass
+class TemplateFacts:
+    """What one walk over a template's syntax tree tells the rules."""
+
+    variables: dict[str, int]  # input variables read, with the template line of their first read
+    attributes: list[tuple[str, int]]  # constant attribute and item names accessed, with lines
+    may_amplify: bool  # rendering could cost more than reading the inputs once
+
+
+def analyse(tree: nodes.Template) -> TemplateFacts:
+    loads: dict[str, int] = {}
+    attributes: list[tuple[str, int]] = []
+    amplifies = binds = False
+    stack: list[nodes.Node] = [tree]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.iter_child_nodes())
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load" and node.lineno < loads.get(node.name, node.lineno + 1):
+                loads[node.name] = node.lineno
+        elif isinstance(node, nodes.Getattr):
+            attributes.append((node.attr, node.lineno))
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            attributes.append((node.arg.value, node.lineno))
+        if isinstance(node, _BINDING):
+            binds = True
+        if isinstance(node, _AMPLIFYING):
+            amplifies = True
+        elif isinstance(node, nodes.Filter) and (node.args or node.kwargs or node.dyn_args or node.dyn_kwargs):
+            amplifies = True  # filters with arguments can pad, repeat or batch
+        elif isinstance(node, nodes.For) and not isinstance(node.iter, (nodes.Name, nodes.Getattr)):
+            amplifies = True  # a loop over a computed value, not over an input
+    # Without anything that binds names, every name read comes from the inputs;
+    # otherwise Jinja's own scope tracking decides (it costs a code-generation pass).
+    names = set(loads) if not binds else set(meta.find_undeclared_variables(tree))
+    names -= set(_PARSER.globals)
+    variables = {name: loads.get(name, 1) for name in sorted(names)}
+    return TemplateFacts(variables, sorted(attributes, key=lambda a: a[1]), amplifies)
+
+
 def variables_used(tree: nodes.Template) -> set[str]:
     """Names the template reads from its inputs (globals such as range excluded)."""
-    return set(meta.find_undeclared_variables(tree)) - set(_PARSER.globals)
-
-
-def attribute_names(tree: nodes.Template) -> Iterable[tuple[str, int]]:
-    """Constant attribute and item names the template accesses, with their lines."""
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node, nodes.Getattr):
-            yield node.attr, node.lineno
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            yield node.arg.value, node.lineno
+    return set(analyse(tree).variables)
 
 
 def render(source: str, variables: dict[str, Any], limits: RenderLimits | None = None) -> str:
@@ -311,7 +347,8 @@ __all__ = [
     "RenderLimitError",
     "RenderLimits",
     "TemplateError",
-    "attribute_names",
+    "TemplateFacts",
+    "analyse",
     "parse",
     "render",
     "variables_used",

@@ -27,7 +27,8 @@ MAX_NODES = 200_000
 JsonPath = tuple[Union[str, int], ...]
 
 _TAG = "tag:yaml.org,2002:"
-_SCALAR_TAGS = {f"{_TAG}{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")}
+_STR = f"{_TAG}str"
+_TIMESTAMP = f"{_TAG}timestamp"
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
@@ -82,7 +83,13 @@ class _Builder:
     def __init__(self) -> None:
         self.positions = Positions()
         self.nodes = 0
-        self._scalar = yaml.SafeLoader("")  # used only for its scalar constructors
+        constructor = yaml.SafeLoader("")  # used only for its scalar constructors
+        self._constructors = {
+            f"{_TAG}int": constructor.construct_yaml_int,
+            f"{_TAG}float": constructor.construct_yaml_float,
+            f"{_TAG}bool": constructor.construct_yaml_bool,
+            f"{_TAG}null": constructor.construct_yaml_null,
+        }
 
     def build(self, node: yaml.Node, path: JsonPath, depth: int) -> Any:
         self.nodes += 1
@@ -106,12 +113,14 @@ class _Builder:
             raise YamlError("PO103", f"tag {node.tag!r} is not allowed (only plain YAML values)", line, col)
 
     def _scalar_value(self, node: yaml.Node) -> Any:
-        if node.tag not in _SCALAR_TAGS:
-            line, col = _mark(node)
-            raise YamlError("PO103", f"tag {node.tag!r} is not allowed (only plain YAML values)", line, col)
-        if node.tag == f"{_TAG}timestamp":
+        tag = node.tag
+        if tag == _STR or tag == _TIMESTAMP:  # timestamps stay the text the author wrote
             return node.value
-        return self._scalar.construct_object(node)
+        construct = self._constructors.get(tag)
+        if construct is None:
+            line, col = _mark(node)
+            raise YamlError("PO103", f"tag {tag!r} is not allowed (only plain YAML values)", line, col)
+        return construct(node)
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> dict[str, Any]:
         self._require_tag(node, f"{_TAG}map")

@@ -66,7 +66,8 @@ def _lint_project(config_path: Path | None, paths: list[Path], cwd: Path, run: L
     for path in discover(root, paths, exclude):
         if path not in loaded:
             loaded[path] = loader.load(path)
-    project = Project(config, loader, loaded)
+    whole_project = all(p.resolve() == root.resolve() for p in paths)
+    project = Project(config, loader, loaded, whole_project)
     settings = _Settings(config, cwd)
     for item in loaded.values():
         run.files += 1

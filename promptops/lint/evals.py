@@ -47,7 +47,7 @@ def unknown_prompt(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
     Passes:  prompt: support.answer
     """
     if project.prompt(suite.prompt) is None:
-        known = [i for i in project.id_index["prompt"] if isinstance(i, str)]
+        known = project.known_ids("prompt")
         close = difflib.get_close_matches(suite.prompt, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         yield hit(suite.source, ("prompt",), f"no prompt has id '{suite.prompt}'{hint}")

@@ -1,47 +1,59 @@
 """What rules may ask about the project beyond the file they check.
 
-Only the files being linted are parsed in full. Other prompts and retrieval
-configs are indexed by a quick scan for their top-level ``id:`` and parsed
-only when a rule needs them, so a five-file commit in a thousand-file
-repository reads five files plus the ones they refer to.
+Only the files being linted are parsed up front. To find which other file
+defines a prompt or retrieval id, ``git grep`` (or, outside git, a plain text
+scan) picks the files that mention the id, and only those are parsed, so a
+five-file commit in a thousand-file repository parses five files plus the
+few they refer to.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from promptops.discover import discover
+from promptops.discover import allowed, discover, excluded, git_toplevel
 from promptops.loader import Loaded, Loader
 from promptops.models import ModelCatalog
-from promptops.specs import ProjectConfig, PromptSpec, RetrievalSpec, kind_of
-from promptops.templating import RenderLimits
+from promptops.specs import PROMPT_SUFFIX, RETRIEVAL_SUFFIX, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
+from promptops.templating import RenderLimits, TemplateFacts
 
 _TOP_LEVEL_ID = re.compile(r"^id:[ \t]*(?P<q>['\"]?)(?P<id>[^'\"#\s]+)(?P=q)[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
+def _key(path: Path) -> str:
+    return os.path.normpath(os.path.abspath(path))
+
+
 class Project:
-    def __init__(self, config: ProjectConfig, loader: Loader, linted: dict[Path, Loaded]) -> None:
+    def __init__(
+        self, config: ProjectConfig, loader: Loader, linted: dict[Path, Loaded], whole_project: bool = False
+    ) -> None:
         self.config = config
         self.root = config.root
         self.loader = loader
         self.linted = linted
         self.models = ModelCatalog(config.section("pricing"))
         self.render_limits = RenderLimits.from_config(config.section("lint").get("render_limits") or {})
-        self._loaded: dict[Path, Loaded] = {path.resolve(): item for path, item in linted.items()}
+        self._loaded: dict[str, Loaded] = {_key(path): item for path, item in linted.items()}
         self._messages: dict[Path, list[ParsedMessage]] = {}
+        self.whole_project = whole_project
+        if whole_project:  # the linted files are all there is: no second search
+            self.__dict__["_files"] = list(linted)
 
     def messages(self, spec: PromptSpec) -> list["ParsedMessage"]:
         """The prompt's message templates, parsed once per run."""
-        key = spec.source.path.resolve()
+        key = spec.source.path
         if key not in self._messages:
             self._messages[key] = [ParsedMessage(spec, i) for i in range(len(spec.messages))]
         return self._messages[key]
 
     def load(self, path: Path) -> Loaded:
-        key = path.resolve()
+        key = _key(path)
         if key not in self._loaded:
             self._loaded[key] = self.loader.load(path)
         return self._loaded[key]
@@ -53,37 +65,78 @@ class Project:
         return discover(self.root, include, exclude)
 
     @cached_property
-    def id_index(self) -> dict[str, dict[str, list[Path]]]:
-        """kind -> id -> files that seem to define it (None id: the scan could not tell)."""
-        index: dict[str, dict[str, list[Path]]] = {"prompt": {}, "retrieval": {}}
-        files = {path.resolve() for path in self._files} | set(self._loaded)
-        for path in sorted(files):
-            kind = kind_of(path)
-            if kind in index:
-                index[kind].setdefault(self._quick_id(path), []).append(path)
+    def _texts(self) -> dict[str, dict[str, str]]:
+        """kind -> file -> text, for every prompt and retrieval file of the project."""
+        texts: dict[str, dict[str, str]] = {"prompt": {}, "retrieval": {}}
+        for key in sorted({_key(p) for p in self._files} | set(self._loaded)):
+            kind = kind_of(key)
+            if kind in texts:
+                texts[kind][key] = self._text(key)
+        return texts
+
+    def _text(self, key: str) -> str:
+        loaded = self._loaded.get(key)
+        if loaded is not None:
+            return loaded.source.text
+        try:
+            with open(key, encoding="utf-8", errors="replace") as handle:
+                return handle.read(1_000_001)
+        except OSError:
+            return ""
+
+    @cached_property
+    def _by_id(self) -> dict[tuple[str, str], list[Loaded]]:
+        """(kind, id) -> loaded files defining it; complete when the whole project is loaded."""
+        index: dict[tuple[str, str], list[Loaded]] = {}
+        for key in sorted(self._loaded):
+            item = self._loaded[key]
+            spec_id = getattr(item.spec, "id", None)
+            if spec_id is not None:
+                index.setdefault((item.kind, spec_id), []).append(item)
         return index
 
-    def _quick_id(self, path: Path) -> Any:
-        loaded = self._loaded.get(path.resolve())
-        if loaded is not None:
-            return getattr(loaded.spec, "id", None)
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                match = _TOP_LEVEL_ID.search(handle.read(1_000_000))
-        except OSError:
-            return None
-        return match.group("id") if match else None
-
     def _defining(self, kind: str, spec_id: str) -> list[Loaded]:
-        """Fully loaded files that define ``spec_id``, confirming the quick scan."""
-        index = self.id_index[kind]
-        candidates = index.get(spec_id, []) + index.get(None, [])  # type: ignore[arg-type]
+        """Files that define ``spec_id``: those whose text mentions it, parsed to be sure."""
+        if self.whole_project:
+            return self._by_id.get((kind, spec_id), [])
+        whole_id = re.compile(rf"(?<![\w.-]){re.escape(spec_id)}(?![\w.-])")
+        candidates = self._git_candidates(kind, spec_id)
+        if candidates is None:
+            candidates = [key for key, text in self._texts[kind].items() if whole_id.search(text)]
+        candidates = sorted(set(candidates) | {k for k, item in self._loaded.items() if item.kind == kind})
         found = []
-        for path in candidates:
-            loaded = self.load(path)
+        for key in candidates:
+            loaded = self.load(Path(key))
             if loaded.spec is not None and getattr(loaded.spec, "id", None) == spec_id:
                 found.append(loaded)
         return found
+
+    def _git_candidates(self, kind: str, spec_id: str) -> list[str] | None:
+        """Files of ``kind`` that mention ``spec_id``, by one ``git grep``; None outside git."""
+        if not self._in_git:
+            return None
+        suffix = {"prompt": PROMPT_SUFFIX, "retrieval": RETRIEVAL_SUFFIX}[kind]
+        try:
+            done = subprocess.run(
+                ["git", "grep", "--untracked", "-z", "-l", "-F", "-w", "-e", spec_id, "--", f"*{suffix}"],
+                cwd=self.root, capture_output=True, timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode not in (0, 1):  # 1: nothing matched
+            return None
+        names = [n for n in done.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+        exclude = self.config.section("paths").get("exclude") or []
+        paths = [self.root / name for name in names]
+        return [_key(p) for p in paths if not excluded(p, self.root, exclude) and allowed(p, self.root)]
+
+    @cached_property
+    def _in_git(self) -> bool:
+        return git_toplevel(self.root) is not None
+
+    def known_ids(self, kind: str) -> list[str]:
+        """Ids that files of ``kind`` appear to define (for did-you-mean hints only)."""
+        return sorted({m.group("id") for text in self._texts[kind].values() for m in _TOP_LEVEL_ID.finditer(text)})
 
     def prompt(self, prompt_id: str) -> PromptSpec | None:
         found = self._defining("prompt", prompt_id)
@@ -94,18 +147,11 @@ class Project:
         return found[0].spec if found else None  # type: ignore[return-value]
 
     def others_defining(self, kind: str, spec_id: str, path: Path) -> list[Loaded]:
-        return [item for item in self._defining(kind, spec_id) if item.source.path.resolve() != path.resolve()]
-
-    def suites_for(self, prompt_id: str) -> list[Any]:
-        """Eval suites among the linted files that test ``prompt_id``."""
-        return [
-            item.spec for item in self.linted.values()
-            if item.kind == "eval" and item.spec is not None and item.spec.prompt == prompt_id
-        ]
+        return [item for item in self._defining(kind, spec_id) if _key(item.source.path) != _key(path)]
 
 
 class ParsedMessage:
-    """One message template, parsed once for every rule that needs it."""
+    """One message template, parsed and analysed once for every rule that needs it."""
 
     def __init__(self, spec: PromptSpec, index: int) -> None:
         from promptops.templating import TemplateError, parse
@@ -123,6 +169,17 @@ class ParsedMessage:
         except RecursionError:
             self.error = (1, "the template nests too deeply to parse")
 
+    @cached_property
+    def facts(self) -> TemplateFacts:
+        from promptops.templating import analyse
+
+        return analyse(self.tree) if self.tree is not None else TemplateFacts({}, [], False)
+
+    @property
+    def variables(self) -> dict[str, int]:
+        """Input variables the template reads, each with the template line of its first use."""
+        return self.facts.variables
+
     @property
     def path(self) -> tuple[Any, ...]:
         return ("messages", self.index, "content")
@@ -131,7 +188,7 @@ class ParsedMessage:
         """Where line ``template_line`` of this template sits in the YAML file."""
         source = self.spec.source
         line, col = source.where(self.path)
-        lines = source.text.splitlines()
+        lines = source.lines
         indicator = lines[line - 1][col - 1 : col] if 0 < line <= len(lines) else ""
         file_line = line + template_line if indicator in ("|", ">") else line + template_line - 1
         if file_line != line and 0 < file_line <= len(lines):

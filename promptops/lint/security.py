@@ -8,27 +8,26 @@ from typing import Iterator
 from promptops.findings import Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, rule
-from promptops.lint.templates import first_line
 from promptops.loader import Loaded
 from promptops.specs import PromptSpec
-from promptops.templating import attribute_names, variables_used
 
-SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (label, re.compile(pattern))
-    for label, pattern in (
-        ("Anthropic API key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-        ("OpenAI API key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
-        ("AWS access key id", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-        ("GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
-        ("Google API key", r"\bAIza[0-9A-Za-z_-]{35}"),
-        ("Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-        ("Hugging Face token", r"\bhf_[A-Za-z0-9]{30,}"),
-        ("private key", r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
-        ("credential assignment",
-         r"(?i)\b(?:api[_-]?key|secret|access[_-]?token|auth[_-]?token|password)\b[\"']?\s*[:=]\s*[\"']?"
-         r"(?P<value>[A-Za-z0-9_\-/+]{16,})"),
-    )
-)
+_SECRET_SHAPES = {
+    "anthropic": ("Anthropic API key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+    "openai": ("OpenAI API key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    "aws": ("AWS access key id", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "github": ("GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
+    "google": ("Google API key", r"\bAIza[0-9A-Za-z_-]{35}"),
+    "slack": ("Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    "huggingface": ("Hugging Face token", r"\bhf_[A-Za-z0-9]{30,}"),
+    "private_key": ("private key", r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
+    "assignment": (
+        "credential assignment",
+        r"(?i:\b(?:api[_-]?key|secret|access[_-]?token|auth[_-]?token|password)\b[\"']?\s*[:=]\s*[\"']?)"
+        r"(?P<value>[A-Za-z0-9_\-/+]{16,})",
+    ),
+}
+# One alternation, so each file is scanned once whatever the number of shapes.
+SECRETS = re.compile("|".join(f"(?P<{name}>{pattern})" for name, (_, pattern) in _SECRET_SHAPES.items()))
 _ESCAPE_NAMES = frozenset(
     {"mro", "func_globals", "f_globals", "f_locals", "f_back", "gi_frame", "gi_code", "cr_frame", "cr_code",
      "ag_frame", "tb_frame", "co_code", "im_func", "func_code"}
@@ -52,17 +51,14 @@ def secret_in_file(loaded: Loaded, project: Project) -> Iterator[Hit]:
     Passes:  no credentials in files; litellm reads OPENAI_API_KEY from the environment.
     """
     text = loaded.source.text
-    reported: set[int] = set()
-    for label, pattern in SECRET_PATTERNS:
-        for match in pattern.finditer(text):
-            start = match.start("value") if "value" in pattern.groupindex else match.start()
-            if start in reported or any(abs(start - r) < 8 for r in reported):
-                continue
-            reported.add(start)
-            secret = match.group("value") if "value" in pattern.groupindex else match.group()
-            line = text.count("\n", 0, start) + 1
-            col = start - (text.rfind("\n", 0, start) + 1) + 1
-            yield Hit(loaded.source, line, col, f"possible {label} {mask(secret)} committed in the file")
+    for match in SECRETS.finditer(text):
+        shape = match.lastgroup or ""
+        label = _SECRET_SHAPES[shape][0] if shape in _SECRET_SHAPES else "secret"
+        group = "value" if shape == "assignment" else shape
+        start = match.start(group)
+        line = text.count("\n", 0, start) + 1
+        col = start - (text.rfind("\n", 0, start) + 1) + 1
+        yield Hit(loaded.source, line, col, f"possible {label} {mask(match.group(group))} committed in the file")
 
 
 @rule("PO602", "system-interpolation", "prompt", Severity.WARNING)
@@ -76,10 +72,10 @@ def system_interpolation(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     Passes:  {role: user, content: "Customer: {{ customer_name }}"}
     """
     for message in project.messages(spec):
-        if message.role != "system" or message.tree is None:
+        if message.role != "system":
             continue
-        for name in sorted(variables_used(message.tree)):
-            line, col = message.file_position(first_line(message.tree, name))
+        for name, template_line in message.variables.items():
+            line, col = message.file_position(template_line)
             yield Hit(spec.source, line, col, f"variable '{name}' is interpolated into a system message")
 
 
@@ -93,9 +89,7 @@ def sandbox_escape(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     Passes:  "{{ question }}"
     """
     for message in project.messages(spec):
-        if message.tree is None:
-            continue
-        for name, template_line in attribute_names(message.tree):
+        for name, template_line in message.facts.attributes:
             if name.startswith("_") or name in _ESCAPE_NAMES:
                 line, col = message.file_position(template_line)
                 yield Hit(spec.source, line, col, f"messages[{message.index}] accesses '{name}', which the sandbox forbids")

@@ -8,25 +8,16 @@ from promptops.findings import Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, hit, rule
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
-from promptops.templating import RenderLimitError, SecurityError, TemplateError, render, variables_used
+from promptops.templating import RenderLimitError, SecurityError, TemplateError, render
 
 
 def used_variables(spec: PromptSpec, project: Project) -> dict[str, tuple[int, int]]:
-    """Every variable the messages read, with the first place it is read."""
+    """Every variable the messages read, with the first place in the file it is read."""
     used: dict[str, tuple[int, int]] = {}
     for message in project.messages(spec):
-        if message.tree is None:
-            continue
-        for name in sorted(variables_used(message.tree)):
-            used.setdefault(name, message.file_position(first_line(message.tree, name)))
+        for name, template_line in message.variables.items():
+            used.setdefault(name, message.file_position(template_line))
     return used
-
-
-def first_line(tree: Any, name: str) -> int:
-    from jinja2 import nodes
-
-    lines = [n.lineno for n in tree.find_all(nodes.Name) if n.name == name and n.ctx == "load"]
-    return min(lines) if lines else 1
 
 
 def case_hit(case: EvalCase, message: str, *field: Any) -> Hit:
@@ -134,7 +125,7 @@ def unbounded_template(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     """
     sample = sample_inputs(spec)
     for message in project.messages(spec):
-        if message.tree is None:
+        if message.tree is None or not message.facts.may_amplify:
             continue
         try:
             render(message.source_text, sample, project.render_limits)
