@@ -10,6 +10,7 @@ import csv
 import difflib
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,7 +28,7 @@ from promptops.specs import (
     Source,
     kind_of,
 )
-from promptops.yamlparse import JsonPath, YamlError, parse
+from promptops.yamlparse import JsonPath, Positions, YamlError, parse
 
 MAX_FILE_BYTES = 1_000_000
 MAX_DATASET_BYTES = 50_000_000
@@ -64,8 +65,8 @@ def read_text(path: Path, root: Path, display: str, limit: int = MAX_FILE_BYTES)
         return None, Finding(display, 1, 1, "PO100", message, Severity.ERROR)
 
     try:
-        if path.is_symlink() and not _inside(path.resolve(), root):
-            return problem("is a symlink that leaves the repository; not read")
+        if _escapes(path, root):
+            return problem("is reached through a symlink that leaves the repository; not read")
         size = path.stat().st_size
         if size > limit:
             return problem(f"is {size:,} bytes; files over {limit:,} bytes are not read")
@@ -80,6 +81,13 @@ def read_text(path: Path, root: Path, display: str, limit: int = MAX_FILE_BYTES)
         line = raw.count(b"\n", 0, exc.start) + 1
         return None, Finding(display, line, 1, "PO100", f"is not valid UTF-8 (byte {exc.start})", Severity.ERROR)
     return text, None
+
+
+def _escapes(path: Path, root: Path) -> bool:
+    """A path inside the root whose real location (through any symlinked part) is outside it."""
+    absolute = Path(os.path.abspath(path))
+    real = Path(os.path.realpath(path))
+    return real != absolute and _inside(absolute, root) and not _inside(real, Path(os.path.realpath(root)))
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -220,8 +228,10 @@ class Loader:
 
     def _eval(self, data: dict[str, Any], source: Source, findings: list[Finding]) -> EvalSuiteSpec:
         cases = [_case(case, source, ("cases", i)) for i, case in enumerate(data.get("cases") or [])]
+        dataset_cases: list[EvalCase] | None = []
         if data.get("dataset"):
-            cases = list(self._dataset_cases(data["dataset"], source, findings)) + cases
+            dataset_cases = self._dataset_cases(data["dataset"], source, findings)
+            cases = (dataset_cases or []) + cases
         return EvalSuiteSpec(
             prompt=data["prompt"],
             cases=tuple(cases),
@@ -232,37 +242,42 @@ class Loader:
             dataset=data.get("dataset"),
             repeat=int(data.get("repeat", 1)),
             threshold=float(data.get("threshold", 1.0)),
+            dataset_readable=dataset_cases is not None,
         )
 
-    def _dataset_cases(self, relative: str, suite: Source, findings: list[Finding]) -> Iterator[EvalCase]:
+    def _dataset_cases(self, relative: str, suite: Source, findings: list[Finding]) -> list[EvalCase] | None:
+        """The dataset's valid cases (bad rows become findings); None when it cannot be read at all."""
         line, col = suite.where(("dataset",))
         path = (suite.path.parent / relative).resolve()
         if Path(relative).is_absolute() or not _inside(path, self.root):
             findings.append(_finding(suite, "PO504", f"dataset '{relative}' is outside the repository", line, col))
-            return
+            return None
         if not path.is_file():
             findings.append(_finding(suite, "PO504", f"dataset '{relative}' does not exist", line, col))
-            return
+            return None
+        reader = {".jsonl": _jsonl_rows, ".csv": _csv_rows, ".yaml": _yaml_rows, ".yml": _yaml_rows}.get(path.suffix)
+        if reader is None:
+            findings.append(_finding(suite, "PO504", f"dataset '{relative}' must be .jsonl, .csv or .yaml", line, col))
+            return None
         display = display_path(path, self.display_base)
         text, problem = read_text(path, self.root, display, MAX_DATASET_BYTES)
         if problem:
             findings.append(problem)
-            return
-        origin = Source(path=path, display=display, text=text or "")
-        reader = {".jsonl": _jsonl_rows, ".csv": _csv_rows, ".yaml": _yaml_rows, ".yml": _yaml_rows}.get(path.suffix)
-        if reader is None:
-            message = f"dataset '{relative}' must be .jsonl, .csv or .yaml"
-            findings.append(_finding(suite, "PO504", message, line, col))
-            return
+            return None
+        cases = []
         for row_line, row, error in reader(text or ""):
+            row_source = Source(path=path, display=display, positions=Positions(values={(): (row_line, 1)}))
             if error:
-                findings.append(_finding(origin, "PO505", error, row_line))
-            elif not isinstance(row, dict) or "id" not in row:
-                findings.append(_finding(origin, "PO505", "each case must be an object with an id", row_line))
-            elif not isinstance(row.get("vars", {}), dict):
-                findings.append(_finding(origin, "PO505", "a case's vars must be an object", row_line))
-            else:
-                yield _case(row, origin, (row_line,))
+                findings.append(_finding(row_source, "PO505", error, row_line))
+                continue
+            if not isinstance(row, dict):
+                findings.append(_finding(row_source, "PO505", f"a case must be an object, not {_describe(row)}", row_line))
+                continue
+            problems = self.schemas.check("eval-case", row, row_source)
+            findings.extend(problems)
+            if not problems:
+                cases.append(_case(row, Source(path=path, display=display, text=text or ""), (row_line,)))
+        return cases
 
 
 def _case(data: dict[str, Any], origin: Source, path: JsonPath) -> EvalCase:

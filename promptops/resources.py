@@ -27,6 +27,12 @@ def data_dir(name: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema of a file kind: prompt, retrieval, eval or config."""
+    """The JSON Schema of a file kind: prompt, retrieval, eval or config.
+
+    ``eval-case`` is one case of an eval suite, as a dataset row holds it.
+    """
+    if kind == "eval-case":
+        suite = schema("eval")
+        return {"$schema": suite["$schema"], "$defs": suite["$defs"], "$ref": "#/$defs/case"}
     with open(data_dir("schemas") / f"{kind}.schema.json", encoding="utf-8") as handle:
         return json.load(handle)

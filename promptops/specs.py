@@ -136,6 +136,7 @@ class EvalSuiteSpec:
     dataset: str | None = None
     repeat: int = 1
     threshold: float = 1.0
+    dataset_readable: bool = True  # False: the dataset is missing or unreadable (already a finding)
 
     @property
     def name(self) -> str:

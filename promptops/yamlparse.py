@@ -30,6 +30,8 @@ _TAG = "tag:yaml.org,2002:"
 _STR = f"{_TAG}str"
 _TIMESTAMP = f"{_TAG}timestamp"
 _BRACKETS = re.compile(r"[\[\]{}]")
+# "- - - - x" or "? ? ? x": block nesting on one line, which libyaml also recurses on.
+_INLINE_BLOCK_NESTING = re.compile(r"(?:[-?:][ \t]+){%d,}" % MAX_DEPTH)
 
 
 class YamlError(Exception):
@@ -66,8 +68,16 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _check_flow_depth(text: str) -> None:
-    """libyaml recurses on flow nesting and crashes the process past ~100k levels."""
+def _check_depth(text: str) -> None:
+    """libyaml recurses on nesting and crashes the process past ~100k levels: refuse first.
+
+    Nesting by indentation is bounded by the file size limit (each level costs
+    a column on every line); flow brackets and block indicators on one line are not.
+    """
+    inline = _INLINE_BLOCK_NESTING.search(text)
+    if inline:
+        line = text.count("\n", 0, inline.start()) + 1
+        raise YamlError("PO104", f"nesting deeper than {MAX_DEPTH} levels", line, 1)
     depth = 0
     for match in _BRACKETS.finditer(text):
         if match.group() in "[{":
@@ -167,7 +177,7 @@ def parse(text: str) -> tuple[Any, Positions]:
     Raises YamlError for anything that cannot be a spec. An empty document
     parses to None.
     """
-    _check_flow_depth(text)
+    _check_depth(text)
     composer = _Composer(text)
     try:
         node = composer.get_single_node()

@@ -48,10 +48,6 @@ def test_example_json_report_has_no_findings() -> None:
     assert report["files_checked"] == 10  # config, 4 prompts, 1 retrieval config, 4 suites
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lint/engine.py groups files by the promptops.yaml above the folder given, not the one nearest each "
-    "file: `lint examples/` ignores the example's pricing: (PO402 on its fine-tuned model) and checks its "
-    "ids against the whole repository (PO120/PO121 against tests/fixtures)"))
 def test_examples_folder_lints_clean() -> None:
     done = promptops("lint", "--strict", "examples/")
     assert done.returncode == 0, done.stdout

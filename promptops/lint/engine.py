@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from promptops.discover import discover, find_config, git_toplevel
+from promptops.discover import discover, excluded, find_config, git_toplevel
 from promptops.findings import Finding, Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import RULES, find_rule, load_rules
@@ -30,28 +32,52 @@ class LintRun:
 
 
 def lint(paths: Iterable[Path], cwd: Path | None = None) -> LintRun:
-    """Lint the given files and folders (default: the project around ``cwd``)."""
+    """Lint the given files and folders (default: the project around ``cwd``).
+
+    Each file belongs to the project of the nearest promptops.yaml above it,
+    so one call can lint several projects (a monorepo, or ``examples/``).
+    """
     cwd = (cwd or Path.cwd()).resolve()
     load_rules()
     run = LintRun()
-    for config_path, group in _group_by_project([cwd / p for p in paths] or [cwd], cwd).items():
-        _lint_project(config_path, group, cwd, run)
+    targets = [cwd / p for p in paths] or [cwd]
+    for config_path, files in _group_by_project(targets, cwd).items():
+        root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
+        whole = any(t.is_dir() and _contains(t, root) for t in targets)
+        _lint_project(config_path, root, files, whole, cwd, run)
     run.findings.sort()
     run.config_errors.sort()
     return run
 
 
-def _group_by_project(paths: list[Path], cwd: Path) -> dict[Path | None, list[Path]]:
-    """Each path belongs to the project of the nearest promptops.yaml above it."""
+def _group_by_project(targets: list[Path], cwd: Path) -> dict[Path | None, list[Path]]:
     groups: dict[Path | None, list[Path]] = {}
-    for path in paths:
-        config = find_config(path if path.is_dir() else path.parent)
+    for path in discover(cwd, targets):
+        config = _nearest_config(os.path.dirname(path))
         groups.setdefault(config, []).append(path)
+    for target in targets:  # a project with a config is linted even when it holds nothing else
+        config = _nearest_config(str(target if target.is_dir() else target.parent))
+        if config is not None:
+            groups.setdefault(config, [])
     return groups
 
 
-def _lint_project(config_path: Path | None, paths: list[Path], cwd: Path, run: LintRun) -> None:
-    root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
+@functools.lru_cache(maxsize=1024)
+def _nearest_config(folder: str) -> Path | None:
+    return find_config(Path(folder))
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _lint_project(
+    config_path: Path | None, root: Path, files: list[Path], whole: bool, cwd: Path, run: LintRun
+) -> None:
     loader = Loader(root, display_base=cwd)
     config = ProjectConfig(root=root, raw={})
     loaded: dict[Path, Loaded] = {}
@@ -63,11 +89,10 @@ def _lint_project(config_path: Path | None, paths: list[Path], cwd: Path, run: L
             return
         config = config_loaded.spec  # type: ignore[assignment]
     exclude = config.section("paths").get("exclude") or []
-    for path in discover(root, paths, exclude):
-        if path not in loaded:
+    for path in files:
+        if path not in loaded and not (whole and excluded(path, root, exclude)):
             loaded[path] = loader.load(path)
-    whole_project = all(p.resolve() == root.resolve() for p in paths)
-    project = Project(config, loader, loaded, whole_project)
+    project = Project(config, loader, loaded, whole_project=whole)
     settings = _Settings(config, cwd)
     for item in loaded.values():
         run.files += 1

@@ -75,7 +75,7 @@ def empty_suite(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
     Fails:   dataset: data/empty.jsonl   and no cases:
     Passes:  at least one case.
     """
-    if not suite.cases:
+    if not suite.cases and suite.dataset_readable:
         yield hit(suite.source, ("dataset",) if suite.dataset else (), "the suite has no cases")
 
 

@@ -147,7 +147,9 @@ class Project:
         return found[0].spec if found else None  # type: ignore[return-value]
 
     def others_defining(self, kind: str, spec_id: str, path: Path) -> list[Loaded]:
-        return [item for item in self._defining(kind, spec_id) if _key(item.source.path) != _key(path)]
+        """Other files defining ``spec_id``; a symlink to this file is this file."""
+        this = os.path.realpath(path)
+        return [item for item in self._defining(kind, spec_id) if os.path.realpath(item.source.path) != this]
 
 
 class ParsedMessage:
