@@ -95,7 +95,7 @@ class ModelCatalog:
                     output_cost_per_token=_number(entry.get("output_cost_per_token")),
                     max_input_tokens=_integer(entry.get("max_input_tokens")),
                     max_output_tokens=_integer(entry.get("max_output_tokens") or entry.get("max_tokens")),
-                    source=f"litellm {litellm_version()} price map ({key})",
+                    source=f"litellm price map ({key})",
                 )
         return None
 

@@ -15,7 +15,7 @@ from promptops.findings import Finding, Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import RULES, find_rule, load_rules
 from promptops.loader import Loaded, Loader, display_path
-from promptops.specs import ProjectConfig
+from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec
 
 _DIRECTIVE = re.compile(r"#\s*promptops:\s*(disable|disable-next-line|disable-file)\s*=\s*([A-Za-z0-9_,\s-]+)")
 
@@ -93,11 +93,28 @@ def _lint_project(
         if path not in loaded and not (whole and excluded(path, root, exclude)):
             loaded[path] = loader.load(path)
     project = Project(config, loader, loaded, whole_project=whole)
+    project.prefetch(_referenced_ids(loaded.values()))
     settings = _Settings(config, cwd)
     for item in loaded.values():
         run.files += 1
         found = list(item.findings) + list(_check(item, project))
         run.findings.extend(settings.apply(found, item))
+
+
+def _referenced_ids(items: Iterable[Loaded]) -> set[tuple[str, str]]:
+    """The (kind, id) pairs that rules will look up: the files' own ids and what they refer to."""
+    wanted: set[tuple[str, str]] = set()
+    for item in items:
+        spec = item.spec
+        if isinstance(spec, PromptSpec):
+            wanted.add(("prompt", spec.id))
+            if spec.retrieval_config:
+                wanted.add(("retrieval", spec.retrieval_config))
+        elif isinstance(spec, RetrievalSpec):
+            wanted.add(("retrieval", spec.id))
+        elif isinstance(spec, EvalSuiteSpec):
+            wanted.add(("prompt", spec.prompt))
+    return wanted
 
 
 def _check(item: Loaded, project: Project) -> Iterable[Finding]:

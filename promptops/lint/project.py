@@ -22,6 +22,7 @@ from promptops.models import ModelCatalog
 from promptops.specs import PROMPT_SUFFIX, RETRIEVAL_SUFFIX, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
 from promptops.templating import RenderLimits, TemplateFacts
 
+_SUFFIX = {"prompt": PROMPT_SUFFIX, "retrieval": RETRIEVAL_SUFFIX}
 _TOP_LEVEL_ID = re.compile(r"^id:[ \t]*(?P<q>['\"]?)(?P<id>[^'\"#\s]+)(?P=q)[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
@@ -42,6 +43,7 @@ class Project:
         self._loaded: dict[str, Loaded] = {_key(path): item for path, item in linted.items()}
         self._messages: dict[Path, list[ParsedMessage]] = {}
         self.whole_project = whole_project
+        self._candidates: dict[tuple[str, str], list[str]] = {}
         if whole_project:  # the linted files are all there is: no second search
             self.__dict__["_files"] = list(linted)
 
@@ -111,24 +113,47 @@ class Project:
                 found.append(loaded)
         return found
 
+    def prefetch(self, wanted: set[tuple[str, str]]) -> None:
+        """Find the files mentioning each (kind, id) with one ``git grep`` instead of one per id."""
+        if self.whole_project or not wanted or not self._in_git:
+            return
+        found = self._git_grep(sorted({spec_id for _, spec_id in wanted}), sorted({kind for kind, _ in wanted}))
+        if found is None:
+            return
+        for kind, spec_id in wanted:
+            suffix = _SUFFIX[kind]
+            self._candidates[(kind, spec_id)] = sorted(p for p in found.get(spec_id, ()) if p.endswith(suffix))
+
     def _git_candidates(self, kind: str, spec_id: str) -> list[str] | None:
-        """Files of ``kind`` that mention ``spec_id``, by one ``git grep``; None outside git."""
+        """Files of ``kind`` that mention ``spec_id``; None outside git."""
+        if (kind, spec_id) in self._candidates:
+            return self._candidates[(kind, spec_id)]
         if not self._in_git:
             return None
-        suffix = {"prompt": PROMPT_SUFFIX, "retrieval": RETRIEVAL_SUFFIX}[kind]
+        found = self._git_grep([spec_id], [kind])
+        return None if found is None else sorted(found.get(spec_id, ()))
+
+    def _git_grep(self, ids: list[str], kinds: list[str]) -> dict[str, set[str]] | None:
+        """id -> files (of the given kinds, not excluded) in which git grep finds it as a whole word."""
+        patterns = [arg for spec_id in ids for arg in ("-e", spec_id)]
+        globs = [f"*{_SUFFIX[kind]}" for kind in kinds]
         try:
             done = subprocess.run(
-                ["git", "grep", "--untracked", "-z", "-l", "-F", "-w", "-e", spec_id, "--", f"*{suffix}"],
+                ["git", "grep", "--untracked", "-z", "-o", "-I", "-F", "-w", *patterns, "--", *globs],
                 cwd=self.root, capture_output=True, timeout=60,
             )
         except (OSError, subprocess.TimeoutExpired):
             return None
         if done.returncode not in (0, 1):  # 1: nothing matched
             return None
-        names = [n for n in done.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
         exclude = self.config.section("paths").get("exclude") or []
-        paths = [self.root / name for name in names]
-        return [_key(p) for p in paths if not excluded(p, self.root, exclude) and allowed(p, self.root)]
+        found: dict[str, set[str]] = {}
+        for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
+            name, _, match = line.partition("\0")
+            path = self.root / name
+            if match and not excluded(path, self.root, exclude) and allowed(path, self.root):
+                found.setdefault(match, set()).add(_key(path))
+        return found
 
     @cached_property
     def _in_git(self) -> bool:
