@@ -54,7 +54,7 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
     if output:
         output.write_text(report, encoding="utf-8")
     else:
-        click.echo(report, nl=False)
+        click.echo(report, nl=False, color=use_color)
     if run.config_errors:
         sys.exit(EXIT_USAGE)
     if run.errors or (strict and run.findings):

@@ -41,16 +41,23 @@ def summary(run: LintRun) -> str:
     return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} in {files}."
 
 
+def printable(text: str) -> str:
+    """One line whatever a file contains: control characters shown escaped, never obeyed."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _text(run: LintRun, color: bool) -> str:
     lines = []
     for finding in _all(run):
-        where = f"{finding.path}:{finding.line}:{finding.col}:"
+        where = f"{printable(finding.path)}:{finding.line}:{finding.col}:"
         code = finding.code
         suffix = " (warning)" if finding.severity is Severity.WARNING else ""
         if color:
             where = click.style(where, bold=True)
             code = click.style(code, fg="red" if finding.severity is Severity.ERROR else "yellow", bold=True)
-        lines.append(f"{where} {code} {finding.message}{suffix}")
+        lines.append(f"{where} {code} {printable(finding.message)}{suffix}")
     lines.append(summary(run))
     return "\n".join(lines) + "\n"
 
