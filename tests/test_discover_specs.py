@@ -64,7 +64,7 @@ def test_discovers_by_suffix_and_skips_ignored_venvs_and_node_modules(tmp_path: 
     _write(tmp_path / "env" / "lib" / "y.prompt.yaml")
     _write(tmp_path / ".venv" / "z.prompt.yaml")
     found = _names(discover(tmp_path), tmp_path)
-    assert sorted(found) == ["deep/er/k.retrieval.yaml", "evals/a.eval.yaml", "prompts/a.prompt.yaml", "promptops.yaml"]
+    assert sorted(found) == ["deep/er/k.retrieval.yaml", "evals/a.eval.yaml", "promptops.yaml", "prompts/a.prompt.yaml"]
 
 
 def test_discovers_without_git_too(tmp_path: Path) -> None:
