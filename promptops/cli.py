@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -101,6 +102,70 @@ def _nearest_git_root(directory: Path) -> Path | None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     return git_toplevel(existing) if existing.is_dir() else None
+
+
+@cli.command()
+@click.argument("prompt_id")
+@click.option("--vars", "vars_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A JSON or YAML file with the variables (a mapping).")
+@click.option("--var", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="One variable as a string (repeatable); overrides --vars.")
+def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> None:
+    """Print the exact messages PROMPT_ID would send, as JSON (model, params, messages).
+
+    Variables are validated against the prompt's inputs schema and rendered
+    in the bounded sandbox. Exit 2 when the prompt, the variables or the
+    template cannot be used.
+    """
+    import json
+
+    from promptops.config import ConfigError, load_workspace
+    from promptops.templating import InputError, RenderLimits, TemplateError, render_messages
+
+    try:
+        workspace = load_workspace(Path.cwd())
+    except ConfigError as exc:
+        _fail(str(exc))
+    spec = workspace.prompts.get(prompt_id)
+    if spec is None:
+        known = ", ".join(sorted(workspace.prompts)) or "none"
+        _fail(f"no prompt has id '{prompt_id}' (known: {known})")
+    variables = _read_vars(vars_file) if vars_file else {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
+        variables[name] = value
+    limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
+    try:
+        messages = render_messages(spec, variables, limits)
+    except (InputError, TemplateError) as exc:
+        _fail(f"{spec.source.display}: {getattr(exc, 'message', None) or exc}")
+    document = {"id": spec.id, "version": spec.version, "model": spec.model, "params": spec.params,
+                "messages": messages}
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _read_vars(path: Path) -> dict[str, object]:
+    """Variables from a JSON or YAML file, through the same safe reader as every spec."""
+    from promptops.loader import read_text
+    from promptops.yamlparse import YamlError, parse
+
+    text, problem = read_text(path, path.parent, str(path))
+    if problem:
+        _fail(str(problem))
+    try:
+        data, _ = parse(text or "")  # JSON is YAML
+    except YamlError as exc:
+        _fail(f"{path}:{exc.line}:{exc.col}: {exc.message}")
+    if not isinstance(data, dict):
+        _fail(f"{path}: the variables must be a mapping of names to values")
+    return data
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"promptops: {message}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 def main() -> None:

@@ -343,6 +343,7 @@ def render(source: str, variables: dict[str, Any], limits: RenderLimits | None =
 
 __all__ = [
     "BoundedSandbox",
+    "InputError",
     "RenderError",
     "RenderLimitError",
     "RenderLimits",
@@ -351,5 +352,31 @@ __all__ = [
     "analyse",
     "parse",
     "render",
+    "render_messages",
     "variables_used",
 ]
+
+
+class InputError(ValueError):
+    """Variables that do not match a prompt's declared inputs."""
+
+
+def render_messages(spec: Any, variables: dict[str, Any], limits: RenderLimits | None = None) -> list[dict[str, str]]:
+    """The exact messages a call would send: inputs validated against the prompt's schema, then rendered.
+
+    Raises InputError for variables that break the inputs schema and
+    TemplateError for a template that fails.
+    """
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(spec.inputs or {"type": "object"}).iter_errors(variables), key=str)
+    if errors:
+        details = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or '(inputs)'}: {e.message}" for e in errors[:5])
+        raise InputError(f"inputs of '{spec.id}' do not match its schema: {details}")
+    messages = []
+    for message in spec.messages:
+        rendered = {"role": message.role, "content": render(message.content, variables, limits)}
+        if message.name:
+            rendered["name"] = message.name
+        messages.append(rendered)
+    return messages
