@@ -1,0 +1,142 @@
+"""Helpers shared by the lint tests: run the real CLI, read fixture expectations."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+BAD = TESTS / "fixtures" / "bad"
+CLI_TIMEOUT_S = 20.0
+
+_ITEM = re.compile(
+    r"^(?P<code>PO\d{3})(?:\s+(?P<path>\S+))?\s+line\s+(?P<line>\d+)"
+    r"(?:\s+(?P<severity>warning|error))?(?:\s+\"(?P<message>[^\"]*)\")?$"
+)
+_EXIT = re.compile(r"^exit\s+(?P<code>\d)$")
+
+
+@dataclass(frozen=True)
+class Expected:
+    path: str
+    code: str
+    line: int
+    severity: str = "error"
+    message: str | None = None
+
+
+@dataclass
+class Case:
+    """One broken fixture: a single file, or a project folder."""
+
+    name: str
+    source: Path
+    expected: list[Expected] = field(default_factory=list)
+    exit_code: int = 1
+
+    @property
+    def is_project(self) -> bool:
+        return self.source.is_dir()
+
+    def copy_to(self, parent: Path) -> tuple[Path, list[str]]:
+        """Copy the case into ``parent``; return the folder to run in and the CLI paths."""
+        target = parent / self.name
+        if self.is_project:
+            shutil.copytree(self.source, target, symlinks=True)
+            return target, []
+        target.mkdir(parents=True)
+        shutil.copy2(self.source, target / self.source.name)
+        return target, [self.source.name]
+
+
+def parse_expectations(first_line: str, default_path: str) -> tuple[list[Expected], int | None]:
+    """``# expect: PO101 line 4; PO203 other/file.yaml line 2 warning "text"; exit 2``."""
+    match = re.match(r"^#\s*expect:\s*(.+?)\s*$", first_line)
+    if not match:
+        raise ValueError(f"{default_path}: the first line must be '# expect: ...', got {first_line!r}")
+    expected: list[Expected] = []
+    exit_code = None
+    for raw in match.group(1).split(";"):
+        item = raw.strip()
+        if exit_match := _EXIT.match(item):
+            exit_code = int(exit_match.group("code"))
+            continue
+        item_match = _ITEM.match(item)
+        if not item_match:
+            raise ValueError(f"{default_path}: cannot read expectation {item!r}")
+        expected.append(Expected(
+            path=item_match.group("path") or default_path,
+            code=item_match.group("code"),
+            line=int(item_match.group("line")),
+            severity=item_match.group("severity") or "error",
+            message=item_match.group("message"),
+        ))
+    return expected, exit_code
+
+
+def discover_cases() -> list[Case]:
+    cases = []
+    for entry in sorted(BAD.iterdir()):
+        if entry.name.startswith((".", "_")):
+            continue
+        case = Case(name=entry.name.split(".")[0], source=entry)
+        files = sorted(p for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else [entry]
+        exit_codes = set()
+        for path in files:
+            if path.suffix not in (".yaml", ".yml"):
+                continue
+            first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+            if not first.startswith("# expect:"):
+                continue
+            relative = path.relative_to(entry).as_posix() if entry.is_dir() else path.name
+            expected, exit_code = parse_expectations(first, relative)
+            case.expected.extend(expected)
+            if exit_code is not None:
+                exit_codes.add(exit_code)
+        if not case.expected:
+            raise ValueError(f"fixture {entry} declares no '# expect:' line")
+        case.exit_code = exit_codes.pop() if exit_codes else 1
+        cases.append(case)
+    return cases
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("GITHUB_ACTIONS", None)  # would switch the default format to github
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
+    """Run ``python -m promptops`` for real, as a user would, with a hard timeout."""
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "promptops", *args],
+        cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
+        timeout=timeout, env=cli_env(), stdin=subprocess.DEVNULL,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
+
+
+def assert_no_traceback(result: CliResult) -> None:
+    for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        assert "Traceback (most recent call last)" not in text, f"traceback in {stream}:\n{text}"
+        assert not re.search(r"^\w+(Error|Exception): ", text, re.MULTILINE), f"raw exception in {stream}:\n{text}"
