@@ -9,8 +9,10 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 TESTS = Path(__file__).resolve().parent
 BAD = TESTS / "fixtures" / "bad"
@@ -140,3 +142,31 @@ def assert_no_traceback(result: CliResult) -> None:
     for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
         assert "Traceback (most recent call last)" not in text, f"traceback in {stream}:\n{text}"
         assert not re.search(r"^\w+(Error|Exception): ", text, re.MULTILINE), f"raw exception in {stream}:\n{text}"
+
+
+class CliPool:
+    """Runs many CLI invocations at once (two per core), each in its own folder.
+
+    A test file registers its cases up front; a module-scoped fixture starts them all
+    and each test waits only for its own, so a slow machine runs the ~0.3 s start-up of
+    each process in parallel rather than one after the other.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._pool = ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 2))
+        self._runs: dict[str, tuple[Path, Future[CliResult]]] = {}
+
+    def start(self, name: str, prepare: Callable[[Path], list[str]]) -> None:
+        """``prepare`` fills the case's folder and returns the CLI arguments."""
+        folder = self.base / name
+        folder.mkdir(parents=True)
+        args = prepare(folder)
+        self._runs[name] = (folder, self._pool.submit(run_cli, args, folder))
+
+    def result(self, name: str) -> tuple[Path, CliResult]:
+        folder, future = self._runs[name]
+        return folder, future.result(timeout=CLI_TIMEOUT_S * 4)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,396 +1,286 @@
-"""Deliberately broken input: every fixture yields its code at the right line, through the
-real CLI, with exit 1 (findings) or 2 (unusable input), no traceback and no hang.
+"""Broken inputs that cannot carry an ``# expect:`` comment, generated here: binary, non-UTF-8,
+over 1 MB, symlinks and FIFOs leaving the repository, 100,000-level nesting, templates too deep
+to compile, dataset rows that break the readers, secrets. Each goes through the real CLI:
+exit 1 or 2 with one clear finding, no traceback, no hang.
 
-Fixtures live in tests/fixtures/bad/: a single file, or a project folder with a
-promptops.yaml where a rule needs other files. Each declares what it expects in
-its first line, e.g. ``# expect: PO101 line 4`` or
-``# expect: PO505 data/cases.jsonl line 2 "invalid JSON"; exit 2``. Inputs that
-cannot hold a comment (binary, non-UTF-8, huge, symlinks, 100,000-level nesting)
-are generated below into tmp_path.
+Every case is registered with ``@case(name)``: a function that fills the case's folder and
+returns the CLI arguments. All cases start together when the module's first test runs
+(CliPool), and each test checks its own result.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from _linthelp import (
-    CLI_TIMEOUT_S,
-    Case,
-    CliResult,
-    assert_no_traceback,
-    discover_cases,
-    parse_expectations,
-    run_cli,
-)
+from _linthelp import CliPool, CliResult, assert_no_traceback
 
-CASES = discover_cases()
-CASE_IDS = [case.name for case in CASES]
-
-# Fixtures whose findings differ from the expectation because of a known bug in
-# promptops (fixture name -> "BUG: ..."); their exit-code / no-traceback checks still run.
-KNOWN_FINDING_BUGS: dict[str, str] = {}
-
-
-# -- running every fixture once, in parallel --------------------------------------------
-
-@pytest.fixture(scope="module")
-def cli_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The CLI's result for each selected fixture; all runs start at once (2 at a time per core)."""
-    wanted = {
-        item.callspec.params["case"].name
-        for item in request.session.items
-        if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)
-    }
-    base = tmp_path_factory.mktemp("bad")
-    pool = ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 2))
-    futures: dict[str, Future[tuple[Path, CliResult]]] = {}
-
-    def run(case: Case) -> tuple[Path, CliResult]:
-        folder, paths = case.copy_to(base)
-        return folder, run_cli(["lint", "--strict", "--format", "json", *paths], cwd=folder)
-
-    for case in CASES:
-        if case.name in wanted:
-            futures[case.name] = pool.submit(run, case)
-    yield futures
-    pool.shutdown(wait=True)
-
-
-def _result(cli_results: dict, case: Case) -> tuple[Path, CliResult]:
-    return cli_results[case.name].result(timeout=CLI_TIMEOUT_S * 4)
-
-
-def _param(case: Case, bugs: dict[str, str]) -> object:
-    marks = [pytest.mark.xfail(reason=bugs[case.name], strict=True)] if case.name in bugs else []
-    return pytest.param(case, id=case.name, marks=marks)
-
-
-@pytest.mark.parametrize("case", [_param(c, KNOWN_FINDING_BUGS) for c in CASES])
-def test_fixture_yields_its_codes_at_the_right_lines(case: Case, cli_results: dict) -> None:
-    _, result = _result(cli_results, case)
-    report = result.json()
-    found = {(f["path"], f["code"], f["line"]): f for f in report["findings"]}
-    expected = {(e.path, e.code, e.line): e for e in case.expected}
-    assert sorted(found) == sorted(expected), f"findings differ:\n{result.stdout}"
-    for key, expectation in expected.items():
-        finding = found[key]
-        assert finding["severity"] == expectation.severity, finding
-        if expectation.message is not None:
-            same_place = [f["message"] for f in report["findings"] if (f["path"], f["code"], f["line"]) == key]
-            assert any(expectation.message in m for m in same_place), (expectation.message, same_place)
-    assert report["summary"]["errors"] == sum(f["severity"] == "error" for f in report["findings"])
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
-def test_fixture_exit_code_no_traceback_no_hang(case: Case, cli_results: dict) -> None:
-    _, result = _result(cli_results, case)
-    assert result.returncode == case.exit_code, (result.returncode, result.stdout, result.stderr)
-    assert_no_traceback(result)
-    assert result.seconds < CLI_TIMEOUT_S / 2, f"took {result.seconds:.1f} s"
-    if case.exit_code == 1:
-        assert result.stderr == ""
-
-
-def test_every_rule_has_a_broken_fixture() -> None:
-    from promptops.lint.registry import load_rules
-
-    covered = {e.code for case in CASES for e in case.expected}
-    missing = sorted(code for code in load_rules() if code not in covered and code != "PO100")
-    # PO100 (unreadable files) is covered by the generated inputs below.
-    assert missing == []
-
-
-def test_expectation_syntax() -> None:
-    items, exit_code = parse_expectations(
-        '# expect: PO101 line 4; PO505 data/x.jsonl line 2 warning "bad"; exit 2', "a.prompt.yaml"
-    )
-    assert exit_code == 2
-    assert [(i.path, i.code, i.line, i.severity, i.message) for i in items] == [
-        ("a.prompt.yaml", "PO101", 4, "error", None),
-        ("data/x.jsonl", "PO505", 2, "warning", "bad"),
-    ]
-    with pytest.raises(ValueError):
-        parse_expectations("# PO101 line 4", "a.prompt.yaml")
-    with pytest.raises(ValueError):
-        parse_expectations("# expect: PO101 somewhere", "a.prompt.yaml")
-
-
-def test_python_tag_is_never_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fixture's tag would run `touch PWNED-python-tag` in the current directory."""
-    from promptops.yamlparse import YamlError, parse
-
-    source = Path(__file__).parent / "fixtures" / "bad" / "python_tag.prompt.yaml"
-    assert "touch PWNED-python-tag" in source.read_text(encoding="utf-8")
-    (tmp_path / "python_tag.prompt.yaml").write_bytes(source.read_bytes())
-    result = run_cli(["lint", "python_tag.prompt.yaml"], cwd=tmp_path)
-    assert result.returncode == 1
-    assert "PO103" in result.stdout
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(YamlError) as raised:
-        parse(source.read_text(encoding="utf-8"))
-    assert raised.value.code == "PO103"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["python_tag.prompt.yaml"]
-
-
-# -- generated inputs that cannot carry a comment -------------------------------------------
-
+CASES: dict[str, Callable[[Path], list[str]]] = {}
+JSON = ["lint", "--format", "json"]
 GOOD = b"id: fine\nmodel: {name: openai/gpt-4o-mini}\nmessages:\n  - role: user\n    content: hi\n"
 
 
-def _lint_json(folder: Path, *paths: str) -> tuple[CliResult, list[dict]]:
-    result = run_cli(["lint", "--format", "json", *paths], cwd=folder)
+def case(name: str) -> Callable[[Callable[[Path], list[str]]], Callable[[Path], list[str]]]:
+    def register(prepare: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
+        assert name not in CASES, name
+        CASES[name] = prepare
+        return prepare
+    return register
+
+
+def write(path: Path, content: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    path.write_bytes(content)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory):
+    pool = CliPool(tmp_path_factory.mktemp("generated"))
+    for name, prepare in CASES.items():
+        pool.start(name, prepare)
+    yield pool.result
+    pool.close()
+
+
+def findings_of(cli: Callable[[str], tuple[Path, CliResult]], name: str,
+                exit_codes: tuple[int, ...] = (1,)) -> tuple[Path, CliResult, list[dict]]:
+    folder, result = cli(name)
     assert_no_traceback(result)
-    assert result.returncode in (1, 2), (result.returncode, result.stdout, result.stderr)
-    return result, result.json()["findings"]
+    assert result.returncode in exit_codes, (result.returncode, result.stdout, result.stderr[-2000:])
+    return folder, result, result.json()["findings"]
 
 
-def _only(findings: list[dict]) -> dict:
+def only(findings: list[dict]) -> dict:
     assert len(findings) == 1, findings
     return findings[0]
 
 
-def test_non_utf8_file(tmp_path: Path) -> None:
-    (tmp_path / "latin1.prompt.yaml").write_bytes(
-        b"id: latin1\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: caf\xe9}]\n"
-    )
-    _, findings = _lint_json(tmp_path, "latin1.prompt.yaml")
-    finding = _only(findings)
+# -- unreadable files ---------------------------------------------------------------------------
+
+@case("non-utf8")
+def _(folder: Path) -> list[str]:
+    write(folder / "latin1.prompt.yaml",
+          b"id: latin1\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: caf\xe9}]\n")
+    return JSON + ["latin1.prompt.yaml"]
+
+
+def test_non_utf8_file(cli) -> None:
+    _, _, findings = findings_of(cli, "non-utf8")
+    finding = only(findings)
     assert (finding["path"], finding["code"], finding["line"]) == ("latin1.prompt.yaml", "PO100", 3)
     assert "UTF-8" in finding["message"]
 
 
-def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
-    (tmp_path / "bom.prompt.yaml").write_bytes(b"\xef\xbb\xbf" + GOOD)
-    result = run_cli(["lint", "--format", "json", "bom.prompt.yaml"], cwd=tmp_path)
-    assert result.returncode == 0, result.stdout
-    assert result.json()["findings"] == []
+@case("utf8-bom")
+def _(folder: Path) -> list[str]:
+    write(folder / "bom.prompt.yaml", b"\xef\xbb\xbf" + GOOD)
+    return JSON + ["bom.prompt.yaml"]
 
 
-@pytest.mark.parametrize("content", [
-    pytest.param(bytes(range(256)) * 4, id="random-bytes"),
-    pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64, id="png"),
-    pytest.param(GOOD.decode().encode("utf-16"), id="utf-16"),
-])
-def test_binary_file(tmp_path: Path, content: bytes) -> None:
-    (tmp_path / "blob.prompt.yaml").write_bytes(content)
-    _, findings = _lint_json(tmp_path, "blob.prompt.yaml")
-    finding = _only(findings)
-    assert (finding["code"], finding["line"]) == ("PO100", 1)
+def test_utf8_bom_is_accepted(cli) -> None:
+    _, _, findings = findings_of(cli, "utf8-bom", exit_codes=(0,))
+    assert findings == []
+
+
+BINARY = {
+    "random-bytes": bytes(range(256)) * 4,
+    "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64,
+    "utf-16": GOOD.decode().encode("utf-16"),
+}
+for _name, _content in BINARY.items():
+    case(f"binary-{_name}")(lambda folder, c=_content: [*JSON, write(folder / "blob.prompt.yaml", c).name])
+
+
+@pytest.mark.parametrize("name", list(BINARY))
+def test_binary_file(cli, name: str) -> None:
+    _, _, findings = findings_of(cli, f"binary-{name}")
+    finding = only(findings)
+    assert (finding["path"], finding["code"], finding["line"]) == ("blob.prompt.yaml", "PO100", 1)
     assert "binary" in finding["message"]
 
 
-def test_file_over_one_megabyte_is_not_read(tmp_path: Path) -> None:
+@case("over-1mb")
+def _(folder: Path) -> list[str]:
     # Valid YAML with a secret and an unknown key: if the file were read, other codes would show.
     filler = b"# " + b"x" * 1_000_000 + b"\n"
-    (tmp_path / "huge.prompt.yaml").write_bytes(GOOD + b"api_key: sk-proj-" + b"A" * 40 + b"\n" + filler)
-    result, findings = _lint_json(tmp_path, "huge.prompt.yaml")
-    finding = _only(findings)
+    write(folder / "huge.prompt.yaml", GOOD + b"api_key: sk-proj-" + b"A" * 40 + b"\n" + filler)
+    return JSON + ["huge.prompt.yaml"]
+
+
+def test_file_over_one_megabyte_is_not_read(cli) -> None:
+    _, result, findings = findings_of(cli, "over-1mb")
+    finding = only(findings)
     assert (finding["path"], finding["code"], finding["line"]) == ("huge.prompt.yaml", "PO100", 1)
     assert "1,000,000" in finding["message"]
-    assert result.seconds < 5
+    assert "sk-proj" not in result.stdout
 
 
-def test_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
-    padding = 1_000_000 - len(GOOD) - 1
-    (tmp_path / "big.prompt.yaml").write_bytes(GOOD + b"#" + b"x" * (padding - 2) + b"\n")
-    assert (tmp_path / "big.prompt.yaml").stat().st_size <= 1_000_000
-    result = run_cli(["lint", "--format", "json", "big.prompt.yaml"], cwd=tmp_path)
-    assert result.returncode == 0, result.stdout
-    assert result.json()["findings"] == []
+@case("exactly-1mb")
+def _(folder: Path) -> list[str]:
+    path = write(folder / "big.prompt.yaml", GOOD + b"#" + b"x" * (1_000_000 - len(GOOD) - 2) + b"\n")
+    assert path.stat().st_size == 1_000_000
+    return JSON + ["big.prompt.yaml"]
 
 
-def test_zero_byte_file(tmp_path: Path) -> None:
-    (tmp_path / "zero.prompt.yaml").write_bytes(b"")
-    _, findings = _lint_json(tmp_path, "zero.prompt.yaml")
-    finding = _only(findings)
-    assert (finding["code"], finding["line"]) == ("PO105", 1)
+def test_file_of_exactly_the_limit_is_read(cli) -> None:
+    _, _, findings = findings_of(cli, "exactly-1mb", exit_codes=(0,))
+    assert findings == []
 
 
-def _project_with_outside(tmp_path: Path) -> tuple[Path, Path]:
-    repo = tmp_path / "repo"
-    outside = tmp_path / "outside"
-    repo.mkdir()
-    outside.mkdir()
-    (repo / "promptops.yaml").write_text("defaults: {model: openai/gpt-4o-mini}\n")
-    (repo / "fine.prompt.yaml").write_bytes(GOOD)
-    # Something that would produce findings (and leak a secret) if it were ever read.
-    (outside / "target.prompt.yaml").write_text(
-        "id: Outside Secret\nmodel: {name: x}\nmessages: [{role: user, content: 'sk-proj-OUTSIDEOUTSIDEOUTSIDE1234'}]\n"
-    )
-    return repo, outside
+@case("zero-bytes")
+def _(folder: Path) -> list[str]:
+    write(folder / "zero.prompt.yaml", b"")
+    return JSON + ["zero.prompt.yaml"]
 
 
-@pytest.mark.parametrize("explicit", [False, True], ids=["discovered", "named"])
-def test_symlink_leaving_the_repository_is_never_read(tmp_path: Path, explicit: bool) -> None:
-    repo, outside = _project_with_outside(tmp_path)
-    (repo / "evil.prompt.yaml").symlink_to(outside / "target.prompt.yaml")
-    result, findings = _lint_json(repo, *(["evil.prompt.yaml"] if explicit else []))
-    finding = _only(findings)
+def test_zero_byte_file(cli) -> None:
+    _, _, findings = findings_of(cli, "zero-bytes")
+    assert (only(findings)["code"], only(findings)["line"]) == ("PO105", 1)
+
+
+# -- symlinks and FIFOs -------------------------------------------------------------------------
+
+def project_with_outside(folder: Path) -> Path:
+    """``folder`` becomes a project; a sibling folder outside it holds a file that would give
+    findings, and leak a secret, if it were ever read."""
+    outside = folder.parent / f"{folder.name}-outside"
+    write(folder / "promptops.yaml", "defaults: {model: openai/gpt-4o-mini}\n")
+    write(folder / "fine.prompt.yaml", GOOD)
+    write(outside / "target.prompt.yaml",
+          "id: Outside Secret\nmodel: {name: x}\nmessages: [{role: user, content: 'sk-proj-OUTSIDEOUTSIDEOUTSIDE1234'}]\n")
+    return outside
+
+
+for _named in (False, True):
+    @case(f"symlink-{'named' if _named else 'discovered'}")
+    def _(folder: Path, named: bool = _named) -> list[str]:
+        outside = project_with_outside(folder)
+        (folder / "evil.prompt.yaml").symlink_to(outside / "target.prompt.yaml")
+        return JSON + (["evil.prompt.yaml"] if named else [])
+
+
+@pytest.mark.parametrize("how", ["discovered", "named"])
+def test_symlink_leaving_the_repository_is_never_read(cli, how: str) -> None:
+    _, result, findings = findings_of(cli, f"symlink-{how}")
+    finding = only(findings)
     assert (finding["path"], finding["code"], finding["line"]) == ("evil.prompt.yaml", "PO100", 1)
     assert "symlink" in finding["message"]
     assert "OUTSIDE" not in result.stdout + result.stderr
 
 
-def test_symlink_to_a_fifo_outside_is_never_opened(tmp_path: Path) -> None:
-    """Opening a FIFO with no writer blocks for ever: a read would hang until the timeout."""
+@case("symlink-fifo")
+def _(folder: Path) -> list[str]:
+    outside = project_with_outside(folder)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(outside / "pipe")
+        (folder / "pipe.prompt.yaml").symlink_to(outside / "pipe")
+    return JSON
+
+
+def test_symlink_to_a_fifo_outside_is_never_opened(cli) -> None:
+    """Opening a FIFO that has no writer blocks for ever: a read would hang until the timeout."""
     if not hasattr(os, "mkfifo"):
         pytest.skip("no FIFOs here")
-    repo, outside = _project_with_outside(tmp_path)
-    os.mkfifo(outside / "pipe")
-    (repo / "pipe.prompt.yaml").symlink_to(outside / "pipe")
-    _, findings = _lint_json(repo)
+    _, _, findings = findings_of(cli, "symlink-fifo")
     assert [(f["path"], f["code"]) for f in findings] == [("pipe.prompt.yaml", "PO100")]
 
 
-def test_symlinked_folder_leaving_the_repository_is_not_searched(tmp_path: Path) -> None:
-    repo, outside = _project_with_outside(tmp_path)
-    (repo / "linked").symlink_to(outside, target_is_directory=True)
-    result = run_cli(["lint", "--format", "json"], cwd=repo)
-    assert_no_traceback(result)
+@case("symlinked-folder")
+def _(folder: Path) -> list[str]:
+    (folder / "linked").symlink_to(project_with_outside(folder), target_is_directory=True)
+    return JSON
+
+
+def test_symlinked_folder_leaving_the_repository_is_not_searched(cli) -> None:
+    _, result, findings = findings_of(cli, "symlinked-folder", exit_codes=(0,))
+    assert findings == []
     assert "OUTSIDE" not in result.stdout
-    assert all(not f["path"].startswith("linked") for f in result.json()["findings"])
 
 
-def test_file_named_through_a_symlinked_folder_is_not_read(tmp_path: Path) -> None:
-    repo, outside = _project_with_outside(tmp_path)
-    (repo / "linked").symlink_to(outside, target_is_directory=True)
-    result, findings = _lint_json(repo, "linked/target.prompt.yaml")
+@case("through-symlinked-folder")
+def _(folder: Path) -> list[str]:
+    (folder / "linked").symlink_to(project_with_outside(folder), target_is_directory=True)
+    return JSON + ["linked/target.prompt.yaml"]
+
+
+def test_file_named_through_a_symlinked_folder_is_not_read(cli) -> None:
+    _, result, findings = findings_of(cli, "through-symlinked-folder")
     assert "OUTSIDE" not in result.stdout
-    assert [(f["code"]) for f in findings] == ["PO100"]
+    assert [(f["path"], f["code"]) for f in findings] == [("linked/target.prompt.yaml", "PO100")]
 
 
-def test_symlink_inside_the_repository_is_followed(tmp_path: Path) -> None:
-    repo, _ = _project_with_outside(tmp_path)
-    (repo / "alias.prompt.yaml").symlink_to(repo / "fine.prompt.yaml")
-    result = run_cli(["lint", "--format", "json", "alias.prompt.yaml"], cwd=repo)
-    assert result.returncode == 0, result.stdout
-    assert result.json()["findings"] == []
+@case("symlink-inside")
+def _(folder: Path) -> list[str]:
+    project_with_outside(folder)
+    (folder / "alias.prompt.yaml").symlink_to(folder / "fine.prompt.yaml")
+    return JSON + ["alias.prompt.yaml"]
 
+
+def test_symlink_inside_the_repository_is_followed(cli) -> None:
+    _, _, findings = findings_of(cli, "symlink-inside", exit_codes=(0,))
+    assert findings == []
+
+
+# -- nesting ------------------------------------------------------------------------------------
 
 DEPTH = 100_000
-
-
-@pytest.mark.parametrize("text", [
-    pytest.param("[" * DEPTH + "]" * DEPTH + "\n", id="flow-sequences"),
-    pytest.param("{a: " * DEPTH + "1" + "}" * DEPTH + "\n", id="flow-mappings"),
-    pytest.param("id: x\nmessages: " + "[" * DEPTH + "\n", id="flow-unclosed"),
-    pytest.param("key: " + "[{" * (DEPTH // 2) + "\n", id="flow-mixed"),
-])
-def test_deep_flow_nesting_does_not_crash(tmp_path: Path, text: str) -> None:
-    (tmp_path / "deep.prompt.yaml").write_text(text)
-    result, findings = _lint_json(tmp_path, "deep.prompt.yaml")
-    assert result.returncode == 1
-    finding = _only(findings)
-    assert (finding["code"], finding["line"]) in {("PO104", 1), ("PO104", 2)}, finding
-
-
-def test_deep_block_mapping_nesting(tmp_path: Path) -> None:
-    # As deep as block style gets under the 1 MB limit with one-space indents.
-    levels = 1_300
-    text = "".join(" " * i + "a:\n" for i in range(levels)) + " " * levels + "b: 1\n"
-    assert len(text) < 1_000_000
-    (tmp_path / "deep.prompt.yaml").write_text(text)
-    _, findings = _lint_json(tmp_path, "deep.prompt.yaml")
-    finding = _only(findings)
-    assert (finding["code"], finding["line"]) == ("PO104", 66)
-
-
-@pytest.mark.parametrize("text", [
-    pytest.param("- " * DEPTH + "x\n", id="block-sequences"),
-    pytest.param("messages:\n" + "- " * DEPTH + "x\n", id="block-sequences-under-key"),
-])
-def test_deep_block_sequence_nesting_does_not_crash(tmp_path: Path, text: str) -> None:
-    (tmp_path / "deep.prompt.yaml").write_text(text)
-    result = run_cli(["lint", "--format", "json", "deep.prompt.yaml"], cwd=tmp_path)
-    assert result.returncode not in (-signal.SIGSEGV, 128 + signal.SIGSEGV), "the process crashed (SIGSEGV)"
-    assert result.returncode == 1, (result.returncode, result.stderr[-500:])
-    assert_no_traceback(result)
-    assert _only(result.json()["findings"])["code"] == "PO104"
-
-
-def test_several_bad_files_in_one_run(tmp_path: Path) -> None:
-    """One broken file never stops the others from being checked."""
-    (tmp_path / "a.prompt.yaml").write_bytes(b"\x00\x01")
-    (tmp_path / "b.prompt.yaml").write_text("id: [unclosed\n")
-    (tmp_path / "c.prompt.yaml").write_bytes(GOOD.replace(b"id: fine", b"id: fine\nmodle: 1"))
-    (tmp_path / "d.prompt.yaml").write_bytes(GOOD.replace(b"id: fine", b"id: other"))
-    result, findings = _lint_json(tmp_path)
-    assert result.returncode == 1
-    assert [(f["path"], f["code"]) for f in findings] == [
-        ("a.prompt.yaml", "PO100"), ("b.prompt.yaml", "PO101"), ("c.prompt.yaml", "PO110"),
-    ]
-    assert result.json()["files_checked"] == 4
-
-
-def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_cli(["lint", "nowhere.prompt.yaml"], cwd=tmp_path)
-    assert result.returncode == 2
-    assert "nowhere.prompt.yaml" in result.stderr
-    assert_no_traceback(result)
-
-
-SECRETS = {
-    "openai": "sk-proj-Zq8xW3vT6yU1iO4pA7sD9fG2hJ5kL0",
-    "aws": "AKIAQ3EGRT7MZXJ4WP2N",
-    "github": "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
-    "slack": "xoxb-1234567890-abcdefghijkl",
-    "assignment": "Tr0ub4dorAndThreeMoreWords",
+DEEP = {
+    "flow-sequences": ("[" * DEPTH + "]" * DEPTH + "\n", 1),
+    "flow-mappings": ("{a: " * DEPTH + "1" + "}" * DEPTH + "\n", 1),
+    "flow-unclosed": ("id: x\nmessages: " + "[" * DEPTH + "\n", 2),
+    "flow-mixed": ("key: " + "[{" * (DEPTH // 2) + "\n", 1),
+    "block-sequences": ("- " * DEPTH + "x\n", 1),
+    "block-sequences-under-key": ("messages:\n" + "- " * DEPTH + "x\n", 2),
+    "block-explicit-keys": ("? " * DEPTH + "x\n", 1),
+    # As deep as indentation gets under the 1 MB limit: one more space on every line.
+    "block-mappings-indented": ("".join(" " * i + "a:\n" for i in range(1_300)) + " " * 1_300 + "b: 1\n", 66),
+    "block-sequences-indented": ("".join(" " * i + "-\n" for i in range(1_300)) + " " * 1_300 + "x\n", 66),
 }
+for _name, (_text, _line) in DEEP.items():
+    case(f"deep-{_name}")(lambda folder, t=_text: [*JSON, write(folder / "deep.prompt.yaml", t).name])
 
 
-def test_secrets_never_appear_in_any_output(tmp_path: Path) -> None:
-    text = (
-        "# token for local testing: " + SECRETS["github"] + "\n"
-        "id: secret.prompt\n"
-        "model: {name: openai/gpt-4o-mini}\n"
-        "description: 'aws " + SECRETS["aws"] + " and slack " + SECRETS["slack"] + "'\n"
-        "messages:\n"
-        "  - role: system\n"
-        "    content: |\n"
-        "      Use key " + SECRETS["openai"] + " when calling the tool.\n"
-        "      password = " + SECRETS["assignment"] + "\n"
-    )
-    (tmp_path / "secret.prompt.yaml").write_text(text)
-    outputs = []
-    for fmt in ("text", "json", "github", "sarif"):
-        result = run_cli(["lint", "--format", fmt, "secret.prompt.yaml"], cwd=tmp_path)
-        assert result.returncode == 1
-        assert_no_traceback(result)
-        outputs.append(result.stdout + result.stderr)
-    written = run_cli(["lint", "--format", "sarif", "--output", "report.sarif", "secret.prompt.yaml"], cwd=tmp_path)
-    assert written.returncode == 1
-    outputs.append((tmp_path / "report.sarif").read_text(encoding="utf-8") + written.stdout + written.stderr)
-    for output in outputs:
-        for kind, secret in SECRETS.items():
-            assert secret not in output, f"{kind} secret leaked"
-            assert secret[-8:] not in output, f"the tail of the {kind} secret leaked"
-    text_output = outputs[0]
-    lines = {line.split(": ", 1)[0] for line in text_output.splitlines() if " PO601 " in line}
-    assert lines == {"secret.prompt.yaml:1:28", "secret.prompt.yaml:4:19", "secret.prompt.yaml:4:50",
-                     "secret.prompt.yaml:8:15", "secret.prompt.yaml:9:18"}, text_output
+@pytest.mark.parametrize("name", list(DEEP))
+def test_deep_nesting_does_not_crash(cli, name: str) -> None:
+    _, result, findings = findings_of(cli, f"deep-{name}")  # a crash would be -SIGSEGV, not 1
+    assert result.returncode != -signal.SIGSEGV
+    finding = only(findings)
+    assert (finding["code"], finding["line"]) == ("PO104", DEEP[name][1]), finding
 
 
 TEMPLATE_HEAD = (
     "id: deep.template\nmodel: {name: openai/gpt-4o-mini}\ninputs:\n  type: object\n  required: [x]\n"
     "  properties:\n    x: {type: string}\nmessages:\n  - role: user\n    content: '"
 )
+DEEP_TEMPLATES = {
+    "parentheses": "{{ " + "(" * 50_000 + "x" + ")" * 50_000 + " }}",
+    "not-chain": "{{ " + "not " * 50_000 + "x }}",
+    "nested-if": "{% if x %}" * 5_000 + "{% endif %}" * 5_000,
+    "nested-for": "{% for a in x %}" * 3_000 + "{% endfor %}" * 3_000,
+}
+UNCOMPILABLE_TEMPLATES = {
+    "250-additions": "{{ x" + " + x" * 250 + " }}",
+    "5000-additions": "{{ x" + "+x" * 5_000 + " }}",
+    "5000-calls": "{{ x" + "()" * 5_000 + " }}",
+    "additions-after-set": "{% set y = 1 %}{{ x" + "+x" * 5_000 + " }}",
+}
+for _name, _template in {**DEEP_TEMPLATES, **UNCOMPILABLE_TEMPLATES}.items():
+    case(f"template-{_name}")(
+        lambda folder, t=_template: [*JSON, write(folder / "t.prompt.yaml", TEMPLATE_HEAD + t + "'\n").name]
+    )
 
 
-@pytest.mark.parametrize("template", [
-    pytest.param("{{ " + "(" * 50_000 + "x" + ")" * 50_000 + " }}", id="parentheses"),
-    pytest.param("{{ " + "not " * 50_000 + "x }}", id="not-chain"),
-    pytest.param("{% if x %}" * 5_000 + "{% endif %}" * 5_000, id="nested-if"),
-    pytest.param("{% for a in x %}" * 3_000 + "{% endfor %}" * 3_000, id="nested-for"),
-])
-def test_deeply_nested_template_is_a_syntax_finding(tmp_path: Path, template: str) -> None:
-    (tmp_path / "t.prompt.yaml").write_text(TEMPLATE_HEAD + template + "'\n")
-    _, findings = _lint_json(tmp_path, "t.prompt.yaml")
-    finding = _only(findings)
+@pytest.mark.parametrize("name", list(DEEP_TEMPLATES))
+def test_deeply_nested_template_is_a_syntax_finding(cli, name: str) -> None:
+    _, _, findings = findings_of(cli, f"template-{name}")
+    finding = only(findings)
     assert (finding["code"], finding["line"]) == ("PO201", 10)
 
 
@@ -399,44 +289,69 @@ def test_deeply_nested_template_is_a_syntax_finding(tmp_path: Path, template: st
     "compile() raises SyntaxError 'too many nested parentheses' (from ~200 '+') or RecursionError "
     "(from ~400, also in the _Bounder NodeTransformer); BoundedSandbox.render compiles outside its "
     "try block and PO206 catches only TemplateError, so `promptops lint` dies with a traceback"))
-@pytest.mark.parametrize("template", [
-    pytest.param("{{ x" + " + x" * 250 + " }}", id="250-additions"),
-    pytest.param("{{ x" + "+x" * 5_000 + " }}", id="5000-additions"),
-    pytest.param("{{ x" + "()" * 5_000 + " }}", id="5000-calls"),
-    pytest.param("{% set y = 1 %}{{ x" + "+x" * 5_000 + " }}", id="additions-after-set"),
-])
-def test_template_too_deep_to_compile_is_a_finding(tmp_path: Path, template: str) -> None:
-    (tmp_path / "t.prompt.yaml").write_text(TEMPLATE_HEAD + template + "'\n")
-    result = run_cli(["lint", "--format", "json", "t.prompt.yaml"], cwd=tmp_path)
-    assert_no_traceback(result)
-    assert result.returncode == 1
-    finding = _only(result.json()["findings"])
+@pytest.mark.parametrize("name", list(UNCOMPILABLE_TEMPLATES))
+def test_template_too_deep_to_compile_is_a_finding(cli, name: str) -> None:
+    _, _, findings = findings_of(cli, f"template-{name}")
+    finding = only(findings)
     assert finding["code"] in ("PO201", "PO206") and finding["line"] == 10, finding
 
 
-def _suite_with_dataset(folder: Path, name: str, content: bytes) -> None:
+BRACKETS_IN_TEXT = {
+    "comment": "  - role: user\n    content: hi  # " + "[" * 70 + "\n",
+    "block-scalar": "  - role: user\n    content: |\n      Draw this: " + "[" * 70 + "\n",
+    "quoted": "  - role: user\n    content: \"" + "{" * 70 + "\"\n",
+    "dashes": "  - role: user\n    content: |\n      Separator: " + "- " * 70 + "\n",
+}
+for _name, _content in BRACKETS_IN_TEXT.items():
+    case(f"brackets-{_name}")(lambda folder, c=_content: [
+        *JSON, write(folder / "ok.prompt.yaml", "id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages:\n" + c).name
+    ])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: false PO104: yamlparse._check_depth counts every bracket and every run of '- ' in the raw "
+    "text, so 65 '[' or '- ' inside a quoted string, a block scalar or a comment make a shallow, "
+    "valid file 'nesting deeper than 64 levels'"))
+@pytest.mark.parametrize("name", list(BRACKETS_IN_TEXT))
+def test_brackets_inside_text_are_not_nesting(cli, name: str) -> None:
+    _, _, findings = findings_of(cli, f"brackets-{name}", exit_codes=(0,))
+    assert findings == []
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+def suite_with_dataset(folder: Path, name: str, content: bytes) -> list[str]:
     source = Path(__file__).parent / "fixtures" / "bad" / "case_missing_input"
-    (folder / "promptops.yaml").write_bytes((source / "promptops.yaml").read_bytes())
-    (folder / "answer.prompt.yaml").write_bytes((source / "answer.prompt.yaml").read_bytes())
-    (folder / "answer.eval.yaml").write_text(f"prompt: support.answer\ndataset: {name}\n")
-    (folder / name).write_bytes(content)
+    write(folder / "promptops.yaml", (source / "promptops.yaml").read_bytes())
+    write(folder / "answer.prompt.yaml", (source / "answer.prompt.yaml").read_bytes())
+    write(folder / "answer.eval.yaml", f"prompt: support.answer\ndataset: {name}\n")
+    write(folder / name, content)
+    return JSON
 
 
 GOOD_ROW = b'{"id": "ok", "vars": {"question": "q", "passages": []}}\n'
+BROKEN_ROWS = {
+    "jsonl": ("cases.jsonl", GOOD_ROW + b'{"id": "x", "vars": {"question": "q", "passages": [}}\n', 2),
+    "jsonl-not-utf8": ("cases.jsonl", GOOD_ROW + b"\xff\xfe\n", 2),
+    "yaml": ("cases.yaml", b"- id: a\n  vars: {question: q, passages: []}\n- id: b\n  vars: [\n", 5),
+    "csv": ("cases.csv", b"id,question,passages\na,q,[]\nb,q,[],extra\n", 3),
+}
+ROWS_THAT_BREAK_THE_READER = {
+    "jsonl-deep": ("cases.jsonl", GOOD_ROW + b"[" * 100_000 + b"]" * 100_000 + b"\n", 2),
+    "jsonl-huge-int": ("cases.jsonl", b'{"id": ' + b"9" * 5_000 + b', "vars": {}}\n', 1),
+    "csv-huge-field": ("cases.csv", b"id,question\na," + b"x" * 200_000 + b"\n", 2),
+}
+for _name, (_file, _content, _) in {**BROKEN_ROWS, **ROWS_THAT_BREAK_THE_READER}.items():
+    case(f"dataset-{_name}")(lambda folder, f=_file, c=_content: suite_with_dataset(folder, f, c))
 
 
-@pytest.mark.parametrize("name, content, line", [
-    pytest.param("cases.jsonl", GOOD_ROW + b'{"id": "x", "vars": {"question": "q", "passages": [}}\n', 2, id="jsonl"),
-    pytest.param("cases.jsonl", GOOD_ROW + b"\xff\xfe\n", 2, id="jsonl-not-utf8"),
-    pytest.param("cases.yaml", b"- id: a\n  vars: {question: q, passages: []}\n- id: b\n  vars: [\n", 5, id="yaml"),
-    pytest.param("cases.csv", b"id,question,passages\na,q,[]\nb,q,[],extra\n", 3, id="csv"),
-])
-def test_broken_dataset_rows(tmp_path: Path, name: str, content: bytes, line: int) -> None:
-    _suite_with_dataset(tmp_path, name, content)
-    _, findings = _lint_json(tmp_path)
+@pytest.mark.parametrize("name", list(BROKEN_ROWS))
+def test_broken_dataset_rows(cli, name: str) -> None:
+    file, _, line = BROKEN_ROWS[name]
+    _, _, findings = findings_of(cli, f"dataset-{name}")
     # The suite may add PO506 (no usable case); the row's own finding names the dataset and line.
     codes = [(f["path"], f["code"], f["line"]) for f in findings if f["code"] != "PO506"]
-    assert codes and all(path == name for path, _, _ in codes), codes
+    assert codes and all(path == file for path, _, _ in codes), codes
     assert codes[0][1] in ("PO100", "PO505") and codes[0][2] == line, codes
 
 
@@ -445,15 +360,99 @@ def test_broken_dataset_rows(tmp_path: Path, name: str, content: bytes, line: in
     "JSONDecodeError escapes loader._jsonl_rows/_csv_rows: RecursionError for a deeply nested "
     "JSON line, ValueError for an integer over 4,300 digits, _csv.Error for a CSV field over "
     "131,072 characters; `promptops lint` dies with a traceback (exit 1)"))
-@pytest.mark.parametrize("name, content, line", [
-    pytest.param("cases.jsonl", GOOD_ROW + b"[" * 100_000 + b"]" * 100_000 + b"\n", 2, id="jsonl-deep"),
-    pytest.param("cases.jsonl", b'{"id": ' + b"9" * 5_000 + b', "vars": {}}\n', 1, id="jsonl-huge-int"),
-    pytest.param("cases.csv", b"id,question\na," + b"x" * 200_000 + b"\n", 2, id="csv-huge-field"),
-])
-def test_dataset_rows_that_break_the_reader(tmp_path: Path, name: str, content: bytes, line: int) -> None:
-    _suite_with_dataset(tmp_path, name, content)
-    result = run_cli(["lint", "--format", "json"], cwd=tmp_path)
+@pytest.mark.parametrize("name", list(ROWS_THAT_BREAK_THE_READER))
+def test_dataset_rows_that_break_the_reader(cli, name: str) -> None:
+    file, _, line = ROWS_THAT_BREAK_THE_READER[name]
+    _, _, findings = findings_of(cli, f"dataset-{name}")
+    assert [(f["path"], f["code"], f["line"]) for f in findings][:1] == [(file, "PO505", line)]
+
+
+# -- several files, missing paths -------------------------------------------------------------
+
+@case("several-bad-files")
+def _(folder: Path) -> list[str]:
+    write(folder / "a.prompt.yaml", b"\x00\x01")
+    write(folder / "b.prompt.yaml", "id: [unclosed\n")
+    write(folder / "c.prompt.yaml", GOOD.replace(b"id: fine", b"id: fine\nmodle: 1"))
+    write(folder / "d.prompt.yaml", GOOD.replace(b"id: fine", b"id: other"))
+    return JSON
+
+
+def test_several_bad_files_in_one_run(cli) -> None:
+    """One broken file never stops the others from being checked."""
+    _, result, findings = findings_of(cli, "several-bad-files")
+    assert [(f["path"], f["code"]) for f in findings] == [
+        ("a.prompt.yaml", "PO100"), ("b.prompt.yaml", "PO101"), ("c.prompt.yaml", "PO110"),
+    ]
+    assert result.json()["files_checked"] == 4
+
+
+@case("missing-path")
+def _(folder: Path) -> list[str]:
+    return ["lint", "nowhere.prompt.yaml"]
+
+
+def test_missing_path_is_a_usage_error(cli) -> None:
+    _, result = cli("missing-path")
+    assert result.returncode == 2
+    assert "nowhere.prompt.yaml" in result.stderr
     assert_no_traceback(result)
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+SECRETS = {
+    "openai": "sk-proj-Zq8xW3vT6yU1iO4pA7sD9fG2hJ5kL0",
+    "aws": "AKIAQ3EGRT7MZXJ4WP2N",
+    "github": "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    "slack": "xoxb-1234567890-abcdefghijkl",
+    "assignment": "Tr0ub4dorAndThreeMoreWords",
+}
+SECRET_PROMPT = (
+    "# token for local testing: " + SECRETS["github"] + "\n"
+    "id: secret.prompt\n"
+    "model: {name: openai/gpt-4o-mini}\n"
+    "description: 'aws " + SECRETS["aws"] + " and slack " + SECRETS["slack"] + "'\n"
+    "messages:\n"
+    "  - role: system\n"
+    "    content: |\n"
+    "      Use key " + SECRETS["openai"] + " when calling the tool.\n"
+    "      password = " + SECRETS["assignment"] + "\n"
+)
+SECRET_RUNS = {
+    fmt: ["lint", "--format", fmt, "secret.prompt.yaml"] for fmt in ("text", "json", "github", "sarif")
+}
+SECRET_RUNS["sarif-file"] = ["lint", "--format", "sarif", "--output", "report.sarif", "secret.prompt.yaml"]
+
+
+def secret_project(args: list[str]) -> Callable[[Path], list[str]]:
+    def prepare(folder: Path) -> list[str]:
+        write(folder / "secret.prompt.yaml", SECRET_PROMPT)
+        return args
+    return prepare
+
+
+for _name, _args in SECRET_RUNS.items():
+    case(f"secrets-{_name}")(secret_project(_args))
+
+
+@pytest.mark.parametrize("name", list(SECRET_RUNS))
+def test_secrets_never_appear_in_any_output(cli, name: str) -> None:
+    folder, result = cli(f"secrets-{name}")
     assert result.returncode == 1
-    findings = result.json()["findings"]
-    assert [(f["path"], f["code"], f["line"]) for f in findings][:1] == [(name, "PO505", line)]
+    assert_no_traceback(result)
+    output = result.stdout + result.stderr
+    if name == "sarif-file":
+        assert result.stdout == ""
+        output += (folder / "report.sarif").read_text(encoding="utf-8")
+    assert output.count("PO601") >= 5
+    for kind, secret in SECRETS.items():
+        assert secret not in output, f"the {kind} secret leaked"
+        assert secret[-8:] not in output, f"the tail of the {kind} secret leaked"
+
+
+def test_every_secret_is_found_where_it_is(cli) -> None:
+    _, result = cli("secrets-text")
+    places = {line.split(": ", 1)[0] for line in result.stdout.splitlines() if " PO601 " in line}
+    assert places == {"secret.prompt.yaml:1:28", "secret.prompt.yaml:4:19", "secret.prompt.yaml:4:50",
+                      "secret.prompt.yaml:8:15", "secret.prompt.yaml:9:18"}, result.stdout
