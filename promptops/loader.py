@@ -73,14 +73,18 @@ def read_text(path: Path, root: Path, display: str, limit: int = MAX_FILE_BYTES)
         raw = path.read_bytes()
     except OSError as exc:
         return problem(f"cannot be read: {exc.strerror or exc}")
+    return decode_text(raw, display)
+
+
+def decode_text(raw: bytes, display: str) -> tuple[str | None, Finding | None]:
+    """UTF-8 text from a file's bytes, or the finding that says why it is not text."""
     if b"\x00" in raw:
-        return problem("is a binary file, not YAML text")
+        return None, Finding(display, 1, 1, "PO100", "is a binary file, not YAML text", Severity.ERROR)
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         return None, Finding(display, line, 1, "PO100", f"is not valid UTF-8 (byte {exc.start})", Severity.ERROR)
-    return text, None
 
 
 def _escapes(path: Path, root: Path) -> bool:
@@ -187,18 +191,36 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class Loader:
-    """Loads the files of one project, sharing schema validators between them."""
+class WorkTree:
+    """Files as they are on disk."""
 
-    def __init__(self, root: Path, display_base: Path | None = None) -> None:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, path: Path, display: str, limit: int = MAX_FILE_BYTES) -> tuple[str | None, Finding | None]:
+        return read_text(path, self.root, display, limit)
+
+    def is_file(self, path: Path) -> bool:
+        return path.is_file()
+
+
+class Loader:
+    """Loads the files of one project, sharing schema validators between them.
+
+    Files come from the work tree by default, or from any ``files`` object
+    with the same two methods (a git commit's tree, for instance).
+    """
+
+    def __init__(self, root: Path, display_base: Path | None = None, files: Any = None) -> None:
         self.root = root.resolve()
         self.display_base = (display_base or self.root).resolve()
         self.schemas = SchemaChecker()
+        self.files = files or WorkTree(self.root)
 
     def load(self, path: Path) -> Loaded:
         kind = kind_of(path) or "prompt"
         display = display_path(path if path.is_absolute() else Path.cwd() / path, self.display_base)
-        text, problem = read_text(path, self.root, display)
+        text, problem = self.files.read(path, display)
         source = Source(path=path, display=display, text=text or "")
         result = Loaded(source=source, kind=kind)
         if problem:
@@ -252,7 +274,7 @@ class Loader:
         if Path(relative).is_absolute() or not _inside(path, self.root):
             findings.append(_finding(suite, "PO504", f"dataset '{relative}' is outside the repository", line, col))
             return None
-        if not path.is_file():
+        if not self.files.is_file(path):
             findings.append(_finding(suite, "PO504", f"dataset '{relative}' does not exist", line, col))
             return None
         reader = {".jsonl": _jsonl_rows, ".csv": _csv_rows, ".yaml": _yaml_rows, ".yml": _yaml_rows}.get(path.suffix)
@@ -260,7 +282,7 @@ class Loader:
             findings.append(_finding(suite, "PO504", f"dataset '{relative}' must be .jsonl, .csv or .yaml", line, col))
             return None
         display = display_path(path, self.display_base)
-        text, problem = read_text(path, self.root, display, MAX_DATASET_BYTES)
+        text, problem = self.files.read(path, display, MAX_DATASET_BYTES)
         if problem:
             findings.append(problem)
             return None
