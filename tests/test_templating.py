@@ -197,10 +197,21 @@ def test_budget_is_per_render() -> None:
 
 
 def test_budget_is_per_thread() -> None:
-    source = "{% for i in range(60000) %}{% endfor %}{{ n }}"
+    """Renders in other threads neither drain nor refill a render's budget."""
+    light = "{% for i in range(30000) %}{% endfor %}{{ n }}"
+    heavy = "{% for i in xs %}{% endfor %}never"
+
+    def run(n: int) -> str:
+        if n == 0:
+            try:
+                return render(heavy, {"xs": range(300_000)})
+            except RenderLimitError:
+                return "limited"
+        return "".join(render(light, {"n": n}) for _ in range(3))
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda n: render(source, {"n": n}), range(8)))
-    assert results == [str(n) for n in range(8)]
+        results = list(pool.map(run, range(8)))
+    assert results == ["limited"] + [str(n) * 3 for n in range(1, 8)]
 
 
 def test_a_failed_render_does_not_poison_the_next() -> None:
