@@ -1,16 +1,18 @@
 """Safe YAML parsing that remembers where every value came from.
 
-libyaml (through PyYAML's C composer) builds the node graph; we turn nodes
-into plain JSON-like values ourselves so that we can
+libyaml (through PyYAML's C parser) produces events; we build plain JSON-like
+values from them ourselves, without recursion, so that we can
 - record the line and column of every value and every mapping key,
 - refuse duplicate keys, tags other than the core schema (``!!python/...``
-  is never constructed), deep nesting and alias bombs,
+  is never constructed), deep nesting and alias bombs (counted, never expanded),
 - keep timestamps as the strings the author wrote (specs are JSON-like).
+
+PyYAML's own composer recurses in C and crashes the process on documents
+nested some 100,000 levels deep; its event parser does not.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -29,9 +31,6 @@ JsonPath = tuple[Union[str, int], ...]
 _TAG = "tag:yaml.org,2002:"
 _STR = f"{_TAG}str"
 _TIMESTAMP = f"{_TAG}timestamp"
-_BRACKETS = re.compile(r"[\[\]{}]")
-# "- - - - x" or "? ? ? x": block nesting on one line, which libyaml also recurses on.
-_INLINE_BLOCK_NESTING = re.compile(r"(?:[-?:][ \t]+){%d,}" % MAX_DEPTH)
 
 
 class YamlError(Exception):
@@ -64,35 +63,41 @@ class Positions:
         return self.values.get((), (1, 1))
 
 
-def _mark(node: yaml.Node) -> tuple[int, int]:
-    return node.start_mark.line + 1, node.start_mark.column + 1
+def _mark(item: Any) -> tuple[int, int]:
+    return item.start_mark.line + 1, item.start_mark.column + 1
 
 
-def _check_depth(text: str) -> None:
-    """libyaml recurses on nesting and crashes the process past ~100k levels: refuse first.
+@dataclass
+class _Open:
+    """A mapping or sequence whose end event has not come yet."""
 
-    Nesting by indentation is bounded by the file size limit (each level costs
-    a column on every line); flow brackets and block indicators on one line are not.
-    """
-    inline = _INLINE_BLOCK_NESTING.search(text)
-    if inline:
-        line = text.count("\n", 0, inline.start()) + 1
-        raise YamlError("PO104", f"nesting deeper than {MAX_DEPTH} levels", line, 1)
-    depth = 0
-    for match in _BRACKETS.finditer(text):
-        if match.group() in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                line = text.count("\n", 0, match.start()) + 1
-                raise YamlError("PO104", f"nesting deeper than {MAX_DEPTH} levels", line, 1)
-        else:
-            depth = max(0, depth - 1)
+    value: Any
+    path: JsonPath
+    anchor: str | None
+    nodes_before: int
+    key: Any = None  # mappings: the key waiting for its value
+    has_key: bool = False
+    merges: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _MergeKey:
+    """Stands for ``<<`` while its mapping is being read."""
+
+
+_MERGE = f"{_TAG}merge"
+_MERGE_KEY = _MergeKey()
 
 
 class _Builder:
-    def __init__(self) -> None:
+    """Turns libyaml's event stream into values, iteratively: no recursion, whatever the depth."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
         self.positions = Positions()
         self.nodes = 0
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.root: Any = None
         constructor = yaml.SafeLoader("")  # used only for its scalar constructors
         self._constructors = {
             f"{_TAG}int": constructor.construct_yaml_int,
@@ -101,74 +106,128 @@ class _Builder:
             f"{_TAG}null": constructor.construct_yaml_null,
         }
 
-    def build(self, node: yaml.Node, path: JsonPath, depth: int) -> Any:
-        self.nodes += 1
+    def run(self) -> Any:
+        documents = 0
+        while True:
+            event = self.loader.get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                self._scalar(event)
+            elif kind is yaml.MappingStartEvent:
+                self._open(event, {}, f"{_TAG}map")
+            elif kind is yaml.SequenceStartEvent:
+                self._open(event, [], f"{_TAG}seq")
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                self._close()
+            elif kind is yaml.AliasEvent:
+                self._alias(event)
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise YamlError("PO101", "expected a single YAML document, found several (---)", *_mark(event))
+            elif kind is yaml.StreamEndEvent:
+                return self.root
+
+    def _count(self, amount: int, event: Any) -> None:
+        self.nodes += amount
         if self.nodes > MAX_NODES:
-            line, col = _mark(node)
-            raise YamlError("PO104", f"document expands to more than {MAX_NODES} values (alias bomb?)", line, col)
-        if depth > MAX_DEPTH:
-            line, col = _mark(node)
-            raise YamlError("PO104", f"nesting deeper than {MAX_DEPTH} levels", line, col)
-        self.positions.values[path] = _mark(node)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            self._require_tag(node, f"{_TAG}seq")
-            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return self._scalar_value(node)
+            raise YamlError("PO104", f"document expands to more than {MAX_NODES} values (alias bomb?)", *_mark(event))
 
-    def _require_tag(self, node: yaml.Node, expected: str) -> None:
-        if node.tag != expected:
-            line, col = _mark(node)
-            raise YamlError("PO103", f"tag {node.tag!r} is not allowed (only plain YAML values)", line, col)
-
-    def _scalar_value(self, node: yaml.Node) -> Any:
-        tag = node.tag
+    def _scalar(self, event: Any) -> None:
+        self._count(1, event)
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag == _STR or tag == _TIMESTAMP:  # timestamps stay the text the author wrote
-            return node.value
-        construct = self._constructors.get(tag)
-        if construct is None:
-            line, col = _mark(node)
-            raise YamlError("PO103", f"tag {tag!r} is not allowed (only plain YAML values)", line, col)
-        return construct(node)
+            value: Any = event.value
+        elif tag == _MERGE and self._expecting_key():
+            value = _MERGE_KEY
+        else:
+            construct = self._constructors.get(tag)
+            if construct is None:
+                raise YamlError("PO103", f"tag {tag!r} is not allowed (only plain YAML values)", *_mark(event))
+            value = construct(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style))
+        if self._expecting_key() and not isinstance(value, (str, _MergeKey)):
+            value = event.value  # `yes:` or `1:` as keys are surprises in YAML 1.1; keep the text written
+        if event.anchor:
+            self.anchors[event.anchor] = (value, 1)
+        self._place(value, event)
 
-    def _mapping(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> dict[str, Any]:
-        self._require_tag(node, f"{_TAG}map")
-        result: dict[str, Any] = {}
-        for key_node, value_node in self._merged_pairs(node):
-            key = self._key(key_node)
-            if key in result:
-                line, col = _mark(key_node)
-                first = self.positions.keys.get(path + (key,), (0, 0))[0]
-                raise YamlError("PO102", f"duplicate key {key!r} (first defined on line {first})", line, col)
-            self.positions.keys[path + (key,)] = _mark(key_node)
-            result[key] = self.build(value_node, path + (key,), depth + 1)
-        return result
+    def _open(self, event: Any, value: Any, default_tag: str) -> None:
+        if event.tag not in (None, "!", default_tag):
+            raise YamlError("PO103", f"tag {event.tag!r} is not allowed (only plain YAML values)", *_mark(event))
+        self._count(1, event)
+        if len(self.stack) >= MAX_DEPTH:
+            raise YamlError("PO104", f"nesting deeper than {MAX_DEPTH} levels", *_mark(event))
+        if self._expecting_key():
+            raise YamlError("PO101", "mapping keys must be plain strings", *_mark(event))
+        path = self._child_path()
+        self.positions.values[path] = _mark(event)
+        self.stack.append(_Open(value, path, event.anchor, self.nodes))
 
-    def _merged_pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
-        """Expand ``<<: *anchor`` merge keys; explicit keys win over merged ones."""
-        own: list[tuple[yaml.Node, yaml.Node]] = []
-        merged: list[tuple[yaml.Node, yaml.Node]] = []
-        for key_node, value_node in node.value:
-            if key_node.tag != f"{_TAG}merge":
-                own.append((key_node, value_node))
-                continue
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            for source in sources:
-                if not isinstance(source, yaml.MappingNode):
-                    line, col = _mark(source)
-                    raise YamlError("PO101", "a merge key (<<) must refer to a mapping", line, col)
-                merged.extend(self._merged_pairs(source))
-        own_keys = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
-        return [(k, v) for k, v in merged if k.value not in own_keys] + own
+    def _close(self) -> None:
+        done = self.stack.pop()
+        value = done.value
+        if done.merges:
+            merged: dict[str, Any] = {}
+            for source in reversed(done.merges):  # earlier sources win over later ones
+                merged.update(source)
+            merged.update(value)  # explicit keys win over merged ones
+            value = merged
+        if done.anchor:
+            self.anchors[done.anchor] = (value, self.nodes - done.nodes_before + 1)
+        self._attach(value, done.path)
 
-    def _key(self, node: yaml.Node) -> str:
-        if not isinstance(node, yaml.ScalarNode):
-            line, col = _mark(node)
-            raise YamlError("PO101", "mapping keys must be plain strings", line, col)
-        value = self._scalar_value(node)
-        # `yes:` or `1:` as keys are surprises in YAML 1.1; keep the text the author wrote.
-        return node.value if not isinstance(value, str) else value
+    def _alias(self, event: Any) -> None:
+        if event.anchor not in self.anchors:
+            raise YamlError("PO101", f"alias *{event.anchor} refers to no complete anchor", *_mark(event))
+        value, size = self.anchors[event.anchor]
+        self._count(size, event)
+        if self._expecting_key() and not isinstance(value, str):
+            raise YamlError("PO101", "mapping keys must be plain strings", *_mark(event))
+        self._place(value, event)
+
+    def _expecting_key(self) -> bool:
+        return bool(self.stack) and isinstance(self.stack[-1].value, dict) and not self.stack[-1].has_key
+
+    def _child_path(self) -> JsonPath:
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        return top.path + ((len(top.value),) if isinstance(top.value, list) else (top.key,))
+
+    def _place(self, value: Any, event: Any) -> None:
+        """Put a scalar or alias where the open container expects it."""
+        if self._expecting_key():
+            top = self.stack[-1]
+            if value is not _MERGE_KEY and value in top.value:
+                first = self.positions.keys.get(top.path + (value,), (0, 0))[0]
+                raise YamlError("PO102", f"duplicate key {value!r} (first defined on line {first})", *_mark(event))
+            top.key, top.has_key = value, True
+            if value is not _MERGE_KEY:
+                self.positions.keys[top.path + (value,)] = _mark(event)
+            return
+        path = self._child_path()
+        self.positions.values[path] = _mark(event)
+        self._attach(value, path)
+
+    def _attach(self, value: Any, path: JsonPath) -> None:
+        if not self.stack:
+            self.root = value
+            return
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            top.value.append(value)
+            return
+        if top.key is _MERGE_KEY:
+            sources = value if isinstance(value, list) else [value]
+            if not all(isinstance(source, dict) for source in sources):
+                line, col = self.positions.values.get(path, (1, 1))
+                raise YamlError("PO101", "a merge key (<<) must refer to a mapping or a list of them", line, col)
+            top.merges.extend(sources)
+        else:
+            top.value[top.key] = value
+        top.key, top.has_key = None, False
 
 
 def parse(text: str) -> tuple[Any, Positions]:
@@ -177,26 +236,21 @@ def parse(text: str) -> tuple[Any, Positions]:
     Raises YamlError for anything that cannot be a spec. An empty document
     parses to None.
     """
-    _check_depth(text)
-    composer = _Composer(text)
+    loader = _Composer(text)
+    builder = _Builder(loader)
     try:
-        node = composer.get_single_node()
+        return builder.run(), builder.positions
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line = min(line, max(1, len(text.splitlines())))  # an error at the end of input belongs to the last line
         problem = exc.problem or "invalid YAML"
         if mark is not None and text[mark.index : mark.index + 1] == "\t":
             problem = "a tab character; YAML indentation must use spaces"
-        elif exc.context and "expected a single document" in exc.context:
-            problem = "expected a single YAML document, found several (---)"
         elif exc.context and exc.context_mark and exc.context_mark.line != (mark.line if mark else -1):
             problem = f"{problem} ({exc.context} that started on line {exc.context_mark.line + 1})"
         raise YamlError("PO101", problem, line, col) from None
     except yaml.YAMLError as exc:
         raise YamlError("PO101", str(exc).splitlines()[0] if str(exc) else "invalid YAML") from None
     finally:
-        composer.dispose()
-    builder = _Builder()
-    if node is None:
-        return None, builder.positions
-    return builder.build(node, (), 0), builder.positions
+        loader.dispose()
