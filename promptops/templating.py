@@ -91,6 +91,75 @@ def size_of(value: Any, limit: int) -> int:
     return 24  # a number, a boolean or an opaque object renders short
 
 
+def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _text_size(value: Any, limit: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else size_of(str(value), limit)
+
+
+def _replace_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> int:
+    if not isinstance(subject, str) or len(args) < 2:
+        return 0
+    old, new = str(args[0]), str(args[1])
+    occurrences = subject.count(old) if old else len(subject) + 1
+    return len(subject) + occurrences * max(0, len(new) - len(old))
+
+
+def _join_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> int:
+    if isinstance(subject, str):  # str.join(items)
+        items, separator = (args[0] if args else ()), subject
+    else:  # the join filter: items|join(separator)
+        items, separator = subject, str(_argument(args, kwargs, 0, "d", ""))
+    count = len(items) if hasattr(items, "__len__") else 0
+    return size_of(items, limit) + len(separator) * count
+
+
+def _indent_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> int:
+    width = _text_size(_argument(args, kwargs, 0, "width", 4), limit)  # a number of spaces, or a string
+    return size_of(subject, limit) + (str(subject).count("\n") + 1) * abs(width)
+
+
+def _pad_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> int:
+    width = _argument(args, kwargs, 0, "width", 0)
+    return max(size_of(subject, limit), width if isinstance(width, int) else 0)
+
+
+def _expandtabs_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> int:
+    tab = _argument(args, kwargs, 0, "tabsize", 8)
+    return size_of(subject, limit) + str(subject).count("\t") * abs(tab if isinstance(tab, int) else 8)
+
+
+def _wordwrap_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> int:
+    width = _argument(args, kwargs, 0, "width", 79)
+    wrap = _argument(args, kwargs, 2, "wrapstring", None)
+    size = size_of(subject, limit)
+    lines = size // max(1, width if isinstance(width, int) else 79) + 1
+    return size + lines * len(str(wrap if wrap is not None else "\n"))
+
+
+def _translate_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> int:
+    table = args[0] if args else {}
+    longest = max((size_of(str(v), limit) for v in table.values()), default=1) if isinstance(table, dict) else 1
+    return size_of(subject, limit) * max(1, longest)
+
+
+# How large the result of each amplifying filter or string method can be, from its arguments.
+_GROWTH = {
+    "replace": _replace_size,
+    "join": _join_size,
+    "indent": _indent_size,
+    "center": _pad_size,
+    "ljust": _pad_size,
+    "rjust": _pad_size,
+    "zfill": _pad_size,
+    "expandtabs": _expandtabs_size,
+    "wordwrap": _wordwrap_size,
+    "translate": _translate_size,
+}
+
+
 class _Bounder(NodeTransformer):
     """Route every loop and every ``~`` through the environment's bounded helpers."""
 
@@ -194,12 +263,14 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             self.budget.spend()
+            # A lazy input (map, select, ...) is only sized as the filter consumes it.
+            args = tuple(self.sized(a) if isinstance(a, Iterator) else a for a in args)
             values = args[skip:]
             if values:
                 self._precheck(name, values[0], tuple(values[1:]), kwargs)
             result = fn(*args, **kwargs)
             if isinstance(result, Iterator):
-                result = list(self.bounded_iter(result))
+                result = list(self.sized(result))
             self.budget.check_size(size_of(result, self.limits.max_output_chars), f"the {name} filter's result")
             return result
 
@@ -215,27 +286,21 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         for value in arguments:
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limit:
                 raise RenderLimitError(f"{name}() with an argument larger than {limit:,}")
-        subject_size = size_of(subject, limit)
-        text = subject if isinstance(subject, str) else ""
-        if name == "replace" and len(arguments) >= 2 and isinstance(subject, str):
-            old, new = str(arguments[0]), str(arguments[1])
-            occurrences = subject.count(old) if old else len(subject) + 1
-            self.budget.check_size(len(subject) + occurrences * max(0, len(new) - len(old)), "a replace() result")
-        elif name == "join":
-            items = arguments[0] if isinstance(subject, str) and arguments else subject
-            separator = subject if isinstance(subject, str) else str(arguments[0] if arguments else "")
-            count = len(items) if hasattr(items, "__len__") else 0
-            self.budget.check_size(size_of(items, limit) + len(separator) * count, "a join() result")
-        elif name == "indent":
-            width = arguments[0] if arguments and isinstance(arguments[0], int) else 4
-            self.budget.check_size(subject_size + (text.count("\n") + 1) * abs(width), "an indent() result")
-        elif name in ("center", "ljust", "rjust", "zfill") and arguments and isinstance(arguments[0], int):
-            self.budget.check_size(max(subject_size, arguments[0]), f"a {name}() result")
-        elif name == "expandtabs":
-            tab = arguments[0] if arguments and isinstance(arguments[0], int) else 8
-            self.budget.check_size(subject_size + text.count("\t") * abs(tab), "an expandtabs() result")
-        elif name in ("format", "format_map"):
-            self._check_format(text, arguments)
+        if name in ("format", "format_map"):
+            self._check_format(subject if isinstance(subject, str) else "", arguments)
+            return
+        estimate = _GROWTH.get(name)
+        if estimate is not None:
+            self.budget.check_size(estimate(subject, args, kwargs, limit), f"a {name}() result")
+
+    def sized(self, items: Iterable[Any]) -> Iterator[Any]:
+        """Items of a lazy sequence, refused once together they pass the size limit."""
+        budget, limit, total = self.budget, self.limits.max_output_chars, 0
+        for item in items:
+            budget.spend()
+            total += size_of(item, limit)
+            budget.check_size(total, "a sequence")
+            yield item
 
     def _check_format(self, template: str, values: Any) -> None:
         """``"%09999d" % x`` or ``"{:>9999}".format(x)`` pad; ``"{0}{0}"`` repeats."""
@@ -248,9 +313,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     # -- rendering ------------------------------------------------------------
     def render(self, source: str, variables: dict[str, Any]) -> str:
-        template: Template = self.compiled(source)
         self._local.budget = _Budget(self.limits)
         try:
+            template: Template = self.compiled(source)
             pieces: list[str] = []
             total = 0
             for piece in template.generate(**variables):
@@ -258,8 +323,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 self.budget.check_size(total, "the rendered message")
                 pieces.append(piece)
             return "".join(pieces)
-        except RecursionError:
-            raise RenderLimitError("recursion too deep (a macro that calls itself?)") from None
+        except (RecursionError, SyntaxError, MemoryError) as exc:
+            # Python's compiler and stack have limits of their own; a template that reaches them is refused.
+            what = "too deeply nested to compile" if isinstance(exc, SyntaxError) else "recursion too deep"
+            raise RenderLimitError(f"the template is {what}") from None
         except TemplateError:
             raise
         except Exception as exc:  # untrusted code: any failure is the template's
