@@ -28,7 +28,7 @@ from promptops.specs import (
     Source,
     kind_of,
 )
-from promptops.yamlparse import JsonPath, Positions, YamlError, parse
+from promptops.yamlparse import MAX_DEPTH, JsonPath, Positions, YamlError, parse
 
 MAX_FILE_BYTES = 1_000_000
 MAX_DATASET_BYTES = 50_000_000
@@ -320,27 +320,55 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line), None
+            row = json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+        except (ValueError, RecursionError) as exc:  # over-long integers, absurd nesting
+            yield number, None, f"invalid JSON: {exc if isinstance(exc, ValueError) else 'nested too deeply'}"
+        else:
+            too_deep = _nesting_exceeds(row, MAX_DEPTH)
+            yield number, (None if too_deep else row), (f"nests deeper than {MAX_DEPTH} levels" if too_deep else None)
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether JSON-like ``value`` nests deeper than ``limit`` (checked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
     """CSV columns: id, expected, and every other column a var (``vars.x`` or ``x``)."""
     reader = csv.DictReader(io.StringIO(text))
-    for row in reader:
-        number = reader.line_num
-        case: dict[str, Any] = {"vars": {}}
-        for column, value in row.items():
-            if column is None:
-                yield number, None, "row has more fields than the header"
-                break
-            if column in ("id", "expected"):
-                case[column] = value
-            else:
-                case["vars"][column.removeprefix("vars.")] = value
+    try:
+        header = reader.fieldnames or []
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            yield 1, None, f"the header repeats column(s) {', '.join(repeated)}"
+            return
+        for row in reader:
+            yield reader.line_num, *_csv_case(row)
+    except csv.Error as exc:
+        yield reader.line_num + 1, None, f"invalid CSV: {exc}"  # the row being read when it failed
+
+
+def _csv_case(row: dict[Any, Any]) -> tuple[Any, str | None]:
+    case: dict[str, Any] = {"vars": {}}
+    for column, value in row.items():
+        if column is None:
+            return None, "row has more fields than the header"
+        if column in ("id", "expected"):
+            case[column] = value
         else:
-            yield number, case, None
+            case["vars"][column.removeprefix("vars.")] = value
+    return case, None
 
 
 def _yaml_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:

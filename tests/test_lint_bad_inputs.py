@@ -286,11 +286,6 @@ def test_deeply_nested_template_is_a_syntax_finding(cli, name: str) -> None:
     assert (finding["code"], finding["line"]) == ("PO201", 10)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a long chain of binary operators or calls parses, then fails to compile: Python's "
-    "compile() raises SyntaxError 'too many nested parentheses' (from ~200 '+') or RecursionError "
-    "(from ~400, also in the _Bounder NodeTransformer); BoundedSandbox.render compiles outside its "
-    "try block and PO206 catches only TemplateError, so `promptops lint` dies with a traceback"))
 @pytest.mark.parametrize("name", list(UNCOMPILABLE_TEMPLATES))
 def test_template_too_deep_to_compile_is_a_finding(cli, name: str) -> None:
     _, _, findings = findings_of(cli, f"template-{name}")
@@ -353,16 +348,12 @@ def test_broken_dataset_rows(cli, name: str) -> None:
     assert codes[0][1] in ("PO100", "PO505") and codes[0][2] == line, codes
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a dataset row that Python's json/csv readers reject with something other than "
-    "JSONDecodeError escapes loader._jsonl_rows/_csv_rows: RecursionError for a deeply nested "
-    "JSON line, ValueError for an integer over 4,300 digits, _csv.Error for a CSV field over "
-    "131,072 characters; `promptops lint` dies with a traceback (exit 1)"))
 @pytest.mark.parametrize("name", list(ROWS_THAT_BREAK_THE_READER))
 def test_dataset_rows_that_break_the_reader(cli, name: str) -> None:
     file, _, line = ROWS_THAT_BREAK_THE_READER[name]
     _, _, findings = findings_of(cli, f"dataset-{name}")
-    assert [(f["path"], f["code"], f["line"]) for f in findings][:1] == [(file, "PO505", line)]
+    rows = [(f["path"], f["code"], f["line"]) for f in findings if f["code"] != "PO506"]  # PO506: no usable case
+    assert rows[:1] == [(file, "PO505", line)]
 
 
 # -- several files, missing paths -------------------------------------------------------------
