@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, meta, nodes
+from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import _PassArg
 from jinja2.visitor import NodeTransformer
@@ -344,9 +344,26 @@ def sandbox(limits: RenderLimits = RenderLimits()) -> BoundedSandbox:
 _PARSER = sandbox()
 
 
+MAX_TREE_DEPTH = 100
+
+
 def parse(source: str) -> nodes.Template:
-    """The template's syntax tree; raises jinja2.TemplateSyntaxError."""
-    return _PARSER.parse(source)
+    """The template's syntax tree; raises jinja2.TemplateSyntaxError.
+
+    Jinja's own tools (scope analysis, code generation) recurse over the tree,
+    so a tree deeper than MAX_TREE_DEPTH is refused here, once, as a syntax error.
+    """
+    try:
+        tree = _PARSER.parse(source)
+    except RecursionError:
+        raise TemplateSyntaxError("the template nests too deeply to parse", 1) from None
+    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise TemplateSyntaxError(f"the template nests deeper than {MAX_TREE_DEPTH} levels", node.lineno or 1)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return tree
 
 
 _AMPLIFYING = (nodes.Macro, nodes.CallBlock, nodes.Call, nodes.Mul, nodes.Pow, nodes.Mod, nodes.Add, nodes.Concat)

@@ -92,7 +92,7 @@ def assertion_template(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
         if isinstance(value, str) and ("{{" in value or "{%" in value):
             try:
                 parse(value)
-            except (TemplateError, RecursionError) as exc:
+            except TemplateError as exc:
                 yield where(f"assertion value is not a valid template: {getattr(exc, 'message', exc)}")
 
 

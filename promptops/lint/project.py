@@ -193,8 +193,6 @@ class ParsedMessage:
             self.tree = parse(self.source_text)
         except TemplateError as exc:
             self.error = (getattr(exc, "lineno", None) or 1, getattr(exc, "message", None) or str(exc))
-        except RecursionError:
-            self.error = (1, "the template nests too deeply to parse")
 
     @cached_property
     def facts(self) -> TemplateFacts:
