@@ -112,6 +112,7 @@ def discover_cases() -> list[Case]:
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("GITHUB_ACTIONS", None)  # would switch the default format to github
+    env.pop("GITHUB_WORKSPACE", None)  # would change what github and sarif paths are relative to
     env["PYTHONIOENCODING"] = "utf-8"
     return env
 

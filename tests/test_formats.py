@@ -278,9 +278,6 @@ def test_sarif_from_the_cli_with_output_file(project: Path, sarif_validator) -> 
     _check_sarif(json.loads((project / "lint.sarif").read_text(encoding="utf-8")), sarif_validator)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SARIF artifactLocation.uri is the raw display path, not a URI: spaces, '%' and a ':' in "
-    "the first segment are not percent-encoded (promptops/lint/output.py _sarif)"))
 @pytest.mark.parametrize("name", ["support answer.prompt.yaml", "100%.prompt.yaml", "a:b.prompt.yaml"])
 def test_sarif_uris_are_percent_encoded(tmp_path: Path, sarif_validator, name: str) -> None:
     (tmp_path / name).write_text("id: x\nmodel: {name: openai/gpt-4o-mini}\nmessages: []\n")
@@ -344,3 +341,20 @@ def test_text_keeps_one_finding_per_line(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 2, lines
     assert not any(line.startswith("::") for line in lines)
+
+
+def test_github_and_sarif_paths_are_relative_to_the_repository_root(tmp_path: Path) -> None:
+    """Annotations and code scanning resolve paths from the repository root, not the current folder."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    project = tmp_path / "services" / "bot"
+    project.mkdir(parents=True)
+    (project / "answer.prompt.yaml").write_text(PROMPT, encoding="utf-8")
+    github = run_cli(["lint", "--format", "github"], cwd=project)
+    assert "file=services/bot/answer.prompt.yaml,line=" in github.stdout
+    sarif = json.loads(run_cli(["lint", "--format", "sarif"], cwd=project).stdout)
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif["runs"][0]["results"]}
+    assert uris == {"services/bot/answer.prompt.yaml"}
+    text = run_cli(["lint"], cwd=project)
+    assert text.stdout.startswith("answer.prompt.yaml:")  # people read paths from where they stand

@@ -143,10 +143,6 @@ def test_severities_by_code_and_by_name(tmp_path: Path, rules: str, expected: li
     assert _found(_project(tmp_path, _prompt(), config=_config(rules))) == expected
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an unquoted `PO202: off` in promptops.yaml lint.rules is read as the YAML 1.1 boolean "
-    "false (yamlparse uses PyYAML's 1.1 bool resolver), so the documented severity `off` gives the "
-    "config error 'lint.rules.PO202: False is not one of error, warning, off' and exit 2"))
 @pytest.mark.parametrize("rules", ["    PO202: off\n", "    undeclared-variable: off\n"])
 def test_unquoted_off(tmp_path: Path, rules: str) -> None:
     assert _found(_project(tmp_path, _prompt(), config=_config(rules))) == [
@@ -178,10 +174,6 @@ def test_invalid_rules_section_is_a_config_error(tmp_path: Path, rules: str) -> 
     assert [f["path"] for f in result.json()["findings"]] == ["promptops.yaml"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an unknown rule name or code in promptops.yaml lint.rules (or per_file_ignores) is "
-    "silently ignored (lint/engine.py _Settings: find_rule returns None and the key is dropped), "
-    "so a misspelt setting does nothing; it should be a config error with a did-you-mean hint"))
 @pytest.mark.parametrize("config", [
     "lint:\n  rules:\n    undeclared-variabel: 'off'\n",
     "lint:\n  rules:\n    PO299: 'off'\n",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import functools
 import os
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import Iterable
 
 from promptops.discover import discover, excluded, find_config, git_toplevel
-from promptops.findings import Finding, Severity
+from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import Project
-from promptops.lint.registry import RULES, find_rule, load_rules
+from promptops.lint.registry import RULES, Rule, find_rule, load_rules
 from promptops.loader import Loaded, Loader, display_path
 from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec
 
@@ -85,16 +86,21 @@ def _lint_project(
         config_loaded = loader.load(config_path)
         loaded[config_path] = config_loaded
         if config_loaded.findings:
+            run.files += 1
             run.config_errors.extend(config_loaded.findings)
             return
         config = config_loaded.spec  # type: ignore[assignment]
+    settings = _Settings(config, cwd)
+    if settings.problems:
+        run.files += 1
+        run.config_errors.extend(settings.problems)
+        return
     exclude = config.section("paths").get("exclude") or []
     for path in files:
         if path not in loaded and not (whole and excluded(path, root, exclude)):
             loaded[path] = loader.load(path)
     project = Project(config, loader, loaded, whole_project=whole)
     project.prefetch(_referenced_ids(loaded.values()))
-    settings = _Settings(config, cwd)
     for item in loaded.values():
         run.files += 1
         found = list(item.findings) + list(_check(item, project))
@@ -136,14 +142,29 @@ class _Settings:
 
     def __init__(self, config: ProjectConfig, cwd: Path) -> None:
         lint_section = config.section("lint")
+        self.problems: list[Finding] = []  # rule names or codes that do not exist
         self.severity: dict[str, str] = {}
         for key, level in (lint_section.get("rules") or {}).items():
-            rule = find_rule(key)
+            rule = self._rule(config, key, ("lint", "rules", key))
             if rule:
-                self.severity[rule.code] = level
+                self.severity[rule.code] = "off" if level is False else level  # YAML 1.1 reads off as false
         self.per_file = dict(lint_section.get("per_file_ignores") or {})
+        for pattern, codes in self.per_file.items():
+            for index, code in enumerate(codes):
+                self._rule(config, code, ("lint", "per_file_ignores", pattern, index))
         self.root = config.root
         self.cwd = cwd
+
+    def _rule(self, config: ProjectConfig, name: str, path: tuple[object, ...]) -> Rule | None:
+        rule = find_rule(name)
+        if rule is None and config.source is not None:
+            known = [r.code for r in RULES.values()] + [r.name for r in RULES.values()]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            line, col = config.source.where(path, key=isinstance(path[-1], str))
+            message = f"{dotted(path[:-1])}: no rule '{name}'{hint}; `promptops lint --explain CODE` lists what each does"
+            self.problems.append(Finding(config.source.display, line, col, "PO113", message, Severity.ERROR))
+        return rule
 
     def apply(self, findings: list[Finding], item: Loaded) -> list[Finding]:
         directives = _Directives(item.source.text)

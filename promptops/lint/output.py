@@ -5,8 +5,12 @@ Renderers only format; they never decide what is a finding.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import click
 
@@ -25,6 +29,24 @@ def render(run: LintRun, fmt: str, color: bool = False) -> str:
         "text": _text, "json": _json, "github": _github, "sarif": _sarif,
     }
     return renderers[fmt](run, color)
+
+
+def repository_path(path: str) -> str:
+    """A finding's path relative to the repository root, as GitHub and code scanning expect
+    (findings themselves are relative to the current folder, which may be a sub-folder)."""
+    base = os.environ.get("GITHUB_WORKSPACE") or _toplevel(os.getcwd())
+    absolute = os.path.abspath(path)
+    if base and (absolute == base or absolute.startswith(base.rstrip(os.sep) + os.sep)):
+        return Path(os.path.relpath(absolute, base)).as_posix()
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _toplevel(folder: str) -> str | None:
+    from promptops.discover import git_toplevel
+
+    top = git_toplevel(Path(folder))
+    return str(top) if top else None
 
 
 def _all(run: LintRun) -> list[Finding]:
@@ -95,7 +117,7 @@ def _github(run: LintRun, color: bool) -> str:
     lines = []
     for f in _all(run):
         name = RULES[f.code].name if f.code in RULES else f.code
-        props = f"file={_escape_property(f.path)},line={f.line},col={f.col},title={_escape_property(f'{f.code} {name}')}"
+        props = f"file={_escape_property(repository_path(f.path))},line={f.line},col={f.col},title={_escape_property(f'{f.code} {name}')}"
         lines.append(f"::{'error' if f.severity is Severity.ERROR else 'warning'} {props}::{_escape_data(f.message)}")
     lines.append(summary(run))
     return "\n".join(lines) + "\n"
@@ -112,7 +134,7 @@ def _sarif(run: LintRun, color: bool) -> str:
             "message": {"text": f.message},
             "locations": [{
                 "physicalLocation": {
-                    "artifactLocation": {"uri": f.path},
+                    "artifactLocation": {"uri": quote(repository_path(f.path), safe="/")},
                     "region": {"startLine": f.line, "startColumn": f.col},
                 }
             }],
