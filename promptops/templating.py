@@ -380,6 +380,17 @@ class TemplateFacts:
     may_amplify: bool  # rendering could cost more than reading the inputs once
 
 
+_INTERPRETER_NAMES = frozenset(
+    {"mro", "func_globals", "f_globals", "f_locals", "f_back", "gi_frame", "gi_code", "cr_frame", "cr_code",
+     "ag_frame", "tb_frame", "co_code", "im_func", "func_code"}
+)
+
+
+def forbidden_attribute(name: str) -> bool:
+    """Private or interpreter attributes: what sandbox escapes reach for."""
+    return name.startswith("_") or name in _INTERPRETER_NAMES
+
+
 def analyse(tree: nodes.Template) -> TemplateFacts:
     loads: dict[str, int] = {}
     attributes: list[tuple[str, int]] = []
@@ -434,6 +445,7 @@ __all__ = [
     "TemplateError",
     "TemplateFacts",
     "analyse",
+    "forbidden_attribute",
     "parse",
     "render",
     "render_messages",

@@ -10,6 +10,7 @@ from promptops.lint.project import Project
 from promptops.lint.registry import Hit, rule
 from promptops.loader import Loaded
 from promptops.specs import PromptSpec
+from promptops.templating import forbidden_attribute
 
 _SECRET_SHAPES = {
     "anthropic": ("Anthropic API key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
@@ -28,12 +29,6 @@ _SECRET_SHAPES = {
 }
 # One alternation, so each file is scanned once whatever the number of shapes.
 SECRETS = re.compile("|".join(f"(?P<{name}>{pattern})" for name, (_, pattern) in _SECRET_SHAPES.items()))
-_ESCAPE_NAMES = frozenset(
-    {"mro", "func_globals", "f_globals", "f_locals", "f_back", "gi_frame", "gi_code", "cr_frame", "cr_code",
-     "ag_frame", "tb_frame", "co_code", "im_func", "func_code"}
-)
-
-
 def mask(secret: str) -> str:
     """Enough to find it, never enough to use it."""
     return f"{secret[:4]}…({len(secret)} chars)"
@@ -90,6 +85,6 @@ def sandbox_escape(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     """
     for message in project.messages(spec):
         for name, template_line in message.facts.attributes:
-            if name.startswith("_") or name in _ESCAPE_NAMES:
+            if forbidden_attribute(name):
                 line, col = message.file_position(template_line)
                 yield Hit(spec.source, line, col, f"messages[{message.index}] accesses '{name}', which the sandbox forbids")

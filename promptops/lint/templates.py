@@ -8,7 +8,7 @@ from promptops.findings import Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, hit, rule
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
-from promptops.templating import RenderLimitError, SecurityError, TemplateError, render
+from promptops.templating import RenderLimitError, SecurityError, TemplateError, forbidden_attribute, render
 
 
 def used_variables(spec: PromptSpec, project: Project) -> dict[str, tuple[int, int]]:
@@ -127,6 +127,8 @@ def unbounded_template(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     for message in project.messages(spec):
         if message.tree is None or not message.facts.may_amplify:
             continue
+        if any(forbidden_attribute(name) for name, _ in message.facts.attributes):
+            continue  # PO603 reports it; rendering would only say the same again
         try:
             render(message.source_text, sample, project.render_limits)
         except (RenderLimitError, SecurityError) as exc:
