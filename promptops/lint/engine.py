@@ -105,6 +105,9 @@ def _lint_project(
         run.files += 1
         found = list(item.findings) + list(_check(item, project))
         run.findings.extend(settings.apply(found, item))
+    for suite in project.dependent_suites():  # what the linted prompts' changes may break
+        run.files += 1
+        run.findings.extend(settings.apply(list(_check(suite, project, scopes={"eval"})), suite))
 
 
 def _referenced_ids(items: Iterable[Loaded]) -> set[tuple[str, str]]:
@@ -123,9 +126,9 @@ def _referenced_ids(items: Iterable[Loaded]) -> set[tuple[str, str]]:
     return wanted
 
 
-def _check(item: Loaded, project: Project) -> Iterable[Finding]:
+def _check(item: Loaded, project: Project, scopes: set[str] | None = None) -> Iterable[Finding]:
     for rule in RULES.values():
-        if rule.check is None:
+        if rule.check is None or (scopes is not None and rule.scope not in scopes):
             continue
         if rule.scope == "file":
             subject = item if item.source.text else None

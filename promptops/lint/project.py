@@ -19,10 +19,10 @@ from typing import Any
 from promptops.discover import allowed, discover, excluded, git_toplevel
 from promptops.loader import Loaded, Loader
 from promptops.models import ModelCatalog
-from promptops.specs import PROMPT_SUFFIX, RETRIEVAL_SUFFIX, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
+from promptops.specs import EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
 from promptops.templating import RenderLimits, TemplateFacts
 
-_SUFFIX = {"prompt": PROMPT_SUFFIX, "retrieval": RETRIEVAL_SUFFIX}
+_SUFFIX = {"prompt": PROMPT_SUFFIX, "retrieval": RETRIEVAL_SUFFIX, "eval": EVAL_SUFFIX}
 _TOP_LEVEL_ID = re.compile(r"^id:[ \t]*(?P<q>['\"]?)(?P<id>[^'\"#\s]+)(?P=q)[ \t]*(?:#.*)?$", re.MULTILINE)
 
 
@@ -68,8 +68,8 @@ class Project:
 
     @cached_property
     def _texts(self) -> dict[str, dict[str, str]]:
-        """kind -> file -> text, for every prompt and retrieval file of the project."""
-        texts: dict[str, dict[str, str]] = {"prompt": {}, "retrieval": {}}
+        """kind -> file -> text, for every prompt, retrieval and eval file of the project."""
+        texts: dict[str, dict[str, str]] = {"prompt": {}, "retrieval": {}, "eval": {}}
         for key in sorted({_key(p) for p in self._files} | set(self._loaded)):
             kind = kind_of(key)
             if kind in texts:
@@ -158,6 +158,21 @@ class Project:
     @cached_property
     def _in_git(self) -> bool:
         return git_toplevel(self.root) is not None
+
+    def dependent_suites(self) -> list[Loaded]:
+        """Eval suites, not linted themselves, that test a linted prompt: a change to the
+        prompt (a new required input, say) can break them."""
+        ids = sorted({item.spec.id for item in self._loaded.values() if isinstance(item.spec, PromptSpec)})
+        if self.whole_project or not ids:
+            return []
+        found = self._git_grep(ids, ["eval"]) if self._in_git else None
+        if found is None:
+            pattern = re.compile("|".join(rf"(?<![\w.-]){re.escape(i)}(?![\w.-])" for i in ids))
+            keys = {key for key, text in self._texts["eval"].items() if pattern.search(text)}
+        else:
+            keys = {key for files in found.values() for key in files}
+        suites = [self.load(Path(key)) for key in sorted(keys - set(self._loaded))]
+        return [s for s in suites if isinstance(s.spec, EvalSuiteSpec) and s.spec.prompt in ids]
 
     def known_ids(self, kind: str) -> list[str]:
         """Ids that files of ``kind`` appear to define (for did-you-mean hints only)."""
