@@ -1,0 +1,1 @@
+"""Estimates before any model is called: tokens per request (offline) and what they cost."""

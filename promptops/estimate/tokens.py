@@ -1,0 +1,213 @@
+"""Offline token counts for chat requests, never a download.
+
+OpenAI models are counted with their real tiktoken encoding, chosen as litellm
+chooses it (``openai_tokenizer_encoding_name``) but without importing litellm,
+whose import costs seconds. Other models have no tokenizer we can run offline
+and are approximated with cl100k_base, as litellm does too.
+
+tiktoken reads its encodings from ``TIKTOKEN_CACHE_DIR``, under the sha1 of the
+URL it would download them from; litellm ships those files, but only points
+tiktoken at them when litellm itself is imported. So, unless the user chose a
+folder, ``TIKTOKEN_CACHE_DIR`` is set to litellm's copies here, and an encoding
+is loaded only once its file is there and intact (tiktoken deletes a file that
+fails its hash and downloads it again). Without the file, counts fall back to
+``ceil(len(text) / 4)``, and the method says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from tiktoken import Encoding
+
+APPROXIMATION = "cl100k_base"  # litellm's default for models tiktoken does not know
+FALLBACK = "chars/4"
+CHARS_PER_TOKEN = 4
+
+# The framing OpenAI documents for chat requests ("How to count tokens with tiktoken"), as litellm counts it.
+TOKENS_PER_MESSAGE = 3  # <|start|>{role}<|message|>{content}<|end|>
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3  # <|start|>assistant<|message|>
+
+_DOWNLOADS = "https://openaipublic.blob.core.windows.net/encodings/"
+# What tiktoken would download for each encoding, and the sha256 it checks (tiktoken_ext/openai_public.py).
+_SOURCES: dict[str, tuple[str, str]] = {
+    "r50k_base": ("r50k_base.tiktoken", "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
+    "p50k_base": ("p50k_base.tiktoken", "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"),
+    "p50k_edit": ("p50k_base.tiktoken", "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"),
+    "cl100k_base": ("cl100k_base.tiktoken", "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"),
+    "o200k_base": ("o200k_base.tiktoken", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"),
+    "o200k_harmony": ("o200k_base.tiktoken", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"),
+}
+
+
+@dataclass(frozen=True)
+class TokenMethod:
+    """How a model's tokens are counted, for reports."""
+
+    encoding: str  # a tiktoken encoding name, or "chars/4" for the last-resort fallback
+    exact: bool  # True only when this is the model's real tokenizer
+    note: str  # one short sentence, no final period
+
+
+class TokenCounter:
+    """Counts tokens offline; encodings load lazily, once per process, and are shared by all counters."""
+
+    def method(self, model: str) -> TokenMethod:
+        return _method(model)
+
+    def count_text(self, model: str, text: str) -> int:
+        return _text_counter(_method(model))(text)
+
+    def count_messages(self, model: str, messages: list[dict[str, str]]) -> int:
+        """Input tokens of a chat request: content tokens plus the per-message framing OpenAI documents (3 per message, +1 if a name is set, +3 for the reply priming).
+
+        Like OpenAI's recipe and litellm, every value of a message is counted (role and name too).
+        """
+        return _framed(messages, _text_counter(_method(model)))
+
+    def count_many(self, model: str, texts: list[str]) -> list[int]:
+        """``count_text`` of each text; each distinct text is encoded once, on all available cores."""
+        method = _method(model)
+        distinct = list(dict.fromkeys(texts))
+        if method.encoding == FALLBACK:
+            counted = [_text_counter(method)(text) for text in distinct]
+        else:
+            counted = _count_parallel(_load(method.encoding).encode_ordinary, distinct)
+        counts = dict(zip(distinct, counted))
+        return [counts[text] for text in texts]
+
+    def count_messages_many(self, model: str, requests: list[list[dict[str, str]]]) -> list[int]:
+        """``count_messages`` of each request, with all their texts counted by one ``count_many``
+        (eval cases of one prompt share most of their text: the system message is counted once)."""
+        texts = [value for messages in requests for message in messages for value in message.values()]
+        counts = dict(zip(texts, self.count_many(model, texts)))
+        return [_framed(messages, counts.__getitem__) for messages in requests]
+
+
+def _framed(messages: list[dict[str, str]], count: Callable[[str], int]) -> int:
+    total = REPLY_PRIMING
+    for message in messages:
+        total += TOKENS_PER_MESSAGE + sum(count(value) for value in message.values())
+        if "name" in message:
+            total += TOKENS_PER_NAME
+    return total
+
+
+def base_model(model: str) -> str:
+    """The model's own name: without the provider route (``openai/``, ``openrouter/openai/``)
+    and without fine-tune decorations (``ft:BASE:org:name:id`` -> ``BASE``)."""
+    name = model.rsplit("/", 1)[-1]
+    if name.startswith("ft:"):
+        name = name.split(":")[1]
+    return name
+
+
+@lru_cache(maxsize=None)
+def _method(model: str) -> TokenMethod:
+    try:
+        from tiktoken.model import encoding_name_for_model
+    except ImportError:
+        return TokenMethod(FALLBACK, False, "estimated as characters / 4: tiktoken is not installed")
+    base = base_model(model)
+    try:
+        known: str | None = encoding_name_for_model(base)
+    except KeyError:
+        known = None
+    # litellm's rule comes first: anything named gpt-4o uses o200k_base.
+    encoding = "o200k_base" if "gpt-4o" in base else known or APPROXIMATION
+    missing = _missing(encoding)
+    if missing:
+        return TokenMethod(FALLBACK, False, f"estimated as characters / 4: {missing}")
+    if known:
+        return TokenMethod(encoding, True, f"tiktoken {encoding} (exact for {base})")
+    return TokenMethod(encoding, False, f"approximated with {encoding}: no offline tokenizer for {model}")
+
+
+@lru_cache(maxsize=None)
+def _missing(encoding: str) -> str | None:
+    """Why ``encoding`` cannot be loaded without a download, or None when its file is in place and intact."""
+    if encoding not in _SOURCES:
+        return f"promptops knows no offline copy of {encoding}"
+    filename, sha256 = _SOURCES[encoding]
+    folder = _tiktoken_cache_dir()
+    if not folder:
+        return f"TIKTOKEN_CACHE_DIR is empty, which makes tiktoken download {encoding}"
+    path = Path(folder, hashlib.sha1((_DOWNLOADS + filename).encode()).hexdigest())
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return f"no copy of {encoding} in {folder}"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return f"the copy of {encoding} in {folder} is damaged"
+    return None
+
+
+def _tiktoken_cache_dir() -> str:
+    """The folder tiktoken will read (resolved as tiktoken.load.read_file_cached does), after
+    pointing it at litellm's copies unless the user chose one."""
+    if "TIKTOKEN_CACHE_DIR" not in os.environ:
+        bundled = _bundled_tokenizers()
+        if bundled:
+            os.environ["TIKTOKEN_CACHE_DIR"] = bundled
+    for variable in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if variable in os.environ:
+            return os.environ[variable]
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+def _bundled_tokenizers() -> str | None:
+    """litellm's folder of tiktoken files, found without importing litellm."""
+    spec = importlib.util.find_spec("litellm")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(root, "litellm_core_utils", "tokenizers")
+        if folder.is_dir():
+            return str(folder)
+    return None
+
+
+def _load(encoding: str) -> Encoding:
+    # Only called for encodings _missing() cleared; tiktoken keeps each one loaded for the process.
+    import tiktoken
+
+    return tiktoken.get_encoding(encoding)
+
+
+def _text_counter(method: TokenMethod) -> Callable[[str], int]:
+    if method.encoding == FALLBACK:
+        return lambda text: math.ceil(len(text) / CHARS_PER_TOKEN)
+    # encode_ordinary: special-token text in a prompt ("<|endoftext|>") is plain text to the API, not an error.
+    encode = _load(method.encoding).encode_ordinary
+    return lambda text: len(encode(text))
+
+
+def _count_parallel(encode: Callable[[str], list[int]], texts: list[str]) -> list[int]:
+    """Token counts of ``texts``, one interleaved share per core (tiktoken releases the GIL while it encodes).
+
+    Not tiktoken's encode_ordinary_batch: that keeps every token list (36 bytes a token) and
+    submits one task per text; here each thread keeps only counts.
+    """
+    workers = min(_cores(), len(texts))
+    if workers < 2:
+        return [len(encode(text)) for text in texts]
+    shares = [texts[i::workers] for i in range(workers)]
+    counts: list[int] = [0] * len(texts)
+    with ThreadPoolExecutor(workers, thread_name_prefix="promptops-tokens") as pool:
+        for i, share in enumerate(pool.map(lambda part: [len(encode(text)) for text in part], shares)):
+            counts[i::workers] = share
+    return counts
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
