@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -144,6 +144,120 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
     document = {"id": spec.id, "version": spec.version, "model": spec.model, "params": spec.params,
                 "messages": messages}
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+_REF_OPTIONS = [
+    click.option("--base", metavar="REF",
+                 help="Compare from this ref (default: $GITHUB_BASE_REF in a pull-request job, "
+                      "else the merge-base of HEAD with the default branch)."),
+    click.option("--head", metavar="REF", help="Compare to this ref (default: the working tree)."),
+    click.option("--staged", is_flag=True, help="Compare HEAD with the staged changes (what a commit hook sees)."),
+]
+
+
+def _ref_options(command: Any) -> Any:
+    for option in reversed(_REF_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _snapshots(base: str | None, head: str | None, staged: bool) -> tuple[Any, Any, Any, Any]:
+    """The project at base and at head, or exit 2 saying why they cannot be read."""
+    from promptops.config import ConfigError
+    from promptops.gitrefs import RefError, open_repo, resolve_refs, snapshot
+
+    if staged and (base or head):
+        raise click.UsageError("--staged compares HEAD with the index; it takes no --base or --head")
+    try:
+        repo = open_repo(Path.cwd())
+        base_ref, head_ref = resolve_refs(repo, base, head, staged)
+        return base_ref, head_ref, snapshot(repo, base_ref, Path.cwd()), snapshot(repo, head_ref, Path.cwd())
+    except (RefError, ConfigError) as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@_ref_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="Report format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option("--fail-on-increase", type=click.FloatRange(min=0), metavar="PCT",
+              help="Exit 1 if the monthly total, or any prompt's cost per call, rises by more than PCT percent.")
+@click.option("--warn", is_flag=True, help="Report budget breaches without failing (what the commit hook does).")
+@click.option("--color/--no-color", default=None, help="Colour the table (default: on a terminal).")
+def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Path | None,
+         fail_on_increase: float | None, warn: bool, color: bool | None) -> None:
+    """Tokens and cost per call and per month at two refs, and their deltas.
+
+    Offline: tokens are counted with the model's tokenizer where one ships with
+    the installed packages (an approximation, flagged, elsewhere) and prices
+    come from litellm's price map and pricing: in promptops.yaml. Exit 1 when
+    the head breaks a prompt's budget or --fail-on-increase; 2 when a ref or
+    the config cannot be used.
+    """
+    from promptops.estimate.cost import compare
+    from promptops.report import cost as renderers
+
+    base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
+    report = compare(base_ws, head_ws, str(base_ref), str(head_ref))
+    if fmt == "json":
+        text = renderers.render_json(report)
+    elif fmt == "markdown":
+        text = renderers.render_markdown(report)
+    else:
+        use_color = color if color is not None else (sys.stdout.isatty() and output is None)
+        text = renderers.render_table(report, color=bool(use_color))
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    for problem in base_ws.problems + head_ws.problems:
+        click.echo(f"note: not estimated: {problem}", err=True)
+    failures = [] if warn else [str(f) for f in report.findings]
+    if fail_on_increase is not None:
+        failures += _increases(report, fail_on_increase)
+    for failure in failures:
+        click.echo(f"promptops cost: {failure}", err=True)
+    if failures:
+        sys.exit(EXIT_FINDINGS)
+
+
+@cli.command()
+@_ref_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="Report format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Path | None) -> None:
+    """What changed in prompts and retrieval configs between two refs, field by field.
+
+    Formatting-only edits read "no semantic change"; a re-index or a model
+    family swap is called out. Exit 2 when a ref or the config cannot be used.
+    """
+    from promptops.diff import diff_workspaces
+    from promptops.report import diff as renderers
+
+    base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
+    changes = diff_workspaces(base_ws, head_ws)
+    render = {"json": renderers.render_json, "markdown": renderers.render_markdown}.get(fmt, renderers.render_text)
+    text = render(changes, str(base_ref), str(head_ref))
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+def _increases(report: Any, limit: float) -> list[str]:
+    """Rises beyond ``limit`` percent: the monthly total, or a prompt's cost per call."""
+    rises = []
+    total = report.monthly_delta
+    if total.percent is not None and total.percent > limit:
+        rises.append(f"monthly cost rises {total.percent:.1f}%, more than --fail-on-increase {limit:g}%")
+    for change in report.changes:
+        per_call = change.delta("cost_per_call")
+        if change.status == "changed" and per_call.percent is not None and per_call.percent > limit:
+            rises.append(f"'{change.prompt_id}' cost per call rises {per_call.percent:.1f}%, "
+                         f"more than --fail-on-increase {limit:g}%")
+    return rises
 
 
 def _read_vars(path: Path) -> dict[str, object]:

@@ -26,24 +26,44 @@ class RefError(Exception):
     """A ref that cannot be used; the message says what to do about it."""
 
 
+STAGED = "staged changes"
+EMPTY = ()  # the tree before the first commit
+
+
 @dataclass(frozen=True)
 class Ref:
     label: str  # what the user asked for, or how it was chosen
-    commit: Any | None  # a git.Commit; None means the working tree
+    tree: Any | None  # a git.Tree; None means the working tree
+    name: str = WORKING_TREE  # a short commit id, or what the tree is
 
-    @property
-    def short(self) -> str:
-        return self.commit.hexsha[:12] if self.commit is not None else WORKING_TREE
+    def __str__(self) -> str:
+        return self.label if self.label == self.name else f"{self.label} ({self.name})"
+
+
+def commit_ref(label: str, commit: Any) -> Ref:
+    return Ref(label, commit.tree, commit.hexsha[:12])
+
+
+def staged_ref(repo: Any) -> Ref:
+    """The index as a tree: what the next commit would hold (written as a git object, no ref moves).
+
+    Through git itself, so that GIT_INDEX_FILE (set during `git commit <paths>`) is honoured.
+    """
+    from git.objects import Tree
+    from gitdb.util import hex_to_bin
+
+    sha = repo.git.write_tree()
+    return Ref(STAGED, Tree(repo, hex_to_bin(sha), mode=Tree.tree_id << 12, path=""), STAGED)
 
 
 class GitTree:
-    """The files of one commit, behind the same two methods as loader.WorkTree."""
+    """The files of one git tree, behind the same two methods as loader.WorkTree."""
 
-    def __init__(self, repo_root: Path, commit: Any) -> None:
+    def __init__(self, repo_root: Path, tree: Any, name: str) -> None:
         self.repo_root = repo_root
-        self.commit = commit
+        self.name = name
         self.blobs: dict[str, Any] = {}
-        for item in commit.tree.traverse():
+        for item in tree.traverse() if tree != EMPTY else ():
             if item.type == "blob":
                 self.blobs[item.path] = item
 
@@ -60,7 +80,7 @@ class GitTree:
     def read(self, path: Path, display: str, limit: int = MAX_FILE_BYTES) -> tuple[str | None, Finding | None]:
         blob = self.blobs.get(self._relative(path) or "")
         if blob is None:
-            return None, Finding(display, 1, 1, "PO100", f"does not exist at {self.commit.hexsha[:12]}", Severity.ERROR)
+            return None, Finding(display, 1, 1, "PO100", f"does not exist at {self.name}", Severity.ERROR)
         if blob.mode == 0o120000:
             return None, Finding(display, 1, 1, "PO100", "is a symlink in the commit; not followed", Severity.ERROR)
         if blob.size > limit:
@@ -89,18 +109,25 @@ def open_repo(start: Path) -> Any:
         raise RefError(f"{start} is not inside a git repository; cost and diff compare two git refs") from None
 
 
-def resolve_refs(repo: Any, base: str | None, head: str | None) -> tuple[Ref, Ref]:
-    """The base and head to compare, with labels that say how each was chosen."""
-    head_ref = Ref(WORKING_TREE, None) if head is None else Ref(head, _commit(repo, head))
+def resolve_refs(repo: Any, base: str | None, head: str | None, staged: bool = False) -> tuple[Ref, Ref]:
+    """The base and head to compare, with labels that say how each was chosen.
+
+    ``staged``: the head is the index and the base HEAD, as a commit hook sees a change.
+    """
+    if staged:
+        if not repo.head.is_valid():  # the first commit: everything staged is new
+            return Ref("no commits yet", EMPTY, "empty"), staged_ref(repo)
+        return commit_ref("HEAD", _head_commit(repo)), staged_ref(repo)
+    head_commit = _commit(repo, head) if head is not None else None
+    head_ref = Ref(WORKING_TREE, None) if head_commit is None else commit_ref(head, head_commit)
     if base is not None:
-        return Ref(base, _commit(repo, base)), head_ref
+        return commit_ref(base, _commit(repo, base)), head_ref
     target = _default_base_branch(repo)
     tip = _commit(repo, target)
-    anchor = head_ref.commit if head_ref.commit is not None else _head_commit(repo)
-    merge_bases = repo.merge_base(anchor, tip)
+    merge_bases = repo.merge_base(head_commit or _head_commit(repo), tip)
     if not merge_bases:
         raise RefError(_missing_history(repo, target, "has no common history with HEAD"))
-    return Ref(f"merge-base with {target}", merge_bases[0]), head_ref
+    return commit_ref(f"merge-base with {target}", merge_bases[0]), head_ref
 
 
 def _default_base_branch(repo: Any) -> str:
@@ -135,7 +162,9 @@ def _commit(repo: Any, ref: str) -> Any:
     import git
 
     try:
-        return repo.commit(ref)
+        commit = repo.commit(ref)
+        commit.tree  # a shallow clone names parents whose objects it does not hold
+        return commit
     except (git.BadName, git.BadObject, ValueError):
         raise RefError(_missing_history(repo, ref, "is not a known commit, branch or tag")) from None
 
@@ -153,15 +182,15 @@ def _missing_history(repo: Any, ref: str, what: str) -> str:
 
 def snapshot(repo: Any, ref: Ref, start: Path) -> Workspace:
     """The project around ``start`` as it is at ``ref``; a ref without promptops.yaml gets defaults."""
-    if ref.commit is None:
+    if ref.tree is None:
         return load_workspace(start)
     repo_root = Path(repo.working_tree_dir).resolve()
     root, config_path = project_root(start)
-    tree = GitTree(repo_root, ref.commit)
+    tree = GitTree(repo_root, ref.tree, ref.name)
     if config_path is not None and not tree.is_file(config_path):
         config_path = None  # the project had no promptops.yaml then
     try:
         return load_workspace(start, files=tree, root=root, config_path=config_path,
-                              candidates=tree.spec_files(root), label=ref.short)
+                              candidates=tree.spec_files(root), label=ref.name)
     except ConfigError as exc:
-        raise RefError(f"{CONFIG_NAME} at {ref.short} is unusable:\n{exc}") from None
+        raise RefError(f"{CONFIG_NAME} at {ref.name} is unusable:\n{exc}") from None

@@ -449,8 +449,28 @@ __all__ = [
     "parse",
     "render",
     "render_messages",
+    "sample_inputs",
     "variables_used",
 ]
+
+
+def sample_inputs(spec: Any) -> dict[str, Any]:
+    """Plausible values for a prompt's declared inputs, for renders that have no real ones."""
+    return {name: _sample(schema) for name, schema in spec.declared_inputs.items()}
+
+
+def _sample(schema: Any) -> Any:
+    if not isinstance(schema, dict):
+        return "sample"
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "array":
+        return [_sample(schema.get("items")), _sample(schema.get("items"))]
+    if kind == "object":
+        return {name: _sample(sub) for name, sub in (schema.get("properties") or {}).items()}
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, "sample")
 
 
 class InputError(ValueError):

@@ -6,7 +6,7 @@ from typing import Iterator
 
 from promptops.findings import Severity
 from promptops.lint.project import Project
-from promptops.lint.registry import Hit, hit, rule
+from promptops.lint.registry import Hit, hit, loader_rule, rule
 from promptops.specs import PromptSpec
 
 
@@ -39,3 +39,20 @@ def unknown_model(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     if project.models.get(spec.model) is None:
         yield hit(spec.source, ("model", "name"),
                   f"model '{spec.model}' has no known price or limits; add it under pricing: in promptops.yaml")
+
+
+loader_rule("PO410", "input-budget-exceeded", """
+    At the head of the change, the prompt's estimated input (p95 across its eval
+    cases, retrieved chunks included) is larger than budget.max_input_tokens.
+
+    Fails:   budget: {max_input_tokens: 2000}   with 12 chunks of 512 tokens retrieved
+    Passes:  fewer or smaller chunks, or a budget that says what you intend to pay for.
+""", scope="cost")
+loader_rule("PO411", "cost-budget-exceeded", """
+    At the head of the change, one call of the prompt is estimated to cost more
+    than budget.max_cost_per_call_usd (input tokens at their median, output
+    tokens as observed in cached eval results, else max_tokens).
+
+    Fails:   budget: {max_cost_per_call_usd: 0.002}   after a switch to a model ten times dearer
+    Passes:  a cheaper model, shorter prompts, or a budget raised on purpose.
+""", scope="cost")

@@ -14,7 +14,7 @@ from promptops.yamlparse import JsonPath
 if TYPE_CHECKING:
     from promptops.lint.project import Project
 
-SCOPES = ("file", "prompt", "retrieval", "eval", "config", "loader")
+SCOPES = ("file", "prompt", "retrieval", "eval", "config", "loader", "cost")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,12 @@ class Rule:
     check: Check | None  # None: the loader reports it
 
     def explain(self) -> str:
-        return f"{self.code} {self.name} ({self.severity}, checks {self.scope} files)\n\n{self.doc}\n"
+        where = {
+            "loader": "reported while reading files",
+            "cost": "reported by promptops cost",
+            "file": "checks every file",
+        }.get(self.scope, f"checks {self.scope} files")
+        return f"{self.code} {self.name} ({self.severity}, {where})\n\n{self.doc}\n"
 
 
 RULES: dict[str, Rule] = {}
@@ -62,9 +67,9 @@ def rule(code: str, name: str, scope: str, severity: Severity = Severity.ERROR) 
     return register
 
 
-def loader_rule(code: str, name: str, doc: str, severity: Severity = Severity.ERROR) -> None:
-    """Register a rule whose findings the loader produces while reading files."""
-    _add(Rule(code, name, severity, "loader", inspect.cleandoc(doc), None))
+def loader_rule(code: str, name: str, doc: str, severity: Severity = Severity.ERROR, scope: str = "loader") -> None:
+    """Register a rule whose findings another stage produces (the loader, or the cost estimate)."""
+    _add(Rule(code, name, severity, scope, inspect.cleandoc(doc), None))
 
 
 def _add(new: Rule) -> None:

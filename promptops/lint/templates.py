@@ -8,7 +8,14 @@ from promptops.findings import Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, hit, rule
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
-from promptops.templating import RenderLimitError, SecurityError, TemplateError, forbidden_attribute, render
+from promptops.templating import (
+    RenderLimitError,
+    SecurityError,
+    TemplateError,
+    forbidden_attribute,
+    render,
+    sample_inputs,
+)
 
 
 def used_variables(spec: PromptSpec, project: Project) -> dict[str, tuple[int, int]]:
@@ -136,24 +143,6 @@ def unbounded_template(spec: PromptSpec, project: Project) -> Iterator[Hit]:
             yield Hit(spec.source, line, col, f"messages[{message.index}]: {_reason(exc)}")
         except TemplateError:
             continue  # sample values are guesses: other failures prove nothing
-
-
-def sample_inputs(spec: PromptSpec) -> dict[str, Any]:
-    return {name: _sample(schema) for name, schema in spec.declared_inputs.items()}
-
-
-def _sample(schema: Any) -> Any:
-    if not isinstance(schema, dict):
-        return "sample"
-    if "enum" in schema and schema["enum"]:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    kind = kind[0] if isinstance(kind, list) and kind else kind
-    if kind == "array":
-        return [_sample(schema.get("items")), _sample(schema.get("items"))]
-    if kind == "object":
-        return {name: _sample(sub) for name, sub in (schema.get("properties") or {}).items()}
-    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, "sample")
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,268 @@
+"""Tokens and money per call and per month, for one ref and between two.
+
+Input tokens are counted on the messages a call would really send: each eval
+case's vars rendered into the templates (median and p95 across cases), with
+the input named by ``retrieval.into`` filled as the retriever would fill it:
+``reranker.top_n`` (else ``retriever.top_k``) chunks of ``chunking.size``
+tokens. Output tokens are the mean the model produced in cached eval results
+where there are any, else ``max_tokens`` as an upper bound. Prices come from
+litellm's price map, extended and overridden by ``pricing:``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from promptops.config import Workspace
+from promptops.estimate.tokens import TokenCounter, TokenMethod
+from promptops.evals.cache import cache_path, observed_output_tokens
+from promptops.findings import Finding, Severity
+from promptops.models import ModelCatalog
+from promptops.specs import PromptSpec, RetrievalSpec
+from promptops.templating import InputError, RenderLimits, TemplateError, render_messages, sample_inputs
+
+DAYS_PER_MONTH = 30
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one call of one prompt costs, at one ref, and how each figure was obtained."""
+
+    prompt_id: str
+    path: str
+    version: str
+    model: str
+    input_tokens: int | None  # median across the samples
+    input_tokens_p95: int | None
+    samples: int
+    input_basis: str
+    retrieval_tokens: int  # part of input_tokens: the chunks the retriever adds
+    token_method: TokenMethod
+    output_tokens: float | None
+    output_basis: str
+    cost_per_call: float | None
+    calls_per_day: float | None
+    monthly_cost: float | None
+    price_source: str | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delta:
+    absolute: float | None  # None: one side is unknown
+    percent: float | None  # only where both sides are non-zero
+
+
+def delta(base: float | None, head: float | None) -> Delta:
+    if base is None or head is None:
+        return Delta(None, None)
+    return Delta(head - base, (head - base) / base * 100 if base and head else None)
+
+
+@dataclass(frozen=True)
+class Change:
+    prompt_id: str
+    status: str  # added, removed, changed, unchanged
+    base: Estimate | None
+    head: Estimate | None
+
+    def delta(self, name: str) -> Delta:
+        value = lambda side: getattr(side, name) if side is not None else None  # noqa: E731
+        if self.status == "added":
+            return delta(0 if value(self.head) is not None else None, value(self.head))
+        if self.status == "removed":
+            return delta(value(self.base), 0 if value(self.base) is not None else None)
+        return delta(value(self.base), value(self.head))
+
+
+@dataclass(frozen=True)
+class CostReport:
+    base_label: str
+    head_label: str
+    changes: list[Change]
+    monthly_base: float
+    monthly_head: float
+    unknown_monthly: list[str]  # prompts with usage whose cost is unknown at base or head
+    findings: list[Finding] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def monthly_delta(self) -> Delta:
+        return delta(self.monthly_base, self.monthly_head)
+
+
+class Estimator:
+    def __init__(self, counter: TokenCounter | None = None) -> None:
+        self.counter = counter or TokenCounter()
+
+    def workspace(self, workspace: Workspace) -> dict[str, Estimate]:
+        catalog = ModelCatalog(workspace.config.section("pricing"))
+        usage = workspace.config.section("usage")
+        cache = cache_path(workspace.config.root, workspace.config.section("eval").get("cache"))
+        limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
+        estimates = {}
+        for prompt_id, spec in sorted(workspace.prompts.items()):
+            calls = (usage.get(prompt_id) or {}).get("calls_per_day")
+            estimates[prompt_id] = self.prompt(spec, workspace, catalog, calls, cache, limits)
+        return estimates
+
+    def prompt(self, spec: PromptSpec, workspace: Workspace, catalog: ModelCatalog, calls_per_day: float | None,
+               cache: Any, limits: RenderLimits) -> Estimate:
+        warnings: list[str] = []
+        retrieval, per_call_retrieval = _retrieval_fill(spec, workspace, warnings)
+        samples, basis = _samples(spec, workspace)
+        counts = self._count(spec, samples, retrieval, per_call_retrieval, limits, warnings)
+        median = int(round(statistics.median(counts))) if counts else None
+        p95 = _percentile(counts, 95) if counts else None
+        output, output_basis = _output_tokens(spec, cache, warnings)
+        info = catalog.get(spec.model)
+        cost = None
+        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
+            warnings.append(f"model '{spec.model}' has no known price; add it under pricing: in promptops.yaml")
+        elif median is not None and output is not None:
+            cost = median * info.input_cost_per_token + output * info.output_cost_per_token
+        monthly = cost * calls_per_day * DAYS_PER_MONTH if cost is not None and calls_per_day is not None else None
+        return Estimate(
+            prompt_id=spec.id, path=spec.source.display, version=spec.version, model=spec.model,
+            input_tokens=median, input_tokens_p95=p95, samples=len(counts), input_basis=basis,
+            retrieval_tokens=per_call_retrieval, token_method=self.counter.method(spec.model),
+            output_tokens=output, output_basis=output_basis, cost_per_call=cost,
+            calls_per_day=calls_per_day, monthly_cost=monthly,
+            price_source=info.source if info else None, warnings=tuple(warnings),
+        )
+
+    def _count(self, spec: PromptSpec, samples: list[dict[str, Any]], retrieval: tuple[str, int] | None,
+               retrieval_tokens: int, limits: RenderLimits, warnings: list[str]) -> list[int]:
+        counts = []
+        failures: dict[str, int] = {}
+        for variables in samples:
+            if retrieval is not None:
+                into, chunks = retrieval
+                # Empty chunks keep the template's own framing per chunk; their size is added below.
+                variables = {**variables, into: [""] * chunks}
+            try:
+                messages = render_messages(spec, variables, limits)
+            except (InputError, TemplateError) as exc:
+                reason = str(getattr(exc, "message", None) or exc).split(":")[0]
+                failures[reason] = failures.get(reason, 0) + 1
+                continue
+            counts.append(self.counter.count_messages(spec.model, messages) + retrieval_tokens)
+        for reason, times in sorted(failures.items()):
+            warnings.append(f"{times} sample(s) not counted: {reason}")
+        return counts
+
+
+def _retrieval_fill(spec: PromptSpec, workspace: Workspace, warnings: list[str]) -> tuple[tuple[str, int] | None, int]:
+    """(input name, chunk count) and the tokens those chunks add, from the prompt's retrieval config."""
+    if not spec.retrieval_config or not spec.retrieval_into:
+        return None, 0
+    retrieval: RetrievalSpec | None = workspace.retrievals.get(spec.retrieval_config)
+    if retrieval is None:
+        warnings.append(f"retrieval config '{spec.retrieval_config}' not found: retrieved chunks not counted")
+        return None, 0
+    per_chunk = retrieval.chunk_size
+    if retrieval.chunk_unit == "characters":
+        per_chunk = math.ceil(per_chunk / CHARS_PER_TOKEN)
+    chunks = retrieval.chunks_returned
+    return (spec.retrieval_into, chunks), chunks * per_chunk
+
+
+def _samples(spec: PromptSpec, workspace: Workspace) -> tuple[list[dict[str, Any]], str]:
+    cases = [case.vars for suite in workspace.suites if suite.prompt == spec.id for case in suite.cases]
+    if cases:
+        return cases, f"{len(cases)} eval case{'s' * (len(cases) != 1)}"
+    return [sample_inputs(spec)], "sample inputs (no eval cases)"
+
+
+def _output_tokens(spec: PromptSpec, cache: Any, warnings: list[str]) -> tuple[float | None, str]:
+    observed = observed_output_tokens(cache, spec.id, spec.model, spec.version)
+    if observed is not None:
+        which = "this version" if observed.same_version else "earlier versions"
+        return observed.mean_tokens, f"mean of {observed.calls} cached eval results ({which})"
+    max_tokens = spec.params.get("max_tokens")
+    if max_tokens is not None:
+        return float(max_tokens), "max_tokens (an upper bound: no eval results cached)"
+    warnings.append("no max_tokens and no cached eval results: output tokens unknown")
+    return None, "unknown"
+
+
+def _percentile(values: list[int], pct: float) -> int:
+    """Nearest-rank percentile: a value that was really observed."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def compare(base: Workspace, head: Workspace, base_label: str, head_label: str,
+            estimator: Estimator | None = None) -> CostReport:
+    estimator = estimator or Estimator()
+    base_estimates = estimator.workspace(base)
+    head_estimates = estimator.workspace(head)
+    changes = [
+        Change(prompt_id, _status(base_estimates.get(prompt_id), head_estimates.get(prompt_id)),
+               base_estimates.get(prompt_id), head_estimates.get(prompt_id))
+        for prompt_id in sorted(set(base_estimates) | set(head_estimates))
+    ]
+    monthly_base, unknown_base = _monthly_total(base_estimates.values())
+    monthly_head, unknown_head = _monthly_total(head_estimates.values())
+    return CostReport(
+        base_label=base_label, head_label=head_label, changes=changes,
+        monthly_base=monthly_base, monthly_head=monthly_head,
+        unknown_monthly=sorted(set(unknown_base) | set(unknown_head)),
+        findings=_budget_findings(head, head_estimates),
+        assumptions=_assumptions(head, changes),
+    )
+
+
+def _status(base: Estimate | None, head: Estimate | None) -> str:
+    if base is None:
+        return "added"
+    if head is None:
+        return "removed"
+    return "unchanged" if (base.version, base.cost_per_call, base.input_tokens) == (
+        head.version, head.cost_per_call, head.input_tokens) else "changed"
+
+
+def _monthly_total(estimates: Iterable[Estimate]) -> tuple[float, list[str]]:
+    total, unknown = 0.0, []
+    for estimate in estimates:
+        if estimate.calls_per_day is None:
+            continue
+        if estimate.monthly_cost is None:
+            unknown.append(estimate.prompt_id)
+        else:
+            total += estimate.monthly_cost
+    return total, unknown
+
+
+def _budget_findings(head: Workspace, estimates: dict[str, Estimate]) -> list[Finding]:
+    findings = []
+    for prompt_id, estimate in estimates.items():
+        spec = head.prompts[prompt_id]
+        budget = spec.budget
+        limit = budget.get("max_input_tokens")
+        if limit is not None and estimate.input_tokens_p95 is not None and estimate.input_tokens_p95 > limit:
+            line, col = spec.source.where(("budget", "max_input_tokens"))
+            message = (f"'{prompt_id}' needs {estimate.input_tokens_p95:,} input tokens at p95, "
+                       f"over its budget of {limit:,}")
+            findings.append(Finding(spec.source.display, line, col, "PO410", message, Severity.ERROR))
+        limit_usd = budget.get("max_cost_per_call_usd")
+        if limit_usd is not None and estimate.cost_per_call is not None and estimate.cost_per_call > limit_usd:
+            line, col = spec.source.where(("budget", "max_cost_per_call_usd"))
+            message = (f"'{prompt_id}' costs ${estimate.cost_per_call:.6f} per call, "
+                       f"over its budget of ${limit_usd:g}")
+            findings.append(Finding(spec.source.display, line, col, "PO411", message, Severity.ERROR))
+    return sorted(findings)
+
+
+def _assumptions(head: Workspace, changes: list[Change]) -> list[str]:
+    notes = [f"Monthly figures: calls_per_day from usage: in promptops.yaml x {DAYS_PER_MONTH} days."]
+    sources = sorted({e.price_source for c in changes for e in (c.base, c.head) if e and e.price_source})
+    if sources:
+        notes.append("Prices: " + "; ".join(sources) + ".")
+    methods = sorted({e.token_method.note for c in changes for e in (c.base, c.head) if e})
+    notes.extend(f"Tokens: {note}." for note in methods)
+    return notes

@@ -1,0 +1,1 @@
+"""Eval suites through litellm: runner, cache, assertions, comparison."""

@@ -1,0 +1,1 @@
+"""Report renderers: they format what a stage computed, and never compute themselves."""

@@ -1,0 +1,187 @@
+"""Renderers for a CostReport: a terminal table (rich), versioned JSON, and Markdown from a template."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from promptops import resources
+from promptops.estimate.cost import Change, CostReport, Estimate
+from promptops.report.formatting import money, percent, signed, tokens
+
+JSON_SCHEMA_VERSION = 1
+_FIELDS = ("input_tokens", "input_tokens_p95", "output_tokens", "cost_per_call", "monthly_cost")
+
+
+def headline(report: CostReport) -> str:
+    """One sentence a reviewer reads first."""
+    change = report.monthly_delta
+    if report.monthly_base == 0 and report.monthly_head == 0:
+        moved = [c for c in report.changes if c.status != "unchanged"]
+        if not moved:
+            return "No prompt changes cost."
+        return f"{len(moved)} prompt(s) change cost per call; no usage: is set, so no monthly figure."
+    if not change.absolute:
+        return f"Monthly cost is unchanged at {money(report.monthly_head)}."
+    direction = "rises" if change.absolute > 0 else "falls"
+    return f"Monthly cost {direction} by {money(abs(change.absolute))}{percent(change)}, to {money(report.monthly_head)}."
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+def to_json(report: CostReport) -> dict[str, Any]:
+    """The document schemas/cost-report.schema.json describes; stable keys and ordering."""
+    return {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "base": report.base_label,
+        "head": report.head_label,
+        "headline": headline(report),
+        "prompts": [_change_json(change) for change in report.changes],
+        "totals": {
+            "monthly_base_usd": _round(report.monthly_base),
+            "monthly_head_usd": _round(report.monthly_head),
+            "monthly_delta_usd": _round(report.monthly_delta.absolute),
+            "monthly_delta_pct": _round(report.monthly_delta.percent, 2),
+            "unknown": report.unknown_monthly,
+        },
+        "findings": [
+            {"path": f.path, "line": f.line, "column": f.col, "code": f.code, "severity": str(f.severity),
+             "message": f.message}
+            for f in report.findings
+        ],
+        "assumptions": report.assumptions,
+    }
+
+
+def render_json(report: CostReport) -> str:
+    return json.dumps(to_json(report), indent=2, sort_keys=True) + "\n"
+
+
+def _change_json(change: Change) -> dict[str, Any]:
+    deltas = {}
+    for name in _FIELDS:
+        d = change.delta(name)
+        deltas[name] = {"absolute": _round(d.absolute), "percent": _round(d.percent, 2)}
+    return {
+        "id": change.prompt_id,
+        "status": change.status,
+        "base": _estimate_json(change.base),
+        "head": _estimate_json(change.head),
+        "delta": deltas,
+    }
+
+
+def _estimate_json(estimate: Estimate | None) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    return {
+        "path": estimate.path,
+        "version": estimate.version,
+        "model": estimate.model,
+        "input_tokens": estimate.input_tokens,
+        "input_tokens_p95": estimate.input_tokens_p95,
+        "input_samples": estimate.samples,
+        "input_basis": estimate.input_basis,
+        "retrieval_tokens": estimate.retrieval_tokens,
+        "token_method": {
+            "encoding": estimate.token_method.encoding,
+            "exact": estimate.token_method.exact,
+            "note": estimate.token_method.note,
+        },
+        "output_tokens": _round(estimate.output_tokens, 2),
+        "output_basis": estimate.output_basis,
+        "cost_per_call_usd": _round(estimate.cost_per_call),
+        "calls_per_day": estimate.calls_per_day,
+        "monthly_cost_usd": _round(estimate.monthly_cost),
+        "price_source": estimate.price_source,
+        "warnings": list(estimate.warnings),
+    }
+
+
+def _round(value: float | None, digits: int = 9) -> float | None:
+    """Rounded so that float noise never changes the output bytes."""
+    return None if value is None else round(value, digits)
+
+
+# -- terminal table ---------------------------------------------------------------------------
+
+def render_table(report: CostReport, color: bool = False, width: int = 120) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Cost: {report.base_label} → {report.head_label}", title_justify="left")
+    for column in ("prompt", "model", "input tokens", "output tokens", "cost / call", "monthly"):
+        if column in ("prompt", "model"):
+            table.add_column(column, overflow="fold")  # ids and model names wrap, never lose their ends
+        else:
+            table.add_column(column, justify="right")
+    for change in report.changes:
+        table.add_row(*_row(change))
+    console = Console(record=True, width=width, color_system="standard" if color else None, force_terminal=color,
+                      highlight=False)
+    with console.capture() as capture:
+        console.print(table)
+        console.print(headline(report))
+        for finding in report.findings:
+            console.print(f"{finding}", markup=False, style="red" if color else None)
+        for note in report.assumptions:
+            console.print(f"  {note}", markup=False, style="dim" if color else None)
+    return capture.get()
+
+
+def _row(change: Change) -> list[str]:
+    base, head = change.base, change.head
+    model = head.model if head else base.model if base else ""
+    if base and head and base.model != head.model:
+        model = f"{base.model} → {head.model}"
+    label = change.prompt_id if change.status in ("changed", "unchanged") else f"{change.prompt_id} ({change.status})"
+    return [
+        label,
+        model,
+        _cell(change, "input_tokens", tokens, "tokens"),
+        _cell(change, "output_tokens", tokens, "tokens") + _output_mark(head or base),
+        _cell(change, "cost_per_call", money, "usd"),
+        _cell(change, "monthly_cost", money, "usd"),
+    ]
+
+
+def _cell(change: Change, name: str, show: Any, unit: str) -> str:
+    """The head's figure with its change: '4,120 (+3,584, +671.6%)'; a removed prompt shows its base."""
+    side = change.head if change.head is not None else change.base
+    value = getattr(side, name) if side is not None else None
+    if change.status == "removed":
+        return f"{show(value)} → removed"
+    d = change.delta(name)
+    if change.status == "added" or not d.absolute:
+        return show(value)
+    pct = f", {d.percent:+.1f}%" if d.percent is not None else ""
+    return f"{show(value)} ({signed(d.absolute, unit)}{pct})"
+
+
+def _output_mark(estimate: Estimate | None) -> str:
+    """A reminder, in the table itself, that an output figure is an upper bound."""
+    return " (max)" if estimate is not None and estimate.output_basis.startswith("max_tokens") else ""
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#@!~])")
+
+
+def md(text: Any) -> str:
+    """Text from users' files, safe in a Markdown table cell: no markup, no mentions, no HTML."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def render_markdown(report: CostReport) -> str:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    environment = Environment(
+        loader=FileSystemLoader(str(resources.data_dir("templates"))),
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["md"] = md
+    template = environment.get_template("cost.md.j2")
+    return template.render(report=report, headline=headline(report), rows=[_row(c) for c in report.changes])

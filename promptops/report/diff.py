@@ -1,0 +1,98 @@
+"""Renderers for a SpecDiff: plain text for a terminal, JSON, and Markdown."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from promptops.diff import ItemDiff, SpecDiff, to_json
+from promptops.report.cost import md
+
+JSON_SCHEMA_VERSION = 1
+_STATUS_WORDS = {"added": "added", "removed": "removed", "modified": "modified", "renamed": "renamed",
+                 "unchanged": "unchanged", "unloadable": "does not load at head"}
+
+
+def render_json(diff: SpecDiff, base_label: str, head_label: str) -> str:
+    document = {"schema_version": JSON_SCHEMA_VERSION, "base": base_label, "head": head_label, **to_json(diff)}
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _changed(diff: SpecDiff) -> list[ItemDiff]:
+    """Items worth a reader's time: everything but untouched files."""
+    return [i for i in (*diff.prompts, *diff.retrievals) if i.status != "unchanged" or i.formatting_only]
+
+
+def _where(item: ItemDiff) -> str:
+    if item.status == "renamed" and item.base_path != item.head_path:
+        return f"{item.base_path} → {item.head_path}"
+    return item.head_path or item.base_path or ""
+
+
+def _value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _change_lines(item: ItemDiff) -> list[str]:
+    if item.status in ("added", "removed", "unloadable"):
+        return []
+    if not item.changes:
+        return ["no semantic change" + (" (formatting only)" if item.formatting_only else "")]
+    templated = {f"messages[{t.message_index}].content" for t in item.template_diffs}
+    lines = []
+    for change in item.changes:
+        if change.path in templated:
+            lines.append(f"{change.category:<9} {change.path}: template changed (diff below)")
+        elif change.kind == "added":
+            lines.append(f"{change.category:<9} {change.path}: added {_value(change.new)}")
+        elif change.kind == "removed":
+            lines.append(f"{change.category:<9} {change.path}: removed (was {_value(change.old)})")
+        else:
+            lines.append(f"{change.category:<9} {change.path}: {_value(change.old)} → {_value(change.new)}")
+    return lines
+
+
+def render_text(diff: SpecDiff, base_label: str, head_label: str) -> str:
+    out = [f"Changes: {base_label} → {head_label}"]
+    items = _changed(diff)
+    if not items and not diff.events:
+        out.append("No prompt or retrieval config changed.")
+    for item in items:
+        out.append("")
+        out.append(f"{item.kind} {item.id}  {_where(item)}  ({_STATUS_WORDS[item.status]})")
+        out.extend(f"  {line}" for line in _change_lines(item))
+        for template in item.template_diffs:
+            out.extend(f"    {line}" for line in template.unified.rstrip("\n").splitlines())
+    if diff.events:
+        out.append("")
+        out.append("Needs attention:")
+        out.extend(f"  ! {event.kind} ({event.item} {event.id}): {event.message}" for event in diff.events)
+    return "\n".join(out) + "\n"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks inside, so the content cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def render_markdown(diff: SpecDiff, base_label: str, head_label: str) -> str:
+    out = [f"### Prompt changes: {md(base_label)} → {md(head_label)}", ""]
+    items = _changed(diff)
+    if not items and not diff.events:
+        out.append("No prompt or retrieval config changed.")
+    if diff.events:
+        out.extend(f"- **{md(event.kind)}** ({event.item} {md(event.id)}): {md(event.message)}" for event in diff.events)
+        out.append("")
+    for item in items:
+        out.append(f"<details><summary>{item.kind} {md(item.id)} ({_STATUS_WORDS[item.status]}): {md(_where(item))}"
+                   "</summary>")
+        out.append("")
+        out.extend(f"- {md(line)}" for line in _change_lines(item))
+        for template in item.template_diffs:
+            fence = _fence(template.unified)
+            out.extend(["", f"{fence}diff", template.unified.rstrip("\n"), fence])
+        out.extend(["", "</details>", ""])
+    return "\n".join(out).rstrip("\n") + "\n"

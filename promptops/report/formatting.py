@@ -1,0 +1,35 @@
+"""Numbers as reports show them: the same text in a terminal, JSON-free Markdown and HTML."""
+
+from __future__ import annotations
+
+from promptops.estimate.cost import Delta
+
+
+def money(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value == 0:
+        return "$0"
+    if value < 0.01:
+        return f"{sign}${value:.6f}".rstrip("0")
+    return f"{sign}${value:,.2f}"
+
+
+def tokens(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:,.0f}"
+
+
+def signed(value: float | None, unit: str = "tokens") -> str:
+    """A change, always with its sign: +3,584 or -$0.000142."""
+    if value is None:
+        return "unknown"
+    if unit == "usd":
+        text = money(value)
+        return text if value < 0 else f"+{text}"
+    return f"{value:+,.0f}"
+
+
+def percent(change: Delta) -> str:
+    return "" if change.percent is None else f" ({change.percent:+.1f}%)"
