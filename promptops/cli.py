@@ -120,7 +120,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
     import json
 
     from promptops.config import ConfigError, load_workspace
-    from promptops.templating import InputError, RenderLimits, TemplateError, render_messages
+    from promptops.templating import InputError, RenderLimits, TemplateError, render_messages, validate_inputs
 
     try:
         workspace = load_workspace(Path.cwd())
@@ -138,6 +138,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
         variables[name] = value
     limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
     try:
+        validate_inputs(spec, variables)
         messages = render_messages(spec, variables, limits)
     except (InputError, TemplateError) as exc:
         _fail(f"{spec.source.display}: {getattr(exc, 'message', None) or exc}")

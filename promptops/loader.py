@@ -326,7 +326,8 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
         except (ValueError, RecursionError) as exc:  # over-long integers, absurd nesting
             yield number, None, f"invalid JSON: {exc if isinstance(exc, ValueError) else 'nested too deeply'}"
         else:
-            too_deep = _nesting_exceeds(row, MAX_DEPTH)
+            # A row cannot nest deeper than it has brackets: only the rare bracket-heavy row is walked.
+            too_deep = line.count("[") + line.count("{") > MAX_DEPTH and _nesting_exceeds(row, MAX_DEPTH)
             yield number, (None if too_deep else row), (f"nests deeper than {MAX_DEPTH} levels" if too_deep else None)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import _PassArg
 from jinja2.visitor import NodeTransformer
@@ -160,6 +161,11 @@ _GROWTH = {
 }
 
 
+_SHORT_SCALARS = (bool, float, type(None))
+_LOOP_ATTRIBUTES = frozenset({"index", "index0", "revindex", "revindex0", "first", "last", "length", "depth",
+                              "depth0", "previtem", "nextitem"})
+
+
 class _Bounder(NodeTransformer):
     """Route every loop and every ``~`` through the environment's bounded helpers."""
 
@@ -190,7 +196,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         )
         self.limits = limits or RenderLimits()
         self._local = threading.local()
-        self.compiled = functools.lru_cache(maxsize=512)(self.from_string)
+        self.compiled = functools.lru_cache(maxsize=4096)(self.from_string)
         for name in ("lipsum", "cycler", "joiner"):
             self.globals.pop(name, None)
         self.globals["range"] = self._range
@@ -225,8 +231,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return result
 
     def _finalize(self, value: Any) -> Any:
-        self.budget.check_size(size_of(value, self.limits.max_output_chars), "an output value")
+        limit = self.limits.max_output_chars
+        kind = type(value)
+        if (kind is str and len(value) <= limit) or kind in _SHORT_SCALARS:  # on every {{ }}: keep it cheap
+            return value
+        self.budget.check_size(size_of(value, limit), "an output value")
         return value
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is LoopContext and attribute in _LOOP_ATTRIBUTES:  # {{ loop.index }}: safe, and hot
+            return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
 
     # -- operators and calls ------------------------------------------------
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -313,14 +328,16 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     # -- rendering ------------------------------------------------------------
     def render(self, source: str, variables: dict[str, Any]) -> str:
-        self._local.budget = _Budget(self.limits)
+        budget = self._local.budget = _Budget(self.limits)
+        limit = self.limits.max_output_chars
         try:
             template: Template = self.compiled(source)
             pieces: list[str] = []
             total = 0
             for piece in template.generate(**variables):
                 total += len(piece)
-                self.budget.check_size(total, "the rendered message")
+                if total > limit:
+                    budget.check_size(total, "the rendered message")
                 pieces.append(piece)
             return "".join(pieces)
         except (RecursionError, SyntaxError, MemoryError) as exc:
@@ -422,6 +439,11 @@ def analyse(tree: nodes.Template) -> TemplateFacts:
     return TemplateFacts(variables, sorted(attributes, key=lambda a: a[1]), amplifies)
 
 
+def reads_variables(tree: nodes.Template) -> bool:
+    """Whether the template reads any name but the sandbox's globals (cheap: no scope analysis)."""
+    return any(node.ctx == "load" and node.name not in _PARSER.globals for node in tree.find_all(nodes.Name))
+
+
 def variables_used(tree: nodes.Template) -> set[str]:
     """Names the template reads from its inputs (globals such as range excluded)."""
     return set(analyse(tree).variables)
@@ -448,7 +470,9 @@ __all__ = [
     "forbidden_attribute",
     "parse",
     "render",
+    "reads_variables",
     "render_messages",
+    "validate_inputs",
     "sample_inputs",
     "variables_used",
 ]
@@ -477,18 +501,22 @@ class InputError(ValueError):
     """Variables that do not match a prompt's declared inputs."""
 
 
-def render_messages(spec: Any, variables: dict[str, Any], limits: RenderLimits | None = None) -> list[dict[str, str]]:
-    """The exact messages a call would send: inputs validated against the prompt's schema, then rendered.
-
-    Raises InputError for variables that break the inputs schema and
-    TemplateError for a template that fails.
-    """
+def validate_inputs(spec: Any, variables: dict[str, Any]) -> None:
+    """Raise InputError when ``variables`` break the prompt's inputs schema (JSON Schema 2020-12)."""
     from jsonschema import Draft202012Validator
 
     errors = sorted(Draft202012Validator(spec.inputs or {"type": "object"}).iter_errors(variables), key=str)
     if errors:
         details = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or '(inputs)'}: {e.message}" for e in errors[:5])
         raise InputError(f"inputs of '{spec.id}' do not match its schema: {details}")
+
+
+def render_messages(spec: Any, variables: dict[str, Any], limits: RenderLimits | None = None) -> list[dict[str, str]]:
+    """The exact messages a call would send, rendered from ``variables`` as given.
+
+    Callers that take variables from outside validate them first (validate_inputs).
+    Raises TemplateError for a template that fails.
+    """
     messages = []
     for message in spec.messages:
         rendered = {"role": message.role, "content": render(message.content, variables, limits)}

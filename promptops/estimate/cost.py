@@ -1,7 +1,8 @@
 """Tokens and money per call and per month, for one ref and between two.
 
 Input tokens are counted on the messages a call would really send: each eval
-case's vars rendered into the templates (median and p95 across cases), with
+case's vars rendered into the templates as given (median and p95 across
+cases; lint checks the vars against the inputs schema), with
 the input named by ``retrieval.into`` filled as the retriever would fill it:
 ``reranker.top_n`` (else ``retriever.top_k``) chunks of ``chunking.size``
 tokens. Output tokens are the mean the model produced in cached eval results
@@ -12,6 +13,8 @@ litellm's price map, extended and overridden by ``pricing:``.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -22,7 +25,7 @@ from promptops.evals.cache import cache_path, observed_output_tokens
 from promptops.findings import Finding, Severity
 from promptops.models import ModelCatalog
 from promptops.specs import PromptSpec, RetrievalSpec
-from promptops.templating import InputError, RenderLimits, TemplateError, render_messages, sample_inputs
+from promptops.templating import RenderLimits, TemplateError, parse, reads_variables, render, sample_inputs
 
 DAYS_PER_MONTH = 30
 CHARS_PER_TOKEN = 4
@@ -95,20 +98,45 @@ class CostReport:
         return delta(self.monthly_base, self.monthly_head)
 
 
+class _Context:
+    """What every prompt of one workspace is estimated with."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        config = workspace.config
+        self.workspace = workspace
+        self.catalog = ModelCatalog(config.section("pricing"))
+        self.cache = cache_path(config.root, config.section("eval").get("cache"))
+        self.limits = RenderLimits.from_config(config.section("lint").get("render_limits") or {})
+
+
 class Estimator:
     def __init__(self, counter: TokenCounter | None = None) -> None:
         self.counter = counter or TokenCounter()
 
     def workspace(self, workspace: Workspace) -> dict[str, Estimate]:
-        catalog = ModelCatalog(workspace.config.section("pricing"))
-        usage = workspace.config.section("usage")
-        cache = cache_path(workspace.config.root, workspace.config.section("eval").get("cache"))
-        limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
-        estimates = {}
-        for prompt_id, spec in sorted(workspace.prompts.items()):
-            calls = (usage.get(prompt_id) or {}).get("calls_per_day")
-            estimates[prompt_id] = self.prompt(spec, workspace, catalog, calls, cache, limits)
-        return estimates
+        context = _Context(workspace)
+        ids = sorted(workspace.prompts)
+        samples = sum(len(suite.cases) for suite in workspace.suites)
+        workers = min(_cores(), len(ids))
+        if workers < 2 or samples < PARALLEL_FROM_SAMPLES or "fork" not in multiprocessing.get_all_start_methods():
+            return {prompt_id: self._one(context, prompt_id) for prompt_id in ids}
+        # Prompts are independent: share them out to one forked process a core. The workers
+        # inherit the loaded workspace and tokenizers; only prompt ids go out and estimates come back.
+        for model in sorted({spec.model for spec in workspace.prompts.values()}):
+            self.counter.count_text(model, "")  # load each encoding once, before the fork
+        global _FORKED
+        _FORKED = (self, context)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                estimates = pool.map(_estimate_forked, ids, chunksize=max(1, len(ids) // (workers * 4)))
+        finally:
+            _FORKED = None
+        return dict(zip(ids, estimates))
+
+    def _one(self, context: _Context, prompt_id: str) -> Estimate:
+        calls = (context.workspace.config.section("usage").get(prompt_id) or {}).get("calls_per_day")
+        spec = context.workspace.prompts[prompt_id]
+        return self.prompt(spec, context.workspace, context.catalog, calls, context.cache, context.limits)
 
     def prompt(self, spec: PromptSpec, workspace: Workspace, catalog: ModelCatalog, calls_per_day: float | None,
                cache: Any, limits: RenderLimits) -> Estimate:
@@ -137,23 +165,59 @@ class Estimator:
 
     def _count(self, spec: PromptSpec, samples: list[dict[str, Any]], retrieval: tuple[str, int] | None,
                retrieval_tokens: int, limits: RenderLimits, warnings: list[str]) -> list[int]:
-        counts = []
+        requests = []
         failures: dict[str, int] = {}
+        try:
+            static = _static_messages(spec, limits)
+        except TemplateError as exc:
+            warnings.append(f"not counted: {getattr(exc, 'message', None) or exc}")
+            return []
         for variables in samples:
             if retrieval is not None:
                 into, chunks = retrieval
                 # Empty chunks keep the template's own framing per chunk; their size is added below.
                 variables = {**variables, into: [""] * chunks}
             try:
-                messages = render_messages(spec, variables, limits)
-            except (InputError, TemplateError) as exc:
+                requests.append(_messages(spec, variables, static, limits))
+            except TemplateError as exc:
                 reason = str(getattr(exc, "message", None) or exc).split(":")[0]
                 failures[reason] = failures.get(reason, 0) + 1
-                continue
-            counts.append(self.counter.count_messages(spec.model, messages) + retrieval_tokens)
         for reason, times in sorted(failures.items()):
             warnings.append(f"{times} sample(s) not counted: {reason}")
-        return counts
+        return [count + retrieval_tokens for count in self.counter.count_messages_many(spec.model, requests)]
+
+
+def _static_messages(spec: PromptSpec, limits: RenderLimits) -> dict[int, str]:
+    """Messages that read no variable render the same for every case: render them once."""
+    static = {}
+    for index, message in enumerate(spec.messages):
+        if not reads_variables(parse(message.content)):
+            static[index] = render(message.content, {}, limits)
+    return static
+
+
+def _messages(spec: PromptSpec, variables: dict[str, Any], static: dict[int, str],
+              limits: RenderLimits) -> list[dict[str, str]]:
+    messages = []
+    for index, message in enumerate(spec.messages):
+        content = static[index] if index in static else render(message.content, variables, limits)
+        messages.append({"role": message.role, "content": content, **({"name": message.name} if message.name else {})})
+    return messages
+
+
+PARALLEL_FROM_SAMPLES = 2_000  # below this, starting processes costs more than it saves
+_FORKED: tuple[Estimator, _Context] | None = None
+
+
+def _estimate_forked(prompt_id: str) -> Estimate:
+    assert _FORKED is not None, "only called in a worker forked by Estimator.workspace"
+    estimator, workspace = _FORKED
+    return estimator._one(workspace, prompt_id)
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def _retrieval_fill(spec: PromptSpec, workspace: Workspace, warnings: list[str]) -> tuple[tuple[str, int] | None, int]:
