@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +50,8 @@ def fast_validator(kind: str) -> Callable[[Any], Any]:
 
 def _write(path: Path, code: str) -> bool:
     """Write atomically, so that concurrent hooks never import a half-written file."""
+    import tempfile  # only on a cold cache
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:

@@ -10,7 +10,6 @@ import json
 import os
 from pathlib import Path
 from typing import Callable
-from urllib.parse import quote
 
 import click
 
@@ -124,6 +123,8 @@ def _github(run: LintRun, color: bool) -> str:
 
 
 def _sarif(run: LintRun, color: bool) -> str:
+    from urllib.parse import quote  # only SARIF needs it: keep it off the commit-hook path
+
     rules = sorted(RULES.values(), key=lambda r: r.code)
     index = {rule.code: i for i, rule in enumerate(rules)}
     results = []
