@@ -9,6 +9,7 @@ the project as it is at one of them.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.discover import SKIPPED_DIRS, project_root
 from promptops.findings import Finding, Severity
-from promptops.loader import MAX_FILE_BYTES, decode_text
+from promptops.loader import MAX_DATASET_BYTES, MAX_FILE_BYTES, decode_text
 from promptops.specs import CONFIG_NAME, kind_of
 
 WORKING_TREE = "working tree"
@@ -57,15 +58,29 @@ def staged_ref(repo: Any) -> Ref:
 
 
 class GitTree:
-    """The files of one git tree, behind the same two methods as loader.WorkTree."""
+    """The files of one git tree, behind the same two methods as loader.WorkTree.
+
+    One `git ls-tree` lists the tree and one `git cat-file --batch` reads every
+    file a project may need, on first use: a round trip per file would cost more
+    than reading them all.
+    """
+
+    _READABLE = (".yaml", ".yml", ".jsonl", ".csv")
 
     def __init__(self, repo_root: Path, tree: Any, name: str) -> None:
         self.repo_root = repo_root
         self.name = name
-        self.blobs: dict[str, Any] = {}
-        for item in tree.traverse() if tree != EMPTY else ():
-            if item.type == "blob":
-                self.blobs[item.path] = item
+        self.entries: dict[str, tuple[str, str, int]] = {}  # path -> (mode, sha, size)
+        self._contents: dict[str, bytes] | None = None
+        if tree != EMPTY:
+            listing = _git(repo_root, "ls-tree", "-r", "-z", "--long", tree.hexsha)
+            for record in listing.split(b"\0"):
+                if record:
+                    meta, _, path = record.partition(b"\t")
+                    mode, kind, sha, size = meta.split()
+                    if kind == b"blob":
+                        name_ = path.decode("utf-8", "surrogateescape")
+                        self.entries[name_] = (mode.decode(), sha.decode(), int(size))
 
     def _relative(self, path: Path) -> str | None:
         try:
@@ -75,29 +90,66 @@ class GitTree:
 
     def is_file(self, path: Path) -> bool:
         relative = self._relative(path)
-        return relative is not None and relative in self.blobs
+        return relative is not None and relative in self.entries
 
     def read(self, path: Path, display: str, limit: int = MAX_FILE_BYTES) -> tuple[str | None, Finding | None]:
-        blob = self.blobs.get(self._relative(path) or "")
-        if blob is None:
+        relative = self._relative(path) or ""
+        entry = self.entries.get(relative)
+        if entry is None:
             return None, Finding(display, 1, 1, "PO100", f"does not exist at {self.name}", Severity.ERROR)
-        if blob.mode == 0o120000:
+        mode, sha, size = entry
+        if mode == "120000":
             return None, Finding(display, 1, 1, "PO100", "is a symlink in the commit; not followed", Severity.ERROR)
-        if blob.size > limit:
-            message = f"is {blob.size:,} bytes; files over {limit:,} bytes are not read"
+        if size > limit:
+            message = f"is {size:,} bytes; files over {limit:,} bytes are not read"
             return None, Finding(display, 1, 1, "PO100", message, Severity.ERROR)
-        return decode_text(blob.data_stream.read(), display)
+        contents = self._read_all()
+        data = contents.get(sha)
+        if data is None:  # a kind of file the bulk read skips: read it alone
+            data = _git(self.repo_root, "cat-file", "blob", sha)
+        return decode_text(data, display)
+
+    def _read_all(self) -> dict[str, bytes]:
+        if self._contents is None:
+            shas = sorted({sha for path, (mode, sha, size) in self.entries.items()
+                           if path.endswith(self._READABLE) and mode != "120000" and size <= MAX_DATASET_BYTES})
+            self._contents = _cat_file_batch(self.repo_root, shas)
+        return self._contents
 
     def spec_files(self, under: Path) -> list[Path]:
         """Spec files below ``under`` (a folder in the work tree), as work-tree paths."""
         prefix = self._relative(under)
         found = []
-        for relative in self.blobs:
+        for relative in self.entries:
             parts = PurePosixPath(relative).parts
             inside = prefix in ("", ".") or relative.startswith(prefix + "/")
             if inside and kind_of(relative) and not any(p in SKIPPED_DIRS for p in parts[:-1]):
                 found.append(self.repo_root / relative)
         return sorted(found)
+
+
+def _git(repo_root: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    done = subprocess.run(["git", *args], cwd=repo_root, input=stdin, capture_output=True, timeout=600)
+    if done.returncode != 0:
+        raise RefError(f"git {args[0]} failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    return done.stdout
+
+
+def _cat_file_batch(repo_root: Path, shas: list[str]) -> dict[str, bytes]:
+    """Contents of many blobs from one `git cat-file --batch`: '<sha> <type> <size>' then the bytes."""
+    output = _git(repo_root, "cat-file", "--batch", stdin="".join(f"{sha}\n" for sha in shas).encode())
+    contents, position = {}, 0
+    while position < len(output):
+        header_end = output.index(b"\n", position)
+        header = output[position:header_end].decode().split()
+        if len(header) != 3:  # "<sha> missing": left out; read() then asks for it alone and says why
+            position = header_end + 1
+            continue
+        sha, _, size = header
+        start = header_end + 1
+        contents[sha] = output[start : start + int(size)]
+        position = start + int(size) + 1  # each object is followed by a newline
+    return contents
 
 
 def open_repo(start: Path) -> Any:

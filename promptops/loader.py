@@ -114,13 +114,25 @@ class SchemaChecker:
         self._fast: dict[str, Any] = {}
         self._full: dict[str, Any] = {}
 
+    def is_valid(self, kind: str, data: Any) -> bool:
+        from fastjsonschema import JsonSchemaException
+
+        try:
+            self._validate(kind, data)
+            return True
+        except JsonSchemaException:
+            return False
+
+    def _validate(self, kind: str, data: Any) -> None:
+        if kind not in self._fast:
+            self._fast[kind] = fast_validator(kind)
+        self._fast[kind](data)
+
     def check(self, kind: str, data: Any, source: Source) -> list[Finding]:
         from fastjsonschema import JsonSchemaException
 
-        if kind not in self._fast:
-            self._fast[kind] = fast_validator(kind)
         try:
-            self._fast[kind](data)
+            self._validate(kind, data)
             return []
         except JsonSchemaException as fast_error:
             findings = self._explain_all(kind, data, source)
@@ -287,18 +299,18 @@ class Loader:
             findings.append(problem)
             return None
         cases = []
+        origin = Source(path=path, display=display, text=text or "")  # shared by the dataset's cases
         for row_line, row, error in reader(text or ""):
-            row_source = Source(path=path, display=display, positions=Positions(values={(): (row_line, 1)}))
             if error:
-                findings.append(_finding(row_source, "PO505", error, row_line))
-                continue
-            if not isinstance(row, dict):
-                findings.append(_finding(row_source, "PO505", f"a case must be an object, not {_describe(row)}", row_line))
-                continue
-            problems = self.schemas.check("eval-case", row, row_source)
-            findings.extend(problems)
-            if not problems:
-                cases.append(_case(row, Source(path=path, display=display, text=text or ""), (row_line,)))
+                findings.append(_finding(origin, "PO505", error, row_line))
+            elif not isinstance(row, dict):
+                findings.append(_finding(origin, "PO505", f"a case must be an object, not {_describe(row)}", row_line))
+            elif not self.schemas.is_valid("eval-case", row):
+                # Rows carry no positions of their own: every finding points at the row's line.
+                row_source = Source(path=path, display=display, positions=Positions(values={(): (row_line, 1)}))
+                findings.extend(self.schemas.check("eval-case", row, row_source))
+            else:
+                cases.append(_case(row, origin, (row_line,)))
         return cases
 
 

@@ -16,7 +16,7 @@ import math
 import multiprocessing
 import os
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from promptops.config import Workspace
@@ -24,7 +24,7 @@ from promptops.estimate.tokens import TokenCounter, TokenMethod
 from promptops.evals.cache import cache_path, observed_output_tokens
 from promptops.findings import Finding, Severity
 from promptops.models import ModelCatalog
-from promptops.specs import PromptSpec, RetrievalSpec
+from promptops.specs import PromptSpec, RetrievalSpec, content_version
 from promptops.templating import RenderLimits, TemplateError, parse, reads_variables, render, sample_inputs
 
 DAYS_PER_MONTH = 30
@@ -108,30 +108,64 @@ class _Context:
         self.cache = cache_path(config.root, config.section("eval").get("cache"))
         self.limits = RenderLimits.from_config(config.section("lint").get("render_limits") or {})
 
+    def fingerprint(self, prompt_id: str) -> str:
+        """Everything an estimate depends on; equal fingerprints give equal estimates."""
+        workspace, config = self.workspace, self.workspace.config
+        spec = workspace.prompts[prompt_id]
+        retrieval = workspace.retrievals.get(spec.retrieval_config or "")
+        return content_version([
+            spec.raw,
+            retrieval.raw if retrieval else None,
+            [case.vars for suite in workspace.suites if suite.prompt == prompt_id for case in suite.cases],
+            config.section("usage").get(prompt_id),
+            config.section("pricing").get(spec.model),
+            config.section("lint").get("render_limits"),
+            str(self.cache),
+        ])
+
 
 class Estimator:
     def __init__(self, counter: TokenCounter | None = None) -> None:
         self.counter = counter or TokenCounter()
 
     def workspace(self, workspace: Workspace) -> dict[str, Estimate]:
-        context = _Context(workspace)
-        ids = sorted(workspace.prompts)
-        samples = sum(len(suite.cases) for suite in workspace.suites)
-        workers = min(_cores(), len(ids))
+        return self.workspaces([workspace])[0]
+
+    def workspaces(self, workspaces: list[Workspace]) -> list[dict[str, Estimate]]:
+        """Estimates for every prompt of each workspace; a prompt that is the same in an earlier
+        workspace (same spec, retrieval, cases, usage and price) is estimated once."""
+        contexts = [_Context(workspace) for workspace in workspaces]
+        tasks: dict[str, tuple[int, str]] = {}  # fingerprint -> the first (workspace, prompt) that has it
+        wanted: list[tuple[int, str, str]] = []
+        for index, context in enumerate(contexts):
+            for prompt_id in sorted(context.workspace.prompts):
+                fingerprint = context.fingerprint(prompt_id)
+                tasks.setdefault(fingerprint, (index, prompt_id))
+                wanted.append((index, prompt_id, fingerprint))
+        done = dict(zip(tasks, self._run(contexts, list(tasks.values()))))
+        results: list[dict[str, Estimate]] = [{} for _ in contexts]
+        for index, prompt_id, fingerprint in wanted:
+            spec = contexts[index].workspace.prompts[prompt_id]
+            results[index][prompt_id] = replace(done[fingerprint], path=spec.source.display)  # a rename keeps the figures
+        return results
+
+    def _run(self, contexts: list[_Context], tasks: list[tuple[int, str]]) -> list[Estimate]:
+        samples = sum(len(suite.cases) for context in contexts for suite in context.workspace.suites)
+        workers = min(_cores(), len(tasks))
         if workers < 2 or samples < PARALLEL_FROM_SAMPLES or "fork" not in multiprocessing.get_all_start_methods():
-            return {prompt_id: self._one(context, prompt_id) for prompt_id in ids}
+            return [self._one(contexts[index], prompt_id) for index, prompt_id in tasks]
         # Prompts are independent: share them out to one forked process a core. The workers
-        # inherit the loaded workspace and tokenizers; only prompt ids go out and estimates come back.
-        for model in sorted({spec.model for spec in workspace.prompts.values()}):
+        # inherit the loaded workspaces and tokenizers; only task numbers go out and estimates come back.
+        models = {spec.model for context in contexts for spec in context.workspace.prompts.values()}
+        for model in sorted(models):
             self.counter.count_text(model, "")  # load each encoding once, before the fork
         global _FORKED
-        _FORKED = (self, context)
+        _FORKED = (self, contexts, tasks)
         try:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                estimates = pool.map(_estimate_forked, ids, chunksize=max(1, len(ids) // (workers * 4)))
+                return pool.map(_estimate_forked, range(len(tasks)), chunksize=max(1, len(tasks) // (workers * 8)))
         finally:
             _FORKED = None
-        return dict(zip(ids, estimates))
 
     def _one(self, context: _Context, prompt_id: str) -> Estimate:
         calls = (context.workspace.config.section("usage").get(prompt_id) or {}).get("calls_per_day")
@@ -206,13 +240,14 @@ def _messages(spec: PromptSpec, variables: dict[str, Any], static: dict[int, str
 
 
 PARALLEL_FROM_SAMPLES = 2_000  # below this, starting processes costs more than it saves
-_FORKED: tuple[Estimator, _Context] | None = None
+_FORKED: tuple[Estimator, list[_Context], list[tuple[int, str]]] | None = None
 
 
-def _estimate_forked(prompt_id: str) -> Estimate:
-    assert _FORKED is not None, "only called in a worker forked by Estimator.workspace"
-    estimator, workspace = _FORKED
-    return estimator._one(workspace, prompt_id)
+def _estimate_forked(task: int) -> Estimate:
+    assert _FORKED is not None, "only called in a worker forked by Estimator._run"
+    estimator, contexts, tasks = _FORKED
+    index, prompt_id = tasks[task]
+    return estimator._one(contexts[index], prompt_id)
 
 
 def _cores() -> int:
@@ -262,9 +297,7 @@ def _percentile(values: list[int], pct: float) -> int:
 
 def compare(base: Workspace, head: Workspace, base_label: str, head_label: str,
             estimator: Estimator | None = None) -> CostReport:
-    estimator = estimator or Estimator()
-    base_estimates = estimator.workspace(base)
-    head_estimates = estimator.workspace(head)
+    base_estimates, head_estimates = (estimator or Estimator()).workspaces([base, head])
     changes = [
         Change(prompt_id, _status(base_estimates.get(prompt_id), head_estimates.get(prompt_id)),
                base_estimates.get(prompt_id), head_estimates.get(prompt_id))
