@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from promptops.config import Workspace
-from promptops.estimate.tokens import TokenCounter, TokenMethod
+from promptops.estimate.tokens import TokenCounter, TokenMethod, cores
 from promptops.evals.cache import cache_path, observed_output_tokens
 from promptops.findings import Finding, Severity
 from promptops.models import ModelCatalog
@@ -151,7 +150,7 @@ class Estimator:
 
     def _run(self, contexts: list[_Context], tasks: list[tuple[int, str]]) -> list[Estimate]:
         samples = sum(len(suite.cases) for context in contexts for suite in context.workspace.suites)
-        workers = min(_cores(), len(tasks))
+        workers = min(cores(), len(tasks))
         if workers < 2 or samples < PARALLEL_FROM_SAMPLES or "fork" not in multiprocessing.get_all_start_methods():
             return [self._one(contexts[index], prompt_id) for index, prompt_id in tasks]
         # Prompts are independent: share them out to one forked process a core. The workers
@@ -250,11 +249,6 @@ def _estimate_forked(task: int) -> Estimate:
     return estimator._one(contexts[index], prompt_id)
 
 
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity else os.cpu_count() or 1
-
-
 def _retrieval_fill(spec: PromptSpec, workspace: Workspace, warnings: list[str]) -> tuple[tuple[str, int] | None, int]:
     """(input name, chunk count) and the tokens those chunks add, from the prompt's retrieval config."""
     if not spec.retrieval_config or not spec.retrieval_into:
@@ -335,23 +329,23 @@ def _monthly_total(estimates: Iterable[Estimate]) -> tuple[float, list[str]]:
     return total, unknown
 
 
+# budget key -> (rule code, the estimate's figure, how the breach reads)
+_BUDGETS = {
+    "max_input_tokens": ("PO410", "input_tokens_p95", "needs {value:,} input tokens at p95, over its budget of {limit:,}"),
+    "max_cost_per_call_usd": ("PO411", "cost_per_call", "costs ${value:.6f} per call, over its budget of ${limit:g}"),
+}
+
+
 def _budget_findings(head: Workspace, estimates: dict[str, Estimate]) -> list[Finding]:
     findings = []
     for prompt_id, estimate in estimates.items():
         spec = head.prompts[prompt_id]
-        budget = spec.budget
-        limit = budget.get("max_input_tokens")
-        if limit is not None and estimate.input_tokens_p95 is not None and estimate.input_tokens_p95 > limit:
-            line, col = spec.source.where(("budget", "max_input_tokens"))
-            message = (f"'{prompt_id}' needs {estimate.input_tokens_p95:,} input tokens at p95, "
-                       f"over its budget of {limit:,}")
-            findings.append(Finding(spec.source.display, line, col, "PO410", message, Severity.ERROR))
-        limit_usd = budget.get("max_cost_per_call_usd")
-        if limit_usd is not None and estimate.cost_per_call is not None and estimate.cost_per_call > limit_usd:
-            line, col = spec.source.where(("budget", "max_cost_per_call_usd"))
-            message = (f"'{prompt_id}' costs ${estimate.cost_per_call:.6f} per call, "
-                       f"over its budget of ${limit_usd:g}")
-            findings.append(Finding(spec.source.display, line, col, "PO411", message, Severity.ERROR))
+        for key, (code, figure, wording) in _BUDGETS.items():
+            limit, value = spec.budget.get(key), getattr(estimate, figure)
+            if limit is not None and value is not None and value > limit:
+                line, col = spec.source.where(("budget", key))
+                message = f"'{prompt_id}' " + wording.format(value=value, limit=limit)
+                findings.append(Finding(spec.source.display, line, col, code, message, Severity.ERROR))
     return sorted(findings)
 
 

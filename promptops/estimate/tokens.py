@@ -197,7 +197,7 @@ def _count_parallel(encode: Callable[[str], list[int]], texts: list[str]) -> lis
     Not tiktoken's encode_ordinary_batch: that keeps every token list (36 bytes a token) and
     submits one task per text; here each thread keeps only counts.
     """
-    workers = min(_cores(), len(texts))
+    workers = min(cores(), len(texts))
     if workers < 2:
         return [len(encode(text)) for text in texts]
     shares = [texts[i::workers] for i in range(workers)]
@@ -208,6 +208,7 @@ def _count_parallel(encode: Callable[[str], list[int]], texts: list[str]) -> lis
     return counts
 
 
-def _cores() -> int:
+def cores() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count)."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else os.cpu_count() or 1
