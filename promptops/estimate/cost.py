@@ -22,7 +22,7 @@ from promptops.config import Workspace
 from promptops.estimate.tokens import TokenCounter, TokenMethod, cores
 from promptops.evals.cache import cache_path, observed_output_tokens
 from promptops.findings import Finding, Severity
-from promptops.models import ModelCatalog
+from promptops.models import ModelCatalog, litellm_version
 from promptops.specs import PromptSpec, RetrievalSpec, content_version
 from promptops.templating import RenderLimits, TemplateError, parse, reads_variables, render, sample_inputs
 
@@ -353,7 +353,7 @@ def _assumptions(head: Workspace, changes: list[Change]) -> list[str]:
     notes = [f"Monthly figures: calls_per_day from usage: in promptops.yaml x {DAYS_PER_MONTH} days."]
     sources = sorted({e.price_source for c in changes for e in (c.base, c.head) if e and e.price_source})
     if sources:
-        notes.append("Prices: " + "; ".join(sources) + ".")
+        notes.append(f"Prices (litellm {litellm_version()}): " + "; ".join(sources) + ".")
     methods = sorted({e.token_method.note for c in changes for e in (c.base, c.head) if e})
     notes.extend(f"Tokens: {note}." for note in methods)
     return notes

@@ -18,7 +18,6 @@ from promptops.findings import Finding, Severity
 from promptops.lint.engine import LintRun
 from promptops.lint.registry import RULES, Rule
 
-FORMATS = ("text", "json", "github", "sarif")
 JSON_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
