@@ -1,15 +1,29 @@
 """The eval result cache: one SQLite file, one row per model call, written as results arrive.
 
+A row is addressed by the content of the call (model, messages, params and
+the repeat index), so a re-run with nothing changed finds every answer, a
+prompt change misses only the calls it changed, and base-side results are
+shared by every pull request against the same base. Each result is committed
+on its own as it arrives (WAL mode lets several processes write at once), so
+a run killed half-way repeats no finished call.
+
 Other stages read it too: the cost estimate uses the output tokens the
 model actually produced for a prompt, where any were observed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+# Parameters that change how a call is made, not what it answers: not part of the address.
+_TRANSPORT_PARAMS = frozenset({"timeout_s", "timeout", "api_base", "api_key", "num_retries", "max_retries"})
 
 DEFAULT_PATH = ".promptops/cache.db"
 
@@ -33,6 +47,77 @@ CREATE INDEX IF NOT EXISTS results_by_prompt ON results (prompt_id, model, promp
 
 
 @dataclass(frozen=True)
+class CachedResult:
+    key: str
+    prompt_id: str
+    prompt_version: str
+    model: str
+    case_id: str
+    repeat: int
+    output: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: float | None
+    cost_usd: float | None
+
+
+def call_key(model: str, messages: list[dict[str, str]], params: dict[str, Any], repeat: int) -> str:
+    """The content address of one model call."""
+    answer_params = {k: v for k, v in sorted(params.items()) if k not in _TRANSPORT_PARAMS}
+    payload = json.dumps({"model": model, "messages": messages, "params": answer_params, "repeat": repeat},
+                         sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ResultCache:
+    """Read and append results; safe to share between processes (one connection per instance)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection = connect(path)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> "ResultCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, key: str) -> CachedResult | None:
+        row = self._connection.execute(f"SELECT {_COLUMNS} FROM results WHERE key = ?", (key,)).fetchone()
+        return CachedResult(*row) if row else None
+
+    def get_many(self, keys: list[str]) -> dict[str, CachedResult]:
+        found: dict[str, CachedResult] = {}
+        for start in range(0, len(keys), 500):  # SQLite limits the number of bound parameters
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._connection.execute(f"SELECT {_COLUMNS} FROM results WHERE key IN ({marks})", chunk):
+                found[row[0]] = CachedResult(*row)
+        return found
+
+    def put(self, result: CachedResult) -> None:
+        """Store one result and commit at once: what has arrived survives a crash or Ctrl-C."""
+        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._connection:
+            self._connection.execute(
+                f"INSERT OR REPLACE INTO results ({_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*_values(result), created),
+            )
+
+
+_COLUMNS = ("key, prompt_id, prompt_version, model, case_id, repeat, output, input_tokens, output_tokens, "
+            "latency_ms, cost_usd")
+
+
+def _values(result: CachedResult) -> tuple[Any, ...]:
+    return (result.key, result.prompt_id, result.prompt_version, result.model, result.case_id, result.repeat,
+            result.output, result.input_tokens, result.output_tokens, result.latency_ms, result.cost_usd)
+
+
+@dataclass(frozen=True)
 class ObservedOutput:
     mean_tokens: float
     calls: int
@@ -48,6 +133,7 @@ def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=30)
     connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")  # durable at each commit in WAL mode, without an fsync per row
     connection.executescript(SCHEMA)
     return connection
 
