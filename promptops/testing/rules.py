@@ -82,7 +82,7 @@ def fill(template: str, match: re.Match[str] | None) -> str:
 
     def group(m: re.Match[str]) -> str:
         key = m.group(1)
-        if key.isdigit() and int(key) <= (match.re.groups or 0):
+        if key.isdigit() and int(key) <= match.re.groups:
             return match.group(int(key)) or ""
         if key in named:
             return named[key] or ""

@@ -1,0 +1,14 @@
+"""Test helpers for code that calls models through litellm: an OpenAI-compatible stub server.
+
+    from promptops.testing import Rule, StubServer
+
+    with StubServer(rules=[Rule(match="capital of France", reply="Paris")], default_reply="I don't know") as stub:
+        litellm.completion(**stub.client_kwargs(), messages=[{"role": "user", "content": "capital of France?"}])
+
+See docs/testing.md. Importing this package imports neither litellm nor yaml.
+"""
+
+from promptops.testing.rules import Fault, Responder, Rule
+from promptops.testing.server import API_KEY, StubServer, count_tokens, embed, load_rules, load_settings
+
+__all__ = ["API_KEY", "Fault", "Responder", "Rule", "StubServer", "count_tokens", "embed", "load_rules", "load_settings"]
