@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import pytest
 
@@ -214,15 +213,11 @@ def test_a_case_without_outcomes_is_rejected() -> None:
         paired_test([([P], [P]), ([], [P])])
 
 
-def test_ten_thousand_cases_without_overflow_in_well_under_50_ms() -> None:
+def test_ten_thousand_cases_without_overflow() -> None:
+    # Speed is measured in bench/, not asserted here (DESIGN.md, Tests).
     rng = random.Random(7)
     pairs = [([rng.random() < 0.8 for _ in range(3)], [rng.random() < 0.78 for _ in range(3)]) for _ in range(10_000)]
-    timings = []
-    for _ in range(3):  # best of three: the budget is for the function, not for a busy CI machine
-        start = time.perf_counter()
-        result = paired_test(pairs)
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.05
+    result = paired_test(pairs)
     assert result.fixed + result.regressed + result.unchanged == 10_000
     assert result.p_value == pytest.approx(reference_p_value(result.fixed, result.regressed), rel=1e-9)
     # Every discordant case in one direction: p is far below float's range and comes out 0, not an error.
