@@ -458,24 +458,6 @@ def render(source: str, variables: dict[str, Any], limits: RenderLimits | None =
     return sandbox(limits or RenderLimits()).render(source, variables)
 
 
-__all__ = [
-    "BoundedSandbox",
-    "InputError",
-    "RenderError",
-    "RenderLimitError",
-    "RenderLimits",
-    "TemplateError",
-    "TemplateFacts",
-    "analyse",
-    "forbidden_attribute",
-    "parse",
-    "render",
-    "reads_variables",
-    "render_messages",
-    "validate_inputs",
-    "sample_inputs",
-    "variables_used",
-]
 
 
 def sample_inputs(spec: Any) -> dict[str, Any]:
@@ -524,3 +506,23 @@ def render_messages(spec: Any, variables: dict[str, Any], limits: RenderLimits |
             rendered["name"] = message.name
         messages.append(rendered)
     return messages
+
+
+__all__ = [
+    "BoundedSandbox",
+    "InputError",
+    "RenderError",
+    "RenderLimitError",
+    "RenderLimits",
+    "TemplateError",
+    "TemplateFacts",
+    "analyse",
+    "forbidden_attribute",
+    "parse",
+    "render",
+    "reads_variables",
+    "render_messages",
+    "validate_inputs",
+    "sample_inputs",
+    "variables_used",
+]
