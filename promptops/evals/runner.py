@@ -1,0 +1,279 @@
+"""Model calls for eval suites: through litellm's async API, bounded, retried, capped, cached.
+
+Every call is first looked up in the result cache by its content address; a
+re-run with nothing changed makes no model call and never imports litellm.
+The rest run with bounded concurrency (overall and per provider), a timeout
+per attempt, retries with exponential backoff and jitter on 429, 5xx,
+timeouts, dropped connections and malformed answers (a Retry-After header
+wins over the computed delay), and a spend cap that refuses a call before it
+could push the run past the cap. Each answer is written to the cache as it
+arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from promptops.estimate.tokens import TokenCounter
+from promptops.evals.cache import CachedResult, ResultCache
+from promptops.models import ModelCatalog
+
+# Parameters a prompt file may set that are not passed to the provider as they are.
+_OWN_PARAMS = frozenset({"timeout_s", "extra"})
+
+
+class MissingCredentials(Exception):
+    """A provider's API key is not in the environment; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Call:
+    key: str
+    prompt_id: str
+    prompt_version: str
+    case_id: str
+    repeat: int
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    call: Call
+    output: str | None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+    error: str | None = None  # set when no answer could be had
+    cached: bool = False
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    concurrency: int = 8
+    per_provider: dict[str, int] = field(default_factory=dict)  # e.g. {"anthropic": 4}
+    timeout_s: float = 60.0
+    retries: int = 4
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    max_cost_usd: float | None = None
+    api_base: str | None = None  # an OpenAI-compatible server (a local model, the stub)
+    api_key: str | None = None
+    seed: int | None = None  # for the backoff jitter, so tests are repeatable
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _SpendCap:
+    """Money spent and money reserved for calls in flight, against the cap."""
+
+    def __init__(self, cap: float | None, catalog: ModelCatalog, counter: TokenCounter) -> None:
+        self.cap, self.catalog, self.counter = cap, catalog, counter
+        self.spent = 0.0
+        self.reserved = 0.0
+
+    def worst_case(self, call: Call) -> float:
+        """What the call can cost at most: its input, and max_tokens of output (0 when the price is unknown)."""
+        info = self.catalog.get(call.model)
+        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
+            return 0.0
+        input_tokens = self.counter.count_messages(call.model, call.messages)
+        output_tokens = call.params.get("max_tokens") or info.max_output_tokens or 4096
+        return input_tokens * info.input_cost_per_token + output_tokens * info.output_cost_per_token
+
+    def reserve(self, amount: float) -> bool:
+        if self.cap is not None and self.spent + self.reserved + amount > self.cap:
+            return False
+        self.reserved += amount
+        return True
+
+    def settle(self, reserved: float, actual: float | None) -> None:
+        self.reserved -= reserved
+        self.spent += actual if actual is not None else reserved
+
+
+async def run_calls(
+    calls: list[Call],
+    cache: ResultCache,
+    settings: RunSettings,
+    on_outcome: Callable[[CallOutcome], None] = lambda outcome: None,
+    catalog: ModelCatalog | None = None,
+) -> list[CallOutcome]:
+    """Outcomes in the order of ``calls``: cached ones at once, the others as the model answers."""
+    cached = cache.get_many([call.key for call in calls])
+    outcomes: dict[int, CallOutcome] = {}
+    pending = []
+    for index, call in enumerate(calls):
+        hit = cached.get(call.key)
+        if hit is None:
+            pending.append((index, call))
+            continue
+        outcomes[index] = CallOutcome(call, hit.output, hit.input_tokens, hit.output_tokens, hit.latency_ms,
+                                      hit.cost_usd, cached=True)
+        on_outcome(outcomes[index])
+    if pending:
+        client = _Client(settings, catalog or ModelCatalog())
+        client.check_credentials({call.model for _, call in pending})
+        results = await asyncio.gather(*(client.call(call) for _, call in pending))
+        for (index, _), outcome in zip(pending, results):
+            if outcome.error is None:
+                cache.put(_cached(outcome))
+            outcomes[index] = outcome
+            on_outcome(outcome)
+    return [outcomes[index] for index in range(len(calls))]
+
+
+def _cached(outcome: CallOutcome) -> CachedResult:
+    call = outcome.call
+    return CachedResult(call.key, call.prompt_id, call.prompt_version, call.model, call.case_id, call.repeat,
+                        outcome.output, outcome.input_tokens, outcome.output_tokens, outcome.latency_ms,
+                        outcome.cost_usd)
+
+
+def import_litellm() -> Any:
+    """litellm, imported without its network fetch of the price map and without banners on stdout."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class _Client:
+    def __init__(self, settings: RunSettings, catalog: ModelCatalog) -> None:
+        self.settings = settings
+        self.litellm = import_litellm()
+        self.random = random.Random(settings.seed)
+        self.limit = asyncio.Semaphore(settings.concurrency)
+        self.providers = {name: asyncio.Semaphore(n) for name, n in settings.per_provider.items()}
+        self.spend = _SpendCap(settings.max_cost_usd, catalog, TokenCounter())
+        self.catalog = catalog
+
+    def check_credentials(self, models: set[str]) -> None:
+        """Fail before any call when a provider's key is missing (fork PRs get no secrets)."""
+        if self.settings.api_base is not None:
+            return  # an OpenAI-compatible server of your own takes whatever key it takes
+        for model in sorted(models):
+            missing = self.litellm.validate_environment(model).get("missing_keys") or []
+            if missing:
+                raise MissingCredentials(
+                    f"{model} needs {', '.join(missing)} in the environment (litellm reads it from there); "
+                    "set it, or point --api-base at an OpenAI-compatible server")
+
+    async def call(self, call: Call) -> CallOutcome:
+        provider = call.model.split("/", 1)[0] if "/" in call.model else ""
+        gate = self.providers.get(provider)
+        async with self.limit:
+            if gate is None:
+                return await self._with_spend_cap(call)
+            async with gate:
+                return await self._with_spend_cap(call)
+
+    async def _with_spend_cap(self, call: Call) -> CallOutcome:
+        worst = self.spend.worst_case(call)
+        if not self.spend.reserve(worst):
+            spent = self.spend.spent
+            return CallOutcome(call, None, error=f"not run: the spend cap ${self.settings.max_cost_usd:g} would be "
+                                                 f"passed (${spent:.4f} spent)")
+        outcome = await self._with_retries(call)
+        self.spend.settle(worst, outcome.cost_usd if outcome.error is None else 0.0)
+        return outcome
+
+    async def _with_retries(self, call: Call) -> CallOutcome:
+        attempts = self.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._attempt(call, attempt)
+            except _Retryable as problem:
+                if attempt == attempts:
+                    return CallOutcome(call, None, error=f"{problem} (after {attempt} attempts)", attempts=attempt)
+                await asyncio.sleep(self._delay(attempt, problem.retry_after))
+            except Exception as exc:  # a 4xx other than 429, a bad parameter: retrying cannot help
+                return CallOutcome(call, None, error=_describe(exc), attempts=attempt)
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.settings.backoff_cap_s)
+        ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
+        return ceiling * (0.5 + self.random.random() / 2)  # jitter keeps retries from arriving together
+
+    async def _attempt(self, call: Call, attempt: int) -> CallOutcome:
+        litellm = self.litellm
+        params = {k: v for k, v in call.params.items() if k not in _OWN_PARAMS}
+        params.update(call.params.get("extra") or {})
+        timeout = float(call.params.get("timeout_s") or self.settings.timeout_s)
+        started = time.perf_counter()
+        try:
+            response = await litellm.acompletion(
+                model=call.model, messages=call.messages, timeout=timeout, num_retries=0, max_retries=0,
+                api_base=self.settings.api_base, api_key=self.settings.api_key, **params,
+            )
+        except Exception as exc:
+            if _retryable(litellm, exc):
+                raise _Retryable(_describe(exc), _retry_after(exc)) from None
+            raise
+        latency_ms = (time.perf_counter() - started) * 1000
+        choices = getattr(response, "choices", None) or []
+        content = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
+        if content is None:
+            raise _Retryable("malformed answer: no choices or no message content")
+        usage = getattr(response, "usage", None)
+        input_tokens = getattr(usage, "prompt_tokens", None)
+        output_tokens = getattr(usage, "completion_tokens", None)
+        return CallOutcome(call, content, input_tokens, output_tokens, round(latency_ms, 3),
+                           self._cost(call.model, response, input_tokens, output_tokens), attempts=attempt)
+
+    def _cost(self, model: str, response: Any, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        """Our price (litellm's map plus pricing:) over the tokens the provider counted; None when unknown."""
+        info = self.catalog.get(model)
+        if info and info.input_cost_per_token is not None and info.output_cost_per_token is not None \
+                and input_tokens is not None and output_tokens is not None:
+            return input_tokens * info.input_cost_per_token + output_tokens * info.output_cost_per_token
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cost = hidden.get("response_cost")
+        return float(cost) if isinstance(cost, (int, float)) else None
+
+
+def _retryable(litellm: Any, exc: Exception) -> bool:
+    if isinstance(exc, (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError,
+                        litellm.InternalServerError, litellm.ServiceUnavailableError)):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Seconds the provider asked us to wait, from the error's response headers."""
+    for headers in (getattr(exc, "litellm_response_headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if not headers:
+            continue
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            value = headers.get(name)
+            if value is None:
+                continue
+            try:
+                return float(value) * scale
+            except (TypeError, ValueError):  # an HTTP date: rare from model APIs; fall back to backoff
+                continue
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's kind and first line: no stack, no request body, no key."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__

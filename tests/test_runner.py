@@ -1,0 +1,154 @@
+"""The eval runner through the real litellm path, against the project's stub server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from promptops.evals.cache import ResultCache, call_key
+from promptops.evals.runner import Call, MissingCredentials, RunSettings, import_litellm, run_calls
+from promptops.models import ModelCatalog
+from promptops.testing import Fault, Rule, StubServer
+
+MODEL = "openai/gpt-4o-mini"
+
+
+@pytest.fixture(scope="module")
+def stub_server():
+    litellm = import_litellm()
+    with StubServer(default_reply="I don't know") as stub:
+        litellm.completion(model=MODEL, api_base=stub.base_url, api_key="stub", num_retries=0,
+                           messages=[{"role": "user", "content": "warm-up"}])  # litellm's slow first call
+        yield stub
+
+
+@pytest.fixture
+def stub(stub_server: StubServer) -> StubServer:
+    stub_server.reset(rules=[Rule(match="France", reply="Paris")], faults=[], latency_ms=0)
+    return stub_server
+
+
+def calls(count: int, question: str = "Capital of France?", params: dict | None = None) -> list[Call]:
+    params = params if params is not None else {"temperature": 0, "max_tokens": 20}
+    out = []
+    for i in range(count):
+        messages = [{"role": "user", "content": f"{question} #{i}"}]
+        out.append(Call(call_key(MODEL, messages, params, 0), "geo.capital", "v1", f"c{i}", 0, MODEL, messages, params))
+    return out
+
+
+def settings(stub: StubServer, **changes: object) -> RunSettings:
+    base = {"api_base": stub.base_url, "api_key": "stub", "timeout_s": 5.0, "retries": 3,
+            "backoff_base_s": 0.01, "backoff_cap_s": 0.05, "seed": 1}
+    return RunSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def run(batch: list[Call], cache: ResultCache, config: RunSettings, **kw: object) -> list:
+    return asyncio.run(run_calls(batch, cache, config, **kw))  # type: ignore[arg-type]
+
+
+def test_answers_usage_cost_and_latency(stub: StubServer, tmp_path: Path) -> None:
+    with ResultCache(tmp_path / "cache.db") as cache:
+        [outcome] = run(calls(1), cache, settings(stub))
+    assert outcome.error is None and outcome.output == "Paris" and not outcome.cached
+    assert outcome.input_tokens and outcome.output_tokens and outcome.latency_ms > 0
+    info = ModelCatalog().get(MODEL)
+    expected = outcome.input_tokens * info.input_cost_per_token + outcome.output_tokens * info.output_cost_per_token
+    assert outcome.cost_usd == pytest.approx(expected)
+
+
+def test_a_rerun_with_nothing_changed_makes_no_call(stub: StubServer, tmp_path: Path) -> None:
+    batch = calls(20)
+    with ResultCache(tmp_path / "cache.db") as cache:
+        run(batch, cache, settings(stub))
+        assert stub.calls == 20
+        again = run(batch, cache, settings(stub))
+    assert stub.calls == 20
+    assert all(o.cached and o.output == "Paris" for o in again)
+
+
+def test_a_killed_run_repeats_no_finished_call(stub: StubServer, tmp_path: Path) -> None:
+    batch = calls(10)
+    with ResultCache(tmp_path / "cache.db") as cache:
+        run(batch[:6], cache, settings(stub))  # the first six finished before the run was killed
+    with ResultCache(tmp_path / "cache.db") as cache:
+        outcomes = run(batch, cache, settings(stub))
+    assert stub.calls == 10  # 6 + only the 4 missing
+    assert [o.cached for o in outcomes] == [True] * 6 + [False] * 4
+
+
+@pytest.mark.parametrize("fault", [Fault("429", retry_after=0.01), Fault("500"), Fault("503", retry_after=0),
+                                   Fault("garbage"), Fault("empty"), Fault("disconnect")])
+def test_transient_failures_are_retried(stub: StubServer, tmp_path: Path, fault: Fault) -> None:
+    stub.reset(faults=[fault, fault, "ok"])
+    with ResultCache(tmp_path / "cache.db") as cache:
+        [outcome] = run(calls(1), cache, settings(stub))
+    assert outcome.error is None and outcome.output == "Paris" and outcome.attempts == 3
+
+
+def test_retry_after_is_honoured(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(faults=[Fault("429", retry_after=1), "ok"])
+    start = time.perf_counter()
+    with ResultCache(tmp_path / "cache.db") as cache:
+        [outcome] = run(calls(1), cache, settings(stub, backoff_cap_s=5.0))
+    assert outcome.error is None and time.perf_counter() - start >= 0.95
+
+
+def test_a_timeout_per_attempt_then_success(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(faults=[Fault("timeout", hang_s=10), "ok"])
+    start = time.perf_counter()
+    with ResultCache(tmp_path / "cache.db") as cache:
+        [outcome] = run(calls(1), cache, settings(stub, timeout_s=0.5))
+    assert outcome.error is None and outcome.attempts == 2
+    assert time.perf_counter() - start < 5
+
+
+def test_persistent_failure_is_an_outcome_not_a_crash_and_is_not_cached(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(faults=["500"] * 10)
+    with ResultCache(tmp_path / "cache.db") as cache:
+        [outcome] = run(calls(1), cache, settings(stub, retries=2))
+        assert outcome.output is None and "after 3 attempts" in outcome.error
+        assert cache.get(outcome.call.key) is None
+
+
+def test_a_client_error_is_not_retried(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(faults=["400"])
+    with ResultCache(tmp_path / "cache.db") as cache:
+        [outcome] = run(calls(1), cache, settings(stub))
+    assert outcome.attempts == 1 and "BadRequestError" in outcome.error and stub.calls == 1
+
+
+def test_concurrency_is_bounded(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(latency_ms=200)
+    start = time.perf_counter()
+    with ResultCache(tmp_path / "cache.db") as cache:
+        outcomes = run(calls(8), cache, settings(stub, concurrency=2))
+    elapsed = time.perf_counter() - start
+    assert all(o.error is None for o in outcomes)
+    assert elapsed >= 0.8  # 8 calls of 200 ms, two at a time
+
+
+def test_the_spend_cap_stops_before_it_is_passed(stub: StubServer, tmp_path: Path) -> None:
+    # Each answer is 10,001 output tokens (the stub counts len/4 + 1); each call may produce up to 20,000.
+    stub.reset(rules=[Rule(match="France", reply="x" * 40_000)])
+    out_price = ModelCatalog().get(MODEL).output_cost_per_token
+    worst = 20_000 * out_price
+    batch = calls(10, params={"max_tokens": 20_000})
+    with ResultCache(tmp_path / "cache.db") as cache:
+        # Room for one answer plus one worst case, not for two answers plus a worst case.
+        outcomes = run(batch, cache, settings(stub, max_cost_usd=1.75 * worst, concurrency=1))
+    answered = [o for o in outcomes if o.error is None]
+    refused = [o for o in outcomes if o.error is not None]
+    assert len(answered) == 2 and len(refused) == 8
+    assert all("spend cap" in o.error for o in refused)
+    assert stub.calls == 2
+    assert sum(o.cost_usd for o in answered) <= 1.75 * worst
+
+
+def test_missing_api_key_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with ResultCache(tmp_path / "cache.db") as cache, pytest.raises(MissingCredentials, match="OPENAI_API_KEY"):
+        run(calls(1), cache, RunSettings())
