@@ -247,6 +247,57 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
         click.echo(text, nl=False)
 
 
+@cli.command("eval")
+@_ref_options
+@click.option("--no-base", is_flag=True, help="Run the head only, without comparing.")
+@click.option("--suite", "suites", multiple=True, metavar="NAME",
+              help="Run this suite (its file path, or the prompt id it tests); repeatable. Implies no impact selection.")
+@click.option("--all", "run_all", is_flag=True, help="Run every suite, not only those the change touches.")
+@click.option("--repeat", type=click.IntRange(1, 100), help="Run each case this many times (noise).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Model calls in flight at once.")
+@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop before spending more than this.")
+@click.option("--api-base", envvar="PROMPTOPS_API_BASE", metavar="URL",
+              help="An OpenAI-compatible server for every call (a local model, a gateway).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the results here.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
+def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool, suites: tuple[str, ...],
+                 run_all: bool, repeat: int | None, concurrency: int | None, max_cost: float | None,
+                 api_base: str | None, fmt: str, output: Path | None, junit: Path | None) -> None:
+    """Run eval suites at head (and base), every call cached, and compare them with gates.
+
+    By default only the suites whose prompt, retrieval config, cases or
+    dataset changed between base and head run. Exit 1 when a gate fails, 2
+    when a ref, the config or an API key is missing.
+    """
+    import asyncio
+
+    from promptops.evals.execute import EvalOptions, run_evaluation
+    from promptops.evals.runner import MissingCredentials
+    from promptops.report import evals as renderers
+
+    base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
+    options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat,
+                          concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base)
+    try:
+        comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options))
+    except MissingCredentials as exc:
+        _fail(f"evals not run: {exc}")
+    base_label = None if no_base else str(base_ref)
+    if fmt == "json":
+        text = renderers.render_json(comparisons, base_label, str(head_ref), skipped)
+    else:
+        text = renderers.render_text(comparisons, skipped)
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    if junit:
+        junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
+    if not all(c.passed for c in comparisons):
+        sys.exit(EXIT_FINDINGS)
+
+
 def _increases(report: Any, limit: float) -> list[str]:
     """Rises beyond ``limit`` percent: the monthly total, or a prompt's cost per call."""
     rises = []

@@ -1,0 +1,93 @@
+"""`promptops eval` as a library call: pick the suites a change touches, run them at base and head, compare."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptops.config import Workspace
+from promptops.diff import diff_workspaces
+from promptops.evals.cache import ResultCache, cache_path
+from promptops.evals.compare import SuiteComparison, compare
+from promptops.evals.runner import RunSettings
+from promptops.evals.suite import run_suite
+from promptops.specs import EvalSuiteSpec, canonical_json
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    compare: bool = True
+    suites: tuple[str, ...] = ()
+    run_all: bool = False
+    repeat: int | None = None
+    concurrency: int | None = None
+    max_cost_usd: float | None = None
+    api_base: str | None = None
+    per_provider: dict[str, int] = field(default_factory=dict)
+
+
+def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
+    """promptops.yaml's eval: section, overridden by the run's options."""
+    section = workspace.config.section("eval")
+    return RunSettings(
+        concurrency=options.concurrency or int(section.get("concurrency", 8)),
+        per_provider=dict(options.per_provider),
+        timeout_s=float(section.get("timeout_s", 60)),
+        retries=int(section.get("retries", 4)),
+        max_cost_usd=options.max_cost_usd if options.max_cost_usd is not None else section.get("max_cost_usd"),
+        api_base=options.api_base,
+        api_key="unused" if options.api_base else None,  # a local server needs some key; providers read theirs
+    )
+
+
+def select_suites(base: Workspace | None, head: Workspace, options: EvalOptions) -> tuple[list[EvalSuiteSpec], list[str]]:
+    """The suites to run, and why the others are skipped."""
+    if options.suites:
+        wanted = set(options.suites)
+        chosen = [s for s in head.suites if s.name in wanted or s.prompt in wanted]
+        unknown = sorted(wanted - {s.name for s in chosen} - {s.prompt for s in chosen})
+        return chosen, [f"no suite named {name}" for name in unknown]
+    if options.run_all or base is None:
+        return list(head.suites), []
+    touched = _touched_prompts(base, head)
+    base_suites = {suite.name: _suite_content(suite) for suite in base.suites}
+    chosen, skipped = [], []
+    for suite in head.suites:
+        if suite.prompt in touched or base_suites.get(suite.name) != _suite_content(suite):
+            chosen.append(suite)
+        else:
+            skipped.append(f"{suite.name}: nothing it depends on changed (--all runs it)")
+    return chosen, skipped
+
+
+def _touched_prompts(base: Workspace, head: Workspace) -> set[str]:
+    """Prompts whose content changed, or whose retrieval config did."""
+    changes = diff_workspaces(base, head)
+    changed_retrievals = {item.id for item in changes.retrievals if item.changes or item.status != "unchanged"}
+    touched = {item.id for item in changes.prompts if item.changes or item.status in ("added", "unloadable")}
+    touched |= {pid for pid, spec in head.prompts.items() if spec.retrieval_config in changed_retrievals}
+    return touched
+
+
+def _suite_content(suite: EvalSuiteSpec) -> str:
+    """What a suite tests with: its own settings and every case, the dataset's included."""
+    cases = [(c.id, c.vars, c.expected, c.asserts, c.threshold) for c in suite.cases]
+    return canonical_json([suite.raw, cases])
+
+
+async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions) -> tuple[list[SuiteComparison], list[str]]:
+    chosen, skipped = select_suites(base if options.compare else None, head, options)
+    config = head.config
+    gates_default = config.section("gates")
+    results = []
+    with ResultCache(cache_path(config.root, config.section("eval").get("cache"))) as cache:
+        for suite in chosen:
+            head_run = await run_suite(suite, head, cache, settings_for(head, options), options.repeat)
+            base_run = None
+            if options.compare and suite.prompt in base.prompts:
+                # The head's cases and assertions against the base's prompt: the same test on both sides.
+                base_run = await run_suite(suite, base, cache, settings_for(base, options), options.repeat)
+            gates: dict[str, Any] = {**gates_default, **suite.gates}
+            results.append(compare(base_run, head_run, gates))
+            skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)
+    return results, skipped

@@ -1,0 +1,108 @@
+"""`promptops eval` end to end: a real git repository, base and head, the stub model through litellm."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from conftest import git, git_env
+from promptops.testing import Rule, StubServer
+
+COUNTRIES = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo", "Peru": "Lima",
+             "Kenya": "Nairobi", "Chile": "Santiago", "Egypt": "Cairo"}
+PROMPT = """\
+id: geo.capital
+model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 20}}
+inputs: {type: object, required: [country], properties: {country: {type: string}}}
+messages:
+  - {role: system, content: "SYSTEM"}
+  - {role: user, content: "What is the capital of {{ country }}?"}
+"""
+SUITE = "prompt: geo.capital\ngates: {max_pass_rate_drop: 0.05}\ncases:\n" + "".join(
+    f"  - {{id: {c.lower()}, vars: {{country: {c}}}, expected: {city}, assert: [{{type: contains, value: '{{{{ expected }}}}'}}]}}\n"
+    for c, city in COUNTRIES.items()
+)
+OTHER = "id: other\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n"
+OTHER_SUITE = "prompt: other\ncases: [{id: one, assert: [{type: contains, value: hello}]}]\n"
+
+
+@pytest.fixture(scope="module")
+def stub():
+    rules = [Rule(system="rudely", match="capital", reply="No idea.")]
+    rules += [Rule(match=country, reply=city) for country, city in COUNTRIES.items()]
+    with StubServer(rules=rules, default_reply="hello") as server:
+        yield server
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q", "-b", "main")
+    files = {"promptops.yaml": "eval: {concurrency: 4}\n", "geo.prompt.yaml": PROMPT.replace("SYSTEM", "Answer with the city."),
+             "geo.eval.yaml": SUITE, "other.prompt.yaml": OTHER, "other.eval.yaml": OTHER_SUITE}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base")
+    return tmp_path
+
+
+def promptops(root: Path, stub: StubServer, *args: str, expect: int) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--api-base", stub.base_url, *args], cwd=root,
+                          capture_output=True, text=True, timeout=180, env=git_env())
+    assert done.returncode == expect, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def test_a_regression_beyond_noise_fails_the_gate(repo: Path, stub: StubServer, tmp_path: Path) -> None:
+    (repo / "geo.prompt.yaml").write_text(PROMPT.replace("SYSTEM", "Answer rudely."))
+    junit = tmp_path / "junit.xml"
+    done = promptops(repo, stub, "--base", "HEAD", "--format", "json", "--junit", str(junit), expect=1)
+    report = json.loads(done.stdout)
+    [suite] = report["suites"]  # other.eval.yaml is untouched by the change: not run
+    assert suite["suite"] == "geo.eval.yaml"
+    assert suite["base"]["pass_rate"] == 1.0 and suite["head"]["pass_rate"] == 0.0
+    assert suite["counts"]["regressed"] == 8 and suite["verdict"] == "regression"
+    assert suite["p_value"] == pytest.approx(2 * 0.5 ** 8)
+    assert [g["passed"] for g in suite["gates"]] == [False]
+    assert any("other.eval.yaml" in reason for reason in report["skipped"])
+    regressed = suite["cases"][0]
+    assert regressed["head"]["attempts"][0]["output"] == "No idea."
+    assert "contains" in regressed["head"]["attempts"][0]["failures"][0]
+    xml = ElementTree.parse(junit).getroot()
+    assert xml.find("testsuite").get("failures") == "8"
+
+
+def test_a_rerun_makes_no_model_call(repo: Path, stub: StubServer) -> None:
+    (repo / "geo.prompt.yaml").write_text(PROMPT.replace("SYSTEM", "Answer with the capital city."))
+    promptops(repo, stub, "--base", "HEAD", expect=0)
+    calls = stub.calls
+    done = promptops(repo, stub, "--base", "HEAD", "--format", "json", expect=0)
+    assert stub.calls == calls
+    suite = json.loads(done.stdout)["suites"][0]
+    assert suite["head"]["cached_calls"] == suite["head"]["calls"] == 8
+
+
+def test_all_and_head_only(repo: Path, stub: StubServer) -> None:
+    done = promptops(repo, stub, "--no-base", "--all", "--format", "json", expect=0)
+    report = json.loads(done.stdout)
+    assert report["base"] is None and sorted(s["suite"] for s in report["suites"]) == ["geo.eval.yaml", "other.eval.yaml"]
+    assert all(s["head"]["pass_rate"] == 1.0 for s in report["suites"])
+
+
+def test_repeat_and_suite_selection(repo: Path, stub: StubServer) -> None:
+    done = promptops(repo, stub, "--no-base", "--suite", "other", "--repeat", "3", "--format", "json", expect=0)
+    [suite] = json.loads(done.stdout)["suites"]
+    assert suite["head"]["calls"] == 3 and suite["head"]["flaky"] == []
+
+
+def test_missing_key_is_a_clear_usage_error(repo: Path) -> None:
+    env = {k: v for k, v in git_env().items() if k not in ("OPENAI_API_KEY", "PROMPTOPS_API_BASE")}
+    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--all", "--no-base"], cwd=repo,
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 2 and "OPENAI_API_KEY" in done.stderr and "Traceback" not in done.stderr
