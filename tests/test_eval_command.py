@@ -10,7 +10,10 @@ from xml.etree import ElementTree
 
 import pytest
 
+from jsonschema import Draft202012Validator
+
 from conftest import git, git_env
+from promptops import resources
 from promptops.testing import Rule, StubServer
 
 COUNTRIES = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo", "Peru": "Lima",
@@ -64,6 +67,7 @@ def test_a_regression_beyond_noise_fails_the_gate(repo: Path, stub: StubServer, 
     junit = tmp_path / "junit.xml"
     done = promptops(repo, stub, "--base", "HEAD", "--format", "json", "--junit", str(junit), expect=1)
     report = json.loads(done.stdout)
+    Draft202012Validator(resources.schema("eval-results")).validate(report)
     [suite] = report["suites"]  # other.eval.yaml is untouched by the change: not run
     assert suite["suite"] == "geo.eval.yaml"
     assert suite["base"]["pass_rate"] == 1.0 and suite["head"]["pass_rate"] == 0.0
