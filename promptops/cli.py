@@ -275,14 +275,18 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     from promptops.evals.execute import EvalOptions, run_evaluation
     from promptops.evals.runner import MissingCredentials
     from promptops.report import evals as renderers
+    from promptops.report.progress import Progress
 
     base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
     options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat,
                           concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base)
+    progress = Progress()
     try:
-        comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options))
+        comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options, progress))
     except MissingCredentials as exc:
         _fail(f"evals not run: {exc}")
+    finally:
+        progress.close()
     base_label = None if no_base else str(base_ref)
     if fmt == "json":
         text = renderers.render_json(comparisons, base_label, str(head_ref), skipped)

@@ -110,3 +110,9 @@ def test_missing_key_is_a_clear_usage_error(repo: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--all", "--no-base"], cwd=repo,
                           capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 2 and "OPENAI_API_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_progress_goes_to_stderr_as_plain_lines_in_ci(repo: Path, stub: StubServer) -> None:
+    done = promptops(repo, stub, "--no-base", "--all", "--format", "json", expect=0)
+    json.loads(done.stdout)  # standard output stays a clean report
+    assert "eval: 9 answers (" in done.stderr

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from promptops.config import Workspace
 from promptops.diff import diff_workspaces
 from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals.compare import SuiteComparison, compare
-from promptops.evals.runner import RunSettings
+from promptops.evals.runner import CallOutcome, RunSettings
 from promptops.evals.suite import run_suite
 from promptops.specs import EvalSuiteSpec, canonical_json
 
@@ -75,18 +75,22 @@ def _suite_content(suite: EvalSuiteSpec) -> str:
     return canonical_json([suite.raw, cases])
 
 
-async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions) -> tuple[list[SuiteComparison], list[str]]:
+async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
+                         progress: Callable[[CallOutcome], None] = lambda outcome: None,
+                         ) -> tuple[list[SuiteComparison], list[str]]:
     chosen, skipped = select_suites(base if options.compare else None, head, options)
     config = head.config
     gates_default = config.section("gates")
     results = []
     with ResultCache(cache_path(config.root, config.section("eval").get("cache"))) as cache:
         for suite in chosen:
-            head_run = await run_suite(suite, head, cache, settings_for(head, options), options.repeat)
+            head_run = await run_suite(suite, head, cache, settings_for(head, options), options.repeat,
+                                       on_outcome=progress)
             base_run = None
             if options.compare and suite.prompt in base.prompts:
                 # The head's cases and assertions against the base's prompt: the same test on both sides.
-                base_run = await run_suite(suite, base, cache, settings_for(base, options), options.repeat)
+                base_run = await run_suite(suite, base, cache, settings_for(base, options), options.repeat,
+                                           on_outcome=progress)
             gates: dict[str, Any] = {**gates_default, **suite.gates}
             results.append(compare(base_run, head_run, gates))
             skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)
