@@ -261,9 +261,14 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the results here.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
+@click.option("--shard", metavar="I/N", callback=lambda ctx, param, value: _shard(value),
+              help="Run only the I-th of N shares of the cases (a CI matrix); `promptops merge` joins the caches.")
+@click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db).")
 def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool, suites: tuple[str, ...],
                  run_all: bool, repeat: int | None, concurrency: int | None, max_cost: float | None,
-                 api_base: str | None, fmt: str, output: Path | None, junit: Path | None) -> None:
+                 api_base: str | None, fmt: str, output: Path | None, junit: Path | None,
+                 shard: tuple[int, int] | None, cache_file: Path | None) -> None:
     """Run eval suites at head (and base), every call cached, and compare them with gates.
 
     By default only the suites whose prompt, retrieval config, cases or
@@ -279,7 +284,8 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
 
     base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
     options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat,
-                          concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base)
+                          concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base, shard=shard,
+                          cache=cache_file)
     progress = Progress()
     try:
         comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options, progress))
@@ -300,6 +306,42 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
     if not all(c.passed for c in comparisons):
         sys.exit(EXIT_FINDINGS)
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    index, sep, count = value.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise click.BadParameter(f"{value!r} is not I/N with 1 <= I <= N", param_hint="--shard")
+    return int(index), int(count)
+
+
+@cli.command()
+@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--into", type=click.Path(dir_okay=False, path_type=Path),
+              help="The cache to merge into (default: eval.cache in promptops.yaml, else .promptops/cache.db).")
+def merge(caches: tuple[Path, ...], into: Path | None) -> None:
+    """Join the result caches of sharded eval jobs, so that one `promptops eval` compares and reports
+    everything from the cache, without a model call."""
+    import sqlite3
+
+    from promptops.config import ConfigError, load_workspace
+    from promptops.evals.cache import ResultCache, cache_path
+
+    if into is None:
+        try:
+            config = load_workspace(Path.cwd()).config
+        except ConfigError as exc:
+            _fail(str(exc))
+        into = cache_path(config.root, config.section("eval").get("cache"))
+    with ResultCache(into) as target:
+        for cache in caches:
+            try:
+                added = target.merge_from(cache)
+            except sqlite3.DatabaseError as exc:
+                _fail(f"{cache} is not a promptops result cache ({exc})")
+            click.echo(f"{cache}: {added} new result(s) into {into}")
 
 
 def _increases(report: Any, limit: float) -> list[str]:

@@ -116,3 +116,28 @@ def test_progress_goes_to_stderr_as_plain_lines_in_ci(repo: Path, stub: StubServ
     done = promptops(repo, stub, "--no-base", "--all", "--format", "json", expect=0)
     json.loads(done.stdout)  # standard output stays a clean report
     assert "eval: 9 answers (" in done.stderr
+
+
+def test_shards_then_merge_then_one_report_without_model_calls(repo: Path, stub: StubServer, tmp_path: Path) -> None:
+    (repo / "geo.prompt.yaml").write_text(PROMPT.replace("SYSTEM", "Answer with the capital, briefly."))
+    shards = []
+    for index in (1, 2):
+        cache = tmp_path / f"shard{index}.db"
+        done = promptops(repo, stub, "--base", "HEAD", "--shard", f"{index}/2", "--cache", str(cache),
+                         "--format", "json", expect=0)
+        shards.append(sum(s["head"]["cases"] for s in json.loads(done.stdout)["suites"]))
+        assert cache.is_file()
+    assert sum(shards) == 8 and all(shards)  # every case in exactly one shard
+    merged = subprocess.run([sys.executable, "-m", "promptops", "merge", *(str(tmp_path / f"shard{i}.db") for i in (1, 2))],
+                            cwd=repo, capture_output=True, text=True, timeout=120, env=git_env())
+    assert merged.returncode == 0, merged.stderr
+    calls = stub.calls
+    report = json.loads(promptops(repo, stub, "--base", "HEAD", "--format", "json", expect=0).stdout)
+    assert stub.calls == calls
+    assert report["suites"][0]["head"]["cases"] == 8 and report["suites"][0]["head"]["cached_calls"] == 8
+
+
+def test_bad_shard_is_a_usage_error(repo: Path, stub: StubServer) -> None:
+    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--shard", "3/2"], cwd=repo,
+                          capture_output=True, text=True, timeout=120, env=git_env())
+    assert done.returncode == 2 and "I/N" in done.stderr

@@ -98,6 +98,20 @@ class ResultCache:
                 found[row[0]] = CachedResult(*row)
         return found
 
+    def merge_from(self, other: Path) -> int:
+        """Copy in another cache's results (a shard's); existing rows win. Returns how many were new."""
+        if not other.is_file():
+            raise FileNotFoundError(f"{other}: no such cache")
+        before = self._connection.total_changes
+        self._connection.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            with self._connection:
+                self._connection.execute(f"INSERT OR IGNORE INTO results ({_COLUMNS}, created_at) "
+                                         f"SELECT {_COLUMNS}, created_at FROM other.results")
+        finally:
+            self._connection.execute("DETACH DATABASE other")
+        return self._connection.total_changes - before
+
     def put(self, result: CachedResult) -> None:
         """Store one result and commit at once: what has arrived survives a crash or Ctrl-C."""
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from promptops.config import Workspace
@@ -24,6 +25,8 @@ class EvalOptions:
     max_cost_usd: float | None = None
     api_base: str | None = None
     per_provider: dict[str, int] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None  # (I, N): run only the I-th of N shares of the cases
+    cache: Path | None = None  # default: eval.cache in promptops.yaml
 
 
 def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
@@ -82,15 +85,16 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     config = head.config
     gates_default = config.section("gates")
     results = []
-    with ResultCache(cache_path(config.root, config.section("eval").get("cache"))) as cache:
+    path = options.cache or cache_path(config.root, config.section("eval").get("cache"))
+    with ResultCache(path) as cache:
         for suite in chosen:
             head_run = await run_suite(suite, head, cache, settings_for(head, options), options.repeat,
-                                       on_outcome=progress)
+                                       on_outcome=progress, shard=options.shard)
             base_run = None
             if options.compare and suite.prompt in base.prompts:
                 # The head's cases and assertions against the base's prompt: the same test on both sides.
                 base_run = await run_suite(suite, base, cache, settings_for(base, options), options.repeat,
-                                           on_outcome=progress)
+                                           on_outcome=progress, shard=options.shard)
             gates: dict[str, Any] = {**gates_default, **suite.gates}
             results.append(compare(base_run, head_run, gates))
             skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)

@@ -7,6 +7,7 @@ Comparing two runs (base and head) is compare.py's job.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -60,11 +61,23 @@ class SuiteRun:
     problems: list[str] = field(default_factory=list)  # what stopped the suite or some of its cases
 
 
-def plan(suite: EvalSuiteSpec, prompt: PromptSpec, repeat: int, limits: RenderLimits) -> tuple[list[Call], dict[str, str]]:
+def in_shard(suite: EvalSuiteSpec, case: EvalCase, shard: tuple[int, int] | None) -> bool:
+    """Whether ``case`` belongs to shard I of N: by a hash of suite and case id, the same at base and head."""
+    if shard is None:
+        return True
+    index, count = shard
+    digest = hashlib.sha256(f"{suite.name}\0{case.id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count == index - 1
+
+
+def plan(suite: EvalSuiteSpec, prompt: PromptSpec, repeat: int, limits: RenderLimits,
+         shard: tuple[int, int] | None = None) -> tuple[list[Call], dict[str, str]]:
     """The calls a suite needs (one per case and repeat), and the cases that cannot be rendered, with why."""
     calls, unrenderable = [], {}
-    params = {k: v for k, v in prompt.params.items()}
+    params = dict(prompt.params)
     for case in suite.cases:
+        if not in_shard(suite, case, shard):
+            continue
         try:
             messages = render_messages(prompt, case.vars, limits)
         except TemplateError as exc:
@@ -84,6 +97,7 @@ async def run_suite(
     repeat: int | None = None,
     judge: Judge | None = None,
     on_outcome: Callable[[CallOutcome], None] = lambda outcome: None,
+    shard: tuple[int, int] | None = None,
 ) -> SuiteRun:
     prompt = workspace.prompts.get(suite.prompt)
     if prompt is None:
@@ -92,13 +106,15 @@ async def run_suite(
         return run
     limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
     times = repeat or suite.repeat or int(workspace.config.section("eval").get("repeat", 1))
-    calls, unrenderable = plan(suite, prompt, times, limits)
+    calls, unrenderable = plan(suite, prompt, times, limits, shard)
     outcomes = await run_calls(calls, cache, settings, on_outcome)
     by_case: dict[str, list[CallOutcome]] = {}
     for outcome in outcomes:
         by_case.setdefault(outcome.call.case_id, []).append(outcome)
     run = SuiteRun(suite.name, prompt.id, prompt.version, prompt.model)
     for case in suite.cases:
+        if not in_shard(suite, case, shard):
+            continue
         if case.id in unrenderable:
             failed = Attempt(False, 0.0, None, None, None, None, None, (unrenderable[case.id],))
             run.cases[case.id] = CaseRun(case.id, case.vars, case.expected, (failed,))
