@@ -86,6 +86,8 @@ class _SpendCap:
 
     def worst_case(self, call: Call) -> float:
         """What the call can cost at most: its input, and max_tokens of output (0 when the price is unknown)."""
+        if self.cap is None:
+            return 0.0  # nothing to guard: spare the token count
         info = self.catalog.get(call.model)
         if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
             return 0.0

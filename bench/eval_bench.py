@@ -1,0 +1,101 @@
+"""Eval engine speed against the project's stub server. Prints figures, is not a test.
+
+    python bench/eval_bench.py [--cases 2000] [--latency-ms 100] [--concurrency 16]
+
+Prints (issue 4): the eval phase's wall time as a ratio to the floor
+(cases x latency / concurrency; target <= 1.15) and the whole process's
+(target <= 1.3), calls per second at zero latency, peak memory, and the
+cached re-run time for 1,000 cases (target under 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from promptops.testing import StubServer
+
+PROMPT = """\
+id: bench.echo
+model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 20}}
+inputs: {type: object, required: [n], properties: {n: {type: integer}}}
+messages: [{role: user, content: "Say ok for request {{ n }}"}]
+"""
+
+
+def make_project(root: Path, cases: int) -> None:
+    root.mkdir(parents=True)
+    (root / "promptops.yaml").write_text("eval: {retries: 2}\n")
+    (root / "echo.prompt.yaml").write_text(PROMPT)
+    rows = "".join(json.dumps({"id": f"c{i}", "vars": {"n": i}, "assert": [{"type": "contains", "value": "ok"}]}) + "\n"
+                   for i in range(cases))
+    (root / "cases.jsonl").write_text(rows)
+    (root / "echo.eval.yaml").write_text("prompt: bench.echo\ndataset: cases.jsonl\n")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+
+
+def run(root: Path, stub: StubServer, concurrency: int, cache: Path) -> tuple[float, float, dict]:
+    """Whole-process seconds, the eval phase's seconds (from the child's own clock), and the report."""
+    code = (
+        "import asyncio, json, sys, time\n"
+        "from pathlib import Path\n"
+        "from promptops.config import load_workspace\n"
+        "from promptops.evals.execute import EvalOptions, run_evaluation\n"
+        "ws = load_workspace(Path.cwd())\n"
+        f"options = EvalOptions(compare=False, run_all=True, concurrency={concurrency}, api_base={stub.base_url!r},"
+        f" cache=Path({str(cache)!r}))\n"
+        "start = time.perf_counter()\n"
+        "results, _ = asyncio.run(run_evaluation(ws, ws, options))\n"
+        "phase = time.perf_counter() - start\n"
+        "import resource\n"
+        "print(json.dumps({'phase': phase, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+        " 'pass_rate': results[0].head.pass_rate, 'cached': results[0].head.cached_calls,"
+        " 'litellm': 'litellm' in sys.modules}))\n"
+    )
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    whole = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(done.stderr[-3000:])
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return whole, report["phase"], report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=float, default=100)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, StubServer(default_reply="ok") as stub:
+        root = Path(tmp) / "project"
+        make_project(root, args.cases)
+        floor = args.cases * args.latency_ms / 1000 / args.concurrency
+        stub.reset(latency_ms=args.latency_ms)
+        whole, phase, report = run(root, stub, args.concurrency, Path(tmp) / "latency.db")
+        print(f"{args.cases} cases, {args.latency_ms:g} ms latency, concurrency {args.concurrency}: "
+              f"floor {floor:.2f} s")
+        print(f"  eval phase:    {phase:6.2f} s  ratio {phase / floor:.2f}  (target <= 1.15)")
+        print(f"  whole process: {whole:6.2f} s  ratio {whole / floor:.2f}  (target <= 1.3)")
+        print(f"  peak memory:   {report['maxrss_kb'] / 1024:.0f} MB (pass rate {report['pass_rate']:.2f})")
+        stub.reset(latency_ms=0)
+        whole0, phase0, _ = run(root, stub, args.concurrency, Path(tmp) / "zero.db")
+        print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process)")
+        small = Path(tmp) / "small"
+        make_project(small, 1000)
+        run(small, stub, args.concurrency, Path(tmp) / "small.db")
+        calls = stub.calls
+        whole_cached, phase_cached, cached = run(small, stub, args.concurrency, Path(tmp) / "small.db")
+        print(f"cached re-run, 1,000 cases: {whole_cached:.2f} s whole process ({phase_cached:.2f} s eval phase), "
+              f"{stub.calls - calls} model calls, litellm imported: {cached['litellm']}  (target < 1 s)")
+    print(f"bench process peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
