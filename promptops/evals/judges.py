@@ -1,10 +1,13 @@
 """Model-judged assertions: llm_rubric, groundedness, answer_relevance (judge models) and similar (embeddings).
 
 Judge calls. Every judge call is a chat call made through ``runner.run_calls``,
-so it is cached, retried and held to the spend cap like the answers it
-judges. Its prompt id is ``judge:<prompt id>``, its version a hash of the judge
-template, its temperature 0 and its repeat index 0: an answer seen before (in
-another repeat, on the base side, in an earlier run) is never judged twice.
+so it is cached and retried like the answers it judges, and refused when it
+could pass ``settings.max_cost_usd``. run_calls keeps no tally from one call
+to the next, so the caller passes what is left of the run's budget there. A
+judge call's prompt id is ``judge:<prompt id>``, its version a hash of the
+judge template, its temperature 0, its max_tokens JUDGE_MAX_TOKENS and its
+repeat index 0: an answer seen before (in another repeat, on the base side, in
+an earlier run) is never judged twice.
 
 Judge prompts are ``templates/judges/*.j2``: our own templates, rendered with
 plain Jinja. What they grade (the answer, the question, passages, claims)
@@ -59,7 +62,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from promptops import resources
 from promptops.evals.assertions import MODEL_JUDGED, Answer, Outcome, _clip, _render, check
 from promptops.evals.cache import CachedResult, ResultCache, call_key
-from promptops.evals.runner import Call, CallOutcome, MissingCredentials, RunSettings, _describe, import_litellm, run_calls
+from promptops.evals.runner import (
+    Call,
+    CallOutcome,
+    MissingCredentials,
+    RunSettings,
+    _describe,
+    import_litellm,
+    run_calls,
+)
 from promptops.models import ModelCatalog
 from promptops.templating import RenderLimits
 
@@ -82,10 +93,13 @@ async def judge(assertion: dict[str, Any], answer: Answer, variables: dict[str, 
                 catalog: ModelCatalog | None = None, limits: RenderLimits | None = None) -> JudgeOutcome:
     """Judge ``answer`` by one model-judged assertion of a case.
 
-    ``question`` is what answer_relevance (and, as context, the others) judge
-    against; ``passages`` are the retrieved passages groundedness checks
-    against when the assertion names no ``context`` var. Raises ValueError for
-    a malformed assertion, MissingCredentials when a provider's key is missing.
+    ``question`` is what answer_relevance judges against (llm_rubric and
+    groundedness show it to the judge as context); ``passages`` are the
+    retrieved passages groundedness checks against when the assertion names no
+    ``context`` var. ``catalog`` prices the calls (give the project's, with its
+    ``pricing:``); ``limits`` bound the value template, as in ``evaluate``.
+    Raises ValueError for a malformed assertion, MissingCredentials when a
+    provider's key is missing.
     """
     kind = check(assertion)
     if kind not in MODEL_JUDGED:
@@ -175,7 +189,7 @@ async def _rubric(session: _Session, model: str, rubric: str | Outcome, output: 
         score = 1.0 if verdict["pass"] else 0.0
     if not _is_fraction(score):
         return _failed(f"judge answer gave no score from 0 to 1 (score: {_clip(repr(score))})")
-    reason = str(verdict.get("reason") or "no reason given")
+    reason = " ".join(str(verdict.get("reason") or "no reason given").split())  # one line in reports
     return _scored(float(score), threshold, f"rubric score {_mark(score, threshold)}: {_clip(reason, 200)}")
 
 
