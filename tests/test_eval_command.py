@@ -141,3 +141,37 @@ def test_bad_shard_is_a_usage_error(repo: Path, stub: StubServer) -> None:
     done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--shard", "3/2"], cwd=repo,
                           capture_output=True, text=True, timeout=120, env=git_env())
     assert done.returncode == 2 and "I/N" in done.stderr
+
+
+def test_model_judged_assertions_use_the_judge_and_report_its_cost(repo: Path, stub: StubServer) -> None:
+    (repo / "judged.prompt.yaml").write_text(OTHER.replace("id: other", "id: judged"))
+    (repo / "judged.eval.yaml").write_text(
+        "prompt: judged\ncases: [{id: one, assert: [{type: llm_rubric, value: 'Greets the user warmly'}]}]\n")
+    stub.reset(rules=[Rule(match="Grade the answer against the rubric",
+                           reply='{"reason": "friendly", "score": 0.9, "pass": true}')], default_reply="hello")
+    try:
+        done = promptops(repo, stub, "--no-base", "--suite", "judged", "--format", "json", expect=0)
+    finally:
+        stub.reset(rules=[Rule(system="rudely", match="capital", reply="No idea.")]
+                   + [Rule(match=country, reply=city) for country, city in COUNTRIES.items()], default_reply="hello")
+    [suite] = json.loads(done.stdout)["suites"]
+    assert suite["head"]["pass_rate"] == 1.0
+    assert suite["head"]["judge_cost_usd"] > 0  # judge calls are priced, and reported apart
+
+
+def test_the_spend_cap_holds_for_the_whole_run(repo: Path, stub: StubServer) -> None:
+    (repo / "geo.prompt.yaml").write_text(PROMPT.replace("SYSTEM", "Name the capital.").replace("max_tokens: 20", "max_tokens: 2000"))
+    stub.reset(rules=[Rule(match="capital", reply="x" * 4000)])  # 1,001 output tokens: about $0.0006 a call
+    try:
+        done = promptops(repo, stub, "--base", "HEAD", "--max-cost", "0.005", "--concurrency", "1",
+                         "--format", "json", expect=0)  # every answer fails either way: no regression
+    finally:
+        stub.reset(rules=[Rule(system="rudely", match="capital", reply="No idea.")]
+                   + [Rule(match=country, reply=city) for country, city in COUNTRIES.items()], default_reply="hello")
+    suite = json.loads(done.stdout)["suites"][0]
+    attempts = [a for case in suite["cases"] for side in ("base", "head") if case[side] for a in case[side]["attempts"]]
+    refused = [a for a in attempts if any("spend cap" in f for f in a["failures"])]
+    answered = [a for a in attempts if a["output"] is not None]
+    # Base and head share one budget: the sixteen calls wanted do not all fit, and what ran stays under it.
+    assert refused and answered
+    assert sum(a["cost_usd"] for a in answered) <= 0.005

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,9 +10,17 @@ from promptops.config import Workspace
 from promptops.diff import diff_workspaces
 from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals.compare import SuiteComparison, compare
-from promptops.evals.runner import CallOutcome, RunSettings
-from promptops.evals.suite import run_suite
-from promptops.specs import EvalSuiteSpec, canonical_json
+from promptops.evals.runner import CallOutcome, RunSettings, SpendBudget
+from promptops.evals import judges
+from promptops.evals.assertions import Answer, Outcome
+from promptops.evals.suite import Judge, run_suite
+from promptops.models import ModelCatalog
+from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, canonical_json
+from promptops.templating import TemplateError, render
+
+
+DEFAULT_JUDGE = "openai/gpt-4o-mini"
+DEFAULT_EMBEDDING = "openai/text-embedding-3-small"
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,40 @@ def _suite_content(suite: EvalSuiteSpec) -> str:
     return canonical_json([suite.raw, cases])
 
 
+def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -> Judge:
+    """Model-judged assertions with the project's judge and embedding models (defaults: in promptops.yaml)."""
+    defaults = workspace.config.section("defaults")
+    judge_model = defaults.get("judge") or defaults.get("model") or DEFAULT_JUDGE
+    embedding_model = defaults.get("embedding") or DEFAULT_EMBEDDING
+    catalog = ModelCatalog(workspace.config.section("pricing"))
+
+    async def judge_one(assertion: dict[str, Any], answer: Answer, case: EvalCase,
+                        prompt: PromptSpec) -> tuple[Outcome, int, float | None]:
+        passages = case.vars.get(prompt.retrieval_into) if prompt.retrieval_into else None
+        result = await judges.judge(
+            assertion, answer, case.vars, case.expected, question=_question(prompt, case),
+            passages=passages if isinstance(passages, list) else None, judge_model=judge_model,
+            embedding_model=embedding_model, cache=cache, settings=settings, prompt_id=prompt.id,
+            case_id=case.id, catalog=catalog,
+        )
+        return result.outcome, result.calls, result.cost_usd
+
+    return judge_one
+
+
+def _question(prompt: PromptSpec, case: EvalCase) -> str | None:
+    """What the answer should answer: a `question` input if there is one, else the last user message."""
+    if isinstance(case.vars.get("question"), str):
+        return case.vars["question"]
+    users = [m for m in prompt.messages if m.role == "user"]
+    if not users:
+        return None
+    try:
+        return render(users[-1].content, case.vars)
+    except TemplateError:
+        return None
+
+
 async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
                          progress: Callable[[CallOutcome], None] = lambda outcome: None,
                          ) -> tuple[list[SuiteComparison], list[str]]:
@@ -86,15 +128,20 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     gates_default = config.section("gates")
     results = []
     path = options.cache or cache_path(config.root, config.section("eval").get("cache"))
+    budget = SpendBudget(settings_for(head, options).max_cost_usd)  # --max-cost is for the whole run
     with ResultCache(path) as cache:
         for suite in chosen:
-            head_run = await run_suite(suite, head, cache, settings_for(head, options), options.repeat,
-                                       on_outcome=progress, shard=options.shard)
+            head_settings = replace(settings_for(head, options), budget=budget)
+            head_run = await run_suite(suite, head, cache, head_settings, options.repeat,
+                                       judge=judge_for(head, cache, head_settings), on_outcome=progress,
+                                       shard=options.shard)
             base_run = None
             if options.compare and suite.prompt in base.prompts:
                 # The head's cases and assertions against the base's prompt: the same test on both sides.
-                base_run = await run_suite(suite, base, cache, settings_for(base, options), options.repeat,
-                                           on_outcome=progress, shard=options.shard)
+                base_settings = replace(settings_for(base, options), budget=budget)
+                base_run = await run_suite(suite, base, cache, base_settings, options.repeat,
+                                           judge=judge_for(base, cache, base_settings), on_outcome=progress,
+                                           shard=options.shard)
             gates: dict[str, Any] = {**gates_default, **suite.gates}
             results.append(compare(base_run, head_run, gates))
             skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)

@@ -68,6 +68,7 @@ class RunSettings:
     api_base: str | None = None  # an OpenAI-compatible server (a local model, the stub)
     api_key: str | None = None
     seed: int | None = None  # for the backoff jitter, so tests are repeatable
+    budget: SpendBudget | None = field(default=None, compare=False)  # shared across calls; default: one per batch
 
 
 class _Retryable(Exception):
@@ -76,24 +77,14 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class _SpendCap:
-    """Money spent and money reserved for calls in flight, against the cap."""
+class SpendBudget:
+    """Money spent and money reserved for calls in flight, against the cap; one per eval run,
+    shared by every suite, both refs and the judges."""
 
-    def __init__(self, cap: float | None, catalog: ModelCatalog, counter: TokenCounter) -> None:
-        self.cap, self.catalog, self.counter = cap, catalog, counter
+    def __init__(self, cap: float | None) -> None:
+        self.cap = cap
         self.spent = 0.0
         self.reserved = 0.0
-
-    def worst_case(self, call: Call) -> float:
-        """What the call can cost at most: its input, and max_tokens of output (0 when the price is unknown)."""
-        if self.cap is None:
-            return 0.0  # nothing to guard: spare the token count
-        info = self.catalog.get(call.model)
-        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
-            return 0.0
-        input_tokens = self.counter.count_messages(call.model, call.messages)
-        output_tokens = call.params.get("max_tokens") or info.max_output_tokens or 4096
-        return input_tokens * info.input_cost_per_token + output_tokens * info.output_cost_per_token
 
     def reserve(self, amount: float) -> bool:
         if self.cap is not None and self.spent + self.reserved + amount > self.cap:
@@ -161,7 +152,8 @@ class _Client:
         self.random = random.Random(settings.seed)
         self.limit = asyncio.Semaphore(settings.concurrency)
         self.providers = {name: asyncio.Semaphore(n) for name, n in settings.per_provider.items()}
-        self.spend = _SpendCap(settings.max_cost_usd, catalog, TokenCounter())
+        self.spend = settings.budget or SpendBudget(settings.max_cost_usd)
+        self.counter = TokenCounter()
         self.catalog = catalog
 
     def check_credentials(self, models: set[str]) -> None:
@@ -184,11 +176,22 @@ class _Client:
             async with gate:
                 return await self._with_spend_cap(call)
 
+    def _worst_case(self, call: Call) -> float:
+        """What the call can cost at most: its input, and max_tokens of output (0 when the price is unknown)."""
+        if self.spend.cap is None:
+            return 0.0  # nothing to guard: spare the token count
+        info = self.catalog.get(call.model)
+        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
+            return 0.0
+        input_tokens = self.counter.count_messages(call.model, call.messages)
+        output_tokens = call.params.get("max_tokens") or info.max_output_tokens or 4096
+        return input_tokens * info.input_cost_per_token + output_tokens * info.output_cost_per_token
+
     async def _with_spend_cap(self, call: Call) -> CallOutcome:
-        worst = self.spend.worst_case(call)
+        worst = self._worst_case(call)
         if not self.spend.reserve(worst):
             spent = self.spend.spent
-            return CallOutcome(call, None, error=f"not run: the spend cap ${self.settings.max_cost_usd:g} would be "
+            return CallOutcome(call, None, error=f"not run: the spend cap ${self.spend.cap:g} would be "
                                                  f"passed (${spent:.4f} spent)")
         outcome = await self._with_retries(call)
         self.spend.settle(worst, outcome.cost_usd if outcome.error is None else 0.0)
