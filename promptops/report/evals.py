@@ -112,6 +112,8 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
             if x.status == "regressed" and x.head is not None:
                 reasons = "; ".join(dict.fromkeys(r for a in x.head.attempts for r in a.failures))
                 lines.append(f"  regressed {x.case_id}: {reasons}")
+        if c.head.flaky:
+            lines.append(f"  flaky at head (mixed outcomes across repeats): {', '.join(c.head.flaky)}")
         for name, gate in c.gates:
             lines.append(f"  gate {name}: {'ok' if gate.passed else 'FAILED'} - {gate.reason}")
     lines.extend(f"skipped: {reason}" for reason in skipped)
