@@ -177,6 +177,21 @@ def _snapshots(base: str | None, head: str | None, staged: bool) -> tuple[Any, A
         _fail(str(exc))
 
 
+def _head_snapshot(head: str | None, staged: bool) -> tuple[Any, Any]:
+    """The project at the head alone: the working tree needs no git at all."""
+    from promptops.config import ConfigError, load_workspace
+    from promptops.gitrefs import WORKING_TREE, Ref, RefError, open_repo, resolve_refs, snapshot
+
+    try:
+        if head is None and not staged:
+            return Ref(WORKING_TREE, None), load_workspace(Path.cwd())
+        repo = open_repo(Path.cwd())
+        _, head_ref = resolve_refs(repo, head or "HEAD", head, staged)
+        return head_ref, snapshot(repo, head_ref, Path.cwd())
+    except (RefError, ConfigError) as exc:
+        _fail(str(exc))
+
+
 @cli.command()
 @_ref_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
@@ -282,7 +297,11 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     from promptops.report import evals as renderers
     from promptops.report.progress import Progress
 
-    base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
+    if no_base:
+        head_ref, head_ws = _head_snapshot(head, staged)
+        base_ref, base_ws = head_ref, head_ws
+    else:
+        base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
     options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat,
                           concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base, shard=shard,
                           cache=cache_file)
