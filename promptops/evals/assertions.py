@@ -90,12 +90,12 @@ def _outcome(passed: bool, reason: str) -> Outcome:
     return Outcome(passed, 1.0 if passed else 0.0, reason)
 
 
-def _clip(text: str, limit: int = 60) -> str:
+def clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _quote(text: str) -> str:
-    return repr(_clip(text))
+    return repr(clip(text))
 
 
 def _items(value: Any) -> list[str]:
@@ -180,7 +180,7 @@ def _regex(assertion: dict[str, Any], answer: Answer, value: Any) -> Outcome:
     where = f" in the first {MAX_SCAN_CHARS:,} characters" if len(answer.output) > MAX_SCAN_CHARS else ""
     patterns = _items(value)
     for pattern in patterns:
-        shown = "/" + _clip(pattern) + "/"
+        shown = "/" + clip(pattern) + "/"
         if len(pattern) > MAX_PATTERN_CHARS:
             return _outcome(False, f"regex {shown} is longer than {MAX_PATTERN_CHARS:,} characters")
         try:
@@ -192,7 +192,7 @@ def _regex(assertion: dict[str, Any], answer: Answer, value: Any) -> Outcome:
             return _outcome(False, f"regex {shown} took longer than {REGEX_TIMEOUT_S:g} s (catastrophic backtracking?)")
         if match is None:
             return _outcome(False, f"output does not match {shown}{where}")
-    return _outcome(True, f"output matches {' and '.join('/' + _clip(p) + '/' for p in patterns[:3])}")
+    return _outcome(True, f"output matches {' and '.join('/' + clip(p) + '/' for p in patterns[:3])}")
 
 
 # -- JSON ------------------------------------------------------------------
@@ -211,7 +211,7 @@ def _parse_json(output: str) -> Any:
     try:
         return json.loads(fenced.group(1) if fenced else text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError, and too many digits in an integer
-        return _outcome(False, f"output is not valid JSON: {_clip(str(exc), 120)}")
+        return _outcome(False, f"output is not valid JSON: {clip(str(exc), 120)}")
 
 
 def _is_json(assertion: dict[str, Any], answer: Answer, value: Any) -> Outcome:
@@ -245,10 +245,10 @@ def _json_schema(assertion: dict[str, Any], answer: Answer, value: Any) -> Outco
     try:
         error = best_match(_schema_validator(assertion).iter_errors(parsed))
     except Unresolvable as exc:  # remote $refs are never fetched
-        return _outcome(False, f"the schema's $ref cannot be resolved: {_clip(str(exc), 120)}")
+        return _outcome(False, f"the schema's $ref cannot be resolved: {clip(str(exc), 120)}")
     if error is None:
         return _outcome(True, "output matches the schema")
-    return _outcome(False, f"output at {_json_path(error.absolute_path)}: {_clip(error.message, 120)}")
+    return _outcome(False, f"output at {_json_path(error.absolute_path)}: {clip(error.message, 120)}")
 
 
 # -- size, time, money -----------------------------------------------------
@@ -344,7 +344,7 @@ def weight(assertion: dict[str, Any]) -> float:
     value = assertion.get("weight", 1)
     if not _is_number(value) or value < 0:
         kind = assertion.get("type")
-        raise ValueError(f"a {kind} assertion's weight must be a number >= 0, not {_clip(repr(value))}")
+        raise ValueError(f"a {kind} assertion's weight must be a number >= 0, not {clip(repr(value))}")
     return float(value)
 
 
@@ -364,10 +364,10 @@ def check(assertion: dict[str, Any]) -> str:
         value = assertion["value"]
         if kind in _TEXT_VALUED and not (_is_text(value) or _is_text_list(value)):
             raise ValueError(f"a {kind} assertion's value must be text, a number or a non-empty list of them, "
-                             f"not {_clip(repr(value))}")
+                             f"not {clip(repr(value))}")
     for name in _BOUNDS.get(kind, ()):
         if name in assertion and not (_is_number(assertion[name]) and assertion[name] >= 0):
-            raise ValueError(f"a {kind} assertion's {name} must be a number >= 0, not {_clip(repr(assertion[name]))}")
+            raise ValueError(f"a {kind} assertion's {name} must be a number >= 0, not {clip(repr(assertion[name]))}")
     if kind in _BOUNDS and not any(name in assertion for name in _BOUNDS[kind]):
         raise ValueError(f"a {kind} assertion needs {' or '.join(_BOUNDS[kind])}")
     if kind == "json_schema":
@@ -377,10 +377,10 @@ def check(assertion: dict[str, Any]) -> str:
     return kind
 
 
-def _render(value: Any, variables: dict[str, Any], limits: RenderLimits | None) -> Any:
+def render_value(value: Any, variables: dict[str, Any], limits: RenderLimits | None) -> Any:
     """Strings, and strings in a list, rendered as templates; anything else as written."""
     if isinstance(value, list):
-        return [_render(item, variables, limits) for item in value]
+        return [render_value(item, variables, limits) for item in value]
     if not isinstance(value, str) or not any(mark in value for mark in ("{{", "{%", "{#")):
         return value  # plain text renders to itself: skip the sandbox
     return render(value, variables, limits)
@@ -399,9 +399,9 @@ def evaluate(assertion: dict[str, Any], answer: Answer, variables: dict[str, Any
     if expected is not None:
         context["expected"] = expected
     try:
-        value = _render(assertion.get("value"), context, limits)
+        value = render_value(assertion.get("value"), context, limits)
     except TemplateError as exc:
-        return _outcome(False, f"the value template failed: {_clip(str(getattr(exc, 'message', None) or exc), 160)}")
+        return _outcome(False, f"the value template failed: {clip(str(getattr(exc, 'message', None) or exc), 160)}")
     try:
         return _CHECKS[kind](assertion, answer, value)
     except RecursionError:  # JSON nested deeper than Python's stack

@@ -60,14 +60,14 @@ from typing import Any, Callable
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from promptops import resources
-from promptops.evals.assertions import MODEL_JUDGED, Answer, Outcome, _clip, _render, check
+from promptops.evals.assertions import MODEL_JUDGED, Answer, Outcome, check, clip, render_value
 from promptops.evals.cache import CachedResult, ResultCache, call_key
 from promptops.evals.runner import (
     Call,
     CallOutcome,
     MissingCredentials,
     RunSettings,
-    _describe,
+    describe_error,
     import_litellm,
     run_calls,
 )
@@ -130,7 +130,7 @@ async def judge(assertion: dict[str, Any], answer: Answer, variables: dict[str, 
 def _threshold(assertion: dict[str, Any], kind: str) -> float:
     value = assertion.get("threshold", THRESHOLDS[kind])
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"a {kind} assertion's threshold must be a number from 0 to 1, not {_clip(repr(value))}")
+        raise ValueError(f"a {kind} assertion's threshold must be a number from 0 to 1, not {clip(repr(value))}")
     return float(value)
 
 
@@ -141,14 +141,14 @@ def _value(assertion: dict[str, Any], variables: dict[str, Any], expected: Any,
     if "value" not in assertion:
         raise ValueError(f"a {kind} assertion needs a value")
     if isinstance(assertion["value"], (list, dict)) or assertion["value"] is None:
-        raise ValueError(f"a {kind} assertion's value must be text, not {_clip(repr(assertion['value']))}")
+        raise ValueError(f"a {kind} assertion's value must be text, not {clip(repr(assertion['value']))}")
     context = {**variables, "vars": variables}  # the same names deterministic values see
     if expected is not None:
         context["expected"] = expected
     try:
-        return str(_render(assertion["value"], context, limits))
+        return str(render_value(assertion["value"], context, limits))
     except TemplateError as exc:
-        return _failed(f"the value template failed: {_clip(str(getattr(exc, 'message', None) or exc), 160)}")
+        return _failed(f"the value template failed: {clip(str(getattr(exc, 'message', None) or exc), 160)}")
 
 
 def _passages(assertion: dict[str, Any], variables: dict[str, Any], given: list[str] | None) -> list[str] | Outcome:
@@ -188,9 +188,9 @@ async def _rubric(session: _Session, model: str, rubric: str | Outcome, output: 
     if score is None and isinstance(verdict.get("pass"), bool):
         score = 1.0 if verdict["pass"] else 0.0
     if not _is_fraction(score):
-        return _failed(f"judge answer gave no score from 0 to 1 (score: {_clip(repr(score))})")
+        return _failed(f"judge answer gave no score from 0 to 1 (score: {clip(repr(score))})")
     reason = " ".join(str(verdict.get("reason") or "no reason given").split())  # one line in reports
-    return _scored(float(score), threshold, f"rubric score {_mark(score, threshold)}: {_clip(reason, 200)}")
+    return _scored(float(score), threshold, f"rubric score {_mark(score, threshold)}: {clip(reason, 200)}")
 
 
 async def _groundedness(session: _Session, model: str, output: str, question: str | None,
@@ -245,7 +245,7 @@ async def _similar(session: _Session, model: str, output: str, reference: str | 
         if isinstance(vector, Outcome):
             return vector
     score = max(0.0, min(1.0, _cosine(vectors[0], vectors[-1])))  # type: ignore[arg-type]
-    return _scored(score, threshold, f"similarity {_mark(score, threshold)} to {_clip(repr(reference))}")
+    return _scored(score, threshold, f"similarity {_mark(score, threshold)} to {clip(repr(reference))}")
 
 
 # -- scores and reasons --------------------------------------------------------
@@ -271,7 +271,7 @@ def _share(items: list[str], good: list[bool], threshold: float, what: str, bad_
         reason += f"; the judge gave {verdicts} verdicts for {len(items)}, the rest count against"
     bad = [item for item, ok in zip(items, good) if not ok]
     if bad:
-        reason += f"; {bad_name}: {', '.join(repr(_clip(item)) for item in bad[:2])}"
+        reason += f"; {bad_name}: {', '.join(repr(clip(item)) for item in bad[:2])}"
     return _scored(score, threshold, reason)
 
 
@@ -388,7 +388,7 @@ class _Session:
                                                 api_base=self.settings.api_base, api_key=self.settings.api_key)
         except Exception as exc:
             self._spent(0.0)
-            return _failed(f"embedding call failed: {_describe(exc)}")
+            return _failed(f"embedding call failed: {describe_error(exc)}")
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
         cost = self._embedding_cost(model, response, tokens)

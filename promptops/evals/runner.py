@@ -207,7 +207,7 @@ class _Client:
                     return CallOutcome(call, None, error=f"{problem} (after {attempt} attempts)", attempts=attempt)
                 await asyncio.sleep(self._delay(attempt, problem.retry_after))
             except Exception as exc:  # a 4xx other than 429, a bad parameter: retrying cannot help
-                return CallOutcome(call, None, error=_describe(exc), attempts=attempt)
+                return CallOutcome(call, None, error=describe_error(exc), attempts=attempt)
         raise AssertionError("unreachable")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -229,7 +229,7 @@ class _Client:
             )
         except Exception as exc:
             if _retryable(litellm, exc):
-                raise _Retryable(_describe(exc), _retry_after(exc)) from None
+                raise _Retryable(describe_error(exc), _retry_after(exc)) from None
             raise
         latency_ms = (time.perf_counter() - started) * 1000
         choices = getattr(response, "choices", None) or []
@@ -278,7 +278,7 @@ def _retry_after(exc: Exception) -> float | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """The error's kind and first line: no stack, no request body, no key."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
