@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -10,9 +11,9 @@ from promptops.config import Workspace
 from promptops.diff import diff_workspaces
 from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals.compare import SuiteComparison, compare
-from promptops.evals.runner import CallOutcome, RunSettings, SpendBudget
 from promptops.evals import judges
 from promptops.evals.assertions import Answer, Outcome
+from promptops.evals.runner import CallOutcome, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, run_suite
 from promptops.models import ModelCatalog
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, canonical_json
@@ -47,7 +48,8 @@ def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
         retries=int(section.get("retries", 4)),
         max_cost_usd=options.max_cost_usd if options.max_cost_usd is not None else section.get("max_cost_usd"),
         api_base=options.api_base,
-        api_key="unused" if options.api_base else None,  # a local server needs some key; providers read theirs
+        # A local server takes any key, but the OpenAI client insists on one; a gateway gets the real one.
+        api_key="unused" if options.api_base and not os.environ.get("OPENAI_API_KEY") else None,
     )
 
 
