@@ -81,4 +81,4 @@ def load_workspace(
 
 
 def _under_any(path: Path, folders: list[Path]) -> bool:
-    return any(path == folder or folder in path.parents for folder in folders)
+    return any(path.is_relative_to(folder) for folder in folders)

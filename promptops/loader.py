@@ -95,11 +95,7 @@ def _escapes(path: Path, root: Path) -> bool:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+    return path.is_relative_to(root.resolve())
 
 
 class SchemaChecker:

@@ -44,7 +44,7 @@ def lint(paths: Iterable[Path], cwd: Path | None = None) -> LintRun:
     targets = [cwd / p for p in paths] or [cwd]
     for config_path, files in _group_by_project(targets, cwd).items():
         root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
-        whole = any(t.is_dir() and _contains(t, root) for t in targets)
+        whole = any(t.is_dir() and root.resolve().is_relative_to(t.resolve()) for t in targets)
         _lint_project(config_path, root, files, whole, cwd, run)
     run.findings.sort()
     run.config_errors.sort()
@@ -66,14 +66,6 @@ def _group_by_project(targets: list[Path], cwd: Path) -> dict[Path | None, list[
 @functools.lru_cache(maxsize=1024)
 def _nearest_config(folder: str) -> Path | None:
     return find_config(Path(folder))
-
-
-def _contains(folder: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _lint_project(
