@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import click
 
@@ -361,6 +362,153 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
             except sqlite3.DatabaseError as exc:
                 _fail(f"{cache} is not a promptops result cache ({exc})")
             click.echo(f"{cache}: {added} new result(s) into {into}")
+
+
+# --- environments: promote, rollback, status, history, export ---------------------------------------
+
+@cli.command()
+@click.argument("prompt_id")
+@click.option("--to", "environment", required=True, metavar="ENV", help="The environment to promote to.")
+@click.option("--ref", metavar="REF",
+              help="The commit to promote from (default: HEAD for the first environment, else the commit of the "
+                   "version the environment before it holds).")
+@click.option("--force", is_flag=True, help="Promote despite a failed gate, missing evidence or the order (needs --reason).")
+@click.option("--reason", metavar="TEXT", help="Why; recorded in the lock and the audit log.")
+@click.option("--commit", "make_commit", is_flag=True, help="Commit exactly the files the promotion wrote.")
+@click.option("--api-base", envvar="PROMPTOPS_API_BASE", metavar="URL",
+              help="An OpenAI-compatible server for eval calls the cache cannot answer.")
+def promote(prompt_id: str, environment: str, ref: str | None, force: bool, reason: str | None,
+            make_commit: bool, api_base: str | None) -> None:
+    """Move PROMPT_ID's version at a commit into ENV, with evidence that it passed its suites' gates.
+
+    Environments follow the order in promptops.yaml (default dev, staging,
+    prod): each receives only what the one before it holds. Evidence comes from
+    the eval cache, else the suites run. Writes promptops.lock.yaml, the release
+    snapshot in .promptops/releases/ and a line in .promptops/audit.log. Exit 1
+    when a gate failed or there is no evidence, 2 for a wrong id, environment,
+    order, a dirty prompt or a broken lock, 3 when model calls failed.
+    """
+    from promptops.release.promote import Request, promote as run_promote
+    from promptops.report.progress import Progress
+
+    request = Request(prompt_id, environment, ref, force, reason, make_commit, api_base)
+    progress = Progress()
+    with _release_errors():
+        try:
+            outcome = run_promote(Path.cwd(), request, progress)
+        finally:
+            progress.close()
+    _report_release(outcome)
+
+
+@cli.command()
+@click.argument("prompt_id")
+@click.option("--env", "environment", required=True, metavar="ENV", help="The environment to roll back.")
+@click.option("--to", "version", metavar="VERSION", help="A version ENV held before (default: the one just before).")
+@click.option("--reason", metavar="TEXT", help="Why; recorded in the lock and the audit log.")
+@click.option("--commit", "make_commit", is_flag=True, help="Commit exactly the files the rollback wrote.")
+def rollback(prompt_id: str, environment: str, version: str | None, reason: str | None, make_commit: bool) -> None:
+    """Move ENV back to the version of PROMPT_ID it held before, in one step (no evals, no git needed)."""
+    from promptops.release.promote import rollback as run_rollback
+
+    with _release_errors():
+        outcome = run_rollback(Path.cwd(), prompt_id, environment, version, reason, make_commit)
+    _report_release(outcome)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(fmt: str) -> None:
+    """Which version of each prompt every environment holds, marking those behind the working tree's
+    version and those whose prompt is gone."""
+    from promptops.release.promote import Project
+    from promptops.release.status import environment_order, render_json, render_text, status as rows_of
+
+    with _release_errors():
+        project = Project.open(Path.cwd())
+    rows = rows_of(project.workspace, project.lock)
+    environments = environment_order(project.workspace, project.lock)
+    click.echo((render_json if fmt == "json" else render_text)(rows, environments), nl=False)
+
+
+@cli.command()
+@click.argument("prompt_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def history(prompt_id: str, fmt: str) -> None:
+    """Every promotion and rollback of PROMPT_ID, oldest first, from .promptops/audit.log."""
+    import json
+
+    from promptops.release import store
+    from promptops.release.promote import Project
+    from promptops.release.status import history as history_of, render_history
+
+    with _release_errors():
+        project = Project.open(Path.cwd())
+        records = history_of(store.read_audit(project.root / store.AUDIT_LOG, store.AUDIT_LOG), prompt_id)
+    if not records and prompt_id not in project.workspace.prompts:
+        _fail(f"no prompt has id '{prompt_id}' and the audit log has no record of it")
+    if fmt == "json":
+        click.echo(json.dumps(records, indent=2, sort_keys=True))
+    elif records:
+        click.echo(render_history(records), nl=False)
+    else:
+        click.echo(f"'{prompt_id}' was never promoted")
+
+
+@cli.command()
+@click.option("--env", "environment", required=True, metavar="ENV", help="The environment to bundle.")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def export(environment: str, directory: Path) -> None:
+    """Write a self-contained bundle of what ENV holds into DIRECTORY, for apps that load prompts with
+    promptops.load(..., bundle=DIRECTORY) or $PROMPTOPS_BUNDLE (no git, no spec files needed)."""
+    from promptops.release.promote import Project
+    from promptops.release.runtime import LoadError, export as run_export
+
+    with _release_errors():
+        project = Project.open(Path.cwd())
+        try:
+            exported = run_export(project.lock, environment, directory)
+        except LoadError as exc:
+            _fail(str(exc))
+    click.echo(f"exported {len(exported)} prompt(s) of {environment} to {directory}")
+
+
+@contextlib.contextmanager
+def _release_errors() -> Iterator[None]:
+    """ReleaseError and LockError as their message and exit code, never a traceback."""
+    from promptops.release.promote import ReleaseError
+    from promptops.release.store import LockError
+
+    try:
+        yield
+    except ReleaseError as exc:
+        click.echo(f"promptops: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except LockError as exc:
+        _fail(str(exc))
+
+
+def _report_release(outcome: Any) -> None:
+    if outcome.action == "unchanged":
+        click.echo(f"{outcome.environment} already holds '{outcome.prompt_id}' {outcome.version}; nothing to do")
+        return
+    verb = "rolled back" if outcome.action == "rollback" else "promoted"
+    was = f" (was {outcome.previous})" if outcome.previous else " (first version there)"
+    click.echo(f"{verb} '{outcome.prompt_id}' {outcome.version} in {outcome.environment}{was}")
+    evidence = outcome.evidence
+    if evidence:
+        cost = "unknown" if evidence["cost_per_call_usd"] is None else f"${evidence['cost_per_call_usd']:.6f}"
+        p95 = "unknown" if evidence["latency_p95_ms"] is None else f"{evidence['latency_p95_ms']:.0f} ms"
+        click.echo(f"  evidence: {len(evidence['suites'])} suite(s), {evidence['cases']} case(s), pass rate "
+                   f"{evidence['pass_rate']:.0%}, {cost} per call, p95 {p95}, {evidence['model_calls']} new model call(s)")
+    for problem in outcome.overridden:
+        click.echo(f"  FORCED past: {problem}")
+    for note in outcome.notes:
+        click.echo(f"  note: {note}", err=True)
+    for path in outcome.written:
+        click.echo(f"  wrote {os.path.relpath(path)}")
+    if outcome.committed:
+        click.echo(f"  committed {outcome.committed[:12]}")
 
 
 def _increases(report: Any, limit: float) -> list[str]:

@@ -249,7 +249,7 @@ class Loader:
         result.findings.extend(self.schemas.check(kind, data, source))
         if result.findings:
             return result
-        build = {"prompt": _prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}[kind]
+        build = {"prompt": build_prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}[kind]
         result.spec = build(data, source, result.findings)
         return result
 
@@ -393,7 +393,8 @@ def _yaml_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
         yield positions.of((i,))[0], row, None
 
 
-def _prompt(data: dict[str, Any], source: Source, findings: list[Finding]) -> PromptSpec:
+def build_prompt(data: dict[str, Any], source: Source, findings: list[Finding]) -> PromptSpec:
+    """A PromptSpec from schema-valid data (a file, or a release snapshot)."""
     model = data["model"]
     retrieval = data.get("retrieval") or {}
     return PromptSpec(

@@ -218,9 +218,8 @@ class _Client:
 
     async def _attempt(self, call: Call, attempt: int) -> CallOutcome:
         litellm = self.litellm
-        params = {k: v for k, v in call.params.items() if k not in _OWN_PARAMS}
-        params.update(call.params.get("extra") or {})
-        timeout = float(call.params.get("timeout_s") or self.settings.timeout_s)
+        params = provider_params(call.params)
+        timeout = float(params.pop("timeout", None) or self.settings.timeout_s)
         started = time.perf_counter()
         try:
             response = await litellm.acompletion(
@@ -251,6 +250,15 @@ class _Client:
         hidden = getattr(response, "_hidden_params", None) or {}
         cost = hidden.get("response_cost")
         return float(cost) if isinstance(cost, (int, float)) else None
+
+
+def provider_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A prompt's model params as litellm takes them: ``extra`` spread in, ``timeout_s`` as ``timeout``."""
+    passed = {k: v for k, v in params.items() if k not in _OWN_PARAMS}
+    passed.update(params.get("extra") or {})
+    if params.get("timeout_s"):
+        passed["timeout"] = float(params["timeout_s"])
+    return passed
 
 
 def _retryable(litellm: Any, exc: Exception) -> bool:

@@ -1,0 +1,67 @@
+"""PO13x: promptops.lock.yaml, which only promptops writes, and the release snapshots it points at."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from promptops.lint.project import Project
+from promptops.lint.registry import Hit, hit, rule
+from promptops.loader import display_path
+from promptops.release import store
+from promptops.specs import ProjectConfig, Source
+
+
+def _lock(project: Project) -> tuple[dict | None, Source, list[Hit]] | None:
+    """The project's lock (beside promptops.yaml), or None when there is none; parsed once per run."""
+    if "_lock" not in project.__dict__:
+        path = project.root / store.LOCK_NAME
+        parsed = None
+        if path.is_file():
+            data, source, findings = store.parse_lock(path, display_path(path, project.loader.display_base))
+            parsed = (data, source, [Hit(source, f.line, f.col, f.message) for f in findings])
+        project.__dict__["_lock"] = parsed
+    return project.__dict__["_lock"]
+
+
+@rule("PO130", "invalid-lock", "config")
+def invalid_lock(config: ProjectConfig, project: Project) -> Iterator[Hit]:
+    """promptops.lock.yaml cannot be read or does not match schemas/lock.schema.json:
+    broken YAML, an unknown key, a version that is not a 12-digit hash. Only
+    promptops promote, rollback and export write it; restore it from git.
+
+    Fails:   environments: {prod: {support.answer: {version: latest, commit: ...}}}
+    Passes:  environments: {prod: {support.answer: {version: 3f2a9c1b7d4e, commit: <40 hex>, ...}}}
+    """
+    parsed = _lock(project)
+    if parsed is not None:
+        yield from parsed[2]
+
+
+@rule("PO131", "lock-snapshot-mismatch", "config")
+def lock_snapshot_mismatch(config: ProjectConfig, project: Project) -> Iterator[Hit]:
+    """A lock entry (current or in its history) points at a version whose release
+    snapshot (.promptops/releases/ID/VERSION.json) is missing, is for another
+    prompt, or whose content no longer hashes to that version: the lock or the
+    snapshot was edited by hand, and apps would load something nobody promoted.
+
+    Fails:   prod: {support.answer: {version: 000000000000, ...}}   with no 000000000000.json
+    Passes:  every version in the lock has its snapshot, unchanged since promotion.
+    """
+    parsed = _lock(project)
+    if parsed is None or parsed[0] is None:
+        return
+    data, source, _ = parsed
+    lock = store.Lock(source.path, data, source)
+    seen: dict[tuple[str, str], str | None] = {}
+    for environment, prompts in lock.environments.items():
+        for prompt_id, entry in prompts.items():
+            releases = [((), entry), *((("history", i), old) for i, old in enumerate(entry.get("history") or []))]
+            for where, release in releases:
+                key = (prompt_id, release["version"])
+                if key not in seen:
+                    path = store.snapshot_path(lock.releases_dir, prompt_id, release["version"])
+                    shown = display_path(path, project.loader.display_base)
+                    seen[key] = store.snapshot_problem(path, prompt_id, release["version"], shown)[1]
+                if seen[key]:
+                    path_in_lock = ("environments", environment, prompt_id, *where, "version")
+                    yield hit(source, path_in_lock, f"{environment}/{prompt_id}: {seen[key]}")

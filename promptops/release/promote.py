@@ -1,0 +1,422 @@
+"""`promptops promote` and `promptops rollback`: move an environment's pointer, with evidence, recorded.
+
+Promotion reads the prompt at a commit (never the working tree: the lock
+records a commit), follows the order in promptops.yaml (an environment only
+receives what the one before it holds), and requires evidence that this exact
+version passed its suites' gates at that commit: the eval engine, which
+answers from its cache when it can. Then, under an exclusive file lock, it
+writes the release snapshot, the lock and an audit line, all or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from promptops.config import Workspace, load_workspace
+from promptops.evals import stats
+from promptops.evals.compare import SuiteComparison
+from promptops.release import store
+from promptops.specs import PromptSpec
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
+
+
+class ReleaseError(Exception):
+    """Why nothing was changed; ``exit_code`` is the CLI's (1 refused, 2 bad input, 3 a service failed)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Evidence:
+    """What this version's suites showed at the commit; ``failures`` say which gates failed."""
+
+    suites: list[dict[str, Any]]
+    pass_rate: float
+    cases: int
+    cost_per_call_usd: float | None
+    latency_p95_ms: float | None
+    model_calls: int
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.suites) and not self.failures
+
+    def record(self) -> dict[str, Any]:
+        cost = None if self.cost_per_call_usd is None else float(f"{self.cost_per_call_usd:.6g}")
+        latency = None if self.latency_p95_ms is None else round(self.latency_p95_ms, 1)
+        return {"suites": self.suites, "pass_rate": round(self.pass_rate, 6), "cases": self.cases,
+                "cost_per_call_usd": cost, "latency_p95_ms": latency,
+                "model_calls": self.model_calls, "passed": self.passed}
+
+
+@dataclass
+class Outcome:
+    action: str  # promote, rollback, or unchanged
+    prompt_id: str
+    environment: str
+    version: str
+    previous: str | None
+    evidence: dict[str, Any] | None = None
+    overridden: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)  # what this change created or changed
+    files: list[Path] = field(default_factory=list)  # what the environments' state is in: --commit's files
+    committed: str | None = None  # the commit made with --commit
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Project:
+    """The project around the current folder: its config, lock and where things are written."""
+
+    root: Path
+    workspace: Workspace
+    lock: store.Lock
+
+    @classmethod
+    def open(cls, start: Path) -> Project:
+        from promptops.config import ConfigError
+
+        try:
+            workspace = load_workspace(start)
+        except ConfigError as exc:
+            raise ReleaseError(str(exc)) from None
+        root = workspace.config.root
+        return cls(root, workspace, read_lock(root))
+
+    @property
+    def environments(self) -> list[str]:
+        return self.workspace.config.environments
+
+    def check_environment(self, environment: str) -> int:
+        if environment not in self.environments:
+            raise ReleaseError(f"no environment '{environment}' (promptops.yaml environments: "
+                               f"{', '.join(self.environments)})")
+        return self.environments.index(environment)
+
+
+def read_lock(root: Path) -> store.Lock:
+    path = root / store.LOCK_NAME
+    try:
+        return store.read_lock(path, _display(path))
+    except store.LockError as exc:
+        raise ReleaseError(str(exc)) from None
+
+
+def _display(path: Path) -> str:
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# --- evidence --------------------------------------------------------------------------------------
+
+def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None = None,
+                    progress: Callable[[Any], None] = lambda outcome: None) -> Evidence:
+    """Run (or read from the cache) every suite of ``prompt_id`` at this snapshot, head only, with gates.
+
+    Without a pass_rate gate in the suite or promptops.yaml, promotion asks for every case to pass:
+    a suite with no gate must not wave any version through. Raises MissingCredentials when a call is
+    needed and no key is set, ReleaseError (exit 3) when model calls failed.
+    """
+    from promptops.evals.execute import EvalOptions, run_evaluation
+
+    errors: list[str] = []
+    made = 0
+
+    def watch(outcome: Any) -> None:
+        nonlocal made
+        made += not outcome.cached
+        if outcome.error is not None:
+            errors.append(f"{outcome.call.case_id}: {outcome.error}")
+        progress(outcome)
+
+    options = EvalOptions(compare=False, suites=(prompt_id,), api_base=api_base)
+    comparisons, skipped = asyncio.run(run_evaluation(workspace, workspace, options, watch))
+    if errors:
+        raise ReleaseError(f"{len(errors)} model call(s) failed while gathering evidence, e.g. {errors[0]}; "
+                           "nothing was promoted", EXIT_SERVICE)
+    for comparison in comparisons:
+        if not any(name == "pass_rate" for name, _ in comparison.gates):
+            comparison.gates.append(("pass_rate", stats.min_pass_rate(comparison.head.pass_rate, 1.0)))
+    evidence = _summarise(comparisons, made)
+    evidence.failures += [problem for problem in skipped if not problem.startswith("no suite named")]
+    return evidence
+
+
+def _summarise(comparisons: list[SuiteComparison], calls_made: int) -> Evidence:
+    suites, failures = [], []
+    for comparison in comparisons:
+        failed = [f"{name}: {result.reason}" for name, result in comparison.gates if not result.passed]
+        suites.append({"name": comparison.suite, "pass_rate": round(comparison.head.pass_rate, 6),
+                       "cases": comparison.head.cases, "passed": not failed, "failed_gates": failed})
+        failures += [f"{comparison.suite}: {reason}" for reason in failed]
+    heads = [c.head for c in comparisons]
+    cases = sum(h.cases for h in heads)
+    passed = sum(round(h.pass_rate * h.cases) for h in heads)
+    calls = sum(h.calls for h in heads)
+    costs = [h.cost_per_call_usd for h in heads]
+    cost = None if not calls or any(c is None for c in costs) else \
+        sum(c * h.calls for c, h in zip(costs, heads)) / calls  # type: ignore[operator]
+    latencies = [h.latency_p95_ms for h in heads if h.latency_p95_ms is not None]
+    return Evidence(suites, passed / cases if cases else 0.0, cases, cost, max(latencies) if latencies else None,
+                    calls_made, failures)
+
+
+# --- promote -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Request:
+    prompt_id: str
+    environment: str
+    ref: str | None = None
+    force: bool = False
+    reason: str | None = None
+    commit: bool = False
+    api_base: str | None = None
+
+
+def promote(start: Path, request: Request, progress: Callable[[Any], None] = lambda outcome: None) -> Outcome:
+    """Promote ``request.prompt_id`` to ``request.environment``; raises ReleaseError saying why not."""
+    from promptops.evals.runner import MissingCredentials
+    from promptops.gitrefs import RefError
+
+    if request.force and not (request.reason or "").strip():
+        raise ReleaseError("--force needs --reason \"...\": the reason is recorded in the lock and the audit log")
+    project = Project.open(start)
+    index = project.check_environment(request.environment)
+    overridden: list[str] = []
+    try:
+        commit, spec, snapshot_ws = _prompt_at(project, request, index, overridden)
+    except RefError as exc:
+        raise ReleaseError(str(exc)) from None
+    current = project.lock.entry(request.environment, request.prompt_id)
+    if current is not None and current["version"] == spec.version:
+        return Outcome("unchanged", spec.id, request.environment, spec.version, spec.version)
+    notes: list[str] = []
+    try:
+        evidence: Evidence | None = gather_evidence(snapshot_ws, spec.id, request.api_base, progress)
+    except MissingCredentials as exc:
+        if not request.force:
+            raise ReleaseError(f"no cached eval results for '{spec.id}' {spec.version} and the model cannot be "
+                               f"called: {exc}. Or pass --force --reason \"...\"") from None
+        evidence, notes = None, [f"no evidence gathered: {exc}"]
+    _judge(evidence, spec, request, overridden)
+    entry = _release(spec, commit, project.root, request.reason, evidence.record() if evidence else None, overridden)
+    snapshot = store.make_snapshot(spec.id, spec.version, commit, entry["source"], spec.raw)
+    previous_env = None if request.force or index == 0 else project.environments[index - 1]
+
+    def change(lock: store.Lock) -> tuple[Outcome, dict[str, Any]]:
+        _recheck_order(lock, spec, previous_env)  # another promotion may have landed while the evals ran
+        held = lock.entry(request.environment, spec.id)
+        entry["history"] = _history(held)
+        outcome = Outcome("promote", spec.id, request.environment, spec.version, held["version"] if held else None,
+                          entry["evidence"], overridden, notes=notes)
+        if held is not None and held["version"] == spec.version:
+            outcome.action = "unchanged"
+        return outcome, entry
+
+    return _record(project.root, change, snapshot, request.commit)
+
+
+def _prompt_at(project: Project, request: Request, index: int,
+               overridden: list[str]) -> tuple[str, PromptSpec, Workspace]:
+    """The commit to promote from, the prompt there, and the project there.
+
+    The first environment takes HEAD by default; a later one takes the commit its predecessor's
+    version came from, and an explicit --ref must hold that same version.
+    """
+    from promptops.gitrefs import open_repo, resolve_refs, snapshot
+
+    previous_env = project.environments[index - 1] if index > 0 else None
+    previous = project.lock.entry(previous_env, request.prompt_id) if previous_env else None
+    label = request.ref or (previous["commit"] if previous else "HEAD")
+    repo = open_repo(project.root)
+    _, ref = resolve_refs(repo, label, label)
+    workspace = snapshot(repo, ref, project.root)
+    spec = workspace.prompts.get(request.prompt_id)
+    if spec is None:
+        raise ReleaseError(_unknown_prompt(request.prompt_id, ref.name, project.workspace, workspace))
+    if request.ref is None and previous is None:
+        _refuse_uncommitted(project.workspace, spec)
+    if previous_env and (previous is None or previous["version"] != spec.version):
+        held = f"holds {previous['version']}" if previous else "holds no version of it"
+        problem = (f"{request.environment} only receives what {previous_env} holds: {previous_env} {held}, "
+                   f"and {ref} has '{spec.id}' {spec.version}; promote it to {previous_env} first")
+        if not request.force:
+            raise ReleaseError(problem)
+        overridden.append(problem)
+    return repo.commit(label).hexsha, spec, workspace
+
+
+def _unknown_prompt(prompt_id: str, where: str, tree: Workspace, at_ref: Workspace) -> str:
+    if prompt_id in tree.prompts:
+        return f"'{prompt_id}' is not committed ({tree.prompts[prompt_id].source.display}); commit it first"
+    known = ", ".join(sorted(at_ref.prompts)) or "none"
+    return f"no prompt has id '{prompt_id}' at {where} (known: {known})"
+
+
+def _refuse_uncommitted(tree: Workspace, committed: PromptSpec) -> None:
+    """The lock records a commit: promoting HEAD while the prompt differs on disk would record a lie."""
+    local = tree.prompts.get(committed.id)
+    if local is None or local.version != committed.version:
+        where = local.source.display if local else committed.source.display
+        raise ReleaseError(f"'{committed.id}' has uncommitted changes ({where}): the lock records a commit, so "
+                           "commit them first, or pass --ref REF to promote a committed version")
+
+
+def _judge(evidence: Evidence | None, spec: PromptSpec, request: Request, overridden: list[str]) -> None:
+    """Refuse a version without evidence or with a failed gate, unless forced (then say what was overridden)."""
+    if evidence is None:
+        problem = "no evidence: its suites could not be run"
+    elif not evidence.suites:
+        problem = f"no evidence: no eval suite tests '{spec.id}'; add one (a *.eval.yaml with prompt: {spec.id})"
+    elif evidence.failures:
+        problem = f"'{spec.id}' {spec.version} failed its gates: " + "; ".join(evidence.failures)
+    else:
+        return
+    if not request.force:
+        raise ReleaseError(f"{problem}. Nothing was promoted (--force --reason \"...\" overrides, recorded)",
+                           EXIT_REFUSED)
+    overridden.append(problem)
+
+
+def _release(spec: PromptSpec, commit: str, root: Path, reason: str | None, evidence: dict[str, Any] | None,
+             overridden: list[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"version": spec.version, "commit": commit, "source": _source(spec, root),
+                             "promoted_at": store.now(), "promoted_by": store.who(root), "action": "promote",
+                             "forced": bool(overridden), "reason": reason, "evidence": evidence}
+    if overridden:
+        entry["overridden"] = overridden
+    return entry
+
+
+def _source(spec: PromptSpec, root: Path) -> str:
+    try:
+        return spec.source.path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return spec.source.display
+
+
+# --- rollback ------------------------------------------------------------------------------------
+
+def rollback(start: Path, prompt_id: str, environment: str, to: str | None = None, reason: str | None = None,
+             commit: bool = False) -> Outcome:
+    """Move ``environment`` back to the release it held before (or to ``to``, one it held earlier)."""
+    project = Project.open(start)
+    project.check_environment(environment)
+    root = project.root
+
+    def change(lock: store.Lock) -> tuple[Outcome, dict[str, Any]]:
+        entry = lock.entry(environment, prompt_id)
+        if entry is None:
+            raise ReleaseError(f"{environment} holds no version of '{prompt_id}'; nothing to roll back")
+        if to == entry["version"]:
+            return Outcome("unchanged", prompt_id, environment, entry["version"], entry["version"]), entry
+        history = entry.get("history") or []
+        position = next((i for i, old in enumerate(history) if to is None or old["version"] == to), None)
+        if position is None:
+            earlier = ", ".join(old["version"] for old in history) or "none"
+            wanted = f"{to} was never" if to else "no earlier version was"
+            raise ReleaseError(f"{wanted} held by {environment} for '{prompt_id}' (earlier versions: {earlier}); "
+                               "promote the version you want instead")
+        target = dict(history[position])
+        _check_snapshot(lock, prompt_id, target["version"])
+        target.update(action="rollback", promoted_at=store.now(), promoted_by=store.who(root), reason=reason,
+                      forced=False, history=history[position + 1:])
+        target.pop("overridden", None)
+        return Outcome("rollback", prompt_id, environment, target["version"], entry["version"],
+                       target.get("evidence")), target
+
+    return _record(root, change, None, commit)
+
+
+def _check_snapshot(lock: store.Lock, prompt_id: str, version: str) -> None:
+    try:
+        store.read_snapshot(lock.releases_dir, prompt_id, version)
+    except store.LockError as exc:
+        raise ReleaseError(f"cannot roll back to {version}: {exc}") from None
+
+
+# --- writing, all or nothing ------------------------------------------------------------------------
+
+def _record(root: Path, change: Callable[[store.Lock], tuple[Outcome, dict[str, Any]]],
+            snapshot: dict[str, Any] | None, commit: bool) -> Outcome:
+    """Under the mutex: re-read the lock, apply ``change``, write snapshot, lock and audit line, all or nothing."""
+    try:
+        with store.exclusive(root):
+            lock = read_lock(root)
+            outcome, entry = change(lock)
+            if outcome.action == "unchanged":
+                return outcome
+            lock.environments.setdefault(outcome.environment, {})[outcome.prompt_id] = entry
+            _write_all(root, lock, outcome, entry, snapshot)
+            if commit:
+                outcome.committed = _git_commit(root, outcome)
+            return outcome
+    except store.LockError as exc:
+        raise ReleaseError(str(exc)) from None
+
+
+def _recheck_order(lock: store.Lock, spec: PromptSpec, previous_env: str | None) -> None:
+    if previous_env is None:
+        return
+    held = lock.entry(previous_env, spec.id)
+    if held is None or held["version"] != spec.version:
+        raise ReleaseError(f"{previous_env} no longer holds '{spec.id}' {spec.version} "
+                           "(it changed while the evals ran); nothing was promoted")
+
+
+def _history(current: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if current is None:
+        return []
+    previous = {k: v for k, v in current.items() if k != "history"}
+    return [previous, *(current.get("history") or [])][:store.HISTORY_KEPT]
+
+
+def _write_all(root: Path, lock: store.Lock, outcome: Outcome, entry: dict[str, Any],
+               snapshot: dict[str, Any] | None) -> None:
+    created = store.write_snapshot(lock.releases_dir, snapshot) if snapshot else None
+    audit = root / store.AUDIT_LOG
+    size: int | None = None
+    try:
+        size = store.append_audit(audit, _audit_record(outcome, entry))
+        store.write_atomic(lock.path, store.dump_lock(lock.data))  # the commit point
+    except OSError as exc:
+        if size is not None:
+            store.take_back_audit(audit, size)
+        if created is not None:
+            created.unlink()
+        raise ReleaseError(f"could not write the release ({exc}); nothing was changed") from None
+    outcome.written = [p for p in (created, lock.path, audit) if p is not None]
+    outcome.files = [store.snapshot_path(lock.releases_dir, outcome.prompt_id, outcome.version), lock.path, audit]
+
+
+def _audit_record(outcome: Outcome, entry: dict[str, Any]) -> dict[str, Any]:
+    return {"at": entry["promoted_at"], "by": entry["promoted_by"], "action": outcome.action,
+            "prompt": outcome.prompt_id, "environment": outcome.environment, "version": outcome.version,
+            "previous": outcome.previous, "commit": entry["commit"], "forced": entry.get("forced", False),
+            "overridden": entry.get("overridden", []), "reason": entry.get("reason"),
+            "evidence": entry.get("evidence")}
+
+
+def _git_commit(root: Path, outcome: Outcome) -> str:
+    """Commit exactly the lock, the audit log and the version's snapshot (forced past .gitignore: asked for)."""
+    paths = [str(p) for p in outcome.files]
+    verb = "roll back" if outcome.action == "rollback" else "promote"
+    message = f"promptops: {verb} {outcome.prompt_id} {outcome.version} in {outcome.environment}"
+    for args in (["add", "-f", "--", *paths], ["commit", "-q", "-m", message, "--only", "--", *paths]):
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise ReleaseError(f"{verb} recorded in {', '.join(paths)}, but git {args[0]} failed: "
+                               f"{done.stderr.strip() or done.stdout.strip()}; commit those files yourself")
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                          timeout=30).stdout.strip()

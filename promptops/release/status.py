@@ -1,0 +1,102 @@
+"""`promptops status` and `promptops history`: what each environment holds, and how it got there."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from promptops.config import Workspace
+from promptops.release import store
+
+CURRENT, BEHIND, REMOVED = "current", "behind", "removed"
+
+
+@dataclass(frozen=True)
+class Cell:
+    version: str
+    state: str  # current (the head's version), behind (an older one), removed (the prompt is gone at head)
+    promoted_at: str
+    promoted_by: str
+    forced: bool
+
+
+@dataclass(frozen=True)
+class Row:
+    prompt_id: str
+    head: str | None  # the version at head; None when the prompt is no longer there
+    cells: dict[str, Cell | None]
+
+
+def status(workspace: Workspace, lock: store.Lock) -> list[Row]:
+    """A row per prompt at head or in the lock, a cell per environment of promptops.yaml (and of the lock)."""
+    environments = environment_order(workspace, lock)
+    ids = sorted(set(workspace.prompts) | {pid for held in lock.environments.values() for pid in held})
+    rows = []
+    for prompt_id in ids:
+        spec = workspace.prompts.get(prompt_id)
+        head = spec.version if spec else None
+        cells = {env: _cell(lock.entry(env, prompt_id), head) for env in environments}
+        rows.append(Row(prompt_id, head, cells))
+    return rows
+
+
+def environment_order(workspace: Workspace, lock: store.Lock) -> list[str]:
+    configured = workspace.config.environments
+    return configured + sorted(env for env in lock.environments if env not in configured)
+
+
+def _cell(entry: dict[str, Any] | None, head: str | None) -> Cell | None:
+    if entry is None:
+        return None
+    state = REMOVED if head is None else CURRENT if entry["version"] == head else BEHIND
+    return Cell(entry["version"], state, entry["promoted_at"], entry["promoted_by"], bool(entry.get("forced")))
+
+
+def render_text(rows: list[Row], environments: list[str]) -> str:
+    """A plain table: the head's version, then per environment the version held and how it stands."""
+    header = ["prompt", "head", *environments]
+    table = [header]
+    for row in rows:
+        table.append([row.prompt_id, row.head or "(removed)", *(_describe(row.cells[env]) for env in environments)])
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
+    lagging = sum(cell is not None and cell.state != CURRENT for row in rows for cell in row.cells.values())
+    footer = f"\n{len(rows)} prompt(s); {lagging} environment entr{'y' if lagging == 1 else 'ies'} behind head or removed."
+    return "\n".join(lines) + "\n" + (footer + "\n" if rows else "no prompts and nothing promoted yet\n")
+
+
+def _describe(cell: Cell | None) -> str:
+    if cell is None:
+        return "-"
+    marks = {CURRENT: "", BEHIND: " (behind)", REMOVED: " (removed)"}[cell.state]
+    return f"{cell.version}{marks}{' (forced)' if cell.forced else ''}"
+
+
+def render_json(rows: list[Row], environments: list[str]) -> str:
+    document = {
+        "schema_version": 1,
+        "environments": environments,
+        "prompts": [{"id": row.prompt_id, "head": row.head,
+                     "environments": {env: (None if cell is None else cell.__dict__) for env, cell in row.cells.items()}}
+                    for row in rows],
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def history(records: list[dict[str, Any]], prompt_id: str) -> list[dict[str, Any]]:
+    """The audit log's records of one prompt, oldest first."""
+    return [record for record in records if record.get("prompt") == prompt_id]
+
+
+def render_history(records: list[dict[str, Any]]) -> str:
+    lines = []
+    for record in records:
+        move = f"{record.get('previous') or '(none)'} -> {record.get('version')}"
+        evidence = record.get("evidence") or {}
+        rate = f"pass {evidence['pass_rate']:.0%} of {evidence['cases']}" if "pass_rate" in evidence else "no evidence"
+        forced = f"  FORCED: {record.get('reason')}" if record.get("forced") else ""
+        reason = f"  reason: {record['reason']}" if record.get("reason") and not record.get("forced") else ""
+        lines.append(f"{record.get('at')}  {record.get('action'):<8} {record.get('environment'):<10} {move}  "
+                     f"by {record.get('by')}  commit {str(record.get('commit'))[:12]}  {rate}{forced}{reason}")
+    return "\n".join(lines) + "\n"

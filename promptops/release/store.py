@@ -1,0 +1,261 @@
+"""The files environments live in: the lock, the release snapshots and the audit log.
+
+Light on purpose: lint, the runtime loader and `promptops promote` all read
+through here, and none of them may pull in git or litellm.
+
+- ``promptops.lock.yaml`` (beside promptops.yaml): environment -> prompt id ->
+  the release it holds, validated against schemas/lock.schema.json.
+- ``.promptops/releases/<id>/<version>.json``: the prompt's parsed content
+  whole, content-addressed by its version and never rewritten.
+- ``.promptops/audit.log``: one JSON line per promotion or rollback, appended.
+
+Writers hold an exclusive file lock (``.promptops/lock``) and replace the lock
+file atomically, so two promotions at once never lose each other's entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from promptops.findings import Finding
+from promptops.loader import SchemaChecker, decode_text
+from promptops.specs import Source, content_version
+from promptops.yamlparse import JsonPath, YamlError, parse
+
+LOCK_NAME = "promptops.lock.yaml"
+RELEASES = ".promptops/releases"
+AUDIT_LOG = ".promptops/audit.log"
+MUTEX = ".promptops/lock"
+MUTEX_TIMEOUT_S = 120.0
+HISTORY_KEPT = 20  # previous releases per environment and prompt; the audit log keeps everything
+HEADER = (
+    "# Written by promptops (promote, rollback, export): do not edit by hand.\n"
+    "# Which version of each prompt every environment holds; see `promptops status`.\n"
+)
+
+
+class LockError(Exception):
+    """The lock, a snapshot or the audit log cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A parsed, schema-valid lock file (empty when the file does not exist)."""
+
+    path: Path
+    data: dict[str, Any]
+    source: Source
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.path.parent / self.data.get("releases", RELEASES)
+
+    @property
+    def environments(self) -> dict[str, dict[str, Any]]:
+        return self.data.setdefault("environments", {})
+
+    def entry(self, environment: str, prompt_id: str) -> dict[str, Any] | None:
+        return self.environments.get(environment, {}).get(prompt_id)
+
+    def where(self, path: JsonPath) -> str:
+        line, col = self.source.where(path)
+        return f"{self.source.display}:{line}:{col}"
+
+
+def parse_lock(path: Path, display: str) -> tuple[dict[str, Any] | None, Source, list[Finding]]:
+    """The lock's data and where each value sits, or the findings (schema codes) that say why not."""
+    try:
+        text, problem = decode_text(path.read_bytes(), display)
+    except OSError as exc:
+        return None, Source(path, display), [Finding(display, 1, 1, "PO130", f"cannot be read: {exc.strerror or exc}")]
+    if problem:
+        return None, Source(path, display), [problem]
+    try:
+        data, positions = parse(text or "")
+    except YamlError as exc:
+        return None, Source(path, display, text=text or ""), [Finding(display, exc.line, exc.col, exc.code, exc.message)]
+    source = Source(path, display, positions, text or "")
+    if not isinstance(data, dict):
+        return None, source, [Finding(display, 1, 1, "PO105", "the lock is empty or not a mapping")]
+    findings = SchemaChecker().check("lock", data, source)
+    return (None if findings else data), source, findings
+
+
+def read_lock(path: Path, display: str | None = None) -> Lock:
+    """The lock at ``path``; raises LockError naming the file and line when it is unusable."""
+    display = display or str(path)
+    if not path.exists():
+        return Lock(path, {"schema_version": 1, "environments": {}}, Source(path, display))
+    data, source, findings = parse_lock(path, display)
+    if data is None:
+        details = "\n".join(f"  {f}" for f in findings[:5])
+        raise LockError(f"{display} is not a valid lock file (it is written only by promptops; restore it "
+                        f"from git, e.g. `git checkout -- {path.name}`):\n{details}")
+    return Lock(path, data, source)
+
+
+def dump_lock(data: dict[str, Any]) -> str:
+    import yaml
+
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    return HEADER + body
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder, then rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False, encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        os.replace(out.name, path)
+    except BaseException:
+        os.unlink(out.name)
+        raise
+
+
+# --- release snapshots ---------------------------------------------------------------------------
+
+def snapshot_path(releases_dir: Path, prompt_id: str, version: str) -> Path:
+    return releases_dir / prompt_id / f"{version}.json"
+
+
+def make_snapshot(prompt_id: str, version: str, commit: str, source: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"schema_version": 1, "id": prompt_id, "version": version, "commit": commit, "source": source,
+            "spec": spec}
+
+
+def snapshot_text(snapshot: dict[str, Any]) -> str:
+    return json.dumps(snapshot, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def snapshot_problem(path: Path, prompt_id: str, version: str,
+                     shown: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The snapshot of ``prompt_id`` at ``version``, or why it cannot be trusted (``shown``: the path to print)."""
+    shown = shown or str(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None, f"no release snapshot for version {version} ({shown} does not exist)"
+    except (OSError, ValueError) as exc:
+        return None, f"release snapshot {shown} is unreadable: {exc}"
+    if not isinstance(data, dict) or not SchemaChecker().is_valid("release", data):
+        return None, f"release snapshot {shown} does not match release.schema.json"
+    if data["id"] != prompt_id or data["spec"].get("id") != prompt_id:
+        return None, f"release snapshot {shown} is for '{data['spec'].get('id')}', not '{prompt_id}'"
+    actual = content_version(data["spec"])
+    if data["version"] != version or actual != version:
+        return None, f"release snapshot {shown} was altered: its content hashes to {actual}, not {version}"
+    return data, None
+
+
+def read_snapshot(releases_dir: Path, prompt_id: str, version: str) -> dict[str, Any]:
+    data, problem = snapshot_problem(snapshot_path(releases_dir, prompt_id, version), prompt_id, version)
+    if problem:
+        raise LockError(problem)
+    return data  # type: ignore[return-value]
+
+
+def write_snapshot(releases_dir: Path, snapshot: dict[str, Any]) -> Path | None:
+    """Write a snapshot once; the path if it was created, None if the same content was already there.
+
+    Raises LockError when a different content sits at that version: snapshots are immutable.
+    """
+    path = snapshot_path(releases_dir, snapshot["id"], snapshot["version"])
+    if path.exists():
+        existing, problem = snapshot_problem(path, snapshot["id"], snapshot["version"])
+        if problem:
+            raise LockError(f"{problem}; refusing to overwrite it (snapshots are immutable)")
+        return None
+    write_atomic(path, snapshot_text(snapshot))
+    return path
+
+
+# --- audit log -----------------------------------------------------------------------------------
+
+def append_audit(path: Path, record: dict[str, Any]) -> int:
+    """Append one JSON line (O_APPEND); return the log's size before, so a failed promotion can take it back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        before = os.fstat(descriptor).st_size
+        os.write(descriptor, line)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return before
+
+
+def take_back_audit(path: Path, size: int) -> None:
+    """Undo our own append (under the mutex nobody else appended since)."""
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
+
+
+def read_audit(path: Path, display: str) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise LockError(f"{display}:{number}: not a JSON line ({exc.msg}); the audit log is written "
+                                "only by promptops") from None
+            if not isinstance(record, dict):
+                raise LockError(f"{display}:{number}: not a JSON object")
+            records.append(record)
+    return records
+
+
+# --- who, when, and one writer at a time -----------------------------------------------------------
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def who(root: Path) -> str:
+    """$GITHUB_ACTOR in Actions, else git's identity (user.name <user.email>, or GIT_AUTHOR_*), else the OS user."""
+    actor = os.environ.get("GITHUB_ACTOR")
+    if actor:
+        return actor
+    try:
+        done = subprocess.run(["git", "var", "GIT_AUTHOR_IDENT"], cwd=root, capture_output=True, text=True,
+                              timeout=10)
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip().rsplit(" ", 2)[0]  # drop the timestamp and time zone
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # no git: a deployment box rolling back
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "unknown"
+
+
+@contextlib.contextmanager
+def exclusive(root: Path, timeout_s: float = MUTEX_TIMEOUT_S) -> Iterator[None]:
+    """One writer of the lock, snapshots and audit log at a time, across processes."""
+    from filelock import FileLock, Timeout
+
+    mutex = root / MUTEX
+    mutex.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(mutex), timeout=timeout_s):
+            yield
+    except Timeout:
+        raise LockError(f"another promotion has held {mutex} for {timeout_s:g} s; try again when it ends") from None

@@ -1,0 +1,283 @@
+"""Environments end to end: promote, rollback, status, history, export and promptops.load, on real git
+repositories, with evidence from real evals through litellm against the stub server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from conftest import git, git_env
+from promptops import resources
+from promptops.release import store
+from promptops.specs import content_version
+from promptops.testing import Rule, StubServer
+from promptops.yamlparse import parse
+
+COUNTRIES = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo"}
+PROMPT = """\
+id: ID
+model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 20}}
+inputs: {type: object, required: [country], properties: {country: {type: string}}}
+messages:
+  - {role: system, content: "SYSTEM"}
+  - {role: user, content: "What is the capital of {{ country }}?"}
+"""
+SUITE = "prompt: ID\ngates: {pass_rate: 0.9}\ncases:\n" + "".join(
+    f"  - {{id: {c.lower()}, vars: {{country: {c}}}, expected: {city}, assert: [{{type: contains, value: '{{{{ expected }}}}'}}]}}\n"
+    for c, city in COUNTRIES.items()
+)
+GOOD, BETTER, RUDE = "Answer with the city.", "Answer with the capital city.", "Answer rudely."
+
+
+@pytest.fixture(scope="module")
+def stub():
+    rules = [Rule(system="rudely", match="capital", reply="No idea.")]
+    rules += [Rule(match=country, reply=city) for country, city in COUNTRIES.items()]
+    with StubServer(rules=rules, default_reply="hello") as server:
+        yield server
+
+
+def write_prompt(root: Path, prompt_id: str, system: str, suite: bool = True) -> None:
+    name = prompt_id.replace(".", "_")
+    (root / f"{name}.prompt.yaml").write_text(PROMPT.replace("ID", prompt_id).replace("SYSTEM", system))
+    if suite:
+        (root / f"{name}.eval.yaml").write_text(SUITE.replace("ID", prompt_id))
+
+
+def commit(root: Path, message: str) -> str:
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "promptops.yaml").write_text("eval: {concurrency: 4}\n")
+    (root / ".gitignore").write_text(".promptops/cache.db*\n")
+    write_prompt(root, "geo.capital", GOOD)
+    write_prompt(root, "nosuite", GOOD, suite=False)
+    commit(root, "base")
+    return root
+
+
+def env_without_key(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in git_env(**extra).items() if k not in ("OPENAI_API_KEY", "PROMPTOPS_API_BASE")}
+    env["GITHUB_ACTOR"] = "release-tester"
+    return env
+
+
+def po(root: Path, *args: str, expect: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "promptops", *args], cwd=root, capture_output=True, text=True,
+                          timeout=180, env=env or env_without_key())
+    assert done.returncode == expect, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    return done
+
+
+def promote(root: Path, stub: StubServer | None, prompt_id: str, env: str, *extra: str,
+            expect: int = 0) -> subprocess.CompletedProcess[str]:
+    api = ["--api-base", stub.base_url] if stub else []
+    return po(root, "promote", prompt_id, "--to", env, *api, *extra, expect=expect)
+
+
+def lock_of(root: Path) -> dict:
+    data, _ = parse((root / store.LOCK_NAME).read_text())
+    Draft202012Validator(resources.schema("lock")).validate(data)
+    return data
+
+
+def version_of(root: Path, prompt_id: str) -> str:
+    data, _ = parse((root / f"{prompt_id.replace('.', '_')}.prompt.yaml").read_text())
+    return content_version(data)
+
+
+def audit_of(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / store.AUDIT_LOG).read_text().splitlines()]
+
+
+def test_a_version_moves_dev_staging_prod_with_evidence_recorded(repo: Path, stub: StubServer) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    version = version_of(repo, "geo.capital")
+    promote(repo, stub, "geo.capital", "dev")
+    calls = stub.calls
+    # Staging and prod take what the environment before holds, with evidence from the cache: no key, no call.
+    promote(repo, None, "geo.capital", "staging")
+    done = promote(repo, None, "geo.capital", "prod")
+    assert stub.calls == calls and "0 new model call(s)" in done.stdout
+    lock = lock_of(repo)
+    for env in ("dev", "staging", "prod"):
+        entry = lock["environments"][env]["geo.capital"]
+        assert entry["version"] == version and entry["commit"] == head and entry["source"] == "geo_capital.prompt.yaml"
+        assert entry["promoted_by"] == "release-tester" and entry["promoted_at"].endswith("Z")
+        evidence = entry["evidence"]
+        assert evidence["passed"] and evidence["pass_rate"] == 1.0 and evidence["cases"] == 4
+        assert evidence["suites"] == [{"name": "geo_capital.eval.yaml", "pass_rate": 1.0, "cases": 4, "passed": True,
+                                       "failed_gates": []}]
+        assert evidence["cost_per_call_usd"] > 0 and evidence["latency_p95_ms"] > 0
+    assert lock["environments"]["dev"]["geo.capital"]["evidence"]["model_calls"] == 4
+    snapshot = json.loads((repo / store.RELEASES / "geo.capital" / f"{version}.json").read_text())
+    Draft202012Validator(resources.schema("release")).validate(snapshot)
+    assert content_version(snapshot["spec"]) == version and snapshot["commit"] == head
+    assert [(r["environment"], r["action"], r["version"], r["previous"]) for r in audit_of(repo)] == [
+        ("dev", "promote", version, None), ("staging", "promote", version, None), ("prod", "promote", version, None)]
+    again = promote(repo, None, "geo.capital", "prod")
+    assert "already holds" in again.stdout and len(audit_of(repo)) == 3
+
+
+def test_order_is_enforced(repo: Path, stub: StubServer) -> None:
+    done = promote(repo, stub, "geo.capital", "prod", expect=2)
+    assert "prod only receives what staging holds" in done.stderr and "promote it to staging first" in done.stderr
+    assert not (repo / store.LOCK_NAME).exists()
+    promote(repo, stub, "geo.capital", "dev")
+    write_prompt(repo, "geo.capital", BETTER)
+    newer = commit(repo, "better")
+    done = promote(repo, stub, "geo.capital", "staging", "--ref", newer, expect=2)
+    assert "dev holds" in done.stderr and "staging" not in lock_of(repo)["environments"]
+
+
+def test_unknown_environment_and_prompt(repo: Path, stub: StubServer) -> None:
+    assert "no environment 'qa'" in promote(repo, stub, "geo.capital", "qa", expect=2).stderr
+    assert "no prompt has id 'nope'" in promote(repo, stub, "nope", "dev", expect=2).stderr
+
+
+def test_environments_come_from_promptops_yaml(repo: Path, stub: StubServer) -> None:
+    (repo / "promptops.yaml").write_text("eval: {concurrency: 4}\nenvironments: [canary, live]\n")
+    commit(repo, "two environments")
+    assert "no environment 'dev'" in promote(repo, stub, "geo.capital", "dev", expect=2).stderr
+    promote(repo, stub, "geo.capital", "canary")
+    promote(repo, stub, "geo.capital", "live")
+    assert list(lock_of(repo)["environments"]) == ["canary", "live"]
+
+
+def test_a_failed_gate_refuses_and_force_records_why(repo: Path, stub: StubServer) -> None:
+    write_prompt(repo, "geo.capital", RUDE)
+    commit(repo, "rude")
+    done = promote(repo, stub, "geo.capital", "dev", expect=1)
+    assert "failed its gates" in done.stderr and "pass rate 0.0% is below the minimum 90.0%" in done.stderr
+    assert not (repo / store.LOCK_NAME).exists() and not (repo / store.RELEASES).exists()
+    assert "--force needs --reason" in promote(repo, stub, "geo.capital", "dev", "--force", expect=2).stderr
+    done = promote(repo, stub, "geo.capital", "dev", "--force", "--reason", "incident 42: vendor asked")
+    assert "FORCED past" in done.stdout
+    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
+    assert entry["forced"] is True and entry["reason"] == "incident 42: vendor asked"
+    assert entry["evidence"]["passed"] is False and "failed its gates" in entry["overridden"][0]
+    [record] = audit_of(repo)
+    assert record["forced"] and record["reason"] == "incident 42: vendor asked" and record["overridden"]
+
+
+def test_no_suite_means_no_evidence(repo: Path, stub: StubServer) -> None:
+    done = promote(repo, stub, "nosuite", "dev", expect=1)
+    assert "no eval suite tests 'nosuite'" in done.stderr
+    promote(repo, stub, "nosuite", "dev", "--force", "--reason", "suite comes next sprint")
+    entry = lock_of(repo)["environments"]["dev"]["nosuite"]
+    assert entry["forced"] and "no eval suite" in entry["overridden"][0]
+
+
+def test_nothing_cached_and_no_key_is_a_clear_refusal(repo: Path) -> None:
+    done = promote(repo, None, "geo.capital", "dev", expect=2)
+    assert "OPENAI_API_KEY" in done.stderr and "--api-base" in done.stderr and "--force" in done.stderr
+    assert not (repo / store.LOCK_NAME).exists()
+
+
+def test_failing_model_calls_exit_3(repo: Path) -> None:
+    (repo / "promptops.yaml").write_text("eval: {concurrency: 4, retries: 0}\n")
+    commit(repo, "no retries")
+    done = po(repo, "promote", "geo.capital", "--to", "dev", "--api-base", "http://127.0.0.1:9/v1", expect=3)
+    assert "model call(s) failed" in done.stderr and not (repo / store.LOCK_NAME).exists()
+
+
+def test_uncommitted_changes_are_refused(repo: Path, stub: StubServer) -> None:
+    write_prompt(repo, "geo.capital", BETTER)
+    done = promote(repo, stub, "geo.capital", "dev", expect=2)
+    assert "uncommitted changes (geo_capital.prompt.yaml)" in done.stderr and "--ref" in done.stderr
+    assert "uncommitted" in promote(repo, stub, "geo.capital", "dev", "--force", "--reason", "x", expect=2).stderr
+    (repo / "new.prompt.yaml").write_text(PROMPT.replace("ID", "brand.new").replace("SYSTEM", GOOD))
+    assert "is not committed" in promote(repo, stub, "brand.new", "dev", expect=2).stderr
+    promote(repo, stub, "geo.capital", "dev", "--ref", "HEAD")  # the committed version, explicitly
+    assert lock_of(repo)["environments"]["dev"]["geo.capital"]["version"] != version_of(repo, "geo.capital")
+
+
+def test_rollback_returns_to_the_version_before(repo: Path, stub: StubServer) -> None:
+    first = version_of(repo, "geo.capital")
+    promote(repo, stub, "geo.capital", "dev")
+    write_prompt(repo, "geo.capital", BETTER)
+    commit(repo, "better")
+    second = version_of(repo, "geo.capital")
+    promote(repo, stub, "geo.capital", "dev")
+    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
+    assert entry["version"] == second and [old["version"] for old in entry["history"]] == [first]
+    done = po(repo, "rollback", "geo.capital", "--env", "dev", "--reason", "answers too long", expect=0)
+    assert f"rolled back 'geo.capital' {first} in dev (was {second})" in done.stdout
+    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
+    assert entry["version"] == first and entry["action"] == "rollback" and entry["history"] == []
+    assert entry["reason"] == "answers too long" and entry["evidence"]["passed"]
+    assert audit_of(repo)[-1] | {"at": None, "evidence": None} == {
+        "at": None, "by": "release-tester", "action": "rollback", "prompt": "geo.capital", "environment": "dev",
+        "version": first, "previous": second, "commit": entry["commit"], "forced": False, "overridden": [],
+        "reason": "answers too long", "evidence": None}
+    assert "no earlier version" in po(repo, "rollback", "geo.capital", "--env", "dev", expect=2).stderr
+    assert "never held" in po(repo, "rollback", "geo.capital", "--env", "dev", "--to", "0123456789ab", expect=2).stderr
+    assert "holds no version" in po(repo, "rollback", "geo.capital", "--env", "prod", expect=2).stderr
+    history = json.loads(po(repo, "history", "geo.capital", "--format", "json", expect=0).stdout)
+    assert [(r["action"], r["version"]) for r in history] == [("promote", first), ("promote", second),
+                                                                ("rollback", first)]
+    text = po(repo, "history", "geo.capital", expect=0).stdout
+    assert text.count("\n") == 3 and "reason: answers too long" in text
+    assert "no prompt has id" in po(repo, "history", "nope", expect=2).stderr
+
+
+def test_rollback_to_a_named_version(repo: Path, stub: StubServer) -> None:
+    versions = []
+    for system in (GOOD, BETTER, "Answer with the name of the capital."):
+        write_prompt(repo, "geo.capital", system)
+        if system != GOOD:
+            commit(repo, system)
+        versions.append(version_of(repo, "geo.capital"))
+        promote(repo, stub, "geo.capital", "dev")
+    po(repo, "rollback", "geo.capital", "--env", "dev", "--to", versions[0], expect=0)
+    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
+    assert entry["version"] == versions[0] and entry["history"] == []
+
+
+def test_status_marks_lagging_and_removed(repo: Path, stub: StubServer) -> None:
+    promote(repo, stub, "geo.capital", "dev")
+    promote(repo, stub, "nosuite", "dev", "--force", "--reason", "demo")
+    old = version_of(repo, "geo.capital")
+    write_prompt(repo, "geo.capital", BETTER)
+    (repo / "nosuite.prompt.yaml").unlink()
+    report = json.loads(po(repo, "status", "--format", "json", expect=0).stdout)
+    assert report["environments"] == ["dev", "staging", "prod"]
+    rows = {row["id"]: row for row in report["prompts"]}
+    assert rows["geo.capital"]["head"] == version_of(repo, "geo.capital")
+    assert rows["geo.capital"]["environments"]["dev"]["version"] == old
+    assert rows["geo.capital"]["environments"]["dev"]["state"] == "behind"
+    assert rows["geo.capital"]["environments"]["prod"] is None
+    assert rows["nosuite"]["head"] is None and rows["nosuite"]["environments"]["dev"]["state"] == "removed"
+    assert rows["nosuite"]["environments"]["dev"]["forced"] is True
+    text = po(repo, "status", expect=0).stdout
+    assert f"{old} (behind)" in text and "(removed) (forced)" in text and "2 environment entries behind" in text
+
+
+def test_commit_makes_a_commit_of_exactly_the_release_files(repo: Path, stub: StubServer) -> None:
+    (repo / "unrelated.txt").write_text("staged, not for this commit\n")
+    git(repo, "add", "unrelated.txt")
+    promote(repo, stub, "geo.capital", "dev", "--commit")
+    version = version_of(repo, "geo.capital")
+    subject, *files = git(repo, "show", "--name-only", "--format=%s", "HEAD").split("\n")
+    assert subject == f"promptops: promote geo.capital {version} in dev"
+    assert sorted(f for f in files if f) == sorted(
+        [".promptops/audit.log", f".promptops/releases/geo.capital/{version}.json", "promptops.lock.yaml"])
+    assert "unrelated.txt" in git(repo, "diff", "--cached", "--name-only")
+    promote(repo, None, "geo.capital", "staging", "--commit")
+    assert "promptops.lock.yaml" in git(repo, "show", "--name-only", "--format=", "HEAD")
