@@ -111,3 +111,16 @@ def test_schemas_are_json_files_editors_can_load() -> None:
     for kind in KINDS:
         text = (resources.data_dir("schemas") / f"{kind}.schema.json").read_text(encoding="utf-8")
         assert json.loads(text)["title"]
+
+
+@pytest.mark.parametrize("kind", ["lock", "release"])
+def test_release_schemas_are_valid_documented_and_strict(kind: str) -> None:
+    """promptops.lock.yaml and release snapshots: written by promptops, read by editors, lint and apps."""
+    schema = resources.schema(kind)
+    Draft202012Validator.check_schema(schema)
+    assert schema["additionalProperties"] is False and schema["title"]
+    fields = list(_properties(schema, kind))
+    assert len(fields) > 5
+    assert [name for name, sub in fields if not (isinstance(sub, dict) and sub.get("description"))] == []
+    with pytest.raises(JsonSchemaException):
+        fast_validator(kind)({"schema_version": 1, "no_such_key": 1})
