@@ -4,52 +4,31 @@ repositories, with evidence from real evals through litellm against the stub ser
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
 
 from conftest import git, git_env
+from test_eval_command import COUNTRIES, PROMPT, SUITE, stub
 from promptops import resources
 from promptops.release import store
 from promptops.specs import content_version
-from promptops.testing import Rule, StubServer
+from promptops.testing import StubServer
 from promptops.yamlparse import parse
 
-COUNTRIES = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo"}
-PROMPT = """\
-id: ID
-model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 20}}
-inputs: {type: object, required: [country], properties: {country: {type: string}}}
-messages:
-  - {role: system, content: "SYSTEM"}
-  - {role: user, content: "What is the capital of {{ country }}?"}
-"""
-SUITE = "prompt: ID\ngates: {pass_rate: 0.9}\ncases:\n" + "".join(
-    f"  - {{id: {c.lower()}, vars: {{country: {c}}}, expected: {city}, assert: [{{type: contains, value: '{{{{ expected }}}}'}}]}}\n"
-    for c, city in COUNTRIES.items()
-)
 GOOD, BETTER, RUDE = "Answer with the city.", "Answer with the capital city.", "Answer rudely."
-
-
-@pytest.fixture(scope="module")
-def stub():
-    rules = [Rule(system="rudely", match="capital", reply="No idea.")]
-    rules += [Rule(match=country, reply=city) for country, city in COUNTRIES.items()]
-    with StubServer(rules=rules, default_reply="hello") as server:
-        yield server
+__all__ = ["COUNTRIES", "stub"]  # the stub server fixture and its answers, shared with the eval tests
 
 
 def write_prompt(root: Path, prompt_id: str, system: str, suite: bool = True) -> None:
     name = prompt_id.replace(".", "_")
-    (root / f"{name}.prompt.yaml").write_text(PROMPT.replace("ID", prompt_id).replace("SYSTEM", system))
-    if suite:
-        (root / f"{name}.eval.yaml").write_text(SUITE.replace("ID", prompt_id))
+    (root / f"{name}.prompt.yaml").write_text(PROMPT.replace("geo.capital", prompt_id).replace("SYSTEM", system))
+    if suite:  # the eval command's suite, with a minimum pass rate: the gate a promotion checks head-only
+        gated = SUITE.replace("geo.capital", prompt_id).replace("max_pass_rate_drop: 0.05", "pass_rate: 0.9")
+        (root / f"{name}.eval.yaml").write_text(gated)
 
 
 def commit(root: Path, message: str) -> str:
@@ -58,17 +37,30 @@ def commit(root: Path, message: str) -> str:
     return git(root, "rev-parse", "HEAD").strip()
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One result cache for the module's repositories (content-addressed, so sharing is safe): only the
+    first promotion of a prompt text calls the stub, and the rest spare litellm's import."""
+    return tmp_path_factory.mktemp("cache") / "cache.db"
+
+
+def configure(root: Path, cache: Path, extra: str = "", eval_extra: str = "") -> None:
+    (root / "promptops.yaml").write_text(f"eval: {{concurrency: 4, cache: '{cache}'{eval_extra}}}\n{extra}")
+
+
+def new_repo(root: Path, cache: Path) -> Path:
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
-    (root / "promptops.yaml").write_text("eval: {concurrency: 4}\n")
-    (root / ".gitignore").write_text(".promptops/cache.db*\n")
+    configure(root, cache)
     write_prompt(root, "geo.capital", GOOD)
     write_prompt(root, "nosuite", GOOD, suite=False)
     commit(root, "base")
     return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path, shared_cache: Path) -> Path:
+    return new_repo(tmp_path / "repo", shared_cache)
 
 
 def env_without_key(**extra: str) -> dict[str, str]:
@@ -107,7 +99,8 @@ def audit_of(root: Path) -> list[dict]:
 
 
 def test_a_version_moves_dev_staging_prod_with_evidence_recorded(repo: Path, stub: StubServer) -> None:
-    head = git(repo, "rev-parse", "HEAD").strip()
+    write_prompt(repo, "geo.capital", "Answer with the city, nothing else.")  # a text no other test caches
+    head = commit(repo, "chain")
     version = version_of(repo, "geo.capital")
     promote(repo, stub, "geo.capital", "dev")
     calls = stub.calls
@@ -121,11 +114,11 @@ def test_a_version_moves_dev_staging_prod_with_evidence_recorded(repo: Path, stu
         assert entry["version"] == version and entry["commit"] == head and entry["source"] == "geo_capital.prompt.yaml"
         assert entry["promoted_by"] == "release-tester" and entry["promoted_at"].endswith("Z")
         evidence = entry["evidence"]
-        assert evidence["passed"] and evidence["pass_rate"] == 1.0 and evidence["cases"] == 4
-        assert evidence["suites"] == [{"name": "geo_capital.eval.yaml", "pass_rate": 1.0, "cases": 4, "passed": True,
+        assert evidence["passed"] and evidence["pass_rate"] == 1.0 and evidence["cases"] == 8
+        assert evidence["suites"] == [{"name": "geo_capital.eval.yaml", "pass_rate": 1.0, "cases": 8, "passed": True,
                                        "failed_gates": []}]
         assert evidence["cost_per_call_usd"] > 0 and evidence["latency_p95_ms"] > 0
-    assert lock["environments"]["dev"]["geo.capital"]["evidence"]["model_calls"] == 4
+    assert lock["environments"]["dev"]["geo.capital"]["evidence"]["model_calls"] == 8
     snapshot = json.loads((repo / store.RELEASES / "geo.capital" / f"{version}.json").read_text())
     Draft202012Validator(resources.schema("release")).validate(snapshot)
     assert content_version(snapshot["spec"]) == version and snapshot["commit"] == head
@@ -151,8 +144,8 @@ def test_unknown_environment_and_prompt(repo: Path, stub: StubServer) -> None:
     assert "no prompt has id 'nope'" in promote(repo, stub, "nope", "dev", expect=2).stderr
 
 
-def test_environments_come_from_promptops_yaml(repo: Path, stub: StubServer) -> None:
-    (repo / "promptops.yaml").write_text("eval: {concurrency: 4}\nenvironments: [canary, live]\n")
+def test_environments_come_from_promptops_yaml(repo: Path, stub: StubServer, shared_cache: Path) -> None:
+    configure(repo, shared_cache, "environments: [canary, live]\n")
     commit(repo, "two environments")
     assert "no environment 'dev'" in promote(repo, stub, "geo.capital", "dev", expect=2).stderr
     promote(repo, stub, "geo.capital", "canary")
@@ -185,13 +178,16 @@ def test_no_suite_means_no_evidence(repo: Path, stub: StubServer) -> None:
 
 
 def test_nothing_cached_and_no_key_is_a_clear_refusal(repo: Path) -> None:
+    write_prompt(repo, "geo.capital", "Never cached.")
+    commit(repo, "uncached")
     done = promote(repo, None, "geo.capital", "dev", expect=2)
     assert "OPENAI_API_KEY" in done.stderr and "--api-base" in done.stderr and "--force" in done.stderr
     assert not (repo / store.LOCK_NAME).exists()
 
 
-def test_failing_model_calls_exit_3(repo: Path) -> None:
-    (repo / "promptops.yaml").write_text("eval: {concurrency: 4, retries: 0}\n")
+def test_failing_model_calls_exit_3(repo: Path, shared_cache: Path) -> None:
+    configure(repo, shared_cache, eval_extra=", retries: 0")
+    write_prompt(repo, "geo.capital", "Never answered.")
     commit(repo, "no retries")
     done = po(repo, "promote", "geo.capital", "--to", "dev", "--api-base", "http://127.0.0.1:9/v1", expect=3)
     assert "model call(s) failed" in done.stderr and not (repo / store.LOCK_NAME).exists()
@@ -202,7 +198,7 @@ def test_uncommitted_changes_are_refused(repo: Path, stub: StubServer) -> None:
     done = promote(repo, stub, "geo.capital", "dev", expect=2)
     assert "uncommitted changes (geo_capital.prompt.yaml)" in done.stderr and "--ref" in done.stderr
     assert "uncommitted" in promote(repo, stub, "geo.capital", "dev", "--force", "--reason", "x", expect=2).stderr
-    (repo / "new.prompt.yaml").write_text(PROMPT.replace("ID", "brand.new").replace("SYSTEM", GOOD))
+    (repo / "new.prompt.yaml").write_text(PROMPT.replace("geo.capital", "brand.new").replace("SYSTEM", GOOD))
     assert "is not committed" in promote(repo, stub, "brand.new", "dev", expect=2).stderr
     promote(repo, stub, "geo.capital", "dev", "--ref", "HEAD")  # the committed version, explicitly
     assert lock_of(repo)["environments"]["dev"]["geo.capital"]["version"] != version_of(repo, "geo.capital")

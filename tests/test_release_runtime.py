@@ -18,20 +18,16 @@ from promptops.lint import lint
 from promptops.release import store
 from promptops.templating import InputError
 from promptops.testing import StubServer
-from test_release import COUNTRIES, GOOD, audit_of, commit, env_without_key, lock_of, po, promote, stub, version_of, write_prompt
+from test_release import (COUNTRIES, GOOD, audit_of, commit, env_without_key, lock_of, new_repo, po, promote, shared_cache,
+                          stub, version_of, write_prompt)
 
-__all__ = ["stub"]  # the module-scoped stub server fixture, shared with test_release
+__all__ = ["shared_cache", "stub"]  # module-scoped fixtures, shared with test_release
 
 
 @pytest.fixture(scope="module")
-def promoted(tmp_path_factory: pytest.TempPathFactory, stub: StubServer) -> Path:
+def promoted(tmp_path_factory: pytest.TempPathFactory, stub: StubServer, shared_cache: Path) -> Path:
     """A repository whose geo.capital went dev -> staging -> prod (built once; tests work on copies)."""
-    root = tmp_path_factory.mktemp("promoted") / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "promptops.yaml").write_text("eval: {concurrency: 4}\n")
-    write_prompt(root, "geo.capital", GOOD)
-    commit(root, "base")
+    root = new_repo(tmp_path_factory.mktemp("promoted") / "repo", shared_cache)
     for env in ("dev", "staging", "prod"):
         promote(root, stub, "geo.capital", env)
     return root
@@ -187,11 +183,8 @@ def test_a_failure_midway_leaves_everything_as_it_was(project: Path, stub: StubS
     assert not list((project / store.LOCK_NAME).parent.glob(".promptops.lock.yaml.*"))  # no temporary left
 
 
-def test_concurrent_promotions_all_land(tmp_path: Path, stub: StubServer) -> None:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "promptops.yaml").write_text("eval: {concurrency: 4}\n")
+def test_concurrent_promotions_all_land(tmp_path: Path, stub: StubServer, shared_cache: Path) -> None:
+    root = new_repo(tmp_path / "repo", shared_cache)
     ids = [f"geo.p{i}" for i in range(4)]
     for prompt_id in ids:
         write_prompt(root, prompt_id, GOOD)
