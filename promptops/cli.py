@@ -452,7 +452,7 @@ def history(prompt_id: str, fmt: str) -> None:
     elif records:
         click.echo(render_history(records), nl=False)
     else:
-        click.echo(f"'{prompt_id}' was never promoted")
+        click.echo(f"'{prompt_id}' has no record in {store.AUDIT_LOG}")
 
 
 @cli.command()
@@ -499,7 +499,8 @@ def _report_release(outcome: Any) -> None:
     if evidence:
         cost = "unknown" if evidence["cost_per_call_usd"] is None else f"${evidence['cost_per_call_usd']:.6f}"
         p95 = "unknown" if evidence["latency_p95_ms"] is None else f"{evidence['latency_p95_ms']:.0f} ms"
-        click.echo(f"  evidence: {len(evidence['suites'])} suite(s), {evidence['cases']} case(s), pass rate "
+        label = "evidence when first promoted" if outcome.action == "rollback" else "evidence"
+        click.echo(f"  {label}: {len(evidence['suites'])} suite(s), {evidence['cases']} case(s), pass rate "
                    f"{evidence['pass_rate']:.0%}, {cost} per call, p95 {p95}, {evidence['model_calls']} new model call(s)")
     for problem in outcome.overridden:
         click.echo(f"  FORCED past: {problem}")

@@ -14,13 +14,14 @@ import asyncio
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from promptops.config import Workspace, load_workspace
-from promptops.evals import stats
-from promptops.evals.compare import SuiteComparison
 from promptops.release import store
 from promptops.specs import PromptSpec
+
+if TYPE_CHECKING:  # the eval engine is imported only when evidence is gathered: rollback and status skip it
+    from promptops.evals.compare import SuiteComparison
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
 
@@ -127,6 +128,7 @@ def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None =
     a suite with no gate must not wave any version through. Raises MissingCredentials when a call is
     needed and no key is set, ReleaseError (exit 3) when model calls failed.
     """
+    from promptops.evals import stats
     from promptops.evals.execute import EvalOptions, run_evaluation
 
     errors: list[str] = []
@@ -384,18 +386,22 @@ def _history(current: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _write_all(root: Path, lock: store.Lock, outcome: Outcome, entry: dict[str, Any],
                snapshot: dict[str, Any] | None) -> None:
-    created = store.write_snapshot(lock.releases_dir, snapshot) if snapshot else None
+    """Snapshot, then audit line, then the lock (the commit point); on any failure, undo what was done."""
     audit = root / store.AUDIT_LOG
+    created: Path | None = None
     size: int | None = None
     try:
+        created = store.write_snapshot(lock.releases_dir, snapshot) if snapshot else None
         size = store.append_audit(audit, _audit_record(outcome, entry))
-        store.write_atomic(lock.path, store.dump_lock(lock.data))  # the commit point
-    except OSError as exc:
+        store.write_atomic(lock.path, store.dump_lock(lock.data))
+    except BaseException as exc:  # Ctrl-C included: never an audit line or a snapshot without the lock
         if size is not None:
             store.take_back_audit(audit, size)
         if created is not None:
             created.unlink()
-        raise ReleaseError(f"could not write the release ({exc}); nothing was changed") from None
+        if isinstance(exc, OSError):
+            raise ReleaseError(f"could not write the release ({exc}); nothing was changed") from None
+        raise
     outcome.written = [p for p in (created, lock.path, audit) if p is not None]
     outcome.files = [store.snapshot_path(lock.releases_dir, outcome.prompt_id, outcome.version), lock.path, audit]
 
