@@ -137,6 +137,10 @@ def test_order_is_enforced(repo: Path, stub: StubServer) -> None:
     newer = commit(repo, "better")
     done = promote(repo, stub, "geo.capital", "staging", "--ref", newer, expect=2)
     assert "dev holds" in done.stderr and "staging" not in lock_of(repo)["environments"]
+    promote(repo, None, "geo.capital", "staging")  # by default, what dev holds, from the commit it came from
+    dev, staging = (lock_of(repo)["environments"][env]["geo.capital"] for env in ("dev", "staging"))
+    assert staging["version"] == dev["version"] != version_of(repo, "geo.capital")
+    assert staging["commit"] == dev["commit"] != newer
 
 
 def test_unknown_environment_and_prompt(repo: Path, stub: StubServer) -> None:
@@ -204,36 +208,7 @@ def test_uncommitted_changes_are_refused(repo: Path, stub: StubServer) -> None:
     assert lock_of(repo)["environments"]["dev"]["geo.capital"]["version"] != version_of(repo, "geo.capital")
 
 
-def test_rollback_returns_to_the_version_before(repo: Path, stub: StubServer) -> None:
-    first = version_of(repo, "geo.capital")
-    promote(repo, stub, "geo.capital", "dev")
-    write_prompt(repo, "geo.capital", BETTER)
-    commit(repo, "better")
-    second = version_of(repo, "geo.capital")
-    promote(repo, stub, "geo.capital", "dev")
-    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
-    assert entry["version"] == second and [old["version"] for old in entry["history"]] == [first]
-    done = po(repo, "rollback", "geo.capital", "--env", "dev", "--reason", "answers too long", expect=0)
-    assert f"rolled back 'geo.capital' {first} in dev (was {second})" in done.stdout
-    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
-    assert entry["version"] == first and entry["action"] == "rollback" and entry["history"] == []
-    assert entry["reason"] == "answers too long" and entry["evidence"]["passed"]
-    assert audit_of(repo)[-1] | {"at": None, "evidence": None} == {
-        "at": None, "by": "release-tester", "action": "rollback", "prompt": "geo.capital", "environment": "dev",
-        "version": first, "previous": second, "commit": entry["commit"], "forced": False, "overridden": [],
-        "reason": "answers too long", "evidence": None}
-    assert "no earlier version" in po(repo, "rollback", "geo.capital", "--env", "dev", expect=2).stderr
-    assert "never held" in po(repo, "rollback", "geo.capital", "--env", "dev", "--to", "0123456789ab", expect=2).stderr
-    assert "holds no version" in po(repo, "rollback", "geo.capital", "--env", "prod", expect=2).stderr
-    history = json.loads(po(repo, "history", "geo.capital", "--format", "json", expect=0).stdout)
-    assert [(r["action"], r["version"]) for r in history] == [("promote", first), ("promote", second),
-                                                                ("rollback", first)]
-    text = po(repo, "history", "geo.capital", expect=0).stdout
-    assert text.count("\n") == 3 and "reason: answers too long" in text
-    assert "no prompt has id" in po(repo, "history", "nope", expect=2).stderr
-
-
-def test_rollback_to_a_named_version(repo: Path, stub: StubServer) -> None:
+def test_rollback_returns_to_the_version_before_or_a_named_one(repo: Path, stub: StubServer) -> None:
     versions = []
     for system in (GOOD, BETTER, "Answer with the name of the capital."):
         write_prompt(repo, "geo.capital", system)
@@ -241,9 +216,30 @@ def test_rollback_to_a_named_version(repo: Path, stub: StubServer) -> None:
             commit(repo, system)
         versions.append(version_of(repo, "geo.capital"))
         promote(repo, stub, "geo.capital", "dev")
-    po(repo, "rollback", "geo.capital", "--env", "dev", "--to", versions[0], expect=0)
+    first, second, third = versions
     entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
-    assert entry["version"] == versions[0] and entry["history"] == []
+    assert entry["version"] == third and [old["version"] for old in entry["history"]] == [second, first]
+    done = po(repo, "rollback", "geo.capital", "--env", "dev", "--reason", "answers too long", expect=0)
+    assert f"rolled back 'geo.capital' {second} in dev (was {third})" in done.stdout
+    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
+    assert entry["version"] == second and entry["action"] == "rollback" and entry["history"][0]["version"] == first
+    assert entry["reason"] == "answers too long" and entry["evidence"]["passed"]
+    assert audit_of(repo)[-1] | {"at": None, "evidence": None} == {
+        "at": None, "by": "release-tester", "action": "rollback", "prompt": "geo.capital", "environment": "dev",
+        "version": second, "previous": third, "commit": entry["commit"], "forced": False, "overridden": [],
+        "reason": "answers too long", "evidence": None}
+    assert "never held" in po(repo, "rollback", "geo.capital", "--env", "dev", "--to", "0123456789ab", expect=2).stderr
+    po(repo, "rollback", "geo.capital", "--env", "dev", "--to", first, expect=0)
+    entry = lock_of(repo)["environments"]["dev"]["geo.capital"]
+    assert entry["version"] == first and entry["history"] == []
+    assert "no earlier version" in po(repo, "rollback", "geo.capital", "--env", "dev", expect=2).stderr
+    assert "holds no version" in po(repo, "rollback", "geo.capital", "--env", "prod", expect=2).stderr
+    history = json.loads(po(repo, "history", "geo.capital", "--format", "json", expect=0).stdout)
+    assert [(r["action"], r["version"]) for r in history] == [
+        ("promote", first), ("promote", second), ("promote", third), ("rollback", second), ("rollback", first)]
+    text = po(repo, "history", "geo.capital", expect=0).stdout
+    assert text.count("\n") == 5 and "reason: answers too long" in text
+    assert "no prompt has id" in po(repo, "history", "nope", expect=2).stderr
 
 
 def test_status_marks_lagging_and_removed(repo: Path, stub: StubServer) -> None:
