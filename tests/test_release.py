@@ -173,6 +173,15 @@ def test_a_failed_gate_refuses_and_force_records_why(repo: Path, stub: StubServe
     assert record["forced"] and record["reason"] == "incident 42: vendor asked" and record["overridden"]
 
 
+def test_without_a_pass_rate_gate_every_case_must_pass(repo: Path, stub: StubServer) -> None:
+    suite = SUITE.replace("gates: {max_pass_rate_drop: 0.05}\n", "")  # no gate a head-only run can check
+    suite += "  - {id: atlantis, vars: {country: Atlantis}, expected: Poseidonia, assert: [{type: contains, value: Poseidonia}]}\n"
+    (repo / "geo_capital.eval.yaml").write_text(suite)
+    commit(repo, "a case the model fails, and no gates")
+    done = promote(repo, stub, "geo.capital", "dev", expect=1)
+    assert "pass rate 88.9% is below the minimum 100.0%" in done.stderr
+
+
 def test_no_suite_means_no_evidence(repo: Path, stub: StubServer) -> None:
     done = promote(repo, stub, "nosuite", "dev", expect=1)
     assert "no eval suite tests 'nosuite'" in done.stderr

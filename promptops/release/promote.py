@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from promptops.config import Workspace, load_workspace
+from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.release import store
 from promptops.specs import PromptSpec
 
@@ -83,8 +83,6 @@ class Project:
 
     @classmethod
     def open(cls, start: Path) -> Project:
-        from promptops.config import ConfigError
-
         try:
             workspace = load_workspace(start)
         except ConfigError as exc:
