@@ -468,8 +468,8 @@ def export(environment: str, directory: Path) -> None:
         project = Project.open(Path.cwd())
         try:
             exported = run_export(project.lock, environment, directory)
-        except LoadError as exc:
-            _fail(str(exc))
+        except (LoadError, OSError) as exc:
+            _fail(f"nothing exported: {exc}")
     click.echo(f"exported {len(exported)} prompt(s) of {environment} to {directory}")
 
 

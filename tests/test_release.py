@@ -4,6 +4,7 @@ repositories, with evidence from real evals through litellm against the stub ser
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,9 @@ def test_a_version_moves_dev_staging_prod_with_evidence_recorded(repo: Path, stu
                                        "failed_gates": []}]
         assert evidence["cost_per_call_usd"] > 0 and evidence["latency_p95_ms"] > 0
     assert lock["environments"]["dev"]["geo.capital"]["evidence"]["model_calls"] == 8
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (repo / store.LOCK_NAME).stat().st_mode & 0o777 == 0o666 & ~umask  # not a temporary file's 0600
     snapshot = json.loads((repo / store.RELEASES / "geo.capital" / f"{version}.json").read_text())
     Draft202012Validator(resources.schema("release")).validate(snapshot)
     assert content_version(snapshot["spec"]) == version and snapshot["commit"] == head

@@ -4,6 +4,7 @@ promotions, failures midway, hand edits and altered snapshots."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,12 @@ def project(promoted: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(promoted, tmp_path / "project", symlinks=True))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def run_app(cwd: Path, script: str, **env: str) -> dict:
     """Run ``script`` in a fresh interpreter (an app), print its last line as JSON."""
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, capture_output=True, text=True,
@@ -64,6 +71,7 @@ APP = """
 def test_an_exported_bundle_loads_and_calls_without_git_or_specs(project: Path, stub: StubServer,
                                                                   tmp_path: Path) -> None:
     po(project, "export", "--env", "prod", str(tmp_path / "bundle"), expect=0)
+    assert (tmp_path / "bundle").stat().st_mode & 0o055 == 0o055 & ~_umask()  # readable by the app's user
     app = tmp_path / "app"
     shutil.copytree(tmp_path / "bundle", app / "prompts")  # what an installed app ships
     assert sorted(p.relative_to(app).as_posix() for p in app.rglob("*") if p.is_file()) == [

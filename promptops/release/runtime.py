@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -156,7 +155,9 @@ def export(lock: store.Lock, environment: str, destination: Path) -> list[str]:
     if held is None:
         raise LoadError(f"{lock.source.display} has no environment '{environment}'")
     _check_destination(destination)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    staging = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")  # mkdir: the umask's mode
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         entries = {}
         for prompt_id, entry in sorted(held.items()):

@@ -119,10 +119,17 @@ def write_atomic(path: Path, text: str) -> None:
         out.flush()
         os.fsync(out.fileno())
     try:
+        os.chmod(out.name, 0o666 & ~_umask())  # a temporary file is private (0600); the lock is not
         os.replace(out.name, path)
     except BaseException:
         os.unlink(out.name)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 # --- release snapshots ---------------------------------------------------------------------------
