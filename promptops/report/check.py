@@ -64,7 +64,7 @@ def render_markdown(report: CheckReport, *, limit: int = COMMENT_LIMIT, full_rep
     while True:
         text = _render_template("check.md.j2", report=report, headline=headline(report), icon=ICONS,
                                 rows=[_row(r) for r in summary_rows(report)], details=details,
-                                cost_headline=cost_report.headline(report.cost),
+                                cost_headline=cost_report.headline(report.cost), totals=_totals(report),
                                 gates=_gates(report), footer=footer, assumptions=_assumptions(report))
         cuttable = [d for d in details if not d.body.startswith("_Trimmed")]
         if len(text) <= limit or not cuttable:
@@ -117,13 +117,30 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f} ms"
 
 
+def _totals(report: CheckReport) -> str:
+    changed = sum(item.status != "unchanged" for item in (*report.diff.prompts, *report.diff.retrievals))
+    parts = [f"{changed} prompt or retrieval file(s) changed", f"{len(report.linted)} file(s) linted"]
+    comparisons = report.evals.comparisons
+    if comparisons:
+        sides = [side for c in comparisons for side in (c.base, c.head) if side is not None]
+        calls, cached = sum(s.calls for s in sides), sum(s.cached_calls for s in sides)
+        spend = [s.cost_per_call_usd * (s.calls - s.cached_calls) for s in sides if s.cost_per_call_usd is not None]
+        judges = [s.judge_cost_usd for s in sides if s.judge_cost_usd is not None]
+        parts.append(f"{len(comparisons)} suite(s), {sum(c.head.cases for c in comparisons)} case(s) at head, "
+                     f"{calls} model call(s) of which {cached} from the cache")
+        parts.append(f"new model spend about {money(sum(spend))} plus {money(sum(judges))} on judges")
+    return " · ".join(parts)
+
+
 def _gates(report: CheckReport) -> list[tuple[bool, str]]:
     return [(result.passed, f"{inline(c.suite, 120)} · {name}: {inline(result.reason, 300)}")
             for c in report.evals.comparisons for name, result in c.gates]
 
 
 def _assumptions(report: CheckReport) -> list[str]:
-    notes = [inline(note, 400) for note in report.cost.assumptions]
+    notes = [f"{inline(c.prompt_id, 80)} output tokens: {inline(c.head.output_basis, 200)}"
+             for c in report.cost.changes if c.head is not None and c.status != "unchanged"]
+    notes += [inline(note, 400) for note in report.cost.assumptions]
     if report.evals.ran:
         notes.append("Eval figures are measured: every call is cached, so a cached answer keeps the latency "
                      "it had when first made; judge calls are priced apart.")
