@@ -25,15 +25,9 @@ def gh():
         yield fake
 
 
-class Sleeps(list):
-    """A stand-in for time.sleep that remembers the waits instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-def client_for(fake: FakeGitHub, sleeps: Sleeps | None = None, **kwargs) -> GitHubClient:
-    return GitHubClient(fake.api_url, TOKEN, sleep=sleeps if sleeps is not None else Sleeps(), timeout_s=5, **kwargs)
+def client_for(fake: FakeGitHub, sleeps: list[float] | None = None, **kwargs) -> GitHubClient:
+    """A client whose retries record their waits in ``sleeps`` instead of sleeping."""
+    return GitHubClient(fake.api_url, TOKEN, sleep=(sleeps if sleeps is not None else []).append, timeout_s=5, **kwargs)
 
 
 def upsert(fake: FakeGitHub, body: str, generated_at: datetime = T0, **kwargs):
@@ -141,7 +135,7 @@ def test_github_enterprise_paths_go_under_api_v3():
 def test_retries_5xx_and_rate_limits_then_succeeds(gh):
     gh.fail_next("500", "502", GitHubFault("secondary", wait_s=7), GitHubFault("429", wait_s=3),
                  GitHubFault("primary", wait_s=5))
-    sleeps = Sleeps()
+    sleeps: list[float] = []
     with client_for(gh, sleeps, retries=5) as client:
         result = upsert_sticky_comment(client, REPO, PR, "report", generated_at=T0)
     assert result.action == "created" and len(gh.comments(REPO, PR)) == 1
@@ -159,7 +153,7 @@ def test_a_dropped_connection_is_retried(gh):
 
 def test_gives_up_after_retries_without_showing_the_token(gh):
     gh.fail_next(*["503"] * 3)
-    sleeps = Sleeps()
+    sleeps: list[float] = []
     with client_for(gh, sleeps, retries=2) as client, pytest.raises(GitHubError) as caught:
         upsert_sticky_comment(client, REPO, PR, "report", generated_at=T0)
     message = str(caught.value)
@@ -170,7 +164,7 @@ def test_gives_up_after_retries_without_showing_the_token(gh):
 
 def test_a_rate_limit_wait_beyond_the_cap_gives_up_at_once(gh):
     gh.fail_next(GitHubFault("secondary", wait_s=3600))
-    sleeps = Sleeps()
+    sleeps: list[float] = []
     with client_for(gh, sleeps) as client, pytest.raises(GitHubError, match=r"wait 3,600 s, longer than promptops waits \(60 s\)"):
         upsert_sticky_comment(client, REPO, PR, "report", generated_at=T0)
     assert sleeps == []
