@@ -147,7 +147,6 @@ def _text(value: Any) -> str | None:
 
 
 _SECONDARY_WAIT_S = 60.0  # GitHub: without a header, wait at least a minute after a secondary rate limit
-_TRANSIENT = ("ConnectError", "ConnectTimeout", "PoolTimeout")  # the request never reached GitHub
 
 
 class GitHubClient:
@@ -202,7 +201,8 @@ class GitHubClient:
                 response = self._http.request(method, url, params=params, json=json)
             except httpx.TransportError as err:
                 failure = f"{type(err).__name__}: {err}"
-                if method == "POST" and type(err).__name__ not in _TRANSIENT:
+                # A POST is repeated only when it surely never reached GitHub.
+                if method == "POST" and not isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
                     raise _MaybeApplied(self._scrub(f"{where}: {failure}")) from None
                 wait = self.backoff(attempt)
             else:
@@ -387,9 +387,9 @@ def upsert_sticky_comment(client: GitHubClient, repository: str, number: int, bo
 def _identity(client: GitHubClient) -> str | None:
     """The token's login, or None when GitHub won't tell (GITHUB_TOKEN and app tokens get a 403)."""
     response = client.request("GET", "/user")
-    if response.status_code == 401:
-        expect(response, 200)  # raises: the token was rejected
-    data = response.json() if response.status_code == 200 else None
+    if response.status_code not in (200, 401):
+        return None
+    data = expect(response, 200)  # raises on a 401: the token was rejected
     return _text(data.get("login")) if isinstance(data, dict) else None
 
 
@@ -428,19 +428,21 @@ def _create(client: GitHubClient, comments: str, full: str, key: str, generated_
     for attempt in range(client.retries + 1):
         try:
             response = client.request("POST", comments, json={"body": full})
-        except _MaybeApplied:
+        except _MaybeApplied as err:
             # GitHub may have made the comment before failing: look before posting again, or there would be two.
             made = [s for s in _find(client, comments, key) if s.generated == generated_at]
             if made:
                 return CommentResult("created", made[-1].id, made[-1].url)
             if attempt == client.retries:
-                raise
+                raise GitHubError(f"{err} (posted {attempt + 1} times)") from None
             client.pause(attempt)
             continue
         if response.status_code == 403:
             return _forbidden(response, None)
         data = expect(response, 201)
-        return CommentResult("created", data.get("id"), data.get("html_url"))
+        data = data if isinstance(data, dict) else {}
+        return CommentResult("created", data.get("id") if isinstance(data.get("id"), int) else None,
+                             _text(data.get("html_url")))
     raise AssertionError("unreachable: the loop returns or raises")
 
 
@@ -456,7 +458,7 @@ def _update(client: GitHubClient, repository: str, sticky: _Sticky, full: str, c
     if response.status_code == 403:
         return _forbidden(response, sticky.id)
     data = expect(response, 200)
-    return CommentResult("updated", sticky.id, _text(data.get("html_url")) or sticky.url)
+    return CommentResult("updated", sticky.id, (_text(data.get("html_url")) if isinstance(data, dict) else None) or sticky.url)
 
 
 def _delete_duplicates(client: GitHubClient, repository: str, stale: list[_Sticky],

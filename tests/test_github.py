@@ -177,10 +177,18 @@ def test_a_post_that_failed_after_writing_is_not_posted_twice(gh):
     assert len(gh.comments(REPO, PR)) == 1 and writes(gh) == ["POST"]
 
 
-def test_a_post_that_failed_before_writing_is_posted_again(gh):
-    gh.fail_next(GitHubFault("502", method="POST"))
+@pytest.mark.parametrize("kind", ["502", "disconnect"])
+def test_a_post_that_failed_before_writing_is_posted_again(gh, kind):
+    gh.fail_next(GitHubFault(kind, method="POST"))
     assert upsert(gh, "report").action == "created"
     assert len(gh.comments(REPO, PR)) == 1 and writes(gh) == ["POST", "POST"]
+
+
+def test_a_post_that_keeps_failing_gives_up(gh):
+    gh.fail_next(*[GitHubFault("500", method="POST")] * 3)
+    with client_for(gh, retries=2) as client, pytest.raises(GitHubError, match=r"POST /repos/octo/prompts/issues/7/comments: HTTP 500 .*posted 3 times"):
+        upsert_sticky_comment(client, REPO, PR, "report", generated_at=T0)
+    assert gh.comments(REPO, PR) == [] and writes(gh) == ["POST"] * 3
 
 
 def test_a_read_only_token_is_skipped_with_a_reason():
