@@ -26,7 +26,7 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]
 # spans, strikethrough, table cells, math).
 _INLINE_ESCAPES = str.maketrans({
     "&": "&amp;", "<": "&lt;", ">": "&gt;",
-    **{c: "\\" + c for c in "\\`*_[]~|#$!"},
+    **{c: "\\" + c for c in "\\`*_[]~|#$"},
 })
 _NEUTRALISE = [
     (re.compile(r"@(?=\w)"), "@" + JOINER),                        # @user, @org/team, user@example.com

@@ -94,25 +94,32 @@ class FakeGitHub:
         self._state = _State()
         self._httpd: ThreadingHTTPServer | None = None
 
-    def __enter__(self) -> FakeGitHub:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((self._host, 0), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="promptops-fake-github", daemon=True).start()
+    def start(self) -> FakeGitHub:
+        if self._httpd is None:
+            handler = type("Handler", (_Handler,), {"fake": self})
+            self._httpd = ThreadingHTTPServer((self._host, 0), handler)
+            self._httpd.daemon_threads = True  # an idle keep-alive connection never holds up the exit
+            threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                             name="promptops-fake-github", daemon=True).start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
 
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     @property
     def api_url(self) -> str:
         """``http://127.0.0.1:PORT`` (``.../api/v3`` with ``enterprise=True``): GITHUB_API_URL for clients."""
         if self._httpd is None:
-            raise RuntimeError("FakeGitHub is not running: use a with block")
+            raise RuntimeError("FakeGitHub is not running: use start() or a with block")
         return f"http://{self._host}:{self._httpd.server_address[1]}{self.prefix}"
 
     @property
@@ -249,8 +256,11 @@ class _Handler(BaseHTTPRequestHandler):
         if method != "GET":
             return 404, _error(404, "Not Found"), {}
         query = dict(parse_qsl(urlsplit(self.path).query))
-        per_page = min(int(query.get("per_page", "30")), 100)
-        page = max(int(query.get("page", "1")), 1)
+        try:
+            per_page = min(max(int(query.get("per_page", "30")), 1), 100)
+            page = max(int(query.get("page", "1")), 1)
+        except ValueError:
+            return 422, _error(422, "per_page and page must be numbers"), {}
         everything = [_public(c) for c in fake.comments(repository, number)]
         last = max(1, -(-len(everything) // per_page))
         return 200, everything[(page - 1) * per_page: page * per_page], self._links(page, last, per_page)
