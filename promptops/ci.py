@@ -142,14 +142,21 @@ def _unanswered(comparisons: list[SuiteComparison]) -> list[str]:
 
 def verdict(report: CheckReport, fail_on: str) -> Verdict:
     """pass, warn or fail, with the reasons a reviewer reads first, and the exit code ``fail_on`` asks for."""
-    failures, quality, warnings = [], [], []
+    failures: list[str] = []
+    quality: list[str] = []
+    warnings: list[str] = []
     errors = report.lint.errors
     if errors:
         files = len({finding.path for finding in errors})
         failures.append(f"lint found {_count(len(errors), 'error')} in {_count(files, 'file')}")
     failures += [str(f.message) for f in report.cost.findings if f.severity is Severity.ERROR]
     for comparison in report.evals.comparisons:
-        quality += [f"{comparison.suite}: {result.reason}" for name, result in comparison.gates if not result.passed]
+        failed = [f"{comparison.suite}: {result.reason}" for name, result in comparison.gates if not result.passed]
+        quality += failed
+        paired = comparison.paired
+        if paired is not None and paired.verdict == "regression" and not failed:
+            warnings.append(f"{comparison.suite}: {_count(paired.regressed, 'case')} regressed beyond noise "
+                            f"(p = {paired.p_value:.2g}) and no gate catches it (set max_pass_rate_drop)")
     evals = report.evals
     if evals.capped:
         failures.append(f"the spend cap stopped {_count(evals.capped, 'model call')}: results are incomplete")

@@ -222,17 +222,25 @@ def test_the_job_posts_one_comment_then_updates_it_in_place(tmp_path: Path, work
 
 
 def assert_harmless(body: str) -> None:
-    """Hostile model output in a comment: no ping, no HTML, no broken fence, within GitHub's limit."""
+    """Hostile model output in a comment: no ping, no HTML, no broken fence, within GitHub's limit.
+
+    Inside a code fence GitHub renders nothing (no mention, no tag), so the checks look at
+    everything else, and at the fences' count: the output must not have closed its own.
+    """
     assert len(body) <= 65_536
     assert API_KEY not in body
-    assert not re.search(r"(?<![\w`])@(octocat|acme/security-team)\b", body)
-    assert "<img" not in body and "<script" not in body
     tokens = MarkdownIt("commonmark").enable("table").parse(body)
+    rendered = [t for t in tokens if t.type not in ("fence", "code_block")]
+    text = "\n".join([t.content for t in rendered] + [c.content for t in rendered for c in t.children or []])
+    assert not re.search(r"(?<![\w`])@(octocat|acme/security-team)\b", text)
+    assert "<img" not in text and "<script" not in text and "javascript:" not in text
     html = [t.content for t in tokens if t.type == "html_block"] + [
-        c.content for t in tokens if t.children for c in t.children if c.type == "html_inline"]
-    assert all(re.fullmatch(r"\s*</?(details|summary|sub)>\s*(<summary>.*</summary>)?\s*", h, re.S) for h in html), html
-    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
-    assert "injected heading" not in headings
+        c.content for t in rendered if t.children for c in t.children if c.type == "html_inline"]
+    allowed = re.compile(r"\s*(<!-- promptops-report [^>]*-->|</?(details|summary|sub)>)(\s*<summary>.*</summary>)?\s*", re.S)
+    assert all(allowed.fullmatch(h) for h in html), html
+    fences = [t for t in tokens if t.type == "fence"]
+    assert all("injected heading" not in t.content or t.content.startswith("@octocat") for t in fences)
+    assert "injected heading" not in [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
 
 
 def test_a_fork_gets_lint_and_cost_and_a_clear_line_instead_of_evals(tmp_path: Path, workspace: Path,
