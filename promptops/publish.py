@@ -99,9 +99,11 @@ class Publisher:
         if not self.context.token:
             self._say("comment: no GITHUB_TOKEN (pass github-token to the action), nothing posted")
             return True
-        from promptops.github import GitHubClient, upsert_sticky_comment
+        from promptops.github import GitHubClient, body_limit, upsert_sticky_comment
 
-        body = self._clean(renderers.render_markdown(report, full_report=self._full_report_hint()))
+        # Redaction can only shorten the text, so the limit still holds after it.
+        body = self._clean(renderers.render_markdown(report, limit=body_limit(COMMENT_KEY),
+                                                     full_report=self._full_report_hint()))
         try:
             with GitHubClient(self.context.api_url, self.context.token) as client:
                 result = upsert_sticky_comment(client, pull_request.repository, pull_request.number, body,
