@@ -23,7 +23,7 @@ from promptops.report.safety import block, inline
 
 JSON_SCHEMA_VERSION = 1
 COMMENT_LIMIT = 65_536  # GitHub's maximum for a comment body
-SUMMARY_LIMIT = 1_000_000  # a step summary may hold 1 MiB
+SUMMARY_LIMIT = 250_000  # a step summary may hold 1 MiB: characters of up to 4 bytes each
 MAX_REGRESSED_SHOWN = 20  # per suite; the rest are counted
 ICONS = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 FOOTER = "This comment is updated on every push."
