@@ -71,7 +71,7 @@ def init(directory: Path, force: bool) -> None:
 
     Writes promptops.yaml, an example prompt and eval suite, a
     .pre-commit-config.yaml with the promptops-lint hook, and a GitHub
-    workflow that lints every pull request. Existing files are left alone
+    workflow that runs the promptops check on every pull request. Existing files are left alone
     (and listed) unless --force is given. The result lints clean.
     """
     import shlex
@@ -364,6 +364,97 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
             click.echo(f"{cache}: {added} new result(s) into {into}")
 
 
+@cli.command()
+@click.option("--base", metavar="REF",
+              help="Compare from this ref (default: the merge-base with the pull request's base branch).")
+@click.option("--eval/--no-eval", "run_evals", default=True, show_default=True,
+              help="Run the eval suites the change touches (lint, cost and diff always run).")
+@click.option("--comment/--no-comment", default=True, show_default=True,
+              help="Post or update the sticky PR comment (inside a pull-request job, with a token).")
+@click.option("--fail-on", type=click.Choice(["error", "regression", "never"]), default="error", show_default=True,
+              help="error: any failure fails the check; regression: only failed eval gates; never: report only.")
+@click.option("--all", "run_all", is_flag=True, help="Run every suite, not only those the change touches.")
+@click.option("--repeat", type=click.IntRange(1, 100), help="Run each case this many times (noise).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Model calls in flight at once.")
+@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop evals before spending more than this.")
+@click.option("--api-base", envvar="PROMPTOPS_API_BASE", metavar="URL",
+              help="An OpenAI-compatible server for every model call (a local model, a gateway).")
+@click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The eval result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db).")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".promptops/report"),
+              show_default=True, help="Where report.md, report.html and report.json are written.")
+@click.option("--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Also write lint findings as SARIF here.")
+def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: bool, repeat: int | None,
+       concurrency: int | None, max_cost: float | None, api_base: str | None, cache_file: Path | None,
+       report_dir: Path, sarif: Path | None) -> None:
+    """The pull-request check: lint, cost, diff and evals of the change, one report, one sticky comment.
+
+    Runs anywhere; inside GitHub Actions it also annotates lint findings,
+    writes the step summary and $GITHUB_OUTPUT, and posts or updates one PR
+    comment (GITHUB_TOKEN). Exit 0 pass, 1 a gate or finding fails (see
+    --fail-on), 2 the config or a ref is unusable, 3 the model service or
+    GitHub failed after retries. The comment is posted before the check fails.
+    """
+    from promptops.ci import run_check
+    from promptops.config import ConfigError
+    from promptops.gitrefs import RefError
+    from promptops.github import GitHubInputError
+    from promptops.publish import Publisher
+    from promptops.report.progress import Progress
+
+    try:
+        publisher = Publisher.from_environment(report_dir, comment=comment, sarif=sarif)
+    except GitHubInputError as exc:
+        _fail(str(exc))
+    options = _check_options(base, run_evals, fail_on, run_all, repeat, concurrency, max_cost, api_base,
+                             cache_file, publisher.context)
+    progress = Progress()
+    try:
+        report = run_check(Path.cwd(), options, progress)
+    except (RefError, ConfigError) as exc:
+        _fail(str(exc))
+    finally:
+        progress.close()
+    sys.exit(publisher.publish(report))
+
+
+@cli.command()
+@click.argument("directory", required=False, default="promptops-demo", type=click.Path(file_okay=False, path_type=Path))
+def demo(directory: Path) -> None:
+    """The whole PR check, offline, on a two-commit copy of the bundled example (default: ./promptops-demo).
+
+    Builds a git repository whose branch edits one prompt, then runs
+    `promptops ci` on it against the embedded default model (deterministic,
+    no API key, no network). The repository is DIRECTORY/repo, the report
+    DIRECTORY/report.
+    Exit 0 once the report is written, whatever its verdict.
+    """
+    from promptops.demo import DemoError, build_repository, run_check
+
+    if directory.exists() and any(directory.iterdir()):
+        _fail(f"{directory} exists and is not empty; choose a new folder (promptops demo DIR)")
+    try:
+        repository = build_repository(directory / "repo")
+    except DemoError as exc:
+        _fail(str(exc))
+    click.echo(f"demo repository: {repository} (main, and the branch with one prompt edit)\n")
+    code = run_check(repository, directory.resolve() / "report")
+    if code not in (EXIT_OK, EXIT_FINDINGS):
+        _fail(f"the check stopped with exit code {code}")
+    click.echo(f"\nOpen {directory / 'report' / 'report.html'} (or report.md) to read the full report.")
+
+
+def _check_options(base: str | None, run_evals: bool, fail_on: str, run_all: bool, repeat: int | None,
+                   concurrency: int | None, max_cost: float | None, api_base: str | None,
+                   cache_file: Path | None, context: Any) -> Any:
+    from promptops.ci import CheckOptions
+    from promptops.evals.execute import EvalOptions
+
+    pull_request = context.pull_request if context else None
+    eval_options = EvalOptions(run_all=run_all, repeat=repeat, concurrency=concurrency, max_cost_usd=max_cost,
+                               api_base=api_base, cache=cache_file)
+    return CheckOptions(base=base, evals=run_evals, eval_options=eval_options, fail_on=fail_on,
+                        from_fork=bool(pull_request and pull_request.is_fork))
 # --- environments: promote, rollback, status, history, export ---------------------------------------
 
 @cli.command()

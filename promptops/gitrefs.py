@@ -128,6 +128,20 @@ class GitTree:
         return sorted(found)
 
 
+def changed_files(repo_root: Path, base: Ref) -> list[str]:
+    """Paths (relative to the repository) that differ between ``base`` and the working tree,
+    new untracked files included and git-ignored ones not."""
+    untracked = _git(repo_root, "ls-files", "-z", "--others", "--exclude-standard")
+    if base.tree is None:
+        return []
+    if base.tree == EMPTY:
+        tracked = _git(repo_root, "ls-files", "-z")
+    else:
+        tracked = _git(repo_root, "diff", "--name-only", "--no-renames", "-z", base.tree.hexsha)
+    names = (tracked + untracked).decode("utf-8", "surrogateescape").split("\0")
+    return sorted({name for name in names if name})
+
+
 def _git(repo_root: Path, *args: str, stdin: bytes | None = None) -> bytes:
     done = subprocess.run(["git", *args], cwd=repo_root, input=stdin, capture_output=True, timeout=600)
     if done.returncode != 0:

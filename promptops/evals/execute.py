@@ -47,7 +47,7 @@ def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
         timeout_s=float(section.get("timeout_s", 60)),
         retries=int(section.get("retries", 4)),
         max_cost_usd=options.max_cost_usd if options.max_cost_usd is not None else section.get("max_cost_usd"),
-        api_base=options.api_base,
+        api_base=options.api_base or None,  # an empty PROMPTOPS_API_BASE is none
         # A local server takes any key, but the OpenAI client insists on one; a gateway gets the real one.
         api_key="unused" if options.api_base and not os.environ.get("OPENAI_API_KEY") else None,
     )

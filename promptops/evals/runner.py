@@ -158,8 +158,11 @@ class _Client:
 
     def check_credentials(self, models: set[str]) -> None:
         """Fail before any call when a provider's key is missing (fork PRs get no secrets)."""
-        if self.settings.api_base is not None:
+        if self.settings.api_base:
             return  # an OpenAI-compatible server of your own takes whatever key it takes
+        # GitHub Actions passes a secret a fork cannot see as an empty string: that is no key.
+        for name in [n for n, value in os.environ.items() if n.endswith("_KEY") and not value.strip()]:
+            del os.environ[name]
         for model in sorted(models):
             missing = self.litellm.validate_environment(model).get("missing_keys") or []
             if missing:

@@ -1,4 +1,4 @@
-"""Test helpers for code that calls models through litellm: an OpenAI-compatible stub server.
+"""Test helpers: an OpenAI-compatible stub model server, and a fake of GitHub's comment API.
 
     from promptops.testing import Rule, StubServer
 
@@ -8,7 +8,8 @@
 See docs/testing.md. Importing this package imports neither litellm nor yaml.
 """
 
+from promptops.testing.github import FakeGitHub, GitHubFault
 from promptops.testing.rules import Fault, Responder, Rule
 from promptops.testing.server import API_KEY, StubServer, count_tokens, embed, load_rules, load_settings
 
-__all__ = ["API_KEY", "Fault", "Responder", "Rule", "StubServer", "count_tokens", "embed", "load_rules", "load_settings"]
+__all__ = ["API_KEY", "FakeGitHub", "Fault", "GitHubFault", "Responder", "Rule", "StubServer", "count_tokens", "embed", "load_rules", "load_settings"]

@@ -1,0 +1,147 @@
+"""Where a check's report goes: files, the terminal, and inside GitHub Actions the annotations, the
+step summary, $GITHUB_OUTPUT and the sticky PR comment.
+
+Every text leaves through ``_clean``, which removes the values of secret-looking
+environment variables: no key or token reaches a comment, a summary, a file or a log.
+Order matters: the comment is posted first, then the check fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from promptops.ci import EXIT_OK, EXIT_SERVICE, CheckReport, head_pass_rate
+from promptops.github import ActionsContext, GitHubError, actions_context
+from promptops.report import check as renderers
+from promptops.report.safety import redact, secrets_from_env
+
+COMMENT_KEY = "promptops"
+
+
+@dataclass
+class Publisher:
+    context: ActionsContext
+    report_dir: Path
+    comment: bool
+    sarif: Path | None
+    started: datetime  # recorded in the comment: an older run never overwrites a newer comment
+
+    @classmethod
+    def from_environment(cls, report_dir: Path, *, comment: bool, sarif: Path | None) -> Publisher:
+        """Raises GitHubInputError when the Actions event file cannot be read."""
+        return cls(actions_context(os.environ), report_dir, comment, sarif, datetime.now(timezone.utc))
+
+    def publish(self, report: CheckReport) -> int:
+        """Send the report everywhere it belongs; the exit code the check ends with."""
+        self._secrets = secrets_from_env(os.environ)
+        paths = self._write_files(report)
+        if self.context.in_actions:
+            self._annotate(report)
+            self._summarise(report)
+        posted_ok = self._post_comment(report)
+        if self.context.output is not None:
+            self._write_outputs(report, paths["md"])
+        self._say(renderers.headline(report))
+        for reason in report.verdict.failures:
+            self._say(f"  fail: {reason}")
+        for reason in report.verdict.warnings:
+            self._say(f"  warn: {reason}")
+        self._say(f"report: {paths['md']} · {paths['html']} · {paths['json']}")
+        # A failing verdict keeps its own code; fail-on never reports only, whatever GitHub did.
+        if not posted_ok and report.verdict.exit_code == EXIT_OK and report.verdict.fail_on != "never":
+            return EXIT_SERVICE
+        return report.verdict.exit_code
+
+    # -- sinks ---------------------------------------------------------------------------------
+
+    def _write_files(self, report: CheckReport) -> dict[str, Path]:
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        paths = {kind: self.report_dir / f"report.{kind}" for kind in ("md", "html", "json")}
+        paths["md"].write_text(self._clean(renderers.render_markdown(
+            report, limit=renderers.SUMMARY_LIMIT, footer="Written by promptops ci.")), encoding="utf-8")
+        paths["html"].write_text(self._clean(renderers.render_html(report)), encoding="utf-8")
+        paths["json"].write_text(self._clean(renderers.render_json(report)), encoding="utf-8")
+        if self.sarif is not None:
+            from promptops.lint.output import render
+
+            self.sarif.parent.mkdir(parents=True, exist_ok=True)
+            self.sarif.write_text(self._clean(render(report.lint, "sarif")), encoding="utf-8")
+        return paths
+
+    def _annotate(self, report: CheckReport) -> None:
+        from promptops.lint.output import render
+
+        if report.lint.findings:
+            sys.stdout.write(self._clean(render(report.lint, "github")))
+
+    def _summarise(self, report: CheckReport) -> None:
+        from promptops.github import append_step_summary
+
+        if self.context.step_summary is not None:
+            text = renderers.render_markdown(report, limit=renderers.SUMMARY_LIMIT,
+                                             footer="Written by promptops ci; the HTML report is in the "
+                                                    "promptops-report artifact.")
+            append_step_summary(self.context.step_summary, self._clean(text))
+
+    def _post_comment(self, report: CheckReport) -> bool:
+        """Create or update the sticky comment; False when GitHub failed after retries."""
+        pull_request = self.context.pull_request
+        if not self.comment:
+            return True
+        if pull_request is None:
+            if self.context.in_actions:
+                self._say("comment: not a pull-request event, nothing posted")
+            return True
+        if not self.context.token:
+            self._say("comment: no GITHUB_TOKEN (pass github-token to the action), nothing posted")
+            return True
+        from promptops.github import GitHubClient, body_limit, upsert_sticky_comment
+
+        # Redaction can only shorten the text, so the limit still holds after it.
+        body = self._clean(renderers.render_markdown(report, limit=body_limit(COMMENT_KEY),
+                                                     full_report=self._full_report_hint()))
+        try:
+            with GitHubClient(self.context.api_url, self.context.token) as client:
+                result = upsert_sticky_comment(client, pull_request.repository, pull_request.number, body,
+                                               key=COMMENT_KEY, generated_at=self.started)
+        except GitHubError as exc:
+            self._say(f"comment: GitHub failed: {exc}", error=True)
+            return False
+        where = f" {result.url}" if result.url else ""
+        reason = f" ({result.reason})" if result.reason else ""
+        self._say(f"comment: {result.action}{where}{reason}")
+        return True
+
+    def _full_report_hint(self) -> str:
+        context = self.context
+        if context.repository and context.run_id:
+            return (f"the summary of [this workflow run]({context.server_url}/{context.repository}/actions/runs/"
+                    f"{context.run_id}) and its promptops-report artifact")
+        return str(self.report_dir / "report.md")
+
+    def _write_outputs(self, report: CheckReport, markdown: Path) -> None:
+        from promptops.github import write_outputs
+
+        rate = head_pass_rate(report)
+        delta = report.cost.monthly_delta.absolute
+        assert self.context.output is not None
+        write_outputs(self.context.output, {
+            "verdict": report.verdict.level,
+            "pass-rate": "" if rate is None else f"{rate:.4f}",
+            "cost-delta-monthly": "" if delta is None else f"{delta:.2f}",
+            "report-path": str(markdown.resolve()),
+            "html-report-path": str(markdown.with_suffix(".html").resolve()),
+            "sarif-path": str(self.sarif.resolve()) if self.sarif else "",
+        })
+
+    # -- text out -----------------------------------------------------------------------------
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def _say(self, line: str, error: bool = False) -> None:
+        print(self._clean(line), file=sys.stderr if error else sys.stdout, flush=True)

@@ -1,0 +1,127 @@
+"""Untrusted text in GitHub Markdown: a hostile model output stays harmless."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from promptops.report.safety import JOINER, REDACTED, block, inline, redact, secrets_from_env
+
+HOSTILE = (
+    "Hi @octocat and @acme/security-team! <img src=x onerror=alert(1)> <script>alert(2)</script>\n"
+    "</details><details open><summary>pwned</summary>\n"
+    "```\nclosed the fence?\n~~~\n`````\n"
+    "[click](javascript:alert(3)) ![pixel](https://evil.example/p.png) <https://evil.example>\n"
+    "Fixes #12, see GH-34 and other/repo#56, https://evil.example/x www.evil.example mail me@evil.example\n"
+    "| a | b |\n*bold* _it_ ~~gone~~ $x^2$ &lt;b&gt; \x1b[31mred\x1b[0m \u202eevil\u202c\r\n"
+    "# heading\n- item\n"
+)
+LONG_HOSTILE = HOSTILE + "A" * 100_000
+# The same text as a reader may see it: controls and bidi overrides gone.
+VISIBLE = re.sub(r"[\x1b\u202e\u202c]", "", LONG_HOSTILE.replace("\r\n", "\n"))
+
+
+def markdown():
+    markdown_it = pytest.importorskip("markdown_it")
+    return markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def all_tokens(tokens):
+    for token in tokens:
+        yield token
+        yield from all_tokens(token.children or [])
+
+
+def test_inline_is_one_harmless_line():
+    out = inline(LONG_HOSTILE)
+    assert "\n" not in out and "\r" not in out and "<" not in out and ">" not in out.replace("&gt;", "")
+    assert not re.search(r"@\w", out), "a live mention"
+    assert not re.search(r"#\d|GH-\d", out, re.IGNORECASE), "a live issue reference"
+    assert not re.search(r"https?://|www\.", out), "a live autolink"
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "|" not in out.replace("\\|", "")
+    assert out.endswith(f"… ({len(' '.join(VISIBLE.split())) - 200:,} more chars)")
+    assert len(out) < 200 * 6  # every character shown costs at most "&amp;"
+
+
+def test_inline_renders_as_plain_text_in_a_table_cell():
+    md = markdown()
+    cell = inline(HOSTILE, max_chars=10_000)
+    tokens = md.parse(f"| answer | score |\n|---|---|\n| {cell} | 0.5 |\n")
+    kinds = [t.type for t in all_tokens(tokens)]
+    assert kinds.count("td_open") == 2, "the text split the table row"
+    assert not {"html_inline", "html_block", "link_open", "image", "em_open", "strong_open", "s_open", "code_inline"} & set(kinds)
+    html = md.render(f"| answer |\n|---|\n| {cell} |\n")
+    assert "<img" not in html and "<script" not in html and "<details" not in html and "</details" not in html
+    text = "".join(t.content for t in all_tokens(tokens) if t.type == "text")
+    # What a reader sees is the model's text (minus controls), with invisible word joiners.
+    assert "@" + JOINER + "octocat" in text and "<img src=x onerror=alert(1)>" in text and "*bold*" in text
+
+
+def test_inline_in_a_sentence_starts_nothing():
+    md = markdown()
+    for text in ("# heading", "- item", "+ item", "1. item", "2) item", "> quote", "=== ", "***", "    code"):
+        kinds = [t.type for t in md.parse(inline(text))]
+        assert kinds == ["paragraph_open", "inline", "paragraph_close"], (text, kinds)
+
+
+def test_inline_short_text_is_kept_whole():
+    assert inline("The answer is 42.") == "The answer is 42."
+    assert inline("a\n\n  b\tc") == "a b c"
+    assert inline("x" * 12, max_chars=10) == "x" * 10 + "… (2 more chars)"
+
+
+def test_block_cannot_be_closed_from_inside():
+    md = markdown()
+    out = block(LONG_HOSTILE)
+    tokens = md.parse(out)
+    assert [t.type for t in tokens] == ["fence"]
+    assert tokens[0].content.startswith("Hi @octocat") and "</details>" in tokens[0].content
+    assert tokens[0].content.rstrip("\n").endswith(f"… ({len(VISIBLE) - 2000:,} more chars)")
+    assert "\x1b" not in out and "\u202e" not in out and "\r" not in out
+    assert len(out) < 2_100
+
+
+def test_block_inside_details_stays_inside():
+    md = markdown()
+    document = f"<details><summary>Answer</summary>\n{block(HOSTILE)}\n</details>\n\nAfter.\n"
+    tokens = md.parse(document)
+    assert [t.type for t in tokens] == ["html_block", "fence", "html_block", "paragraph_open", "inline", "paragraph_close"]
+    assert tokens[2].content.strip() == "</details>"
+    html = md.render(document)
+    assert "<img" not in html and "<script" not in html and html.count("<details") == 1
+
+
+@pytest.mark.parametrize("run", [3, 4, 10])
+def test_block_fence_outgrows_any_backtick_run(run):
+    text = f"before\n{'`' * run}\nafter"
+    out = block(text)
+    assert out.startswith("\n" + "`" * (run + 1) + "text\n")
+    tokens = markdown().parse(out)
+    assert [t.type for t in tokens] == ["fence"] and tokens[0].content == text + "\n"
+
+
+def test_block_of_nothing_is_an_empty_fence():
+    assert [t.type for t in markdown().parse(block(""))] == ["fence"]
+
+
+def test_redact_known_secrets_and_token_shapes():
+    github_token = "ghp_" + "a1B2c3D4" * 5
+    text = (f"key=sk-proj-{'x' * 30} env=very-secret-value gh={github_token} "
+            "db=postgres://app:hunter22@db.internal/prod short=abc aws=AKIAABCDEFGHIJKLMNOP")
+    out = redact(text, ["very-secret-value", "abc", "very-secret"])
+    assert out == (f"key={REDACTED} env={REDACTED} gh={REDACTED} db=postgres://app:{REDACTED}@db.internal/prod "
+                   f"short=abc aws={REDACTED}")
+
+
+def test_secrets_from_env_take_secret_looking_names_only():
+    env = {
+        "GITHUB_TOKEN": "ghs_0123456789", "OPENAI_API_KEY": "sk-abcdef", "DB_PASSWORD": "pw",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "PRIVATE_KEY": "-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA\n-----END KEY-----",
+        "HOME": "/home/runner", "GITHUB_SHA": "0" * 40, "TOKENIZER": "cl100k_base",
+    }
+    found = secrets_from_env(env)
+    assert {"ghs_0123456789", "sk-abcdef", "wJalrXUtnFEMI", "MIIEpAIBAAKCAQEA", env["PRIVATE_KEY"]} <= set(found)
+    assert "pw" not in found and "/home/runner" not in found and "0" * 40 not in found and "cl100k_base" not in found
+    assert redact("PEM line MIIEpAIBAAKCAQEA here", found) == f"PEM line {REDACTED} here"
