@@ -317,6 +317,11 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options, progress))
     except MissingCredentials as exc:
         _fail(f"evals not run: {exc}")
+    except KeyboardInterrupt:  # click would call this "Aborted!" and exit 1, the code of a failed gate
+        progress.close()
+        click.echo("promptops: interrupted; every answer that arrived is in the cache, a re-run makes only the "
+                   "calls left", err=True)
+        sys.exit(130)
     finally:
         progress.close()
     base_label = None if no_base else str(base_ref)

@@ -26,6 +26,7 @@ class Progress:
         self.started = self.last_line = time.monotonic()
         self._bar: Any = None
         self._task: Any = None
+        self._closed = False
 
     def expect(self, total: int) -> None:
         """The number of answers the run will produce (run_evaluation says so before the first)."""
@@ -72,8 +73,10 @@ class Progress:
         self._bar.start()
 
     def close(self) -> None:
+        """Stop the bar, or print the last plain line; once (later calls do nothing)."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elif self.done:
+        elif self.done and not self._closed:
             print(f"eval: {self._summary()}", file=self.stream, flush=True)
+        self._closed = True
