@@ -21,6 +21,7 @@ from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages
 
 MAX_OUTPUT_CHARS = 2_000  # of an answer, kept for reports; the cache keeps answers whole
+_LOOKUP_BATCH = 500  # calls looked up in the cache at once while planning
 
 # A judge: (assertion, answer, case, prompt) -> (outcome, judge calls, judge cost or None)
 Judge = Callable[[dict[str, Any], assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.Outcome, int, float | None]]]
@@ -169,9 +170,6 @@ def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, re
             batch = []
     _look_up(side, cache, batch)
     return side
-
-
-_LOOKUP_BATCH = 500
 
 
 def _look_up(side: Side, cache: ResultCache, calls: list[Call]) -> None:
