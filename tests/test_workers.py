@@ -252,3 +252,12 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
     assert "3/3" in terminal.getvalue() and "1 cached, 1 failed" in terminal.getvalue()
     line = log.getvalue()  # closed twice, one line: a CI log gets the summary once
     assert line.startswith("eval: 3 of 3 answers (1 from cache, 1 failed") and line.count("\n") == 1
+
+
+def test_a_missing_key_is_found_by_a_worker_before_any_call(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", 5)
+    subprocess.run(["git", "init", "-q", str(root)], check=True, env=git_env())
+    env = {k: v for k, v in git_env().items() if k not in ("OPENAI_API_KEY", "PROMPTOPS_API_BASE")}
+    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--no-base", "--all", "--workers", "2"],
+                          cwd=root, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 2 and "OPENAI_API_KEY" in done.stderr and "Traceback" not in done.stderr
