@@ -61,6 +61,8 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
         " 'worker_maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
         " 'pass_rate': results[0].head.pass_rate, 'cached': results[0].head.cached_calls,"
         " 'failed': sum(not a.passed for c in results[0].cases for a in c.head.attempts),"
+        " 'cpu_s': sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),"
+        " resource.getrusage(resource.RUSAGE_CHILDREN))),"
         " 'litellm': 'litellm' in sys.modules}))\n"
     )
     start = time.perf_counter()
@@ -99,8 +101,9 @@ def main() -> None:
         print(f"  peak memory:   {memory(report)}; pass rate {report['pass_rate']:.2f}, "
               f"{report['failed']} failed")
         stub.reset(latency_ms=0)
-        whole0, phase0, _ = run(root, stub, args.concurrency, Path(tmp) / "zero.db", args.workers)
-        print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process)")
+        whole0, phase0, zero = run(root, stub, args.concurrency, Path(tmp) / "zero.db", args.workers)
+        print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process); "
+              f"CPU {zero['cpu_s'] * 1000 / args.cases:.1f} ms a call, all processes, start-up included")
         small = Path(tmp) / "small"
         make_project(small, 1000)
         run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)

@@ -11,9 +11,9 @@ writers), and only then reports it, so a finished call is stored whoever is kill
 Workers are started with ``subprocess`` (not fork: litellm's native runtime does not survive a
 fork, and the parent never imports litellm), each with one end of a socket pair; messages are
 length-prefixed pickles between a process and its own child. A worker ignores Ctrl-C (the whole
-process group gets it): the parent decides, then closes the socket, and the worker cancels what
-is in flight, stores what has finished and exits. SIGTERM does the same; a parent that dies of
-any cause closes the socket too.
+process group gets it): the parent decides, then closes the socket and sends SIGTERM, and the
+worker cancels what is in flight, stores what has finished and exits. A parent that dies of any
+cause closes the socket too.
 
     python -m promptops.evals.workers FD   (started by WorkerPool, not by hand)
 """
@@ -119,9 +119,10 @@ class WorkerPool:
                 future.set_result(payload)
         worker.alive = False
         code = worker.process.poll()
+        gone = _WorkerGone("an eval worker process stopped" + (f" (exit code {code})" if code is not None else ""))
         for future in worker.waiting.values():  # calls it never finished: failed, not stored, run again next time
             if not future.done():
-                future.set_exception(_WorkerGone(f"the eval worker process exited (code {code})"))
+                future.set_exception(gone)
                 future.exception()  # a run being stopped awaits none of them: not an error to report
         worker.waiting.clear()
 
@@ -150,12 +151,18 @@ class WorkerPool:
         return await self._ask("check", sorted(models))  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
-        """Close every worker's socket: each stores what it has finished, then exits; wait for that."""
+        """Stop every worker: each stores what it has finished, then exits; wait for that.
+
+        SIGTERM, not only the closed socket: a worker still importing litellm has stored nothing
+        and may stop at once rather than after its import.
+        """
         for worker in self._workers:
             if worker.writer is not None:
                 worker.writer.close()
             else:
                 worker.sock.close()
+            if worker.process.poll() is None:
+                worker.process.terminate()
         for worker in self._workers:
             try:
                 await asyncio.wait_for(asyncio.to_thread(worker.process.wait), STOP_TIMEOUT_S)
