@@ -75,7 +75,7 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
 
 
 def memory(report: dict) -> str:
-    workers = f", largest worker {report['worker_maxrss_kb'] / 1024:.0f} MB" if report["worker_maxrss_kb"] > 50_000 else ""
+    workers = f", largest child process (the workers) {report['worker_maxrss_kb'] / 1024:.0f} MB" if report["worker_maxrss_kb"] > 50_000 else ""
     return f"{report['maxrss_kb'] / 1024:.0f} MB planning process{workers}"
 
 

@@ -283,7 +283,7 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
               help="The result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db).")
 @click.option("--workers", type=click.IntRange(0, 64),
               help="Processes that make the model calls (default: one per core when over 200 calls need the "
-                   "model; 0: this process only).")
+                   "model and the cores are idle; 0: this process only).")
 def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool, suites: tuple[str, ...],
                  run_all: bool, repeat: int | None, concurrency: int | None, max_cost: float | None,
                  api_base: str | None, fmt: str, output: Path | None, junit: Path | None,

@@ -46,7 +46,10 @@ def worker_count(calls: int, concurrency: int, requested: int | None = None) -> 
     if requested is not None:
         return requested if requested > 1 else 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if calls < MIN_CALLS or cores < 2 or concurrency < 2:
+    # Cores other programs keep busy do nothing for us: on a machine already this loaded, more processes
+    # only add their start-up (each imports litellm) to the queue for the same cores.
+    free = cores - os.getloadavg()[0]
+    if calls < MIN_CALLS or free < 1.5 or concurrency < 2:
         return 0
     return min(cores, concurrency, MAX_WORKERS)
 
