@@ -6,8 +6,10 @@
 Prints (issue 4): the eval phase's wall time as a ratio to the floor
 (cases x latency / concurrency; target <= 1.15) and the whole process's
 (target <= 1.3), calls per second at zero latency, peak memory (the
-planning process, and the largest worker process), and the cached re-run
-time for 1,000 cases (target under 1 s). ``--memory`` runs suites of those
+planning process, and its largest child: a worker process when the engine
+used workers), and the cached re-run time for 1,000 cases (target under 1 s).
+The engine uses workers only when the cores are idle: on a busy machine pass
+``--workers 2`` to measure them anyway. ``--memory`` runs suites of those
 sizes at zero latency and prints their peak memory: it should stay about flat.
 """
 
@@ -75,7 +77,7 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
 
 
 def memory(report: dict) -> str:
-    workers = f", largest child process (the workers) {report['worker_maxrss_kb'] / 1024:.0f} MB" if report["worker_maxrss_kb"] > 50_000 else ""
+    workers = f", largest child process {report['worker_maxrss_kb'] / 1024:.0f} MB" if report["worker_maxrss_kb"] > 50_000 else ""
     return f"{report['maxrss_kb'] / 1024:.0f} MB planning process{workers}"
 
 
