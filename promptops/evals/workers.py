@@ -189,9 +189,8 @@ async def _serve(sock: socket.socket) -> None:
     if init is None:
         return
     cache_path, settings, pricing = init[2]
-    reading = asyncio.current_task()
-    assert reading is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, reading.cancel)
+    # SIGTERM ends the input as a closed socket does: one way out, through the clean-up below.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, reader.feed_eof)
     calls: set[asyncio.Task[None]] = set()
     with ResultCache(Path(cache_path)) as cache:
         caller = LocalCaller(settings, ModelCatalog(pricing), PendingWrites(cache))
@@ -204,8 +203,6 @@ async def _serve(sock: socket.socket) -> None:
                 task = asyncio.create_task(_answer(caller, writer, ident, payload))
                 calls.add(task)
                 task.add_done_callback(calls.discard)
-        except asyncio.CancelledError:
-            pass  # SIGTERM: stop like a closed socket
         finally:
             for task in calls:
                 task.cancel()
