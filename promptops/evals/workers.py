@@ -151,7 +151,10 @@ class WorkerPool:
             return CallOutcome(call, None, error=f"not run: {gone}")
 
     async def missing_credentials(self, models: set[str]) -> str | None:
-        return await self._ask("check", sorted(models))  # type: ignore[no-any-return]
+        try:
+            return await self._ask("check", sorted(models))  # type: ignore[no-any-return]
+        except _WorkerGone:
+            return None  # nobody left to ask: each call fails, saying why
 
     async def aclose(self) -> None:
         """Stop every worker: each stores what it has finished, then exits; wait for that.
