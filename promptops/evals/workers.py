@@ -43,6 +43,8 @@ STOP_TIMEOUT_S = 10.0
 
 def worker_count(calls: int, concurrency: int, requested: int | None = None) -> int:
     """How many worker processes a run of ``calls`` uncached calls should use; 0: run in this process."""
+    if not calls:
+        return 0  # a cached run: never start anything that imports litellm
     if requested is not None:
         return requested if requested > 1 else 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
