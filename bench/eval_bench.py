@@ -1,11 +1,16 @@
 """Eval engine speed against the project's stub server. Prints figures, is not a test.
 
-    python bench/eval_bench.py [--cases 2000] [--latency-ms 100] [--concurrency 16]
+    python bench/eval_bench.py [--cases 2000] [--latency-ms 100] [--concurrency 16] [--workers N]
+                               [--memory 2000,10000]
 
 Prints (issue 4): the eval phase's wall time as a ratio to the floor
 (cases x latency / concurrency; target <= 1.15) and the whole process's
-(target <= 1.3), calls per second at zero latency, peak memory, and the
-cached re-run time for 1,000 cases (target under 1 s).
+(target <= 1.3), calls per second at zero latency, peak memory (the
+planning process, and its largest child: a worker process when the engine
+used workers), and the cached re-run time for 1,000 cases (target under 1 s).
+The engine uses workers only when the cores are idle: on a busy machine pass
+``--workers 2`` to measure them anyway. ``--memory`` runs suites of those
+sizes at zero latency and prints their peak memory: it should stay about flat.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def make_project(root: Path, cases: int) -> None:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
 
 
-def run(root: Path, stub: StubServer, concurrency: int, cache: Path) -> tuple[float, float, dict]:
+def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: int | None) -> tuple[float, float, dict]:
     """Whole-process seconds, the eval phase's seconds (from the child's own clock), and the report."""
     code = (
         "import asyncio, json, sys, time\n"
@@ -49,13 +54,17 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path) -> tuple[fl
         "from promptops.evals.execute import EvalOptions, run_evaluation\n"
         "ws = load_workspace(Path.cwd())\n"
         f"options = EvalOptions(compare=False, run_all=True, concurrency={concurrency}, api_base={stub.base_url!r},"
-        f" cache=Path({str(cache)!r}))\n"
+        f" cache=Path({str(cache)!r}), workers={workers!r})\n"
         "start = time.perf_counter()\n"
         "results, _ = asyncio.run(run_evaluation(ws, ws, options))\n"
         "phase = time.perf_counter() - start\n"
         "import resource\n"
         "print(json.dumps({'phase': phase, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+        " 'worker_maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
         " 'pass_rate': results[0].head.pass_rate, 'cached': results[0].head.cached_calls,"
+        " 'failed': sum(not a.passed for c in results[0].cases for a in c.head.attempts),"
+        " 'cpu_s': sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),"
+        " resource.getrusage(resource.RUSAGE_CHILDREN))),"
         " 'litellm': 'litellm' in sys.modules}))\n"
     )
     start = time.perf_counter()
@@ -67,33 +76,48 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path) -> tuple[fl
     return whole, report["phase"], report
 
 
+def memory(report: dict) -> str:
+    workers = f", largest child process {report['worker_maxrss_kb'] / 1024:.0f} MB" if report["worker_maxrss_kb"] > 50_000 else ""
+    return f"{report['maxrss_kb'] / 1024:.0f} MB planning process{workers}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, default=100)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, help="worker processes (default: the engine decides; 0: none)")
+    parser.add_argument("--memory", type=lambda s: [int(n) for n in s.split(",")], default=[],
+                        metavar="N1,N2", help="also print the peak memory of suites of these sizes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, StubServer(default_reply="ok") as stub:
         root = Path(tmp) / "project"
         make_project(root, args.cases)
         floor = args.cases * args.latency_ms / 1000 / args.concurrency
         stub.reset(latency_ms=args.latency_ms)
-        whole, phase, report = run(root, stub, args.concurrency, Path(tmp) / "latency.db")
+        whole, phase, report = run(root, stub, args.concurrency, Path(tmp) / "latency.db", args.workers)
         print(f"{args.cases} cases, {args.latency_ms:g} ms latency, concurrency {args.concurrency}: "
               f"floor {floor:.2f} s")
         print(f"  eval phase:    {phase:6.2f} s  ratio {phase / floor:.2f}  (target <= 1.15)")
         print(f"  whole process: {whole:6.2f} s  ratio {whole / floor:.2f}  (target <= 1.3)")
-        print(f"  peak memory:   {report['maxrss_kb'] / 1024:.0f} MB (pass rate {report['pass_rate']:.2f})")
+        print(f"  peak memory:   {memory(report)}; pass rate {report['pass_rate']:.2f}, "
+              f"{report['failed']} failed")
         stub.reset(latency_ms=0)
-        whole0, phase0, _ = run(root, stub, args.concurrency, Path(tmp) / "zero.db")
-        print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process)")
+        whole0, phase0, zero = run(root, stub, args.concurrency, Path(tmp) / "zero.db", args.workers)
+        print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process); "
+              f"CPU {zero['cpu_s'] * 1000 / args.cases:.1f} ms a call, all processes, start-up included")
         small = Path(tmp) / "small"
         make_project(small, 1000)
-        run(small, stub, args.concurrency, Path(tmp) / "small.db")
+        run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
         calls = stub.calls
-        whole_cached, phase_cached, cached = run(small, stub, args.concurrency, Path(tmp) / "small.db")
+        whole_cached, phase_cached, cached = run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
         print(f"cached re-run, 1,000 cases: {whole_cached:.2f} s whole process ({phase_cached:.2f} s eval phase), "
               f"{stub.calls - calls} model calls, litellm imported: {cached['litellm']}  (target < 1 s)")
+        for size in args.memory:
+            project = Path(tmp) / f"memory{size}"
+            make_project(project, size)
+            _, _, sized = run(project, stub, args.concurrency, Path(tmp) / f"memory{size}.db", args.workers)
+            print(f"peak memory at {size:,} cases: {memory(sized)}")
     print(f"bench process peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

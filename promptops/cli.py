@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Iterator, NoReturn
@@ -281,10 +282,13 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
               help="Run only the I-th of N shares of the cases (a CI matrix); `promptops merge` joins the caches.")
 @click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db).")
+@click.option("--workers", type=click.IntRange(0, 64),
+              help="Processes that make the model calls (default: one per core when over 200 calls need the "
+                   "model and the cores are idle; 0: this process only).")
 def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool, suites: tuple[str, ...],
                  run_all: bool, repeat: int | None, concurrency: int | None, max_cost: float | None,
                  api_base: str | None, fmt: str, output: Path | None, junit: Path | None,
-                 shard: tuple[int, int] | None, cache_file: Path | None) -> None:
+                 shard: tuple[int, int] | None, cache_file: Path | None, workers: int | None) -> None:
     """Run eval suites at head (and base), every call cached, and compare them with gates.
 
     By default only the suites whose prompt, retrieval config, cases or
@@ -305,12 +309,20 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
     options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat,
                           concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base, shard=shard,
-                          cache=cache_file)
+                          cache=cache_file, workers=workers)
+    # A SIGTERM (a CI job cancelled) stops the run as Ctrl-C does: calls in flight are cancelled, every
+    # finished answer is already stored, worker processes are stopped; exit 130.
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     progress = Progress()
     try:
         comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options, progress))
     except MissingCredentials as exc:
         _fail(f"evals not run: {exc}")
+    except KeyboardInterrupt:  # click would call this "Aborted!" and exit 1, the code of a failed gate
+        progress.close()
+        click.echo("promptops: interrupted; every answer that arrived is in the cache, a re-run makes only the "
+                   "calls left", err=True)
+        sys.exit(130)
     finally:
         progress.close()
     base_label = None if no_base else str(base_ref)

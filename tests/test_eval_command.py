@@ -115,7 +115,7 @@ def test_missing_key_is_a_clear_usage_error(repo: Path) -> None:
 def test_progress_goes_to_stderr_as_plain_lines_in_ci(repo: Path, stub: StubServer) -> None:
     done = promptops(repo, stub, "--no-base", "--all", "--format", "json", expect=0)
     json.loads(done.stdout)  # standard output stays a clean report
-    assert "eval: 9 answers (" in done.stderr
+    assert "eval: 9 of 9 answers (" in done.stderr
 
 
 def test_shards_then_merge_then_one_report_without_model_calls(repo: Path, stub: StubServer, tmp_path: Path) -> None:

@@ -3,9 +3,11 @@
 A row is addressed by the content of the call (model, messages, params and
 the repeat index), so a re-run with nothing changed finds every answer, a
 prompt change misses only the calls it changed, and base-side results are
-shared by every pull request against the same base. Each result is committed
-on its own as it arrives (WAL mode lets several processes write at once), so
-a run killed half-way repeats no finished call.
+shared by every pull request against the same base. Results are committed as
+they arrive: those that arrive in the same turn of the event loop go in one
+transaction at the end of that turn (``PendingWrites``), without waiting for
+more, so a run killed half-way repeats no finished call. WAL mode lets several
+processes (parallel jobs, the eval's worker processes) write at once.
 
 Other stages read it too: the cost estimate uses the output tokens the
 model actually produced for a prompt, where any were observed.
@@ -13,6 +15,7 @@ model actually produced for a prompt, where any were observed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -20,7 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # Parameters that change how a call is made, not what it answers: not part of the address.
 _TRANSPORT_PARAMS = frozenset({"timeout_s", "timeout", "api_base", "api_key", "num_retries", "max_retries"})
@@ -114,12 +117,50 @@ class ResultCache:
 
     def put(self, result: CachedResult) -> None:
         """Store one result and commit at once: what has arrived survives a crash or Ctrl-C."""
+        self.put_many([result])
+
+    def put_many(self, results: list[CachedResult]) -> None:
+        """Store results in one transaction, committed before this returns."""
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._connection:
-            self._connection.execute(
+            self._connection.executemany(
                 f"INSERT OR REPLACE INTO results ({_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (*_values(result), created),
+                [(*_values(result), created) for result in results],
             )
+
+
+class PendingWrites:
+    """Results to store, committed together at the end of the event loop's current turn.
+
+    Answers that arrive in the same turn share one transaction; none waits for
+    a later one, so a kill loses no more than a commit per row would. ``flush``
+    writes what is left at once (on shutdown).
+    """
+
+    def __init__(self, cache: ResultCache) -> None:
+        self.cache = cache
+        self._rows: list[CachedResult] = []
+        self._then: list[Callable[[], None]] = []
+
+    def add(self, result: CachedResult) -> None:
+        if not self._rows:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._rows.append(result)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once what has been added so far is committed (now, if nothing waits)."""
+        if self._rows:
+            self._then.append(callback)
+        else:
+            callback()
+
+    def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        then, self._then = self._then, []
+        if rows:
+            self.cache.put_many(rows)
+        for callback in then:
+            callback()
 
 
 _COLUMNS = ("key, prompt_id, prompt_version, model, case_id, repeat, output, input_tokens, output_tokens, "

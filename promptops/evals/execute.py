@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,8 +14,9 @@ from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals import judges
 from promptops.evals.assertions import Answer, Outcome
-from promptops.evals.runner import CallOutcome, RunSettings, SpendBudget
-from promptops.evals.suite import Judge, run_suite
+from promptops.evals.runner import CallEngine, CallOutcome, RunSettings, SpendBudget
+from promptops.evals.suite import Judge, Side, SuiteRun, plan_side
+from promptops.evals.workers import WorkerPool, worker_count
 from promptops.models import ModelCatalog
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, canonical_json
 from promptops.templating import TemplateError, render
@@ -36,6 +38,7 @@ class EvalOptions:
     per_provider: dict[str, int] = field(default_factory=dict)
     shard: tuple[int, int] | None = None  # (I, N): run only the I-th of N shares of the cases
     cache: Path | None = None  # default: eval.cache in promptops.yaml
+    workers: int | None = None  # processes that make the calls; None: one per core for big runs, 0 or 1: this one
 
 
 def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
@@ -125,26 +128,66 @@ def _question(prompt: PromptSpec, case: EvalCase) -> str | None:
 async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
                          progress: Callable[[CallOutcome], None] = lambda outcome: None,
                          ) -> tuple[list[SuiteComparison], list[str]]:
+    """Run the chosen suites at head (and base) and compare them; ``progress`` sees every answer as it arrives.
+
+    If ``progress`` has an ``expect(total)`` method, it is told first how many answers to expect.
+    Every side of every suite is planned first (rendered, looked up in the cache), then all their
+    calls run through one engine, so the concurrency bound stays full from the first call to the
+    last; a big run spreads them over worker processes, a small or cached one stays here.
+    """
     chosen, skipped = select_suites(base if options.compare else None, head, options)
     config = head.config
-    gates_default = config.section("gates")
-    results = []
     path = options.cache or cache_path(config.root, config.section("eval").get("cache"))
-    budget = SpendBudget(settings_for(head, options).max_cost_usd)  # --max-cost is for the whole run
+    settings = settings_for(head, options)
+    settings = replace(settings, budget=SpendBudget(settings.max_cost_usd))  # --max-cost is for the whole run
+    catalog = ModelCatalog(config.section("pricing"))
     with ResultCache(path) as cache:
+        starter = _WorkerStarter(path, settings, catalog, options.workers)
+        sides = []
         for suite in chosen:
-            head_settings = replace(settings_for(head, options), budget=budget)
-            head_run = await run_suite(suite, head, cache, head_settings, options.repeat,
-                                       judge=judge_for(head, cache, head_settings), on_outcome=progress,
-                                       shard=options.shard)
-            base_run = None
-            if options.compare and suite.prompt in base.prompts:
-                # The head's cases and assertions against the base's prompt: the same test on both sides.
-                base_settings = replace(settings_for(base, options), budget=budget)
-                base_run = await run_suite(suite, base, cache, base_settings, options.repeat,
-                                           judge=judge_for(base, cache, base_settings), on_outcome=progress,
-                                           shard=options.shard)
-            gates: dict[str, Any] = {**gates_default, **suite.gates}
-            results.append(compare(base_run, head_run, gates))
-            skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)
+            head_side = starter.planned(plan_side(suite, head, cache, options.repeat, options.shard))
+            # The head's cases and assertions against the base's prompt: the same test on both sides.
+            base_side = (starter.planned(plan_side(suite, base, cache, options.repeat, options.shard))
+                         if options.compare and suite.prompt in base.prompts else None)
+            sides.append((suite, head_side, base_side))
+        expect = getattr(progress, "expect", None)
+        if expect is not None:
+            expect(sum(len(s.cached) + len(s.pending) for _, *pair in sides for s in pair if s is not None))
+        async with CallEngine(cache, settings, catalog, starter.pool) as engine:
+            await engine.check_credentials({c.model for _, *pair in sides for s in pair if s for c in s.pending})
+            runs = await asyncio.gather(*(
+                _execute(side, ws, cache, replace(settings, engine=engine), progress)
+                for _, head_side, base_side in sides
+                for side, ws in ((head_side, head), (base_side, base)) if side is not None))
+    results = []
+    gates_default = config.section("gates")
+    done = iter(runs)
+    for suite, _, base_side in sides:
+        head_run = next(done)
+        base_run = next(done) if base_side is not None else None
+        results.append(compare(base_run, head_run, {**gates_default, **suite.gates}))
+        skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)
     return results, skipped
+
+
+async def _execute(side: Side, workspace: Workspace, cache: ResultCache, settings: RunSettings,
+                   progress: Callable[[CallOutcome], None]) -> SuiteRun:
+    assert settings.engine is not None
+    return await side.execute(settings.engine, judge_for(workspace, cache, settings), progress)
+
+
+class _WorkerStarter:
+    """Starts worker processes as soon as planning has found enough uncached calls to pay for them,
+    so that their start-up (importing litellm) overlaps the rest of the planning."""
+
+    def __init__(self, cache: Path, settings: RunSettings, catalog: ModelCatalog, requested: int | None) -> None:
+        self.cache, self.settings, self.catalog, self.requested = cache, settings, catalog, requested
+        self.pending = 0
+        self.pool: WorkerPool | None = None
+
+    def planned(self, side: Side) -> Side:
+        self.pending += len(side.pending)
+        count = worker_count(self.pending, self.settings.concurrency, self.requested)
+        if self.pool is None and count:
+            self.pool = WorkerPool(count, self.cache, self.settings, self.catalog.overrides)
+        return side

@@ -2,9 +2,9 @@
 
 Judge calls. Every judge call is a chat call made through ``runner.run_calls``,
 so it is cached and retried like the answers it judges, and refused when it
-could pass ``settings.max_cost_usd``. run_calls keeps no tally from one call
-to the next, so the caller passes what is left of the run's budget there. A
-judge call's prompt id is ``judge:<prompt id>``, its version a hash of the
+could pass ``settings.max_cost_usd``. Within an eval run, ``settings.engine``
+is the run's engine: judge calls share its concurrency bound, its workers and
+its spend budget with the answers. A judge call's prompt id is ``judge:<prompt id>``, its version a hash of the
 judge template, its temperature 0, its max_tokens JUDGE_MAX_TOKENS and its
 repeat index 0: an answer seen before (in another repeat, on the base side, in
 an earlier run) is never judged twice.

@@ -8,23 +8,31 @@ timeouts, dropped connections and malformed answers (a Retry-After header
 wins over the computed delay), and a spend cap that refuses a call before it
 could push the run past the cap. Each answer is written to the cache as it
 arrives.
+
+A ``CallEngine`` holds those bounds and the budget for a whole eval run; the
+calls themselves run in its event loop, or in worker processes
+(``workers.WorkerPool``) when a run is big enough to pay for starting them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
-from promptops.evals.cache import CachedResult, ResultCache
+from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
 from promptops.models import ModelCatalog
 
 # Parameters a prompt file may set that are not passed to the provider as they are.
 _OWN_PARAMS = frozenset({"timeout_s", "extra"})
+
+T = TypeVar("T")
 
 
 class MissingCredentials(Exception):
@@ -69,6 +77,8 @@ class RunSettings:
     api_key: str | None = None
     seed: int | None = None  # for the backoff jitter, so tests are repeatable
     budget: SpendBudget | None = field(default=None, compare=False)  # shared across calls; default: one per batch
+    # The run's engine, shared by every caller (answers, judges); default: one per run_calls.
+    engine: CallEngine | None = field(default=None, compare=False)
 
 
 class _Retryable(Exception):
@@ -104,31 +114,24 @@ async def run_calls(
     on_outcome: Callable[[CallOutcome], None] = lambda outcome: None,
     catalog: ModelCatalog | None = None,
 ) -> list[CallOutcome]:
-    """Outcomes in the order of ``calls``: cached ones at once, the others as the model answers."""
-    cached = cache.get_many([call.key for call in calls])
-    outcomes: dict[int, CallOutcome] = {}
-    pending = []
-    for index, call in enumerate(calls):
-        hit = cached.get(call.key)
-        if hit is None:
-            pending.append((index, call))
-            continue
-        outcomes[index] = CallOutcome(call, hit.output, hit.input_tokens, hit.output_tokens, hit.latency_ms,
-                                      hit.cost_usd, cached=True)
-        on_outcome(outcomes[index])
-    if pending:
-        client = _Client(settings, catalog or ModelCatalog())
-        client.check_credentials({call.model for _, call in pending})
-        results = await asyncio.gather(*(client.call(call) for _, call in pending))
-        for (index, _), outcome in zip(pending, results):
-            if outcome.error is None:
-                cache.put(_cached(outcome))
-            outcomes[index] = outcome
-            on_outcome(outcome)
-    return [outcomes[index] for index in range(len(calls))]
+    """Outcomes in the order of ``calls``: cached ones at once, the others as the model answers.
+
+    Through ``settings.engine`` when the run has one (its bounds, budget and
+    workers are shared by every caller), else through an engine of its own in
+    this process.
+    """
+    if settings.engine is not None:
+        return await settings.engine.run_calls(calls, on_outcome)
+    async with CallEngine(cache, settings, catalog) as engine:
+        return await engine.run_calls(calls, on_outcome)
 
 
-def _cached(outcome: CallOutcome) -> CachedResult:
+def cached_outcome(call: Call, hit: CachedResult) -> CallOutcome:
+    return CallOutcome(call, hit.output, hit.input_tokens, hit.output_tokens, hit.latency_ms, hit.cost_usd,
+                       cached=True)
+
+
+def to_cached(outcome: CallOutcome) -> CachedResult:
     call = outcome.call
     return CachedResult(call.key, call.prompt_id, call.prompt_version, call.model, call.case_id, call.repeat,
                         outcome.output, outcome.input_tokens, outcome.output_tokens, outcome.latency_ms,
@@ -139,45 +142,131 @@ def import_litellm() -> Any:
     """litellm, imported without its network fetch of the price map and without banners on stdout."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
+    if "litellm" not in sys.modules:
+        # The import makes a great many objects: collecting while it runs costs a tenth of its time, and
+        # freezing them afterwards spares every later collection (one per few calls) a pass over them.
+        gc.disable()
+        try:
+            import litellm
+        finally:
+            gc.enable()
+        gc.freeze()
     import litellm
 
     litellm.suppress_debug_info = True
     return litellm
 
 
-class _Client:
-    def __init__(self, settings: RunSettings, catalog: ModelCatalog) -> None:
+class Pool(Protocol):
+    """Worker processes that execute calls (``workers.WorkerPool``)."""
+
+    async def execute(self, call: Call) -> CallOutcome: ...
+
+    async def missing_credentials(self, models: set[str]) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class CallEngine:
+    """All model calls of one eval run: the global concurrency bound, per-provider limits, the spend
+    cap, and where calls execute: in this event loop, or in worker processes (a ``Pool``).
+
+    Bounds and budget live here, in the process that plans the run, so they hold whatever the
+    number of workers: a call holds one of ``concurrency`` slots from before it starts until its
+    last retry ends, and reserves its worst-case cost before it starts.
+    """
+
+    def __init__(self, cache: ResultCache, settings: RunSettings, catalog: ModelCatalog | None = None,
+                 pool: Pool | None = None) -> None:
+        self.cache = cache
         self.settings = settings
-        self.litellm = import_litellm()
-        self.random = random.Random(settings.seed)
-        self.limit = asyncio.Semaphore(settings.concurrency)
-        self.providers = {name: asyncio.Semaphore(n) for name, n in settings.per_provider.items()}
+        self.catalog = catalog or ModelCatalog()
         self.spend = settings.budget or SpendBudget(settings.max_cost_usd)
+        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.providers = {name: asyncio.Semaphore(n) for name, n in settings.per_provider.items()}
         self.counter = TokenCounter()
-        self.catalog = catalog
+        self.pool = pool
+        self._local: LocalCaller | None = None
+        self._checked: set[str] = set()
 
-    def check_credentials(self, models: set[str]) -> None:
-        """Fail before any call when a provider's key is missing (fork PRs get no secrets)."""
-        if self.settings.api_base:
+    async def __aenter__(self) -> CallEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the workers (they store what they have), or store what this process has not yet."""
+        if self.pool is not None:
+            await self.pool.aclose()
+        if self._local is not None:
+            self._local.writes.flush()
+
+    async def check_credentials(self, models: set[str]) -> None:
+        """Raise MissingCredentials before any call when a provider's key is missing (fork PRs get no secrets)."""
+        new = models - self._checked
+        if not new or self.settings.api_base:
             return  # an OpenAI-compatible server of your own takes whatever key it takes
-        # GitHub Actions passes a secret a fork cannot see as an empty string: that is no key.
-        for name in [n for n, value in os.environ.items() if n.endswith("_KEY") and not value.strip()]:
-            del os.environ[name]
-        for model in sorted(models):
-            missing = self.litellm.validate_environment(model).get("missing_keys") or []
-            if missing:
-                raise MissingCredentials(
-                    f"{model} needs {', '.join(missing)} in the environment (litellm reads it from there); "
-                    "set it, or point --api-base at an OpenAI-compatible server")
+        pool = self.pool
+        problem = await pool.missing_credentials(new) if pool is not None else self._caller().missing_credentials(new)
+        if problem:
+            raise MissingCredentials(problem)
+        self._checked |= new
 
-    async def call(self, call: Call) -> CallOutcome:
+    async def run_calls(self, calls: list[Call], on_outcome: Callable[[CallOutcome], None]) -> list[CallOutcome]:
+        """Outcomes in the order of ``calls``: cached ones at once, the others as the model answers."""
+        hits = self.cache.get_many([call.key for call in calls])
+        outcomes: dict[int, CallOutcome] = {}
+        pending = []
+        for index, call in enumerate(calls):
+            hit = hits.get(call.key)
+            if hit is None:
+                pending.append(index)
+                continue
+            outcomes[index] = cached_outcome(call, hit)
+            on_outcome(outcomes[index])
+        await self.check_credentials({calls[index].model for index in pending})
+
+        def arrived(index: int, outcome: CallOutcome) -> None:
+            outcomes[index] = outcome
+            on_outcome(outcome)
+
+        await self.stream(((index, calls[index]) for index in pending), arrived)
+        return [outcomes[index] for index in range(len(calls))]
+
+    async def stream(self, calls: Iterable[tuple[T, Call]], arrived: Callable[[T, CallOutcome], None]) -> None:
+        """Run ``calls`` (each with a tag handed back to ``arrived``) as slots free up.
+
+        A task is made only for a call that holds a slot, so however many calls there are, at
+        most ``concurrency`` tasks exist (flat memory); ``arrived`` sees each outcome as it comes.
+        """
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(tag: T, call: Call) -> None:
+            try:
+                arrived(tag, await self._call(call))
+            finally:
+                self.slots.release()
+
+        try:
+            for tag, call in calls:
+                await self.slots.acquire()
+                task = asyncio.create_task(one(tag, call))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            while running:
+                await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _call(self, call: Call) -> CallOutcome:
         provider = call.model.split("/", 1)[0] if "/" in call.model else ""
         gate = self.providers.get(provider)
-        async with self.limit:
-            if gate is None:
-                return await self._with_spend_cap(call)
-            async with gate:
-                return await self._with_spend_cap(call)
+        if gate is None:
+            return await self._with_spend_cap(call)
+        async with gate:
+            return await self._with_spend_cap(call)
 
     def _worst_case(self, call: Call) -> float:
         """What the call can cost at most: its input, and max_tokens of output (0 when the price is unknown)."""
@@ -196,8 +285,46 @@ class _Client:
             spent = self.spend.spent
             return CallOutcome(call, None, error=f"not run: the spend cap ${self.spend.cap:g} would be "
                                                  f"passed (${spent:.4f} spent)")
+        actual: float | None = worst  # a call cut short (Ctrl-C) may still be billed: count its worst case
+        try:
+            outcome = await (self.pool.execute(call) if self.pool is not None else self._caller().call(call))
+            actual = outcome.cost_usd if outcome.error is None else 0.0
+        finally:
+            self.spend.settle(worst, actual)
+        return outcome
+
+    def _caller(self) -> LocalCaller:
+        if self._local is None:
+            self._local = LocalCaller(self.settings, self.catalog, PendingWrites(self.cache))
+        return self._local
+
+
+class LocalCaller:
+    """Executes calls through litellm in this process (retries, timeouts, cost) and stores each answer."""
+
+    def __init__(self, settings: RunSettings, catalog: ModelCatalog, writes: PendingWrites) -> None:
+        self.settings = settings
+        self.litellm = import_litellm()
+        self.random = random.Random(settings.seed)
+        self.catalog = catalog
+        self.writes = writes
+
+    def missing_credentials(self, models: set[str]) -> str | None:
+        """What the providers of ``models`` need that the environment lacks, or None."""
+        # GitHub Actions passes a secret a fork cannot see as an empty string: that is no key.
+        for name in [n for n, value in os.environ.items() if n.endswith("_KEY") and not value.strip()]:
+            del os.environ[name]
+        for model in sorted(models):
+            missing = self.litellm.validate_environment(model).get("missing_keys") or []
+            if missing:
+                return (f"{model} needs {', '.join(missing)} in the environment (litellm reads it from there); "
+                        "set it, or point --api-base at an OpenAI-compatible server")
+        return None
+
+    async def call(self, call: Call) -> CallOutcome:
         outcome = await self._with_retries(call)
-        self.spend.settle(worst, outcome.cost_usd if outcome.error is None else 0.0)
+        if outcome.error is None:
+            self.writes.add(to_cached(outcome))
         return outcome
 
     async def _with_retries(self, call: Call) -> CallOutcome:

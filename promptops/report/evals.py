@@ -11,7 +11,6 @@ from promptops.evals.compare import CaseChange, SideFigures, SuiteComparison
 from promptops.evals.suite import Attempt, CaseRun
 
 JSON_SCHEMA_VERSION = 1
-MAX_OUTPUT_CHARS = 2_000  # answers are kept whole in the cache; reports carry enough to read
 
 
 def to_json(comparisons: list[SuiteComparison], base_label: str | None, head_label: str,
@@ -69,8 +68,7 @@ def _case_run(run: CaseRun | None) -> dict[str, Any] | None:
 
 
 def _attempt(a: Attempt) -> dict[str, Any]:
-    output = a.output if a.output is None or len(a.output) <= MAX_OUTPUT_CHARS else a.output[:MAX_OUTPUT_CHARS] + "…"
-    return {"passed": a.passed, "score": round(a.score, 6), "output": output, "latency_ms": a.latency_ms,
+    return {"passed": a.passed, "score": round(a.score, 6), "output": a.output, "latency_ms": a.latency_ms,
             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "cost_usd": a.cost_usd,
             "failures": list(a.failures), "cached": a.cached}
 

@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -294,15 +295,16 @@ class _Handler(BaseHTTPRequestHandler):
         problem = _invalid(route, body)
         if problem:
             return self._send_json(400, error_body(400, problem))
-        try:
-            plan = self.server.stub._plan(route, body)
-        except Exception as err:  # a responder's bug: say so to the client and on stderr, keep serving
-            traceback.print_exc()
-            return self._send_json(500, error_body(500, f"stub responder failed: {err!r}"))
-        if plan.delay_s > 0 and self.server.stopping.wait(plan.delay_s):
-            self.close_connection = True
-            return None
-        return self._answer(route, body, plan)
+        with self.server.stub._serving():
+            try:
+                plan = self.server.stub._plan(route, body)
+            except Exception as err:  # a responder's bug: say so to the client and on stderr, keep serving
+                traceback.print_exc()
+                return self._send_json(500, error_body(500, f"stub responder failed: {err!r}"))
+            if plan.delay_s > 0 and self.server.stopping.wait(plan.delay_s):
+                self.close_connection = True
+                return None
+            return self._answer(route, body, plan)
 
     def _answer(self, route: str, body: dict[str, Any], plan: _Plan) -> None:
         outcome = plan.outcome
@@ -375,8 +377,9 @@ class StubServer:
     ...     litellm.completion(model="openai/any", api_base=stub.base_url, api_key="stub", messages=[...])
 
     ``requests`` lists the parsed bodies of the chat and embeddings requests
-    received, in arrival order; ``calls`` counts them. See ``Settings`` and the
-    module's docstring for what it answers.
+    received, in arrival order; ``calls`` counts them; ``max_in_flight`` is the
+    most requests it was answering at once (a client's concurrency bound). See
+    ``Settings`` and the module's docstring for what it answers.
     """
 
     def __init__(
@@ -401,6 +404,7 @@ class StubServer:
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._in_flight = 0  # requests being answered now; reset() leaves it alone
         self._clear()
 
     @classmethod
@@ -410,6 +414,7 @@ class StubServer:
 
     def _clear(self) -> None:
         self._requests: list[dict[str, Any]] = []
+        self._max_in_flight = 0
         self._fault_pos = 0
         self._rule_calls = [0] * len(self.settings.rules)
         self._rng = random.Random(self.settings.seed)
@@ -470,6 +475,23 @@ class StubServer:
     def calls(self) -> int:
         with self._lock:
             return len(self._requests)
+
+    @property
+    def max_in_flight(self) -> int:
+        with self._lock:
+            return self._max_in_flight
+
+    @contextmanager
+    def _serving(self) -> Iterator[None]:
+        """Count a chat or embeddings request as in flight while it is being answered."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def client_kwargs(self, model: str = "stub") -> dict[str, str]:
         """Keyword arguments that send a litellm call here: ``litellm.completion(**stub.client_kwargs(), messages=...)``."""
