@@ -264,27 +264,40 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
         click.echo(text, nl=False)
 
 
+# How a run makes its model calls: shared by `eval` and `ci`.
+_EVAL_RUN_OPTIONS = [
+    click.option("--all", "run_all", is_flag=True, help="Run every suite, not only those the change touches."),
+    click.option("--repeat", type=click.IntRange(1, 100), help="Run each case this many times (noise)."),
+    click.option("--concurrency", type=click.IntRange(1, 256), help="Model calls in flight at once."),
+    click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD",
+                 help="Stop before spending more than this on model calls."),
+    click.option("--api-base", envvar="PROMPTOPS_API_BASE", metavar="URL",
+                 help="An OpenAI-compatible server for every call (a local model, a gateway)."),
+    click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
+                 help="The result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db)."),
+    click.option("--workers", type=click.IntRange(0, 64),
+                 help="Processes that make the model calls (default: one per core when over 200 calls need "
+                      "the model and the cores are idle; 0: this process only)."),
+]
+
+
+def _eval_run_options(command: Any) -> Any:
+    for option in reversed(_EVAL_RUN_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command("eval")
 @_ref_options
 @click.option("--no-base", is_flag=True, help="Run the head only, without comparing.")
 @click.option("--suite", "suites", multiple=True, metavar="NAME",
               help="Run this suite (its file path, or the prompt id it tests); repeatable. Implies no impact selection.")
-@click.option("--all", "run_all", is_flag=True, help="Run every suite, not only those the change touches.")
-@click.option("--repeat", type=click.IntRange(1, 100), help="Run each case this many times (noise).")
-@click.option("--concurrency", type=click.IntRange(1, 256), help="Model calls in flight at once.")
-@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop before spending more than this.")
-@click.option("--api-base", envvar="PROMPTOPS_API_BASE", metavar="URL",
-              help="An OpenAI-compatible server for every call (a local model, a gateway).")
+@_eval_run_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the results here.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Also write JUnit XML here.")
 @click.option("--shard", metavar="I/N", callback=lambda ctx, param, value: _shard(value),
               help="Run only the I-th of N shares of the cases (a CI matrix); `promptops merge` joins the caches.")
-@click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db).")
-@click.option("--workers", type=click.IntRange(0, 64),
-              help="Processes that make the model calls (default: one per core when over 200 calls need the "
-                   "model and the cores are idle; 0: this process only).")
 def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool, suites: tuple[str, ...],
                  run_all: bool, repeat: int | None, concurrency: int | None, max_cost: float | None,
                  api_base: str | None, fmt: str, output: Path | None, junit: Path | None,
@@ -385,20 +398,13 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
               help="Post or update the sticky PR comment (inside a pull-request job, with a token).")
 @click.option("--fail-on", type=click.Choice(["error", "regression", "never"]), default="error", show_default=True,
               help="error: any failure fails the check; regression: only failed eval gates; never: report only.")
-@click.option("--all", "run_all", is_flag=True, help="Run every suite, not only those the change touches.")
-@click.option("--repeat", type=click.IntRange(1, 100), help="Run each case this many times (noise).")
-@click.option("--concurrency", type=click.IntRange(1, 256), help="Model calls in flight at once.")
-@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop evals before spending more than this.")
-@click.option("--api-base", envvar="PROMPTOPS_API_BASE", metavar="URL",
-              help="An OpenAI-compatible server for every model call (a local model, a gateway).")
-@click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The eval result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db).")
+@_eval_run_options
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".promptops/report"),
               show_default=True, help="Where report.md, report.html and report.json are written.")
 @click.option("--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Also write lint findings as SARIF here.")
 def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: bool, repeat: int | None,
        concurrency: int | None, max_cost: float | None, api_base: str | None, cache_file: Path | None,
-       report_dir: Path, sarif: Path | None) -> None:
+       workers: int | None, report_dir: Path, sarif: Path | None) -> None:
     """The pull-request check: lint, cost, diff and evals of the change, one report, one sticky comment.
 
     Runs anywhere; inside GitHub Actions it also annotates lint findings,
@@ -409,6 +415,7 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
     """
     from promptops.ci import run_check
     from promptops.config import ConfigError
+    from promptops.evals.execute import EvalOptions
     from promptops.gitrefs import RefError
     from promptops.github import GitHubInputError
     from promptops.publish import Publisher
@@ -418,8 +425,9 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
         publisher = Publisher.from_environment(report_dir, comment=comment, sarif=sarif)
     except GitHubInputError as exc:
         _fail(str(exc))
-    options = _check_options(base, run_evals, fail_on, run_all, repeat, concurrency, max_cost, api_base,
-                             cache_file, publisher.context)
+    eval_options = EvalOptions(run_all=run_all, repeat=repeat, concurrency=concurrency, max_cost_usd=max_cost,
+                               api_base=api_base, cache=cache_file, workers=workers)
+    options = _check_options(base, run_evals, fail_on, eval_options, publisher.context)
     progress = Progress()
     try:
         report = run_check(Path.cwd(), options, progress)
@@ -456,15 +464,10 @@ def demo(directory: Path) -> None:
     click.echo(f"\nOpen {directory / 'report' / 'report.html'} (or report.md) to read the full report.")
 
 
-def _check_options(base: str | None, run_evals: bool, fail_on: str, run_all: bool, repeat: int | None,
-                   concurrency: int | None, max_cost: float | None, api_base: str | None,
-                   cache_file: Path | None, context: Any) -> Any:
+def _check_options(base: str | None, run_evals: bool, fail_on: str, eval_options: Any, context: Any) -> Any:
     from promptops.ci import CheckOptions
-    from promptops.evals.execute import EvalOptions
 
     pull_request = context.pull_request if context else None
-    eval_options = EvalOptions(run_all=run_all, repeat=repeat, concurrency=concurrency, max_cost_usd=max_cost,
-                               api_base=api_base, cache=cache_file)
     return CheckOptions(base=base, evals=run_evals, eval_options=eval_options, fail_on=fail_on,
                         from_fork=bool(pull_request and pull_request.is_fork))
 # --- environments: promote, rollback, status, history, export ---------------------------------------

@@ -84,3 +84,23 @@ def copy_source(dest: Path) -> Path:
 def source_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
     """Makes a fresh copy of the checkout in a temporary folder each time it is called."""
     return lambda: copy_source(tmp_path_factory.mktemp("source"))
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """Parse $GITHUB_OUTPUT the way the Actions runner does."""
+    values, lines = {}, iter(path.read_text(encoding="utf-8").split("\n"))
+    for line in lines:
+        if "<<" in line:
+            name, delimiter = line.split("<<", 1)
+            value = []
+            for body_line in lines:
+                if body_line == delimiter:
+                    break
+                value.append(body_line)
+            else:
+                raise AssertionError(f"{name}: no closing delimiter")
+            values[name] = "\n".join(value)
+        elif line:
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from conftest import ROOT, git, git_env
+from conftest import ROOT, git, git_env, read_outputs
 from promptops.testing import Rule, StubServer
 from promptops.testing.github import FakeGitHub
 
@@ -109,30 +108,13 @@ class Job:
                               stdin=subprocess.DEVNULL)
         self.logs.append(done.stdout + done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
-        self.outputs[step.get("id", step["name"])] = parse_outputs(output.read_text())
+        self.outputs[step.get("id", step["name"])] = read_outputs(output)
         return done.returncode
 
 
 def expand(text: str, values: dict[str, str]) -> str:
     """${{ expr }} for the few expressions action.yml may use in env: and with: (any other fails the test)."""
     return EXPRESSION.sub(lambda m: values[m.group(1)], text)
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    outputs, lines = {}, iter(text.splitlines())
-    for line in lines:
-        if "<<" in line:
-            name, delimiter = line.split("<<", 1)
-            value = []
-            for body in lines:
-                if body == delimiter:
-                    break
-                value.append(body)
-            outputs[name] = "\n".join(value)
-        elif "=" in line:
-            name, value = line.split("=", 1)
-            outputs[name] = value
-    return outputs
 
 
 @pytest.fixture

@@ -11,31 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import git, git_env
+from test_eval_command import PROMPT, SUITE, stub  # noqa: F401 (a fixture)
 from promptops.testing import Rule, StubServer
 
-PROMPT = """\
-id: geo.capital
-model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 20}}
-inputs: {type: object, required: [country], properties: {country: {type: string}}}
-messages:
-  - {role: system, content: "SYSTEM"}
-  - {role: user, content: "What is the capital of {{ country }}?"}
-"""
-COUNTRIES = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo", "Peru": "Lima",
-             "Kenya": "Nairobi", "Chile": "Santiago", "Egypt": "Cairo"}
-SUITE = "prompt: geo.capital\ngates: {max_pass_rate_drop: 0.05}\ncases:\n" + "".join(
-    f"  - {{id: {c.lower()}, vars: {{country: {c}}}, expected: {city}, assert: [{{type: contains, value: '{{{{ expected }}}}'}}]}}\n"
-    for c, city in COUNTRIES.items()
-)
 CONFIG = "eval: {concurrency: 4}\nusage: {geo.capital: {calls_per_day: 1000}}\n"
-
-
-@pytest.fixture(scope="module")
-def stub():
-    rules = [Rule(system="rudely", match="capital", reply="No idea.")]
-    rules += [Rule(match=country, reply=city) for country, city in COUNTRIES.items()]
-    with StubServer(rules=rules, default_reply="hello") as server:
-        yield server
 
 
 @pytest.fixture

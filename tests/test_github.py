@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import read_outputs
 from promptops.github import (
     COMMENT_LIMIT, GitHubClient, GitHubError, GitHubInputError, actions_context, body_limit, marker,
     upsert_sticky_comment, write_outputs, append_step_summary,
@@ -305,26 +306,6 @@ def test_a_missing_event_file_is_an_input_error_naming_it(tmp_path):
 
 
 # Outputs and the step summary.
-
-def read_outputs(path: Path) -> dict[str, str]:
-    """Parse $GITHUB_OUTPUT the way the Actions runner does."""
-    values, lines = {}, iter(path.read_text(encoding="utf-8").split("\n"))
-    for line in lines:
-        if "<<" in line:
-            name, delimiter = line.split("<<", 1)
-            value = []
-            for body_line in lines:
-                if body_line == delimiter:
-                    break
-                value.append(body_line)
-            else:
-                raise AssertionError(f"{name}: no closing delimiter")
-            values[name] = "\n".join(value)
-        elif line:
-            name, value = line.split("=", 1)
-            values[name] = value
-    return values
-
 
 def test_outputs_round_trip_multi_line_and_hostile_values(tmp_path):
     out = tmp_path / "output"
