@@ -49,9 +49,11 @@ def worker_count(calls: int, concurrency: int, requested: int | None = None) -> 
         return requested if requested > 1 else 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     # Cores other programs keep busy do nothing for us: on a machine already this loaded, more processes
-    # only add their start-up (each imports litellm) to the queue for the same cores.
+    # only add their start-up (each imports litellm) to the queue for the same cores. The load average
+    # trails by a minute (what ran just before, pip or a previous run, still shows), so only a machine
+    # with less than a whole core free stays in one process.
     free = cores - os.getloadavg()[0]
-    if calls < MIN_CALLS or free < 1.5 or concurrency < 2:
+    if calls < MIN_CALLS or free < 1.0 or concurrency < 2:
         return 0
     return min(cores, concurrency, MAX_WORKERS)
 
