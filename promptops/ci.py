@@ -167,7 +167,7 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
         warnings.append(f"lint found {_count(warn_lint, 'warning')}")
     if not evals.ran:
         warnings.append(evals.note)
-    warnings += [f"{p} does not load" for p in report.problems]
+    warnings += [f"not loaded, so not estimated or evaluated: {p}" for p in report.problems]
     level = "fail" if failures or quality or service else "warn" if warnings else "pass"
     reasons = tuple(([service] if service else []) + quality + failures)
     code = _exit_code(fail_on, bool(service), bool(quality), bool(failures))
