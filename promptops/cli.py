@@ -435,7 +435,11 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
         _fail(str(exc))
     finally:
         progress.close()
-    sys.exit(publisher.publish(report))
+    try:
+        code = publisher.publish(report)
+    except OSError as exc:
+        _fail(f"cannot write the report: {exc}")
+    sys.exit(code)
 
 
 @cli.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,15 +29,19 @@ class Publisher:
     comment: bool
     sarif: Path | None
     started: datetime  # recorded in the comment: an older run never overwrites a newer comment
+    secrets: list[str] = field(default_factory=list, repr=False)  # values no output may contain
 
     @classmethod
     def from_environment(cls, report_dir: Path, *, comment: bool, sarif: Path | None) -> Publisher:
         """Raises GitHubInputError when the Actions event file cannot be read."""
-        return cls(actions_context(os.environ), report_dir, comment, sarif, datetime.now(timezone.utc))
+        return cls(actions_context(os.environ), report_dir, comment, sarif, datetime.now(timezone.utc),
+                   secrets_from_env(os.environ))
 
     def publish(self, report: CheckReport) -> int:
-        """Send the report everywhere it belongs; the exit code the check ends with."""
-        self._secrets = secrets_from_env(os.environ)
+        """Send the report everywhere it belongs; the exit code the check ends with.
+
+        Raises OSError when a report file cannot be written (before anything is posted).
+        """
         paths = self._write_files(report)
         if self.context.in_actions:
             self._annotate(report)
@@ -141,7 +145,7 @@ class Publisher:
     # -- text out -----------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
-        return redact(text, self._secrets)
+        return redact(text, self.secrets)
 
     def _say(self, line: str, error: bool = False) -> None:
         print(self._clean(line), file=sys.stderr if error else sys.stdout, flush=True)

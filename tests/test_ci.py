@@ -120,6 +120,13 @@ def test_an_unknown_base_is_a_usage_error(repo: Path) -> None:
     assert "no-such-ref" in done.stderr
 
 
+def test_a_report_folder_that_cannot_be_written_is_a_usage_error(repo: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = ci(repo, "--no-eval", "--report-dir", str(blocker / "report"), expect=2)
+    assert "cannot write the report" in done.stderr
+
+
 def test_sarif_is_written_for_code_scanning(repo: Path, tmp_path: Path) -> None:
     commit(repo, "geo.prompt.yaml", PROMPT.replace("SYSTEM", "{{ undeclared }}"))
     sarif = tmp_path / "out" / "lint.sarif"
