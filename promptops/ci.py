@@ -202,13 +202,14 @@ def summary_rows(report: CheckReport) -> list[dict[str, Any]]:
     for comparison in report.evals.comparisons:
         by_prompt.setdefault(comparison.prompt_id, []).append(comparison)
     costs = {change.prompt_id: change for change in report.cost.changes}
-    changed = {item.id for item in report.diff.prompts if item.status != "unchanged"}
+    statuses = {item.id: item.status for item in report.diff.prompts}
+    changed = {prompt_id for prompt_id, status in statuses.items() if status != "unchanged"}
     rows = []
     for prompt_id in sorted(changed | set(by_prompt)):
         suites = by_prompt.get(prompt_id, [])
         rows.append({
             "prompt": prompt_id,
-            "status": next((i.status for i in report.diff.prompts if i.id == prompt_id), "unchanged"),
+            "status": statuses.get(prompt_id, "unchanged"),
             "suites": suites,
             "pass_rate": (_pooled_rate(s.base for s in suites), _pooled_rate(s.head for s in suites)),
             "regressed": sum(sum(x.status == "regressed" for x in s.cases) for s in suites),

@@ -8,6 +8,7 @@ untrusted: it reaches Markdown only through ``safety.inline`` or
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -74,12 +75,19 @@ def render_markdown(report: CheckReport, *, limit: int = COMMENT_LIMIT, full_rep
 
 
 def _row(row: dict[str, Any]) -> list[str]:
+    return [inline(row["prompt"], 80) + _status(row), *_figures(row)]
+
+
+def _status(row: dict[str, Any]) -> str:
+    return "" if row["status"] in ("modified", "unchanged") else f" ({row['status']})"
+
+
+def _figures(row: dict[str, Any]) -> list[str]:
+    """The summary table's cells after the prompt: the same in Markdown and HTML."""
     base_rate, head_rate = row["pass_rate"]
     base_p95, head_p95 = row["p95"]
     change = row["cost"]
-    label = inline(row["prompt"], 80) + ("" if row["status"] in ("modified", "unchanged") else f" ({row['status']})")
     return [
-        label,
         _arrow(_pct(base_rate), _pct(head_rate)) if row["suites"] else "not evaluated",
         (f"{row['regressed']}" + _noise(row["suites"])) if row["suites"] else "–",
         _arrow(_ms(base_p95), _ms(head_p95)) if row["suites"] else "–",
@@ -273,8 +281,7 @@ def render_html(report: CheckReport) -> str:
 
 
 def _html_row(row: dict[str, Any]) -> list[str]:
-    cells = _row({**row, "prompt": ""})[1:]  # the same figures; the id is escaped by the template
-    return [row["prompt"], *cells]
+    return [row["prompt"] + _status(row), *_figures(row)]  # the template escapes the id
 
 
 def _html_regressed(comparisons: list[SuiteComparison]) -> list[dict[str, Any]]:
@@ -285,6 +292,12 @@ def _html_regressed(comparisons: list[SuiteComparison]) -> list[dict[str, Any]]:
 
 
 def _render_template(name: str, *, autoescape: bool = False, **values: Any) -> str:
+    return _environment(autoescape).get_template(name).render(**values)
+
+
+@functools.lru_cache(maxsize=2)
+def _environment(autoescape: bool) -> Any:
+    """One Jinja environment per escaping mode: render_markdown may render several times to fit a limit."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     environment = Environment(loader=FileSystemLoader(str(resources.data_dir("templates"))),
@@ -292,4 +305,4 @@ def _render_template(name: str, *, autoescape: bool = False, **values: Any) -> s
                               trim_blocks=True, lstrip_blocks=True)
     environment.filters["inline"] = inline
     environment.filters["tojson_sorted"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2)
-    return environment.get_template(name).render(**values)
+    return environment
