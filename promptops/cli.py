@@ -455,10 +455,8 @@ def demo(directory: Path) -> None:
     """
     from promptops.demo import DemoError, build_repository, run_check
 
-    if directory.exists() and any(directory.iterdir()):
-        _fail(f"{directory} exists and is not empty; choose a new folder (promptops demo DIR)")
     try:
-        repository = build_repository(directory / "repo")
+        repository = build_repository(directory)
     except DemoError as exc:
         _fail(str(exc))
     click.echo(f"demo repository: {repository} (main, and the branch with one prompt edit)\n")

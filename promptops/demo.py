@@ -31,10 +31,14 @@ class DemoError(Exception):
     """The demo cannot be set up where asked; the message says why."""
 
 
-def build_repository(target: Path) -> Path:
-    """A git repository at ``target``: main holds the example, BRANCH one prompt edit on top."""
-    if target.exists() and any(target.iterdir()):
-        raise DemoError(f"{target} exists and is not empty; choose a new folder (promptops demo DIR)")
+def build_repository(directory: Path) -> Path:
+    """A git repository in DIRECTORY/repo: main holds the example, BRANCH one prompt edit on top.
+
+    DIRECTORY must be new or empty: the report goes next to the repository, and nothing is overwritten.
+    """
+    if directory.exists() and any(directory.iterdir()):
+        raise DemoError(f"{directory} exists and is not empty; choose a new folder (promptops demo DIR)")
+    target = directory / "repo"
     source = resources.data_dir("examples") / EXAMPLE
     shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".promptops", "__pycache__"))
     _git(target, "init", "-q", "-b", "main")
