@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from promptops.diff import ItemDiff, SpecDiff, to_json
 from promptops.report.cost import md
+from promptops.report.safety import fence_for
 
 JSON_SCHEMA_VERSION = 1
 _STATUS_WORDS = {"added": "added", "removed": "removed", "modified": "modified", "renamed": "renamed",
@@ -72,12 +72,6 @@ def render_text(diff: SpecDiff, base_label: str, head_label: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _fence(text: str) -> str:
-    """A code fence longer than any run of backticks inside, so the content cannot close it."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
-
-
 def render_markdown(diff: SpecDiff, base_label: str, head_label: str) -> str:
     out = [f"### Prompt changes: {md(base_label)} → {md(head_label)}", ""]
     items = _changed(diff)
@@ -92,7 +86,7 @@ def render_markdown(diff: SpecDiff, base_label: str, head_label: str) -> str:
         out.append("")
         out.extend(f"- {md(line)}" for line in _change_lines(item))
         for template in item.template_diffs:
-            fence = _fence(template.unified)
+            fence = fence_for(template.unified)
             out.extend(["", f"{fence}diff", template.unified.rstrip("\n"), fence])
         out.extend(["", "</details>", ""])
     return "\n".join(out).rstrip("\n") + "\n"

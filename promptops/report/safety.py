@@ -80,9 +80,14 @@ def block(text: str, max_chars: int = 2000) -> str:
     text = _CONTROLS.sub("", str(text).replace("\r\n", "\n").replace("\r", "\n"))
     shown, note = _cut(text, max_chars)
     text = f"{shown}\n{note}" if note else shown
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = fence_for(text)
     return f"\n{fence}text\n{text}\n{fence}\n"
+
+
+def fence_for(text: str) -> str:
+    """A backtick fence longer than any backtick run in ``text``, so the text cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 REDACTED = "***"
