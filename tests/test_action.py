@@ -81,11 +81,10 @@ class Job:
 
     def run_action(self, inputs: dict[str, str]) -> int:
         """Every step of action.yml in order, as the runner would; the first failing exit code, or 0."""
-        values = {f"inputs.{name}": str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
+        values = {"github.token": TOKEN, "runner.temp": str(self.temp)}
+        values.update({f"inputs.{name}": expand(str(spec.get("default", "")), values)
+                       for name, spec in ACTION["inputs"].items()})
         values.update({f"inputs.{name}": value for name, value in inputs.items()})
-        values.update({"github.token": TOKEN, "runner.temp": str(self.temp)})
-        values["inputs.github-token"] = TOKEN if values["inputs.github-token"] == "${{ github.token }}" else values[
-            "inputs.github-token"]
         failed = 0
         for step in ACTION["runs"]["steps"]:
             if "uses" in step:
