@@ -77,7 +77,7 @@ class PromptSpec:
     output: dict[str, Any] = field(default_factory=lambda: {"format": "text"})
     budget: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property  # asked once per case and call: hash the file's content once
     def version(self) -> str:
         return content_version(self.raw)
 
@@ -109,7 +109,7 @@ class RetrievalSpec:
         """What the prompt receives: the reranker's top_n, else the retriever's top_k."""
         return self.reranker_top_n if self.reranker_top_n is not None else self.top_k
 
-    @property
+    @cached_property
     def version(self) -> str:
         return content_version(self.raw)
 

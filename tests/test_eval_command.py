@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from jsonschema import Draft202012Validator
 
 from conftest import git, git_env
 from promptops import resources
+from promptops.config import load_workspace
+from promptops.evals.execute import EvalOptions, select_suites
 from promptops.testing import Rule, StubServer
 
 COUNTRIES = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo", "Peru": "Lima",
@@ -175,3 +178,35 @@ def test_the_spend_cap_holds_for_the_whole_run(repo: Path, stub: StubServer) -> 
     # Base and head share one budget: the sixteen calls wanted do not all fit, and what ran stays under it.
     assert refused and answered
     assert sum(a["cost_usd"] for a in answered) <= 0.005
+
+
+@pytest.fixture
+def example_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """The bundled example twice: base, and a head for each test to edit."""
+    example = Path(resources.__file__).resolve().parents[1] / "examples" / "support-assistant"
+    return shutil.copytree(example, tmp_path / "base"), shutil.copytree(example, tmp_path / "head")
+
+
+def test_impact_selection_follows_content_not_layout(example_pair: tuple[Path, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    base, head = example_pair
+
+    def selected(base: Path, head: Path) -> list[str]:
+        monkeypatch.chdir(base)  # suites are named by their path from where promptops runs, as in one repository
+        base_workspace = load_workspace(base)
+        monkeypatch.chdir(head)
+        chosen, _ = select_suites(base_workspace, load_workspace(head), EvalOptions())
+        return sorted(suite.prompt for suite in chosen)
+
+    assert selected(base, head) == []
+    classify = head / "prompts" / "classify.prompt.yaml"
+    classify.write_text("# a comment and a blank line change no content\n\n" + classify.read_text())
+    assert selected(base, head) == []
+    kb = head / "retrieval" / "support_kb.retrieval.yaml"
+    kb.write_text(kb.read_text().replace("top_n: 4", "top_n: 3"))  # what support.answer receives
+    assert selected(base, head) == ["support.answer"]
+    summarize = head / "prompts" / "summarize_ticket.prompt.yaml"
+    summarize.write_text(summarize.read_text().replace("temperature: 0", "temperature: 0.2", 1))
+    assert selected(base, head) == ["support.answer", "support.summarize_ticket"]
+    (head / "prompts" / "draft_reply.prompt.yaml").unlink()  # its suite stays and must say why it cannot run
+    assert selected(base, head) == ["support.answer", "support.draft_reply", "support.summarize_ticket"]

@@ -40,14 +40,14 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import regex
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
-from referencing.exceptions import Unresolvable
 
 from promptops.templating import RenderLimits, TemplateError, render
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 MAX_PATTERN_CHARS = 1000
 MAX_SCAN_CHARS = 100_000
@@ -226,6 +226,10 @@ def _json_path(parts: Any) -> str:
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Draft202012Validator:
     """Checking a schema against the metaschema costs more than most validations: once per schema."""
+    # jsonschema is imported here, by the suites that use it: its import alone is a tenth of a cached run.
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     schema = json.loads(schema_json)
     try:
         Draft202012Validator.check_schema(schema)
@@ -239,6 +243,9 @@ def _schema_validator(assertion: dict[str, Any]) -> Draft202012Validator:
 
 
 def _json_schema(assertion: dict[str, Any], answer: Answer, value: Any) -> Outcome:
+    from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
+
     parsed = _parse_json(answer.output)
     if isinstance(parsed, Outcome):
         return parsed

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from promptops.config import Workspace
-from promptops.diff import diff_workspaces
 from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals import judges
@@ -18,7 +17,7 @@ from promptops.evals.runner import CallEngine, CallOutcome, RunSettings, SpendBu
 from promptops.evals.suite import Judge, Side, SuiteRun, plan_side
 from promptops.evals.workers import WorkerPool, worker_count
 from promptops.models import ModelCatalog
-from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, canonical_json
+from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
 from promptops.templating import TemplateError, render
 
 
@@ -77,12 +76,20 @@ def select_suites(base: Workspace | None, head: Workspace, options: EvalOptions)
 
 
 def _touched_prompts(base: Workspace, head: Workspace) -> set[str]:
-    """Prompts whose content changed, or whose retrieval config did."""
-    changes = diff_workspaces(base, head)
-    changed_retrievals = {item.id for item in changes.retrievals if item.changes or item.status != "unchanged"}
-    touched = {item.id for item in changes.prompts if item.changes or item.status in ("added", "unloadable")}
-    touched |= {pid for pid, spec in head.prompts.items() if spec.retrieval_config in changed_retrievals}
-    return touched
+    """Prompts whose content changed (or that no longer load), or whose retrieval config's content did.
+
+    Content versions hash the parsed files, so a formatting-only edit touches nothing, as in
+    ``promptops diff``; comparing them spares an eval run the semantic diff (and its import).
+    """
+    changed_retrievals = {rid for rid in {*base.retrievals, *head.retrievals}
+                          if _version(base.retrievals.get(rid)) != _version(head.retrievals.get(rid))}
+    return {pid for pid, spec in head.prompts.items()
+            if _version(base.prompts.get(pid)) != spec.version or spec.retrieval_config in changed_retrievals
+            } | {pid for pid in base.prompts if pid not in head.prompts}
+
+
+def _version(spec: PromptSpec | RetrievalSpec | None) -> str | None:
+    return spec.version if spec is not None else None
 
 
 def _suite_content(suite: EvalSuiteSpec) -> str:
