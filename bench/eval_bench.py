@@ -8,8 +8,16 @@ Prints (issue 4): the eval phase's wall time as a ratio to the floor
 (target <= 1.3), calls per second at zero latency, peak memory (the
 planning process, and its largest child: a worker process when the engine
 used workers), and the cached re-run time for 1,000 cases (target under 1 s).
+The eval phase is ``run_evaluation`` whole: planning, starting the workers
+(their litellm import) and every call; "answers" is the part from the first
+answer to the last.
+
+The control runs the same calls with nothing but ``litellm.acompletion`` under
+a semaphore, split over as many processes as the engine had workers: what
+litellm itself allows on this machine, the bound under any engine built on it.
+
 The engine uses workers only when the cores are idle: on a busy machine pass
-``--workers 2`` to measure them anyway. ``--memory`` runs suites of those
+``--workers 4`` to measure them anyway. ``--memory`` runs suites of those
 sizes at zero latency and prints their peak memory: it should stay about flat.
 """
 
@@ -24,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from promptops.evals.workers import worker_count
 from promptops.testing import StubServer
 
 PROMPT = """\
@@ -55,11 +64,12 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
         "ws = load_workspace(Path.cwd())\n"
         f"options = EvalOptions(compare=False, run_all=True, concurrency={concurrency}, api_base={stub.base_url!r},"
         f" cache=Path({str(cache)!r}), workers={workers!r})\n"
+        "answers = []\n"
         "start = time.perf_counter()\n"
-        "results, _ = asyncio.run(run_evaluation(ws, ws, options))\n"
+        "results, _ = asyncio.run(run_evaluation(ws, ws, options, lambda o: answers.append(time.perf_counter())))\n"
         "phase = time.perf_counter() - start\n"
         "import resource\n"
-        "print(json.dumps({'phase': phase, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+        "print(json.dumps({'phase': phase, 'answers': answers[-1] - answers[0] if answers else 0.0, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
         " 'worker_maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
         " 'pass_rate': results[0].head.pass_rate, 'cached': results[0].head.cached_calls,"
         " 'failed': sum(not a.passed for c in results[0].cases for a in c.head.attempts),"
@@ -74,6 +84,39 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
         sys.exit(done.stderr[-3000:])
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return whole, report["phase"], report
+
+
+CONTROL = """\
+import asyncio, json, sys, time
+from promptops.evals.runner import import_litellm
+litellm = import_litellm()
+url, first, count, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+answers = []
+async def one(slots, n):
+    async with slots:
+        await litellm.acompletion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": f"Say ok for request {n}"}],
+                                  api_base=url, api_key="unused", num_retries=0, max_retries=0, temperature=0, max_tokens=20)
+    answers.append(time.time())
+async def main():
+    slots = asyncio.Semaphore(concurrency)
+    await asyncio.gather(*(one(slots, n) for n in range(first, first + count)))
+asyncio.run(main())
+print(json.dumps([answers[0], answers[-1]]))
+"""
+
+
+def control(stub: StubServer, cases: int, concurrency: int, processes: int) -> tuple[float, float]:
+    """Whole seconds and first-to-last answer seconds of the same calls made by litellm alone."""
+    shares = [(cases * i // processes, cases * (i + 1) // processes) for i in range(processes)]
+    limits = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    start = time.perf_counter()
+    children = [subprocess.Popen([sys.executable, "-c", CONTROL, stub.base_url, str(low), str(high - low), str(limit)],
+                                 stdout=subprocess.PIPE, text=True) for (low, high), limit in zip(shares, limits)]
+    spans = [json.loads(child.communicate()[0]) for child in children]
+    whole = time.perf_counter() - start
+    if any(child.returncode for child in children):
+        sys.exit("the control run failed")
+    return whole, max(last for _, last in spans) - min(first for first, _ in spans)
 
 
 def memory(report: dict) -> str:
@@ -98,8 +141,14 @@ def main() -> None:
         whole, phase, report = run(root, stub, args.concurrency, Path(tmp) / "latency.db", args.workers)
         print(f"{args.cases} cases, {args.latency_ms:g} ms latency, concurrency {args.concurrency}: "
               f"floor {floor:.2f} s")
-        print(f"  eval phase:    {phase:6.2f} s  ratio {phase / floor:.2f}  (target <= 1.15)")
+        print(f"  eval phase:    {phase:6.2f} s  ratio {phase / floor:.2f}  (target <= 1.15); "
+              f"answers {report['answers']:.2f} s, ratio {report['answers'] / floor:.2f}")
         print(f"  whole process: {whole:6.2f} s  ratio {whole / floor:.2f}  (target <= 1.3)")
+        processes = max(1, args.workers if args.workers is not None else worker_count(args.cases, args.concurrency))
+        control_whole, control_answers = control(stub, args.cases, args.concurrency, processes)
+        print(f"  control, litellm alone in {processes} process{'es' if processes > 1 else ''}: "
+              f"answers {control_answers:.2f} s, ratio {control_answers / floor:.2f}; "
+              f"whole {control_whole:.2f} s, ratio {control_whole / floor:.2f}")
         print(f"  peak memory:   {memory(report)}; pass rate {report['pass_rate']:.2f}, "
               f"{report['failed']} failed")
         stub.reset(latency_ms=0)

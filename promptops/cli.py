@@ -276,8 +276,8 @@ _EVAL_RUN_OPTIONS = [
     click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
                  help="The result cache (default: eval.cache in promptops.yaml, else .promptops/cache.db)."),
     click.option("--workers", type=click.IntRange(0, 64),
-                 help="Processes that make the model calls (default: one per core when over 200 calls need "
-                      "the model and the cores are idle; 0: this process only)."),
+                 help="Processes that make the model calls, on Linux (default: two per core when over 200 "
+                      "calls need the model and the cores are idle; 0: this process only)."),
 ]
 
 

@@ -139,6 +139,36 @@ def test_the_spend_cap_is_never_passed_across_workers(stub: StubServer, tmp_path
     assert sum(o.cost_usd for o in answered) <= cap
 
 
+@pytest.mark.parametrize("victim", ["forked", "first"])
+def test_a_worker_that_dies_fails_only_its_own_calls(stub: StubServer, tmp_path: Path, victim: str) -> None:
+    """Workers are forked from the first one: whichever dies, the others finish the run and it ends."""
+    stub.reset(default_reply="ok", latency_ms=50)
+    settings = RunSettings(concurrency=6, api_base=stub.base_url, api_key="stub", retries=0)
+    answered = 0
+
+    def arrived(outcome: CallOutcome) -> None:
+        nonlocal answered
+        answered += outcome.error is None
+        if answered == 10:
+            workers = pool._workers  # the first worker, then those it forked
+            os.kill(workers[1 if victim == "forked" else 0].pid, signal.SIGKILL)
+
+    async def run() -> list[CallOutcome]:
+        with ResultCache(tmp_path / "cache.db") as cache:
+            async with CallEngine(cache, settings, pool=pool) as engine:
+                return await engine.run_calls(calls(90, 5), arrived)
+
+    pool = WorkerPool(3, tmp_path / "cache.db", settings, {})
+    started = time.monotonic()
+    outcomes = asyncio.run(run())
+    lost = [o for o in outcomes if o.error is not None]
+    assert len(outcomes) == 90 and 0 < len(lost) < 80, [o.error for o in lost][:3]
+    assert all(o.error.startswith("not run: an eval worker process stopped") for o in lost)
+    assert time.monotonic() - started < 60
+    with sqlite3.connect(tmp_path / "cache.db") as db:  # every answer the run counted is stored
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 90 - len(lost)
+
+
 def test_calls_are_streamed_as_slots_free_up(stub: StubServer, tmp_path: Path) -> None:
     """However many calls there are, no more than `concurrency` are taken up at once (flat memory)."""
     stub.reset(default_reply="ok", latency_ms=5)

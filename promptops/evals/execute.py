@@ -37,7 +37,7 @@ class EvalOptions:
     per_provider: dict[str, int] = field(default_factory=dict)
     shard: tuple[int, int] | None = None  # (I, N): run only the I-th of N shares of the cases
     cache: Path | None = None  # default: eval.cache in promptops.yaml
-    workers: int | None = None  # processes that make the calls; None: one per core for big runs, 0 or 1: this one
+    workers: int | None = None  # processes that make the calls; None: two per core for big runs, 0 or 1: this one
 
 
 def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:

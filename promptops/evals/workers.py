@@ -1,6 +1,8 @@
 """Worker processes for big eval runs: litellm's own work per call (building the request, parsing
 and pricing the answer, its logging) keeps one core busy long before a provider's latency is the
-limit, so a big run spreads its calls over one process per core.
+limit, so a big run spreads its calls over worker processes, two per core: a worker's event loop
+queues an arrived answer behind other calls' work, and the kernel interleaves more processes more
+finely than one loop interleaves its calls.
 
 The parent (the process that plans the run) keeps the global concurrency bound, the provider
 limits and the spend budget (``runner.CallEngine``); it hands each call to the worker with the
@@ -8,12 +10,15 @@ fewest calls in flight and gets the outcome back as soon as it is known. A worke
 through litellm with retries, stores the answer in the result cache itself (WAL: several
 writers), and only then reports it, so a finished call is stored whoever is killed.
 
-Workers are started with ``subprocess`` (not fork: litellm's native runtime does not survive a
-fork, and the parent never imports litellm), each with one end of a socket pair; messages are
-length-prefixed pickles between a process and its own child. A worker ignores Ctrl-C (the whole
-process group gets it): the parent decides, then closes the socket and sends SIGTERM, and the
-worker cancels what is in flight, stores what has finished and exits. A parent that dies of any
-cause closes the socket too.
+Importing litellm costs a worker seconds of CPU, so it is paid once: the parent (which never
+imports litellm) starts one worker with ``subprocess``, and that worker, once litellm is imported
+and before it has made a call or started a thread (its first call starts threads, which a fork
+would not carry), forks the others; they share the imported modules' memory. Each worker talks to
+the parent over its own socket pair (the forked ones' parent ends travel back over the first
+worker's socket); messages are length-prefixed pickles. A worker ignores Ctrl-C (the whole process
+group gets it): the parent decides, then closes the sockets and sends SIGTERM, and each worker
+cancels what is in flight, stores what has finished and exits; the first waits for the others
+first. A parent that dies of any cause closes the sockets too.
 
     python -m promptops.evals.workers FD   (started by WorkerPool, not by hand)
 """
@@ -45,6 +50,10 @@ def worker_count(calls: int, concurrency: int, requested: int | None = None) -> 
     """How many worker processes a run of ``calls`` uncached calls should use; 0: run in this process."""
     if not calls:
         return 0  # a cached run: never start anything that imports litellm
+    if sys.platform != "linux":
+        # Workers fork after importing litellm; on macOS a process that has loaded system frameworks (a
+        # proxy lookup does) may crash in a forked child, and Windows cannot fork: calls stay here there.
+        return 0
     if requested is not None:
         return requested if requested > 1 else 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -55,12 +64,16 @@ def worker_count(calls: int, concurrency: int, requested: int | None = None) -> 
     free = cores - os.getloadavg()[0]
     if calls < MIN_CALLS or free < 1.0 or concurrency < 2:
         return 0
-    return min(cores, concurrency, MAX_WORKERS)
+    return min(2 * cores, concurrency, MAX_WORKERS)
+
+
+def _frame(message: tuple[Any, ...]) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(4, "big") + data
 
 
 def _send(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    writer.write(len(data).to_bytes(4, "big") + data)
+    writer.write(_frame(message))
 
 
 async def _receive(reader: asyncio.StreamReader) -> Any:
@@ -82,8 +95,9 @@ def _figures(outcome: CallOutcome) -> tuple[Any, ...]:
 
 @dataclass
 class _Worker:
-    process: subprocess.Popen[bytes]
+    pid: int
     sock: socket.socket
+    process: subprocess.Popen[bytes] | None = None  # the first worker; the others are its children
     writer: asyncio.StreamWriter | None = None
     reading: asyncio.Task[None] | None = None
     waiting: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
@@ -91,17 +105,20 @@ class _Worker:
 
 
 class WorkerPool:
-    """``count`` worker processes, started at once (their litellm imports overlap the parent's planning)."""
+    """``count`` worker processes: the first is started at once (its litellm import overlaps the parent's
+    planning) and forks the others when its import is done."""
 
     def __init__(self, count: int, cache_path: Path, settings: RunSettings, pricing: dict[str, Any]) -> None:
         # What a worker needs: the cache, how to call (retries, timeouts, api_base), how to price.
-        self._init = (str(cache_path), replace(settings, budget=None, engine=None), pricing)
+        init = (str(cache_path), replace(settings, budget=None, engine=None), pricing, count)
         self._ids = itertools.count()
-        self._workers = [self._spawn() for _ in range(count)]
+        self._count = count
+        self._first = self._spawn(init)
+        self._workers = [self._first]
         self._connecting: asyncio.Task[None] | None = None
 
     @staticmethod
-    def _spawn() -> _Worker:
+    def _spawn(init: tuple[Any, ...]) -> _Worker:
         ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
@@ -110,13 +127,19 @@ class WorkerPool:
                                    stdout=subprocess.DEVNULL,  # litellm may print banners: never into our report
                                    env=env)
         theirs.close()
-        return _Worker(process, ours)
+        ours.sendall(_frame(("init", -1, init)))  # read once litellm is imported, before the forks
+        return _Worker(process.pid, ours, process)
 
     async def _connect(self) -> None:
+        """Receive the forked workers' sockets from the first worker, then listen to every worker."""
+        try:
+            pids, fds = await _receive_fds(self._first.sock, self._count)
+        except OSError:  # the first worker died while importing (its reason is on stderr)
+            pids, fds = [], []
+        self._workers += [_Worker(pid, socket.socket(fileno=fd)) for pid, fd in zip(pids, fds)]
         for worker in self._workers:
             reader, worker.writer = await asyncio.open_connection(sock=worker.sock)
             worker.reading = asyncio.create_task(self._read(worker, reader))
-            _send(worker.writer, ("init", -1, self._init))
 
     async def _read(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         while (message := await _receive(reader)) is not None:
@@ -125,7 +148,7 @@ class WorkerPool:
             if future is not None and not future.done():
                 future.set_result(payload)
         worker.alive = False
-        code = worker.process.poll()
+        code = worker.process.poll() if worker.process is not None else None
         gone = _WorkerGone("an eval worker process stopped" + (f" (exit code {code})" if code is not None else ""))
         for future in worker.waiting.values():  # calls it never finished: failed, not stored, run again next time
             if not future.done():
@@ -164,22 +187,48 @@ class WorkerPool:
         """Stop every worker: each stores what it has finished, then exits; wait for that.
 
         SIGTERM, not only the closed socket: a worker still importing litellm has stored nothing
-        and may stop at once rather than after its import.
+        and may stop at once rather than after its import. The first worker exits last (it waits
+        for the others it forked), so waiting for it is waiting for all.
         """
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
         for worker in self._workers:
             if worker.writer is not None:
                 worker.writer.close()
             else:
                 worker.sock.close()
-            if worker.process.poll() is None:
-                worker.process.terminate()
+            _signal(worker.pid, signal.SIGTERM)
+        assert self._first.process is not None
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._first.process.wait), STOP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            for worker in self._workers:
+                _signal(worker.pid, signal.SIGKILL)
         for worker in self._workers:
-            try:
-                await asyncio.wait_for(asyncio.to_thread(worker.process.wait), STOP_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                worker.process.kill()
             if worker.reading is not None:
                 worker.reading.cancel()
+
+
+async def _receive_fds(sock: socket.socket, count: int) -> tuple[list[int], list[int]]:
+    """The first worker's one message with file descriptors: the forked workers' pids and sockets."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+    try:
+        await readable
+    finally:
+        loop.remove_reader(sock.fileno())
+    data, fds, _, _ = socket.recv_fds(sock, 65536, count)
+    if not data:
+        raise ConnectionError("the first eval worker closed its socket")
+    return pickle.loads(data), fds
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:  # gone already
+        pass
 
 
 class _WorkerGone(Exception):
@@ -189,13 +238,9 @@ class _WorkerGone(Exception):
 # -- the worker's side -----------------------------------------------------------
 
 
-async def _serve(sock: socket.socket) -> None:
-    import_litellm()  # first, while the parent is still planning
+async def _serve(sock: socket.socket, init: tuple[Any, ...]) -> None:
     reader, writer = await asyncio.open_connection(sock=sock)
-    init = await _receive(reader)
-    if init is None:
-        return
-    cache_path, settings, pricing = init[2]
+    cache_path, settings, pricing, _ = init
     # SIGTERM ends the input as a closed socket does: one way out, through the clean-up below.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, reader.feed_eof)
     calls: set[asyncio.Task[None]] = set()
@@ -223,13 +268,70 @@ async def _answer(caller: LocalCaller, writer: asyncio.StreamWriter, ident: int,
     caller.writes.after_commit(lambda: _send(writer, ("outcome", ident, _figures(outcome))))
 
 
+def _receive_blocking(sock: socket.socket) -> Any:
+    """The parent's first message, read before any event loop exists (forking needs none running)."""
+    def exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = sock.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("the parent closed the socket")
+            data += chunk
+        return data
+
+    return pickle.loads(exactly(int.from_bytes(exactly(4), "big")))
+
+
+def _load_openai_client_modules() -> None:
+    """Import what litellm's first call through the OpenAI SDK imports (OpenAI, Azure and every
+    OpenAI-compatible server take that path): the SDK loads its resources and types lazily, some
+    500 modules, which would otherwise cost each forked worker as much again on its first call."""
+    import openai  # litellm's own dependency
+
+    client = openai.AsyncOpenAI(api_key="unused", base_url="http://127.0.0.1:9")  # makes no request
+    _ = client.chat.completions.create, client.embeddings.create
+
+
+def _fork_workers(control: socket.socket, count: int) -> tuple[socket.socket, list[int]]:
+    """Fork ``count - 1`` more workers; send their sockets' parent ends to the parent.
+
+    Returns the socket this process serves and the pids it must wait for (none in a forked worker).
+    """
+    parent_ends: list[socket.socket] = []
+    pids: list[int] = []
+    for _ in range(count - 1):
+        parent_end, worker_end = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the new worker keeps only its own socket
+            for other in (control, parent_end, *parent_ends):
+                other.close()
+            return worker_end, []
+        worker_end.close()
+        parent_ends.append(parent_end)
+        pids.append(pid)
+    socket.send_fds(control, [pickle.dumps(pids)], [end.fileno() for end in parent_ends])
+    for end in parent_ends:
+        end.close()
+    return control, pids
+
+
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole group: the parent stops us
+    children: list[int] = []
     try:
-        asyncio.run(_serve(socket.socket(fileno=int(argv[0]))))
+        control = socket.socket(fileno=int(argv[0]))
+        import_litellm()  # first, while the parent is still planning, and once for every worker
+        _load_openai_client_modules()
+        _, _, init = _receive_blocking(control)
+        sock, children = _fork_workers(control, init[3])
+        asyncio.run(_serve(sock, init))
+    except ConnectionError:  # the parent stopped before needing us
+        pass
     except Exception as exc:  # a one-line reason on stderr; the parent fails the calls it had given us
         print(f"promptops eval worker: {describe_error(exc)}", file=sys.stderr, flush=True)
         os._exit(1)
+    for pid in children:  # the first worker exits last, so the parent waits for one process
+        os.waitpid(pid, 0)
     # Everything is stored and closed: skip the interpreter's teardown of litellm (about half a second).
     os._exit(0)
 
