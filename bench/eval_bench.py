@@ -138,13 +138,14 @@ def main() -> None:
         make_project(root, args.cases)
         floor = args.cases * args.latency_ms / 1000 / args.concurrency
         stub.reset(latency_ms=args.latency_ms)
+        # Decided before the run, as the engine decides it: the run itself raises the load average.
+        processes = max(1, args.workers if args.workers is not None else worker_count(args.cases, args.concurrency))
         whole, phase, report = run(root, stub, args.concurrency, Path(tmp) / "latency.db", args.workers)
         print(f"{args.cases} cases, {args.latency_ms:g} ms latency, concurrency {args.concurrency}: "
               f"floor {floor:.2f} s")
         print(f"  eval phase:    {phase:6.2f} s  ratio {phase / floor:.2f}  (target <= 1.15); "
               f"answers {report['answers']:.2f} s, ratio {report['answers'] / floor:.2f}")
         print(f"  whole process: {whole:6.2f} s  ratio {whole / floor:.2f}  (target <= 1.3)")
-        processes = max(1, args.workers if args.workers is not None else worker_count(args.cases, args.concurrency))
         control_whole, control_answers = control(stub, args.cases, args.concurrency, processes)
         print(f"  control, litellm alone in {processes} process{'es' if processes > 1 else ''}: "
               f"answers {control_answers:.2f} s, ratio {control_answers / floor:.2f}; "

@@ -26,7 +26,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-
 from promptops.config import Workspace
 from promptops.findings import Finding, dotted
 from promptops.specs import PromptSpec, RetrievalSpec, content_version

@@ -76,7 +76,8 @@ def select_suites(base: Workspace | None, head: Workspace, options: EvalOptions)
 
 
 def _touched_prompts(base: Workspace, head: Workspace) -> set[str]:
-    """Prompts whose content changed (or that no longer load), or whose retrieval config's content did.
+    """Prompts whose content changed or that are gone at head (removed, or no longer loading), or whose
+    retrieval config's content changed.
 
     Content versions hash the parsed files, so a formatting-only edit touches nothing, as in
     ``promptops diff``; comparing them spares an eval run the semantic diff (and its import).
