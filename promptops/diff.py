@@ -28,7 +28,7 @@ from typing import Any, Literal, Mapping
 
 from promptops.config import Workspace
 from promptops.findings import Finding, dotted
-from promptops.specs import PromptSpec, RetrievalSpec, content_version
+from promptops.specs import PromptSpec, RetrievalSpec
 
 ItemKind = Literal["prompt", "retrieval"]
 Status = Literal["added", "removed", "modified", "renamed", "unchanged", "unloadable"]
@@ -140,7 +140,8 @@ def _diff_item(kind: ItemKind, ident: str, old: Spec | None, new: Spec | None, b
         return ItemDiff(kind, ident, status, old.source.display, head_path, old.version, None)
     if old is None:
         return ItemDiff(kind, ident, "added", None, new.source.display, None, new.version)
-    changes = field_changes(old.raw, new.raw)
+    # Equal content versions (cached hashes of the parsed files): nothing to diff, the common case.
+    changes = field_changes(old.raw, new.raw) if old.version != new.version else ()
     moved = _real(old) != _real(new)
     status = "renamed" if moved else ("modified" if changes else "unchanged")
     templates = _template_diffs(old, new) if isinstance(old, PromptSpec) and isinstance(new, PromptSpec) else ()
@@ -159,9 +160,7 @@ def _real(spec: Spec) -> str:
 
 def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
     """Every leaf that differs between two parsed specs; key order never counts, list order does."""
-    if content_version(old) == content_version(new):
-        return ()  # the common case, an untouched file: spare DeepDiff (and its import, a third of a second)
-    from deepdiff import DeepDiff
+    from deepdiff import DeepDiff  # here, not at the top: an eval run never needs it (a third of a second)
 
     # threshold_to_diff_deeper=0: never collapse a mapping whose keys mostly changed into one change.
     tree = DeepDiff(dict(old), dict(new), ignore_order=False, view="tree", threshold_to_diff_deeper=0)
