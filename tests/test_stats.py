@@ -1,43 +1,56 @@
-"""promptops.evals.stats: pass-rate intervals, percentiles, the paired sign test and the gates."""
+"""promptops.evals.stats: pass-rate intervals, percentiles and their intervals, the confirmed-flip verdict and
+the paired sign-flip test, the latency rank test, and the gates. (Their false alarms and misses over many
+seeded trials: tests/test_verdict_simulation.py.)"""
 
 from __future__ import annotations
 
 import math
 import random
+from statistics import NormalDist
 
 import pytest
 
+from fractions import Fraction
+from itertools import product
+
 from promptops.evals.stats import (
+    CasePair,
+    CaseStatus,
     GateResult,
-    PairedResult,
+    case_status,
     flaky,
     flaky_cases,
+    hodges_lehmann,
+    latency_change,
+    mann_whitney_p,
     max_cost_increase,
     max_p95_latency,
     min_pass_rate,
+    needs_confirmation,
     p50,
     p95,
     paired_test,
     pass_rate_drop_gate,
     percentile,
-    sign_test_p_value,
+    quantile_with_interval,
+    sign_flip_p_values,
     wilson_interval,
 )
 
 P, F = True, False
 
 
-def reference_p_value(fixed: int, regressed: int) -> float:
-    """The same test another way: binomial probabilities summed in log space."""
-    n, k = fixed + regressed, min(fixed, regressed)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
-    top = max(terms)
-    return min(1.0, 2 * math.exp(top) * sum(math.exp(t - top) for t in terms))
+def pairs_of(*spec: tuple[str, str], initial: int = 1) -> list[CasePair]:
+    """Pairs from sample strings: ("PPP", "FFF") is three passes at base, three failures at head."""
+    return [CasePair(tuple(c == "P" for c in base), tuple(c == "P" for c in head), initial, initial)
+            for base, head in spec]
 
 
-def pairs_of(*spec: tuple[int, int]) -> list[tuple[list[bool], list[bool]]]:
-    """Single-repeat pairs from (base, head) 0/1 outcomes."""
-    return [([bool(base)], [bool(head)]) for base, head in spec]
+def brute_sign_flip(diffs: list[Fraction]) -> tuple[float, float]:
+    """The sign-flip p-values by enumerating every sign pattern."""
+    observed = sum(diffs)
+    totals = [sum(sign * d for sign, d in zip(signs, diffs)) for signs in product((1, -1), repeat=len(diffs))]
+    return (sum(t >= observed for t in totals) / len(totals), sum(t <= observed for t in totals) / len(totals))
 
 
 # --- Wilson intervals -------------------------------------------------------------------------
@@ -114,120 +127,201 @@ def test_percentile_rejects_out_of_range() -> None:
         percentile([1.0], 101)
 
 
-# --- the sign test ----------------------------------------------------------------------------
+# --- quantile intervals -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("fixed", "regressed", "expected"),
-    [
-        (0, 6, 2 * 0.5**6),  # 0.03125: the smallest one-sided table that reaches 0.05
-        (0, 5, 2 * 0.5**5),  # 0.0625: five out of five is not enough
-        (1, 0, 1.0),
-        (0, 1, 1.0),
-        (3, 3, 1.0),
-        (1, 9, 2 * (1 + 10) / 2**10),
-        (2, 10, 2 * (1 + 12 + 66) / 2**12),
-        (0, 0, 1.0),
-    ],
-)
-def test_sign_test_exact_values(fixed: int, regressed: int, expected: float) -> None:
-    assert sign_test_p_value(fixed, regressed) == pytest.approx(expected, rel=1e-12)
+def test_quantile_interval_covers_by_order_statistics() -> None:
+    values = [float(v) for v in range(1, 101)]
+    median = quantile_with_interval(values, 50)
+    assert median is not None and median.value == 50.0
+    # Binomial(100, 0.5): the 95% ranks are 40 and 61 (the textbook table).
+    assert (median.low, median.high) == (40.0, 61.0)
+    top = quantile_with_interval(values, 95)
+    assert top is not None and top.value == 95.0 and top.low is not None and top.low < 95 < (top.high or 101)
 
 
-def test_sign_test_is_symmetric() -> None:
-    for fixed in range(12):
-        for regressed in range(12):
-            assert sign_test_p_value(fixed, regressed) == sign_test_p_value(regressed, fixed)
+def test_a_small_sample_cannot_bound_a_high_quantile() -> None:
+    q = quantile_with_interval([120.0, 130.0, 150.0, 170.0, 400.0], 95)
+    assert q is not None and q.value == 400.0 and q.high is None  # five values say nothing above the largest
+    assert quantile_with_interval([], 50) is None
 
 
-def test_sign_test_large_n_matches_a_log_space_reference() -> None:
-    for fixed, regressed in [(4800, 5200), (4990, 5010), (5000, 5000), (100, 9900), (0, 10_000)]:
-        got = sign_test_p_value(fixed, regressed)
-        assert 0.0 <= got <= 1.0
-        assert got == pytest.approx(reference_p_value(fixed, regressed), rel=1e-9, abs=1e-300)
-    assert sign_test_p_value(4800, 5200) == pytest.approx(6.6e-5, rel=0.05)  # normal approximation, z = 3.99
+def test_quantile_interval_coverage_is_at_least_its_confidence() -> None:
+    rng = random.Random(5)
+    covered = 0
+    for _ in range(400):
+        sample = [rng.expovariate(1.0) for _ in range(40)]
+        q = quantile_with_interval(sample, 50)
+        true_median = math.log(2)
+        covered += q is not None and q.low is not None and q.high is not None and q.low <= true_median <= q.high
+    assert covered / 400 >= 0.93  # nominal 0.95, a little over by construction (discrete ranks)
 
 
-# --- the paired test --------------------------------------------------------------------------
+# --- confirmation and case status ------------------------------------------------------------------
 
 
-def test_six_regressions_are_beyond_noise() -> None:
-    result = paired_test(pairs_of(*[(1, 0)] * 6, *[(1, 1)] * 20))
-    assert result == PairedResult(fixed=0, regressed=6, unchanged=20, flaky=0, p_value=0.03125, verdict="regression")
+@pytest.mark.parametrize(("base", "head", "status"), [
+    ("PPP", "FFF", CaseStatus.REGRESSED), ("F", "P", CaseStatus.FIXED), ("PPP", "PFF", CaseStatus.FLAKY),
+    ("PFP", "PPP", CaseStatus.FLAKY), ("PP", "PP", CaseStatus.UNCHANGED), ("F", "F", CaseStatus.UNCHANGED),
+])
+def test_case_status_needs_every_sample_to_agree(base: str, head: str, status: CaseStatus) -> None:
+    [pair] = pairs_of((base, head))
+    assert case_status(pair.base, pair.head) is status
+    assert status == status.value  # a str: JSON and comparisons see its value
 
 
-def test_six_fixes_are_an_improvement() -> None:
-    result = paired_test(pairs_of(*[(0, 1)] * 6, (0, 0)))
-    assert (result.fixed, result.regressed, result.unchanged, result.verdict) == (6, 0, 1, "improvement")
+def test_a_flip_or_a_disagreeing_side_is_asked_again() -> None:
+    assert needs_confirmation([P], [F]) and needs_confirmation([F], [P])
+    assert needs_confirmation([P, P, F], [P, P, P])  # majorities agree, but base disagrees with itself
+    assert not needs_confirmation([P, P], [P, P]) and not needs_confirmation([F], [F])
 
 
-def test_one_regression_of_one_is_within_noise() -> None:
-    result = paired_test(pairs_of((1, 0)))
-    assert result.p_value == 1.0 and result.verdict == "within noise"
+# --- the verdict -----------------------------------------------------------------------------------
 
 
-def test_mixed_moves_are_within_noise() -> None:
-    result = paired_test(pairs_of(*[(1, 0)] * 4, *[(0, 1)] * 3))
-    assert result.verdict == "within noise"
-    assert result.p_value == 1.0
+def test_four_deterministic_regressions_of_six_are_a_regression() -> None:
+    # The old sign test called this p = 0.125, "within noise". Confirmed and no case flaky: no noise.
+    result = paired_test(pairs_of(*[("PPP", "FFF")] * 4, *[("P", "P")] * 2))
+    assert (result.regressed, result.fixed, result.flaky, result.confirmed) == (4, 0, 0, True)
+    assert result.by_flips == "regression" and result.verdict == "regression"
+    gate = pass_rate_drop_gate(1.0, 2 / 6, 0.02, result)
+    assert not gate.passed and "4 of 6 cases confirmed regressed net of fixes, 66.7 points" in gate.reason
 
 
-def test_alpha_decides_significance() -> None:
-    pairs = pairs_of(*[(1, 0)] * 6)
-    assert paired_test(pairs, alpha=0.05).verdict == "regression"
-    assert paired_test(pairs, alpha=0.01).verdict == "within noise"
+def test_one_deterministic_regression_of_twenty_fails_a_two_point_gate() -> None:
+    result = paired_test(pairs_of(("PPP", "FFF"), *[("P", "P")] * 19))
+    assert result.verdict == "regression" and not pass_rate_drop_gate(1.0, 0.95, 0.02, result).passed
+    assert pass_rate_drop_gate(1.0, 0.95, 0.10, result).passed  # 5 points is within a 10-point gate
+
+
+def test_a_chance_flip_is_flaky_and_counts_neither_way() -> None:
+    result = paired_test(pairs_of(("PPF", "FPP"), *[("P", "P")] * 19))
+    assert (result.regressed, result.flaky, result.verdict) == (0, 1, "within noise")
+    assert pass_rate_drop_gate(1.0, 0.95, 0.02, result).passed
+
+
+def test_fixes_net_against_regressions() -> None:
+    result = paired_test(pairs_of(*[("PPP", "FFF")] * 3, *[("FFF", "PPP")] * 3, *[("P", "P")] * 10))
+    assert result.net_regressed == 0 and result.by_flips == "" and result.verdict == "within noise"
+    improved = paired_test(pairs_of(*[("FFF", "PPP")] * 3, *[("P", "P")] * 3))
+    assert improved.verdict == "improvement"
+
+
+def test_in_a_noisy_suite_confirmed_flips_must_beat_the_noise_bound() -> None:
+    # 30 flaky cases say the model is noisy; 2 confirmed regressions among 20 candidates is what noise gives.
+    noisy = [("FPF", "FPF")] * 30
+    weak = paired_test(pairs_of(*[("PPP", "FFF")] * 2, *[("PFF", "FPF")] * 18, *noisy))
+    assert weak.candidates_regressed == 20 and weak.p_flips_regressed > 0.025
+    assert weak.by_flips == "" and weak.verdict == "within noise"
+    strong = paired_test(pairs_of(*[("PPP", "FFF")] * 10, *[("PFF", "FPF")] * 10, *noisy))
+    assert strong.p_flips_regressed < 1e-6 and strong.by_flips == "regression"
+
+
+def test_the_flip_bound_is_four_to_the_minus_extra_samples() -> None:
+    # One candidate confirmed with two extra samples a side: at most 1/16 under no change, whatever p is.
+    result = paired_test(pairs_of(("PPP", "FFF"), ("PFP", "PFP")))
+    assert result.p_flips_regressed == pytest.approx(1 / 16)
+    # With repeat 3 and confirm 2 the candidate's extra samples are the last two.
+    wider = paired_test([CasePair((P,) * 5, (F,) * 5, 3, 3), CasePair((P, F), (P, F), 1, 1)])
+    assert wider.p_flips_regressed == pytest.approx(1 / 16)
+
+
+def test_unconfirmed_flips_say_so() -> None:
+    result = paired_test(pairs_of(("P", "F"), ("P", "P")))
+    assert not result.confirmed and "unconfirmed" in result.evidence()
+
+
+def test_a_uniform_drop_is_caught_by_the_paired_test_over_all_samples() -> None:
+    # No case confirms (all flaky), but head passes far fewer samples everywhere.
+    result = paired_test(pairs_of(*[("PPPPP", "PFFFP")] * 20, *[("PPPPP", "PPPPP")] * 20))
+    assert result.regressed == 0 and result.by_samples == "regression" and result.drop == pytest.approx(0.3)
+    gate = pass_rate_drop_gate(1.0, 1.0, 0.02, result)
+    assert not gate.passed and "over all samples" in gate.reason
+
+
+def test_no_change_and_empty() -> None:
+    assert paired_test(pairs_of(("P", "P"), ("F", "F"))).verdict == "no change"
+    assert paired_test([]).verdict == "no change"
     with pytest.raises(ValueError):
-        paired_test(pairs, alpha=1.5)
+        paired_test(pairs_of(("P", "F")), alpha=1.5)
+    with pytest.raises(ValueError):
+        paired_test([CasePair((), (P,))])
 
 
-def test_no_discordant_cases_is_no_change() -> None:
-    assert paired_test(pairs_of((1, 1), (0, 0))).verdict == "no change"
-    all_passing = paired_test([([P, P, P], [P, P, P])] * 50)
-    assert all_passing == PairedResult(0, 0, 50, 0, 1.0, "no change")
+# --- the sign-flip test ----------------------------------------------------------------------------
 
 
-def test_empty_suite_is_no_change() -> None:
-    assert paired_test([]) == PairedResult(0, 0, 0, 0, 1.0, "no change")
+def test_sign_flip_exact_values_match_enumeration() -> None:
+    rng = random.Random(3)
+    for _ in range(30):
+        diffs = [Fraction(rng.randint(-3, 3), 3) for _ in range(rng.randint(1, 12))]
+        nonzero = [d for d in diffs if d]
+        expected = brute_sign_flip(nonzero) if nonzero else (1.0, 1.0)
+        assert sign_flip_p_values(diffs) == pytest.approx(expected)
 
 
-def test_case_pass_is_a_rate_of_at_least_one_half() -> None:
-    # 2/3 -> 1/3 regresses; 1/2 counts as a pass; repeat counts may differ between sides.
-    result = paired_test([([P, P, F], [P, F, F]), ([P, F], [P, P, P, P]), ([F, F], [P, F, F, F, F])])
-    assert (result.fixed, result.regressed, result.unchanged) == (0, 1, 2)
+def test_sign_flip_normal_approximation_beyond_thirty_cases() -> None:
+    diffs = [Fraction(1)] * 25 + [Fraction(-1)] * 15  # 40 nonzero: T = 10, sd = sqrt(40)
+    drop, rise = sign_flip_p_values(diffs)
+    assert drop == pytest.approx(1 - NormalDist().cdf((10 - 1) / math.sqrt(40)), rel=1e-9)
+    exact = sum(math.comb(40, k) for k in range(25, 41)) / 2**40  # T >= 10 means 25 or more +1s
+    assert drop == pytest.approx(exact, rel=0.1)
+    assert rise > 0.9
 
 
-def test_flaky_cases_stay_in_the_test_by_their_majority() -> None:
-    # Solid passes that now usually fail: the regression a prompt change most often causes.
-    result = paired_test([([P] * 5, [P, F, F, F, F])] * 8)
-    assert (result.regressed, result.flaky, result.verdict) == (8, 8, "regression")
-
-
-def test_flaky_count_covers_either_side() -> None:
-    result = paired_test([([P, F, P], [P, P, P]), ([P, P], [P, F]), ([F, F], [F, F]), ([P, F], [F, P])])
-    assert result.flaky == 3
-    assert result.fixed + result.regressed + result.unchanged == 4
-
-
-def test_a_case_without_outcomes_is_rejected() -> None:
-    with pytest.raises(ValueError, match="case 1"):
-        paired_test([([P], [P]), ([], [P])])
-
-
-def test_ten_thousand_cases_without_overflow() -> None:
-    # Speed is measured in bench/, not asserted here (DESIGN.md, Tests).
+def test_ten_thousand_cases_in_well_under_a_second_of_work() -> None:
     rng = random.Random(7)
-    pairs = [([rng.random() < 0.8 for _ in range(3)], [rng.random() < 0.78 for _ in range(3)]) for _ in range(10_000)]
+    pairs = [CasePair(tuple(rng.random() < 0.8 for _ in range(3)), tuple(rng.random() < 0.8 for _ in range(3)), 3, 3)
+             for _ in range(10_000)]
     result = paired_test(pairs)
-    assert result.fixed + result.regressed + result.unchanged == 10_000
-    assert result.p_value == pytest.approx(reference_p_value(result.fixed, result.regressed), rel=1e-9)
-    # Every discordant case in one direction: p is far below float's range and comes out 0, not an error.
-    assert paired_test(pairs_of(*[(1, 0)] * 10_000)).p_value == 0.0
+    assert result.regressed + result.fixed + result.flaky + result.unchanged == 10_000
+    assert 0.0 <= result.p_value <= 1.0
+
+
+# --- latency ---------------------------------------------------------------------------------------
+
+
+def test_mann_whitney_matches_a_textbook_value() -> None:
+    # U = 1 for these (one pair, 5 > 4.5; no ties); the normal approximation with continuity correction.
+    x, y = [1.0, 2.0, 3.0, 4.0, 5.0], [4.5, 6.0, 7.0, 8.0, 9.0]
+    z = (abs(1 - 12.5) - 0.5) / math.sqrt(5 * 5 * 11 / 12)
+    assert mann_whitney_p(x, y) == pytest.approx(2 * (1 - NormalDist().cdf(z)))
+    assert mann_whitney_p([5.0] * 8, [5.0] * 8) == 1.0
+
+
+def test_identical_latencies_are_no_change() -> None:
+    same = [120.0, 130.0, 150.0, 170.0, 200.0, 240.0]
+    change = latency_change(same, same)
+    assert change.p_value == 1.0 and not change.changed and change.shift_ms == 0.0
+
+
+def test_a_real_shift_is_measured_with_its_interval() -> None:
+    rng = random.Random(1)
+    base = [200 + rng.uniform(0, 100) for _ in range(60)]
+    head = [v + 150 for v in base]
+    rng.shuffle(head)
+    change = latency_change(base, head)
+    assert change.changed and change.p_value is not None and change.p_value < 1e-6
+    assert change.shift_low_ms <= 150 <= change.shift_high_ms and change.shift_ms == pytest.approx(150, abs=10)
+
+
+def test_too_few_fresh_latencies_call_no_change() -> None:
+    change = latency_change([100.0, 120.0], [900.0, 950.0, 990.0, 1000.0, 1100.0])
+    assert change.p_value is None and not change.changed
+
+
+def test_hodges_lehmann_thins_big_samples_and_stays_close() -> None:
+    rng = random.Random(2)
+    base = [rng.gauss(300, 30) for _ in range(3_000)]
+    head = [rng.gauss(330, 30) for _ in range(3_000)]
+    shift, low, high = hodges_lehmann(base, head)
+    assert low < shift < high and shift == pytest.approx(30, abs=4)
 
 
 # --- flakiness --------------------------------------------------------------------------------
 
 
-def test_flaky_means_the_repeats_disagree() -> None:
+def test_flaky_means_the_samples_disagree() -> None:
     assert flaky([P, F])
     assert flaky([F, F, P])
     assert not flaky([P, P, P])
@@ -243,35 +337,33 @@ def test_flaky_cases_are_named_in_order() -> None:
 
 # --- gates ------------------------------------------------------------------------------------
 
-REGRESSION = paired_test(pairs_of(*[(1, 0)] * 10, *[(1, 1)] * 90))
-NOISE = paired_test(pairs_of(*[(1, 0)] * 3, *[(1, 1)] * 97))
+REGRESSION = paired_test(pairs_of(*[("PPP", "FFF")] * 10, *[("P", "P")] * 90))
+NOISE = paired_test(pairs_of(*[("PFP", "FPF")] * 3, *[("P", "P")] * 97))
 
 
 def test_drop_beyond_noise_and_limit_fails() -> None:
     gate = pass_rate_drop_gate(1.0, 0.9, 0.02, REGRESSION)
-    assert not gate.passed
-    assert gate.reason == (
-        "pass rate 100.0% -> 90.0%: a drop of 10.0 points exceeds the allowed drop of 2.0 points "
-        "and is beyond noise (10 regressed, 0 fixed, p = 0.00195)"
-    )
+    assert gate == GateResult(False, "pass rate 100.0% -> 90.0%: 10 of 100 cases confirmed regressed net of fixes, "
+                                     "10.0 points, more than the allowed drop of 2.0 points (10 regressed, 0 fixed, "
+                                     "no case flaky, so its flips are not noise)")
 
 
 def test_drop_within_noise_passes_and_says_so() -> None:
     gate = pass_rate_drop_gate(1.0, 0.97, 0.02, NOISE)
     assert gate.passed
-    assert "exceeds the allowed drop" in gate.reason
-    assert "within noise, not a regression" in gate.reason
-    assert "3 regressed, 0 fixed, p = 0.25" in gate.reason
+    assert "within noise, not a regression beyond the allowed drop" in gate.reason
+    assert "0 regressed, 0 fixed, 3 flaky" in gate.reason
 
 
-def test_drop_within_the_limit_passes_even_when_significant() -> None:
+def test_drop_within_the_limit_passes_even_when_beyond_noise() -> None:
     gate = pass_rate_drop_gate(1.0, 0.9, 0.15, REGRESSION)
-    assert gate == GateResult(True, "pass rate 100.0% -> 90.0%, within the allowed drop of 15.0 points")
+    assert gate.passed and "a regression beyond noise, but within the allowed drop of 15.0 points" in gate.reason
 
 
 def test_drop_exactly_at_the_limit_passes_despite_float_error() -> None:
     assert 0.9 - 0.88 > 0.02  # the binary rounding the gate must tolerate
-    assert pass_rate_drop_gate(0.9, 0.88, 0.02, REGRESSION).passed
+    two_of_a_hundred = paired_test(pairs_of(*[("PPP", "FFF")] * 2, *[("P", "P")] * 98))
+    assert pass_rate_drop_gate(0.9, 0.88, 0.02, two_of_a_hundred).passed
 
 
 def test_a_rise_passes_and_no_base_passes() -> None:
@@ -286,31 +378,41 @@ def test_min_pass_rate() -> None:
     assert min_pass_rate(0.85, 0.9) == GateResult(False, "pass rate 85.0% is below the minimum 90.0%")
 
 
+def test_a_gate_that_fails_on_the_base_too_says_so() -> None:
+    gate = min_pass_rate(0.85, 0.9, base_rate=0.8, base_label="main")
+    assert gate == GateResult(False, "pass rate 85.0% is below the minimum 90.0%; also fails on main (80.0%)",
+                              preexisting=True)
+    assert not min_pass_rate(0.85, 0.9, base_rate=0.95).preexisting
+    latency = max_p95_latency(4500.0, 4000, base_p95_ms=4100.0, base_label="main")
+    assert latency.preexisting and latency.reason.endswith("also fails on main (4,100 ms)")
+
+
 def test_max_cost_increase() -> None:
     assert max_cost_increase(0.001, 0.0012, 25) == GateResult(
-        True, "cost $0.001000 -> $0.001200 (+20.0%), within the allowed 25%"
+        True, "measured cost per call $0.001000 -> $0.001200 (+20.0%), within the allowed 25%"
     )
     assert max_cost_increase(0.001, 0.00125, 25).passed  # exactly at the limit
-    assert max_cost_increase(0.001, 0.0015, 25) == GateResult(
-        False, "cost $0.001000 -> $0.001500 (+50.0%) exceeds the allowed 25%"
+    assert max_cost_increase(0.001, 0.0015, 25, kind="estimated") == GateResult(
+        False, "estimated cost per call $0.001000 -> $0.001500 (+50.0%) exceeds the allowed 25%"
     )
-    assert max_cost_increase(2.0, 1.5, 0) == GateResult(True, "cost $2.00 -> $1.50, no increase")
+    assert max_cost_increase(2.0, 1.5, 0) == GateResult(True, "measured cost per call $2.00 -> $1.50, no increase")
     assert max_cost_increase(0.0, 0.0, 25).passed
     assert max_cost_increase(0.0, 0.001, 25) == GateResult(
-        False, "cost $0.00 -> $0.001000: any increase from zero exceeds the allowed 25%"
+        False, "measured cost per call $0.00 -> $0.001000: any increase from zero exceeds the allowed 25%"
     )
 
 
 def test_unknown_cost_passes_with_a_reason() -> None:
     assert max_cost_increase(None, 0.001, 25) == GateResult(
-        True, "cost unknown at base (no price for the model); gate not applied"
+        True, "measured cost unknown at base (no price for the model); gate not applied"
     )
-    assert max_cost_increase(0.001, None, 25).reason.startswith("cost unknown at head")
-    assert max_cost_increase(None, None, 25).reason.startswith("cost unknown at base and head")
+    assert max_cost_increase(0.001, None, 25).reason.startswith("measured cost unknown at head")
+    assert max_cost_increase(None, None, 25).reason.startswith("measured cost unknown at base and head")
 
 
 def test_max_p95_latency() -> None:
     assert max_p95_latency(3200.0, 4000) == GateResult(True, "p95 latency 3,200 ms is within the limit of 4,000 ms")
     assert max_p95_latency(4000.0, 4000).passed
     assert max_p95_latency(4210.0, 4000) == GateResult(False, "p95 latency 4,210 ms exceeds the limit of 4,000 ms")
-    assert max_p95_latency(None, 4000) == GateResult(True, "no latencies measured; gate not applied")
+    assert max_p95_latency(None, 4000) == GateResult(
+        True, "no fresh latency measured (cached answers keep none); gate not applied")

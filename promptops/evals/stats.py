@@ -1,51 +1,89 @@
-"""Noise-aware statistics for eval results: pass-rate intervals, latency percentiles,
-a paired base -> head test on case outcomes, and the gates built on them.
+"""Noise-aware statistics for eval results: pass-rate intervals, the base -> head verdict on case
+outcomes (confirmed flips and a paired test), latency percentiles with intervals and a rank test
+for a latency change, and the gates built on them.
 
 Pure functions on plain data; nothing here reads files, calls models or prints.
 
-Decisions, and their limits:
+The model, and its limits
+-------------------------
 
-- Pass-rate intervals are Wilson score intervals. Unlike the normal ("Wald")
-  interval they stay inside [0, 1] and remain sensible at 0/n and n/n, which is
-  where eval suites usually live. No runs at all give the uninformative (0, 1).
+Every case is asked ``repeat`` times at base and at head (its *initial samples*). Each sample
+passes or fails; a call that got no answer is no sample. A side *passes* a case when at least
+half of its samples pass.
 
-- Latency percentiles are nearest-rank: always one of the measured values, never
-  an interpolation, so "p95 = 4,210 ms" is a latency that actually happened.
+- **Confirmation.** A case is *flagged* when its sides disagree (one passes, the other fails) or
+  when a side's samples disagree. A flagged case is asked ``confirm`` more times on each side
+  (default 2), each sample its own call. Afterwards a case is
 
-- The paired test compares cases, not pooled pass rates: a case is its own
-  control, so a change that trades one case for another does not look like
-  noise-free stability, and case difficulty does not inflate the variance.
-  Each case has repeat outcomes on each side (the counts may differ). A side
-  "passes" the case when its pass rate over the repeats is >= 0.5 (a tie counts
-  as a pass). A case is *fixed* when it fails at base and passes at head,
-  *regressed* for the opposite, *unchanged* otherwise. The p-value is the exact
-  two-sided sign test (exact McNemar) on the discordant cases: under "the
-  change did nothing" each discordant case is equally likely to go either way,
-  so min(fixed, regressed) is Binomial(fixed + regressed, 1/2). It is computed
-  with exact integers, so ten thousand cases neither overflow nor lose precision.
+  * *regressed*: every base sample passes and every head sample fails;
+  * *fixed*: the opposite;
+  * *flaky*: the samples of at least one side disagree;
+  * *unchanged*: every sample on both sides agrees.
 
-- Flaky cases (mixed outcomes across the repeats on either side) are counted and
-  named, but *kept* in the test, classified by their majority. Dropping them
-  would hide the commonest real regression of a prompt change: cases that
-  always passed and now usually fail (5/5 -> 1/5). Keeping them costs no
-  validity -- under "no change" a flaky case is as likely to flip up as down --
-  only some power, since a coin-flip case adds a discordance either way. With
-  different repeat counts on the two sides that symmetry is approximate.
+  With one sample a side and ``confirm: 0`` a flip is regressed or fixed unconfirmed.
 
-- Small samples cannot reach significance, by design: 1 regressed case of 1
-  gives p = 1.0 and 5 of 5 gives p = 0.0625; at alpha 0.05 it takes at least 6
-  discordant cases, all in one direction. Below that the verdict is
-  "within noise", and the report should show the counts so a reviewer can
-  still judge. Raising `repeat:` does not add cases; adding cases does.
+- **Why confirmation answers "did anything change".** The exact sign test used before asked only
+  whether flips are symmetric: 4 regressions of 6 cases gave p = 0.125 and passed, although a
+  deterministic model that the change did not touch flips *no* case. Under "the change did
+  nothing" (H0) the samples of a case are independent draws with one pass probability p on both
+  sides, so a case whose initial samples went from all-pass to all-fail (a *candidate*) is
+  confirmed regressed with probability p^c (1 - p)^c <= 4^-c (c = its extra samples a side):
+  1/16 at c = 2, whatever p is. The number of confirmed regressions among K candidates is then at
+  most Poisson-binomial with those bounds, and ``p_flips`` is that tail: a valid, conservative
+  p-value for "this many confirmed regressions are noise".
 
-- Shifts that do not cross the majority line (5/5 -> 3/5) are not discordant
-  and are invisible to the paired test; the pass rate and its interval show them.
+- **The verdict.** A suite *regresses* when either holds:
 
-- Gates: the pass-rate-drop gate fails only when the drop exceeds the allowed
-  drop *and* the paired test calls it a regression, so noise alone never fails
-  a PR. Gates whose input is unknown (no price for the model, no latencies, no
-  base run) pass and say why: an unpriced self-hosted model would otherwise fail
-  every PR, and the cost stage already reports the missing price.
+  A. its confirmed regressions net of confirmed fixes are positive and, when the suite has any
+     flaky case (the model is noisy), ``p_flips`` < alpha / 2. A suite with no flaky case at all
+     behaves deterministically, and its confirmed flips are taken as they are: that is what lets
+     one deterministic regression in 20 cases fail a 2-point gate.
+  B. a paired test over every sample: per case the difference d = (base pass share) - (head pass
+     share) over all its samples, and the sum of the d against its exact sign-flip distribution
+     (under H0 base and head samples of a case are exchangeable, so each d is as likely to be
+     negated; flagging and confirmation treat both sides alike, so this survives the selection).
+     One-sided, at alpha / 2. Exact while at most 30 cases have d != 0; beyond that the normal
+     approximation to the same distribution (a sum of many independent symmetric bounded terms).
+
+  The ``max_pass_rate_drop`` gate fails when A holds and the net confirmed regressions exceed
+  the allowed share of the paired cases, or when B holds and the mean drop d exceeds it. An
+  improvement is the mirror image. Otherwise flips and flaky cases are "within noise".
+  Flaky cases are named and reported apart; they count in B through their samples only.
+
+- **Measured false alarms and misses** (tests/test_verdict_simulation.py, 1,000 seeded trials of
+  the protocol each; the same through the stub server in bench/verdict_bench.py): an unchanged
+  prompt on a model wrong 20% or 50% of the time, 20 to 200 cases, repeat 1 or 3: at most 3%
+  false alarms (the union of A and B at alpha / 2 each is bounded by alpha = 5%). Caught: 4 of 6
+  deterministic regressions and 1 of 20, always; 15 of 100 cases broken under 20% noise, 99% of
+  the time (repeat 1 or 3); a uniform rise of the error rate from 20% to 35%, 86% of the time at
+  repeat 1 and always at repeat 3.
+
+- **Limits.** Samples of one case must be independent draws: a provider that caches answers
+  across calls, or a seed shared by every sample, makes a noisy case look deterministic. A suite
+  that is deterministic except for one coin-flip case fails when that case happens to confirm
+  (probability 1/64 at repeat 1, confirm 2). ``confirm: 0`` with repeat 1 counts every flip of a
+  noisy model as a regression. Shifts that stay on one side of the majority line (5/5 -> 3/5)
+  are visible only to B. A uniform shift at repeat 1 is near the information the samples hold:
+  raise ``repeat`` for noisy models.
+
+- **Pass-rate intervals** are Wilson score intervals: unlike the normal ("Wald") interval they stay
+  inside [0, 1] and remain sensible at 0/n and n/n, where eval suites usually live.
+
+- **Latency.** Percentiles are nearest-rank (always a measured value), with distribution-free
+  intervals from order statistics (the interval's ranks come from Binomial(n, q); an end that
+  would need a rank beyond the sample is unknown). A latency *change* is called only when a
+  two-sided Mann-Whitney rank test over the fresh latencies of both sides gives p < alpha and
+  the shift is at least 5% of the base median; its size is the Hodges-Lehmann shift (the
+  median of head - base over all pairs) with its distribution-free interval. Base and head
+  calls are sent in turn, so warm connections and a machine growing busier land on both. Only latencies measured in this run count: a cached answer has no
+  fresh latency, and the first call of each worker and provider (client warm-up) is not timed.
+  The rank test assumes independent samples; base and head latencies of the same case are
+  positively correlated, which makes it conservative. Identical requests at base and head are
+  sent once, so their latencies are the same number on both sides and cannot make a change.
+
+- **Gates** whose input is unknown (no price for the model, no latencies, no base run) pass and
+  say why: an unpriced self-hosted model would otherwise fail every PR, and the cost stage
+  already reports the missing price.
 """
 
 from __future__ import annotations
@@ -53,31 +91,103 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
 from statistics import NormalDist
 from typing import Literal
 
 Verdict = Literal["regression", "improvement", "within noise", "no change"]
+
+ALPHA = 0.05
+DEFAULT_CONFIRM = 2
+EXACT_SIGN_FLIP_CASES = 30  # beyond this many cases with d != 0, the normal approximation
+MIN_LATENCIES = 5  # fewer fresh latencies on a side than this: no latency change is called
+MIN_LATENCY_SHIFT = 0.05  # a shift under 5% of the base median is no change, however sure the rank test is
+_MAX_PAIRWISE = 250_000  # base x head latency pairs for the shift estimate; above, quantiles stand in
 
 # Rates and costs arrive as float quotients (0.9 - 0.88 > 0.02 in binary);
 # a gate must not fail on the last bit of a value exactly at its limit.
 _TOLERANCE = 1e-9
 
 
+class CaseStatus(str, Enum):
+    """How one case moved from base to head (a str, so it compares and serialises as its value)."""
+
+    REGRESSED = "regressed"
+    FIXED = "fixed"
+    FLAKY = "flaky"
+    UNCHANGED = "unchanged"
+    NEW = "new"
+    REMOVED = "removed"
+    UNANSWERED = "unanswered"  # a side got no answer (the calls failed): nothing to compare
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class CasePair:
+    """One case's samples on each side: the first ``*_initial`` were asked first, the rest to confirm."""
+
+    base: tuple[bool, ...]
+    head: tuple[bool, ...]
+    base_initial: int = 1
+    head_initial: int = 1
+
+
 @dataclass(frozen=True)
 class PairedResult:
-    fixed: int  # fail at base, pass at head
-    regressed: int  # pass at base, fail at head
+    cases: int  # paired cases compared
+    regressed: int  # every base sample passes, every head sample fails
+    fixed: int
+    flaky: int  # the samples of a side disagree
     unchanged: int
-    flaky: int  # cases with mixed repeats on either side; they are also counted above
-    p_value: float  # exact two-sided sign test on fixed vs regressed
+    confirmed: bool  # every regressed and fixed case has two samples or more a side
+    candidates_regressed: int  # cases whose initial samples went from all-pass to all-fail
+    candidates_fixed: int
+    p_flips_regressed: float  # P(this many confirmed regressions | no change), an upper bound
+    p_flips_fixed: float
+    drop: float  # mean over cases of (base pass share - head pass share), all samples
+    p_drop: float  # one-sided paired sign-flip test of a drop this large
+    p_rise: float
+    alpha: float
+    by_flips: Literal["regression", "improvement", ""]  # rule A
+    by_samples: Literal["regression", "improvement", ""]  # rule B
     verdict: Verdict
+
+    @property
+    def net_regressed(self) -> int:
+        return self.regressed - self.fixed
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided p of the paired test over all samples (rule B)."""
+        return min(1.0, 2 * min(self.p_drop, self.p_rise))
+
+    def evidence(self) -> str:
+        """The counts and tests behind the verdict, for a reader."""
+        flips = self.regressed + self.fixed
+        parts = [f"{self.regressed} regressed, {self.fixed} fixed"
+                 + ("" if self.confirmed or not flips else " (unconfirmed: one sample a side)")]
+        if not self.flaky:
+            parts.append("no case flaky, so its flips are not noise" if flips else "no case moved")
+            return ", ".join(parts)
+        parts.append(f"{self.flaky} flaky")
+        if flips:
+            p = self.p_flips_regressed if self.regressed >= self.fixed else self.p_flips_fixed
+            parts.append(f"confirmed flips p = {p:.2g}")
+        parts.append(f"paired test over all samples p = {self.p_value:.2g}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
 class GateResult:
     passed: bool
     reason: str
+    preexisting: bool = False  # the gate fails at base as well
 
+
+# -- pass rates --------------------------------------------------------------------------------------
 
 def wilson_interval(passed: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a pass rate of `passed` out of `total`."""
@@ -98,28 +208,13 @@ def wilson_interval(passed: int, total: int, confidence: float = 0.95) -> tuple[
     return (lower, upper)
 
 
-def percentile(values: Iterable[float], pct: float) -> float | None:
-    """Nearest-rank percentile (pct in 0..100); None when there are no values."""
-    if not 0 <= pct <= 100:
-        raise ValueError(f"pct must be within 0..100, got {pct}")
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    # pct * n first: exact for whole percents, where pct / 100 * n is not (0.95 * 20).
-    rank = max(1, math.ceil(pct * len(ordered) / 100))
-    return ordered[rank - 1]
-
-
-def p50(values: Iterable[float]) -> float | None:
-    return percentile(values, 50)
-
-
-def p95(values: Iterable[float]) -> float | None:
-    return percentile(values, 95)
+def passes(outcomes: Sequence[bool]) -> bool:
+    """Whether a side passes a case: at least half its samples pass (compared in integers, so a tie passes)."""
+    return 2 * sum(outcomes) >= len(outcomes)
 
 
 def flaky(outcomes: Sequence[bool]) -> bool:
-    """Whether the repeats of one case disagree."""
+    """Whether the samples of one side disagree."""
     return 0 < sum(outcomes) < len(outcomes)
 
 
@@ -128,88 +223,178 @@ def flaky_cases(outcomes_by_case: Mapping[str, Sequence[bool]]) -> list[str]:
     return [case_id for case_id, outcomes in outcomes_by_case.items() if flaky(outcomes)]
 
 
-def sign_test_p_value(fixed: int, regressed: int) -> float:
-    """Exact two-sided sign test: P(a split at least this uneven | each way equally likely)."""
-    n = fixed + regressed
-    if n == 0:
-        return 1.0
-    # Binomial coefficients by the integer recurrence C(n, i+1) = C(n, i) * (n-i) / (i+1):
-    # exact at any n, and one multiply per term instead of a fresh math.comb each.
-    term = tail = 1
-    for i in range(min(fixed, regressed)):
-        term = term * (n - i) // (i + 1)
-        tail += term
-    # int / int is correctly rounded even when 2**n is far beyond float range.
-    return min(1.0, 2 * tail / (1 << n))
+def needs_confirmation(base: Sequence[bool], head: Sequence[bool]) -> bool:
+    """Whether a case is asked again: its sides disagree, or a side's samples do."""
+    return passes(base) != passes(head) or flaky(base) or flaky(head)
 
 
-def paired_test(pairs: Sequence[tuple[Sequence[bool], Sequence[bool]]], alpha: float = 0.05) -> PairedResult:
-    """Compare per-case outcomes at base and head; each pair is (base repeats, head repeats)."""
+def case_status(base: Sequence[bool], head: Sequence[bool]) -> CaseStatus:
+    if not base or not head:
+        raise ValueError("a case without samples on one side is new or removed, not a pair")
+    if flaky(base) or flaky(head):
+        return CaseStatus.FLAKY
+    if base[0] and not head[0]:
+        return CaseStatus.REGRESSED
+    if head[0] and not base[0]:
+        return CaseStatus.FIXED
+    return CaseStatus.UNCHANGED
+
+
+# -- the paired verdict ------------------------------------------------------------------------------
+
+def paired_test(pairs: Sequence[CasePair], alpha: float = ALPHA) -> PairedResult:
+    """The base -> head verdict over paired cases (see the module docstring: rules A and B)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
-    fixed = regressed = unchanged = flaky_count = 0
-    for index, (base, head) in enumerate(pairs):
-        if not base or not head:
-            # A case missing on one side is new or removed, not a paired outcome.
-            raise ValueError(f"case {index} has no outcomes on one side")
-        base_passes = _passes(base)
-        head_passes = _passes(head)
-        if head_passes and not base_passes:
-            fixed += 1
-        elif base_passes and not head_passes:
-            regressed += 1
-        else:
-            unchanged += 1
-        flaky_count += flaky(base) or flaky(head)
-    p_value = sign_test_p_value(fixed, regressed)
-    verdict: Verdict
-    if fixed + regressed == 0:
-        verdict = "no change"
-    elif p_value < alpha:
-        verdict = "regression" if regressed > fixed else "improvement"
-    else:
-        verdict = "within noise"
-    return PairedResult(fixed, regressed, unchanged, flaky_count, p_value, verdict)
-
-
-def _passes(outcomes: Sequence[bool]) -> bool:
-    # Pass rate >= 0.5, compared in integers so a tie is exactly a pass.
-    return 2 * sum(outcomes) >= len(outcomes)
-
-
-def pass_rate_drop_gate(
-    base_rate: float | None, head_rate: float, max_drop: float, paired: PairedResult
-) -> GateResult:
-    """Fail when the pass rate falls by more than max_drop and the paired test calls it a regression."""
-    if base_rate is None:
-        return GateResult(True, f"pass rate {_pct(head_rate)}; no base run to compare with")
-    drop = base_rate - head_rate
-    change = f"pass rate {_pct(base_rate)} -> {_pct(head_rate)}"
-    allowed = f"the allowed drop of {_points(max_drop)}"
-    if drop <= max_drop + _TOLERANCE:
-        return GateResult(True, f"{change}, within {allowed}")
-    evidence = f"{paired.regressed} regressed, {paired.fixed} fixed, p = {paired.p_value:.3g}"
-    if paired.verdict == "regression":
-        return GateResult(False, f"{change}: a drop of {_points(drop)} exceeds {allowed} and is beyond noise ({evidence})")
-    return GateResult(
-        True,
-        f"{change}: a drop of {_points(drop)} exceeds {allowed} but the paired test finds "
-        f"{paired.verdict}, not a regression ({evidence})",
+    counts = {status: 0 for status in CaseStatus}
+    bounds: dict[CaseStatus, list[float]] = {CaseStatus.REGRESSED: [], CaseStatus.FIXED: []}
+    confirmed = True
+    diffs: list[Fraction] = []
+    for pair in pairs:
+        status = case_status(pair.base, pair.head)
+        counts[status] += 1
+        if status in (CaseStatus.REGRESSED, CaseStatus.FIXED) and min(len(pair.base), len(pair.head)) < 2:
+            confirmed = False
+        for direction, bound in _candidate_bounds(pair):
+            bounds[direction].append(bound)
+        diffs.append(Fraction(sum(pair.base), len(pair.base)) - Fraction(sum(pair.head), len(pair.head)))
+    regressed, fixed, flaky_count = counts[CaseStatus.REGRESSED], counts[CaseStatus.FIXED], counts[CaseStatus.FLAKY]
+    p_flips_r = _poisson_binomial_tail(bounds[CaseStatus.REGRESSED], regressed)
+    p_flips_f = _poisson_binomial_tail(bounds[CaseStatus.FIXED], fixed)
+    p_drop, p_rise = sign_flip_p_values(diffs)
+    by_flips = _by_flips(regressed - fixed, flaky_count == 0, p_flips_r, p_flips_f, alpha)
+    drop = float(sum(diffs) / len(diffs)) if diffs else 0.0
+    by_samples: Literal["regression", "improvement", ""] = (
+        "regression" if drop > 0 and p_drop < alpha / 2 else "improvement" if drop < 0 and p_rise < alpha / 2 else "")
+    return PairedResult(
+        cases=len(pairs), regressed=regressed, fixed=fixed, flaky=flaky_count, unchanged=counts[CaseStatus.UNCHANGED],
+        confirmed=confirmed, candidates_regressed=len(bounds[CaseStatus.REGRESSED]),
+        candidates_fixed=len(bounds[CaseStatus.FIXED]), p_flips_regressed=p_flips_r, p_flips_fixed=p_flips_f,
+        drop=drop, p_drop=p_drop, p_rise=p_rise, alpha=alpha, by_flips=by_flips, by_samples=by_samples,
+        verdict=_verdict(by_flips, by_samples, regressed + fixed + flaky_count),
     )
 
 
-def min_pass_rate(head_rate: float, minimum: float) -> GateResult:
+def _candidate_bounds(pair: CasePair) -> list[tuple[CaseStatus, float]]:
+    """For a case whose initial samples flipped all one way: the bound on its chance, under no change,
+    of confirming that flip (p^c (1-p)^c <= 4^-c, c its extra samples a side)."""
+    extra = min(len(pair.base) - pair.base_initial, len(pair.head) - pair.head_initial)
+    first_base, first_head = pair.base[: pair.base_initial], pair.head[: pair.head_initial]
+    if not first_base or not first_head:
+        return []
+    if all(first_base) and not any(first_head):
+        return [(CaseStatus.REGRESSED, 4.0 ** -extra)]
+    if all(first_head) and not any(first_base):
+        return [(CaseStatus.FIXED, 4.0 ** -extra)]
+    return []
+
+
+def _by_flips(net: int, clean: bool, p_regressed: float, p_fixed: float,
+              alpha: float) -> Literal["regression", "improvement", ""]:
+    """Rule A: confirmed flips, taken as they are in a suite with no flaky case, else only beyond noise."""
+    if net > 0 and (clean or p_regressed < alpha / 2):
+        return "regression"
+    if net < 0 and (clean or p_fixed < alpha / 2):
+        return "improvement"
+    return ""
+
+
+def _verdict(by_flips: str, by_samples: str, moved: int) -> Verdict:
+    if "regression" in (by_flips, by_samples):
+        return "regression"
+    if "improvement" in (by_flips, by_samples):
+        return "improvement"
+    return "within noise" if moved else "no change"
+
+
+def _poisson_binomial_tail(probabilities: Sequence[float], at_least: int) -> float:
+    """P(at least ``at_least`` successes) among independent trials with these success probabilities."""
+    if at_least <= 0:
+        return 1.0
+    if at_least > len(probabilities):
+        return 0.0
+    # dist[k] = P(exactly k successes so far), k capped at at_least ("or more").
+    dist = [1.0] + [0.0] * at_least
+    for p in probabilities:
+        for k in range(at_least, -1, -1):
+            stay = dist[k] * (1 - p) if k < at_least else dist[k]
+            dist[k] = stay + (dist[k - 1] * p if k > 0 else 0.0)
+    return min(1.0, dist[at_least])
+
+
+def sign_flip_p_values(diffs: Sequence[Fraction]) -> tuple[float, float]:
+    """One-sided p-values (drop, rise) of sum(diffs) under random sign flips of each difference."""
+    nonzero = [d for d in diffs if d != 0]
+    if not nonzero:
+        return 1.0, 1.0
+    scale = math.lcm(*(d.denominator for d in nonzero))
+    values = [abs(int(d * scale)) for d in nonzero]
+    observed = int(sum(nonzero) * scale)
+    if len(values) > EXACT_SIGN_FLIP_CASES:
+        # The sum of many independent symmetric terms +-v: normal, variance sum(v^2), with a
+        # continuity correction of half the lattice's spacing (flipping one sign moves the sum by 2v).
+        sd = math.sqrt(sum(v * v for v in values))
+        half_spacing = math.gcd(*values)
+        normal = NormalDist()
+        return (1 - normal.cdf((observed - half_spacing) / sd), normal.cdf((observed + half_spacing) / sd))
+    ways: dict[int, int] = {0: 1}
+    for value in values:
+        shifted: dict[int, int] = {}
+        for total, count in ways.items():
+            for signed in (value, -value):
+                shifted[total + signed] = shifted.get(total + signed, 0) + count
+        ways = shifted
+    everything = 1 << len(values)
+    at_least = sum(count for total, count in ways.items() if total >= observed)
+    at_most = sum(count for total, count in ways.items() if total <= observed)
+    return at_least / everything, at_most / everything
+
+
+def pass_rate_drop_gate(base_rate: float | None, head_rate: float, max_drop: float,
+                        paired: PairedResult | None) -> GateResult:
+    """Fail when confirmed regressions (rule A) or the paired test (rule B) show a drop beyond ``max_drop``."""
+    if base_rate is None or paired is None:
+        return GateResult(True, f"pass rate {_pct(head_rate)}; no base run to compare with")
+    change = f"pass rate {_pct(base_rate)} -> {_pct(head_rate)}"
+    allowed = f"the allowed drop of {_points(max_drop)}"
+    net_share = paired.net_regressed / paired.cases if paired.cases else 0.0
+    if paired.by_flips == "regression" and net_share > max_drop + _TOLERANCE:
+        cases = f"{paired.net_regressed} of {paired.cases} cases"
+        how = "confirmed" if paired.confirmed else "flipped (unconfirmed)"
+        return GateResult(False, f"{change}: {cases} {how} regressed net of fixes, {_points(net_share)}, "
+                                 f"more than {allowed} ({paired.evidence()})")
+    if paired.by_samples == "regression" and paired.drop > max_drop + _TOLERANCE:
+        return GateResult(False, f"{change}: over all samples the pass rate falls {_points(paired.drop)}, "
+                                 f"more than {allowed}, beyond noise ({paired.evidence()})")
+    if paired.verdict == "regression":
+        return GateResult(True, f"{change}: a regression beyond noise, but within {allowed} ({paired.evidence()})")
+    if paired.regressed or paired.flaky or base_rate - head_rate > max_drop + _TOLERANCE:
+        return GateResult(True, f"{change}: {paired.verdict}, not a regression beyond {allowed} ({paired.evidence()})")
+    return GateResult(True, f"{change}, within {allowed}")
+
+
+def min_pass_rate(head_rate: float, minimum: float, base_rate: float | None = None,
+                  base_label: str = "the base") -> GateResult:
     if head_rate + _TOLERANCE >= minimum:
         return GateResult(True, f"pass rate {_pct(head_rate)} meets the minimum {_pct(minimum)}")
-    return GateResult(False, f"pass rate {_pct(head_rate)} is below the minimum {_pct(minimum)}")
+    reason = f"pass rate {_pct(head_rate)} is below the minimum {_pct(minimum)}"
+    if base_rate is not None and base_rate + _TOLERANCE < minimum:
+        return GateResult(False, f"{reason}; also fails on {base_label} ({_pct(base_rate)})", preexisting=True)
+    return GateResult(False, reason)
 
 
-def max_cost_increase(base_cost: float | None, head_cost: float | None, max_pct: float) -> GateResult:
-    """Fail when cost rises by more than max_pct percent; an unknown cost passes (fail open)."""
+def max_cost_increase(base_cost: float | None, head_cost: float | None, max_pct: float,
+                      kind: str = "measured") -> GateResult:
+    """Fail when cost rises by more than max_pct percent; an unknown cost passes (fail open).
+
+    ``kind`` says which cost it is: "measured" on eval answers, or "estimated" from the files.
+    """
     unknown = [side for side, cost in (("base", base_cost), ("head", head_cost)) if cost is None]
     if unknown:
-        return GateResult(True, f"cost unknown at {' and '.join(unknown)} (no price for the model); gate not applied")
-    change = f"cost {_usd(base_cost)} -> {_usd(head_cost)}"
+        return GateResult(True, f"{kind} cost unknown at {' and '.join(unknown)} (no price for the model); "
+                                "gate not applied")
+    assert base_cost is not None and head_cost is not None
+    change = f"{kind} cost per call {_usd(base_cost)} -> {_usd(head_cost)}"
     if head_cost <= base_cost:
         return GateResult(True, f"{change}, no increase")
     if base_cost == 0:
@@ -220,12 +405,148 @@ def max_cost_increase(base_cost: float | None, head_cost: float | None, max_pct:
     return GateResult(False, f"{change} (+{increase:.1f}%) exceeds the allowed {max_pct:g}%")
 
 
-def max_p95_latency(p95_ms: float | None, limit_ms: float) -> GateResult:
+def max_p95_latency(p95_ms: float | None, limit_ms: float, base_p95_ms: float | None = None,
+                    base_label: str = "the base") -> GateResult:
     if p95_ms is None:
-        return GateResult(True, "no latencies measured; gate not applied")
+        return GateResult(True, "no fresh latency measured (cached answers keep none); gate not applied")
     if p95_ms <= limit_ms + _TOLERANCE:
         return GateResult(True, f"p95 latency {p95_ms:,.0f} ms is within the limit of {limit_ms:,.0f} ms")
-    return GateResult(False, f"p95 latency {p95_ms:,.0f} ms exceeds the limit of {limit_ms:,.0f} ms")
+    reason = f"p95 latency {p95_ms:,.0f} ms exceeds the limit of {limit_ms:,.0f} ms"
+    if base_p95_ms is not None and base_p95_ms > limit_ms + _TOLERANCE:
+        return GateResult(False, f"{reason}; also fails on {base_label} ({base_p95_ms:,.0f} ms)", preexisting=True)
+    return GateResult(False, reason)
+
+
+# -- latency -----------------------------------------------------------------------------------------
+
+def percentile(values: Iterable[float], pct: float) -> float | None:
+    """Nearest-rank percentile (pct in 0..100); None when there are no values."""
+    if not 0 <= pct <= 100:
+        raise ValueError(f"pct must be within 0..100, got {pct}")
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[_rank(pct, len(ordered)) - 1]
+
+
+def _rank(pct: float, n: int) -> int:
+    # pct * n first: exact for whole percents, where pct / 100 * n is not (0.95 * 20).
+    return max(1, math.ceil(pct * n / 100))
+
+
+def p50(values: Iterable[float]) -> float | None:
+    return percentile(values, 50)
+
+
+def p95(values: Iterable[float]) -> float | None:
+    return percentile(values, 95)
+
+
+@dataclass(frozen=True)
+class Quantile:
+    value: float
+    low: float | None  # None: the sample is too small to bound it on this side
+    high: float | None
+
+
+def quantile_with_interval(values: Iterable[float], pct: float, confidence: float = 0.95) -> Quantile | None:
+    """The nearest-rank percentile and a distribution-free interval from order statistics.
+
+    The number of values below the true q-quantile is Binomial(n, q); the interval's ends are the
+    order statistics at that distribution's alpha/2 and 1 - alpha/2 points, so it covers the true
+    quantile at least ``confidence`` of the time, whatever the distribution.
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    n, q, tail = len(ordered), pct / 100, (1 - confidence) / 2
+    value = ordered[_rank(pct, n) - 1]
+    cdf, low_rank, high_rank = 0.0, 0, n + 1
+    for k in range(n + 1):
+        cdf += _binomial_pmf(k, n, q)
+        if cdf <= tail:
+            low_rank = k + 1  # rank k+1 still has at most tail probability of lying above the quantile
+        if cdf >= 1 - tail:
+            high_rank = k + 1
+            break
+    low = ordered[low_rank - 1] if low_rank >= 1 else None
+    high = ordered[high_rank - 1] if high_rank <= n else None
+    return Quantile(value, low, high)
+
+
+def _binomial_pmf(k: int, n: int, p: float) -> float:
+    if p <= 0 or p >= 1:
+        return float(k == (0 if p <= 0 else n))
+    log = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+    return math.exp(log)
+
+
+@dataclass(frozen=True)
+class LatencyChange:
+    base_count: int
+    head_count: int
+    shift_ms: float | None  # Hodges-Lehmann: median of head - base over all pairs
+    shift_low_ms: float | None
+    shift_high_ms: float | None
+    p_value: float | None  # two-sided Mann-Whitney; None when a side has too few fresh latencies
+    changed: bool  # beyond noise
+
+
+def latency_change(base: Sequence[float], head: Sequence[float], alpha: float = ALPHA) -> LatencyChange:
+    """Whether head latencies differ from base ones beyond noise: a rank test and the shift with its interval."""
+    if min(len(base), len(head)) < MIN_LATENCIES:
+        return LatencyChange(len(base), len(head), None, None, None, None, False)
+    p_value = mann_whitney_p(base, head)
+    shift, low, high = hodges_lehmann(base, head, 1 - alpha)
+    # A shift too small to matter is no change, however sure: thousands of calls make 2 ms "significant".
+    worth_saying = abs(shift) >= MIN_LATENCY_SHIFT * (p50(base) or 0.0)
+    return LatencyChange(len(base), len(head), shift, low, high, p_value, p_value < alpha and worth_saying)
+
+
+def mann_whitney_p(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided Mann-Whitney U test: normal approximation with tie correction and continuity correction."""
+    n, m = len(x), len(y)
+    ranked = sorted([(value, 0) for value in x] + [(value, 1) for value in y])
+    rank_sum_x, ties, index = 0.0, 0.0, 0
+    while index < len(ranked):
+        end = index
+        while end + 1 < len(ranked) and ranked[end + 1][0] == ranked[index][0]:
+            end += 1
+        mid_rank = (index + end) / 2 + 1
+        size = end - index + 1
+        ties += size ** 3 - size
+        rank_sum_x += mid_rank * sum(1 for _, side in ranked[index : end + 1] if side == 0)
+        index = end + 1
+    u = rank_sum_x - n * (n + 1) / 2
+    total = n + m
+    variance = n * m / 12 * ((total + 1) - ties / (total * (total - 1)))
+    if variance <= 0:
+        return 1.0  # every value the same
+    z = (abs(u - n * m / 2) - 0.5) / math.sqrt(variance)
+    return min(1.0, 2 * (1 - NormalDist().cdf(max(z, 0.0))))
+
+
+def hodges_lehmann(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """The shift of ``y`` over ``x`` (median of y_j - x_i) and its distribution-free interval.
+
+    Over 250,000 pairs, each side stands in as evenly spaced quantiles of itself (500 at most), so
+    the estimate stays a few milliseconds of CPU for any suite.
+    """
+    x, y = _thinned(sorted(x)), _thinned(sorted(y))
+    diffs = sorted(b - a for a in x for b in y)
+    n, m, count = len(x), len(y), len(diffs)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    k = max(0, math.floor(n * m / 2 - z * math.sqrt(n * m * (n + m + 1) / 12)))
+    middle = count // 2
+    median = diffs[middle] if count % 2 else (diffs[middle - 1] + diffs[middle]) / 2
+    return median, diffs[k], diffs[count - 1 - k]
+
+
+def _thinned(ordered: list[float]) -> list[float]:
+    limit = int(math.sqrt(_MAX_PAIRWISE))
+    if len(ordered) <= limit:
+        return ordered
+    return [ordered[round(i * (len(ordered) - 1) / (limit - 1))] for i in range(limit)]
 
 
 def _pct(rate: float) -> str:
