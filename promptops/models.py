@@ -25,6 +25,22 @@ class ModelInfo:
     max_input_tokens: int | None
     max_output_tokens: int | None
     source: str  # where the figures came from, for reports
+    cached_input_cost_per_token: float | None = None  # input the provider served from its prompt cache
+
+    def call_cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float | None:
+        """What one call costs, in USD; None when a price it needs is unknown.
+
+        Cached input tokens (a part of ``input_tokens``) are priced at the cached-input rate where
+        the model has one, else as any input.
+        """
+        if self.input_cost_per_token is None or self.output_cost_per_token is None:
+            return None
+        cached = min(max(cached_input_tokens, 0), input_tokens)
+        cached_rate = self.cached_input_cost_per_token
+        if cached_rate is None:
+            cached_rate = self.input_cost_per_token
+        return ((input_tokens - cached) * self.input_cost_per_token + cached * cached_rate
+                + output_tokens * self.output_cost_per_token)
 
 
 def litellm_price_map() -> Path | None:
@@ -85,6 +101,7 @@ class ModelCatalog:
                 max_input_tokens=override.get("context_window"),
                 max_output_tokens=override.get("max_output_tokens"),
                 source="promptops.yaml pricing",
+                cached_input_cost_per_token=(override["cached_input"] / 1e6 if "cached_input" in override else None),
             )
         for key in _candidate_keys(name):
             entry = self._entry(key)
@@ -96,6 +113,7 @@ class ModelCatalog:
                     max_input_tokens=_integer(entry.get("max_input_tokens")),
                     max_output_tokens=_integer(entry.get("max_output_tokens") or entry.get("max_tokens")),
                     source=f"litellm price map ({key})",
+                    cached_input_cost_per_token=_number(entry.get("cache_read_input_token_cost")),
                 )
         return None
 

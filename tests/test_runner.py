@@ -27,7 +27,7 @@ def stub_server():
 
 @pytest.fixture
 def stub(stub_server: StubServer) -> StubServer:
-    stub_server.reset(rules=[Rule(match="France", reply="Paris")], faults=[], latency_ms=0)
+    stub_server.reset(rules=[Rule(match="France", reply="Paris")], faults=[], latency_ms=0, responder=None)
     return stub_server
 
 
@@ -52,12 +52,51 @@ def run(batch: list[Call], cache: ResultCache, config: RunSettings, **kw: object
 
 def test_answers_usage_cost_and_latency(stub: StubServer, tmp_path: Path) -> None:
     with ResultCache(tmp_path / "cache.db") as cache:
-        [outcome] = run(calls(1), cache, settings(stub))
+        warm_up, outcome = run(calls(2), cache, settings(stub, concurrency=1))
     assert outcome.error is None and outcome.output == "Paris" and not outcome.cached
     assert outcome.input_tokens and outcome.output_tokens and outcome.latency_ms > 0
+    assert warm_up.output == "Paris" and warm_up.latency_ms is None  # the client's warm-up is not timed
     info = ModelCatalog().get(MODEL)
     expected = outcome.input_tokens * info.input_cost_per_token + outcome.output_tokens * info.output_cost_per_token
     assert outcome.cost_usd == pytest.approx(expected)
+
+
+def test_the_first_call_to_a_provider_goes_alone_and_untimed(stub: StubServer, tmp_path: Path) -> None:
+    arrivals: list[float] = []
+
+    def answer(request: dict) -> str:
+        arrivals.append(time.monotonic())
+        return "Paris"
+
+    stub.reset(responder=answer, latency_ms=150)
+    with ResultCache(tmp_path / "cache.db") as cache:
+        outcomes = run(calls(6), cache, settings(stub, concurrency=6))
+    arrivals.sort()
+    assert arrivals[1] - arrivals[0] >= 0.14  # the rest waited for the first answer
+    assert arrivals[-1] - arrivals[1] < 0.14  # then went together
+    assert [o.latency_ms is None for o in outcomes].count(True) == 1
+    assert all(o.latency_ms >= 150 for o in outcomes if o.latency_ms is not None)
+
+
+def test_cached_input_tokens_are_priced_at_the_cached_input_rate() -> None:
+    info = ModelCatalog().get(MODEL)
+    assert info.cached_input_cost_per_token == pytest.approx(info.input_cost_per_token / 2)  # litellm's price map
+    full = info.call_cost(1_000, 100)
+    cached = info.call_cost(1_000, 100, cached_input_tokens=800)
+    assert cached == pytest.approx(full - 800 * (info.input_cost_per_token - info.cached_input_cost_per_token))
+    overridden = ModelCatalog({"acme/ft": {"input": 1.0, "output": 2.0}}).get("acme/ft")
+    assert overridden.call_cost(10, 0, cached_input_tokens=10) == pytest.approx(10 / 1e6)  # no cached rate: input's
+
+
+def test_identical_requests_in_flight_are_sent_once(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(latency_ms=100)
+    twins = calls(4) + calls(4)  # the same four requests asked twice, as base and head do
+    with ResultCache(tmp_path / "cache.db") as cache:
+        outcomes = run(twins, cache, settings(stub, concurrency=8))
+    assert stub.calls == 4
+    assert [o.output for o in outcomes] == ["Paris"] * 8
+    assert sum(o.shared for o in outcomes) == 4
+    assert {o.call.case_id for o in outcomes if o.shared} == {"c0", "c1", "c2", "c3"}
 
 
 def test_a_rerun_with_nothing_changed_makes_no_call(stub: StubServer, tmp_path: Path) -> None:

@@ -12,6 +12,14 @@ arrives.
 A ``CallEngine`` holds those bounds and the budget for a whole eval run; the
 calls themselves run in its event loop, or in worker processes
 (``workers.WorkerPool``) when a run is big enough to pay for starting them.
+A request identical to one already in flight (base and head often render the
+same messages) is not sent again: it takes the first one's answer.
+
+Latency is the time from sending a call to the end of its answer. The first
+call of each process to each provider route goes alone and is not timed: it
+pays for litellm's lazy imports and the first connection (about half a second
+here), which would otherwise land on the first wave of calls and look like a
+slower prompt.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
@@ -37,6 +46,19 @@ T = TypeVar("T")
 
 class MissingCredentials(Exception):
     """A provider's API key is not in the environment; the message names the variable."""
+
+
+class Failure(str, Enum):
+    """Why an attempt has no answer to assess."""
+
+    NO_ANSWER = "no answer"  # the model service failed after retries, or refused the request
+    SPEND_CAP = "spend cap"  # not sent: it could have passed the spend cap
+    NOT_RENDERED = "not rendered"  # not sent: the prompt does not render with the case's vars
+
+    @property
+    def is_sample(self) -> bool:
+        """Whether the attempt still counts as a (failed) sample: a prompt that does not render is broken."""
+        return self is Failure.NOT_RENDERED
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,8 @@ class CallOutcome:
     error: str | None = None  # set when no answer could be had
     cached: bool = False
     attempts: int = 0
+    failure: Failure | None = None  # set with error
+    shared: bool = False  # the answer of an identical request made once for both (base and head)
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,18 @@ class CallEngine:
         self.pool = pool
         self._local: LocalCaller | None = None
         self._checked: set[str] = set()
+        self._shared: dict[str, _SharedAnswer] = {}  # requests in flight, or answered and still awaited
+        self.shared_answers = 0  # answers taken from an identical request instead of a call of their own
+
+    def expect_repeats(self, keys: Iterable[str]) -> None:
+        """Say that these requests will be asked for more than once (base and head render the same
+        messages): the first answer is kept until every asker has it, however late they come."""
+        counts: dict[str, int] = {}
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+        for key, count in counts.items():
+            if count > 1:
+                self._shared.setdefault(key, _SharedAnswer()).expected += count
 
     async def __aenter__(self) -> CallEngine:
         return self
@@ -237,28 +273,61 @@ class CallEngine:
     async def stream(self, calls: Iterable[tuple[T, Call]], arrived: Callable[[T, CallOutcome], None]) -> None:
         """Run ``calls`` (each with a tag handed back to ``arrived``) as slots free up.
 
-        A task is made only for a call that holds a slot, so however many calls there are, at
-        most ``concurrency`` tasks exist (flat memory); ``arrived`` sees each outcome as it comes.
+        A task is made only for a call that holds a slot, or that waits for an identical request's
+        answer (it holds none), so however many calls there are, at most ``concurrency`` calls are
+        in flight; ``arrived`` sees each outcome as it comes.
         """
         running: set[asyncio.Task[None]] = set()
 
-        async def one(tag: T, call: Call) -> None:
+        async def one(tag: T, call: Call, shared: _SharedAnswer) -> None:
             try:
-                arrived(tag, await self._call(call))
+                outcome = await self._call(call)
+            except BaseException:
+                shared.fail()
+                raise
             finally:
                 self.slots.release()
+            shared.answer(outcome)
+            self._taken(call.key, shared)
+            arrived(tag, outcome)
+
+        async def follow(tag: T, call: Call, shared: _SharedAnswer) -> None:
+            outcome = await shared.wait()
+            self._taken(call.key, shared)
+            self.shared_answers += 1
+            arrived(tag, replace(outcome, call=call, shared=True))
+
+        def start(work: Any) -> None:
+            task = asyncio.create_task(work)
+            running.add(task)
+            task.add_done_callback(running.discard)
 
         try:
             for tag, call in calls:
+                shared = self._shared.get(call.key)
+                if shared is not None and shared.started:
+                    start(follow(tag, call, shared))
+                    continue
                 await self.slots.acquire()
-                task = asyncio.create_task(one(tag, call))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                shared = self._shared.get(call.key)  # another caller may have started it while we waited
+                if shared is not None and shared.started:
+                    self.slots.release()
+                    start(follow(tag, call, shared))
+                    continue
+                shared = self._shared.setdefault(call.key, _SharedAnswer())
+                shared.started = True
+                start(one(tag, call, shared))
             while running:
                 await asyncio.gather(*running)
         finally:
             for task in running:
                 task.cancel()
+
+    def _taken(self, key: str, shared: _SharedAnswer) -> None:
+        """One asker has its answer: forget the request once every expected asker has had it."""
+        shared.expected -= 1
+        if shared.expected <= 0 and self._shared.get(key) is shared:
+            del self._shared[key]
 
     async def _call(self, call: Call) -> CallOutcome:
         provider = call.model.split("/", 1)[0] if "/" in call.model else ""
@@ -284,7 +353,7 @@ class CallEngine:
         if not self.spend.reserve(worst):
             spent = self.spend.spent
             return CallOutcome(call, None, error=f"not run: the spend cap ${self.spend.cap:g} would be "
-                                                 f"passed (${spent:.4f} spent)")
+                                                 f"passed (${spent:.4f} spent)", failure=Failure.SPEND_CAP)
         actual: float | None = worst  # a call cut short (Ctrl-C) may still be billed: count its worst case
         try:
             outcome = await (self.pool.execute(call) if self.pool is not None else self._caller().call(call))
@@ -299,6 +368,30 @@ class CallEngine:
         return self._local
 
 
+class _SharedAnswer:
+    """One request's answer, for every asker of an identical request within a run."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.expected = 0  # askers still to take the answer, when known in advance (0: unknown)
+        self._done = asyncio.Event()
+        self._outcome: CallOutcome | None = None
+
+    def answer(self, outcome: CallOutcome) -> None:
+        self._outcome = outcome
+        self._done.set()
+
+    def fail(self) -> None:
+        """The call was cancelled (the run is stopping): askers stop too."""
+        self._done.set()
+
+    async def wait(self) -> CallOutcome:
+        await self._done.wait()
+        if self._outcome is None:
+            raise asyncio.CancelledError
+        return self._outcome
+
+
 class LocalCaller:
     """Executes calls through litellm in this process (retries, timeouts, cost) and stores each answer."""
 
@@ -308,6 +401,7 @@ class LocalCaller:
         self.random = random.Random(settings.seed)
         self.catalog = catalog
         self.writes = writes
+        self._warmed: dict[str, asyncio.Event] = {}  # per provider route: set once its first call is back
 
     def missing_credentials(self, models: set[str]) -> str | None:
         """What the providers of ``models`` need that the environment lacks, or None."""
@@ -322,10 +416,28 @@ class LocalCaller:
         return None
 
     async def call(self, call: Call) -> CallOutcome:
-        outcome = await self._with_retries(call)
+        outcome = await self._warmed_up(call)
         if outcome.error is None:
             self.writes.add(to_cached(outcome))
         return outcome
+
+    async def _warmed_up(self, call: Call) -> CallOutcome:
+        """The first call to a provider route goes alone, untimed; the others wait for it to come back.
+
+        That call pays for litellm's lazy imports and the client's first connection; timed, it and
+        every call in flight beside it would show half a second no prompt change caused.
+        """
+        route = f"{call.model.split('/', 1)[0]} {self.settings.api_base or ''}"
+        warmed = self._warmed.get(route)
+        if warmed is not None:
+            await warmed.wait()
+            return await self._with_retries(call)
+        warmed = self._warmed[route] = asyncio.Event()
+        try:
+            outcome = await self._with_retries(call)
+        finally:
+            warmed.set()
+        return replace(outcome, latency_ms=None)
 
     async def _with_retries(self, call: Call) -> CallOutcome:
         attempts = self.settings.retries + 1
@@ -334,10 +446,11 @@ class LocalCaller:
                 return await self._attempt(call, attempt)
             except _Retryable as problem:
                 if attempt == attempts:
-                    return CallOutcome(call, None, error=f"{problem} (after {attempt} attempts)", attempts=attempt)
+                    return CallOutcome(call, None, error=f"{problem} (after {attempt} attempts)", attempts=attempt,
+                                       failure=Failure.NO_ANSWER)
                 await asyncio.sleep(self._delay(attempt, problem.retry_after))
             except Exception as exc:  # a 4xx other than 429, a bad parameter: retrying cannot help
-                return CallOutcome(call, None, error=describe_error(exc), attempts=attempt)
+                return CallOutcome(call, None, error=describe_error(exc), attempts=attempt, failure=Failure.NO_ANSWER)
         raise AssertionError("unreachable")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -369,14 +482,19 @@ class LocalCaller:
         input_tokens = getattr(usage, "prompt_tokens", None)
         output_tokens = getattr(usage, "completion_tokens", None)
         return CallOutcome(call, content, input_tokens, output_tokens, round(latency_ms, 3),
-                           self._cost(call.model, response, input_tokens, output_tokens), attempts=attempt)
+                           self._cost(call.model, response, usage), attempts=attempt)
 
-    def _cost(self, model: str, response: Any, input_tokens: int | None, output_tokens: int | None) -> float | None:
-        """Our price (litellm's map plus pricing:) over the tokens the provider counted; None when unknown."""
+    def _cost(self, model: str, response: Any, usage: Any) -> float | None:
+        """Our price (litellm's map plus pricing:) over the tokens the provider counted, input it served
+        from its prompt cache at the cached-input price; None when unknown."""
+        input_tokens = getattr(usage, "prompt_tokens", None)
+        output_tokens = getattr(usage, "completion_tokens", None)
+        cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
         info = self.catalog.get(model)
-        if info and info.input_cost_per_token is not None and info.output_cost_per_token is not None \
-                and input_tokens is not None and output_tokens is not None:
-            return input_tokens * info.input_cost_per_token + output_tokens * info.output_cost_per_token
+        if info is not None and input_tokens is not None and output_tokens is not None:
+            cost = info.call_cost(input_tokens, output_tokens, cached if isinstance(cached, int) else 0)
+            if cost is not None:
+                return cost
         hidden = getattr(response, "_hidden_params", None) or {}
         cost = hidden.get("response_cost")
         return float(cost) if isinstance(cost, (int, float)) else None

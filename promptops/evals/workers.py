@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from promptops.evals.cache import PendingWrites, ResultCache
-from promptops.evals.runner import Call, CallOutcome, LocalCaller, RunSettings, describe_error, import_litellm
+from promptops.evals.runner import Call, CallOutcome, Failure, LocalCaller, RunSettings, describe_error, import_litellm
 from promptops.models import ModelCatalog
 
 MIN_CALLS = 200  # below this many calls, starting workers (each imports litellm: seconds) costs more than it saves
@@ -175,7 +175,7 @@ class WorkerPool:
         try:
             return CallOutcome(call, *await self._ask("call", call))
         except _WorkerGone as gone:
-            return CallOutcome(call, None, error=f"not run: {gone}")
+            return CallOutcome(call, None, error=f"not run: {gone}", failure=Failure.NO_ANSWER)
 
     async def missing_credentials(self, models: set[str]) -> str | None:
         try:
