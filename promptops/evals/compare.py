@@ -1,14 +1,17 @@
-"""Base against head for one suite: per case fixed / regressed / unchanged / new / removed, per
-suite the measured figures on each side, a paired test that separates change from noise, and gates."""
+"""Base against head for one suite: per case regressed / fixed / flaky / unchanged / new / removed,
+per suite the measured figures on each side, the verdict that separates change from noise
+(``stats.paired_test``), a latency comparison over fresh calls, and the gates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import fmean
-from typing import Any
+from typing import Any, Iterable
 
 from promptops.evals import stats
-from promptops.evals.suite import CaseRun, SuiteRun
+from promptops.evals.runner import Failure
+from promptops.evals.stats import CaseStatus
+from promptops.evals.suite import Attempt, CaseRun, SuiteRun
 
 
 @dataclass(frozen=True)
@@ -17,13 +20,22 @@ class SideFigures:
     pass_rate: float
     pass_rate_interval: tuple[float, float]
     mean_score: float
-    latency_p50_ms: float | None
+    latency_p50_ms: float | None  # over the latencies timed in this run (not cached, not warm-up)
     latency_p95_ms: float | None
+    latency_p50_interval_ms: tuple[float | None, float | None]  # distribution-free 95% interval
+    latency_p95_interval_ms: tuple[float | None, float | None]
+    latency_timed: int  # calls whose latency was measured in this run
     input_tokens_per_call: float | None
     output_tokens_per_call: float | None
-    cost_per_call_usd: float | None
-    calls: int
+    cost_per_call_usd: float | None  # measured on the answers
+    calls: int  # attempts that needed an answer (a prompt that does not render needs none)
     cached_calls: int
+    shared_calls: int  # answered by an identical request of the other side, not a call of their own
+    new_calls: int  # calls made in this run by this side
+    confirmation_calls: int  # attempts that confirm a flagged case
+    unanswered: int  # calls that got no answer after retries
+    capped: int  # calls the spend cap refused
+    new_spend_usd: float | None  # what this run's own calls cost (None if a price is unknown)
     judge_cost_usd: float | None
     flaky: list[str]
 
@@ -31,9 +43,15 @@ class SideFigures:
 @dataclass(frozen=True)
 class CaseChange:
     case_id: str
-    status: str  # fixed, regressed, unchanged, new, removed
+    status: CaseStatus
     base: CaseRun | None
     head: CaseRun | None
+
+    @property
+    def confirmed(self) -> bool:
+        """Regressed or fixed on two samples or more a side, every one agreeing."""
+        return (self.status in (CaseStatus.REGRESSED, CaseStatus.FIXED) and self.base is not None
+                and self.head is not None and min(len(self.base.passes), len(self.head.passes)) >= 2)
 
 
 @dataclass
@@ -44,54 +62,94 @@ class SuiteComparison:
     head: SideFigures
     cases: list[CaseChange]
     paired: stats.PairedResult | None
+    latency: stats.LatencyChange | None = None
     gates: list[tuple[str, stats.GateResult]] = field(default_factory=list)
+    repeat: int = 1  # initial samples a case
+    confirm: int = 0  # extra samples a side for a flagged case
+    gate_limits: dict[str, Any] = field(default_factory=dict)  # the gates it was held to: the suite's over the project's
 
     @property
     def passed(self) -> bool:
         return all(result.passed for _, result in self.gates)
 
+    def with_status(self, *statuses: CaseStatus) -> list[CaseChange]:
+        return [change for change in self.cases if change.status in statuses]
+
 
 def figures(run: SuiteRun) -> SideFigures:
     attempts = [attempt for case in run.cases.values() for attempt in case.attempts]
-    pass_rates = [_rate(case.passes) for case in run.cases.values()]
+    samples = {case_id: case.passes for case_id, case in run.cases.items() if case.passes}
+    passed = sum(stats.passes(outcomes) for outcomes in samples.values())
     answered = [a for a in attempts if a.output is not None]
-    passed = sum(rate >= 0.5 for rate in pass_rates)
-    costs = [a.cost_usd for a in answered]
+    fresh = [a for a in attempts if a.fresh]
+    timed = [a.latency_ms for a in fresh if a.latency_ms is not None]
+    calls = [a for a in attempts if a.failure is not Failure.NOT_RENDERED]
+    p50 = stats.quantile_with_interval(timed, 50)
+    p95 = stats.quantile_with_interval(timed, 95)
     return SideFigures(
-        cases=len(run.cases),
-        pass_rate=passed / len(pass_rates) if pass_rates else 0.0,
-        pass_rate_interval=stats.wilson_interval(passed, len(pass_rates)),
-        mean_score=fmean(a.score for a in attempts) if attempts else 0.0,
-        # A cached answer keeps the latency measured when it was first made.
-        latency_p50_ms=stats.p50(a.latency_ms for a in answered if a.latency_ms is not None),
-        latency_p95_ms=stats.p95(a.latency_ms for a in answered if a.latency_ms is not None),
+        cases=len(samples),
+        pass_rate=passed / len(samples) if samples else 0.0,
+        pass_rate_interval=stats.wilson_interval(passed, len(samples)),
+        mean_score=fmean(a.score for a in attempts if a.is_sample) if any(a.is_sample for a in attempts) else 0.0,
+        latency_p50_ms=p50.value if p50 else None,
+        latency_p95_ms=p95.value if p95 else None,
+        latency_p50_interval_ms=(p50.low, p50.high) if p50 else (None, None),
+        latency_p95_interval_ms=(p95.low, p95.high) if p95 else (None, None),
+        latency_timed=len(timed),
         input_tokens_per_call=_mean(a.input_tokens for a in answered),
         output_tokens_per_call=_mean(a.output_tokens for a in answered),
-        cost_per_call_usd=None if any(c is None for c in costs) or not costs else fmean(costs),  # type: ignore[arg-type]
-        calls=len(attempts),
-        cached_calls=sum(a.cached for a in attempts),
+        cost_per_call_usd=_mean_or_unknown([a.cost_usd for a in answered]),
+        calls=len(calls),
+        cached_calls=sum(a.cached for a in calls),
+        shared_calls=sum(a.shared and not a.cached for a in calls),
+        new_calls=len(fresh),
+        confirmation_calls=sum(case.confirmations for case in run.cases.values()),
+        unanswered=sum(a.failure is Failure.NO_ANSWER for a in attempts),
+        capped=sum(a.failure is Failure.SPEND_CAP for a in attempts),
+        new_spend_usd=_sum_or_unknown([a.cost_usd for a in fresh]),
         judge_cost_usd=run.judge_cost_usd,
-        flaky=stats.flaky_cases({case_id: case.passes for case_id, case in run.cases.items()}),
+        flaky=stats.flaky_cases(samples),
     )
 
 
-def _rate(passes: list[bool]) -> float:
-    return sum(passes) / len(passes) if passes else 0.0
-
-
-def _mean(values: Any) -> float | None:
+def _mean(values: Iterable[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return fmean(known) if known else None
 
 
-def compare(base: SuiteRun | None, head: SuiteRun, gates: dict[str, Any]) -> SuiteComparison:
+def _mean_or_unknown(values: list[float | None]) -> float | None:
+    """The mean, or None when there is nothing, or any value is unknown (an unpriced model)."""
+    if not values or any(v is None for v in values):
+        return None
+    return fmean(v for v in values if v is not None)
+
+
+def _sum_or_unknown(values: list[float | None]) -> float | None:
+    if any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None)
+
+
+def fresh_latencies(cases: Iterable[CaseRun | None]) -> list[float]:
+    """Latencies timed in this run by these cases' own calls."""
+    return [a.latency_ms for case in cases if case is not None for a in case.attempts
+            if a.fresh and a.latency_ms is not None]
+
+
+def compare(base: SuiteRun | None, head: SuiteRun, gates: dict[str, Any], *, confirm: int = 0,
+            base_label: str = "the base") -> SuiteComparison:
     """``gates``: the suite's own over promptops.yaml's (pass_rate, max_pass_rate_drop, max_cost_increase_pct,
     max_p95_latency_ms)."""
     changes = _case_changes(base, head)
-    shared = [(c.base.passes, c.head.passes) for c in changes if c.base is not None and c.head is not None]
-    paired = stats.paired_test(shared) if base is not None else None
-    result = SuiteComparison(head.suite, head.prompt_id, figures(base) if base else None, figures(head), changes, paired)
-    result.gates = _gates(result, gates)
+    pairs = [stats.CasePair(tuple(c.base.passes), tuple(c.head.passes), c.base.initial_samples, c.head.initial_samples)
+             for c in changes if c.base is not None and c.head is not None and c.base.passes and c.head.passes]
+    paired = stats.paired_test(pairs) if base is not None else None
+    latency = (stats.latency_change(fresh_latencies(base.cases.values()), fresh_latencies(head.cases.values()))
+               if base is not None else None)
+    result = SuiteComparison(head.suite, head.prompt_id, figures(base) if base else None, figures(head), changes,
+                             paired, latency, repeat=head.repeat, confirm=confirm if base is not None else 0,
+                             gate_limits=dict(gates))
+    result.gates = _gates(result, gates, base_label)
     return result
 
 
@@ -101,21 +159,23 @@ def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:
     for case_id in sorted(set(base_cases) | set(head.cases)):
         old, new = base_cases.get(case_id), head.cases.get(case_id)
         if old is None:
-            status = "new"
+            status = CaseStatus.NEW
         elif new is None:
-            status = "removed"
+            status = CaseStatus.REMOVED
+        elif not old.passes or not new.passes:
+            status = CaseStatus.UNANSWERED  # a side got no answer: nothing to compare
         else:
-            before, after = _rate(old.passes) >= 0.5, _rate(new.passes) >= 0.5
-            status = "fixed" if after and not before else "regressed" if before and not after else "unchanged"
+            status = stats.case_status(old.passes, new.passes)
         changes.append(CaseChange(case_id, status, old, new))
     return changes
 
 
-def _gates(result: SuiteComparison, gates: dict[str, Any]) -> list[tuple[str, stats.GateResult]]:
+def _gates(result: SuiteComparison, gates: dict[str, Any], base_label: str) -> list[tuple[str, stats.GateResult]]:
     head, base = result.head, result.base
     checks = []
     if "pass_rate" in gates:
-        checks.append(("pass_rate", stats.min_pass_rate(head.pass_rate, float(gates["pass_rate"]))))
+        checks.append(("pass_rate", stats.min_pass_rate(head.pass_rate, float(gates["pass_rate"]),
+                                                        base.pass_rate if base else None, base_label)))
     if "max_pass_rate_drop" in gates and result.paired is not None:
         checks.append(("max_pass_rate_drop", stats.pass_rate_drop_gate(
             base.pass_rate if base else None, head.pass_rate, float(gates["max_pass_rate_drop"]), result.paired)))
@@ -123,6 +183,15 @@ def _gates(result: SuiteComparison, gates: dict[str, Any]) -> list[tuple[str, st
         checks.append(("max_cost_increase_pct", stats.max_cost_increase(
             base.cost_per_call_usd, head.cost_per_call_usd, float(gates["max_cost_increase_pct"]))))
     if "max_p95_latency_ms" in gates:
-        checks.append(("max_p95_latency_ms", stats.max_p95_latency(head.latency_p95_ms,
-                                                                    float(gates["max_p95_latency_ms"]))))
+        checks.append(("max_p95_latency_ms", stats.max_p95_latency(
+            head.latency_p95_ms, float(gates["max_p95_latency_ms"]), base.latency_p95_ms if base else None,
+            base_label)))
     return checks
+
+
+def attempts_of(comparisons: Iterable[SuiteComparison]) -> Iterable[Attempt]:
+    """Every attempt of every side of every suite."""
+    for comparison in comparisons:
+        for change in comparison.cases:
+            for run in (change.base, change.head):
+                yield from run.attempts if run is not None else ()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,11 +9,11 @@ from typing import Any, Callable
 
 from promptops.config import Workspace
 from promptops.evals.cache import ResultCache, cache_path
-from promptops.evals.compare import SuiteComparison, compare
-from promptops.evals import judges
+from promptops.evals import judges, stats
 from promptops.evals.assertions import Answer, Outcome
+from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals.runner import CallEngine, CallOutcome, RunSettings, SpendBudget
-from promptops.evals.suite import Judge, Side, SuiteRun, plan_side
+from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
 from promptops.evals.workers import WorkerPool, worker_count
 from promptops.models import ModelCatalog
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
@@ -38,6 +37,8 @@ class EvalOptions:
     shard: tuple[int, int] | None = None  # (I, N): run only the I-th of N shares of the cases
     cache: Path | None = None  # default: eval.cache in promptops.yaml
     workers: int | None = None  # processes that make the calls; None: two per core for big runs, 0 or 1: this one
+    confirm: int | None = None  # extra samples a side for flagged cases; None: the suite's, eval.confirm, or 2
+    base_label: str = "the base"  # how reports name the base ref ("also fails on main")
 
 
 def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
@@ -138,10 +139,13 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
                          ) -> tuple[list[SuiteComparison], list[str]]:
     """Run the chosen suites at head (and base) and compare them; ``progress`` sees every answer as it arrives.
 
-    If ``progress`` has an ``expect(total)`` method, it is told first how many answers to expect.
-    Every side of every suite is planned first (rendered, looked up in the cache), then all their
-    calls run through one engine, so the concurrency bound stays full from the first call to the
-    last; a big run spreads them over worker processes, a small or cached one stays here.
+    If ``progress`` has an ``expect(total)`` method, it is told how many answers to expect (again,
+    with a larger total, when confirmation adds calls). Every side of every suite is planned first
+    (rendered, looked up in the cache), then all their calls run through one engine, so the
+    concurrency bound stays full from the first call to the last; a big run spreads them over
+    worker processes, a small or cached one stays here. A request that base and head both make
+    is sent once. Then every case that flipped, or whose samples disagree, is asked ``confirm``
+    more times a side, through the same engine and budget.
     """
     chosen, skipped = select_suites(base if options.compare else None, head, options)
     config = head.config
@@ -151,37 +155,92 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     catalog = ModelCatalog(config.section("pricing"))
     with ResultCache(path) as cache:
         starter = _WorkerStarter(path, settings, catalog, options.workers)
-        sides = []
+        plans = []
         for suite in chosen:
             head_side = starter.planned(plan_side(suite, head, cache, options.repeat, options.shard))
             # The head's cases and assertions against the base's prompt: the same test on both sides.
             base_side = (starter.planned(plan_side(suite, base, cache, options.repeat, options.shard))
                          if options.compare and suite.prompt in base.prompts else None)
-            sides.append((suite, head_side, base_side))
-        expect = getattr(progress, "expect", None)
-        if expect is not None:
-            expect(sum(len(s.cached) + len(s.pending) for _, *pair in sides for s in pair if s is not None))
+            plans.append(_SuitePlan(suite, suite_confirm(suite, head, options.confirm), head_side, base_side))
+        expected = _Expected(progress)
         async with CallEngine(cache, settings, catalog, starter.pool) as engine:
-            await engine.check_credentials({c.model for _, *pair in sides for s in pair if s for c in s.pending})
-            runs = await asyncio.gather(*(
-                _execute(side, ws, cache, replace(settings, engine=engine), progress)
-                for _, head_side, base_side in sides
-                for side, ws in ((head_side, head), (base_side, base)) if side is not None))
+            first = [(side, ws) for plan in plans for side, ws in plan.sides(head, base)]
+            runs = iter(await _run_sides(engine, first, cache, settings, expected))
+            for plan in plans:
+                plan.head_run = next(runs)
+                plan.base_run = next(runs) if plan.base_side is not None else None
+            confirming = [(plan, side, ws) for plan in plans for side, ws in plan.confirmation(head, base, cache, options)]
+            extra = await _run_sides(engine, [(side, ws) for _, side, ws in confirming], cache, settings, expected)
+            for (plan, _, ws), run in zip(confirming, extra):
+                plan.add_confirmation(run, at_head=ws is head)
     results = []
     gates_default = config.section("gates")
-    done = iter(runs)
-    for suite, _, base_side in sides:
-        head_run = next(done)
-        base_run = next(done) if base_side is not None else None
-        results.append(compare(base_run, head_run, {**gates_default, **suite.gates}))
-        skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)
+    for plan in plans:
+        assert plan.head_run is not None
+        results.append(compare(plan.base_run, plan.head_run, {**gates_default, **plan.suite.gates},
+                               confirm=plan.confirm, base_label=options.base_label))
+        skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.head_run.problems)
     return results, skipped
 
 
-async def _execute(side: Side, workspace: Workspace, cache: ResultCache, settings: RunSettings,
-                   progress: Callable[[CallOutcome], None]) -> SuiteRun:
-    assert settings.engine is not None
-    return await side.execute(settings.engine, judge_for(workspace, cache, settings), progress)
+@dataclass
+class _SuitePlan:
+    """One suite's sides at head and base, their runs, and their confirmation."""
+
+    suite: EvalSuiteSpec
+    confirm: int
+    head_side: Side
+    base_side: Side | None
+    head_run: SuiteRun | None = None
+    base_run: SuiteRun | None = None
+
+    def sides(self, head: Workspace, base: Workspace) -> list[tuple[Side, Workspace]]:
+        return [(self.head_side, head)] + ([(self.base_side, base)] if self.base_side is not None else [])
+
+    def confirmation(self, head: Workspace, base: Workspace, cache: ResultCache,
+                     options: EvalOptions) -> list[tuple[Side, Workspace]]:
+        """Sides that ask every flagged case ``confirm`` more times, at head and base alike."""
+        if self.base_run is None or self.head_run is None or not self.confirm:
+            return []
+        base_cases = self.base_run.cases
+        flagged = {case_id for case_id, case in self.head_run.cases.items()
+                   if case.passes and case_id in base_cases and base_cases[case_id].passes
+                   and stats.needs_confirmation(base_cases[case_id].passes, case.passes)}
+        if not flagged:
+            return []
+        return [(plan_side(self.suite, workspace, cache, options.repeat, options.shard, confirm=self.confirm,
+                           only=flagged), workspace) for workspace in (head, base)]
+
+    def add_confirmation(self, run: SuiteRun, *, at_head: bool) -> None:
+        target = self.head_run if at_head else self.base_run
+        assert target is not None
+        target.extend(run)
+
+
+class _Expected:
+    """Tells ``progress`` how many answers are coming, adding each batch's to the total."""
+
+    def __init__(self, progress: Callable[[CallOutcome], None]) -> None:
+        self.progress, self.total = progress, 0
+
+    def add(self, sides: list[Side]) -> None:
+        self.total += sum(len(side.cached) + len(side.pending) for side in sides)
+        expect = getattr(self.progress, "expect", None)
+        if expect is not None:
+            expect(self.total)
+
+
+async def _run_sides(engine: CallEngine, sides: list[tuple[Side, Workspace]], cache: ResultCache,
+                     settings: RunSettings, expected: _Expected) -> list[SuiteRun]:
+    """Execute planned sides through ``engine``, their calls in turn; requests several sides make go out once."""
+    if not sides:
+        return []
+    expected.add([side for side, _ in sides])
+    engine.expect_repeats(call.key for side, _ in sides for call in side.pending)
+    await engine.check_credentials({call.model for side, _ in sides for call in side.pending})
+    judged = replace(settings, engine=engine)
+    return await execute_sides([(side, judge_for(workspace, cache, judged)) for side, workspace in sides], engine,
+                               expected.progress)
 
 
 class _WorkerStarter:

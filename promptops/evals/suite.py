@@ -1,8 +1,12 @@
 """Run eval suites at one ref: render every case, call the model (through the runner), assess the answers.
 
-A suite run holds, per case, the outcome of every repeat: whether it passed,
+A suite run holds, per case, the outcome of every sample: whether it passed,
 its weighted score, the answer, and the reasons of the assertions that failed.
-Comparing two runs (base and head) is compare.py's job.
+The first ``repeat`` samples of a case are its initial ones; a case that
+flipped between base and head, or whose samples disagree, is asked again
+(``plan_side`` with later sample indices and only those cases), and those
+confirmation samples are appended (``extend``). Comparing two runs (base and
+head) is compare.py's job.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable, Collection, Iterator, TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
 from promptops.evals.cache import ResultCache, call_key
-from promptops.evals.runner import Call, CallEngine, CallOutcome, RunSettings, cached_outcome
+from promptops.evals.runner import Call, CallEngine, CallOutcome, Failure, RunSettings, cached_outcome
+from promptops.evals.stats import DEFAULT_CONFIRM
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages
 
@@ -29,17 +34,29 @@ Judge = Callable[[dict[str, Any], assertions.Answer, EvalCase, PromptSpec], Awai
 
 @dataclass(frozen=True)
 class Attempt:
-    """One repeat of one case."""
+    """One sample of one case."""
 
     passed: bool
     score: float
     output: str | None
-    latency_ms: float | None
+    latency_ms: float | None  # None: not timed (from the cache, the client's warm-up call, or no answer)
     input_tokens: int | None
     output_tokens: int | None
     cost_usd: float | None
     failures: tuple[str, ...]  # reasons of the assertions that failed, or the error that stopped the call
     cached: bool = False
+    failure: Failure | None = None  # why there is no answer to assess
+    shared: bool = False  # the answer of an identical request made once for base and head
+
+    @property
+    def is_sample(self) -> bool:
+        """Whether this attempt is an outcome: answered, or a prompt that does not render (a failure)."""
+        return self.failure is None or self.failure.is_sample
+
+    @property
+    def fresh(self) -> bool:
+        """A call made in this run, by this side: its latency and cost are new."""
+        return not self.cached and not self.shared and self.failure is None
 
 
 @dataclass(frozen=True)
@@ -48,10 +65,21 @@ class CaseRun:
     vars: dict[str, Any]
     expected: Any
     attempts: tuple[Attempt, ...]
+    initial: int = 0  # how many of the attempts were asked first; the rest confirm (0: all of them)
 
     @property
     def passes(self) -> list[bool]:
-        return [attempt.passed for attempt in self.attempts]
+        """The outcome of every sample (attempts that got no answer are no sample)."""
+        return [attempt.passed for attempt in self.attempts if attempt.is_sample]
+
+    @property
+    def initial_samples(self) -> int:
+        first = self.attempts[: self.initial] if self.initial else self.attempts
+        return sum(attempt.is_sample for attempt in first)
+
+    @property
+    def confirmations(self) -> int:
+        return len(self.attempts) - self.initial if self.initial else 0
 
 
 @dataclass
@@ -64,6 +92,19 @@ class SuiteRun:
     judge_calls: int = 0
     judge_cost_usd: float | None = 0.0
     problems: list[str] = field(default_factory=list)  # what stopped the suite or some of its cases
+    repeat: int = 1  # initial samples a case
+
+    def extend(self, more: SuiteRun) -> None:
+        """Append a confirmation run's samples to their cases (the judges it paid for too)."""
+        for case_id, extra in more.cases.items():
+            case = self.cases.get(case_id)
+            if case is not None:
+                self.cases[case_id] = replace(case, attempts=case.attempts + extra.attempts,
+                                              initial=case.initial or len(case.attempts))
+        self.judge_calls += more.judge_calls
+        self.judge_cost_usd = (None if self.judge_cost_usd is None or more.judge_cost_usd is None
+                               else self.judge_cost_usd + more.judge_cost_usd)
+        self.problems += [problem for problem in more.problems if problem not in self.problems]
 
 
 def in_shard(suite: EvalSuiteSpec, case: EvalCase, shard: tuple[int, int] | None) -> bool:
@@ -87,7 +128,7 @@ class Side:
     suite: EvalSuiteSpec
     prompt: PromptSpec | None  # None: no such prompt at this ref (run.problems says so)
     run: SuiteRun
-    repeat: int
+    samples: range  # the sample indices asked for every case in play
     cases: dict[str, EvalCase] = field(default_factory=dict)  # the cases in play, in order
     cached: list[CallOutcome] = field(default_factory=list)
     pending: deque[Call] = field(default_factory=deque)
@@ -97,31 +138,68 @@ class Side:
     async def execute(self, engine: CallEngine, judge: Judge | None,
                       on_outcome: Callable[[CallOutcome], None] = lambda outcome: None) -> SuiteRun:
         """Run the pending calls through ``engine``, assess every case, and return the suite run."""
-        assessing: set[asyncio.Task[None]] = set()
+        [run] = await execute_sides([(self, judge)], engine, on_outcome)
+        return run
 
-        def arrived(outcome: CallOutcome) -> None:
-            on_outcome(outcome)
-            answers = self.answers[outcome.call.case_id]
-            answers[outcome.call.repeat] = outcome
-            if all(answer is not None for answer in answers):
-                del self.answers[outcome.call.case_id]
-                task = asyncio.create_task(self._assess_case(outcome.call.case_id, answers, judge))  # type: ignore[arg-type]
-                assessing.add(task)
-                task.add_done_callback(_forget_if_fine(assessing))
-
-        cached, self.cached = self.cached, []
-        for outcome in cached:
-            arrived(outcome)
-        await engine.stream(((None, call) for call in _drain(self.pending)), lambda _, outcome: arrived(outcome))
-        await asyncio.gather(*assessing)
-        self.run.cases = {case_id: self.assessed[case_id] for case_id in self.cases if case_id in self.assessed}
-        return self.run
+    def _arrived(self, outcome: CallOutcome, judge: Judge | None, assessing: set[asyncio.Task[None]]) -> None:
+        """File an answer; once a case has all of its, assess it (judges may call models: a task)."""
+        answers = self.answers[outcome.call.case_id]
+        answers[self.samples.index(outcome.call.repeat)] = outcome
+        if all(answer is not None for answer in answers):
+            del self.answers[outcome.call.case_id]
+            task = asyncio.create_task(self._assess_case(outcome.call.case_id, answers, judge))  # type: ignore[arg-type]
+            assessing.add(task)
+            task.add_done_callback(_forget_if_fine(assessing))
 
     async def _assess_case(self, case_id: str, answers: list[CallOutcome], judge: Judge | None) -> None:
         case, prompt = self.cases[case_id], self.prompt
         assert prompt is not None  # a side without its prompt has no calls
         attempts = [await _assess(case, self.suite, prompt, answer, judge, self.run) for answer in answers]
         self.assessed[case_id] = CaseRun(case.id, case.vars, case.expected, tuple(attempts))
+
+    def _finish(self) -> SuiteRun:
+        self.run.cases = {case_id: self.assessed[case_id] for case_id in self.cases if case_id in self.assessed}
+        return self.run
+
+
+async def execute_sides(sides: list[tuple[Side, Judge | None]], engine: CallEngine,
+                        on_outcome: Callable[[CallOutcome], None] = lambda outcome: None) -> list[SuiteRun]:
+    """Run the pending calls of several sides through ``engine`` as one stream, a call from each side
+    in turn, assess every case, and return each side's run.
+
+    Taking turns keeps base and head calls side by side in time: warm-up, new connections and a
+    machine growing busier land on both alike instead of making one side look slower, and an
+    identical request of the other side is still in flight when its twin comes to be sent.
+    """
+    assessing: set[asyncio.Task[None]] = set()
+
+    def arrived(side: Side, judge: Judge | None, outcome: CallOutcome) -> None:
+        on_outcome(outcome)
+        side._arrived(outcome, judge, assessing)
+
+    for side, judge in sides:
+        cached, side.cached = side.cached, []
+        for outcome in cached:
+            arrived(side, judge, outcome)
+    queues = [((side, judge), _drain(side.pending)) for side, judge in sides]
+    await engine.stream(_in_turn(queues), lambda tag, outcome: arrived(tag[0], tag[1], outcome))
+    await asyncio.gather(*assessing)
+    return [side._finish() for side, _ in sides]
+
+
+T = TypeVar("T")
+
+
+def _in_turn(queues: list[tuple[T, Iterator[Call]]]) -> Iterator[tuple[T, Call]]:
+    """One call from each queue in turn, until every queue is empty."""
+    while queues:
+        still = []
+        for tag, calls in queues:
+            call = next(calls, None)
+            if call is not None:
+                yield tag, call
+                still.append((tag, calls))
+        queues = still
 
 
 def _drain(calls: deque[Call]) -> Iterator[Call]:
@@ -139,37 +217,56 @@ def _forget_if_fine(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[No
 
 
 def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, repeat: int | None = None,
-              shard: tuple[int, int] | None = None) -> Side:
-    """Render the suite's cases at this ref, address every call, and look each up in the cache."""
+              shard: tuple[int, int] | None = None, *, confirm: int = 0,
+              only: Collection[str] | None = None) -> Side:
+    """Render the suite's cases at this ref, address every call, and look each up in the cache.
+
+    By default each case's initial samples; with ``confirm`` and ``only``, that many more samples
+    of just those cases (sample indices after the initial ones: each its own call and cache slot).
+    """
+    times = suite_repeat(suite, workspace, repeat)
+    samples = range(times, times + confirm) if confirm else range(times)
     prompt = workspace.prompts.get(suite.prompt)
     if prompt is None:
-        side = Side(suite, None, SuiteRun(suite.name, suite.prompt, "", ""), 0)
+        side = Side(suite, None, SuiteRun(suite.name, suite.prompt, "", "", repeat=times), samples)
         side.run.problems.append(f"no prompt '{suite.prompt}' at this ref")
         return side
     limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
-    times = repeat or suite.repeat or int(workspace.config.section("eval").get("repeat", 1))
-    side = Side(suite, prompt, SuiteRun(suite.name, prompt.id, prompt.version, prompt.model), times)
+    side = Side(suite, prompt, SuiteRun(suite.name, prompt.id, prompt.version, prompt.model, repeat=times), samples)
     params = dict(prompt.params)
     batch: list[Call] = []
     for case in suite.cases:
-        if not in_shard(suite, case, shard):
+        if not in_shard(suite, case, shard) or (only is not None and case.id not in only):
             continue
         side.cases[case.id] = case
         try:
             messages = render_messages(prompt, case.vars, limits)
         except TemplateError as exc:
             reason = f"does not render: {getattr(exc, 'message', None) or exc}"
-            failed = Attempt(False, 0.0, None, None, None, None, None, (reason,))
-            side.assessed[case.id] = CaseRun(case.id, case.vars, case.expected, (failed,))
+            failed = Attempt(False, 0.0, None, None, None, None, None, (reason,), failure=Failure.NOT_RENDERED)
+            side.assessed[case.id] = CaseRun(case.id, case.vars, case.expected, (failed,) * len(samples))
             continue
-        side.answers[case.id] = [None] * times
+        side.answers[case.id] = [None] * len(samples)
         batch.extend(Call(call_key(prompt.model, messages, params, index), prompt.id, prompt.version, case.id, index,
-                          prompt.model, messages, params) for index in range(times))
+                          prompt.model, messages, params) for index in samples)
         if len(batch) >= _LOOKUP_BATCH:
             _look_up(side, cache, batch)
             batch = []
     _look_up(side, cache, batch)
     return side
+
+
+def suite_repeat(suite: EvalSuiteSpec, workspace: Workspace, repeat: int | None = None) -> int:
+    """Initial samples a case: --repeat, else the suite's repeat:, else eval.repeat in promptops.yaml, else 1."""
+    return int(repeat or suite.raw.get("repeat") or workspace.config.section("eval").get("repeat") or 1)
+
+
+def suite_confirm(suite: EvalSuiteSpec, workspace: Workspace, confirm: int | None = None) -> int:
+    """Extra samples a side for a flagged case: --confirm, else the suite's, else eval.confirm, else 2."""
+    for value in (confirm, suite.raw.get("confirm"), workspace.config.section("eval").get("confirm")):
+        if value is not None:
+            return int(value)
+    return DEFAULT_CONFIRM
 
 
 def _look_up(side: Side, cache: ResultCache, calls: list[Call]) -> None:
@@ -211,7 +308,8 @@ async def _checked(side: Side, engine: CallEngine, judge: Judge | None,
 async def _assess(case: EvalCase, suite: EvalSuiteSpec, prompt: PromptSpec, outcome: CallOutcome,
                   judge: Judge | None, run: SuiteRun) -> Attempt:
     if outcome.error is not None or outcome.output is None:
-        return Attempt(False, 0.0, None, outcome.latency_ms, None, None, None, (outcome.error or "no answer",))
+        return Attempt(False, 0.0, None, None, None, None, None, (outcome.error or "no answer",),
+                       failure=outcome.failure or Failure.NO_ANSWER, shared=outcome.shared)
     answer = assertions.Answer(outcome.output, outcome.latency_ms, outcome.cost_usd)
     scored = []
     for assertion in (*suite.default_assert, *case.asserts):
@@ -223,8 +321,9 @@ async def _assess(case: EvalCase, suite: EvalSuiteSpec, prompt: PromptSpec, outc
     threshold = case.threshold if case.threshold is not None else suite.threshold
     passed, score = assertions.score_case(scored, threshold)
     failures = tuple(f"{a.get('type')}: {o.reason}" for a, o in scored if not o.passed and assertions.weight(a) > 0)
-    return Attempt(passed, score, _clipped(outcome.output), outcome.latency_ms, outcome.input_tokens,
-                   outcome.output_tokens, outcome.cost_usd, failures, outcome.cached)
+    latency = None if outcome.cached else outcome.latency_ms  # a cached answer's latency is from another run
+    return Attempt(passed, score, _clipped(outcome.output), latency, outcome.input_tokens,
+                   outcome.output_tokens, outcome.cost_usd, failures, outcome.cached, shared=outcome.shared)
 
 
 def _clipped(output: str) -> str:

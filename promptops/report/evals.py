@@ -8,9 +8,11 @@ from typing import Any
 from xml.etree import ElementTree
 
 from promptops.evals.compare import CaseChange, SideFigures, SuiteComparison
+from promptops.evals.stats import LatencyChange
 from promptops.evals.suite import Attempt, CaseRun
 
-JSON_SCHEMA_VERSION = 1
+JSON_SCHEMA_VERSION = 2
+STATUSES = ("fixed", "regressed", "flaky", "unchanged", "new", "removed", "unanswered")
 
 
 def to_json(comparisons: list[SuiteComparison], base_label: str | None, head_label: str,
@@ -39,13 +41,37 @@ def _suite(c: SuiteComparison) -> dict[str, Any]:
         "base": _figures(c.base),
         "head": _figures(c.head),
         "verdict": paired.verdict if paired else None,
-        "p_value": paired.p_value if paired else None,
-        "counts": {status: sum(x.status == status for x in c.cases)
-                   for status in ("fixed", "regressed", "unchanged", "new", "removed")},
-        "gates": [{"gate": name, "passed": g.passed, "reason": g.reason} for name, g in c.gates],
+        "p_value": _rounded(paired.p_value) if paired else None,
+        "counts": {status: sum(x.status == status for x in c.cases) for status in STATUSES},
+        "paired": _paired(c) if paired else None,
+        "latency": _latency(c.latency),
+        "gates": [{"gate": name, "passed": g.passed, "reason": g.reason, "preexisting": g.preexisting}
+                  for name, g in c.gates],
         "passed": c.passed,
         "cases": [_case(x) for x in c.cases],
     }
+
+
+def _paired(c: SuiteComparison) -> dict[str, Any]:
+    paired = c.paired
+    assert paired is not None
+    return {"repeat": c.repeat, "confirm": c.confirm, "confirmed": paired.confirmed,
+            "candidates_regressed": paired.candidates_regressed, "candidates_fixed": paired.candidates_fixed,
+            "p_flips_regressed": _rounded(paired.p_flips_regressed), "p_flips_fixed": _rounded(paired.p_flips_fixed),
+            "drop": _rounded(paired.drop), "p_drop": _rounded(paired.p_drop), "p_rise": _rounded(paired.p_rise),
+            "by_flips": paired.by_flips, "by_samples": paired.by_samples, "evidence": paired.evidence()}
+
+
+def _latency(change: LatencyChange | None) -> dict[str, Any] | None:
+    if change is None:
+        return None
+    return {"base_timed": change.base_count, "head_timed": change.head_count, "shift_ms": _rounded(change.shift_ms),
+            "shift_interval_ms": [_rounded(change.shift_low_ms), _rounded(change.shift_high_ms)],
+            "p_value": _rounded(change.p_value), "changed": change.changed}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 9)
 
 
 def _figures(side: SideFigures | None) -> dict[str, Any] | None:
@@ -53,24 +79,28 @@ def _figures(side: SideFigures | None) -> dict[str, Any] | None:
         return None
     figures = asdict(side)
     figures["pass_rate_interval"] = [round(v, 6) for v in side.pass_rate_interval]
+    for key in ("latency_p50_interval_ms", "latency_p95_interval_ms"):
+        figures[key] = list(figures[key])
     return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in figures.items()}
 
 
 def _case(change: CaseChange) -> dict[str, Any]:
-    return {"id": change.case_id, "status": change.status, "base": _case_run(change.base),
-            "head": _case_run(change.head)}
+    return {"id": change.case_id, "status": str(change.status), "confirmed": change.confirmed,
+            "base": _case_run(change.base), "head": _case_run(change.head)}
 
 
 def _case_run(run: CaseRun | None) -> dict[str, Any] | None:
     if run is None:
         return None
-    return {"passes": run.passes, "attempts": [_attempt(a) for a in run.attempts]}
+    return {"passes": run.passes, "initial": run.initial or len(run.attempts),
+            "attempts": [_attempt(a) for a in run.attempts]}
 
 
 def _attempt(a: Attempt) -> dict[str, Any]:
     return {"passed": a.passed, "score": round(a.score, 6), "output": a.output, "latency_ms": a.latency_ms,
             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "cost_usd": a.cost_usd,
-            "failures": list(a.failures), "cached": a.cached}
+            "failures": list(a.failures), "cached": a.cached, "shared": a.shared,
+            "failure": a.failure.value if a.failure else None}
 
 
 def render_junit(comparisons: list[SuiteComparison]) -> str:
@@ -102,20 +132,62 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
     for c in comparisons:
         head, base = c.head, c.base
         rate = f"{_pct(base.pass_rate)} -> {_pct(head.pass_rate)}" if base else _pct(head.pass_rate)
-        verdict = f", {c.paired.verdict} (p={c.paired.p_value:.3g})" if c.paired else ""
+        verdict = f", {c.paired.verdict}" if c.paired else ""
         lines.append(f"{'PASS' if c.passed else 'FAIL'} {c.suite} [{c.prompt_id}]: pass rate {rate}{verdict}")
-        counts = {s: sum(x.status == s for x in c.cases) for s in ("fixed", "regressed", "new", "removed")}
-        lines.append("  " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) if any(counts.values()) else "  no case changed")
+        if c.paired is not None:
+            lines.append(f"  {c.paired.evidence()}")
         for x in c.cases:
-            if x.status == "regressed" and x.head is not None:
-                reasons = "; ".join(dict.fromkeys(r for a in x.head.attempts for r in a.failures))
-                lines.append(f"  regressed {x.case_id}: {reasons}")
-        if c.head.flaky:
-            lines.append(f"  flaky at head (mixed outcomes across repeats): {', '.join(c.head.flaky)}")
+            if x.status in ("regressed", "fixed", "flaky"):
+                reasons = "; ".join(dict.fromkeys(r for a in (x.head.attempts if x.head else ()) if not a.passed
+                                                  for r in a.failures))
+                lines.append(f"  {x.status} {x.case_id} ({samples_text(x)})" + (f": {reasons}" if reasons else ""))
+            elif x.status in ("new", "removed", "unanswered"):
+                lines.append(f"  {x.status} {x.case_id}")
+        if c.paired is None and c.head.flaky:
+            lines.append(f"  flaky (samples disagree): {', '.join(c.head.flaky)}")
+        lines.append(f"  latency: {latency_text(c)}")
         for name, gate in c.gates:
             lines.append(f"  gate {name}: {'ok' if gate.passed else 'FAILED'} - {gate.reason}")
     lines.extend(f"skipped: {reason}" for reason in skipped)
     return "\n".join(lines) + "\n"
+
+
+def samples_text(change: CaseChange) -> str:
+    """A case's samples on each side, for a reader: "base 3 of 3 pass, head 0 of 3"."""
+    parts = []
+    for side, run in (("base", change.base), ("head", change.head)):
+        if run is not None and run.passes:
+            parts.append(f"{side} {sum(run.passes)} of {len(run.passes)} pass")
+    return ", ".join(parts)
+
+
+def latency_text(c: SuiteComparison) -> str:
+    """p50 and p95 with their intervals, at base and head, and whether they differ beyond noise."""
+    sides = [(name, side) for name, side in (("base", c.base), ("head", c.head)) if side is not None]
+    figures = "; ".join(f"{name} {_quantiles(side)}" for name, side in sides)
+    change = c.latency
+    if change is None or change.p_value is None:
+        return figures
+    shift = (f"head {change.shift_ms:+,.0f} ms (95% CI {change.shift_low_ms:+,.0f} to {change.shift_high_ms:+,.0f}), "
+             f"p = {change.p_value:.2g}")
+    return f"{figures}; {'a change beyond noise' if change.changed else 'no change beyond noise'}: {shift}"
+
+
+def _quantiles(side: SideFigures) -> str:
+    if side.latency_p50_ms is None:
+        return f"not measured ({side.cached_calls} of {side.calls} answers from the cache)" if side.cached_calls \
+            else "not measured"
+    return (f"p50 {_ms_interval(side.latency_p50_ms, side.latency_p50_interval_ms)}, "
+            f"p95 {_ms_interval(side.latency_p95_ms, side.latency_p95_interval_ms)} "
+            f"over {side.latency_timed} timed call(s)")
+
+
+def _ms_interval(value: float | None, interval: tuple[float | None, float | None]) -> str:
+    if value is None:
+        return "–"
+    low, high = interval
+    bounds = f"{'?' if low is None else f'{low:,.0f}'}–{'?' if high is None else f'{high:,.0f}'}"
+    return f"{value:,.0f} ms ({bounds})"
 
 
 def _pct(rate: float) -> str:

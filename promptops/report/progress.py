@@ -29,9 +29,12 @@ class Progress:
         self._closed = False
 
     def expect(self, total: int) -> None:
-        """The number of answers the run will produce (run_evaluation says so before the first)."""
+        """The number of answers the run will produce (run_evaluation says so before the first, and
+        again when confirmation adds calls)."""
         self.total = total
-        if self.live and total:
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+        elif self.live and total:
             self._start_bar(total)
 
     def __call__(self, outcome: CallOutcome) -> None:
