@@ -9,24 +9,26 @@ returns data; rendering and posting are the report's and the CLI's business.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from promptops.config import Workspace
 from promptops.diff import SpecDiff, diff_workspaces
-from promptops.estimate.cost import CostReport, compare as compare_cost
-from promptops.evals.compare import SuiteComparison
+from promptops.estimate.cost import Change, CostReport, compare as compare_cost, explain_gap
+from promptops.evals import stats
+from promptops.evals.compare import SuiteComparison, attempts_of
 from promptops.evals.execute import EvalOptions, run_evaluation
-from promptops.evals.runner import CallOutcome, MissingCredentials
+from promptops.evals.runner import CallOutcome, Failure, MissingCredentials
+from promptops.evals.stats import CaseStatus, GateResult
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
 from promptops.lint.engine import LintRun, lint
 from promptops.specs import CONFIG_NAME, kind_of
 
 FAIL_ON = ("error", "regression", "never")
+PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
 EXIT_OK, EXIT_FINDINGS, EXIT_SERVICE = 0, 1, 3
-SPEND_CAP_PREFIX = "not run: the spend cap"  # how the runner words a call the cap refused
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,29 @@ class CheckReport:
     evals: EvalPart
     verdict: Verdict
     problems: list[str]  # spec files that do not load at base or head
+    # max_cost_increase_pct on the estimate, per prompt the evals did not measure (a fork's PR, --no-eval)
+    cost_gates: list[tuple[str, GateResult]] = field(default_factory=list)
+    preexisting: str = "fail"  # gates.preexisting
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One changed or evaluated prompt, as the report's summary table shows it."""
+
+    prompt: str
+    status: str  # from the semantic diff: added, removed, modified, renamed, unchanged
+    suites: list[SuiteComparison]
+    pass_rate: tuple[float | None, float | None]  # base, head: pooled over the prompt's suites
+    regressed: int  # confirmed (or single-sample) regressions, over the prompt's suites
+    fixed: int
+    flaky: int
+    confirmed: bool  # every regression and fix confirmed by two samples a side or more
+    verdict: str  # the suites' reading: regression, improvement, within noise, no change, or ""
+    p95: tuple[float | None, float | None]  # fresh latencies only
+    latency_changed: bool  # a latency change beyond noise in any of its suites
+    estimate: Change | None  # the cost estimate from the files
+    measured: tuple[float | None, float | None]  # cost per call measured on eval answers, base and head
+    cost_gap: str | None  # why estimate and measurement differ by more than 2x
 
 
 def run_check(cwd: Path, options: CheckOptions,
@@ -83,12 +108,13 @@ def run_check(cwd: Path, options: CheckOptions,
     paths = lint_targets(Path(repo.working_tree_dir), base_ref, head_ws)
     lint_run = lint(paths, cwd) if paths else LintRun()
     # Evals before cost: the cost estimate then uses the output tokens the evals just measured.
-    evals = _run_evals(base_ws, head_ws, options, progress)
+    evals = _run_evals(base_ws, head_ws, options, progress, str(base_ref))
     cost = compare_cost(base_ws, head_ws, str(base_ref), str(head_ref))
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
                          diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), EXIT_OK),
-                         problems)
+                         problems, preexisting=str(head_ws.config.section("gates").get("preexisting", "fail")))
+    report.cost_gates = estimate_gates(report, head_ws)
     report.verdict = verdict(report, options.fail_on)
     return report
 
@@ -109,39 +135,56 @@ def lint_targets(repo_root: Path, base: Ref, head: Workspace) -> list[Path]:
 
 
 def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
-               progress: Callable[[CallOutcome], None]) -> EvalPart:
+               progress: Callable[[CallOutcome], None], base_label: str) -> EvalPart:
     if not options.evals:
         return EvalPart(ran=False, note="evals are turned off for this check (eval: false)")
     try:
-        comparisons, skipped = asyncio.run(run_evaluation(base, head, options.eval_options, progress))
+        eval_options = replace(options.eval_options, base_label=base_label)
+        comparisons, skipped = asyncio.run(run_evaluation(base, head, eval_options, progress))
     except MissingCredentials as exc:
         why = ("this pull request comes from a fork, and GitHub gives fork runs no secrets"
                if options.from_fork else str(exc))
         return EvalPart(ran=False, note=f"evals skipped: {why}; lint, cost and diff still ran")
     part = EvalPart(ran=True, comparisons=comparisons, skipped=skipped)
-    for failure in _unanswered(comparisons):
-        if failure.startswith(SPEND_CAP_PREFIX):
+    for attempt in attempts_of(comparisons):
+        if attempt.failure is Failure.SPEND_CAP:
             part.capped += 1
-        else:
+        elif attempt.failure is Failure.NO_ANSWER:
             part.unanswered += 1
-            part.first_error = part.first_error or failure
+            part.first_error = part.first_error or (attempt.failures[0] if attempt.failures else "no answer")
     return part
 
 
-def _unanswered(comparisons: list[SuiteComparison]) -> list[str]:
-    """The reason of every attempt, base or head, that got no answer from the model."""
-    reasons = []
-    for comparison in comparisons:
-        for change in comparison.cases:
-            for run in (change.base, change.head):
-                for attempt in run.attempts if run else ():
-                    if attempt.output is None:
-                        reasons.append(attempt.failures[0] if attempt.failures else "no answer")
-    return reasons
+def estimate_gates(report: CheckReport, head: Workspace) -> list[tuple[str, GateResult]]:
+    """``max_cost_increase_pct`` on the estimate, for each changed prompt no eval measured.
+
+    Without an API key (every fork's PR) or with --no-eval no eval runs, and a prompt whose cost
+    per call rises by 1,500% must still meet the gate: the estimate from the files stands in
+    for the measurement. The limit is the strictest of promptops.yaml's and the prompt's suites'.
+    """
+    measured = {c.prompt_id for c in report.evals.comparisons if c.base is not None}
+    limits = {suite.prompt: float(suite.gates["max_cost_increase_pct"]) for suite in head.suites
+              if "max_cost_increase_pct" in suite.gates}
+    default = head.config.section("gates").get("max_cost_increase_pct")
+    gates = []
+    for change in report.cost.changes:
+        if change.status != "changed" or change.prompt_id in measured:
+            continue
+        candidates = [value for value in (default, limits.get(change.prompt_id)) if value is not None]
+        if not candidates:
+            continue
+        assert change.base is not None and change.head is not None
+        gates.append((change.prompt_id, stats.max_cost_increase(change.base.cost_per_call, change.head.cost_per_call,
+                                                                float(min(candidates)), kind="estimated")))
+    return gates
 
 
 def verdict(report: CheckReport, fail_on: str) -> Verdict:
-    """pass, warn or fail, with the reasons a reviewer reads first, and the exit code ``fail_on`` asks for."""
+    """pass, warn or fail, with the reasons a reviewer reads first, and the exit code ``fail_on`` asks for.
+
+    A gate that fails on the base as well is said as such ("also fails on main") and, with
+    ``gates.preexisting: warn``, warns instead of failing the check.
+    """
     failures: list[str] = []
     quality: list[str] = []
     warnings: list[str] = []
@@ -149,14 +192,25 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
     if errors:
         files = len({finding.path for finding in errors})
         failures.append(f"lint found {_count(len(errors), 'error')} in {_count(files, 'file')}")
-    failures += [str(f.message) for f in report.cost.findings if f.severity is Severity.ERROR]
+    for finding in report.cost.findings:
+        if finding.severity is Severity.ERROR:
+            _file_gate(str(finding.message), (finding.path, finding.code) in report.cost.preexisting,
+                       report.preexisting, failures, warnings)
     for comparison in report.evals.comparisons:
-        failed = [f"{comparison.suite}: {result.reason}" for name, result in comparison.gates if not result.passed]
-        quality += failed
+        for name, result in comparison.gates:
+            if not result.passed:
+                _file_gate(f"{comparison.suite}: {result.reason}", result.preexisting, report.preexisting,
+                           quality, warnings)
         paired = comparison.paired
-        if paired is not None and paired.verdict == "regression" and not failed:
-            warnings.append(f"{comparison.suite}: {_count(paired.regressed, 'case')} regressed beyond noise "
-                            f"(p = {paired.p_value:.2g}) and no gate catches it (set max_pass_rate_drop)")
+        if paired is not None and paired.verdict == "regression" and all(result.passed for _, result in comparison.gates):
+            warnings.append(f"{comparison.suite}: a regression beyond noise ({paired.evidence()}) that no gate "
+                            "catches (set max_pass_rate_drop)")
+        if comparison.latency is not None and comparison.latency.changed and (comparison.latency.shift_ms or 0) > 0:
+            warnings.append(f"{comparison.suite}: latency rises beyond noise, by {comparison.latency.shift_ms:,.0f} ms "
+                            "at the median (p = {:.2g})".format(comparison.latency.p_value or 0))
+    for prompt_id, result in report.cost_gates:
+        if not result.passed:
+            quality.append(f"{prompt_id}: {result.reason} (no eval measured it)")
     evals = report.evals
     if evals.capped:
         failures.append(f"the spend cap stopped {_count(evals.capped, 'model call')}: results are incomplete")
@@ -172,6 +226,14 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
     reasons = tuple(([service] if service else []) + quality + failures)
     code = _exit_code(fail_on, bool(service), bool(quality), bool(failures))
     return Verdict(level, reasons, tuple(warnings), code, fail_on)
+
+
+def _file_gate(reason: str, preexisting: bool, policy: str, failures: list[str], warnings: list[str]) -> None:
+    """A failed gate fails the check, unless it fails on the base as well and gates.preexisting says warn."""
+    if preexisting and policy == "warn":
+        warnings.append(f"{reason} (gates.preexisting: warn)")
+    else:
+        failures.append(reason)
 
 
 def _exit_code(fail_on: str, service: bool, quality: bool, other: bool) -> int:
@@ -196,29 +258,46 @@ def head_pass_rate(report: CheckReport) -> float | None:
     return sum(c.head.pass_rate * c.head.cases for c in report.evals.comparisons) / total
 
 
-def summary_rows(report: CheckReport) -> list[dict[str, Any]]:
-    """One row per changed or evaluated prompt: quality from the evals, money from the cost estimate."""
+def prompt_rows(report: CheckReport) -> list[PromptRow]:
+    """One row per changed or evaluated prompt: quality and latency from the evals, money from both the
+    estimate (files) and the measurement (eval answers)."""
     by_prompt: dict[str, list[SuiteComparison]] = {}
     for comparison in report.evals.comparisons:
         by_prompt.setdefault(comparison.prompt_id, []).append(comparison)
-    costs = {change.prompt_id: change for change in report.cost.changes}
+    estimates = {change.prompt_id: change for change in report.cost.changes}
     statuses = {item.id: item.status for item in report.diff.prompts}
     changed = {prompt_id for prompt_id, status in statuses.items() if status != "unchanged"}
-    rows = []
-    for prompt_id in sorted(changed | set(by_prompt)):
-        suites = by_prompt.get(prompt_id, [])
-        rows.append({
-            "prompt": prompt_id,
-            "status": statuses.get(prompt_id, "unchanged"),
-            "suites": suites,
-            "pass_rate": (_pooled_rate(s.base for s in suites), _pooled_rate(s.head for s in suites)),
-            "regressed": sum(sum(x.status == "regressed" for x in s.cases) for s in suites),
-            "fixed": sum(sum(x.status == "fixed" for x in s.cases) for s in suites),
-            "p95": (_worst(s.base.latency_p95_ms if s.base else None for s in suites),
-                    _worst(s.head.latency_p95_ms for s in suites)),
-            "cost": costs.get(prompt_id),
-        })
-    return rows
+    return [_row(prompt_id, statuses.get(prompt_id, "unchanged"), by_prompt.get(prompt_id, []),
+                 estimates.get(prompt_id)) for prompt_id in sorted(changed | set(by_prompt))]
+
+
+def _row(prompt_id: str, status: str, suites: list[SuiteComparison], estimate: Change | None) -> PromptRow:
+    changes = [change for suite in suites for change in suite.cases]
+    measured = (_pooled_cost([s.base for s in suites]), _pooled_cost([s.head for s in suites]))
+    verdicts = [s.paired.verdict for s in suites if s.paired is not None]
+    verdict = next((v for v in ("regression", "improvement", "within noise", "no change") if v in verdicts), "")
+    return PromptRow(
+        prompt=prompt_id, status=status, suites=suites,
+        pass_rate=(_pooled_rate(s.base for s in suites), _pooled_rate(s.head for s in suites)),
+        regressed=sum(c.status is CaseStatus.REGRESSED for c in changes),
+        fixed=sum(c.status is CaseStatus.FIXED for c in changes),
+        flaky=sum(c.status is CaseStatus.FLAKY for c in changes),
+        confirmed=all(c.confirmed for c in changes if c.status in (CaseStatus.REGRESSED, CaseStatus.FIXED)),
+        verdict=verdict,
+        p95=(_worst(s.base.latency_p95_ms if s.base else None for s in suites),
+             _worst(s.head.latency_p95_ms for s in suites)),
+        latency_changed=any(s.latency is not None and s.latency.changed for s in suites),
+        estimate=estimate, measured=measured, cost_gap=_gap(estimate, suites),
+    )
+
+
+def _gap(estimate: Change | None, suites: list[SuiteComparison]) -> str | None:
+    """Why the estimated and measured cost per call at head differ by more than 2x, if they do."""
+    if estimate is None or estimate.head is None or not suites:
+        return None
+    heads = [s.head for s in suites]
+    return explain_gap(estimate.head, _pooled_cost(heads), _pooled(heads, "input_tokens_per_call"),
+                       _pooled(heads, "output_tokens_per_call"))
 
 
 def _pooled_rate(sides: Any) -> float | None:
@@ -226,6 +305,18 @@ def _pooled_rate(sides: Any) -> float | None:
     if not known:
         return None
     return sum(side.pass_rate * side.cases for side in known) / sum(side.cases for side in known)
+
+
+def _pooled_cost(sides: list[Any]) -> float | None:
+    return _pooled(sides, "cost_per_call_usd")
+
+
+def _pooled(sides: list[Any], name: str) -> float | None:
+    """A per-call figure over several suites' sides, weighted by their calls; None if any is unknown."""
+    known = [side for side in sides if side is not None and side.calls]
+    if not known or any(getattr(side, name) is None for side in known):
+        return None
+    return sum(getattr(side, name) * side.calls for side in known) / sum(side.calls for side in known)
 
 
 def _worst(values: Any) -> float | None:

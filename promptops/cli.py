@@ -268,6 +268,9 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
 _EVAL_RUN_OPTIONS = [
     click.option("--all", "run_all", is_flag=True, help="Run every suite, not only those the change touches."),
     click.option("--repeat", type=click.IntRange(1, 100), help="Run each case this many times (noise)."),
+    click.option("--confirm", type=click.IntRange(0, 10),
+                 help="Ask every case that flips between base and head, or whose samples disagree, this many more "
+                      "times a side (default: eval.confirm in promptops.yaml, else 2; 0: off)."),
     click.option("--concurrency", type=click.IntRange(1, 256), help="Model calls in flight at once."),
     click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD",
                  help="Stop before spending more than this on model calls."),
@@ -299,8 +302,8 @@ def _eval_run_options(command: Any) -> Any:
 @click.option("--shard", metavar="I/N", callback=lambda ctx, param, value: _shard(value),
               help="Run only the I-th of N shares of the cases (a CI matrix); `promptops merge` joins the caches.")
 def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool, suites: tuple[str, ...],
-                 run_all: bool, repeat: int | None, concurrency: int | None, max_cost: float | None,
-                 api_base: str | None, fmt: str, output: Path | None, junit: Path | None,
+                 run_all: bool, repeat: int | None, confirm: int | None, concurrency: int | None,
+                 max_cost: float | None, api_base: str | None, fmt: str, output: Path | None, junit: Path | None,
                  shard: tuple[int, int] | None, cache_file: Path | None, workers: int | None) -> None:
     """Run eval suites at head (and base), every call cached, and compare them with gates.
 
@@ -320,9 +323,9 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         base_ref, base_ws = head_ref, head_ws
     else:
         base_ref, head_ref, base_ws, head_ws = _snapshots(base, head, staged)
-    options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat,
+    options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat, confirm=confirm,
                           concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base, shard=shard,
-                          cache=cache_file, workers=workers)
+                          cache=cache_file, workers=workers, base_label=str(base_ref))
     # A SIGTERM (a CI job cancelled) stops the run as Ctrl-C does: calls in flight are cancelled, every
     # finished answer is already stored, worker processes are stopped; exit 130.
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
@@ -349,7 +352,9 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         click.echo(text, nl=False)
     if junit:
         junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
-    if not all(c.passed for c in comparisons):
+    # A gate that fails on the base as well fails the run unless gates.preexisting says warn.
+    tolerated = head_ws.config.section("gates").get("preexisting") == "warn"
+    if any(not gate.passed and not (gate.preexisting and tolerated) for c in comparisons for _, gate in c.gates):
         sys.exit(EXIT_FINDINGS)
 
 
@@ -403,8 +408,8 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
               show_default=True, help="Where report.md, report.html and report.json are written.")
 @click.option("--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Also write lint findings as SARIF here.")
 def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: bool, repeat: int | None,
-       concurrency: int | None, max_cost: float | None, api_base: str | None, cache_file: Path | None,
-       workers: int | None, report_dir: Path, sarif: Path | None) -> None:
+       confirm: int | None, concurrency: int | None, max_cost: float | None, api_base: str | None,
+       cache_file: Path | None, workers: int | None, report_dir: Path, sarif: Path | None) -> None:
     """The pull-request check: lint, cost, diff and evals of the change, one report, one sticky comment.
 
     Runs anywhere; inside GitHub Actions it also annotates lint findings,
@@ -425,8 +430,8 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
         publisher = Publisher.from_environment(report_dir, comment=comment, sarif=sarif)
     except GitHubInputError as exc:
         _fail(str(exc))
-    eval_options = EvalOptions(run_all=run_all, repeat=repeat, concurrency=concurrency, max_cost_usd=max_cost,
-                               api_base=api_base, cache=cache_file, workers=workers)
+    eval_options = EvalOptions(run_all=run_all, repeat=repeat, confirm=confirm, concurrency=concurrency,
+                               max_cost_usd=max_cost, api_base=api_base, cache=cache_file, workers=workers)
     options = _check_options(base, run_evals, fail_on, eval_options, publisher.context)
     progress = Progress()
     try:
@@ -606,7 +611,8 @@ def _report_release(outcome: Any) -> None:
     evidence = outcome.evidence
     if evidence:
         cost = "unknown" if evidence["cost_per_call_usd"] is None else f"${evidence['cost_per_call_usd']:.6f}"
-        p95 = "unknown" if evidence["latency_p95_ms"] is None else f"{evidence['latency_p95_ms']:.0f} ms"
+        p95 = ("not measured (answers from the cache)" if evidence["latency_p95_ms"] is None
+               else f"{evidence['latency_p95_ms']:.0f} ms")
         label = "evidence when first promoted" if outcome.action == "rollback" else "evidence"
         click.echo(f"  {label}: {len(evidence['suites'])} suite(s), {evidence['cases']} case(s), pass rate "
                    f"{evidence['pass_rate']:.0%}, {cost} per call, p95 {p95}, {evidence['model_calls']} new model call(s)")

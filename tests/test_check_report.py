@@ -53,7 +53,7 @@ def test_a_regression_that_no_gate_catches_is_a_warning(report) -> None:
     [comparison] = report.evals.comparisons
     assert sum(x.status == "regressed" for x in comparison.cases) == CASES
     assert report.verdict.level == "warn" and report.verdict.exit_code == 0
-    assert "40 cases regressed beyond noise" in report.verdict.warnings[0]
+    assert "a regression beyond noise (40 regressed, 0 fixed" in report.verdict.warnings[0]
 
 
 @pytest.mark.parametrize("limit", [20_000, 6_000])
@@ -64,7 +64,7 @@ def test_a_body_over_the_limit_trims_its_largest_details_and_says_where_the_rest
     assert "The full report: the workflow run's summary." in body
     assert body.count("<details>") == body.count("</details>")
     assert body.splitlines()[0].startswith("## ⚠️ promptops: Warn")  # the verdict and the table survive
-    assert "| echo.long | 100% → 0% | 40 |" in body
+    assert "| echo.long | 100% → 0% | 40 confirmed |" in body
     tokens = MarkdownIt("commonmark").parse(body)
     assert not [t for t in tokens if t.type == "html_block" and "<b>" in t.content]
 

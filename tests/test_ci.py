@@ -61,12 +61,12 @@ def test_a_regression_fails_the_check_and_every_report_says_why(repo: Path, stub
     done = ci(repo, expect=1, stub=stub)
     data = report(repo)
     assert data["verdict"]["level"] == "fail" and data["verdict"]["exit_code"] == 1
-    assert any("beyond noise" in reason for reason in data["verdict"]["failures"])
+    assert any("8 of 8 cases confirmed regressed" in reason for reason in data["verdict"]["failures"])
     [suite] = data["evals"]["suites"]
-    assert suite["counts"]["regressed"] == 8
+    assert suite["counts"]["regressed"] == 8 and all(case["confirmed"] for case in suite["cases"])
     markdown = (repo / ".promptops/report/report.md").read_text()
     assert markdown.startswith("## ❌ promptops: Fail:")
-    assert "| geo.capital | 100% → 0% | 8 |" in markdown
+    assert "| geo.capital | 100% → 0% | 8 confirmed |" in markdown
     assert "Regressed cases in geo.eval.yaml (8)" in markdown and "No idea." in markdown
     html = (repo / ".promptops/report/report.html").read_text()
     assert html.count("<svg") >= 3 and "No idea." in html

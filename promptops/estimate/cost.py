@@ -51,6 +51,8 @@ class Estimate:
     monthly_cost: float | None
     price_source: str | None
     warnings: tuple[str, ...] = ()
+    retrieval_into: str | None = None  # the input the retriever's chunks fill
+    retrieval_chunks: int = 0  # how many it fills it with
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class CostReport:
     unknown_monthly: list[str]  # prompts with usage whose cost is unknown at base or head
     findings: list[Finding] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    preexisting: set[tuple[str, str]] = field(default_factory=set)  # (path, code) of budgets the base breaks too
 
     @property
     def monthly_delta(self) -> Delta:
@@ -194,6 +197,7 @@ class Estimator:
             output_tokens=output, output_basis=output_basis, cost_per_call=cost,
             calls_per_day=calls_per_day, monthly_cost=monthly,
             price_source=info.source if info else None, warnings=tuple(warnings),
+            retrieval_into=retrieval[0] if retrieval else None, retrieval_chunks=retrieval[1] if retrieval else 0,
         )
 
     def _count(self, spec: PromptSpec, samples: list[dict[str, Any]], retrieval: tuple[str, int] | None,
@@ -283,6 +287,37 @@ def _output_tokens(spec: PromptSpec, cache: Any, warnings: list[str]) -> tuple[f
     return None, "unknown"
 
 
+GAP_WORTH_EXPLAINING = 2.0  # estimated / measured cost per call beyond this (or below its inverse) is explained
+
+
+def explain_gap(estimate: Estimate, measured_cost: float | None, measured_input: float | None,
+                measured_output: float | None) -> str | None:
+    """Why the estimated cost per call (from the files) is more than twice, or less than half, the cost
+    measured on eval answers; None when they are within 2x of each other or either is unknown."""
+    estimated = estimate.cost_per_call
+    if estimated is None or measured_cost is None or estimated <= 0 or measured_cost <= 0:
+        return None
+    ratio = estimated / measured_cost
+    if 1 / GAP_WORTH_EXPLAINING <= ratio <= GAP_WORTH_EXPLAINING:
+        return None
+    reasons = []
+    if measured_input and estimate.input_tokens and not 0.67 <= estimate.input_tokens / measured_input <= 1.5:
+        if estimate.retrieval_into and estimate.retrieval_tokens:
+            reasons.append(f"the estimate fills {estimate.retrieval_into} with {estimate.retrieval_chunks} retrieved "
+                           f"chunks ({estimate.retrieval_tokens:,} tokens) where the eval cases carry their own "
+                           f"passages: {estimate.input_tokens:,} input tokens estimated, {measured_input:,.0f} measured")
+        else:
+            reasons.append(f"{estimate.input_tokens:,} input tokens estimated, {measured_input:,.0f} measured "
+                           f"({estimate.token_method.encoding} count against the provider's)")
+    if measured_output and estimate.output_tokens and not 0.67 <= estimate.output_tokens / measured_output <= 1.5:
+        basis = "max_tokens" if estimate.output_basis.startswith("max_tokens") else estimate.output_basis
+        reasons.append(f"output: {estimate.output_tokens:,.0f} tokens estimated ({basis}), {measured_output:,.0f} "
+                       "measured")
+    how = "; ".join(reasons) or "the eval cases' calls are not the calls the estimate assumes"
+    side = f"{ratio:.1f}x" if ratio > 1 else f"1/{1 / ratio:.1f}"
+    return f"the estimate is {side} the measured cost: {how}"
+
+
 def _percentile(values: list[int], pct: float) -> int:
     """Nearest-rank percentile: a value that was really observed."""
     ordered = sorted(values)
@@ -299,12 +334,12 @@ def compare(base: Workspace, head: Workspace, base_label: str, head_label: str,
     ]
     monthly_base, unknown_base = _monthly_total(base_estimates.values())
     monthly_head, unknown_head = _monthly_total(head_estimates.values())
+    findings, preexisting = _budget_findings(head, head_estimates, base_estimates, base_label)
     return CostReport(
         base_label=base_label, head_label=head_label, changes=changes,
         monthly_base=monthly_base, monthly_head=monthly_head,
         unknown_monthly=sorted(set(unknown_base) | set(unknown_head)),
-        findings=_budget_findings(head, head_estimates),
-        assumptions=_assumptions(head, changes),
+        findings=findings, assumptions=_assumptions(head, changes), preexisting=preexisting,
     )
 
 
@@ -336,8 +371,10 @@ _BUDGETS = {
 }
 
 
-def _budget_findings(head: Workspace, estimates: dict[str, Estimate]) -> list[Finding]:
-    findings = []
+def _budget_findings(head: Workspace, estimates: dict[str, Estimate], base_estimates: dict[str, Estimate],
+                     base_label: str) -> tuple[list[Finding], set[tuple[str, str]]]:
+    """The head's budget breaches, and which of them (path, code) the base breaks as well."""
+    findings, preexisting = [], set()
     for prompt_id, estimate in estimates.items():
         spec = head.prompts[prompt_id]
         for key, (code, figure, wording) in _BUDGETS.items():
@@ -345,8 +382,13 @@ def _budget_findings(head: Workspace, estimates: dict[str, Estimate]) -> list[Fi
             if limit is not None and value is not None and value > limit:
                 line, col = spec.source.where(("budget", key))
                 message = f"'{prompt_id}' " + wording.format(value=value, limit=limit)
+                before = getattr(base_estimates.get(prompt_id), figure, None)
+                if before is not None and before > limit:
+                    shown = f"${before:.6f}" if code == "PO411" else f"{before:,}"
+                    message += f"; also fails on {base_label} ({shown})"
+                    preexisting.add((spec.source.display, code))
                 findings.append(Finding(spec.source.display, line, col, code, message, Severity.ERROR))
-    return sorted(findings)
+    return sorted(findings), preexisting
 
 
 def _assumptions(head: Workspace, changes: list[Change]) -> list[str]:

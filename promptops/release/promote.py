@@ -134,7 +134,7 @@ def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None =
 
     def watch(outcome: Any) -> None:
         nonlocal made
-        made += not outcome.cached
+        made += not outcome.cached and not outcome.shared
         if outcome.error is not None:
             errors.append(f"{outcome.call.case_id}: {outcome.error}")
         progress(outcome)

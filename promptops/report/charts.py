@@ -2,90 +2,119 @@
 
 Labels come from users' files, so every piece of text is escaped here; the
 numbers are ours. Each function returns markup ready for an autoescaping template.
+Where a suite has a gate on the charted figure, the chart draws it as a dashed line.
 """
 
 from __future__ import annotations
 
 from html import escape
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from markupsafe import Markup
 
 from promptops.estimate.cost import Change
-from promptops.evals.compare import SuiteComparison
+from promptops.evals.compare import SuiteComparison, fresh_latencies
 from promptops.report.formatting import money
 
 SERIES = (("base", "#9aa5b1"), ("head", "#2f6fde"))
+GATE_COLOUR = "#cf222e"
 BAR_H, GAP, LABEL_W, CHART_W = 14, 10, 220, 360
+HIST_W, HIST_H, AXIS = 420, 110, 44  # latency histogram: plot size, room for the y axis labels
 
 
-def pass_rates(comparisons: Sequence[SuiteComparison]) -> Markup:
-    groups = [(c.suite, [(c.base.pass_rate if c.base else None, c.head.pass_rate)]) for c in comparisons]
-    return _bars(groups, 1.0, lambda v: f"{v:.0%}", "Pass rate per suite")
+def pass_rates(comparisons: Sequence[SuiteComparison], gate: float | None = None) -> Markup:
+    """Pass rate per suite at base and head; ``gate``: the minimum pass rate every suite is held to."""
+    groups = [(c.suite, (c.base.pass_rate if c.base else None, c.head.pass_rate)) for c in comparisons]
+    return _bars(groups, 1.0, lambda v: f"{v:.0%}", "Pass rate per suite",
+                 gate=(gate, f"gate: pass rate ≥ {gate:.0%}") if gate is not None else None)
 
 
 def costs(changes: Sequence[Change]) -> Markup:
-    groups = [(c.prompt_id, [(c.base.cost_per_call if c.base else None, c.head.cost_per_call if c.head else None)])
+    groups = [(c.prompt_id, (c.base.cost_per_call if c.base else None, c.head.cost_per_call if c.head else None))
               for c in changes if c.status != "unchanged"]
-    known = [v for _, pairs in groups for pair in pairs for v in pair if v is not None]
-    return _bars(groups, max(known, default=0.0), money, "Estimated cost per call")
+    known = [v for _, pair in groups for v in pair if v is not None]
+    return _bars(groups, max(known, default=0.0), money, "Estimated cost per call (from the files)")
 
 
-def latency_histogram(comparison: SuiteComparison, bins: int = 12) -> Markup:
-    """How latencies spread at base and at head, on one shared scale."""
+def latency_histogram(comparison: SuiteComparison, gate_ms: float | None = None, bins: int = 12) -> Markup:
+    """How the latencies timed in this run spread at base and at head, on one shared scale, with the
+    p95 gate as a line. x: latency in ms; y: calls."""
     sides = {name: _latencies(comparison, name) for name, _ in SERIES}
     values = [v for side in sides.values() for v in side]
     if not values:
-        return Markup("<p class=\"muted\">No latency measured.</p>")
+        return Markup('<p class="muted">No latency timed in this run (answers from the cache keep none).</p>')
     low, high = min(values), max(values)
+    if gate_ms is not None:
+        low, high = min(low, gate_ms), max(high, gate_ms)
     width = (high - low) / bins or 1.0
     counts = {name: [0] * bins for name in sides}
     for name, side in sides.items():
         for value in side:
             counts[name][min(int((value - low) / width), bins - 1)] += 1
     tallest = max(max(c) for c in counts.values()) or 1
-    height, col = 90, CHART_W // bins
-    parts = [f'<svg class="chart" width="{CHART_W + 20}" height="{height + 34}" role="img" '
-             f'aria-label="Latency distribution, base and head">']
+    col = HIST_W // bins
+    x_of = lambda ms: AXIS + (ms - low) / (high - low or 1.0) * (bins * col)  # noqa: E731
+    parts = [f'<svg class="chart" width="{AXIS + HIST_W + 20}" height="{HIST_H + 52}" role="img" '
+             f'aria-label="Latency distribution, base and head: calls by latency in milliseconds">']
     for offset, (name, colour) in enumerate(SERIES):
         for index, count in enumerate(counts[name]):
-            bar = count / tallest * height
-            x = 10 + index * col + offset * (col // 2)
-            parts.append(f'<rect x="{x}" y="{height - bar + 4:.1f}" width="{col // 2 - 1}" height="{bar:.1f}" '
+            bar = count / tallest * HIST_H
+            x = AXIS + index * col + offset * (col // 2)
+            parts.append(f'<rect x="{x}" y="{HIST_H - bar + 4:.1f}" width="{col // 2 - 1}" height="{bar:.1f}" '
                          f'fill="{colour}"><title>{name}: {count} calls, {low + index * width:,.0f}–'
                          f'{low + (index + 1) * width:,.0f} ms</title></rect>')
-    parts.append(f'<text x="10" y="{height + 20}">{low:,.0f} ms</text>')
-    parts.append(f'<text x="{CHART_W}" y="{height + 20}" text-anchor="end">{high:,.0f} ms</text>')
+    # Axes: calls on the left, milliseconds below, each with its unit.
+    parts.append(f'<line x1="{AXIS}" y1="4" x2="{AXIS}" y2="{HIST_H + 4}" stroke="#656d76"/>')
+    parts.append(f'<line x1="{AXIS}" y1="{HIST_H + 4}" x2="{AXIS + bins * col}" y2="{HIST_H + 4}" stroke="#656d76"/>')
+    parts.append(f'<text x="{AXIS - 4}" y="14" text-anchor="end">{tallest}</text>')
+    parts.append(f'<text x="{AXIS - 4}" y="{HIST_H + 4}" text-anchor="end">0</text>')
+    parts.append(f'<text x="4" y="{HIST_H // 2 + 4}" transform="rotate(-90 10 {HIST_H // 2})">calls</text>')
+    parts.append(f'<text x="{AXIS}" y="{HIST_H + 20}">{low:,.0f} ms</text>')
+    parts.append(f'<text x="{AXIS + bins * col}" y="{HIST_H + 20}" text-anchor="end">{high:,.0f} ms</text>')
+    parts.append(f'<text x="{AXIS + bins * col // 2}" y="{HIST_H + 36}" text-anchor="middle">latency (ms), '
+                 f'timed in this run</text>')
+    if gate_ms is not None:
+        x = x_of(gate_ms)
+        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{HIST_H + 4}" stroke="{GATE_COLOUR}" '
+                     f'stroke-dasharray="4 3"><title>gate: p95 ≤ {gate_ms:,.0f} ms</title></line>')
+        parts.append(f'<text x="{x + 3:.1f}" y="{HIST_H + 48}" fill="{GATE_COLOUR}">p95 gate {gate_ms:,.0f} ms</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
 def _latencies(comparison: SuiteComparison, side: str) -> list[float]:
-    runs = (getattr(change, side) for change in comparison.cases)
-    return [a.latency_ms for run in runs if run is not None for a in run.attempts
-            if a.latency_ms is not None and a.output is not None]
+    return fresh_latencies(getattr(change, side) for change in comparison.cases)
 
 
-def _bars(groups: Iterable[tuple[str, list[tuple[float | None, float | None]]]], top: float,
-          show: object, title: str) -> Markup:
+def _bars(groups: Iterable[tuple[str, tuple[float | None, float | None]]], top: float, show: Callable[[float], str],
+          title: str, gate: tuple[float, str] | None = None) -> Markup:
     groups = list(groups)
     if not groups:
         return Markup('<p class="muted">Nothing to chart.</p>')
     row_h = 2 * BAR_H + GAP
-    parts = [f'<svg class="chart" width="{LABEL_W + CHART_W + 90}" height="{len(groups) * row_h + 10}" '
+    height = len(groups) * row_h + 10 + (16 if gate else 0)
+    parts = [f'<svg class="chart" width="{LABEL_W + CHART_W + 90}" height="{height}" '
              f'role="img" aria-label="{escape(title)}">']
-    for row, (label, pairs) in enumerate(groups):
+    for row, (label, pair) in enumerate(groups):
         y = 5 + row * row_h
         parts.append(f'<text x="0" y="{y + BAR_H + 4}">{escape(_short(label))}</text>')
-        for offset, ((name, colour), value) in enumerate(zip(SERIES, pairs[0])):
+        for offset, ((name, colour), value) in enumerate(zip(SERIES, pair)):
             if value is None:
                 continue
             width = CHART_W * (value / top) if top else 0
             top_y = y + offset * BAR_H
             parts.append(f'<rect x="{LABEL_W}" y="{top_y}" width="{max(width, 1):.1f}" height="{BAR_H - 2}" '
-                         f'fill="{colour}"><title>{name}: {escape(show(value))}</title></rect>')  # type: ignore[operator]
+                         f'fill="{colour}"><title>{name}: {escape(show(value))}</title></rect>')
             parts.append(f'<text x="{LABEL_W + width + 6:.1f}" y="{top_y + BAR_H - 3}">{name} '
-                         f'{escape(show(value))}</text>')  # type: ignore[operator]
+                         f'{escape(show(value))}</text>')
+    if gate is not None and top:
+        value, caption = gate
+        x = LABEL_W + CHART_W * value / top
+        bottom = len(groups) * row_h + 5
+        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{bottom}" stroke="{GATE_COLOUR}" '
+                     f'stroke-dasharray="4 3"><title>{escape(caption)}</title></line>')
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle" fill="{GATE_COLOUR}">'
+                     f'{escape(caption)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
