@@ -7,7 +7,9 @@ Prints (issue 4): the eval phase's wall time as a ratio to the floor
 (cases x latency / concurrency; target <= 1.15) and the whole process's
 (target <= 1.3), calls per second at zero latency, peak memory (the
 planning process, and its largest child: a worker process when the engine
-used workers), and the cached re-run time for 1,000 cases (target under 1 s).
+used workers), the cached re-run time for 1,000 cases (target under 1 s), and what
+confirming flips costs (issue 11): a 1,000-case base/head comparison on a model
+wrong 10% of the time, with eval.confirm 2 against 0 (calls and seconds).
 The eval phase is ``run_evaluation`` whole: planning, starting the workers
 (their litellm import) and every call; "answers" is the part from the first
 answer to the last.
@@ -119,6 +121,44 @@ def control(stub: StubServer, cases: int, concurrency: int, processes: int) -> t
     return whole, max(last for _, last in spans) - min(first for first, _ in spans)
 
 
+CONFIRMING = """\
+import asyncio, json, sys, time
+from pathlib import Path
+from promptops.config import load_workspace
+from promptops.evals.execute import EvalOptions, run_evaluation
+from promptops.testing import NoisyResponder, StubServer
+base, head, cache, confirm = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+noisy = NoisyResponder(lambda request: "ok", wrong="no", error_rate=0.1, seed=1)
+with StubServer(responder=noisy, latency_ms=20) as stub:
+    options = EvalOptions(run_all=True, api_base=stub.base_url, cache=cache, confirm=confirm, concurrency=16, workers=0)
+    start = time.perf_counter()
+    [result], _ = asyncio.run(run_evaluation(load_workspace(base), load_workspace(head), options))
+    print(json.dumps({"seconds": time.perf_counter() - start, "calls": stub.calls,
+                      "confirming": result.head.confirmation_calls + result.base.confirmation_calls,
+                      "flaky": result.paired.flaky, "regressed": result.paired.regressed, "passed": result.passed}))
+"""
+
+
+def confirmation(tmp: Path) -> str:
+    """One line: the extra calls and seconds confirmation adds to a noisy base/head comparison."""
+    base, head = tmp / "confirm-base", tmp / "confirm-head"
+    make_project(base, 1000)
+    make_project(head, 1000)
+    (head / "echo.prompt.yaml").write_text(PROMPT.replace("Say ok", "Please say ok"))  # every request differs
+    runs = {}
+    for confirm in (0, 2):
+        done = subprocess.run([sys.executable, "-c", CONFIRMING, str(base), str(head), str(tmp / f"c{confirm}.db"),
+                               str(confirm)], capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(done.stderr[-3000:])
+        runs[confirm] = json.loads(done.stdout.strip().splitlines()[-1])
+    on, off = runs[2], runs[0]
+    return (f"confirmation, 1,000 cases at base and head, 10% noise, 20 ms: {on['confirming']} extra calls "
+            f"(+{on['confirming'] / off['calls']:.0%} calls) for {on['flaky']} flaky cases; eval phase "
+            f"{on['seconds']:.2f} s against {off['seconds']:.2f} s with confirm 0 "
+            f"(x{on['seconds'] / off['seconds']:.2f}); gate {'passed' if on['passed'] else 'failed'}")
+
+
 def memory(report: dict) -> str:
     workers = f", largest child process {report['worker_maxrss_kb'] / 1024:.0f} MB" if report["worker_maxrss_kb"] > 50_000 else ""
     return f"{report['maxrss_kb'] / 1024:.0f} MB planning process{workers}"
@@ -163,6 +203,7 @@ def main() -> None:
         whole_cached, phase_cached, cached = run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
         print(f"cached re-run, 1,000 cases: {whole_cached:.2f} s whole process ({phase_cached:.2f} s eval phase), "
               f"{stub.calls - calls} model calls, litellm imported: {cached['litellm']}  (target < 1 s)")
+        print(confirmation(Path(tmp)))
         for size in args.memory:
             project = Path(tmp) / f"memory{size}"
             make_project(project, size)

@@ -82,7 +82,7 @@ def figures(run: SuiteRun) -> SideFigures:
     passed = sum(stats.passes(outcomes) for outcomes in samples.values())
     answered = [a for a in attempts if a.output is not None]
     fresh = [a for a in attempts if a.fresh]
-    timed = [a.latency_ms for a in fresh if a.latency_ms is not None]
+    timed = [a.timed for a in attempts if a.timed is not None]
     calls = [a for a in attempts if a.failure is not Failure.NOT_RENDERED]
     p50 = stats.quantile_with_interval(timed, 50)
     p95 = stats.quantile_with_interval(timed, 95)
@@ -131,9 +131,8 @@ def _sum_or_unknown(values: list[float | None]) -> float | None:
 
 
 def fresh_latencies(cases: Iterable[CaseRun | None]) -> list[float]:
-    """Latencies timed in this run by these cases' own calls."""
-    return [a.latency_ms for case in cases if case is not None for a in case.attempts
-            if a.fresh and a.latency_ms is not None]
+    """Latencies timed in this run (an answer shared by base and head counts on both sides)."""
+    return [a.timed for case in cases if case is not None for a in case.attempts if a.timed is not None]
 
 
 def compare(base: SuiteRun | None, head: SuiteRun, gates: dict[str, Any], *, confirm: int = 0,

@@ -55,8 +55,13 @@ class Attempt:
 
     @property
     def fresh(self) -> bool:
-        """A call made in this run, by this side: its latency and cost are new."""
+        """A call made in this run, by this side: its cost is new."""
         return not self.cached and not self.shared and self.failure is None
+
+    @property
+    def timed(self) -> float | None:
+        """The latency measured in this run, also when an identical request of the other side made the call."""
+        return None if self.cached else self.latency_ms
 
 
 @dataclass(frozen=True)
