@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -35,14 +36,15 @@ def all_tokens(tokens):
 
 def test_inline_is_one_harmless_line():
     out = inline(LONG_HOSTILE)
-    assert "\n" not in out and "\r" not in out and "<" not in out and ">" not in out.replace("&gt;", "")
-    assert not re.search(r"@\w", out), "a live mention"
-    assert not re.search(r"#\d|GH-\d", out, re.IGNORECASE), "a live issue reference"
-    assert not re.search(r"https?://|www\.", out), "a live autolink"
+    assert "\n" not in out and "\r" not in out and "<" not in out and ">" not in out
+    shown = html.unescape(out)  # the text GitHub's mention, reference and autolink filters see
+    assert not re.search(r"@\w", shown), "a live mention"
+    assert not re.search(r"#\d|GH-\d", shown, re.IGNORECASE), "a live issue reference"
+    assert not re.search(r"https?://|www\.", shown), "a live autolink"
     assert "\x1b" not in out and "\u202e" not in out
-    assert "|" not in out.replace("\\|", "")
+    assert not set("|`*_[]~$\\") & set(out), "raw Markdown punctuation"
     assert out.endswith(f"… ({len(' '.join(VISIBLE.split())) - 200:,} more chars)")
-    assert len(out) < 200 * 6  # every character shown costs at most "&amp;"
+    assert len(out) < 200 * 7  # every character shown costs at most "&#126;"
 
 
 def test_inline_renders_as_plain_text_in_a_table_cell():
