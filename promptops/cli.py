@@ -314,6 +314,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     from promptops.evals.runner import MissingCredentials
     from promptops.report import evals as renderers
     from promptops.report.progress import Progress
+    from promptops.report.safety import environment_redactor
 
     if no_base:
         head_ref, head_ws = _head_snapshot(head, staged)
@@ -339,18 +340,31 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     finally:
         progress.close()
     base_label = None if no_base else str(base_ref)
+    # Redacted before rendering (nothing escapes or cuts a secret first) and again as each text leaves.
+    redact = environment_redactor()
+    comparisons, skipped = redact.data(comparisons), redact.data(skipped)
     if fmt == "json":
-        text = renderers.render_json(comparisons, base_label, str(head_ref), skipped)
+        text = redact(renderers.render_json(comparisons, base_label, str(head_ref), skipped))
     else:
-        text = renderers.render_text(comparisons, skipped)
+        text = redact(renderers.render_text(comparisons, skipped))
     if output:
         output.write_text(text, encoding="utf-8")
     else:
-        click.echo(text, nl=False)
+        click.echo(_inert_stdout(text, fmt), nl=False)
     if junit:
-        junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
+        junit.write_text(redact(renderers.render_junit(comparisons)), encoding="utf-8")
     if not all(c.passed for c in comparisons):
         sys.exit(EXIT_FINDINGS)
+
+
+def _inert_stdout(text: str, fmt: str) -> str:
+    """Results quoting model answers, made unable to start a workflow command in an Actions log.
+
+    JSON keeps its exact value: "[" after "##" is written as the escape \\u005b.
+    """
+    from promptops.report.safety import inert_log
+
+    return text.replace("##[", "##\\u005b") if fmt == "json" else inert_log(text)
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -652,7 +666,9 @@ def _read_vars(path: Path) -> dict[str, object]:
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"promptops: {message}", err=True)
+    from promptops.report.safety import inert_log
+
+    click.echo(f"promptops: {inert_log(message)}", err=True)  # a message may quote a file name or a YAML key
     sys.exit(EXIT_USAGE)
 
 
