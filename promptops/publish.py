@@ -122,7 +122,8 @@ class Publisher:
         try:
             with GitHubClient(self.context.api_url, self.context.token) as client:
                 result = upsert_sticky_comment(client, pull_request.repository, pull_request.number, body,
-                                               key=COMMENT_KEY, generated_at=self.started)
+                                               key=COMMENT_KEY, generated_at=self.started,
+                                               run=self.context.run_order)
         except GitHubError as exc:
             self._say(f"comment: GitHub failed: {exc}", error=True)
             return False
