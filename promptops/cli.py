@@ -57,7 +57,7 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
     if output:
         output.write_text(report, encoding="utf-8")
     else:
-        click.echo(report, nl=False, color=use_color)
+        click.echo(_inert_stdout(report, fmt), nl=False, color=use_color)
     if run.config_errors:
         sys.exit(EXIT_USAGE)
     if run.errors or (strict and run.findings):
@@ -146,7 +146,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
         _fail(f"{spec.source.display}: {getattr(exc, 'message', None) or exc}")
     document = {"id": spec.id, "version": spec.version, "model": spec.model, "params": spec.params,
                 "messages": messages}
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    click.echo(_inert_stdout(json.dumps(document, indent=2, ensure_ascii=False), "json"))
 
 
 _REF_OPTIONS = [
@@ -228,7 +228,7 @@ def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     if output:
         output.write_text(text, encoding="utf-8")
     else:
-        click.echo(text, nl=False)
+        click.echo(_inert_stdout(text, fmt), nl=False)
     for problem in base_ws.problems + head_ws.problems:
         click.echo(f"note: not estimated: {problem}", err=True)
     failures = [] if warn else [str(f) for f in report.findings]
@@ -261,7 +261,7 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     if output:
         output.write_text(text, encoding="utf-8")
     else:
-        click.echo(text, nl=False)
+        click.echo(_inert_stdout(text, fmt), nl=False)
 
 
 # How a run makes its model calls: shared by `eval` and `ci`.
@@ -358,13 +358,17 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
 
 
 def _inert_stdout(text: str, fmt: str) -> str:
-    """Results quoting model answers, made unable to start a workflow command in an Actions log.
+    """A report that quotes pull-request content (file names, YAML keys, templates, model answers),
+    unable to start a workflow command when it is printed in an Actions log.
 
-    JSON keeps its exact value: "[" after "##" is written as the escape \\u005b.
+    JSON keeps its exact value: a "[" after "##" is written as the escape \\u005b. Lint's github
+    format is workflow commands by design, its data already escaped.
     """
     from promptops.report.safety import inert_log
 
-    return text.replace("##[", "##\\u005b") if fmt == "json" else inert_log(text)
+    if fmt == "github":
+        return text
+    return text.replace("##[", "##\\u005b") if fmt in ("json", "sarif") else inert_log(text)
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:

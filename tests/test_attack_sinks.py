@@ -198,6 +198,28 @@ def test_pr_content_starts_no_workflow_command_on_ci_output(tmp_path: Path, echo
     assert read_outputs(job.temp / "output")["verdict"] == "fail"
 
 
+def test_reports_printed_by_other_commands_start_no_workflow_command(tmp_path: Path) -> None:
+    """A workflow may print `promptops diff`, `cost`, `lint` or `render` in its log too."""
+    prompt = PROMPT.replace("STYLE", "##[add-mask]{{ name }}")
+    broken = PROMPT.replace("messages:", json.dumps({INJECTED.format("key"): 1}).strip("{}") + "\nmessages:")
+    folder = INJECTED.format("folder")  # a folder name, line breaks and all
+    root = repository(tmp_path / "repo", {"promptops.yaml": "eval: {concurrency: 2}\n",
+                                          f"{folder}/greet.prompt.yaml": prompt},
+                      {f"{folder}/greet.prompt.yaml": prompt.replace("temperature: 0", "temperature: 1"),
+                       "broken.prompt.yaml": broken.replace("support.greet", "support.broken")})
+    env = {k: v for k, v in git_env().items() if not k.startswith(("GITHUB_", "OPENAI_", "PROMPTOPS_"))}
+    outputs = [run(root, ["diff", "--base", "main", *fmt], env, 0).stdout for fmt in ([], ["--format", "markdown"],
+                                                                                     ["--format", "json"])]
+    outputs += [run(root, ["cost", "--base", "main", *fmt], env, 0).stdout for fmt in ([], ["--format", "markdown"],
+                                                                                     ["--format", "json"])]
+    outputs += [run(root, ["lint", "--format", fmt], env, 1).stdout for fmt in ("text", "json", "sarif")]
+    outputs.append(run(root, ["render", "support.greet", "--var", "name=##[stop-commands]x"], env, 0).stdout)
+    assert "set-output" in outputs[0] and "stop-commands" in outputs[-1]  # shown...
+    for text in outputs:  # ...never obeyed
+        assert workflow_commands(text) == [], text
+    assert json.loads(outputs[-1])["messages"][0]["content"] == "##[add-mask]##[stop-commands]x"  # JSON keeps its value
+
+
 # -- 4. untrusted text stays inert in the comment ------------------------------------------------------
 
 HOSTILE_FOLDER = "@acme/everyone/#12"
