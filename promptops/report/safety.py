@@ -157,6 +157,7 @@ def _forms(secret: str) -> set[str]:
     texts |= {_neutralise(t, line_start) for t in set(texts) for line_start in (True, False)}
     encoders: list[Callable[[str], str]] = [
         html.escape,                                               # &quot; &#x27;
+        lambda t: html.escape(t, quote=False),                     # XML text
         lambda t: t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
                    .replace('"', "&#34;").replace("'", "&#39;"),   # Jinja's autoescape (markupsafe)
         lambda t: t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
