@@ -68,6 +68,7 @@ class ActionsContext:
     output: Path | None
     token: str | None = field(repr=False)
     run_attempt: str | None = None
+    comment_author: str | None = None  # the bot an app token writes as, when it is not github-actions[bot]
 
     @property
     def run_order(self) -> RunOrder | None:
@@ -112,6 +113,7 @@ def actions_context(environ: Mapping[str, str] | None = None) -> ActionsContext:
         output=Path(env["GITHUB_OUTPUT"]) if get("GITHUB_OUTPUT") else None,
         token=_token(get("GITHUB_TOKEN")),
         run_attempt=get("GITHUB_RUN_ATTEMPT"),
+        comment_author=get("PROMPTOPS_COMMENT_AUTHOR"),
     )
 
 
@@ -437,15 +439,16 @@ _REWRITES = 3  # times a report undone by an older run's late write is written a
 
 def upsert_sticky_comment(client: GitHubClient, repository: str, number: int, body: str, *,
                           key: str = "promptops", generated_at: datetime, run: RunOrder | None = None,
-                          settle_s: float = _SETTLE_S) -> CommentResult:
+                          bot: str = ACTIONS_BOT, settle_s: float = _SETTLE_S) -> CommentResult:
     """Create, or update in place, the one comment of ``key`` on pull request (or issue) ``number``.
 
     The comment's first line is a hidden marker with ``key``, ``generated_at``
     and, in a workflow run, ``run``. All comments are read (every page, up to a
     cap). Ours is one with our key's marker whose author is the token's user,
     or, when GitHub will not say who that is (GITHUB_TOKEN and app tokens get a
-    403 on ``GET /user``), ``github-actions[bot]``: neither a person who pastes
-    the marker nor another bot takes the report over. A marker dated after
+    403 on ``GET /user``), ``bot`` (``github-actions[bot]``, who writes with
+    GITHUB_TOKEN; an app's token writes as ``<app>[bot]``): neither a person
+    who pastes the marker nor another bot takes the report over. A marker dated after
     GitHub last wrote its comment is forged: its order is not believed. Then:
 
     - none: POST it ("created");
@@ -469,7 +472,7 @@ def upsert_sticky_comment(client: GitHubClient, repository: str, number: int, bo
         raise ValueError(f"the comment has {len(full):,} characters; GitHub takes {COMMENT_LIMIT:,} "
                          f"(body_limit() is {body_limit(key):,})")
     comments = f"/repos/{repository}/issues/{number}/comments"
-    ours = _Ours(key, _identity(client) or ACTIONS_BOT, generated_at, run)
+    ours = _Ours(key, _identity(client) or bot, generated_at, run)
     found = _find(client, comments, ours)
     if not found:
         return _create(client, comments, full, ours)

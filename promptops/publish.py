@@ -114,7 +114,7 @@ class Publisher:
         if not self.context.token:
             self._say("comment: no GITHUB_TOKEN (pass github-token to the action), nothing posted")
             return True
-        from promptops.github import GitHubClient, body_limit, upsert_sticky_comment
+        from promptops.github import ACTIONS_BOT, GitHubClient, body_limit, upsert_sticky_comment
 
         hint = self._full_report_hint()
         body = self._fit(lambda limit: renderers.render_markdown(report, limit=limit, full_report=hint),
@@ -123,7 +123,8 @@ class Publisher:
             with GitHubClient(self.context.api_url, self.context.token) as client:
                 result = upsert_sticky_comment(client, pull_request.repository, pull_request.number, body,
                                                key=COMMENT_KEY, generated_at=self.started,
-                                               run=self.context.run_order)
+                                               run=self.context.run_order,
+                                               bot=self.context.comment_author or ACTIONS_BOT)
         except GitHubError as exc:
             self._say(f"comment: GitHub failed: {exc}", error=True)
             return False

@@ -355,3 +355,12 @@ def test_the_marker_names_the_run_and_old_markers_still_count(gh):
                          user="github-actions[bot]")
     result = upsert(gh, "new", T0 + timedelta(seconds=1), run=run)
     assert (result.action, result.comment_id) == ("updated", old["id"])
+
+
+def test_an_app_token_finds_its_own_bots_comments():
+    with FakeGitHub(token=TOKEN, identity="release-app[bot]") as gh:  # GET /user: 403, as for any app token
+        ours = gh.add_comment(REPO, PR, f"{marker('promptops', T0)}\nold", user="release-app[bot]")
+        gh.add_comment(REPO, PR, f"{marker('promptops', T0)}\nnot ours", user="github-actions[bot]")
+        result = upsert(gh, "new", T0 + timedelta(seconds=1), bot="release-app[bot]")
+        assert (result.action, result.comment_id) == ("updated", ours["id"])
+        assert actions_context({"PROMPTOPS_COMMENT_AUTHOR": "release-app[bot]"}).comment_author == "release-app[bot]"
