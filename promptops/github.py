@@ -547,9 +547,10 @@ def _create(client: GitHubClient, comments: str, full: str, ours: _Ours) -> Comm
 
 
 def _skipped(sticky: _Sticky, ours: _Ours) -> CommentResult:
-    held = f"run {sticky.run}" if sticky.run is not None and ours.run is not None else \
-        f"a report made at {_iso(sticky.generated)}" if sticky.generated else "a newer report"
-    this = f"run {ours.run}" if sticky.run is not None and ours.run is not None else _iso(ours.generated)
+    if sticky.run is not None and ours.run is not None:
+        held, this = f"the report of run {sticky.run}", f"run {ours.run}"
+    else:
+        held, this = f"a report made at {_iso(sticky.generated or ours.generated)}", _iso(ours.generated)
     return CommentResult("skipped-newer", sticky.id, sticky.url, f"the comment holds {held}, after this one ({this})")
 
 
