@@ -57,7 +57,7 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
     if output:
         output.write_text(report, encoding="utf-8")
     else:
-        click.echo(report, nl=False, color=use_color)
+        click.echo(_inert_stdout(report, fmt), nl=False, color=use_color)
     if run.config_errors:
         sys.exit(EXIT_USAGE)
     if run.errors or (strict and run.findings):
@@ -146,7 +146,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
         _fail(f"{spec.source.display}: {getattr(exc, 'message', None) or exc}")
     document = {"id": spec.id, "version": spec.version, "model": spec.model, "params": spec.params,
                 "messages": messages}
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    click.echo(_inert_stdout(json.dumps(document, indent=2, ensure_ascii=False), "json"))
 
 
 _REF_OPTIONS = [
@@ -228,7 +228,7 @@ def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     if output:
         output.write_text(text, encoding="utf-8")
     else:
-        click.echo(text, nl=False)
+        click.echo(_inert_stdout(text, fmt), nl=False)
     for problem in base_ws.problems + head_ws.problems:
         click.echo(f"note: not estimated: {problem}", err=True)
     failures = [] if warn else [str(f) for f in report.findings]
@@ -261,7 +261,7 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     if output:
         output.write_text(text, encoding="utf-8")
     else:
-        click.echo(text, nl=False)
+        click.echo(_inert_stdout(text, fmt), nl=False)
 
 
 # How a run makes its model calls: shared by `eval` and `ci`.
@@ -313,10 +313,12 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     """
     import asyncio
 
+    from promptops.evals.compare import attempts_of
     from promptops.evals.execute import EvalOptions, run_evaluation
-    from promptops.evals.runner import MissingCredentials
+    from promptops.evals.runner import Failure, MissingCredentials
     from promptops.report import evals as renderers
     from promptops.report.progress import Progress
+    from promptops.report.safety import environment_redactor
 
     if no_base:
         head_ref, head_ws = _head_snapshot(head, staged)
@@ -342,20 +344,44 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     finally:
         progress.close()
     base_label = None if no_base else str(base_ref)
+    # Redacted before rendering (nothing escapes or cuts a secret first) and again as each text leaves.
+    redact = environment_redactor()
+    comparisons, skipped = redact.data(comparisons), redact.data(skipped)
     if fmt == "json":
-        text = renderers.render_json(comparisons, base_label, str(head_ref), skipped)
+        text = redact(renderers.render_json(comparisons, base_label, str(head_ref), skipped))
     else:
-        text = renderers.render_text(comparisons, skipped)
+        text = redact(renderers.render_text(comparisons, skipped))
     if output:
         output.write_text(text, encoding="utf-8")
     else:
-        click.echo(text, nl=False)
+        click.echo(_inert_stdout(text, fmt), nl=False)
     if junit:
-        junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
+        junit.write_text(redact(renderers.render_junit(comparisons)), encoding="utf-8")
+    # Calls that got no answer make the results incomplete: say so and exit 3, as `ci` does.
+    unanswered = [a for a in attempts_of(comparisons) if a.failure is Failure.NO_ANSWER]
+    if unanswered:
+        reason = redact(unanswered[0].failures[0] if unanswered[0].failures else "no answer")
+        click.echo(_inert_stdout(f"promptops: {len(unanswered)} model call(s) got no answer after retries "
+                                 f"({reason}); the results are incomplete", "text"), err=True)
+        sys.exit(EXIT_SERVICE)
     # A gate that fails on the base as well fails the run unless gates.preexisting says warn.
     tolerated = head_ws.config.section("gates").get("preexisting") == "warn"
     if any(not gate.passed and not (gate.preexisting and tolerated) for c in comparisons for _, gate in c.gates):
         sys.exit(EXIT_FINDINGS)
+
+
+def _inert_stdout(text: str, fmt: str) -> str:
+    """A report that quotes pull-request content (file names, YAML keys, templates, model answers),
+    unable to start a workflow command when it is printed in an Actions log.
+
+    JSON keeps its exact value: a "[" after "##" is written as the escape \\u005b. Lint's github
+    format is workflow commands by design, its data already escaped.
+    """
+    from promptops.report.safety import inert_log
+
+    if fmt == "github":
+        return text
+    return text.replace("##[", "##\\u005b") if fmt in ("json", "sarif") else inert_log(text)
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -658,7 +684,9 @@ def _read_vars(path: Path) -> dict[str, object]:
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"promptops: {message}", err=True)
+    from promptops.report.safety import inert_log
+
+    click.echo(f"promptops: {inert_log(message)}", err=True)  # a message may quote a file name or a YAML key
     sys.exit(EXIT_USAGE)
 
 

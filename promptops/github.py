@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from urllib.parse import urlsplit
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SERVER_URL = "https://github.com"
 COMMENT_LIMIT = 65_536  # characters GitHub accepts in a comment body
+MAX_PAGES, MAX_ITEMS = 100, 10_000  # a list read no further: far more comments than a pull request has
+ACTIONS_BOT = "github-actions[bot]"  # who writes with the job's GITHUB_TOKEN
+CLOCK_SKEW = timedelta(minutes=10)  # between the runner's clock and GitHub's, at most
 PR_EVENTS = ("pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment")
 
 
@@ -64,6 +67,13 @@ class ActionsContext:
     step_summary: Path | None
     output: Path | None
     token: str | None = field(repr=False)
+    run_attempt: str | None = None
+    comment_author: str | None = None  # the bot an app token writes as, when it is not github-actions[bot]
+
+    @property
+    def run_order(self) -> RunOrder | None:
+        """Where this run stands among the repository's runs, for the sticky comment's marker."""
+        return RunOrder.parse(self.run_id, self.run_attempt)
 
     @property
     def run_url(self) -> str | None:
@@ -101,8 +111,23 @@ def actions_context(environ: Mapping[str, str] | None = None) -> ActionsContext:
         pull_request=pull_request,
         step_summary=Path(env["GITHUB_STEP_SUMMARY"]) if get("GITHUB_STEP_SUMMARY") else None,
         output=Path(env["GITHUB_OUTPUT"]) if get("GITHUB_OUTPUT") else None,
-        token=(get("GITHUB_TOKEN") or "").strip() or None,
+        token=_token(get("GITHUB_TOKEN")),
+        run_attempt=get("GITHUB_RUN_ATTEMPT"),
+        comment_author=get("PROMPTOPS_COMMENT_AUTHOR"),
     )
+
+
+def _token(value: str | None) -> str | None:
+    """GITHUB_TOKEN without the white space around it; GitHubInputError when what is left is no token."""
+    token = (value or "").strip()
+    if token and not _usable_token(token):
+        raise GitHubInputError("GITHUB_TOKEN holds a line break, a space or other characters no token has: "
+                               "pass the token alone (check the secret given as github-token)")
+    return token or None
+
+
+def _usable_token(token: str) -> bool:
+    return token.isascii() and token.isprintable() and " " not in token
 
 
 def _pull_request(path: Path, repository: str | None) -> PullRequest:
@@ -166,7 +191,7 @@ class GitHubClient:
         import httpx
 
         token = token.strip()
-        if not token or not token.isascii() or not token.isprintable():
+        if not token or not _usable_token(token):
             raise GitHubInputError("the GitHub token is empty or has characters no token has")
         self.api_url = api_url.rstrip("/")
         self.retries, self.max_wait_s = retries, max_wait_s
@@ -221,16 +246,27 @@ class GitHubClient:
         raise GitHubError(self._scrub(f"{where} failed {self.retries + 1} times; the last time: {failure}"))
 
     def paginate(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
-        """The items of a list endpoint, page after page (100 a page), following ``Link: rel="next"``."""
+        """The items of a list endpoint, page after page (100 a page), following ``Link: rel="next"``.
+
+        At most ``MAX_PAGES`` pages and ``MAX_ITEMS`` items: past that GitHubError, as a proxy
+        that always links a next page would otherwise hold the job until it times out.
+        """
         url: str | None = path
         query: Mapping[str, Any] | None = {"per_page": 100, **(params or {})}
         seen: set[str] = set()
+        items = 0
         while url and url not in seen:  # a link back to a page already read would loop forever
+            where = f"GET {urlsplit(self._url(url)).path}"
+            if len(seen) == MAX_PAGES:
+                raise GitHubError(f"{where}: still a next page after {MAX_PAGES} pages; promptops reads no more")
             seen.add(url)
             response = self.request("GET", url, params=query)
             page = expect(response, 200)
             if not isinstance(page, list):
-                raise GitHubError(f"GET {urlsplit(self._url(url)).path}: expected a list, GitHub sent {type(page).__name__}")
+                raise GitHubError(f"{where}: expected a list, GitHub sent {type(page).__name__}")
+            items += len(page)
+            if items > MAX_ITEMS:
+                raise GitHubError(f"{where}: more than {MAX_ITEMS:,} items; promptops reads no more")
             yield from page
             url, query = response.links.get("next", {}).get("url"), None  # the next link carries the query
 
@@ -241,6 +277,9 @@ class GitHubClient:
 
     def pause(self, attempt: int) -> None:
         self._sleep(self.backoff(attempt))
+
+    def wait(self, seconds: float) -> None:
+        self._sleep(seconds)
 
     def _wait_for(self, response: httpx.Response, attempt: int) -> float | None:
         """How long to wait before retrying ``response``, or None when it is final."""
@@ -305,18 +344,43 @@ class CommentResult:
     reason: str = ""
 
 
-_MARKER = re.compile(r"<!-- promptops-report key=(?P<key>[A-Za-z0-9._-]+) generated=(?P<generated>[0-9TZ:.+-]+) -->")
+@dataclass(frozen=True, order=True)
+class RunOrder:
+    """A workflow run's place among the repository's runs: run ids grow as runs are created, and a
+    re-run keeps its id with a higher attempt. It orders reports by the push they check, which the
+    time a run happened to start (queues, re-runs of old runs) does not."""
+
+    run_id: int
+    attempt: int = 1
+
+    @classmethod
+    def parse(cls, run_id: str | None, attempt: str | None) -> RunOrder | None:
+        if not (run_id and run_id.isascii() and run_id.isdigit() and len(run_id) <= 20):
+            return None
+        tries = attempt if attempt and attempt.isascii() and attempt.isdigit() and len(attempt) <= 6 else "1"
+        return cls(int(run_id), int(tries))
+
+    def __str__(self) -> str:
+        return f"{self.run_id}.{self.attempt}"
+
+
+_MARKER = re.compile(r"<!-- promptops-report key=(?P<key>[A-Za-z0-9._-]+) generated=(?P<generated>[0-9TZ:.+-]+)"
+                     r"(?: run=(?P<run>[0-9]{1,20})\.(?P<attempt>[0-9]{1,6}))? -->")
 _KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_LONGEST_RUN = RunOrder(10 ** 20 - 1, 10 ** 6 - 1)
 
 
-def marker(key: str, generated_at: datetime) -> str:
-    """The hidden first line that makes a comment the sticky one for ``key``."""
-    return f"<!-- promptops-report key={key} generated={_iso(generated_at)} -->"
+def marker(key: str, generated_at: datetime, run: RunOrder | None = None) -> str:
+    """The hidden first line that makes a comment the sticky one for ``key``: when its report was
+    made and, in a workflow run, by which run."""
+    where = f" run={run}" if run is not None else ""
+    return f"<!-- promptops-report key={key} generated={_iso(generated_at)}{where} -->"
 
 
 def body_limit(key: str = "promptops") -> int:
     """How many characters the body given to ``upsert_sticky_comment`` may have (GitHub's limit less the marker)."""
-    return COMMENT_LIMIT - len(marker(key, datetime(2000, 1, 1, tzinfo=timezone.utc))) - 2  # its newline, the last one
+    longest = marker(key, datetime(2000, 1, 1, tzinfo=timezone.utc), _LONGEST_RUN)
+    return COMMENT_LIMIT - len(longest) - 2  # its newline, the last one
 
 
 def _iso(moment: datetime) -> str:
@@ -325,11 +389,12 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _parse_time(text: str) -> datetime | None:
+def _parse_time(text: Any) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
         return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _normal(text: str) -> str:
@@ -338,29 +403,62 @@ def _normal(text: str) -> str:
 
 @dataclass(frozen=True)
 class _Sticky:
-    """One of our comments: its id, when its report was made, its text below the marker."""
+    """One of our comments: its id, which report it holds (None: unknown or not believable), its
+    text below the marker."""
 
     id: int
     generated: datetime | None
+    run: RunOrder | None
     content: str
     url: str | None
 
 
+@dataclass(frozen=True)
+class _Ours:
+    """What identifies our comments and orders this run's report among them."""
+
+    key: str
+    author: str
+    generated: datetime
+    run: RunOrder | None
+
+    def newer(self, sticky: _Sticky) -> bool:
+        """Whether ``sticky`` holds a report of a later run (or, outside Actions, made later) than ours."""
+        if sticky.run is not None and self.run is not None:
+            return sticky.run > self.run
+        return sticky.generated is not None and sticky.generated > self.generated
+
+    def rank(self, sticky: _Sticky) -> tuple[RunOrder, datetime, int]:
+        never = datetime.min.replace(tzinfo=timezone.utc)
+        return sticky.run or RunOrder(0, 0), sticky.generated or never, sticky.id
+
+
+_SETTLE_S = 2.0  # after a write, how long a racing run's write may still be on its way
+_REWRITES = 3  # times a report undone by an older run's late write is written again
+
+
 def upsert_sticky_comment(client: GitHubClient, repository: str, number: int, body: str, *,
-                          key: str = "promptops", generated_at: datetime) -> CommentResult:
+                          key: str = "promptops", generated_at: datetime, run: RunOrder | None = None,
+                          bot: str = ACTIONS_BOT, settle_s: float = _SETTLE_S) -> CommentResult:
     """Create, or update in place, the one comment of ``key`` on pull request (or issue) ``number``.
 
-    The comment's first line is a hidden marker with ``key`` and
-    ``generated_at``. All comments are read (every page); ours is one whose
-    first line is our key's marker and whose author is the token's user (or,
-    when GitHub will not say who that is, as with GITHUB_TOKEN, a bot): a
-    person who pastes the marker cannot take the report over. Then:
+    The comment's first line is a hidden marker with ``key``, ``generated_at``
+    and, in a workflow run, ``run``. All comments are read (every page, up to a
+    cap). Ours is one with our key's marker whose author is the token's user,
+    or, when GitHub will not say who that is (GITHUB_TOKEN and app tokens get a
+    403 on ``GET /user``), ``bot`` (``github-actions[bot]``, who writes with
+    GITHUB_TOKEN; an app's token writes as ``<app>[bot]``): neither a person
+    who pastes the marker nor another bot takes the report over. A marker dated after
+    GitHub last wrote its comment is forged: its order is not believed. Then:
 
     - none: POST it ("created");
-    - ours holds a report newer than ``generated_at``: leave it ("skipped-newer"),
-      so a slow run of an older push never overwrites a newer report;
+    - ours holds the report of a later run (``run``; without runs, a later
+      ``generated_at``): leave it ("skipped-newer"), so a slow run of an
+      older push, or a re-run of an old run, never overwrites a newer report;
     - same text below the marker: leave it ("unchanged");
-    - else PATCH it ("updated").
+    - else read it again, decide again, and PATCH it ("updated"); ``settle_s``
+      later read it once more, and write again if a racing older run's PATCH
+      landed after ours.
 
     Older duplicates of ours (two runs that raced to create it) are deleted.
     A 403 on writing (a read-only token, as on pull requests from forks) is
@@ -369,16 +467,17 @@ def upsert_sticky_comment(client: GitHubClient, repository: str, number: int, bo
     if not _KEY.fullmatch(key):
         raise ValueError(f"comment key {key!r}: use 1-64 letters, digits, '.', '_' or '-'")
     content = _normal(body)
-    full = f"{marker(key, generated_at)}\n{content}\n"
+    full = f"{marker(key, generated_at, run)}\n{content}\n"
     if len(full) > COMMENT_LIMIT:
         raise ValueError(f"the comment has {len(full):,} characters; GitHub takes {COMMENT_LIMIT:,} "
                          f"(body_limit() is {body_limit(key):,})")
     comments = f"/repos/{repository}/issues/{number}/comments"
-    ours = _find(client, comments, key)
-    if not ours:
-        return _create(client, comments, full, key, generated_at)
-    *stale, newest = ours
-    result = _update(client, repository, newest, full, content, generated_at)
+    ours = _Ours(key, _identity(client) or bot, generated_at, run)
+    found = _find(client, comments, ours)
+    if not found:
+        return _create(client, comments, full, ours)
+    *stale, newest = found
+    result = _update(client, repository, comments, newest, full, content, ours, settle_s)
     if stale and result.action != "skipped-forbidden":
         result = _delete_duplicates(client, repository, stale, result)
     return result
@@ -393,29 +492,30 @@ def _identity(client: GitHubClient) -> str | None:
     return _text(data.get("login")) if isinstance(data, dict) else None
 
 
-def _find(client: GitHubClient, comments: str, key: str) -> list[_Sticky]:
-    """Our comments for ``key``, oldest report first."""
-    login = _identity(client)
-    found = []
-    for item in client.paginate(comments):
-        sticky = _sticky(item, key, login)
-        if sticky is not None:
-            found.append(sticky)
-    never = datetime.min.replace(tzinfo=timezone.utc)
-    return sorted(found, key=lambda s: (s.generated or never, s.id))
+def _find(client: GitHubClient, comments: str, ours: _Ours) -> list[_Sticky]:
+    """Our comments for ``ours.key``, oldest report first."""
+    found = [sticky for item in client.paginate(comments) if (sticky := _sticky(item, ours)) is not None]
+    return sorted(found, key=ours.rank)
 
 
-def _sticky(item: Any, key: str, login: str | None) -> _Sticky | None:
+def _sticky(item: Any, ours: _Ours) -> _Sticky | None:
+    """``item`` as one of our comments, or None when it is not ours."""
     if not (isinstance(item, dict) and isinstance(item.get("id"), int) and isinstance(item.get("body"), str)):
         return None
     user = item.get("user") if isinstance(item.get("user"), dict) else {}
-    if (user.get("login") != login) if login else (user.get("type") != "Bot"):
+    login = user.get("login")
+    if not (isinstance(login, str) and login.casefold() == ours.author.casefold()):
         return None
     first, _, rest = item["body"].partition("\n")
     match = _MARKER.fullmatch(first.strip())
-    if match is None or match["key"] != key:
+    if match is None or match["key"] != ours.key:
         return None
-    return _Sticky(item["id"], _parse_time(match["generated"]), _normal(rest), _text(item.get("html_url")))
+    generated = _parse_time(match["generated"])
+    run = RunOrder(int(match["run"]), int(match["attempt"])) if match["run"] else None
+    written = _parse_time(item.get("updated_at")) or _parse_time(item.get("created_at"))
+    if generated is None or written is None or generated > written + CLOCK_SKEW:
+        generated, run = None, None  # dated after GitHub wrote it: forged, so its order is not believed
+    return _Sticky(item["id"], generated, run, _normal(rest), _text(item.get("html_url")))
 
 
 def _forbidden(response: httpx.Response, comment_id: int | None) -> CommentResult:
@@ -424,13 +524,13 @@ def _forbidden(response: httpx.Response, comment_id: int | None) -> CommentResul
                          "here, as it is for pull requests from forks")
 
 
-def _create(client: GitHubClient, comments: str, full: str, key: str, generated_at: datetime) -> CommentResult:
+def _create(client: GitHubClient, comments: str, full: str, ours: _Ours) -> CommentResult:
     for attempt in range(client.retries + 1):
         try:
             response = client.request("POST", comments, json={"body": full})
         except _MaybeApplied as err:
             # GitHub may have made the comment before failing: look before posting again, or there would be two.
-            made = [s for s in _find(client, comments, key) if s.generated == generated_at]
+            made = [s for s in _find(client, comments, ours) if s.generated == ours.generated]
             if made:
                 return CommentResult("created", made[-1].id, made[-1].url)
             if attempt == client.retries:
@@ -446,20 +546,55 @@ def _create(client: GitHubClient, comments: str, full: str, key: str, generated_
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-def _update(client: GitHubClient, repository: str, sticky: _Sticky, full: str, content: str,
-            generated_at: datetime) -> CommentResult:
-    if sticky.generated is not None and sticky.generated > generated_at:
-        return CommentResult("skipped-newer", sticky.id, sticky.url,
-                             f"the comment holds a report made at {_iso(sticky.generated)}, "
-                             f"after this one ({_iso(generated_at)})")
-    if sticky.content == content:
-        return CommentResult("unchanged", sticky.id, sticky.url, "the report has not changed")
-    response = client.request("PATCH", f"/repos/{repository}/issues/comments/{sticky.id}", json={"body": full})
-    if response.status_code == 403:
-        return _forbidden(response, sticky.id)
-    data = expect(response, 200)
-    return CommentResult("updated", sticky.id, (_text(data.get("html_url")) if isinstance(data, dict) else None) or sticky.url)
+def _skipped(sticky: _Sticky, ours: _Ours) -> CommentResult:
+    if sticky.run is not None and ours.run is not None:
+        held, this = f"the report of run {sticky.run}", f"run {ours.run}"
+    else:
+        held, this = f"a report made at {_iso(sticky.generated or ours.generated)}", _iso(ours.generated)
+    return CommentResult("skipped-newer", sticky.id, sticky.url, f"the comment holds {held}, after this one ({this})")
 
+
+def _update(client: GitHubClient, repository: str, comments: str, sticky: _Sticky, full: str, content: str,
+            ours: _Ours, settle_s: float) -> CommentResult:
+    unchanged = CommentResult("unchanged", sticky.id, sticky.url, "the report has not changed")
+    if ours.newer(sticky):
+        return _skipped(sticky, ours)
+    if sticky.content == content:
+        return unchanged
+    current = _reread(client, repository, sticky.id, ours)  # the list may be seconds old: decide on what is there now
+    if current is None:
+        return _create(client, comments, full, ours)  # deleted meanwhile, or no longer ours
+    if ours.newer(current):
+        return _skipped(current, ours)
+    if current.content == content:
+        return unchanged
+    return _write(client, repository, current, full, content, ours, settle_s)
+
+
+def _write(client: GitHubClient, repository: str, sticky: _Sticky, full: str, content: str, ours: _Ours,
+           settle_s: float) -> CommentResult:
+    """PATCH the comment; write again while an older run's PATCH, sent before ours, lands after it."""
+    for _ in range(_REWRITES + 1):
+        response = client.request("PATCH", f"/repos/{repository}/issues/comments/{sticky.id}", json={"body": full})
+        if response.status_code == 403:
+            return _forbidden(response, sticky.id)
+        data = expect(response, 200)
+        result = CommentResult("updated", sticky.id,
+                               (_text(data.get("html_url")) if isinstance(data, dict) else None) or sticky.url)
+        client.wait(settle_s)
+        after = _reread(client, repository, sticky.id, ours)
+        if after is None or ours.newer(after) or after.content == content:
+            return result  # ours stands, or a newer run's report replaced it, as it should
+    return CommentResult("updated", result.comment_id, result.url,
+                         f"racing runs kept overwriting the comment; it was written {_REWRITES + 1} times")
+
+
+def _reread(client: GitHubClient, repository: str, comment_id: int, ours: _Ours) -> _Sticky | None:
+    """The comment as GitHub holds it now, or None when it is gone (or no longer ours)."""
+    response = client.request("GET", f"/repos/{repository}/issues/comments/{comment_id}")
+    if response.status_code == 404:
+        return None
+    return _sticky(expect(response, 200), ours)
 
 def _delete_duplicates(client: GitHubClient, repository: str, stale: list[_Sticky],
                        result: CommentResult) -> CommentResult:

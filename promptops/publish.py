@@ -1,9 +1,13 @@
 """Where a check's report goes: files, the terminal, and inside GitHub Actions the annotations, the
 step summary, $GITHUB_OUTPUT and the sticky PR comment.
 
-Every text leaves through ``_clean``, which removes the values of secret-looking
-environment variables: no key or token reaches a comment, a summary, a file or a log.
-Order matters: the comment is posted first, then the check fails.
+No secret leaves: the report is redacted before it is rendered (the values of
+secret-looking environment variables and well-known token shapes, so nothing
+escapes or cuts a secret before redaction sees it), and every text is redacted
+again as it leaves (``_clean``, which knows each secret's escaped forms too).
+Texts with a size limit are cut after that, never before. Every line printed is
+inert to the Actions runner: it can start no workflow command. Order matters: the
+comment is posted first, then the check fails.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from promptops.ci import EXIT_OK, EXIT_SERVICE, CheckReport, head_pass_rate
 from promptops.github import ActionsContext, GitHubError, actions_context
 from promptops.report import check as renderers
-from promptops.report.safety import redact, secrets_from_env
+from promptops.report.safety import Redactor, log_line, secrets_from_env
 
 COMMENT_KEY = "promptops"
+_FIT_TRIES = 4  # renders at most, to fit a text whose redaction made it longer
 
 
 @dataclass
@@ -30,6 +36,10 @@ class Publisher:
     sarif: Path | None
     started: datetime  # recorded in the comment: an older run never overwrites a newer comment
     secrets: list[str] = field(default_factory=list, repr=False)  # values no output may contain
+    redactor: Redactor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.redactor = Redactor(self.secrets)
 
     @classmethod
     def from_environment(cls, report_dir: Path, *, comment: bool, sarif: Path | None) -> Publisher:
@@ -42,6 +52,7 @@ class Publisher:
 
         Raises OSError when a report file cannot be written (before anything is posted).
         """
+        report = self.redactor.data(report)
         paths = self._write_files(report)
         if self.context.in_actions:
             self._annotate(report)
@@ -65,8 +76,8 @@ class Publisher:
     def _write_files(self, report: CheckReport) -> dict[str, Path]:
         self.report_dir.mkdir(parents=True, exist_ok=True)
         paths = {kind: self.report_dir / f"report.{kind}" for kind in ("md", "html", "json")}
-        paths["md"].write_text(self._clean(renderers.render_markdown(
-            report, limit=renderers.SUMMARY_LIMIT, footer="Written by promptops ci.")), encoding="utf-8")
+        paths["md"].write_text(self._fit(lambda limit: renderers.render_markdown(
+            report, limit=limit, footer="Written by promptops ci."), renderers.SUMMARY_LIMIT), encoding="utf-8")
         paths["html"].write_text(self._clean(renderers.render_html(report)), encoding="utf-8")
         paths["json"].write_text(self._clean(renderers.render_json(report)), encoding="utf-8")
         if self.sarif is not None:
@@ -86,10 +97,10 @@ class Publisher:
         from promptops.github import append_step_summary
 
         if self.context.step_summary is not None:
-            text = renderers.render_markdown(report, limit=renderers.SUMMARY_LIMIT,
-                                             footer="Written by promptops ci; the HTML report is in the "
-                                                    "promptops-report artifact.")
-            append_step_summary(self.context.step_summary, self._clean(text))
+            footer = "Written by promptops ci; the HTML report is in the promptops-report artifact."
+            text = self._fit(lambda limit: renderers.render_markdown(report, limit=limit, footer=footer),
+                             renderers.SUMMARY_LIMIT)
+            append_step_summary(self.context.step_summary, text)
 
     def _post_comment(self, report: CheckReport) -> bool:
         """Create or update the sticky comment; False when GitHub failed after retries."""
@@ -103,15 +114,17 @@ class Publisher:
         if not self.context.token:
             self._say("comment: no GITHUB_TOKEN (pass github-token to the action), nothing posted")
             return True
-        from promptops.github import GitHubClient, body_limit, upsert_sticky_comment
+        from promptops.github import ACTIONS_BOT, GitHubClient, body_limit, upsert_sticky_comment
 
-        # Redaction can only shorten the text, so the limit still holds after it.
-        body = self._clean(renderers.render_markdown(report, limit=body_limit(COMMENT_KEY),
-                                                     full_report=self._full_report_hint()))
+        hint = self._full_report_hint()
+        body = self._fit(lambda limit: renderers.render_markdown(report, limit=limit, full_report=hint),
+                         body_limit(COMMENT_KEY))
         try:
             with GitHubClient(self.context.api_url, self.context.token) as client:
                 result = upsert_sticky_comment(client, pull_request.repository, pull_request.number, body,
-                                               key=COMMENT_KEY, generated_at=self.started)
+                                               key=COMMENT_KEY, generated_at=self.started,
+                                               run=self.context.run_order,
+                                               bot=self.context.comment_author or ACTIONS_BOT)
         except GitHubError as exc:
             self._say(f"comment: GitHub failed: {exc}", error=True)
             return False
@@ -145,7 +158,20 @@ class Publisher:
     # -- text out -----------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
-        return redact(text, self.secrets)
+        return self.redactor(text)
+
+    def _fit(self, render: Callable[[int], str], limit: int) -> str:
+        """``render(budget)``, redacted, within ``limit``: the cut comes last, since redacting can
+        lengthen a text (``***`` for a one-letter URL password)."""
+        budget = limit
+        for _ in range(_FIT_TRIES):
+            text = self._clean(render(budget))
+            if len(text) <= limit:
+                return text
+            budget -= len(text) - limit
+        return text[:limit]  # cut after redaction: what is left holds no secret
 
     def _say(self, line: str, error: bool = False) -> None:
-        print(self._clean(line), file=sys.stderr if error else sys.stdout, flush=True)
+        """One line for the job's log: redacted, and inert (a file name holding a line break and
+        "::set-output" stays text)."""
+        print(log_line(self._clean(line)), file=sys.stderr if error else sys.stdout, flush=True)

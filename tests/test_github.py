@@ -10,7 +10,7 @@ import pytest
 
 from conftest import read_outputs
 from promptops.github import (
-    COMMENT_LIMIT, GitHubClient, GitHubError, GitHubInputError, actions_context, body_limit, marker,
+    COMMENT_LIMIT, MAX_PAGES, GitHubClient, GitHubError, GitHubInputError, RunOrder, actions_context, body_limit, marker,
     upsert_sticky_comment, write_outputs, append_step_summary,
 )
 from promptops.testing.github import FORBIDDEN, FakeGitHub, GitHubFault
@@ -214,10 +214,11 @@ def test_a_pagination_link_to_another_host_is_not_followed(gh):
 
 
 def test_a_body_over_the_limit_is_refused_before_any_request(gh):
-    assert upsert(gh, "x" * body_limit()).action == "created"
+    longest_run = RunOrder(10 ** 20 - 1, 10 ** 6 - 1)  # body_limit() leaves room for any run's marker
+    assert upsert(gh, "x" * body_limit(), run=longest_run).action == "created"
     assert len(gh.comments(REPO, PR)[0]["body"]) == COMMENT_LIMIT
     with pytest.raises(ValueError, match="65,536"):
-        upsert(gh, "x" * (body_limit() + 1), T0 + timedelta(seconds=1))
+        upsert(gh, "x" * (body_limit() + 1), T0 + timedelta(seconds=1), run=longest_run)
 
 
 def test_naive_times_are_refused(gh):
@@ -328,3 +329,38 @@ def test_step_summary_appends(tmp_path):
     append_step_summary(summary, "# one")
     append_step_summary(summary, "two\n")
     assert summary.read_text(encoding="utf-8") == "# one\ntwo\n"
+
+
+def test_pagination_stops_at_its_cap():
+    with FakeGitHub(token=TOKEN, endless_pages=True) as gh, client_for(gh) as client:
+        gh.add_comment(REPO, PR, "the only comment")
+        with pytest.raises(GitHubError, match=f"still a next page after {MAX_PAGES} pages"):
+            list(client.paginate(f"/repos/{REPO}/issues/{PR}/comments"))
+        assert len(gh.requests) == MAX_PAGES
+
+
+@pytest.mark.parametrize("token", [f"{TOKEN}\nsecond", f"{TOKEN} second", f"{TOKEN}\x00"])
+def test_a_token_no_token_looks_like_is_an_input_error_that_does_not_show_it(tmp_path, token):
+    env = {**actions_env(tmp_path, pull_request_event()), "GITHUB_TOKEN": f"  {token}\n"}
+    with pytest.raises(GitHubInputError, match="GITHUB_TOKEN holds") as caught:
+        actions_context(env)
+    assert TOKEN not in str(caught.value)
+    assert actions_context({**env, "GITHUB_TOKEN": f" {TOKEN}\n"}).token == TOKEN  # white space around is fine
+
+
+def test_the_marker_names_the_run_and_old_markers_still_count(gh):
+    run = RunOrder.parse("123456", "2")
+    assert marker("promptops", T0, run).endswith(" run=123456.2 -->") and RunOrder.parse("12x", "1") is None
+    old = gh.add_comment(REPO, PR, f"{marker('promptops', T0)}\nfrom before runs were in the marker",
+                         user="github-actions[bot]")
+    result = upsert(gh, "new", T0 + timedelta(seconds=1), run=run)
+    assert (result.action, result.comment_id) == ("updated", old["id"])
+
+
+def test_an_app_token_finds_its_own_bots_comments():
+    with FakeGitHub(token=TOKEN, identity="release-app[bot]") as gh:  # GET /user: 403, as for any app token
+        ours = gh.add_comment(REPO, PR, f"{marker('promptops', T0)}\nold", user="release-app[bot]")
+        gh.add_comment(REPO, PR, f"{marker('promptops', T0)}\nnot ours", user="github-actions[bot]")
+        result = upsert(gh, "new", T0 + timedelta(seconds=1), bot="release-app[bot]")
+        assert (result.action, result.comment_id) == ("updated", ours["id"])
+        assert actions_context({"PROMPTOPS_COMMENT_AUTHOR": "release-app[bot]"}).comment_author == "release-app[bot]"

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import enum
+import html
+import json
 import re
 
 import pytest
 
-from promptops.report.safety import JOINER, REDACTED, block, inline, redact, secrets_from_env
+from promptops.report.safety import (
+    JOINER, REDACTED, Redactor, block, inert_log, inline, log_line, redact, secrets_from_env,
+)
 
 HOSTILE = (
     "Hi @octocat and @acme/security-team! <img src=x onerror=alert(1)> <script>alert(2)</script>\n"
@@ -35,14 +42,15 @@ def all_tokens(tokens):
 
 def test_inline_is_one_harmless_line():
     out = inline(LONG_HOSTILE)
-    assert "\n" not in out and "\r" not in out and "<" not in out and ">" not in out.replace("&gt;", "")
-    assert not re.search(r"@\w", out), "a live mention"
-    assert not re.search(r"#\d|GH-\d", out, re.IGNORECASE), "a live issue reference"
-    assert not re.search(r"https?://|www\.", out), "a live autolink"
+    assert "\n" not in out and "\r" not in out and "<" not in out and ">" not in out
+    shown = html.unescape(out)  # the text GitHub's mention, reference and autolink filters see
+    assert not re.search(r"@\w", shown), "a live mention"
+    assert not re.search(r"#\d|GH-\d", shown, re.IGNORECASE), "a live issue reference"
+    assert not re.search(r"https?://|www\.", shown), "a live autolink"
     assert "\x1b" not in out and "\u202e" not in out
-    assert "|" not in out.replace("\\|", "")
+    assert not set("|`*_[]~$\\") & set(out), "raw Markdown punctuation"
     assert out.endswith(f"… ({len(' '.join(VISIBLE.split())) - 200:,} more chars)")
-    assert len(out) < 200 * 6  # every character shown costs at most "&amp;"
+    assert len(out) < 200 * 7  # every character shown costs at most "&#126;"
 
 
 def test_inline_renders_as_plain_text_in_a_table_cell():
@@ -125,3 +133,67 @@ def test_secrets_from_env_take_secret_looking_names_only():
     assert {"ghs_0123456789", "sk-abcdef", "wJalrXUtnFEMI", "MIIEpAIBAAKCAQEA", env["PRIVATE_KEY"]} <= set(found)
     assert "pw" not in found and "/home/runner" not in found and "0" * 40 not in found and "cl100k_base" not in found
     assert redact("PEM line MIIEpAIBAAKCAQEA here", found) == f"PEM line {REDACTED} here"
+
+
+def test_inline_is_the_same_inert_text_inside_summary():
+    """Backslash escapes are shown as they are inside an HTML block; character references are not."""
+    text = "@acme/everyone/#12 see https://evil.example/x and www.evil.example, my_key *bold*"
+    tokens = markdown().parse(f"<details><summary>{inline(text)}</summary>\n\nbody\n\n</details>\n")
+    summary = html.unescape(tokens[0].content)
+    assert tokens[0].type == "html_block" and "\\" not in summary
+    assert "everyone" in summary and "my_key *bold*" in summary
+    assert not re.search(r"@\w|#\d|\w://|www\.", summary)
+
+
+def test_redactor_finds_a_secret_in_every_form_a_report_gives_it():
+    from xml.etree import ElementTree
+    from urllib.parse import quote
+
+    import markupsafe
+
+    secret = 'org_live_"7f3a"<&>_9c2e'
+    redact_all = Redactor([secret])
+    element = ElementTree.Element("failure", message=secret)
+    element.text = secret
+    forms = [secret, inline(secret), inline("x " + secret), str(markupsafe.escape(secret)), html.escape(secret),
+             json.dumps(secret), json.dumps(secret, ensure_ascii=False), ElementTree.tostring(element, "unicode"),
+             quote(secret, safe="/"), str(markupsafe.escape(json.dumps(secret)))]
+    for form in forms:
+        assert "7f3a" not in redact_all(f"before {form} after"), form
+    assert redact_all("the unrelated text stays") == "the unrelated text stays"
+
+
+def test_token_shapes_and_url_passwords_are_redacted_escaped_too():
+    token = "github_pat_" + "A1b2_C3d4" * 5
+    assert redact(inline(f"token {token} here"), []) == f"token {REDACTED} here"
+    assert redact(inline("db postgres://app:hunter22@db.internal/x"), []).count("hunter22") == 0
+
+
+class Kind(str, enum.Enum):
+    SECRET = "s3cr3t-value"
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    text: str
+    kind: Kind
+    pair: tuple[str, int]
+
+
+def test_redacting_data_copies_every_string_and_keeps_the_rest():
+    Pair = collections.namedtuple("Pair", "a b")
+    original = {"leaves": [Leaf("has s3cr3t-value", Kind.SECRET, ("s3cr3t-value", 1))],
+                "pair": Pair("s3cr3t-value", 2), "n": 3}
+    copy = Redactor(["s3cr3t-value"]).data(original)
+    assert copy == {"leaves": [Leaf(f"has {REDACTED}", Kind.SECRET, (REDACTED, 1))], "pair": Pair(REDACTED, 2), "n": 3}
+    assert copy["leaves"][0].kind is Kind.SECRET  # an enum is a name, not text
+    assert original["leaves"][0].text == "has s3cr3t-value"  # the original is left alone
+
+
+def test_inert_log_leaves_no_line_the_runner_obeys():
+    text = "ok\n  ::set-output name=x::y\r::add-mask::z\r\n\u2003::error::e and ##[stop-commands]t"
+    out = inert_log(text)
+    lines = re.split(r"\r\n|\r|\n", out)
+    assert not [line for line in lines if line.lstrip().startswith("::") or "##[" in line]
+    assert out.replace(JOINER, "") == text  # what it says is unchanged
+    assert log_line("a\nb\x1b") == "a\\nb\\x1b"

@@ -72,6 +72,7 @@ from promptops.evals.runner import (
     run_calls,
 )
 from promptops.models import ModelCatalog
+from promptops.report.safety import environment_redactor
 from promptops.templating import RenderLimits
 
 THRESHOLDS = {"llm_rubric": 0.5, "groundedness": 0.8, "answer_relevance": 0.7, "similar": 0.8}
@@ -366,7 +367,9 @@ class _Session:
                     0, model, messages, params)
         [outcome] = await run_calls([call], self.cache, self.settings, catalog=self.catalog)
         self._count(outcome)
-        return outcome.output if outcome.output is not None else _failed(f"judge call failed: {outcome.error}")
+        if outcome.output is None:
+            return _failed(f"judge call failed: {outcome.error}")
+        return environment_redactor()(outcome.output)  # also an answer cached before secrets were redacted
 
     def _count(self, outcome: CallOutcome) -> None:
         if outcome.cached or outcome.attempts == 0:  # from the cache, or refused by the spend cap: nothing spent
@@ -388,7 +391,7 @@ class _Session:
                                                 api_base=self.settings.api_base, api_key=self.settings.api_key)
         except Exception as exc:
             self._spent(0.0)
-            return _failed(f"embedding call failed: {describe_error(exc)}")
+            return _failed(f"embedding call failed: {environment_redactor()(describe_error(exc))}")
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
         cost = self._embedding_cost(model, response, tokens)

@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Protocol, TypeVar
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
 from promptops.models import ModelCatalog
+from promptops.report.safety import scrubbed
 
 # Parameters a prompt file may set that are not passed to the provider as they are.
 _OWN_PARAMS = frozenset({"timeout_s", "extra"})
@@ -416,7 +417,8 @@ class LocalCaller:
         return None
 
     async def call(self, call: Call) -> CallOutcome:
-        outcome = await self._warmed_up(call)
+        # A secret the model echoes, or a gateway quotes in an error, goes before the cache or a report sees it.
+        outcome = scrubbed(await self._warmed_up(call), "output", "error")
         if outcome.error is None:
             self.writes.add(to_cached(outcome))
         return outcome

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from promptops import resources
 from promptops.estimate.cost import Change, CostReport, Estimate
 from promptops.report.formatting import money, percent, signed, tokens
+from promptops.report.safety import inline
 
 JSON_SCHEMA_VERSION = 1
 _FIELDS = ("input_tokens", "input_tokens_p95", "output_tokens", "cost_per_call", "monthly_cost")
@@ -166,14 +166,6 @@ def _output_mark(estimate: Estimate | None) -> str:
 
 # -- Markdown ---------------------------------------------------------------------------------
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#@!~])")
-
-
-def md(text: Any) -> str:
-    """Text from users' files, safe in a Markdown table cell: no markup, no mentions, no HTML."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-
-
 def render_markdown(report: CostReport) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -182,6 +174,6 @@ def render_markdown(report: CostReport) -> str:
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters["md"] = md
+    environment.filters["inline"] = inline  # the comment's one escaper: see report.safety
     template = environment.get_template("cost.md.j2")
     return template.render(report=report, headline=headline(report), rows=[_row(c) for c in report.changes])

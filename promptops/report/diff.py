@@ -1,4 +1,10 @@
-"""Renderers for a SpecDiff: plain text for a terminal, JSON, and Markdown."""
+"""Renderers for a SpecDiff: plain text for a terminal, JSON, and Markdown.
+
+In Markdown, everything from the pull request (ids, paths, field values, event
+messages) goes through ``safety.inline``, inside ``<summary>`` too, where a
+backslash escape would be shown as it is and a mention or issue reference
+would stay live; template diffs are fenced.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,7 @@ import json
 from typing import Any
 
 from promptops.diff import ItemDiff, SpecDiff, to_json
-from promptops.report.cost import md
-from promptops.report.safety import fence_for
+from promptops.report.safety import fence_for, inline
 
 JSON_SCHEMA_VERSION = 1
 _STATUS_WORDS = {"added": "added", "removed": "removed", "modified": "modified", "renamed": "renamed",
@@ -73,18 +78,19 @@ def render_text(diff: SpecDiff, base_label: str, head_label: str) -> str:
 
 
 def render_markdown(diff: SpecDiff, base_label: str, head_label: str) -> str:
-    out = [f"### Prompt changes: {md(base_label)} → {md(head_label)}", ""]
+    out = [f"### Prompt changes: {inline(base_label)} → {inline(head_label)}", ""]
     items = _changed(diff)
     if not items and not diff.events:
         out.append("No prompt or retrieval config changed.")
     if diff.events:
-        out.extend(f"- **{md(event.kind)}** ({event.item} {md(event.id)}): {md(event.message)}" for event in diff.events)
+        out.extend(f"- **{inline(event.kind)}** ({event.item} {inline(event.id)}): {inline(event.message, 400)}"
+                   for event in diff.events)
         out.append("")
     for item in items:
-        out.append(f"<details><summary>{item.kind} {md(item.id)} ({_STATUS_WORDS[item.status]}): {md(_where(item))}"
-                   "</summary>")
+        out.append(f"<details><summary>{item.kind} {inline(item.id)} ({_STATUS_WORDS[item.status]}): "
+                   f"{inline(_where(item), 400)}</summary>")
         out.append("")
-        out.extend(f"- {md(line)}" for line in _change_lines(item))
+        out.extend(f"- {inline(line, 400)}" for line in _change_lines(item))
         for template in item.template_diffs:
             fence = fence_for(template.unified)
             out.extend(["", f"{fence}diff", template.unified.rstrip("\n"), fence])

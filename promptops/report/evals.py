@@ -141,7 +141,11 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
                 reasons = "; ".join(dict.fromkeys(r for a in (x.head.attempts if x.head else ()) if not a.passed
                                                   for r in a.failures))
                 lines.append(f"  {x.status} {x.case_id} ({samples_text(x)})" + (f": {reasons}" if reasons else ""))
-            elif x.status in ("new", "removed", "unanswered"):
+            elif x.status == "unanswered":
+                errors = "; ".join(dict.fromkeys(r for run in (x.base, x.head) if run is not None and not run.passes
+                                                 for a in run.attempts for r in a.failures))
+                lines.append(f"  unanswered {x.case_id}: {errors}")
+            elif x.status in ("new", "removed"):
                 lines.append(f"  {x.status} {x.case_id}")
         if c.paired is None and c.head.flaky:
             lines.append(f"  flaky (samples disagree): {', '.join(c.head.flaky)}")

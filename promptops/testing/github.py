@@ -14,6 +14,11 @@ sends them); ``PATCH`` and ``DELETE /repos/{owner}/{repo}/issues/comments/{id}``
 With ``enterprise=True`` every path sits under ``/api/v3``, as on GitHub
 Enterprise Server, and paths without it are 404. A request without
 ``Authorization: Bearer TOKEN`` (or ``token TOKEN``) gets a 401.
+
+For attacks and races: ``endless_pages=True`` links a next page from every
+page, as a broken proxy might; ``on_request`` runs a callback (another client's
+write, say ``edit_comment``) just before or just after a matching request is
+served.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 FORBIDDEN = "Resource not accessible by integration"  # what a read-only GITHUB_TOKEN gets on a write
@@ -67,10 +72,19 @@ class Recorded:
 
 
 @dataclass
+class _Hook:
+    match: Callable[[Recorded], bool]
+    action: Callable[[], None]
+    after: bool
+    times: int
+
+
+@dataclass
 class _State:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     faults: list[GitHubFault] = field(default_factory=list)
+    hooks: list[_Hook] = field(default_factory=list)
     next_id: int = 1000
 
 
@@ -82,12 +96,15 @@ class FakeGitHub:
     Bot and ``GET /user`` a 403, as GitHub does for installation tokens; any
     other name is a user that ``GET /user`` returns. ``read_only=True`` answers
     every write with 403 "Resource not accessible by integration", as for a
-    pull request from a fork.
+    pull request from a fork. ``endless_pages=True`` answers every page of
+    comments, past the last one too, with a ``next`` link.
     """
 
     def __init__(self, token: str = "ghs_fake_token", *, identity: str = "github-actions[bot]",
-                 read_only: bool = False, enterprise: bool = False, host: str = "127.0.0.1") -> None:
+                 read_only: bool = False, enterprise: bool = False, host: str = "127.0.0.1",
+                 endless_pages: bool = False) -> None:
         self.token, self.identity, self.read_only = token, identity, read_only
+        self.endless_pages = endless_pages
         self.prefix = "/api/v3" if enterprise else ""
         self._host = host
         self._lock = threading.Lock()
@@ -138,13 +155,26 @@ class FakeGitHub:
         with self._lock:
             return dict(self._new_comment(repository, number, body, user))
 
+    def edit_comment(self, comment_id: int, body: str) -> None:
+        """Change a comment's body as another client's PATCH would (``updated_at`` is now)."""
+        with self._lock:
+            self._state.comments[comment_id].update(body=body, updated_at=_now())
+
+    def on_request(self, match: Callable[[Recorded], bool], action: Callable[[], None], *,
+                   after: bool = False, times: int = 1) -> None:
+        """Run ``action`` (outside the fake's lock: it may call ``edit_comment``) just before, or with
+        ``after=True`` just after, each of the next ``times`` requests that ``match`` accepts: another
+        client's request landing in between, as in a race of two workflow runs."""
+        with self._lock:
+            self._state.hooks.append(_Hook(match, action, after, times))
+
     def fail_next(self, *faults: GitHubFault | str) -> None:
         """Fail the next requests, one fault each, in order (a string is a fault's kind)."""
         with self._lock:
             self._state.faults += [f if isinstance(f, GitHubFault) else GitHubFault(f) for f in faults]
 
     def reset(self) -> None:
-        """Forget comments, requests and pending faults."""
+        """Forget comments, requests, pending faults and hooks."""
         with self._lock:
             self._state = _State()
 
@@ -152,7 +182,7 @@ class FakeGitHub:
 
     def _new_comment(self, repository: str, number: int, body: str, user: str) -> dict[str, Any]:
         self._state.next_id += 1
-        cid, now = self._state.next_id, datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cid, now = self._state.next_id, _now()
         comment = {
             "id": cid, "body": body, "created_at": now, "updated_at": now,
             "user": {"login": user, "type": "Bot" if user.endswith("[bot]") else "User"},
@@ -162,11 +192,21 @@ class FakeGitHub:
         self._state.comments[cid] = comment
         return comment
 
+    def _take_hooks(self, request: Recorded, after: bool) -> list[_Hook]:
+        due = [hook for hook in self._state.hooks if hook.after == after and hook.times > 0 and hook.match(request)]
+        for hook in due:
+            hook.times -= 1
+        return due
+
     def _take_fault(self, method: str) -> GitHubFault | None:
         for index, fault in enumerate(self._state.faults):
             if fault.method in (None, method):
                 return self._state.faults.pop(index)
         return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _public(comment: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,17 +240,24 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # read first: keep-alive needs it
         fake = self.fake
         with fake._lock:
-            fault = self._record(method, raw)
+            fault, request = self._record(method, raw)
+            before = fake._take_hooks(request, after=False)
+        for hook in before:
+            hook.action()
         if fault is not None and not fault.after_write:
             return self._fail(fault)
         if not self._authorised():
             return self._send(401, _error(401, "Bad credentials"))
         status, body, headers = self._route(method, raw)
+        with fake._lock:
+            after = fake._take_hooks(request, after=True)
+        for hook in after:
+            hook.action()
         if fault is not None:
             return self._fail(fault)
         return self._send(status, body, headers)
 
-    def _record(self, method: str, raw: bytes) -> GitHubFault | None:
+    def _record(self, method: str, raw: bytes) -> tuple[GitHubFault | None, Recorded]:
         url = urlsplit(self.path)
         headers = {k: v for k, v in self.headers.items()}
         for name in headers:
@@ -220,8 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        self.fake._state.requests.append(Recorded(method, url.path, dict(parse_qsl(url.query)), headers, body))
-        return self.fake._take_fault(method)
+        request = Recorded(method, url.path, dict(parse_qsl(url.query)), headers, body)
+        self.fake._state.requests.append(request)
+        return self.fake._take_fault(method), request
 
     def _authorised(self) -> bool:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
@@ -263,6 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 422, _error(422, "per_page and page must be numbers"), {}
         everything = [_public(c) for c in fake.comments(repository, number)]
         last = max(1, -(-len(everything) // per_page))
+        if fake.endless_pages:
+            last = page + 1
         return 200, everything[(page - 1) * per_page: page * per_page], self._links(page, last, per_page)
 
     def _links(self, page: int, last: int, per_page: int) -> dict[str, str]:
@@ -289,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = _comment_body(raw)
             if method != "PATCH" or body is None:
                 return 422, _error(422, "Invalid request"), {}
-            comment.update(body=body, updated_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            comment.update(body=body, updated_at=_now())
             return 200, _public(comment), {}
 
     def _fail(self, fault: GitHubFault) -> None:
