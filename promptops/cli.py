@@ -306,10 +306,12 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
 
     By default only the suites whose prompt, retrieval config, cases or
     dataset changed between base and head run. Exit 1 when a gate fails, 2
-    when a ref, the config or an API key is missing.
+    when a ref, the config or an API key is missing or the result cache cannot
+    be written.
     """
     import asyncio
 
+    from promptops.evals.cache import CacheError
     from promptops.evals.execute import EvalOptions, run_evaluation
     from promptops.evals.runner import MissingCredentials
     from promptops.report import evals as renderers
@@ -331,6 +333,9 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options, progress))
     except MissingCredentials as exc:
         _fail(f"evals not run: {exc}")
+    except CacheError as exc:
+        progress.close()
+        _cache_failed(exc)
     except KeyboardInterrupt:  # click would call this "Aborted!" and exit 1, the code of a failed gate
         progress.close()
         click.echo("promptops: interrupted; every answer that arrived is in the cache, a re-run makes only the "
@@ -353,6 +358,12 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         sys.exit(EXIT_FINDINGS)
 
 
+def _cache_failed(exc: Exception) -> NoReturn:
+    _fail(f"evals stopped: {exc}. An answer counts only once it is stored (one that is not would be paid for "
+          "again), so the run stopped: free space or make the cache writable, or point --cache (eval.cache in "
+          "promptops.yaml) at a file that can be written")
+
+
 def _shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -372,7 +383,7 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
     import sqlite3
 
     from promptops.config import ConfigError, load_workspace
-    from promptops.evals.cache import ResultCache, cache_path
+    from promptops.evals.cache import CacheError, ResultCache, cache_path
 
     if into is None:
         try:
@@ -380,7 +391,11 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
         except ConfigError as exc:
             _fail(str(exc))
         into = cache_path(config.root, config.section("eval").get("cache"))
-    with ResultCache(into) as target:
+    try:
+        target = ResultCache(into)
+    except CacheError as exc:
+        _fail(str(exc))
+    with target:
         for cache in caches:
             try:
                 added = target.merge_from(cache)
@@ -415,6 +430,7 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
     """
     from promptops.ci import run_check
     from promptops.config import ConfigError
+    from promptops.evals.cache import CacheError
     from promptops.evals.execute import EvalOptions
     from promptops.gitrefs import RefError
     from promptops.github import GitHubInputError
@@ -433,6 +449,9 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
         report = run_check(Path.cwd(), options, progress)
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
+    except CacheError as exc:
+        progress.close()
+        _cache_failed(exc)
     finally:
         progress.close()
     try:

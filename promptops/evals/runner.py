@@ -239,23 +239,33 @@ class CallEngine:
 
         A task is made only for a call that holds a slot, so however many calls there are, at
         most ``concurrency`` tasks exist (flat memory); ``arrived`` sees each outcome as it comes.
+        The first error (an answer the cache could not store) stops the stream: no call is handed
+        out after it, the calls in flight are cancelled, and it is raised.
         """
         running: set[asyncio.Task[None]] = set()
+        failures: list[Exception] = []
 
         async def one(tag: T, call: Call) -> None:
             try:
                 arrived(tag, await self._call(call))
+            except Exception as exc:
+                failures.append(exc)
             finally:
                 self.slots.release()
 
         try:
             for tag, call in calls:
                 await self.slots.acquire()
+                if failures:
+                    self.slots.release()
+                    break
                 task = asyncio.create_task(one(tag, call))
                 running.add(task)
                 task.add_done_callback(running.discard)
-            while running:
-                await asyncio.gather(*running)
+            while running and not failures:
+                await asyncio.wait(set(running), return_when=asyncio.FIRST_COMPLETED)
+            if failures:
+                raise failures[0]
         finally:
             for task in running:
                 task.cancel()
@@ -322,9 +332,10 @@ class LocalCaller:
         return None
 
     async def call(self, call: Call) -> CallOutcome:
+        """The call's outcome, an answer only once it is stored; raises CacheError when it cannot be."""
         outcome = await self._with_retries(call)
         if outcome.error is None:
-            self.writes.add(to_cached(outcome))
+            await self.writes.store(to_cached(outcome))
         return outcome
 
     async def _with_retries(self, call: Call) -> CallOutcome:
