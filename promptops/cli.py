@@ -307,7 +307,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     By default only the suites whose prompt, retrieval config, cases or
     dataset changed between base and head run. Exit 1 when a gate fails, 2
     when a ref, the config or an API key is missing or the result cache cannot
-    be written.
+    be written, 3 when model calls got no answer after retries.
     """
     import asyncio
 
@@ -343,6 +343,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         sys.exit(130)
     finally:
         progress.close()
+    unanswered = _mark_unanswered(comparisons)
     base_label = None if no_base else str(base_ref)
     if fmt == "json":
         text = renderers.render_json(comparisons, base_label, str(head_ref), skipped)
@@ -354,6 +355,10 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         click.echo(text, nl=False)
     if junit:
         junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
+    if unanswered:  # as in `promptops ci`: a run that could not ask the model has no verdict to give
+        click.echo(f"promptops: {unanswered} model call(s) got no answer after retries, so the results are "
+                   "incomplete; a re-run makes only the calls that are missing", err=True)
+        sys.exit(EXIT_SERVICE)
     if not all(c.passed for c in comparisons):
         sys.exit(EXIT_FINDINGS)
 
@@ -362,6 +367,29 @@ def _cache_failed(exc: Exception) -> NoReturn:
     _fail(f"evals stopped: {exc}. An answer counts only once it is stored (one that is not would be paid for "
           "again), so the run stopped: free space or make the cache writable, or point --cache (eval.cache in "
           "promptops.yaml) at a file that can be written")
+
+
+# How suite.py words a case that was never sent (its template does not render), and the runner a call the
+# spend cap refused: neither is a model call that got no answer.
+_NEVER_SENT = ("does not render:", "not run: the spend cap")
+
+
+def _mark_unanswered(comparisons: list[Any]) -> int:
+    """Fail the check `answered` of each suite with model calls, base or head, that got no answer after retries,
+    so that no report of it says PASS; return how many such calls there were."""
+    from promptops.evals.stats import GateResult
+
+    total = 0
+    for comparison in comparisons:
+        reasons = [f"{change.case_id}: {attempt.failures[0] if attempt.failures else 'no answer'}"
+                   for change in comparison.cases for run in (change.base, change.head) if run is not None
+                   for attempt in run.attempts
+                   if attempt.output is None and not (attempt.failures and attempt.failures[0].startswith(_NEVER_SENT))]
+        if reasons:
+            comparison.gates.append(("answered", GateResult(
+                False, f"{len(reasons)} model call(s) got no answer after retries, e.g. {reasons[0]}")))
+        total += len(reasons)
+    return total
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
