@@ -469,6 +469,11 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
         publisher = Publisher.from_environment(report_dir, comment=comment, sarif=sarif)
     except GitHubInputError as exc:
         _fail(str(exc))
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)  # before any model call is paid for
+    except OSError as exc:
+        _fail(f"cannot write the report to {report_dir}: {exc.strerror or exc}; pass --report-dir with a folder "
+              "that can be written")
     eval_options = EvalOptions(run_all=run_all, repeat=repeat, concurrency=concurrency, max_cost_usd=max_cost,
                                api_base=api_base, cache=cache_file, workers=workers)
     options = _check_options(base, run_evals, fail_on, eval_options, publisher.context)
