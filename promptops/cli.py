@@ -651,6 +651,8 @@ def _release_errors() -> Iterator[None]:
 def _report_release(outcome: Any) -> None:
     if outcome.action == "unchanged":
         click.echo(f"{outcome.environment} already holds '{outcome.prompt_id}' {outcome.version}; nothing to do")
+        for note in outcome.notes:  # an audit line a stopped run left out, appended now
+            click.echo(f"  note: {note}", err=True)
         return
     verb = "rolled back" if outcome.action == "rollback" else "promoted"
     was = f" (was {outcome.previous})" if outcome.previous else " (first version there)"
