@@ -580,15 +580,22 @@ def rollback(prompt_id: str, environment: str, version: str | None, reason: str 
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(fmt: str) -> None:
     """Which version of each prompt every environment holds, marking those behind the working tree's
-    version and those whose prompt is gone."""
+    version, those whose prompt is gone, and those whose release snapshot is missing or altered.
+
+    Exit 1 when a release snapshot the lock names is missing or altered (as lint's PO131), 2 when the
+    lock or the config cannot be used.
+    """
     from promptops.release.promote import Project
-    from promptops.release.status import environment_order, render_json, render_text, status as rows_of
+    from promptops.release.status import environment_order, render_json, render_text, snapshot_problems, status as rows_of
 
     with _release_errors():
         project = Project.open(Path.cwd())
     rows = rows_of(project.workspace, project.lock)
     environments = environment_order(project.workspace, project.lock)
-    click.echo((render_json if fmt == "json" else render_text)(rows, environments), nl=False)
+    problems = snapshot_problems(project.lock)
+    click.echo((render_json if fmt == "json" else render_text)(rows, environments, problems), nl=False)
+    if problems:
+        sys.exit(EXIT_FINDINGS)
 
 
 @cli.command()
