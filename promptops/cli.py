@@ -349,12 +349,15 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         text = renderers.render_json(comparisons, base_label, str(head_ref), skipped)
     else:
         text = renderers.render_text(comparisons, skipped)
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        click.echo(text, nl=False)
-    if junit:
-        junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
+    try:
+        if output:
+            output.write_text(text, encoding="utf-8")
+        else:
+            click.echo(text, nl=False)
+        if junit:
+            junit.write_text(renderers.render_junit(comparisons), encoding="utf-8")
+    except OSError as exc:  # every answer is in the cache: a re-run with a writable path makes no model call
+        _fail(f"cannot write the results: {exc}")
     if unanswered:  # as in `promptops ci`: a run that could not ask the model has no verdict to give
         click.echo(f"promptops: {unanswered} model call(s) got no answer after retries, so the results are "
                    "incomplete; a re-run makes only the calls that are missing", err=True)
