@@ -589,7 +589,8 @@ def status(fmt: str) -> None:
     lock or the config cannot be used.
     """
     from promptops.release.promote import Project
-    from promptops.release.status import environment_order, render_json, render_text, snapshot_problems, status as rows_of
+    from promptops.release.status import (environment_order, render_json, render_text, snapshot_problems,
+                                          status as rows_of)
 
     with _release_errors():
         project = Project.open(Path.cwd())

@@ -292,7 +292,8 @@ def test_a_read_only_checkout_refuses_a_promotion_cleanly(tmp_path: Path, stub: 
     done = run(root, "rollback", "geo.capital", "--env", "dev", prefix=prefix, env=env, expect=2)
     assert "cannot take the lock" in done.stderr
     # Reading needs no write: status, history, and a promotion that has nothing to do.
-    assert "already holds" in run(root, "promote", "geo.capital", "--to", "dev", prefix=prefix, env=env, expect=0).stdout
+    done = run(root, "promote", "geo.capital", "--to", "dev", prefix=prefix, env=env, expect=0)
+    assert "already holds" in done.stdout
     run(root, "status", prefix=prefix, env=env, expect=0)
     run(root, "history", "geo.capital", prefix=prefix, env=env, expect=0)
     assert (root / store.LOCK_NAME).read_bytes() == lock

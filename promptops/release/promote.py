@@ -14,6 +14,7 @@ appends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -424,15 +425,16 @@ def _write_all(root: Path, lock: store.Lock, before: str | None, outcome: Outcom
 
 
 def _take_back(lock_path: Path, locked: bool, before: str | None, created: Path | None) -> str | None:
-    """Undo a write that failed half-way: the lock, if it was replaced, back to ``before`` (None: there was
-    none), and the snapshot created. None when done, else what is left and how it gets completed."""
+    """Undo a write that failed half-way: the snapshot created, and the lock, if it was replaced, back to
+    ``before`` (None: there was none). None when done, else what is left and how it gets completed."""
+    if created is not None:
+        with contextlib.suppress(OSError):  # left behind, it is harmless: no entry names it, and it never changes
+            created.unlink()
     try:
         if locked and before is None:
             lock_path.unlink()
         elif locked and before is not None:
             store.write_atomic(lock_path, before)
-        if created is not None:
-            created.unlink()
     except OSError as exc:
         return (f"the lock could not be put back either ({exc}): it holds the new version and the audit log does "
                 "not yet; run the same command again to complete the audit log")
@@ -468,7 +470,8 @@ def _complete_audit(root: Path, lock: store.Lock, environment: str, prompt_id: s
 
 
 # The audit record that describes a lock entry: record key -> entry key.
-_RECORDS_ENTRY = {"version": "version", "action": "action", "at": "promoted_at", "by": "promoted_by", "commit": "commit"}
+_RECORDS_ENTRY = {"version": "version", "action": "action", "at": "promoted_at", "by": "promoted_by",
+                  "commit": "commit"}
 
 
 def _missing_audit(root: Path, lock: store.Lock, environment: str, prompt_id: str) -> dict[str, Any] | None:
