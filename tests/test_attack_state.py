@@ -68,11 +68,11 @@ def read_only() -> Iterator[Callable[[Path], list[str]]]:
     restore: list[tuple[Path, int]] = []
 
     def prefix(root: Path) -> list[str]:
-        if os.geteuid() != 0:
-            for folder in (root, root / ".promptops"):
-                if folder.is_dir():
-                    restore.append((folder, folder.stat().st_mode))
-                    folder.chmod(folder.stat().st_mode & ~0o222)
+        if os.geteuid() != 0:  # a checkout owned by someone else: nothing in it can be written
+            for path in [root, *root.rglob("*")]:
+                if not path.is_symlink():
+                    restore.append((path, path.stat().st_mode))
+                    path.chmod(path.stat().st_mode & ~0o222)
             return []
         if NAMESPACE is None:
             pytest.skip("running as root without a private mount namespace: nothing is read-only to root")
