@@ -309,13 +309,14 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
 
     By default only the suites whose prompt, retrieval config, cases or
     dataset changed between base and head run. Exit 1 when a gate fails, 2
-    when a ref, the config or an API key is missing.
+    when a ref, the config or an API key is missing or the result cache cannot
+    be written, 3 when model calls got no answer after retries.
     """
     import asyncio
 
-    from promptops.evals.compare import attempts_of
+    from promptops.evals.cache import CacheError
     from promptops.evals.execute import EvalOptions, run_evaluation
-    from promptops.evals.runner import Failure, MissingCredentials
+    from promptops.evals.runner import MissingCredentials
     from promptops.report import evals as renderers
     from promptops.report.progress import Progress
     from promptops.report.safety import environment_redactor
@@ -336,6 +337,9 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         comparisons, skipped = asyncio.run(run_evaluation(base_ws, head_ws, options, progress))
     except MissingCredentials as exc:
         _fail(f"evals not run: {exc}")
+    except CacheError as exc:
+        progress.close()
+        _cache_failed(exc)
     except KeyboardInterrupt:  # click would call this "Aborted!" and exit 1, the code of a failed gate
         progress.close()
         click.echo("promptops: interrupted; every answer that arrived is in the cache, a re-run makes only the "
@@ -343,6 +347,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         sys.exit(130)
     finally:
         progress.close()
+    unanswered = _mark_unanswered(comparisons)
     base_label = None if no_base else str(base_ref)
     # Redacted before rendering (nothing escapes or cuts a secret first) and again as each text leaves.
     redact = environment_redactor()
@@ -351,18 +356,18 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         text = redact(renderers.render_json(comparisons, base_label, str(head_ref), skipped))
     else:
         text = redact(renderers.render_text(comparisons, skipped))
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        click.echo(_inert_stdout(text, fmt), nl=False)
-    if junit:
-        junit.write_text(redact(renderers.render_junit(comparisons)), encoding="utf-8")
-    # Calls that got no answer make the results incomplete: say so and exit 3, as `ci` does.
-    unanswered = [a for a in attempts_of(comparisons) if a.failure is Failure.NO_ANSWER]
-    if unanswered:
-        reason = redact(unanswered[0].failures[0] if unanswered[0].failures else "no answer")
-        click.echo(_inert_stdout(f"promptops: {len(unanswered)} model call(s) got no answer after retries "
-                                 f"({reason}); the results are incomplete", "text"), err=True)
+    try:
+        if output:
+            output.write_text(text, encoding="utf-8")
+        else:
+            click.echo(_inert_stdout(text, fmt), nl=False)
+        if junit:
+            junit.write_text(redact(renderers.render_junit(comparisons)), encoding="utf-8")
+    except OSError as exc:  # every answer is in the cache: a re-run with a writable path makes no model call
+        _fail(f"cannot write the results: {exc}")
+    if unanswered:  # as in `promptops ci`: a run that could not ask the model has no verdict to give
+        click.echo(f"promptops: {unanswered} model call(s) got no answer after retries, so the results are "
+                   "incomplete; a re-run makes only the calls that are missing", err=True)
         sys.exit(EXIT_SERVICE)
     # A gate that fails on the base as well fails the run unless gates.preexisting says warn.
     tolerated = head_ws.config.section("gates").get("preexisting") == "warn"
@@ -384,6 +389,31 @@ def _inert_stdout(text: str, fmt: str) -> str:
     return text.replace("##[", "##\\u005b") if fmt in ("json", "sarif") else inert_log(text)
 
 
+def _cache_failed(exc: Exception) -> NoReturn:
+    _fail(f"evals stopped: {exc}. An answer counts only once it is stored (one that is not would be paid for "
+          "again), so the run stopped: free space or make the cache writable, or point --cache (eval.cache in "
+          "promptops.yaml) at a file that can be written")
+
+
+def _mark_unanswered(comparisons: list[Any]) -> int:
+    """Fail the check `answered` of each suite with model calls, base or head, that got no answer after retries,
+    so that no report of it says PASS; return how many such calls there were. A case whose prompt does not
+    render, or a call the spend cap refused, was never sent: neither is a call that got no answer."""
+    from promptops.evals.runner import Failure
+    from promptops.evals.stats import GateResult
+
+    total = 0
+    for comparison in comparisons:
+        reasons = [f"{change.case_id}: {attempt.failures[0] if attempt.failures else 'no answer'}"
+                   for change in comparison.cases for run in (change.base, change.head) if run is not None
+                   for attempt in run.attempts if attempt.failure is Failure.NO_ANSWER]
+        if reasons:
+            comparison.gates.append(("answered", GateResult(
+                False, f"{len(reasons)} model call(s) got no answer after retries, e.g. {reasons[0]}")))
+        total += len(reasons)
+    return total
+
+
 def _shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -403,7 +433,7 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
     import sqlite3
 
     from promptops.config import ConfigError, load_workspace
-    from promptops.evals.cache import ResultCache, cache_path
+    from promptops.evals.cache import CacheError, ResultCache, cache_path
 
     if into is None:
         try:
@@ -411,7 +441,11 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
         except ConfigError as exc:
             _fail(str(exc))
         into = cache_path(config.root, config.section("eval").get("cache"))
-    with ResultCache(into) as target:
+    try:
+        target = ResultCache(into)
+    except CacheError as exc:
+        _fail(str(exc))
+    with target:
         for cache in caches:
             try:
                 added = target.merge_from(cache)
@@ -446,6 +480,7 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
     """
     from promptops.ci import run_check
     from promptops.config import ConfigError
+    from promptops.evals.cache import CacheError
     from promptops.evals.execute import EvalOptions
     from promptops.gitrefs import RefError
     from promptops.github import GitHubInputError
@@ -456,6 +491,11 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
         publisher = Publisher.from_environment(report_dir, comment=comment, sarif=sarif)
     except GitHubInputError as exc:
         _fail(str(exc))
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)  # before any model call is paid for
+    except OSError as exc:
+        _fail(f"cannot write the report to {report_dir}: {exc.strerror or exc}; pass --report-dir with a folder "
+              "that can be written")
     eval_options = EvalOptions(run_all=run_all, repeat=repeat, confirm=confirm, concurrency=concurrency,
                                max_cost_usd=max_cost, api_base=api_base, cache=cache_file, workers=workers)
     options = _check_options(base, run_evals, fail_on, eval_options, publisher.context)
@@ -464,6 +504,9 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
         report = run_check(Path.cwd(), options, progress)
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
+    except CacheError as exc:
+        progress.close()
+        _cache_failed(exc)
     finally:
         progress.close()
     try:
@@ -559,15 +602,23 @@ def rollback(prompt_id: str, environment: str, version: str | None, reason: str 
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(fmt: str) -> None:
     """Which version of each prompt every environment holds, marking those behind the working tree's
-    version and those whose prompt is gone."""
+    version, those whose prompt is gone, and those whose release snapshot is missing or altered.
+
+    Exit 1 when a release snapshot the lock names is missing or altered (as lint's PO131), 2 when the
+    lock or the config cannot be used.
+    """
     from promptops.release.promote import Project
-    from promptops.release.status import environment_order, render_json, render_text, status as rows_of
+    from promptops.release.status import (environment_order, render_json, render_text, snapshot_problems,
+                                          status as rows_of)
 
     with _release_errors():
         project = Project.open(Path.cwd())
     rows = rows_of(project.workspace, project.lock)
     environments = environment_order(project.workspace, project.lock)
-    click.echo((render_json if fmt == "json" else render_text)(rows, environments), nl=False)
+    problems = snapshot_problems(project.lock)
+    click.echo((render_json if fmt == "json" else render_text)(rows, environments, problems), nl=False)
+    if problems:
+        sys.exit(EXIT_FINDINGS)
 
 
 @cli.command()
@@ -630,6 +681,8 @@ def _release_errors() -> Iterator[None]:
 def _report_release(outcome: Any) -> None:
     if outcome.action == "unchanged":
         click.echo(f"{outcome.environment} already holds '{outcome.prompt_id}' {outcome.version}; nothing to do")
+        for note in outcome.notes:  # an audit line a stopped run left out, appended now
+            click.echo(f"  note: {note}", err=True)
         return
     verb = "rolled back" if outcome.action == "rollback" else "promoted"
     was = f" (was {outcome.previous})" if outcome.previous else " (first version there)"

@@ -35,8 +35,8 @@ def fast_validator(kind: str) -> Callable[[Any], Any]:
     schema.pop("$id", None)  # without an $id the generated entry point is called `validate`
     digest = hashlib.sha256((json.dumps(schema, sort_keys=True) + fastjsonschema.VERSION).encode()).hexdigest()[:16]
     path = cache_dir() / f"validate_{kind}_{digest}.py"
-    if not path.is_file() and not _write(path, fastjsonschema.compile_to_code(schema)):
-        return fastjsonschema.compile(schema)
+    if not _is_file(path) and not _write(path, fastjsonschema.compile_to_code(schema)):
+        return fastjsonschema.compile(schema)  # a cache folder we cannot write: lint needs none
     spec = importlib.util.spec_from_file_location(f"promptops_validate_{kind}_{digest}", path)
     if spec is None or spec.loader is None:
         return fastjsonschema.compile(schema)
@@ -46,6 +46,13 @@ def fast_validator(kind: str) -> Callable[[Any], Any]:
     except Exception:  # a damaged cache file: regenerate in memory rather than fail
         return fastjsonschema.compile(schema)
     return module.validate
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a folder we may not look into (EACCES), a name the file system refuses
+        return False
 
 
 def _write(path: Path, code: str) -> bool:

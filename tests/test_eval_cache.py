@@ -8,7 +8,9 @@ import signal
 import sqlite3
 from pathlib import Path
 
-from promptops.evals.cache import CachedResult, ResultCache, call_key, observed_output_tokens
+import pytest
+
+from promptops.evals.cache import CachedResult, CacheError, ResultCache, call_key, observed_output_tokens
 
 MESSAGES = [{"role": "user", "content": "Capital of France?"}]
 
@@ -77,3 +79,12 @@ def test_results_survive_a_killed_run(tmp_path: Path) -> None:
     assert process.exitcode == -signal.SIGKILL
     with ResultCache(Path(path)) as cache:
         assert len(cache.get_many([f"k{i}" for i in range(20)])) == 20
+
+
+def test_a_cache_that_cannot_be_opened_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    with pytest.raises(CacheError, match=f"cannot create the folder of the result cache {tmp_path}/a-file/cache.db"):
+        ResultCache(tmp_path / "a-file" / "cache.db")
+    (tmp_path / "garbage.db").write_bytes(b"not SQLite at all, " * 100)
+    with pytest.raises(CacheError, match=f"cannot use the result cache {tmp_path}/garbage.db: file is not a database"):
+        ResultCache(tmp_path / "garbage.db")

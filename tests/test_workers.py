@@ -203,11 +203,11 @@ def test_answers_of_one_turn_are_committed_together_before_anyone_hears_of_them(
 
     async def run(cache: ResultCache) -> None:
         writes = PendingWrites(cache)
-        for row in rows:
-            writes.add(row)
-            writes.after_commit(lambda: heard.append(len(cache.get_many([r.key for r in rows])) == 3))
-        assert cache.get("k0") is None  # not yet: the turn is not over
-        await asyncio.sleep(0)
+        stored = [writes.store(row) for row in rows]
+        for future in stored:
+            future.add_done_callback(lambda _: heard.append(len(cache.get_many([r.key for r in rows])) == 3))
+        assert cache.get("k0") is None and not any(f.done() for f in stored)  # not yet: the turn is not over
+        await asyncio.gather(*stored)
 
     with ResultCache(tmp_path / "cache.db") as cache:
         before = cache._connection.total_changes

@@ -9,6 +9,11 @@ transaction at the end of that turn (``PendingWrites``), without waiting for
 more, so a run killed half-way repeats no finished call. WAL mode lets several
 processes (parallel jobs, the eval's worker processes) write at once.
 
+A cache that cannot be written (a full disk, a read-only file or folder, a
+database another process keeps locked) raises ``CacheError``, naming the file:
+an answer is counted only once it is stored, so a run stops rather than pay for
+answers it cannot keep.
+
 Other stages read it too: the cost estimate uses the output tokens the
 model actually produced for a prompt, where any were observed.
 """
@@ -23,7 +28,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Parameters that change how a call is made, not what it answers: not part of the address.
 _TRANSPORT_PARAMS = frozenset({"timeout_s", "timeout", "api_base", "api_key", "num_retries", "max_retries"})
@@ -47,6 +52,10 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_prompt ON results (prompt_id, model, prompt_version);
 """
+
+
+class CacheError(Exception):
+    """The result cache cannot be opened, read or written; the message names the file and why."""
 
 
 @dataclass(frozen=True)
@@ -89,16 +98,18 @@ class ResultCache:
         self.close()
 
     def get(self, key: str) -> CachedResult | None:
-        row = self._connection.execute(f"SELECT {_COLUMNS} FROM results WHERE key = ?", (key,)).fetchone()
-        return CachedResult(*row) if row else None
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: list[str]) -> dict[str, CachedResult]:
         found: dict[str, CachedResult] = {}
-        for start in range(0, len(keys), 500):  # SQLite limits the number of bound parameters
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._connection.execute(f"SELECT {_COLUMNS} FROM results WHERE key IN ({marks})", chunk):
-                found[row[0]] = CachedResult(*row)
+        try:
+            for start in range(0, len(keys), 500):  # SQLite limits the number of bound parameters
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self._connection.execute(f"SELECT {_COLUMNS} FROM results WHERE key IN ({marks})", chunk):
+                    found[row[0]] = CachedResult(*row)
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot read the result cache {self.path}: {exc}") from None
         return found
 
     def merge_from(self, other: Path) -> int:
@@ -120,47 +131,71 @@ class ResultCache:
         self.put_many([result])
 
     def put_many(self, results: list[CachedResult]) -> None:
-        """Store results in one transaction, committed before this returns."""
+        """Store results in one transaction, committed before this returns; CacheError if they cannot be."""
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with self._connection:
-            self._connection.executemany(
-                f"INSERT OR REPLACE INTO results ({_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(*_values(result), created) for result in results],
-            )
+        try:
+            with self._connection:
+                self._connection.executemany(
+                    f"INSERT OR REPLACE INTO results ({_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(*_values(result), created) for result in results],
+                )
+        except sqlite3.Error as exc:  # disk full, read-only, locked by another process for the whole timeout
+            raise CacheError(f"cannot write the result cache {self.path}: {exc}") from None
 
 
 class PendingWrites:
     """Results to store, committed together at the end of the event loop's current turn.
 
     Answers that arrive in the same turn share one transaction; none waits for
-    a later one, so a kill loses no more than a commit per row would. ``flush``
-    writes what is left at once (on shutdown).
+    a later one, so a kill loses no more than a commit per row would. Whoever
+    stores a result awaits its commit, so nothing counts an answer as kept
+    before it is; a commit that fails raises CacheError in each of them, and
+    every later store fails at once (the cache is not retried behind their
+    backs). ``flush`` writes what is left at once (on shutdown).
     """
 
     def __init__(self, cache: ResultCache) -> None:
         self.cache = cache
         self._rows: list[CachedResult] = []
-        self._then: list[Callable[[], None]] = []
+        self._waiting: list[asyncio.Future[None]] = []
+        self._failure: CacheError | None = None
 
-    def add(self, result: CachedResult) -> None:
+    def store(self, result: CachedResult) -> asyncio.Future[None]:
+        """Add ``result``; the future is done once it is committed, or fails with CacheError."""
+        loop = asyncio.get_running_loop()
+        stored = loop.create_future()
+        if self._failure is not None:
+            stored.set_exception(self._failure)
+            return stored
         if not self._rows:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop.call_soon(self._commit)
         self._rows.append(result)
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once what has been added so far is committed (now, if nothing waits)."""
-        if self._rows:
-            self._then.append(callback)
-        else:
-            callback()
+        self._waiting.append(stored)
+        return stored
 
     def flush(self) -> None:
+        """Commit what is left now (on shutdown); raises CacheError if it cannot be."""
+        failure = self._commit()
+        if failure is not None:
+            raise failure
+
+    def _commit(self) -> CacheError | None:
         rows, self._rows = self._rows, []
-        then, self._then = self._then, []
+        waiting, self._waiting = self._waiting, []
+        failure = None
         if rows:
-            self.cache.put_many(rows)
-        for callback in then:
-            callback()
+            try:
+                self.cache.put_many(rows)
+            except CacheError as exc:
+                failure = self._failure = exc
+        for stored in waiting:
+            if stored.done():  # its waiter was cancelled (a run being stopped): the row is stored all the same
+                continue
+            if failure is None:
+                stored.set_result(None)
+            else:
+                stored.set_exception(failure)
+        return failure
 
 
 _COLUMNS = ("key, prompt_id, prompt_version, model, case_id, repeat, output, input_tokens, output_tokens, "
@@ -184,12 +219,25 @@ def cache_path(root: Path, configured: str | None) -> Path:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the cache; WAL lets concurrent writers and readers share it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=30)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")  # durable at each commit in WAL mode, without an fsync per row
-    connection.executescript(SCHEMA)
+    """Open (creating if needed) the cache; WAL lets concurrent writers and readers share it.
+
+    Raises CacheError, naming the file, when it cannot be created, opened or set up.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"cannot create the folder of the result cache {path}: {exc.strerror or exc}") from None
+    try:
+        connection = sqlite3.connect(path, timeout=30)
+    except sqlite3.Error as exc:
+        raise CacheError(f"cannot open the result cache {path}: {exc}") from None
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")  # durable at each commit in WAL mode, without an fsync per row
+        connection.executescript(SCHEMA)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise CacheError(f"cannot use the result cache {path}: {exc}") from None
     return connection
 
 

@@ -276,27 +276,37 @@ class CallEngine:
 
         A task is made only for a call that holds a slot, or that waits for an identical request's
         answer (it holds none), so however many calls there are, at most ``concurrency`` calls are
-        in flight; ``arrived`` sees each outcome as it comes.
+        in flight; ``arrived`` sees each outcome as it comes. The first error (an answer the cache
+        could not store) stops the stream: no call is handed out after it, the calls in flight are
+        cancelled, and it is raised.
         """
         running: set[asyncio.Task[None]] = set()
+        failures: list[Exception] = []
 
         async def one(tag: T, call: Call, shared: _SharedAnswer) -> None:
             try:
-                outcome = await self._call(call)
+                try:
+                    outcome = await self._call(call)
+                finally:
+                    self.slots.release()
+                shared.answer(outcome)
+                self._taken(call.key, shared)
+                arrived(tag, outcome)
+            except Exception as exc:
+                shared.fail()
+                failures.append(exc)
             except BaseException:
                 shared.fail()
                 raise
-            finally:
-                self.slots.release()
-            shared.answer(outcome)
-            self._taken(call.key, shared)
-            arrived(tag, outcome)
 
         async def follow(tag: T, call: Call, shared: _SharedAnswer) -> None:
-            outcome = await shared.wait()
-            self._taken(call.key, shared)
-            self.shared_answers += 1
-            arrived(tag, replace(outcome, call=call, shared=True))
+            try:
+                outcome = await shared.wait()
+                self._taken(call.key, shared)
+                self.shared_answers += 1
+                arrived(tag, replace(outcome, call=call, shared=True))
+            except Exception as exc:
+                failures.append(exc)
 
         def start(work: Any) -> None:
             task = asyncio.create_task(work)
@@ -305,21 +315,27 @@ class CallEngine:
 
         try:
             for tag, call in calls:
+                if failures:
+                    break
                 shared = self._shared.get(call.key)
                 if shared is not None and shared.started:
                     start(follow(tag, call, shared))
                     continue
                 await self.slots.acquire()
                 shared = self._shared.get(call.key)  # another caller may have started it while we waited
-                if shared is not None and shared.started:
+                if failures or (shared is not None and shared.started):
                     self.slots.release()
+                    if failures:
+                        break
                     start(follow(tag, call, shared))
                     continue
                 shared = self._shared.setdefault(call.key, _SharedAnswer())
                 shared.started = True
                 start(one(tag, call, shared))
-            while running:
-                await asyncio.gather(*running)
+            while running and not failures:
+                await asyncio.wait(set(running), return_when=asyncio.FIRST_COMPLETED)
+            if failures:
+                raise failures[0]
         finally:
             for task in running:
                 task.cancel()
@@ -417,10 +433,11 @@ class LocalCaller:
         return None
 
     async def call(self, call: Call) -> CallOutcome:
+        """The call's outcome, an answer only once it is stored; raises CacheError when it cannot be."""
         # A secret the model echoes, or a gateway quotes in an error, goes before the cache or a report sees it.
         outcome = scrubbed(await self._warmed_up(call), "output", "error")
         if outcome.error is None:
-            self.writes.add(to_cached(outcome))
+            await self.writes.store(to_cached(outcome))
         return outcome
 
     async def _warmed_up(self, call: Call) -> CallOutcome:

@@ -8,7 +8,9 @@ The parent (the process that plans the run) keeps the global concurrency bound, 
 limits and the spend budget (``runner.CallEngine``); it hands each call to the worker with the
 fewest calls in flight and gets the outcome back as soon as it is known. A worker makes the call
 through litellm with retries, stores the answer in the result cache itself (WAL: several
-writers), and only then reports it, so a finished call is stored whoever is killed.
+writers), and only then reports it, so a finished call is stored whoever is killed. An answer it
+cannot store (a full disk, a read-only or locked cache) is reported as that failure, never as
+an answer: the parent stops the run.
 
 Importing litellm costs a worker seconds of CPU, so it is paid once: the parent (which never
 imports litellm) starts one worker with ``subprocess``, and that worker, once litellm is imported
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from promptops.evals.cache import PendingWrites, ResultCache
+from promptops.evals.cache import CacheError, PendingWrites, ResultCache
 from promptops.evals.runner import Call, CallOutcome, Failure, LocalCaller, RunSettings, describe_error, import_litellm
 from promptops.models import ModelCatalog
 
@@ -143,9 +145,13 @@ class WorkerPool:
 
     async def _read(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         while (message := await _receive(reader)) is not None:
-            _, ident, payload = message
+            kind, ident, payload = message
             future = worker.waiting.pop(ident, None)
-            if future is not None and not future.done():
+            if future is None or future.done():
+                continue
+            if kind == "cache-error":
+                future.set_exception(CacheError(payload))
+            else:
                 future.set_result(payload)
         worker.alive = False
         code = worker.process.poll() if worker.process is not None else None
@@ -172,6 +178,7 @@ class WorkerPool:
         return await future
 
     async def execute(self, call: Call) -> CallOutcome:
+        """The call's outcome from a worker; raises CacheError when the worker could not store its answer."""
         try:
             return CallOutcome(call, *await self._ask("call", call))
         except _WorkerGone as gone:
@@ -259,13 +266,20 @@ async def _serve(sock: socket.socket, init: tuple[Any, ...]) -> None:
             for task in calls:
                 task.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
-            caller.writes.flush()
+            try:
+                caller.writes.flush()
+            except CacheError as exc:  # answers the parent was never told of (it stopped waiting): say so
+                print(f"promptops eval worker: {exc}", file=sys.stderr, flush=True)
 
 
 async def _answer(caller: LocalCaller, writer: asyncio.StreamWriter, ident: int, call: Call) -> None:
-    outcome = await caller.call(call)
-    # Reported once stored (with whatever else arrived in this turn): a call the parent counts as done is kept.
-    caller.writes.after_commit(lambda: _send(writer, ("outcome", ident, _figures(outcome))))
+    # caller.call returns once the answer is stored: a call the parent counts as done is kept.
+    try:
+        outcome = await caller.call(call)
+    except CacheError as exc:
+        _send(writer, ("cache-error", ident, str(exc)))
+        return
+    _send(writer, ("outcome", ident, _figures(outcome)))
 
 
 def _receive_blocking(sock: socket.socket) -> Any:

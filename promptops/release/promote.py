@@ -5,12 +5,16 @@ records a commit), follows the order in promptops.yaml (an environment only
 receives what the one before it holds), and requires evidence that this exact
 version passed its suites' gates at that commit: the eval engine, which
 answers from its cache when it can. Then, under an exclusive file lock, it
-writes the release snapshot, the lock and an audit line, all or nothing.
+writes the release snapshot, the lock and an audit line, in that order: an
+error undoes what was written, and a kill leaves at most the audit line out,
+which the next write of that prompt and environment (the same command again)
+appends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +190,7 @@ class Request:
 
 def promote(start: Path, request: Request, progress: Callable[[Any], None] = lambda outcome: None) -> Outcome:
     """Promote ``request.prompt_id`` to ``request.environment``; raises ReleaseError saying why not."""
+    from promptops.evals.cache import CacheError
     from promptops.evals.runner import MissingCredentials
     from promptops.gitrefs import RefError
 
@@ -200,10 +205,15 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
         raise ReleaseError(str(exc)) from None
     current = project.lock.entry(request.environment, request.prompt_id)
     if current is not None and current["version"] == spec.version:
-        return Outcome("unchanged", spec.id, request.environment, spec.version, spec.version)
+        outcome = Outcome("unchanged", spec.id, request.environment, spec.version, spec.version)
+        outcome.notes = complete_audit(project.root, request.environment, spec.id)
+        return outcome
     notes: list[str] = []
     try:
         evidence: Evidence | None = gather_evidence(snapshot_ws, spec.id, request.api_base, progress)
+    except CacheError as exc:
+        raise ReleaseError(f"no evidence gathered: {exc}; nothing was promoted (point eval.cache in promptops.yaml "
+                           "at a file that can be written)") from None
     except MissingCredentials as exc:
         if not request.force:
             raise ReleaseError(f"no cached eval results for '{spec.id}' {spec.version} and the model cannot be "
@@ -224,7 +234,7 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
             outcome.action = "unchanged"
         return outcome, entry
 
-    return _record(project.root, change, snapshot, request.commit)
+    return _record(project.root, request.environment, spec.id, change, snapshot, request.commit)
 
 
 def _prompt_at(project: Project, request: Request, index: int,
@@ -336,7 +346,7 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
         return Outcome("rollback", prompt_id, environment, target["version"], entry["version"],
                        target.get("evidence")), target
 
-    return _record(root, change, None, commit)
+    return _record(root, environment, prompt_id, change, None, commit)
 
 
 def _check_snapshot(lock: store.Lock, prompt_id: str, version: str) -> None:
@@ -346,24 +356,29 @@ def _check_snapshot(lock: store.Lock, prompt_id: str, version: str) -> None:
         raise ReleaseError(f"cannot roll back to {version}: {exc}") from None
 
 
-# --- writing, all or nothing ------------------------------------------------------------------------
+# --- writing: snapshot, lock, audit line -----------------------------------------------------------
 
-def _record(root: Path, change: Callable[[store.Lock], tuple[Outcome, dict[str, Any]]],
+def _record(root: Path, environment: str, prompt_id: str,
+            change: Callable[[store.Lock], tuple[Outcome, dict[str, Any]]],
             snapshot: dict[str, Any] | None, commit: bool) -> Outcome:
-    """Under the mutex: re-read the lock, apply ``change``, write snapshot, lock and audit line, all or nothing."""
+    """Under the mutex: re-read the lock, append an audit line an earlier run was killed before writing, apply
+    ``change``, and write what it asks for (see ``_write_all``)."""
     try:
         with store.exclusive(root):
             lock = read_lock(root)
+            completed = _complete_audit(root, lock, environment, prompt_id)
             outcome, entry = change(lock)
+            outcome.notes += completed
             if outcome.action == "unchanged":
                 return outcome
+            before = lock.path.read_text(encoding="utf-8") if lock.path.exists() else None
             lock.environments.setdefault(outcome.environment, {})[outcome.prompt_id] = entry
-            _write_all(root, lock, outcome, entry, snapshot)
+            _write_all(root, lock, before, outcome, entry, snapshot)
             if commit:
                 outcome.committed = _git_commit(root, outcome)
             return outcome
-    except store.LockError as exc:
-        raise ReleaseError(str(exc)) from None
+    except store.LockError as exc:  # raised before anything is written
+        raise ReleaseError(f"{exc}; nothing was changed") from None
 
 
 def _recheck_order(lock: store.Lock, spec: PromptSpec, previous_env: str | None) -> None:
@@ -382,26 +397,97 @@ def _history(current: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [previous, *(current.get("history") or [])][:store.HISTORY_KEPT]
 
 
-def _write_all(root: Path, lock: store.Lock, outcome: Outcome, entry: dict[str, Any],
+def _write_all(root: Path, lock: store.Lock, before: str | None, outcome: Outcome, entry: dict[str, Any],
                snapshot: dict[str, Any] | None) -> None:
-    """Snapshot, then audit line, then the lock (the commit point); on any failure, undo what was done."""
+    """The snapshot, then the lock (the commit point, replaced atomically), then the audit line.
+
+    An error or Ctrl-C takes back what was written (``before`` is the lock's text, None when there was none).
+    A kill cannot, and leaves at most a snapshot no entry names (harmless: written once, never changed) or,
+    after the lock, the audit line out, which the next promote or rollback of this prompt and environment
+    appends (``_complete_audit``): the lock and history never disagree for long, and no promotion is
+    recorded twice.
+    """
     audit = root / store.AUDIT_LOG
     created: Path | None = None
-    size: int | None = None
+    locked = False
     try:
         created = store.write_snapshot(lock.releases_dir, snapshot) if snapshot else None
-        size = store.append_audit(audit, _audit_record(outcome, entry))
         store.write_atomic(lock.path, store.dump_lock(lock.data))
-    except BaseException as exc:  # Ctrl-C included: never an audit line or a snapshot without the lock
-        if size is not None:
-            store.take_back_audit(audit, size)
-        if created is not None:
-            created.unlink()
+        locked = True
+        store.append_audit(audit, _audit_record(outcome, entry))
+    except BaseException as exc:  # Ctrl-C included: never a lock entry without its audit line, if we can help it
+        left = _take_back(lock.path, locked, before, created)
         if isinstance(exc, OSError):
-            raise ReleaseError(f"could not write the release ({exc}); nothing was changed") from None
+            raise ReleaseError(f"could not write the release ({exc}); {left or 'nothing was changed'}") from None
         raise
     outcome.written = [p for p in (created, lock.path, audit) if p is not None]
     outcome.files = [store.snapshot_path(lock.releases_dir, outcome.prompt_id, outcome.version), lock.path, audit]
+
+
+def _take_back(lock_path: Path, locked: bool, before: str | None, created: Path | None) -> str | None:
+    """Undo a write that failed half-way: the snapshot created, and the lock, if it was replaced, back to
+    ``before`` (None: there was none). None when done, else what is left and how it gets completed."""
+    if created is not None:
+        with contextlib.suppress(OSError):  # left behind, it is harmless: no entry names it, and it never changes
+            created.unlink()
+    try:
+        if locked and before is None:
+            lock_path.unlink()
+        elif locked and before is not None:
+            store.write_atomic(lock_path, before)
+    except OSError as exc:
+        return (f"the lock could not be put back either ({exc}): it holds the new version and the audit log does "
+                "not yet; run the same command again to complete the audit log")
+    return None
+
+
+def complete_audit(root: Path, environment: str, prompt_id: str) -> list[str]:
+    """Append the audit line a killed promotion or rollback of ``prompt_id`` in ``environment`` left out; notes
+    saying what was appended. Checks without the mutex first: with nothing to complete, nothing is written
+    (a read-only checkout is fine)."""
+    if _missing_audit(root, read_lock(root), environment, prompt_id) is None:
+        return []
+    try:
+        with store.exclusive(root):
+            return _complete_audit(root, read_lock(root), environment, prompt_id)
+    except store.LockError as exc:
+        raise ReleaseError(f"{exc}; nothing was changed") from None
+
+
+def _complete_audit(root: Path, lock: store.Lock, environment: str, prompt_id: str) -> list[str]:
+    """Under the mutex: append the missing audit line, if any (see ``_missing_audit``)."""
+    record = _missing_audit(root, lock, environment, prompt_id)
+    if record is None:
+        return []
+    try:
+        store.append_audit(root / store.AUDIT_LOG, record)
+    except OSError as exc:
+        raise ReleaseError(f"{store.AUDIT_LOG} lacks the record of {environment} moving to '{prompt_id}' "
+                           f"{record['version']} (a run was stopped before writing it), and it cannot be appended: "
+                           f"{exc}") from None
+    return [f"{store.AUDIT_LOG}: recorded {record['action']} of '{prompt_id}' {record['version']} in {environment} "
+            f"at {record['at']}, which a run stopped before writing"]
+
+
+# The audit record that describes a lock entry: record key -> entry key.
+_RECORDS_ENTRY = {"version": "version", "action": "action", "at": "promoted_at", "by": "promoted_by",
+                  "commit": "commit"}
+
+
+def _missing_audit(root: Path, lock: store.Lock, environment: str, prompt_id: str) -> dict[str, Any] | None:
+    """The audit record of the release ``environment`` holds for ``prompt_id``, when the log's last record for
+    them is not it: the lock is written first and the line last, so a run killed in between leaves it out."""
+    entry = lock.entry(environment, prompt_id)
+    if entry is None:
+        return None
+    records = [r for r in store.read_audit(root / store.AUDIT_LOG, store.AUDIT_LOG)
+               if r.get("environment") == environment and r.get("prompt") == prompt_id]
+    last = records[-1] if records else None
+    if last is not None and all(last.get(key) == entry.get(field) for key, field in _RECORDS_ENTRY.items()):
+        return None
+    # What the environment held before is what the log last recorded for it.
+    outcome = Outcome(entry["action"], prompt_id, environment, entry["version"], last.get("version") if last else None)
+    return {**_audit_record(outcome, entry), "recovered": True}
 
 
 def _audit_record(outcome: Outcome, entry: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,14 @@
-"""`promptops status` and `promptops history`: what each environment holds, and how it got there."""
+"""`promptops status` and `promptops history`: what each environment holds, and how it got there.
+
+Status reads every release snapshot the lock names, as ``promptops.load`` and lint's PO131 do: a
+snapshot that is missing, or no longer hashes to its version, is what an app would fail to load
+(or load unreviewed), so it is marked and makes `promptops status` exit 1.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +16,7 @@ from promptops.config import Workspace
 from promptops.release import store
 
 CURRENT, BEHIND, REMOVED = "current", "behind", "removed"
+SNAPSHOT_OK, SNAPSHOT_MISSING, SNAPSHOT_ALTERED = "ok", "missing", "altered"
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,8 @@ class Cell:
     promoted_at: str
     promoted_by: str
     forced: bool
+    snapshot: str = SNAPSHOT_OK  # missing, or altered (edited, unreadable, or another prompt's): not what was promoted
+    snapshot_problem: str | None = None  # why, naming the file
 
 
 @dataclass(frozen=True)
@@ -32,13 +41,45 @@ def status(workspace: Workspace, lock: store.Lock) -> list[Row]:
     """A row per prompt at head or in the lock, a cell per environment of promptops.yaml (and of the lock)."""
     environments = environment_order(workspace, lock)
     ids = sorted(set(workspace.prompts) | {pid for held in lock.environments.values() for pid in held})
+    checked = _Snapshots(lock)
     rows = []
     for prompt_id in ids:
         spec = workspace.prompts.get(prompt_id)
         head = spec.version if spec else None
-        cells = {env: _cell(lock.entry(env, prompt_id), head) for env in environments}
+        cells = {env: _cell(lock.entry(env, prompt_id), head, prompt_id, checked) for env in environments}
         rows.append(Row(prompt_id, head, cells))
     return rows
+
+
+def snapshot_problems(lock: store.Lock) -> list[str]:
+    """Every release the lock names, held now or kept for rollback, whose snapshot is missing or altered."""
+    checked = _Snapshots(lock)
+    problems = []
+    for environment, held in sorted(lock.environments.items()):
+        for prompt_id, entry in sorted(held.items()):
+            for where, release in (("", entry), *((" (history)", old) for old in entry.get("history") or [])):
+                _, problem = checked.state(prompt_id, release["version"])
+                if problem:
+                    problems.append(f"{environment}/{prompt_id}{where}: {problem}")
+    return problems
+
+
+class _Snapshots:
+    """Each snapshot read and hashed once, however many environments hold its version."""
+
+    def __init__(self, lock: store.Lock) -> None:
+        self.lock = lock
+        self.seen: dict[tuple[str, str], tuple[str, str | None]] = {}
+
+    def state(self, prompt_id: str, version: str) -> tuple[str, str | None]:
+        key = (prompt_id, version)
+        if key not in self.seen:
+            path = store.snapshot_path(self.lock.releases_dir, prompt_id, version)
+            shown = os.path.relpath(path, self.lock.path.parent)
+            _, problem = store.snapshot_problem(path, prompt_id, version, shown)
+            state = SNAPSHOT_OK if problem is None else SNAPSHOT_MISSING if not path.exists() else SNAPSHOT_ALTERED
+            self.seen[key] = (state, problem)
+        return self.seen[key]
 
 
 def environment_order(workspace: Workspace, lock: store.Lock) -> list[str]:
@@ -46,15 +87,18 @@ def environment_order(workspace: Workspace, lock: store.Lock) -> list[str]:
     return configured + sorted(env for env in lock.environments if env not in configured)
 
 
-def _cell(entry: dict[str, Any] | None, head: str | None) -> Cell | None:
+def _cell(entry: dict[str, Any] | None, head: str | None, prompt_id: str, checked: _Snapshots) -> Cell | None:
     if entry is None:
         return None
     state = REMOVED if head is None else CURRENT if entry["version"] == head else BEHIND
-    return Cell(entry["version"], state, entry["promoted_at"], entry["promoted_by"], bool(entry.get("forced")))
+    snapshot, problem = checked.state(prompt_id, entry["version"])
+    return Cell(entry["version"], state, entry["promoted_at"], entry["promoted_by"], bool(entry.get("forced")),
+                snapshot, problem)
 
 
-def render_text(rows: list[Row], environments: list[str]) -> str:
-    """A plain table: the head's version, then per environment the version held and how it stands."""
+def render_text(rows: list[Row], environments: list[str], problems: list[str]) -> str:
+    """A plain table: the head's version, then per environment the version held and how it stands; then every
+    release whose snapshot is missing or altered."""
     header = ["prompt", "head", *environments]
     table = [header]
     for row in rows:
@@ -63,6 +107,9 @@ def render_text(rows: list[Row], environments: list[str]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lagging = sum(cell is not None and cell.state != CURRENT for row in rows for cell in row.cells.values())
     footer = f"\n{len(rows)} prompt(s); {lagging} environment entr{'y' if lagging == 1 else 'ies'} behind head or removed."
+    if problems:
+        footer += (f"\n{len(problems)} release snapshot(s) missing or altered (apps cannot load them as promoted; "
+                   "restore them from git):" + "".join(f"\n  {problem}" for problem in problems))
     return "\n".join(lines) + "\n" + (footer + "\n" if rows else "no prompts and nothing promoted yet\n")
 
 
@@ -70,13 +117,15 @@ def _describe(cell: Cell | None) -> str:
     if cell is None:
         return "-"
     marks = {CURRENT: "", BEHIND: " (behind)", REMOVED: " (removed)"}[cell.state]
-    return f"{cell.version}{marks}{' (forced)' if cell.forced else ''}"
+    broken = "" if cell.snapshot == SNAPSHOT_OK else f" (snapshot {cell.snapshot})"
+    return f"{cell.version}{marks}{' (forced)' if cell.forced else ''}{broken}"
 
 
-def render_json(rows: list[Row], environments: list[str]) -> str:
+def render_json(rows: list[Row], environments: list[str], problems: list[str]) -> str:
     document = {
         "schema_version": 1,
         "environments": environments,
+        "snapshot_problems": problems,
         "prompts": [{"id": row.prompt_id, "head": row.head,
                      "environments": {env: (None if cell is None else cell.__dict__) for env, cell in row.cells.items()}}
                     for row in rows],

@@ -16,6 +16,7 @@ file atomically, so two promotions at once never lose each other's entry.
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import json
 import os
@@ -191,42 +192,44 @@ def write_snapshot(releases_dir: Path, snapshot: dict[str, Any]) -> Path | None:
 
 # --- audit log -----------------------------------------------------------------------------------
 
-def append_audit(path: Path, record: dict[str, Any]) -> int:
-    """Append one JSON line (O_APPEND); return the log's size before, so a failed promotion can take it back."""
+def append_audit(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line (O_APPEND), whole or not at all: a line cut short by a full disk is taken back
+    (under the mutex nobody else appended since), so the log always parses."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         before = os.fstat(descriptor).st_size
-        os.write(descriptor, line)
-        os.fsync(descriptor)
+        try:
+            if os.write(descriptor, line) != len(line):
+                raise OSError(errno.ENOSPC, "the line was cut short", str(path))
+            os.fsync(descriptor)
+        except BaseException:
+            os.ftruncate(descriptor, before)
+            raise
     finally:
         os.close(descriptor)
-    return before
-
-
-def take_back_audit(path: Path, size: int) -> None:
-    """Undo our own append (under the mutex nobody else appended since)."""
-    with open(path, "r+b") as handle:
-        handle.truncate(size)
 
 
 def read_audit(path: Path, display: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise LockError(f"{display}:{number}: not a JSON line ({exc.msg}); the audit log is written "
-                                "only by promptops") from None
-            if not isinstance(record, dict):
-                raise LockError(f"{display}:{number}: not a JSON object")
-            records.append(record)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")  # not splitlines: U+2028 is text
+    except OSError as exc:
+        raise LockError(f"{display} cannot be read: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise LockError(f"{display}:{number}: not a JSON line ({exc.msg}); the audit log is written "
+                            "only by promptops") from None
+        if not isinstance(record, dict):
+            raise LockError(f"{display}:{number}: not a JSON object")
+        records.append(record)
     return records
 
 
@@ -260,9 +263,15 @@ def exclusive(root: Path, timeout_s: float = MUTEX_TIMEOUT_S) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     mutex = root / MUTEX
-    mutex.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(str(mutex), timeout=timeout_s):
-            yield
+        mutex.parent.mkdir(parents=True, exist_ok=True)
+        held = FileLock(str(mutex), timeout=timeout_s)
+        held.acquire()
     except Timeout:
         raise LockError(f"another promotion has held {mutex} for {timeout_s:g} s; try again when it ends") from None
+    except OSError as exc:  # a read-only checkout: nothing can be recorded there
+        raise LockError(f"cannot take the lock {mutex}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        held.release()
