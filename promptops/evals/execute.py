@@ -16,6 +16,7 @@ from promptops.evals.assertions import Answer, Outcome
 from promptops.evals.runner import CallEngine, CallOutcome, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, plan_side
 from promptops.evals.workers import WorkerPool, worker_count
+from promptops.modelparams import refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
 from promptops.templating import TemplateError, render
@@ -153,10 +154,17 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
         starter = _WorkerStarter(path, settings, catalog, options.workers)
         sides = []
         for suite in chosen:
+            refused = _refused(head, suite.prompt)
+            if refused:  # nothing planned, nothing sent, no case passes: lint says why (PO604, PO605)
+                sides.append((suite, _not_run(suite, refused), None))
+                continue
             head_side = starter.planned(plan_side(suite, head, cache, options.repeat, options.shard))
+            base_refused = _refused(base, suite.prompt) if options.compare else None
+            if base_refused:
+                skipped.append(f"{suite.name}: not run at base: {base_refused}")
             # The head's cases and assertions against the base's prompt: the same test on both sides.
             base_side = (starter.planned(plan_side(suite, base, cache, options.repeat, options.shard))
-                         if options.compare and suite.prompt in base.prompts else None)
+                         if options.compare and suite.prompt in base.prompts and not base_refused else None)
             sides.append((suite, head_side, base_side))
         expect = getattr(progress, "expect", None)
         if expect is not None:
@@ -176,6 +184,26 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
         results.append(compare(base_run, head_run, {**gates_default, **suite.gates}))
         skipped.extend(f"{suite.name}: {problem}" for problem in head_run.problems)
     return results, skipped
+
+
+def _not_run(suite: EvalSuiteSpec, why: str) -> Side:
+    """A side that makes no call and has no case, saying why (as plan_side does for a prompt that is missing)."""
+    side = Side(suite, None, SuiteRun(suite.name, suite.prompt, "", ""), 0)
+    side.run.problems.append(f"not run: {why}")
+    return side
+
+
+def _refused(workspace: Workspace, prompt_id: str) -> str | None:
+    """Why the prompt's calls must not be sent (model params off the allowlist, a URL for a model), with its file."""
+    spec = workspace.prompts.get(prompt_id)
+    why = refusal(spec.model, spec.params) if spec is not None else None
+    if spec is None or why is None:
+        return None
+    keys = [key for key, _ in refused_extra(spec.params)]
+    where = ("model", "params", "extra", keys[0]) if keys and keys[0] in (spec.params.get("extra") or {}) \
+        else ("model", "name")
+    line, col = spec.source.where(where, key=len(where) == 4)
+    return f"{spec.source.display}:{line}:{col}: {why}"
 
 
 async def _execute(side: Side, workspace: Workspace, cache: ResultCache, settings: RunSettings,

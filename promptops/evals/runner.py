@@ -27,10 +27,8 @@ from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
+from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal
 from promptops.models import ModelCatalog
-
-# Parameters a prompt file may set that are not passed to the provider as they are.
-_OWN_PARAMS = frozenset({"timeout_s", "extra"})
 
 T = TypeVar("T")
 
@@ -142,6 +140,9 @@ def import_litellm() -> Any:
     """litellm, imported without its network fetch of the price map and without banners on stdout."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
+    # Else the import loads a .env file from the folders above litellm's own (a virtualenv inside the checkout
+    # finds the pull request's .env): endpoints and keys come from the workflow's environment, not the head's files.
+    os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
     if "litellm" not in sys.modules:
         # The import makes a great many objects: collecting while it runs costs a tenth of its time, and
         # freezing them afterwards spares every later collection (one per few calls) a pass over them.
@@ -322,6 +323,9 @@ class LocalCaller:
         return None
 
     async def call(self, call: Call) -> CallOutcome:
+        refused = refusal(call.model, call.params)
+        if refused:  # never attempted: not made without the keys, nor made where they point
+            return CallOutcome(call, None, error=f"not sent: {refused}")
         outcome = await self._with_retries(call)
         if outcome.error is None:
             self.writes.add(to_cached(outcome))
@@ -383,7 +387,15 @@ class LocalCaller:
 
 
 def provider_params(params: dict[str, Any]) -> dict[str, Any]:
-    """A prompt's model params as litellm takes them: ``extra`` spread in, ``timeout_s`` as ``timeout``."""
+    """A prompt's model params as litellm takes them: ``extra`` spread in, ``timeout_s`` as ``timeout``.
+
+    Only the allowlist passes (``promptops.modelparams``): raises RefusedParams, naming every other
+    key, rather than drop it (the call would then run unlike the prompt says) or pass it (it could
+    send the request and its key elsewhere, fake the answer, or change its price).
+    """
+    refused = refusal("", params)
+    if refused:
+        raise RefusedParams(refused)
     passed = {k: v for k, v in params.items() if k not in _OWN_PARAMS}
     passed.update(params.get("extra") or {})
     if params.get("timeout_s"):
