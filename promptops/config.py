@@ -7,11 +7,11 @@ whole (render now; cost, eval and promote later) start from here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from promptops.discover import discover, excluded, project_root
-from promptops.findings import Finding
+from promptops.discover import discover, escapes, excluded, project_root
+from promptops.findings import Finding, Severity
 from promptops.loader import Loader
 from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
 
@@ -43,7 +43,8 @@ def load_workspace(
     candidates: list[Path] | None = None,
     label: str = "",
 ) -> Workspace:
-    """Every spec of the project around ``start``; raises ConfigError for a broken promptops.yaml.
+    """Every spec of the project around ``start``; raises ConfigError for a broken promptops.yaml, or one
+    whose paths lead out of the project.
 
     By default files come from the work tree; gitrefs passes a commit's files,
     its root and config, and the candidate spec files instead.
@@ -57,6 +58,11 @@ def load_workspace(
         if loaded.findings:
             raise ConfigError(loaded.findings)
         config = loaded.spec  # type: ignore[assignment]
+    from promptops.evals.cache import DEFAULT_PATH  # here, not on lint's import path
+
+    problems = path_problems(config, default_cache=DEFAULT_PATH)
+    if problems:
+        raise ConfigError(problems)
     workspace = Workspace(config=config, label=label)
     exclude = config.section("paths").get("exclude") or []
     include = [root / p for p in config.section("paths").get("include") or []]
@@ -82,3 +88,40 @@ def load_workspace(
 
 def _under_any(path: Path, folders: list[Path]) -> bool:
     return any(path.is_relative_to(folder) for folder in folders)
+
+
+def path_problems(config: ProjectConfig, default_cache: str | None = None) -> list[Finding]:
+    """Paths in promptops.yaml that lead out of the project's folder, each a PO113 finding at its line.
+
+    ``paths.include: ['/']`` would walk the file system and ``eval.cache: /tmp/x.db`` write a database
+    anywhere. ``default_cache``, checked when eval.cache is not set, is for the commands that open
+    the cache: a committed symlink in its path would move it out too.
+    """
+    source = config.source
+    found: list[Finding] = []
+
+    def problem(path: tuple[Any, ...], message: str) -> None:
+        line, col = source.where(path) if source is not None else (1, 1)
+        found.append(Finding(source.display if source else str(config.root), line, col, "PO113", message,
+                             Severity.ERROR))
+
+    paths = config.section("paths")
+    for index, folder in enumerate(paths.get("include") or []):
+        why = escapes(config.root, folder)
+        if why:
+            problem(("paths", "include", index), f"paths.include[{index}]: '{folder}' {why}; list folders "
+                                                 "inside the project (relative to promptops.yaml)")
+    for index, pattern in enumerate(paths.get("exclude") or []):
+        if PurePosixPath(pattern).is_absolute() or ".." in PurePosixPath(pattern).parts:
+            problem(("paths", "exclude", index), f"paths.exclude[{index}]: '{pattern}' points out of the project; "
+                                                 "patterns are relative to promptops.yaml")
+    configured = config.section("eval").get("cache")
+    cache = configured or default_cache
+    if cache:
+        why = escapes(config.root, cache) or ("is inside .git" if ".git" in PurePosixPath(cache).parts else None)
+        if why:
+            where = ("eval", "cache") if configured else ("eval",) if config.section("eval") else ()
+            what = "eval.cache" if configured else "the eval cache's default path"
+            problem(where, f"{what}: '{cache}' {why}; the cache must sit inside the project "
+                           "(--cache FILE takes any path)")
+    return found

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from promptops.config import path_problems
 from promptops.discover import discover, excluded, find_config, git_toplevel
 from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import Project
@@ -82,6 +83,11 @@ def _lint_project(
             run.config_errors.extend(config_loaded.findings)
             return
         config = config_loaded.spec  # type: ignore[assignment]
+        outside = path_problems(config)
+        if outside:
+            run.files += 1
+            run.config_errors.extend(outside)
+            return
     settings = _Settings(config, cwd)
     if settings.problems:
         run.files += 1
