@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from promptops.config import Workspace
+from promptops.config import Workspace, guarded_by
 from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals import judges
@@ -145,6 +145,8 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     last; a big run spreads them over worker processes, a small or cached one stays here.
     """
     chosen, skipped = select_suites(base if options.compare else None, head, options)
+    if options.compare:  # the cache, the bounds and the spend: the base's settings, not the change's (SECURITY.md, 1)
+        head = replace(head, config=guarded_by(head.config, base.config))
     config = head.config
     path = options.cache or cache_path(config.root, config.section("eval").get("cache"))
     settings = settings_for(head, options)
