@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
-from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal
+from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
 
 T = TypeVar("T")
@@ -393,9 +393,9 @@ def provider_params(params: dict[str, Any]) -> dict[str, Any]:
     key, rather than drop it (the call would then run unlike the prompt says) or pass it (it could
     send the request and its key elsewhere, fake the answer, or change its price).
     """
-    refused = refusal("", params)
+    refused = refused_extra(params)
     if refused:
-        raise RefusedParams(refused)
+        raise RefusedParams("; ".join(why for _, why in refused))
     passed = {k: v for k, v in params.items() if k not in _OWN_PARAMS}
     passed.update(params.get("extra") or {})
     if params.get("timeout_s"):
