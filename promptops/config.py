@@ -6,14 +6,19 @@ whole (render now; cost, eval and promote later) start from here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from promptops.discover import discover, excluded, project_root
-from promptops.findings import Finding
+from promptops.discover import discover, escapes, excluded, project_root
+from promptops.findings import Finding, Severity
 from promptops.loader import Loader
 from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
+
+# Settings that guard the run rather than describe the prompts: what a template may spend (render limits),
+# which files are read (paths), where the cache is written and how many calls, how long, at what cost (eval).
+# In a pull-request check they come from the base ref: the head's promptops.yaml is the author's.
+GUARDS: tuple[tuple[str, str | None], ...] = (("lint", "render_limits"), ("paths", None), ("eval", None))
 
 
 class ConfigError(Exception):
@@ -42,11 +47,15 @@ def load_workspace(
     config_path: Path | None = None,
     candidates: list[Path] | None = None,
     label: str = "",
+    trusted: ProjectConfig | None = None,
 ) -> Workspace:
-    """Every spec of the project around ``start``; raises ConfigError for a broken promptops.yaml.
+    """Every spec of the project around ``start``; raises ConfigError for a broken promptops.yaml, or one
+    whose paths lead out of the project.
 
     By default files come from the work tree; gitrefs passes a commit's files,
-    its root and config, and the candidate spec files instead.
+    its root and config, and the candidate spec files instead. ``trusted`` (the
+    base ref's config, in a pull-request check) supplies the settings that guard
+    the run, whatever this promptops.yaml says (``guarded_by``).
     """
     if root is None:
         root, config_path = project_root(start)
@@ -57,6 +66,13 @@ def load_workspace(
         if loaded.findings:
             raise ConfigError(loaded.findings)
         config = loaded.spec  # type: ignore[assignment]
+    from promptops.evals.cache import DEFAULT_PATH  # here, not on lint's import path
+
+    problems = path_problems(config, default_cache=DEFAULT_PATH)
+    if problems:
+        raise ConfigError(problems)
+    if trusted is not None:
+        config = guarded_by(config, trusted)
     workspace = Workspace(config=config, label=label)
     exclude = config.section("paths").get("exclude") or []
     include = [root / p for p in config.section("paths").get("include") or []]
@@ -82,3 +98,57 @@ def load_workspace(
 
 def _under_any(path: Path, folders: list[Path]) -> bool:
     return any(path.is_relative_to(folder) for folder in folders)
+
+
+def guarded_by(config: ProjectConfig, trusted: ProjectConfig) -> ProjectConfig:
+    """``config`` with every setting in GUARDS as ``trusted`` has it (absent there: the default)."""
+    raw = dict(config.raw)
+    for section, key in GUARDS:
+        if key is None:
+            value = trusted.raw.get(section)
+        else:
+            value = {k: v for k, v in config.section(section).items() if k != key}
+            if key in trusted.section(section):
+                value[key] = trusted.section(section)[key]
+        if value:
+            raw[section] = value
+        else:
+            raw.pop(section, None)
+    return replace(config, raw=raw)
+
+
+def path_problems(config: ProjectConfig, default_cache: str | None = None) -> list[Finding]:
+    """Paths in promptops.yaml that lead out of the project's folder, each a PO113 finding at its line.
+
+    ``paths.include: ['/']`` would walk the file system and ``eval.cache: /tmp/x.db`` write a database
+    anywhere. ``default_cache``, checked when eval.cache is not set, is for the commands that open
+    the cache: a committed symlink in its path would move it out too.
+    """
+    source = config.source
+    found: list[Finding] = []
+
+    def problem(path: tuple[Any, ...], message: str) -> None:
+        line, col = source.where(path) if source is not None else (1, 1)
+        found.append(Finding(source.display if source else str(config.root), line, col, "PO113", message,
+                             Severity.ERROR))
+
+    paths = config.section("paths")
+    for index, folder in enumerate(paths.get("include") or []):
+        why = escapes(config.root, folder)
+        if why:
+            problem(("paths", "include", index), f"paths.include[{index}]: '{folder}' {why}; list folders "
+                                                 "inside the project (relative to promptops.yaml)")
+    for index, pattern in enumerate(paths.get("exclude") or []):
+        if PurePosixPath(pattern).is_absolute() or ".." in PurePosixPath(pattern).parts:
+            problem(("paths", "exclude", index), f"paths.exclude[{index}]: '{pattern}' points out of the project; "
+                                                 "patterns are relative to promptops.yaml")
+    configured = config.section("eval").get("cache")
+    cache = configured or default_cache
+    if cache:
+        why = escapes(config.root, cache) or ("is inside .git" if ".git" in PurePosixPath(cache).parts else None)
+        if why:
+            where = ("eval", "cache") if configured else ("eval",) if config.section("eval") else ()
+            what = "eval.cache" if configured else "the eval cache's default path"
+            problem(where, f"{what}: '{cache}' {why}; the cache must sit inside the project "
+                           "(--cache FILE takes any path)")
+    return found

@@ -45,6 +45,23 @@ def project_root(start: Path) -> tuple[Path, Path | None]:
     return (git_toplevel(start) or start.resolve()), None
 
 
+def escapes(root: Path, relative: str) -> str | None:
+    """How ``relative`` (a path in promptops.yaml, from its folder) leads out of ``root``, or None if it stays in.
+
+    Symlinks are resolved on disk as far as the path exists, so a folder committed as a link to / is
+    caught as surely as '..' or an absolute path.
+    """
+    real_root = Path(os.path.realpath(root))
+    if Path(relative).is_absolute():
+        return "is an absolute path"
+    if not Path(os.path.normpath(real_root / relative)).is_relative_to(real_root):
+        return "leads out of the project with '..'"
+    real = Path(os.path.realpath(real_root / relative))
+    if not real.is_relative_to(real_root):
+        return f"leads out of the project through a symlink (to {real})"
+    return None
+
+
 def discover(root: Path, paths: Iterable[Path] = (), exclude: Iterable[str] = ()) -> list[Path]:
     """Spec files under ``paths`` (default: the root), sorted, without what should be skipped.
 

@@ -18,7 +18,7 @@ from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.discover import SKIPPED_DIRS, project_root
 from promptops.findings import Finding, Severity
 from promptops.loader import MAX_DATASET_BYTES, MAX_FILE_BYTES, decode_text
-from promptops.specs import CONFIG_NAME, kind_of
+from promptops.specs import CONFIG_NAME, ProjectConfig, kind_of
 
 WORKING_TREE = "working tree"
 
@@ -246,10 +246,13 @@ def _missing_history(repo: Any, ref: str, what: str) -> str:
     return f"{message}. Fetch it (`git fetch origin {branch}`) or pass --base REF"
 
 
-def snapshot(repo: Any, ref: Ref, start: Path) -> Workspace:
-    """The project around ``start`` as it is at ``ref``; a ref without promptops.yaml gets defaults."""
+def snapshot(repo: Any, ref: Ref, start: Path, trusted: ProjectConfig | None = None) -> Workspace:
+    """The project around ``start`` as it is at ``ref``; a ref without promptops.yaml gets defaults.
+
+    ``trusted``: the base ref's config, whose settings that guard the run win (``config.guarded_by``).
+    """
     if ref.tree is None:
-        return load_workspace(start)
+        return load_workspace(start, trusted=trusted)
     repo_root = Path(repo.working_tree_dir).resolve()
     root, config_path = project_root(start)
     tree = GitTree(repo_root, ref.tree, ref.name)
@@ -257,6 +260,6 @@ def snapshot(repo: Any, ref: Ref, start: Path) -> Workspace:
         config_path = None  # the project had no promptops.yaml then
     try:
         return load_workspace(start, files=tree, root=root, config_path=config_path,
-                              candidates=tree.spec_files(root), label=ref.name)
+                              candidates=tree.spec_files(root), label=ref.name, trusted=trusted)
     except ConfigError as exc:
         raise RefError(f"{CONFIG_NAME} at {ref.name} is unusable:\n{exc}") from None

@@ -48,10 +48,12 @@ class RenderLimits:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "RenderLimits":
+        """promptops.yaml's lint.render_limits: each may lower its default, never raise it (the schema says so
+        too; this holds for a config that skipped it)."""
         return cls(
-            max_output_chars=int(section.get("max_output_chars", cls.max_output_chars)),
-            max_steps=int(section.get("max_loop_iterations", cls.max_steps)),
-            timeout_s=float(section.get("timeout_s", cls.timeout_s)),
+            max_output_chars=min(int(section.get("max_output_chars", cls.max_output_chars)), cls.max_output_chars),
+            max_steps=min(int(section.get("max_loop_iterations", cls.max_steps)), cls.max_steps),
+            timeout_s=min(float(section.get("timeout_s", cls.timeout_s)), cls.timeout_s),
         )
 
 

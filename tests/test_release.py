@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from conftest import git, git_env
 from test_eval_command import COUNTRIES, PROMPT, SUITE, stub
 from promptops import resources
+from promptops.evals.cache import ResultCache
 from promptops.release import store
 from promptops.specs import content_version
 from promptops.testing import StubServer
@@ -46,7 +47,23 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def configure(root: Path, cache: Path, extra: str = "", eval_extra: str = "") -> None:
-    (root / "promptops.yaml").write_text(f"eval: {{concurrency: 4, cache: '{cache}'{eval_extra}}}\n{extra}")
+    (root / "promptops.yaml").write_text(f"eval: {{concurrency: 4{eval_extra}}}\n{extra}")
+    share_cache(root, cache)
+
+
+def share_cache(root: Path, cache: Path) -> None:
+    """The module's one cache at the repository's default cache path, hard-linked (promptops.yaml may only name a
+    cache inside the repository; the repositories run one after another), and kept out of git as a project's
+    .gitignore would keep it."""
+    target = root / ".promptops" / "cache.db"
+    if target.exists():
+        return
+    with ResultCache(cache):  # created if new
+        pass
+    target.parent.mkdir(exist_ok=True)
+    os.link(cache, target)
+    with open(root / ".git" / "info" / "exclude", "a", encoding="utf-8") as exclude:
+        exclude.write(".promptops/cache.db*\n")
 
 
 def new_repo(root: Path, cache: Path) -> Path:

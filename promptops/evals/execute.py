@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from promptops.config import Workspace
+from promptops.config import Workspace, guarded_by
 from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals import judges, stats
 from promptops.evals.assertions import Answer, Outcome
@@ -15,6 +15,7 @@ from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals.runner import CallEngine, CallOutcome, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
 from promptops.evals.workers import WorkerPool, worker_count
+from promptops.modelparams import refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
 from promptops.templating import TemplateError, render
@@ -148,6 +149,8 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     more times a side, through the same engine and budget.
     """
     chosen, skipped = select_suites(base if options.compare else None, head, options)
+    if options.compare:  # the cache, the bounds and the spend: the base's settings, not the change's (SECURITY.md, 1)
+        head = replace(head, config=guarded_by(head.config, base.config))
     config = head.config
     path = options.cache or cache_path(config.root, config.section("eval").get("cache"))
     settings = settings_for(head, options)
@@ -157,10 +160,17 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
         starter = _WorkerStarter(path, settings, catalog, options.workers)
         plans = []
         for suite in chosen:
+            refused = _refused(head, suite.prompt)
+            if refused:  # nothing planned, nothing sent, no case passes: lint says why (PO604, PO605)
+                plans.append(_SuitePlan(suite, 0, _not_run(suite, refused), None))
+                continue
             head_side = starter.planned(plan_side(suite, head, cache, options.repeat, options.shard))
+            base_refused = _refused(base, suite.prompt) if options.compare else None
+            if base_refused:
+                skipped.append(f"{suite.name}: not run at base: {base_refused}")
             # The head's cases and assertions against the base's prompt: the same test on both sides.
             base_side = (starter.planned(plan_side(suite, base, cache, options.repeat, options.shard))
-                         if options.compare and suite.prompt in base.prompts else None)
+                         if options.compare and suite.prompt in base.prompts and not base_refused else None)
             plans.append(_SuitePlan(suite, suite_confirm(suite, head, options.confirm), head_side, base_side))
         expected = _Expected(progress)
         async with CallEngine(cache, settings, catalog, starter.pool) as engine:
@@ -241,6 +251,26 @@ async def _run_sides(engine: CallEngine, sides: list[tuple[Side, Workspace]], ca
     judged = replace(settings, engine=engine)
     return await execute_sides([(side, judge_for(workspace, cache, judged)) for side, workspace in sides], engine,
                                expected.progress)
+
+
+def _not_run(suite: EvalSuiteSpec, why: str) -> Side:
+    """A side that makes no call and has no case, saying why (as plan_side does for a prompt that is missing)."""
+    side = Side(suite, None, SuiteRun(suite.name, suite.prompt, "", ""), range(0))
+    side.run.problems.append(f"not run: {why}")
+    return side
+
+
+def _refused(workspace: Workspace, prompt_id: str) -> str | None:
+    """Why the prompt's calls must not be sent (model params off the allowlist, a URL for a model), with its file."""
+    spec = workspace.prompts.get(prompt_id)
+    why = refusal(spec.model, spec.params) if spec is not None else None
+    if spec is None or why is None:
+        return None
+    keys = [key for key, _ in refused_extra(spec.params)]
+    where = ("model", "params", "extra", keys[0]) if keys and keys[0] in (spec.params.get("extra") or {}) \
+        else ("model", "name")
+    line, col = spec.source.where(where, key=len(where) == 4)
+    return f"{spec.source.display}:{line}:{col}: {why}"
 
 
 class _WorkerStarter:

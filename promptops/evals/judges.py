@@ -71,6 +71,7 @@ from promptops.evals.runner import (
     import_litellm,
     run_calls,
 )
+from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
 from promptops.report.safety import environment_redactor
 from promptops.templating import RenderLimits
@@ -383,6 +384,9 @@ class _Session:
         hit = self.cache.get(key)
         if hit is not None and hit.output is not None:
             return json.loads(hit.output)  # type: ignore[no-any-return]
+        refused = endpoint_in_model(model)
+        if refused:  # as the runner does for chat calls: never sent
+            return _failed(f"embedding call not sent: {refused}")
         litellm = import_litellm()
         self._check_credentials(litellm, model)
         started = time.perf_counter()

@@ -36,11 +36,9 @@ from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
+from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.report.safety import scrubbed
-
-# Parameters a prompt file may set that are not passed to the provider as they are.
-_OWN_PARAMS = frozenset({"timeout_s", "extra"})
 
 T = TypeVar("T")
 
@@ -55,6 +53,7 @@ class Failure(str, Enum):
     NO_ANSWER = "no answer"  # the model service failed after retries, or refused the request
     SPEND_CAP = "spend cap"  # not sent: it could have passed the spend cap
     NOT_RENDERED = "not rendered"  # not sent: the prompt does not render with the case's vars
+    REFUSED = "refused"  # not sent: model params off the allowlist, or a model name that is a URL (lint says so)
 
     @property
     def is_sample(self) -> bool:
@@ -167,6 +166,9 @@ def import_litellm() -> Any:
     """litellm, imported without its network fetch of the price map and without banners on stdout."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOG", "ERROR")
+    # Else the import loads a .env file from the folders above litellm's own (a virtualenv inside the checkout
+    # finds the pull request's .env): endpoints and keys come from the workflow's environment, not the head's files.
+    os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
     if "litellm" not in sys.modules:
         # The import makes a great many objects: collecting while it runs costs a tenth of its time, and
         # freezing them afterwards spares every later collection (one per few calls) a pass over them.
@@ -434,6 +436,9 @@ class LocalCaller:
 
     async def call(self, call: Call) -> CallOutcome:
         """The call's outcome, an answer only once it is stored; raises CacheError when it cannot be."""
+        refused = refusal(call.model, call.params)
+        if refused:  # never attempted: not made without the keys, nor made where they point
+            return CallOutcome(call, None, error=f"not sent: {refused}", failure=Failure.REFUSED)
         # A secret the model echoes, or a gateway quotes in an error, goes before the cache or a report sees it.
         outcome = scrubbed(await self._warmed_up(call), "output", "error")
         if outcome.error is None:
@@ -520,7 +525,15 @@ class LocalCaller:
 
 
 def provider_params(params: dict[str, Any]) -> dict[str, Any]:
-    """A prompt's model params as litellm takes them: ``extra`` spread in, ``timeout_s`` as ``timeout``."""
+    """A prompt's model params as litellm takes them: ``extra`` spread in, ``timeout_s`` as ``timeout``.
+
+    Only the allowlist passes (``promptops.modelparams``): raises RefusedParams, naming every other
+    key, rather than drop it (the call would then run unlike the prompt says) or pass it (it could
+    send the request and its key elsewhere, fake the answer, or change its price).
+    """
+    refused = refused_extra(params)
+    if refused:
+        raise RefusedParams("; ".join(why for _, why in refused))
     passed = {k: v for k, v in params.items() if k not in _OWN_PARAMS}
     passed.update(params.get("extra") or {})
     if params.get("timeout_s"):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from promptops.config import guarded_by, path_problems
 from promptops.discover import discover, excluded, find_config, git_toplevel
 from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import Project
@@ -32,11 +33,13 @@ class LintRun:
         return [f for f in self.findings if f.severity is Severity.ERROR]
 
 
-def lint(paths: Iterable[Path], cwd: Path | None = None) -> LintRun:
+def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig | None = None) -> LintRun:
     """Lint the given files and folders (default: the project around ``cwd``).
 
     Each file belongs to the project of the nearest promptops.yaml above it,
     so one call can lint several projects (a monorepo, or ``examples/``).
+    ``trusted``: the base ref's config in a pull-request check; its project
+    takes the settings that guard the run from it (``config.guarded_by``).
     """
     cwd = (cwd or Path.cwd()).resolve()
     load_rules()
@@ -45,7 +48,7 @@ def lint(paths: Iterable[Path], cwd: Path | None = None) -> LintRun:
     for config_path, files in _group_by_project(targets, cwd).items():
         root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
         whole = any(t.is_dir() and root.resolve().is_relative_to(t.resolve()) for t in targets)
-        _lint_project(config_path, root, files, whole, cwd, run)
+        _lint_project(config_path, root, files, whole, cwd, run, trusted)
     run.findings.sort()
     run.config_errors.sort()
     return run
@@ -69,7 +72,8 @@ def _nearest_config(folder: str) -> Path | None:
 
 
 def _lint_project(
-    config_path: Path | None, root: Path, files: list[Path], whole: bool, cwd: Path, run: LintRun
+    config_path: Path | None, root: Path, files: list[Path], whole: bool, cwd: Path, run: LintRun,
+    trusted: ProjectConfig | None = None,
 ) -> None:
     loader = Loader(root, display_base=cwd)
     config = ProjectConfig(root=root, raw={})
@@ -82,6 +86,13 @@ def _lint_project(
             run.config_errors.extend(config_loaded.findings)
             return
         config = config_loaded.spec  # type: ignore[assignment]
+        outside = path_problems(config)
+        if outside:
+            run.files += 1
+            run.config_errors.extend(outside)
+            return
+    if trusted is not None and trusted.root == config.root:
+        config = guarded_by(config, trusted)
     settings = _Settings(config, cwd)
     if settings.problems:
         run.files += 1

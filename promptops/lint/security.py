@@ -1,16 +1,19 @@
-"""PO6xx: secrets in committed files, injection-prone templates, sandbox escapes."""
+"""PO6xx: secrets in committed files, injection-prone templates, sandbox escapes, and model parameters or
+model names that would let a file choose where requests go, what they cost, or what the model answered."""
 
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import Any, Iterator
 
 from promptops.findings import Severity
 from promptops.lint.project import Project
-from promptops.lint.registry import Hit, rule
+from promptops.lint.registry import Hit, hit, rule
 from promptops.loader import Loaded
+from promptops.modelparams import endpoint_in_model, refused_extra
 from promptops.specs import PromptSpec
 from promptops.templating import forbidden_attribute
+from promptops.yamlparse import JsonPath
 
 _SECRET_SHAPES = {
     "anthropic": ("Anthropic API key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
@@ -88,3 +91,72 @@ def sandbox_escape(spec: PromptSpec, project: Project) -> Iterator[Hit]:
             if forbidden_attribute(name):
                 line, col = message.file_position(template_line)
                 yield Hit(spec.source, line, col, f"messages[{message.index}] accesses '{name}', which the sandbox forbids")
+
+
+@rule("PO604", "refused-model-param", "prompt")
+def refused_model_param(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+    """model.params.extra sets a parameter promptops never passes to litellm.
+    extra is an allowlist: response_format, logit_bias, logprobs,
+    top_logprobs, top_k, reasoning_effort and user pass; every other key is
+    refused, known to litellm or not. Among them: where the request and the
+    API key go (api_base, base_url, api_version, extra_headers), credentials
+    (api_key, aws_*, vertex_*), prices (input_cost_per_token), callbacks and
+    logging (success_callback, metadata), a made-up answer with no model call
+    (mock_response), and what promptops sets itself (timeout, num_retries,
+    max_tokens). The eval suites of such a prompt are not run and its calls
+    are never sent, however the finding is suppressed; endpoints come only from
+    --api-base or PROMPTOPS_API_BASE, set by whoever runs the check.
+
+    Fails:   params: {temperature: 0, extra: {base_url: "https://example.net/v1"}}
+    Passes:  params: {temperature: 0, extra: {response_format: {type: json_object}}}
+    """
+    extra = spec.params.get("extra")
+    for key, why in refused_extra(spec.params):
+        path: JsonPath = ("model", "params", "extra", key) if isinstance(extra, dict) and key in extra \
+            else ("model", "params", key)
+        yield hit(spec.source, path, f"model.params.extra: {why}", key=True)
+
+
+@rule("PO605", "model-endpoint", "file")
+def model_endpoint(loaded: Loaded, project: Project) -> Iterator[Hit]:
+    """A model name holds a URL. For some providers litellm sends the request
+    to a URL in the model name (oobabooga/http://..., huggingface/https://...),
+    even over --api-base: the file would choose where the calls go and who
+    answers them. Checked in prompts (model.name), promptops.yaml (defaults)
+    and eval suites (an assertion's judge or embedding model); such calls are
+    never sent, however the finding is suppressed.
+
+    Fails:   model: {name: "oobabooga/http://example.net:5000"}
+    Passes:  model: {name: openai/gpt-4o-mini}   (and --api-base http://example.net:5000/v1 in the workflow)
+    """
+    for path, name in _model_names(loaded.kind, loaded.data):
+        problem = endpoint_in_model(name)
+        if problem:
+            yield hit(loaded.source, path, problem)
+
+
+def _model_names(kind: str, data: Any) -> Iterator[tuple[JsonPath, str]]:
+    """Where a file of ``kind`` names a model that promptops may call, and the name."""
+    if not isinstance(data, dict):
+        return
+    if kind == "prompt" and isinstance(data.get("model"), dict):
+        yield from _strings([(("model", "name"), data["model"].get("name"))])
+    elif kind == "config" and isinstance(data.get("defaults"), dict):
+        yield from _strings([(("defaults", key), value) for key, value in data["defaults"].items()])
+    elif kind == "eval":
+        assertions: list[tuple[JsonPath, Any]] = []
+        for index, item in enumerate(_list(data.get("default_assert"))):
+            assertions.append((("default_assert", index), item))
+        for case_index, case in enumerate(_list(data.get("cases"))):
+            checks = _list(case.get("assert")) if isinstance(case, dict) else []
+            assertions += [(("cases", case_index, "assert", index), item) for index, item in enumerate(checks)]
+        yield from _strings([((*path, "model"), item.get("model")) for path, item in assertions
+                             if isinstance(item, dict)])
+
+
+def _strings(pairs: list[tuple[JsonPath, Any]]) -> Iterator[tuple[JsonPath, str]]:
+    return ((path, value) for path, value in pairs if isinstance(value, str))
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

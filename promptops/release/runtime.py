@@ -74,9 +74,17 @@ class Prompt:
 
     def _request(self, variables: Mapping[str, Any] | None, named: dict[str, Any]) -> dict[str, Any]:
         """litellm's arguments: keyword names the prompt declares as inputs are variables, the rest override
-        the call (temperature, api_base, timeout...)."""
-        from promptops.evals.runner import provider_params
+        the call (temperature, api_base, timeout...).
 
+        The overrides are the app's own code and pass as given; the prompt's params pass only through the
+        allowlist, and a model name holding a URL is refused: modelparams.RefusedParams, before any request.
+        """
+        from promptops.evals.runner import provider_params
+        from promptops.modelparams import RefusedParams, endpoint_in_model
+
+        refused = endpoint_in_model(self.model)
+        if refused:
+            raise RefusedParams(refused)
         declared = self.spec.declared_inputs
         values = {**(variables or {}), **{k: v for k, v in named.items() if k in declared}}
         overrides = {k: v for k, v in named.items() if k not in declared}
