@@ -60,20 +60,16 @@ def load_workspace(
     if root is None:
         root, config_path = project_root(start)
     loader = Loader(root, display_base=Path.cwd(), files=files)
-    config = ProjectConfig(root=root, raw={})
-    if config_path is not None:
-        loaded = loader.load(config_path)
-        if loaded.findings:
-            raise ConfigError(loaded.findings)
-        config = loaded.spec  # type: ignore[assignment]
-    from promptops.evals.cache import DEFAULT_PATH  # here, not on lint's import path
-
-    problems = path_problems(config, default_cache=DEFAULT_PATH)
-    if problems:
+    config, problems = _project_config(loader, root, config_path)
+    if problems and trusted is None:
         raise ConfigError(problems)
-    if trusted is not None:
+    if problems:
+        # A pull request's own promptops.yaml that cannot be used does not stop its check: the check
+        # goes on with the base's settings, and lint reports what is wrong with the head's.
+        config = replace(trusted, root=root)  # type: ignore[arg-type]
+    elif trusted is not None:
         config = guarded_by(config, trusted)
-    workspace = Workspace(config=config, label=label)
+    workspace = Workspace(config=config, label=label, problems=list(problems))
     exclude = config.section("paths").get("exclude") or []
     include = [root / p for p in config.section("paths").get("include") or []]
     if candidates is None:
@@ -96,13 +92,41 @@ def load_workspace(
     return workspace
 
 
+def _project_config(loader: Loader, root: Path, config_path: Path | None) -> tuple[ProjectConfig, list[Finding]]:
+    """The project's promptops.yaml (the defaults when there is none), and why it cannot be used if it cannot."""
+    config = ProjectConfig(root=root, raw={})
+    if config_path is None:
+        return config, []
+    loaded = loader.load(config_path)
+    if loaded.findings:
+        return config, list(loaded.findings)
+    from promptops.evals.cache import DEFAULT_PATH  # here, not on lint's import path
+
+    config = loaded.spec  # type: ignore[assignment]
+    return config, path_problems(config, default_cache=DEFAULT_PATH)
+
+
 def _under_any(path: Path, folders: list[Path]) -> bool:
     return any(path.is_relative_to(folder) for folder in folders)
 
 
 def guarded_by(config: ProjectConfig, trusted: ProjectConfig) -> ProjectConfig:
-    """``config`` with every setting in GUARDS as ``trusted`` has it (absent there: the default)."""
+    """``config`` with every setting in GUARDS as ``trusted`` has it (absent there: the default).
+
+    Prices too, for every model the trusted side prices (its ``pricing:`` or litellm's price map):
+    the spend cap reserves each call's worst case at them, and a change must not make a known model
+    free to call. A price for a model nothing else knows stays (a change may bring a new fine-tune).
+    """
+    from promptops.models import ModelCatalog  # a data file, no litellm import
+
     raw = dict(config.raw)
+    known = ModelCatalog(trusted.section("pricing"))
+    pricing = {model: price for model, price in config.section("pricing").items() if known.get(model) is None}
+    pricing.update(trusted.section("pricing"))
+    if pricing:
+        raw["pricing"] = pricing
+    else:
+        raw.pop("pricing", None)
     for section, key in GUARDS:
         if key is None:
             value = trusted.raw.get(section)

@@ -313,8 +313,15 @@ def test_a_head_cannot_raise_render_limits_above_the_defaults(tmp_path: Path) ->
     looping = PROMPT.replace("SYSTEM", "{% for i in range(400) %}{% for j in range(400) %}{% endfor %}{% endfor %}")
     commit(repo, "lift the limit", **{"geo.prompt.yaml": looping,
                                       "promptops.yaml": "lint:\n  render_limits: {max_loop_iterations: 100000000}\n"})
-    done = promptops(repo, "ci", "--no-eval", expect=2)
-    assert "promptops.yaml:2:" in done.stderr and "greater than the maximum of 100000" in done.stderr
+    # Linted alone, the head's promptops.yaml is unusable input (exit 2); in the PR check it is one more
+    # file under check: a finding that fails the check, which goes on with the base's settings.
+    alone = promptops(repo, "lint", expect=2)
+    assert "promptops.yaml:2:" in alone.stdout + alone.stderr
+    promptops(repo, "ci", "--no-eval", expect=1)
+    findings = report(repo)["lint"]["findings"]
+    assert any(f["path"] == "promptops.yaml" and f["line"] == 2 and "greater than the maximum of 100000" in f["message"]
+               for f in findings), findings
+    assert any(f["code"] in ("PO205", "PO206") for f in findings), findings  # the loops meet the default limit
 
 
 @pytest.mark.parametrize("command", ["ci", "eval"])
@@ -326,3 +333,22 @@ def test_the_base_chooses_where_the_cache_is_written(tmp_path: Path, workflow: S
     promptops(repo, command, *args, "--api-base", workflow.base_url, expect=0)
     assert workflow.calls == 16  # both sides ran
     assert (repo / ".promptops" / "base.db").exists() and not (repo / ".promptops" / "head.db").exists()
+
+
+def test_a_pr_cannot_make_a_known_model_free_to_call(tmp_path: Path, workflow: StubServer) -> None:
+    """A price of zero for a model the price map knows would let every call past the spend cap."""
+    repo = new_repo(tmp_path / "repo", "eval: {concurrency: 1, max_cost_usd: 0.00002}\n")
+    free = "eval: {concurrency: 1}\npricing:\n  openai/gpt-4o-mini: {input: 0, output: 0}\n  acme/ft-1: {input: 1, output: 2}\n"
+    commit(repo, "free calls", **{"promptops.yaml": free,
+                                  "geo.prompt.yaml": PROMPT.replace("SYSTEM", "Answer with the capital city.")})
+    promptops(repo, "ci", "--api-base", workflow.base_url, expect=1)
+    assert any("the spend cap stopped" in reason for reason in report(repo)["verdict"]["failures"])
+    assert workflow.calls < 16  # the cap held at the price map's prices
+
+    from promptops.config import guarded_by
+    from promptops.specs import ProjectConfig
+
+    head = ProjectConfig(root=repo, raw={"pricing": {"openai/gpt-4o-mini": {"input": 0, "output": 0},
+                                                     "acme/ft-1": {"input": 1, "output": 2}}})
+    # The new fine-tune's price stays (nothing else knows it); the known model's is the trusted side's.
+    assert guarded_by(head, ProjectConfig(root=repo, raw={})).section("pricing") == {"acme/ft-1": {"input": 1, "output": 2}}

@@ -78,21 +78,26 @@ def _lint_project(
     loader = Loader(root, display_base=cwd)
     config = ProjectConfig(root=root, raw={})
     loaded: dict[Path, Loaded] = {}
+    guarded = trusted is not None and trusted.root == root
     if config_path is not None:
         config_loaded = loader.load(config_path)
         loaded[config_path] = config_loaded
-        if config_loaded.findings:
+        problems = list(config_loaded.findings) or path_problems(config_loaded.spec)  # type: ignore[arg-type]
+        if problems and not guarded:
             run.files += 1
-            run.config_errors.extend(config_loaded.findings)
+            run.config_errors.extend(problems)
             return
-        config = config_loaded.spec  # type: ignore[assignment]
-        outside = path_problems(config)
-        if outside:
+        if problems:
+            # In a pull-request check the head's promptops.yaml is one more file under check: its
+            # problems are findings, and the rest is linted with the base's settings.
+            del loaded[config_path]
             run.files += 1
-            run.config_errors.extend(outside)
-            return
-    if trusted is not None and trusted.root == config.root:
-        config = guarded_by(config, trusted)
+            run.findings.extend(problems)
+            config = trusted  # type: ignore[assignment]
+        else:
+            config = config_loaded.spec  # type: ignore[assignment]
+    if guarded:
+        config = guarded_by(config, trusted)  # type: ignore[arg-type]
     settings = _Settings(config, cwd)
     if settings.problems:
         run.files += 1
