@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import itertools
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,6 +34,11 @@ from promptops.yamlparse import MAX_DEPTH, JsonPath, Positions, YamlError, parse
 
 MAX_FILE_BYTES = 1_000_000
 MAX_DATASET_BYTES = 50_000_000
+MAX_DATASET_ROWS = 100_000  # cases a dataset may hold: each becomes a model call per side
+MAX_CSV_COLUMNS = 1_000
+# jsonschema explains errors slowly (a 400 KB list of 199,000 wrong items takes seconds):
+# past this many in one file, the rest are not looked for.
+MAX_SCHEMA_ERRORS = 1_000
 
 Spec = PromptSpec | RetrievalSpec | EvalSuiteSpec | ProjectConfig
 
@@ -45,6 +52,7 @@ class Loaded:
     spec: Spec | None = None
     data: Any = None
     findings: list[Finding] = field(default_factory=list)
+    incomplete: bool = False  # the file has more schema errors than its findings list
 
 
 def display_path(path: Path, root: Path) -> str:
@@ -125,22 +133,31 @@ class SchemaChecker:
         self._fast[kind](data)
 
     def check(self, kind: str, data: Any, source: Source) -> list[Finding]:
+        return self.explain(kind, data, source)[0]
+
+    def explain(self, kind: str, data: Any, source: Source) -> tuple[list[Finding], bool]:
+        """Findings for what breaks the schema, and whether there is more than MAX_SCHEMA_ERRORS of it."""
         from fastjsonschema import JsonSchemaException
 
         try:
             self._validate(kind, data)
-            return []
+            return [], False
         except JsonSchemaException as fast_error:
-            findings = self._explain_all(kind, data, source)
+            try:
+                findings, more = self._explain_all(kind, data, source)
+            except ValueError:  # an integer too long to print, in jsonschema's message or ours
+                findings, more = [], False
             # The two validators agree on our keyword set; should they not, the fast one's word stands.
-            return findings or [_finding(source, "PO113", _short(str(fast_error)))]
+            return findings or [_finding(source, "PO113", _short(str(fast_error)))], more
 
-    def _explain_all(self, kind: str, data: Any, source: Source) -> list[Finding]:
+    def _explain_all(self, kind: str, data: Any, source: Source) -> tuple[list[Finding], bool]:
         if kind not in self._full:
             from jsonschema import Draft202012Validator
 
             self._full[kind] = Draft202012Validator(resources.schema(kind))
-        return sorted({self._explain(error, source) for error in self._full[kind].iter_errors(data)})
+        errors = list(itertools.islice(self._full[kind].iter_errors(data), MAX_SCHEMA_ERRORS + 1))
+        more = len(errors) > MAX_SCHEMA_ERRORS
+        return sorted({self._explain(error, source) for error in errors[:MAX_SCHEMA_ERRORS]}), more
 
     def _explain(self, error: Any, source: Source) -> Finding:
         path: JsonPath = tuple(error.absolute_path)
@@ -191,7 +208,10 @@ def _describe(value: Any) -> str:
     names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
     kind = names.get(type(value)) or ("a number" if isinstance(value, (int, float)) else type(value).__name__)
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return f"{kind} ({_short(repr(value), 40)})"
+        try:
+            return f"{kind} ({_short(repr(value), 40)})"
+        except ValueError:  # an integer of thousands of digits: Python refuses to print it
+            return f"{kind} (of {value.bit_length():,} bits)"
     return kind
 
 
@@ -246,7 +266,8 @@ class Loader:
             result.findings.append(_finding(source, "PO105", f"the file is {what}; expected a {kind} mapping"))
             return result
         result.data = data
-        result.findings.extend(self.schemas.check(kind, data, source))
+        findings, result.incomplete = self.schemas.explain(kind, data, source)
+        result.findings.extend(findings)
         if result.findings:
             return result
         build = {"prompt": build_prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}[kind]
@@ -296,12 +317,21 @@ class Loader:
             return None
         cases = []
         origin = Source(path=path, display=display, text=text or "")  # shared by the dataset's cases
-        for row_line, row, error in reader(text or ""):
+        explained = 0  # rows explained in full; past MAX_SCHEMA_ERRORS a bad row gets a short finding
+        for count, (row_line, row, error) in enumerate(reader(text or ""), start=1):
+            if count > MAX_DATASET_ROWS:
+                message = f"the dataset has more than {MAX_DATASET_ROWS:,} rows; this one and the rest are not read"
+                findings.append(_finding(origin, "PO505", message, row_line))
+                break
             if error:
                 findings.append(_finding(origin, "PO505", error, row_line))
             elif not isinstance(row, dict):
                 findings.append(_finding(origin, "PO505", f"a case must be an object, not {_describe(row)}", row_line))
             elif not self.schemas.is_valid("eval-case", row):
+                explained += 1
+                if explained > MAX_SCHEMA_ERRORS:
+                    findings.append(_finding(origin, "PO505", "the row is not a valid case", row_line))
+                    continue
                 # Rows carry no positions of their own: every finding points at the row's line.
                 row_source = Source(path=path, display=display, positions=Positions(values={(): (row_line, 1)}))
                 findings.extend(self.schemas.check("eval-case", row, row_source))
@@ -358,7 +388,10 @@ def _csv_rows(text: str) -> Iterator[tuple[int, Any, str | None]]:
     reader = csv.DictReader(io.StringIO(text))
     try:
         header = reader.fieldnames or []
-        repeated = sorted({name for name in header if header.count(name) > 1})
+        if len(header) > MAX_CSV_COLUMNS:
+            yield 1, None, f"the header has {len(header):,} columns; at most {MAX_CSV_COLUMNS:,} are allowed"
+            return
+        repeated = sorted(name for name, count in Counter(header).items() if count > 1)
         if repeated:
             yield 1, None, f"the header repeats column(s) {', '.join(repeated)}"
             return

@@ -5,11 +5,22 @@ sandbox stops attribute escapes; on top of it every render is bounded, so a
 template can neither hang nor exhaust memory:
 
 - every ``for`` loop and every call (filters, methods, macros) spends from one
-  step budget and checks a wall-clock deadline, which also stops runaway
-  macro recursion;
+  step budget; calls check a wall-clock deadline before they start (loops every
+  64 steps), which also stops runaway macro recursion;
 - operations that multiply size (``*``, ``**``, ``+``, ``%``, ``~``, joins,
-  replacements, padding) are estimated before they run and refused past the
-  output limit, and every intermediate value is kept under that limit;
+  replacements, padding, format widths and precisions, even those taken from
+  arguments) are estimated before they run and refused past the output limit,
+  and every intermediate value, list and mapping literals included, is kept
+  under that limit;
+- integers stay under MAX_INT_BITS: a product, sum or power is estimated from
+  its operands' bit lengths and refused before Python computes it, since one
+  multiplication of huge numbers cannot be interrupted;
+- filters that run Python code per word or line (``wordwrap``, ``urlize``)
+  take at most MAX_SLOW_FILTER_CHARS, and their quadratic cases (textwrap
+  cutting a very long word, urlize backtracking over punctuation) are
+  estimated and refused: a single call cannot outlast the deadline;
+- templates work on text: a call that returns bytes is refused, as bytes
+  methods would each need an estimate of their own;
 - rendered output is counted as it streams.
 """
 
@@ -25,11 +36,15 @@ from typing import Any, Callable, Iterable, Iterator
 
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from jinja2.utils import _PassArg
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter, SecurityError
+from jinja2.utils import Namespace, _PassArg
 from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
-_FORMAT_WIDTH = re.compile(r"[%:][-+ #0<>^=_,]*(\d+)(?:\.(\d+))?")
+MAX_INT_BITS = 4096  # about 1,233 decimal digits: no prompt needs more, and arithmetic on it takes microseconds
+MAX_SLOW_FILTER_CHARS = 100_000  # wordwrap and urlize run Python code per word and per line
+_MAX_COPIED_CHARS = 10**9  # what textwrap may copy cutting long words (about 0.1 s)
+_MAX_BACKTRACKING = 10**6  # what urlize's trailing-punctuation regex may try (about 0.1 s)
 
 
 class RenderLimitError(SecurityError):
@@ -65,11 +80,12 @@ class _Budget:
         self.steps = 0
         self.deadline = time.monotonic() + limits.timeout_s
 
-    def spend(self) -> None:
+    def spend(self, timed: bool = False) -> None:
+        """One step; ``timed`` for a call, which may be slow: the deadline is checked before it starts."""
         self.steps += 1
         if self.steps > self.limits.max_steps:
             raise RenderLimitError(f"more than {self.limits.max_steps:,} loop iterations or calls")
-        if self.steps % 64 == 0 and time.monotonic() > self.deadline:
+        if (timed or self.steps % 64 == 0) and time.monotonic() > self.deadline:
             raise RenderLimitError(f"rendering took longer than {self.limits.timeout_s:g} s")
 
     def check_size(self, size: int, what: str) -> None:
@@ -77,11 +93,20 @@ class _Budget:
             raise RenderLimitError(f"{what} would be larger than {self.limits.max_output_chars:,} characters")
 
 
+_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+
+
 def size_of(value: Any, limit: int) -> int:
-    """Characters ``value`` would take as text, counted only up to just past ``limit``."""
+    """Characters ``value`` would take as text, counted only up to just past ``limit``.
+
+    Shared references count each time (``[x, x]`` prints ``x`` twice), so a value
+    built by doubling is refused long before printing or comparing it would hang.
+    """
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, (list, tuple, set, frozenset, dict)):
+    if isinstance(value, Namespace):
+        value = value._Namespace__attrs  # namespace(a=x, b=x) prints its attributes
+    if isinstance(value, (list, tuple, set, frozenset, dict, *_DICT_VIEWS)):
         total = 2
         items = value.items() if isinstance(value, dict) else value
         for item in items:
@@ -96,6 +121,49 @@ def size_of(value: Any, limit: int) -> int:
 
 def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
     return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # not bool, whose arithmetic stays small
+
+
+def _int_result_bits(operator: str, left: int, right: int) -> int:
+    """An upper bound of the bit length of ``left <operator> right`` (0: it does not grow)."""
+    if operator == "*":
+        return left.bit_length() + right.bit_length()
+    if operator in ("+", "-"):
+        return max(left.bit_length(), right.bit_length()) + 1
+    return 0  # %, // and ** (checked on its own) do not grow past their operands
+
+
+_PRINTF = re.compile(r"%(?:\(([^)]*)\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.?)", re.DOTALL)
+
+
+def _printf_size(template: str, values: Any, limit: int) -> int:
+    """An upper bound of the length of ``template % values``.
+
+    Each conversion counts its width, its precision and its value's size; a
+    ``*`` takes the number from the values, in order, as ``%`` does.
+    """
+    positional = iter(values if isinstance(values, tuple) else (values,))
+    mapping = values if isinstance(values, dict) else {}
+
+    def number(written: str) -> int:
+        if written == "*":
+            taken = next(positional, 0)
+            return abs(taken) if _is_int(taken) else 0
+        if not written:
+            return 0
+        return int(written) if len(written) < 10 else limit + 1  # int() of thousands of digits fails
+
+    total = len(template)
+    for key, width, precision, conversion in _PRINTF.findall(template):
+        total += number(width) + number(precision)
+        if conversion != "%":
+            total += size_of(mapping.get(key) if key else next(positional, None), limit)
+        if total > limit:
+            break
+    return total
 
 
 def _text_size(value: Any, limit: int) -> int:
@@ -148,6 +216,29 @@ def _translate_size(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     return size_of(subject, limit) * max(1, longest)
 
 
+def _wordwrap_work(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """textwrap cuts a word longer than the width one line at a time, copying the rest of the
+    word each time: quadratic in the word's length."""
+    width = _argument(args, kwargs, 0, "width", 79)
+    if not _argument(args, kwargs, 1, "break_long_words", True) or not _is_int(width) or width < 1:
+        return None
+    words = re.finditer(r"[^\t\n\x0b\x0c\r ]{%d,}" % (width + 1), str(subject))
+    copied = sum(len(word.group()) ** 2 // (2 * width) for word in words)
+    return f"words this long at width {width}" if copied > _MAX_COPIED_CHARS else None
+
+
+def _urlize_work(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """urlize strips a word's trailing punctuation with a regex that retries from every
+    character of a run of ``).,>``: quadratic in the run's length."""
+    runs = re.finditer(r"[).,>]{2,}", str(subject))
+    tried = sum(len(run.group()) ** 2 for run in runs)
+    return "such long runs of punctuation" if tried > _MAX_BACKTRACKING else None
+
+
+# Filters whose time grows faster than their result: input capped, the rest estimated.
+_SLOW = {"wordwrap": _wordwrap_work, "urlize": _urlize_work}
+
+
 # How large the result of each amplifying filter or string method can be, from its arguments.
 _GROWTH = {
     "replace": _replace_size,
@@ -169,7 +260,8 @@ _LOOP_ATTRIBUTES = frozenset({"index", "index0", "revindex", "revindex0", "first
 
 
 class _Bounder(NodeTransformer):
-    """Route every loop and every ``~`` through the environment's bounded helpers."""
+    """Route every loop, every ``~`` and every list, tuple and mapping literal through the
+    environment's bounded helpers."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
@@ -180,11 +272,52 @@ class _Bounder(NodeTransformer):
         self.generic_visit(node)
         return nodes.Call(nodes.EnvironmentAttribute("bounded_concat"), list(node.nodes), [], None, None)
 
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        return self._literal(node)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        return self._literal(node)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        return self._literal(node) if node.ctx == "load" else self.generic_visit(node)  # not a loop target
+
+    def _literal(self, node: nodes.Expr) -> nodes.Node:
+        # [x, x] doubles what x holds without a call: one in a loop would reach 2**64 items.
+        self.generic_visit(node)
+        return nodes.Call(nodes.EnvironmentAttribute("bounded_literal"), [node], [], None, None)
+
+
+class _FieldBound:
+    """str.format, field by field: a width or precision (written, or taken from an argument
+    as in ``'{0:>{1}}'``) is refused before formatting when it passes what is left of the
+    output limit, and the fields formatted so far are counted."""
+
+    def __init__(self, env: "BoundedSandbox", **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)  # type: ignore[call-arg]
+        self.room = env.limits.max_output_chars
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if any(len(number) > 9 or int(number) > self.room for number in re.findall(r"\d+", format_spec)):
+            raise RenderLimitError("a format width or precision larger than the output limit")
+        text = super().format_field(value, format_spec)  # type: ignore[misc]
+        self.room -= len(text)
+        if self.room < 0:
+            raise RenderLimitError("a format result would be larger than the output limit")
+        return text
+
+
+class _BoundedFormatter(_FieldBound, SandboxedFormatter):
+    pass
+
+
+class _BoundedEscapeFormatter(_FieldBound, SandboxedEscapeFormatter):  # Markup.format
+    pass
+
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox with StrictUndefined and per-render budgets."""
 
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "-", "%", "//"})
 
     def __init__(self, limits: RenderLimits | None = None) -> None:
         # optimized=False: Jinja would otherwise fold constant expressions such as
@@ -227,6 +360,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.budget.check_size(sum(map(len, texts)), "a ~ concatenation")
         return "".join(texts)
 
+    def bounded_literal(self, value: Any) -> Any:
+        self.budget.check_size(size_of(value, self.limits.max_output_chars), "a list or mapping")
+        return value
+
     def _range(self, *args: int) -> range:
         result = range(*args)
         self.budget.check_size(len(result), "range()")
@@ -245,33 +382,71 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` and ``format_map`` through a formatter that bounds every field."""
+        if super().wrap_str_format(value) is None:
+            return None
+        template: str = value.__self__
+        mapping_only = value.__name__ == "format_map"
+
+        def bounded_format(*args: Any, **kwargs: Any) -> str:
+            if mapping_only:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument, a mapping")
+                args, kwargs = (), args[0]
+            if isinstance(template, Markup):
+                formatter: SandboxedFormatter = _BoundedEscapeFormatter(self, escape=template.escape)
+            else:
+                formatter = _BoundedFormatter(self)
+            return type(template)(formatter.vformat(template, args, kwargs))
+
+        return functools.update_wrapper(bounded_format, value)
+
     # -- operators and calls ------------------------------------------------
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         self.budget.spend()
         limit = self.limits.max_output_chars
+        if _is_int(left) or _is_int(right):
+            self._check_numbers(operator, left, right)
         if operator == "*":
             count, operand = (right, left) if isinstance(right, int) else (left, right)
             if isinstance(count, int) and isinstance(operand, (str, list, tuple)):
                 self.budget.check_size(size_of(operand, limit) * max(count, 0), "a repetition")
         elif operator == "**" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
-            if abs(left) > 1 and right * math.log2(abs(left)) > 4096:
+            if abs(left) > 1 and right * math.log2(abs(left)) >= MAX_INT_BITS:
                 raise RenderLimitError("a power too large to compute")
         elif operator == "+" and isinstance(left, (str, list, tuple)):
             self.budget.check_size(size_of(left, limit) + size_of(right, limit), "a + result")
         elif operator == "%" and isinstance(left, str):
-            self._check_format(left, right)
+            self.budget.check_size(_printf_size(left, right, limit), "a % format result")
         return super().call_binop(context, operator, left, right)
 
+    @staticmethod
+    def _check_numbers(operator: str, left: Any, right: Any) -> None:
+        """Python's big-integer arithmetic runs to the end once started: estimate it first."""
+        for operand in (left, right):
+            if _is_int(operand) and operand.bit_length() > MAX_INT_BITS:
+                raise RenderLimitError(f"arithmetic on a number of more than {MAX_INT_BITS} bits")
+        if _is_int(left) and _is_int(right) and _int_result_bits(operator, left, right) > MAX_INT_BITS:
+            raise RenderLimitError(f"a {operator} result of more than {MAX_INT_BITS} bits")
+
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        __self.budget.spend()
+        __self.budget.spend(timed=True)
         name = getattr(__obj, "__name__", "")
-        # The sandbox hands out str.format wrapped; the wrapped method knows its string.
-        bound_to = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        # String methods are estimated; str.format comes wrapped (wrap_str_format), bounded field by field.
+        bound_to = getattr(__obj, "__self__", None)
         if isinstance(bound_to, str):
             __self._precheck(name, bound_to, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
-        __self.budget.check_size(size_of(result, __self.limits.max_output_chars), f"the result of {name or 'a call'}()")
+        __self._check_result(result, f"the result of {name or 'a call'}()")
         return result
+
+    def _check_result(self, result: Any, what: str) -> None:
+        if isinstance(result, (bytes, bytearray)):
+            raise SecurityError(f"{what} is bytes: templates work on text")
+        if _is_int(result) and result.bit_length() > MAX_INT_BITS:
+            raise RenderLimitError(f"{what} is a number of more than {MAX_INT_BITS} bits")
+        self.budget.check_size(size_of(result, self.limits.max_output_chars), what)
 
     def _guard(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap a filter with the same checks as a call; Jinja calls filters directly."""
@@ -279,7 +454,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         skip = 0 if _PassArg.from_obj(fn) is None else 1  # context, eval context or environment
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            self.budget.spend()
+            self.budget.spend(timed=True)
             # A lazy input (map, select, ...) is only sized as the filter consumes it.
             args = tuple(self.sized(a) if isinstance(a, Iterator) else a for a in args)
             values = args[skip:]
@@ -288,7 +463,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             result = fn(*args, **kwargs)
             if isinstance(result, Iterator):
                 result = list(self.sized(result))
-            self.budget.check_size(size_of(result, self.limits.max_output_chars), f"the {name} filter's result")
+            self._check_result(result, f"the {name} filter's result")
             return result
 
         if hasattr(fn, "jinja_pass_arg"):
@@ -297,18 +472,31 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return guarded
 
     def _precheck(self, name: str, subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Refuse before running an operation whose result would break the size limit."""
+        """Refuse before running an operation whose result would break a limit, or whose work would."""
         limit = self.limits.max_output_chars
         arguments = list(args) + list(kwargs.values())
         for value in arguments:
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limit:
+            if _is_int(value) and abs(value) > limit:
                 raise RenderLimitError(f"{name}() with an argument larger than {limit:,}")
-        if name in ("format", "format_map"):
-            self._check_format(subject if isinstance(subject, str) else "", arguments)
+        if _is_int(subject) and subject.bit_length() > MAX_INT_BITS:
+            raise RenderLimitError(f"{name}() of a number of more than {MAX_INT_BITS} bits")
+        if name == "format":  # the filter: printf-style, value % (kwargs or args)
+            text = subject if isinstance(subject, str) else ""
+            self.budget.check_size(_printf_size(text, kwargs or tuple(args), limit), "a format result")
             return
+        slow = _SLOW.get(name)
+        if slow is not None:
+            self._check_work(name, subject, slow(subject, args, kwargs))
         estimate = _GROWTH.get(name)
         if estimate is not None:
             self.budget.check_size(estimate(subject, args, kwargs, limit), f"a {name}() result")
+
+    @staticmethod
+    def _check_work(name: str, subject: Any, too_slow: str | None) -> None:
+        if size_of(subject, MAX_SLOW_FILTER_CHARS) > MAX_SLOW_FILTER_CHARS:
+            raise RenderLimitError(f"{name}() on more than {MAX_SLOW_FILTER_CHARS:,} characters would be too slow")
+        if too_slow:
+            raise RenderLimitError(f"{name}() on {too_slow} would be too slow")
 
     def sized(self, items: Iterable[Any]) -> Iterator[Any]:
         """Items of a lazy sequence, refused once together they pass the size limit."""
@@ -318,15 +506,6 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             total += size_of(item, limit)
             budget.check_size(total, "a sequence")
             yield item
-
-    def _check_format(self, template: str, values: Any) -> None:
-        """``"%09999d" % x`` or ``"{:>9999}".format(x)`` pad; ``"{0}{0}"`` repeats."""
-        for match in _FORMAT_WIDTH.finditer(template):
-            for number in match.groups():
-                if number and int(number) > self.limits.max_output_chars:
-                    raise RenderLimitError("a format width larger than the output limit")
-        fields = template.count("%") + template.count("{")
-        self.budget.check_size(len(template) + fields * size_of(values, self.limits.max_output_chars), "a format result")
 
     # -- rendering ------------------------------------------------------------
     def render(self, source: str, variables: dict[str, Any]) -> str:

@@ -242,6 +242,56 @@ def test_json_schema_never_fetches_remote_refs() -> None:
     assert outcome.reason.startswith("the schema's $ref cannot be resolved")
 
 
+def test_json_schema_patterns_keep_their_meaning() -> None:
+    schema = {"type": "object", "properties": {"id": {"type": "string", "pattern": "^[a-z]+-\\d+$"}},
+              "patternProperties": {"^x-": {"type": "integer"}}, "additionalProperties": False,
+              "propertyNames": {"pattern": "^[a-z-]+$"}}
+    assertion = {"type": "json_schema", "schema": schema}
+    passes(assertion, '{"id": "case-12", "x-count": 3}')
+    assert fails(assertion, '{"id": "Case-12"}').reason == "output at $.id: 'Case-12' does not match '^[a-z]+-\\\\d+$'"
+    assert fails(assertion, '{"x-count": "3"}').reason == "output at $.x-count: '3' is not of type 'integer'"
+    assert fails(assertion, '{"other": 1}').reason == "output at $: 'other' matches none of the patterns '^x-'"
+    assert fails(assertion, '{"x_1": 1}').reason.startswith("output at $: 'x_1' does not match")
+    typed = {"type": "json_schema", "schema": {"patternProperties": {"^a": {}}, "additionalProperties": {"type": "string"}}}
+    passes(typed, '{"a1": 1, "b": "text"}')
+    assert fails(typed, '{"b": 2}').reason == "output at $.b: 2 is not of type 'string'"
+
+
+def test_a_catastrophic_schema_pattern_times_out_as_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assertions, "REGEX_TIMEOUT_S", 0.2)
+    schema = {"type": "array", "items": {"type": "string", "pattern": "(a|aa)+$"}}
+    start = time.perf_counter()
+    outcome = fails({"type": "json_schema", "schema": schema}, json.dumps(["a" * 60 + "b"] * 20))
+    assert time.perf_counter() - start < 0.2 + 1  # one budget for the assertion, not one per string
+    assert outcome.reason == "the schema's pattern /(a|aa)+$/ took longer than 0.2 s (catastrophic backtracking?)"
+    keys = {"type": "json_schema", "schema": {"patternProperties": {"(a|aa)+$": {}}}}
+    assert "took longer than 0.2 s" in fails(keys, json.dumps({"a" * 60 + "b": 1})).reason
+
+
+def test_unevaluated_properties_beside_pattern_properties_fail_without_running_them() -> None:
+    schema = {"patternProperties": {"(a|aa)+$": {}}, "unevaluatedProperties": False}
+    outcome = fails({"type": "json_schema", "schema": schema}, json.dumps({"a" * 60 + "b": 1}))
+    assert outcome.reason.startswith("the schema combines unevaluatedProperties with patternProperties")
+    passes({"type": "json_schema", "schema": {"properties": {"a": {}}, "unevaluatedProperties": False}}, '{"a": 1}')
+
+
+@pytest.mark.parametrize("output, unique", [
+    ('[1, 2, "1", true, null, [1], {"a": 1}]', True),
+    ('[1, 1.0]', False),  # JSON numbers: 1 and 1.0 are the same value
+    ('[1, true]', True),
+    ('[0, false]', True),
+    ('[{"a": 1, "b": [2]}, {"b": [2], "a": 1}]', False),  # key order does not matter
+    ('[[1, 2], [2, 1]]', True),
+    ('[{"a": 1}, {"a": 1.0}]', False),
+])
+def test_unique_items_as_json_compares(output: str, unique: bool) -> None:
+    assertion = {"type": "json_schema", "schema": {"type": "array", "uniqueItems": True}}
+    if unique:
+        passes(assertion, output)
+    else:
+        assert "non-unique elements" in fails(assertion, output).reason
+
+
 def test_an_invalid_json_schema_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="not a valid JSON Schema"):
         judge({"type": "json_schema", "schema": {"type": "banana"}}, "{}")

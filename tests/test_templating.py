@@ -13,7 +13,15 @@ import pytest
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
-from promptops.templating import RenderLimitError, RenderLimits, parse, render, variables_used
+from promptops.templating import (
+    MAX_INT_BITS,
+    MAX_SLOW_FILTER_CHARS,
+    RenderLimitError,
+    RenderLimits,
+    parse,
+    render,
+    variables_used,
+)
 
 MAX_SECONDS = 5.0  # the default render deadline is 2 s; the rest is slack for a busy machine
 MAX_PEAK_BYTES = 50_000_000
@@ -131,6 +139,29 @@ BOUNDED = [
     pytest.param("{{ ('<'*300000)|escape }}", {}, id="escape-growth"),
     pytest.param("{{ x }}", {"x": "a" * 1_000_001}, id="input-over-the-output-limit"),
     pytest.param("{% for i in range(600) %}{{ big }}{% endfor %}", {"big": "b" * 2000}, id="output-grows"),
+    pytest.param("{{ (2 ** 2048) * (2 ** 2048) }}", {}, id="int-product"),
+    pytest.param("{{ x + 1 }}", {"x": 2 ** 5000}, id="int-input-too-large"),
+    pytest.param("{{ x|round(-300000) }}", {"x": 2 ** 5000}, id="filter-on-a-huge-int"),
+    pytest.param("{{ ('f' * 5000)|int(base=16) }}", {}, id="int-filter-result"),
+    pytest.param("{{ '{:>{}}'.format(1, '999999999') }}", {}, id="format-width-from-a-string"),
+    pytest.param("{{ '{0:.{1}f}'.format(1.5, w) }}", {"w": "99999999"}, id="format-precision-from-an-argument"),
+    pytest.param("{{ ('{0:>600000}' * 2).format(1) }}", {}, id="format-widths-add-up"),
+    pytest.param("{{ '{a:>{w}}'.format_map(m) }}", {"m": {"a": 1, "w": 99999999}}, id="format-map-width"),
+    pytest.param("{{ '%*s' % (99999999, 'x') }}", {}, id="percent-star-width"),
+    pytest.param("{{ '%-*.*f' % (9, 99999999, 1.5) }}", {}, id="percent-star-precision"),
+    pytest.param("{{ '%s|%s' % (s, s) }}", {"s": "a" * 600_000}, id="percent-values-add-up"),
+    pytest.param("{{ '%*d'|format(999999, 1) ~ '%*d'|format(999999, 1) }}", {}, id="format-filter-star"),
+    pytest.param("{{ s|wordwrap }}", {"s": "a " * MAX_SLOW_FILTER_CHARS}, id="wordwrap-input-cap"),
+    pytest.param("{{ s|wordwrap(1) }}", {"s": "a" * 50_000}, id="wordwrap-long-word"),
+    pytest.param("{{ s|urlize }}", {"s": "." * 2_000 + "a."}, id="urlize-punctuation-run"),
+    pytest.param("{% set ns = namespace(x=[1]) %}{% for i in range(64) %}{% set ns.x = [ns.x, ns.x] %}"
+                 "{% endfor %}{{ ns.x|length }}", {}, id="list-literal-doubling"),
+    pytest.param("{% set ns = namespace(x=[1]) %}{% for i in range(64) %}{% set ns.x = (ns.x, ns.x) %}"
+                 "{% endfor %}{{ ns.x|length }}", {}, id="tuple-literal-doubling"),
+    pytest.param("{% set ns = namespace(x=[1]) %}{% for i in range(64) %}{% set ns.x = {'a': ns.x, 'b': ns.x} %}"
+                 "{% endfor %}{{ ns.x|length }}", {}, id="dict-literal-doubling"),
+    pytest.param("{% set ns = namespace(x=[1]) %}{% for i in range(64) %}{% set ns.x = namespace(a=ns.x, b=ns.x) %}"
+                 "{% endfor %}{{ ns.x.a|length }}", {}, id="namespace-doubling"),
 ]
 
 
@@ -162,6 +193,30 @@ def test_amplifying_filters_are_refused_before_they_run(source: str) -> None:
 def test_template_too_deep_to_compile_raises_a_template_error(source: str) -> None:
     with pytest.raises(TemplateError):
         render(source, {"x": "a"})
+
+
+def test_integers_are_bounded_by_their_bit_length() -> None:
+    limit = 2 ** (MAX_INT_BITS - 2)  # estimates are upper bounds: a - a counts one bit more
+    assert render("{{ (a * 2) > a }}", {"a": 2 ** (MAX_INT_BITS - 3)}) == "True"  # estimated: 4094 + 2 bits
+    assert render("{{ (a // 3) > 0 }} {{ (a - a) }} {{ a % 7 }}", {"a": limit}) == f"True 0 {limit % 7}"
+    for source in ("{{ a * 4 }}", "{{ a + a + a }}", "{{ a ** 2 }}", "{{ 2 ** 4096 }}", "{{ b - 1 }}"):
+        with pytest.raises(RenderLimitError, match=f"{MAX_INT_BITS} bits|power"):
+            render(source, {"a": limit, "b": -(2 ** MAX_INT_BITS)})
+
+
+def test_bytes_are_refused() -> None:
+    for source in ("{{ 'abc'.encode() }}", "{{ (1).to_bytes(4, 'big') }}"):
+        with pytest.raises(SecurityError, match="bytes"):
+            render(source, {})
+
+
+def test_the_deadline_is_checked_before_every_call() -> None:
+    """A few slow calls, each well within every other limit, stop at the deadline."""
+    slow = RenderLimits(timeout_s=0.2)
+    source = "{% for i in range(60) %}{{ (s|wordwrap(3))|length }}{% endfor %}"
+    error, seconds, _ = _fails(source, {"s": "abcdefg " * 12_000}, slow, expected=RenderLimitError)
+    assert "longer than 0.2 s" in str(error)
+    assert seconds < 0.2 + 1
 
 
 def test_limits_are_configurable() -> None:
@@ -233,6 +288,19 @@ def test_a_failed_render_does_not_poison_the_next() -> None:
     ("{% for row in range(7)|batch(3, 0) %}{{ row|sum }},{% endfor %}", {}, "3,12,6,"),
     ("line one\n{{ x }}\n", {"x": 1}, "line one\n1\n"),  # the trailing newline is kept
     ("{{ 'é' ~ question|trim }}", {"question": "  ça  "}, "éça"),
+    ("{{ '{:>5}|{:.2f}|{:{}}|'.format('a', 3.14159, 'b', 3) }}", {}, "    a|3.14|b  |"),
+    ("{{ '{a}-{b[0]}'.format_map(m) }}", {"m": {"a": 1, "b": [2]}}, "1-2"),
+    ("{{ ('<{}>'|safe).format('&') }}", {}, "<&amp;>"),
+    ("{{ '%-*s|%.*f|%(x)s' % (4, 'ab', 1, 2.25, 'z') if false else '%-*s|%.*f' % (4, 'ab', 1, 2.25) }}", {},
+     "ab  |2.2"),
+    ("{{ '%(n)03d'|format(n=7) }} {{ '%5.1f%%'|format(12.34) }}", {}, "007  12.3%"),
+    ("{{ [1, 2] + [3] }} {{ (1, 2) }} {{ {'a': [1, 2]}|tojson }}", {}, '[1, 2, 3] (1, 2) {"a": [1, 2]}'),
+    ("{% for a, b in [(1, 2), (3, 4)] %}{{ a + b }}{% endfor %}", {}, "37"),
+    ("{{ 2 ** 100 }} {{ 12345678901234567890 * 98765432109876543210 }}", {},
+     f"{2 ** 100} {12345678901234567890 * 98765432109876543210}"),
+    ("{{ 'aaa bbb ccc'|wordwrap(4) }}", {}, "aaa\nbbb\nccc"),
+    ("{{ 'see www.example.com.'|urlize }}", {}, 'see <a href="https://www.example.com" rel="noopener">'
+                                                'www.example.com</a>.'),
 ])
 def test_ordinary_templates(source: str, variables: dict[str, Any], expected: str) -> None:
     assert render(source, variables) == expected

@@ -21,7 +21,13 @@ like lint's PO508, and run by the ``regex`` module (re-compatible; it comes with
 tiktoken), which, unlike ``re``, can stop a match after a timeout: a pattern
 that backtracks catastrophically fails after REGEX_TIMEOUT_S instead of hanging
 the run. Patterns longer than MAX_PATTERN_CHARS are refused and only the first
-MAX_SCAN_CHARS characters of the output are searched.
+MAX_SCAN_CHARS characters of the output are searched. A ``json_schema``
+assertion's patterns (``pattern``, ``patternProperties``, and
+``additionalProperties`` beside them) run the same way, all of one assertion
+within REGEX_TIMEOUT_S together; ``uniqueItems`` is checked in linear time
+(jsonschema compares objects pairwise). A schema that combines
+``unevaluatedProperties`` with ``patternProperties`` fails the assertion
+without validating, as jsonschema would run those patterns itself, with ``re``.
 
 Refusal. An answer refuses when, ignoring case, curly apostrophes, leading
 punctuation and lead-in words such as "Sorry," or "Unfortunately,", it starts
@@ -38,9 +44,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
 
 import regex
 
@@ -223,6 +231,122 @@ def _json_path(parts: Any) -> str:
     return "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts)
 
 
+class _PatternTimeout(Exception):
+    def __init__(self, pattern: str) -> None:
+        super().__init__(pattern)
+        self.pattern = pattern
+
+
+# When the json_schema assertion being checked must end its pattern matching (time.monotonic()).
+_PATTERN_DEADLINE: ContextVar[float | None] = ContextVar("pattern_deadline", default=None)
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    return regex.compile(pattern)  # the schema check already compiled it with re: same dialect
+
+
+def _search(pattern: str, text: str) -> bool:
+    """``re.search`` as jsonschema would run it, but by ``regex``, stopped at the assertion's deadline."""
+    deadline = _PATTERN_DEADLINE.get()
+    remaining = REGEX_TIMEOUT_S if deadline is None else deadline - time.monotonic()
+    try:
+        if remaining <= 0:
+            raise TimeoutError
+        return _compiled(pattern).search(text, timeout=remaining) is not None
+    except TimeoutError:
+        raise _PatternTimeout(pattern) from None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield ValidationError(f"{clip(instance)!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, additional: Any, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    """Keys neither ``properties`` nor a ``patternProperties`` pattern covers, checked against ``additional``."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
+    patterns = list(schema.get("patternProperties") or ())
+    if not patterns or not validator.is_type(instance, "object"):  # no pattern to run: jsonschema's own
+        yield from Draft202012Validator.VALIDATORS["additionalProperties"](validator, additional, instance, schema)
+        return
+    named = schema.get("properties") or {}
+    extras = [key for key in instance if key not in named and not any(_search(p, key) for p in patterns)]
+    if validator.is_type(additional, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], additional, path=key)
+    elif additional is False and extras:
+        keys = ", ".join(map(repr, sorted(extras)[:5]))
+        verb = "matches" if len(extras) == 1 else "match"
+        yield ValidationError(f"{keys} {verb} none of the patterns {', '.join(map(repr, sorted(patterns)))}")
+
+
+def _json_key(value: Any) -> Hashable:
+    """A hashable stand-in equal for equal JSON values: 1 and 1.0 alike, true and 1 not, key order ignored."""
+    if isinstance(value, dict):
+        return "object", frozenset((key, _json_key(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return "array", tuple(map(_json_key, value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "number", value
+    return type(value).__name__, value
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    """Linear, with a set: jsonschema compares unsortable items pairwise, minutes for a long answer."""
+    from jsonschema.exceptions import ValidationError
+
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[Hashable] = set()
+    for index, item in enumerate(instance):
+        key = _json_key(item)
+        if key in seen:
+            yield ValidationError(f"the array has non-unique elements (item {index} repeats an earlier one)")
+            return
+        seen.add(key)
+
+
+@lru_cache(maxsize=1)
+def _validator_class() -> Any:
+    """Draft 2020-12, with every keyword that runs a regex, and uniqueItems, bounded."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+        "uniqueItems": _unique_items,
+    })
+
+
+def _keywords(schema: Any) -> set[str]:
+    """Every key used anywhere in a schema, in subschemas and definitions too."""
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            found.update(key for key in node if isinstance(key, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Draft202012Validator:
     """Checking a schema against the metaschema costs more than most validations: once per schema."""
@@ -235,11 +359,17 @@ def _validator(schema_json: str) -> Draft202012Validator:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"the json_schema assertion's schema is not a valid JSON Schema: {exc.message}") from None
-    return Draft202012Validator(schema)  # format stays an annotation, as draft 2020-12 specifies
+    return _validator_class()(schema)  # format stays an annotation, as draft 2020-12 specifies
 
 
 def _schema_validator(assertion: dict[str, Any]) -> Draft202012Validator:
     return _validator(json.dumps(assertion["schema"], sort_keys=True))
+
+
+@lru_cache(maxsize=256)
+def _unbounded(schema_json: str) -> bool:
+    """jsonschema runs patternProperties' patterns itself, with re, to find unevaluatedProperties."""
+    return {"unevaluatedProperties", "patternProperties"} <= _keywords(json.loads(schema_json))
 
 
 def _json_schema(assertion: dict[str, Any], answer: Answer, value: Any) -> Outcome:
@@ -249,10 +379,21 @@ def _json_schema(assertion: dict[str, Any], answer: Answer, value: Any) -> Outco
     parsed = _parse_json(answer.output)
     if isinstance(parsed, Outcome):
         return parsed
+    validator = _schema_validator(assertion)
+    if _unbounded(json.dumps(assertion["schema"], sort_keys=True)):
+        return _outcome(False, "the schema combines unevaluatedProperties with patternProperties, whose patterns "
+                               "cannot run under a timeout there: use additionalProperties")
+    token = _PATTERN_DEADLINE.set(time.monotonic() + REGEX_TIMEOUT_S)
     try:
-        error = best_match(_schema_validator(assertion).iter_errors(parsed))
+        error = best_match(validator.iter_errors(parsed))
     except Unresolvable as exc:  # remote $refs are never fetched
         return _outcome(False, f"the schema's $ref cannot be resolved: {clip(str(exc), 120)}")
+    except _PatternTimeout as exc:
+        shown = "/" + clip(exc.pattern) + "/"
+        return _outcome(False, f"the schema's pattern {shown} took longer than {REGEX_TIMEOUT_S:g} s "
+                               f"(catastrophic backtracking?)")
+    finally:
+        _PATTERN_DEADLINE.reset(token)
     if error is None:
         return _outcome(True, "output matches the schema")
     return _outcome(False, f"output at {_json_path(error.absolute_path)}: {clip(error.message, 120)}")

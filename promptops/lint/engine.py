@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import itertools
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -16,8 +18,11 @@ from promptops.discover import discover, excluded, find_config, git_toplevel
 from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import Project
 from promptops.lint.registry import RULES, Rule, find_rule, load_rules
-from promptops.loader import Loaded, Loader, display_path
+from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, display_path
 from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec
+
+# A file past this many findings gets one more that counts the rest: output stays small and fast.
+MAX_FINDINGS_PER_FILE = 100
 
 _DIRECTIVE = re.compile(r"#\s*promptops:\s*(disable|disable-next-line|disable-file)\s*=\s*([A-Za-z0-9_,\s-]+)")
 
@@ -27,6 +32,7 @@ class LintRun:
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
     config_errors: list[Finding] = field(default_factory=list)
+    incomplete: set[str] = field(default_factory=set)  # files whose schema errors were not all looked for
 
     @property
     def errors(self) -> list[Finding]:
@@ -49,9 +55,34 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
         root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
         whole = any(t.is_dir() and root.resolve().is_relative_to(t.resolve()) for t in targets)
         _lint_project(config_path, root, files, whole, cwd, run, trusted)
-    run.findings.sort()
-    run.config_errors.sort()
+    run.findings = _capped(sorted(run.findings), run.incomplete)
+    run.config_errors = _capped(sorted(run.config_errors), run.incomplete)
     return run
+
+
+def _capped(findings: list[Finding], incomplete: set[str]) -> list[Finding]:
+    """Sorted findings, at most MAX_FINDINGS_PER_FILE a file, then one that counts the rest."""
+    kept: list[Finding] = []
+    for path, group in itertools.groupby(findings, key=lambda f: f.path):
+        of_file = list(group)
+        kept.extend(of_file[:MAX_FINDINGS_PER_FILE])
+        if len(of_file) > MAX_FINDINGS_PER_FILE:
+            kept.append(_rest(of_file[MAX_FINDINGS_PER_FILE:], path in incomplete))
+    return kept
+
+
+def _rest(hidden: list[Finding], incomplete: bool) -> Finding:
+    """One finding, where the hidden ones start, that counts them (an error if any of them is)."""
+    first = hidden[0]
+    if incomplete:  # the loader stopped looking: the count would understate
+        message = (f"and more findings in this file, not shown: lint lists the first {MAX_FINDINGS_PER_FILE} "
+                   f"of a file and stops looking for schema errors after {MAX_SCHEMA_ERRORS:,}")
+    else:
+        codes = ", ".join(f"{code} x{count:,}" for code, count in Counter(f.code for f in hidden).most_common(3))
+        message = (f"and {len(hidden):,} more findings in this file ({codes}), not shown: "
+                   f"lint lists the first {MAX_FINDINGS_PER_FILE} of a file")
+    severity = Severity.ERROR if any(f.severity is Severity.ERROR for f in hidden) else Severity.WARNING
+    return Finding(first.path, first.line, first.col, first.code, message, severity)
 
 
 def _group_by_project(targets: list[Path], cwd: Path) -> dict[Path | None, list[Path]]:
@@ -86,6 +117,7 @@ def _lint_project(
         if problems and not guarded:
             run.files += 1
             run.config_errors.extend(problems)
+            _note_incomplete(config_loaded, run)
             return
         if problems:
             # In a pull-request check the head's promptops.yaml is one more file under check: its
@@ -93,6 +125,7 @@ def _lint_project(
             del loaded[config_path]
             run.files += 1
             run.findings.extend(problems)
+            _note_incomplete(config_loaded, run)
             config = trusted  # type: ignore[assignment]
         else:
             config = config_loaded.spec  # type: ignore[assignment]
@@ -113,9 +146,15 @@ def _lint_project(
         run.files += 1
         found = list(item.findings) + list(_check(item, project))
         run.findings.extend(settings.apply(found, item))
+        _note_incomplete(item, run)
     for suite in project.dependent_suites():  # what the linted prompts' changes may break
         run.files += 1
         run.findings.extend(settings.apply(list(_check(suite, project, scopes={"eval"})), suite))
+
+
+def _note_incomplete(item: Loaded, run: LintRun) -> None:
+    if item.incomplete:
+        run.incomplete.add(item.source.display)
 
 
 def _referenced_ids(items: Iterable[Loaded]) -> set[tuple[str, str]]:
