@@ -223,7 +223,12 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
         warnings.append(f"lint found {_count(warn_lint, 'warning')}")
     if not evals.ran:
         warnings.append(evals.note)
-    warnings += [f"not loaded, so not estimated or evaluated: {p}" for p in report.problems]
+    config = [p for p in report.problems if p.split(":", 1)[0].endswith(CONFIG_NAME)]  # the head's promptops.yaml
+    if config:
+        more = f" (and {len(config) - 1} more; see the lint findings)" if len(config) > 1 else ""
+        warnings.append(f"the change's promptops.yaml cannot be used, so the check ran with the base's settings: "
+                        f"{config[0]}{more}")
+    warnings += [f"not loaded, so not estimated or evaluated: {p}" for p in report.problems if p not in config]
     level = "fail" if failures or quality or service else "warn" if warnings else "pass"
     reasons = tuple(([service] if service else []) + quality + failures)
     code = _exit_code(fail_on, bool(service), bool(quality), bool(failures))

@@ -138,8 +138,10 @@ def _diff_item(kind: ItemKind, ident: str, old: Spec | None, new: Spec | None, b
         status: Status = "unloadable" if old.source.display in broken else "removed"
         head_path = old.source.display if status == "unloadable" else None
         return ItemDiff(kind, ident, status, old.source.display, head_path, old.version, None)
-    if old is None:
-        return ItemDiff(kind, ident, "added", None, new.source.display, None, new.version)
+    if old is None:  # a reviewer sees a new prompt in full: its settings, and its templates as all-new lines
+        templates = _template_diffs(None, new) if isinstance(new, PromptSpec) else ()
+        return ItemDiff(kind, ident, "added", None, new.source.display, None, new.version,
+                        changes=_added_fields(new.raw, skip_messages=bool(templates)), template_diffs=templates)
     # Equal content versions (cached hashes of the parsed files): nothing to diff, the common case.
     changes = field_changes(old.raw, new.raw) if old.version != new.version else ()
     moved = _real(old) != _real(new)
@@ -151,6 +153,24 @@ def _diff_item(kind: ItemKind, ident: str, old: Spec | None, new: Spec | None, b
         template_diffs=templates,
         formatting_only=not changes and old.source.text != new.source.text,
     )
+
+
+def _added_fields(raw: Mapping[str, Any], *, skip_messages: bool) -> tuple[FieldChange, ...]:
+    """Every leaf of a new item as an addition, in the order changes are listed (messages shown as diffs)."""
+    found: list[tuple[tuple[Any, ...], FieldChange]] = []
+
+    def walk(parts: tuple[Any, ...], value: Any) -> None:
+        children = list(value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ())
+        if not children:
+            found.append((parts, FieldChange(dotted(parts), category_of(parts), "added", None, copy.deepcopy(value))))
+        for key, child in children:
+            walk((*parts, key), child)
+
+    for key, value in raw.items():
+        if not (skip_messages and key == "messages") and key not in ("id", "$schema"):  # the id heads the item
+            walk((key,), value)
+    found.sort(key=lambda pair: (CATEGORIES.index(pair[1].category), _path_key(pair[0])))
+    return tuple(change for _, change in found)
 
 
 def _real(spec: Spec) -> str:
@@ -192,11 +212,12 @@ def _path_key(path: tuple[Any, ...]) -> tuple[tuple[int, int, str], ...]:
     return tuple((0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in path)
 
 
-def _template_diffs(old: PromptSpec, new: PromptSpec) -> tuple[TemplateDiff, ...]:
-    """Message templates paired by position, as the field changes pair them."""
+def _template_diffs(old: PromptSpec | None, new: PromptSpec) -> tuple[TemplateDiff, ...]:
+    """Message templates paired by position, as the field changes pair them (``old`` None: a new prompt)."""
     diffs = []
-    for index in range(max(len(old.messages), len(new.messages))):
-        before = old.messages[index] if index < len(old.messages) else None
+    old_messages = old.messages if old is not None else []
+    for index in range(max(len(old_messages), len(new.messages))):
+        before = old_messages[index] if index < len(old_messages) else None
         after = new.messages[index] if index < len(new.messages) else None
         old_text = before.content if before else ""
         new_text = after.content if after else ""
@@ -204,7 +225,8 @@ def _template_diffs(old: PromptSpec, new: PromptSpec) -> tuple[TemplateDiff, ...
             continue
         unified = difflib.unified_diff(
             _lines(old_text), _lines(new_text),
-            f"a/{old.source.display} messages[{index}]", f"b/{new.source.display} messages[{index}]",
+            "/dev/null" if old is None else f"a/{old.source.display} messages[{index}]",
+            f"b/{new.source.display} messages[{index}]",
         )
         role = (after or before).role  # type: ignore[union-attr]
         diffs.append(TemplateDiff(message_index=index, role=role, unified="".join(unified)))

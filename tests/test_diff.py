@@ -210,7 +210,13 @@ def test_added_prompt(project: Project) -> None:
     assert [p.id for p in diff.prompts] == ["support.answer", "support.classify"]
     assert (added.status, added.base_path, added.head_path, added.base_version) == (
         "added", None, "prompts/classify.prompt.yaml", None)
-    assert added.head_version and added.changes == ()
+    # A reviewer sees the new prompt in full: its settings, and its templates as all-new lines.
+    assert added.head_version and added.changes == (
+        FieldChange("model.name", "model", "added", None, "openai/gpt-4o-mini"),)
+    [template] = added.template_diffs
+    assert template.unified.splitlines()[:3] == [
+        "--- /dev/null", "+++ b/prompts/classify.prompt.yaml messages[0]", "@@ -0,0 +1 @@"]
+    assert "+Classify this ticket." in template.unified
     assert answer(diff).status == "unchanged" and diff.events == ()
 
 

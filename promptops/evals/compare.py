@@ -148,8 +148,13 @@ def compare(base: SuiteRun | None, head: SuiteRun, gates: dict[str, Any], *, con
     result = SuiteComparison(head.suite, head.prompt_id, figures(base) if base else None, figures(head), changes,
                              paired, latency, repeat=head.repeat, confirm=confirm if base is not None else 0,
                              gate_limits=dict(gates))
-    result.gates = _gates(result, gates, base_label)
+    result.gates = _gates(result, gates, base_label) if head.cases or not head.problems else _not_run(head)
     return result
+
+
+def _not_run(head: SuiteRun) -> list[tuple[str, stats.GateResult]]:
+    """A suite that could not run at head fails for that reason, not for a pass rate of no case."""
+    return [("ran", stats.GateResult(False, "; ".join(head.problems)))]
 
 
 def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:

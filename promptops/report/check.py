@@ -119,7 +119,7 @@ def _regressions(row: PromptRow) -> str:
 def _latency_cell(row: PromptRow) -> str:
     base_p95, head_p95 = row.p95
     if base_p95 is None and head_p95 is None:
-        return "not measured (cached)"
+        return "not timed"  # every answer from the cache, or no call made
     text = _arrow(_ms(base_p95), _ms(head_p95))
     if base_p95 is not None and head_p95 is not None:
         text += ", changed beyond noise" if row.latency_changed else ", within noise"
@@ -164,7 +164,7 @@ def _ms(value: float | None) -> str:
 
 def _totals(report: CheckReport) -> str:
     changed = sum(item.status != "unchanged" for item in (*report.diff.prompts, *report.diff.retrievals))
-    parts = [f"{changed} prompt or retrieval file(s) changed", f"{len(report.linted)} file(s) linted"]
+    parts = [f"{changed} prompt or retrieval file(s) changed", f"{report.lint.files} file(s) linted"]
     comparisons = report.evals.comparisons
     if comparisons:
         sides = [side for c in comparisons for side in (c.base, c.head) if side is not None]
@@ -288,6 +288,8 @@ def _suites_table(comparisons: list[SuiteComparison]) -> str:
         low, high = head.pass_rate_interval
         rate = _arrow(_pct(base.pass_rate) if base else "–", _pct(head.pass_rate)) + f" (95% CI {low:.0%}–{high:.0%})"
         verdict = f"{c.paired.verdict}: {c.paired.evidence()}" if c.paired else "head only"
+        if not head.cases:
+            rate, verdict = "–", "not run" if any(name == "ran" for name, _ in c.gates) else "no case"
         tokens = f"{_num(head.input_tokens_per_call)} / {_num(head.output_tokens_per_call)}"
         cells = [inline(c.suite, 120), str(head.cases), rate, inline(verdict, 400), _latencies(head), tokens,
                  _arrow(money(base.cost_per_call_usd) if base else "–", money(head.cost_per_call_usd)),
@@ -298,7 +300,7 @@ def _suites_table(comparisons: list[SuiteComparison]) -> str:
 
 def _latencies(side: SideFigures) -> str:
     if side.latency_p50_ms is None:
-        return "not measured (cached)"
+        return "not measured (cached)" if side.cached_calls else "–"
     return f"{_ms(side.latency_p50_ms)} / {_ms(side.latency_p95_ms)} ({side.latency_timed} timed)"
 
 

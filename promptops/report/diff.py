@@ -41,7 +41,7 @@ def _value(value: Any) -> str:
 
 
 def _change_lines(item: ItemDiff) -> list[str]:
-    if item.status in ("added", "removed", "unloadable"):
+    if item.status in ("removed", "unloadable"):
         return []
     if not item.changes:
         return ["no semantic change" + (" (formatting only)" if item.formatting_only else "")]

@@ -190,6 +190,8 @@ def _ms_interval(value: float | None, interval: tuple[float | None, float | None
     if value is None:
         return "–"
     low, high = interval
+    if low is None and high is None:
+        return f"{value:,.0f} ms (too few calls for a 95% interval)"
     bounds = f"{'?' if low is None else f'{low:,.0f}'}–{'?' if high is None else f'{high:,.0f}'}"
     return f"{value:,.0f} ms ({bounds})"
 
