@@ -317,9 +317,11 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     from promptops.evals.cache import CacheError
     from promptops.evals.execute import EvalOptions, run_evaluation
     from promptops.evals.runner import MissingCredentials
+    from promptops.findings import Severity
     from promptops.report import evals as renderers
     from promptops.report.progress import Progress
     from promptops.report.safety import environment_redactor
+    from promptops.specs import kind_of
 
     if no_base:
         head_ref, head_ws = _head_snapshot(head, staged)
@@ -348,6 +350,9 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     finally:
         progress.close()
     unanswered = _mark_unanswered(comparisons)
+    # A file that does not load is no suite run and no PASS: named with its line (lint says more).
+    unloaded = [problem for problem in head_ws.problems if problem.severity is Severity.ERROR]
+    skipped = [*skipped, *(f"not loaded: {problem}" for problem in unloaded)]
     base_label = None if no_base else str(base_ref)
     # Redacted before rendering (nothing escapes or cuts a secret first) and again as each text leaves.
     redact = environment_redactor()
@@ -373,6 +378,8 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     tolerated = head_ws.config.section("gates").get("preexisting") == "warn"
     if any(not gate.passed and not (gate.preexisting and tolerated) for c in comparisons for _, gate in c.gates):
         sys.exit(EXIT_FINDINGS)
+    if any(kind_of(problem.path) == "eval" for problem in unloaded):  # a suite that could not run
+        sys.exit(EXIT_FINDINGS)
 
 
 def _inert_stdout(text: str, fmt: str) -> str:
@@ -397,20 +404,27 @@ def _cache_failed(exc: Exception) -> NoReturn:
 
 def _mark_unanswered(comparisons: list[Any]) -> int:
     """Fail the check `answered` of each suite with model calls, base or head, that got no answer after retries,
-    so that no report of it says PASS; return how many such calls there were. A case whose prompt does not
-    render, or a call the spend cap refused, was never sent: neither is a call that got no answer."""
+    and the check `within_spend_cap` of each suite whose calls the spend cap refused, so that no report of an
+    incomplete run says PASS; return how many calls got no answer. A case whose prompt does not render was
+    never sent: neither is a call that got no answer."""
     from promptops.evals.runner import Failure
     from promptops.evals.stats import GateResult
 
     total = 0
     for comparison in comparisons:
-        reasons = [f"{change.case_id}: {attempt.failures[0] if attempt.failures else 'no answer'}"
-                   for change in comparison.cases for run in (change.base, change.head) if run is not None
-                   for attempt in run.attempts if attempt.failure is Failure.NO_ANSWER]
-        if reasons:
+        attempts = [(change.case_id, attempt) for change in comparison.cases for run in (change.base, change.head)
+                    if run is not None for attempt in run.attempts]
+        unanswered = [f"{case_id}: {attempt.failures[0] if attempt.failures else 'no answer'}"
+                      for case_id, attempt in attempts if attempt.failure is Failure.NO_ANSWER]
+        capped = [case_id for case_id, attempt in attempts if attempt.failure is Failure.SPEND_CAP]
+        if unanswered:
             comparison.gates.append(("answered", GateResult(
-                False, f"{len(reasons)} model call(s) got no answer after retries, e.g. {reasons[0]}")))
-        total += len(reasons)
+                False, f"{len(unanswered)} model call(s) got no answer after retries, e.g. {unanswered[0]}")))
+        if capped:
+            comparison.gates.append(("within_spend_cap", GateResult(
+                False, f"the spend cap stopped {len(capped)} model call(s), e.g. for case {capped[0]}: the results "
+                       "are incomplete (raise eval.max_cost_usd or --max-cost)")))
+        total += len(unanswered)
     return total
 
 

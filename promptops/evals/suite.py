@@ -321,7 +321,10 @@ async def _assess(case: EvalCase, suite: EvalSuiteSpec, prompt: PromptSpec, outc
         if assertion.get("type") in assertions.MODEL_JUDGED:
             result = await _judged(assertion, answer, case, prompt, judge, run)
         else:
-            result = assertions.evaluate(assertion, answer, case.vars, case.expected)
+            try:
+                result = assertions.evaluate(assertion, answer, case.vars, case.expected)
+            except ValueError as exc:  # malformed as written (lint: PO509): no answer passes it
+                result = assertions.Outcome(False, 0.0, f"invalid assertion: {exc}")
         scored.append((assertion, result))
     threshold = case.threshold if case.threshold is not None else suite.threshold
     passed, score = assertions.score_case(scored, threshold)

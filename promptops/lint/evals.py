@@ -112,6 +112,31 @@ def invalid_regex(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
                 yield where(f"regex does not compile: {exc}")
 
 
+@rule("PO509", "invalid-assertion", "eval")
+def invalid_assertion(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+    """An assertion no answer could pass as written: a json_schema assertion
+    whose schema is not a valid JSON Schema (draft 2020-12), or a bound or
+    weight that is not a number >= 0. Eval would fail every case it is in.
+
+    Fails:   {type: json_schema, schema: {type: nonsense}}
+    Passes:  {type: json_schema, schema: {type: object, required: [answer]}}
+    """
+    from promptops.evals.assertions import MODEL_JUDGED, check  # the regex module: only for suites
+
+    for where, assertion in _assertions(suite):
+        if assertion.get("type") in MODEL_JUDGED or _templated(assertion.get("value")):
+            continue  # a judge's and a template's value are known only per case
+        try:
+            check(assertion)
+        except ValueError as exc:
+            if "unknown assertion type" not in str(exc):  # PO503 says that
+                yield where(str(exc))
+
+
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
 def _assertions(suite: EvalSuiteSpec) -> Iterator[tuple[Any, dict[str, Any]]]:
     """Each assertion of the suite with a function that makes a Hit at it."""
     for i, assertion in enumerate(suite.default_assert):
