@@ -55,7 +55,7 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
     use_color = (color if color is not None else sys.stdout.isatty()) and fmt == "text" and output is None
     report = render(run, fmt, color=use_color)
     if output:
-        output.write_text(report, encoding="utf-8")
+        _write_report(output, report)
     else:
         click.echo(_inert_stdout(report, fmt), nl=False, color=use_color)
     if run.config_errors:
@@ -226,7 +226,7 @@ def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
         use_color = color if color is not None else (sys.stdout.isatty() and output is None)
         text = renderers.render_table(report, color=bool(use_color))
     if output:
-        output.write_text(text, encoding="utf-8")
+        _write_report(output, text)
     else:
         click.echo(_inert_stdout(text, fmt), nl=False)
     for problem in base_ws.problems + head_ws.problems:
@@ -259,7 +259,7 @@ def diff(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     render = {"json": renderers.render_json, "markdown": renderers.render_markdown}.get(fmt, renderers.render_text)
     text = render(changes, str(base_ref), str(head_ref))
     if output:
-        output.write_text(text, encoding="utf-8")
+        _write_report(output, text)
     else:
         click.echo(_inert_stdout(text, fmt), nl=False)
 
@@ -748,6 +748,14 @@ def _read_vars(path: Path) -> dict[str, object]:
     if not isinstance(data, dict):
         _fail(f"{path}: the variables must be a mapping of names to values")
     return data
+
+
+def _write_report(output: Path, text: str) -> None:
+    """--output: a path that cannot be written is a usage error (2) that names it, not a traceback."""
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}")
 
 
 def _fail(message: str) -> NoReturn:

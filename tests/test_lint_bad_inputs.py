@@ -445,3 +445,24 @@ def test_every_secret_is_found_where_it_is(cli) -> None:
     places = {line.split(": ", 1)[0] for line in result.stdout.splitlines() if " PO601 " in line}
     assert places == {"secret.prompt.yaml:1:28", "secret.prompt.yaml:4:19", "secret.prompt.yaml:4:50",
                       "secret.prompt.yaml:8:15", "secret.prompt.yaml:9:18"}, result.stdout
+
+
+@pytest.mark.parametrize("command", ["lint", "cost", "diff"])
+def test_an_output_path_that_cannot_be_written_is_a_usage_error(tmp_path: Path, command: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from conftest import git
+    from promptops.cli import cli
+
+    (tmp_path / "promptops.yaml").write_text("eval: {concurrency: 1}\n")
+    (tmp_path / "a.prompt.yaml").write_text("id: a\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "one")
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "missing-folder" / "report.txt"
+    result = CliRunner().invoke(cli, [command, "--output", str(target)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot write {target}: No such file or directory" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
