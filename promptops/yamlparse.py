@@ -25,12 +25,15 @@ except ImportError:  # pragma: no cover - exercised only where libyaml is missin
 
 MAX_DEPTH = 64
 MAX_NODES = 200_000
+# YAML 1.1 reads 1:1:1... as a base-60 integer, one big multiplication a digit: quadratic in its length.
+MAX_NUMBER_CHARS = 10_000
 
 JsonPath = tuple[Union[str, int], ...]
 
 _TAG = "tag:yaml.org,2002:"
 _STR = f"{_TAG}str"
 _TIMESTAMP = f"{_TAG}timestamp"
+_NUMBERS = (f"{_TAG}int", f"{_TAG}float")
 
 
 class YamlError(Exception):
@@ -142,6 +145,9 @@ class _Builder:
             value: Any = event.value
         elif tag == _MERGE and self._expecting_key():
             value = _MERGE_KEY
+        elif tag in _NUMBERS and len(event.value) > MAX_NUMBER_CHARS:
+            raise YamlError("PO104", f"a number {len(event.value):,} characters long (at most {MAX_NUMBER_CHARS:,}; "
+                                     "quote it to make it text)", *_mark(event))
         else:
             construct = self._constructors.get(tag)
             if construct is None:

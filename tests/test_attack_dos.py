@@ -192,6 +192,17 @@ def test_an_integer_too_long_to_print_is_a_finding_not_a_traceback(tmp_path: Pat
     assert "int.prompt.yaml:" in done.stdout and "temperature" in done.stdout
 
 
+def test_a_base_60_number_is_refused_before_its_quadratic_parse(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1:1:1... as one integer, a multiplication a digit: 400 KB took about 9 s."""
+    prompt = "id: a\nmodel: {name: openai/gpt-4o-mini, params: {seed: " + ":".join(["1"] * 200_000) + "}}\n" \
+             "messages: [{role: user, content: hi}]\n"
+    root = _project(tmp_path, {"sixty.prompt.yaml": prompt})
+    done, seconds = _lint(root, "sixty.prompt.yaml")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "sixty.prompt.yaml:2:" in done.stdout and "PO104" in done.stdout and "399,999 characters" in done.stdout
+    assert seconds < 5
+
+
 # -- eval: a model answer cannot hang the json_schema assertion ------------------------------
 
 _EVAL_PROMPT = "id: p\nmodel: {name: openai/gpt-4o-mini, params: {max_tokens: 20}}\nmessages: [{role: user, content: hi}]\n"

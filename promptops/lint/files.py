@@ -37,8 +37,10 @@ loader_rule("PO103", "unsafe-tag", """
     Passes:  content: "plain text"
 """)
 loader_rule("PO104", "too-complex", """
-    The document nests deeper than 64 levels or expands (through anchors and
-    aliases) to more than 200,000 values: the shape of an alias bomb.
+    The document nests deeper than 64 levels, expands (through anchors and
+    aliases) to more than 200,000 values (the shape of an alias bomb), or
+    holds a number over 10,000 characters long (YAML 1.1 reads 1:1:1... as
+    one base-60 integer, in time quadratic in its length).
 
     Fails:   a: &a [x, x, x]  b: &b [*a, *a, *a]  ... nine levels deep
     Passes:  ordinary anchors reused a few times.
