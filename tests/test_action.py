@@ -56,7 +56,7 @@ def test_action_and_init_workflow_are_valid_against_githubs_schemas(tmp_path: Pa
 
 def test_action_declares_the_documented_inputs_and_outputs() -> None:
     assert set(ACTION["inputs"]) == {"github-token", "base-ref", "config", "fail-on", "comment", "eval",
-                                     "concurrency", "max-cost"}
+                                     "concurrency", "max-cost", "comment-author"}
     assert {"verdict", "pass-rate", "cost-delta-monthly", "report-path"} <= set(ACTION["outputs"])
     assert ACTION["runs"]["using"] == "composite"
 
