@@ -33,6 +33,8 @@ loader_rule("PO504", "dataset-missing", """
 loader_rule("PO505", "dataset-invalid", """
     A row of the dataset is not a valid case: a line that is not JSON, a row
     without an id, or vars that are not an object. The finding names the line.
+    Also a dataset over 100,000 rows, or a CSV header over 1,000 columns: the
+    rest is not read.
 
     Fails:   {"id": "a", "vars": {"question": "hi"}      (unclosed)
     Passes:  {"id": "a", "vars": {"question": "hi"}, "expected": "hello"}
