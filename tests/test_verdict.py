@@ -23,16 +23,9 @@ from promptops.cli import cli
 from promptops.evals.execute import EvalOptions
 from promptops.testing import StubServer
 from promptops.testing.rules import last_text, system_text
+from test_eval_command import PROMPT  # geo.capital, its system message SYSTEM
 
 CITIES = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo", "Peru": "Lima", "Egypt": "Cairo"}
-PROMPT = """\
-id: geo.capital
-model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 20}}
-inputs: {type: object, required: [country], properties: {country: {type: string}}}
-messages:
-  - {role: system, content: "SYSTEM"}
-  - {role: user, content: "What is the capital of {{ country }}?"}
-"""
 
 
 def suite(cities: dict[str, str], sensitive: set[str], gates: str = "{max_pass_rate_drop: 0.02}") -> str:
