@@ -667,8 +667,16 @@ class InputError(ValueError):
 def validate_inputs(spec: Any, variables: dict[str, Any]) -> None:
     """Raise InputError when ``variables`` break the prompt's inputs schema (JSON Schema 2020-12)."""
     from jsonschema import Draft202012Validator
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
 
-    errors = sorted(Draft202012Validator(spec.inputs or {"type": "object"}).iter_errors(variables), key=str)
+    # An empty registry: without one, jsonschema fetches a $ref to anything but the schema itself (http, file://).
+    validator = Draft202012Validator(spec.inputs or {"type": "object"}, registry=Registry())
+    try:
+        errors = sorted(validator.iter_errors(variables), key=str)
+    except Unresolvable as exc:
+        raise InputError(f"the inputs schema of '{spec.id}' has a $ref promptops does not follow ({exc}): "
+                         "point it inside the schema ('#/$defs/...')") from None
     if errors:
         details = "; ".join(f"{'.'.join(map(str, e.absolute_path)) or '(inputs)'}: {e.message}" for e in errors[:5])
         raise InputError(f"inputs of '{spec.id}' do not match its schema: {details}")

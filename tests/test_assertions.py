@@ -237,9 +237,17 @@ def test_json_schema() -> None:
     assert fails(assertion, "not json").reason.startswith("output is not valid JSON")
 
 
-def test_json_schema_never_fetches_remote_refs() -> None:
-    outcome = fails({"type": "json_schema", "schema": {"$ref": "https://example.invalid/s.json"}}, "{}")
-    assert outcome.reason.startswith("the schema's $ref cannot be resolved")
+@pytest.mark.parametrize("ref", ["https://example.invalid/s.json", "file:///etc/passwd", "other.json#/x", "s.json"])
+def test_json_schema_refuses_a_ref_that_leaves_the_schema(ref: str) -> None:
+    """jsonschema fetches any $ref it is not given (http, file://): no answer can pass such an assertion."""
+    with pytest.raises(ValueError, match="points outside its schema"):
+        judge({"type": "json_schema", "schema": {"properties": {"a": {"$ref": ref}}}}, "{}")
+
+
+def test_json_schema_follows_refs_inside_the_schema() -> None:
+    assertion = {"type": "json_schema", "schema": {"$defs": {"name": {"type": "string"}}, "$ref": "#/$defs/name"}}
+    passes(assertion, '"ada"')
+    assert fails(assertion, "1").reason == "output at $: 1 is not of type 'string'"
 
 
 def test_json_schema_patterns_keep_their_meaning() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -350,3 +351,22 @@ def test_syntax_errors_are_template_syntax_errors() -> None:
 ])
 def test_variables_used(source: str, expected: set[str]) -> None:
     assert variables_used(parse(source)) == expected
+
+
+def test_an_inputs_schema_ref_to_a_file_or_url_is_never_followed(tmp_path: Path) -> None:
+    """jsonschema would read a $ref it is not given with urllib: file:// anywhere, http to any host."""
+    from types import SimpleNamespace
+
+    from promptops.templating import InputError, validate_inputs
+
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"type": "integer"}')  # followed, it would refuse the string below
+    for ref in (outside.as_uri(), "http://127.0.0.1:9/schema.json"):
+        spec = SimpleNamespace(id="greet", inputs={"type": "object", "properties": {"name": {"$ref": ref}}})
+        with pytest.raises(InputError, match="has a \\$ref promptops does not follow"):
+            validate_inputs(spec, {"name": "ada"})
+    local = SimpleNamespace(id="greet", inputs={"$defs": {"n": {"type": "string"}},
+                                                "properties": {"name": {"$ref": "#/$defs/n"}}})
+    validate_inputs(local, {"name": "ada"})
+    with pytest.raises(InputError, match="is not of type 'string'"):
+        validate_inputs(local, {"name": 1})

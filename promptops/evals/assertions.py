@@ -333,18 +333,21 @@ def _validator_class() -> Any:
     })
 
 
-def _keywords(schema: Any) -> set[str]:
-    """Every key used anywhere in a schema, in subschemas and definitions too."""
-    found: set[str] = set()
+def _subschemas(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in a schema: the schema itself, its subschemas and definitions."""
     stack = [schema]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            found.update(key for key in node if isinstance(key, str))
+            yield node
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return found
+
+
+def _keywords(schema: Any) -> set[str]:
+    """Every key used anywhere in a schema."""
+    return {key for node in _subschemas(schema) for key in node if isinstance(key, str)}
 
 
 @lru_cache(maxsize=256)
@@ -354,12 +357,26 @@ def _validator(schema_json: str) -> Draft202012Validator:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
+    from referencing import Registry
+
     schema = json.loads(schema_json)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"the json_schema assertion's schema is not a valid JSON Schema: {exc.message}") from None
-    return _validator_class()(schema)  # format stays an annotation, as draft 2020-12 specifies
+    outside = next((ref for ref in _refs(schema) if not ref.startswith("#")), None)
+    if outside is not None:
+        raise ValueError(f"the json_schema assertion's $ref {clip(repr(outside))} points outside its schema: "
+                         "promptops reads no other file or URL (use '#/$defs/...')")
+    # An empty registry: without one, jsonschema fetches any other $ref with urllib (http, file://).
+    # Format stays an annotation, as draft 2020-12 specifies.
+    return _validator_class()(schema, registry=Registry())
+
+
+def _refs(schema: Any) -> Iterator[str]:
+    """Every $ref and $dynamicRef in a schema."""
+    for node in _subschemas(schema):
+        yield from (value for key, value in node.items() if key in ("$ref", "$dynamicRef") and isinstance(value, str))
 
 
 def _schema_validator(assertion: dict[str, Any]) -> Draft202012Validator:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -292,6 +293,7 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 # -- reading judge answers ------------------------------------------------------
 
+MAX_JSON_STARTS = 100  # places in a judge's answer where its JSON may begin
 _OPENERS = re.compile(r"[\[{]")
 
 
@@ -300,10 +302,11 @@ def _find_json(text: str, wanted: Callable[[Any], bool]) -> Any:
 
     Tried at every ``[`` and ``{``, so a bare answer, a fenced block and JSON
     amid prose all parse, and a "[1]" in the prose is skipped when a list of
-    claims is wanted.
+    claims is wanted. At the first MAX_JSON_STARTS of them only: each failed try
+    may read to the end of the answer, and an answer of 16,000 brackets took 3 s.
     """
     decoder = json.JSONDecoder()
-    for opener in _OPENERS.finditer(text):
+    for opener in itertools.islice(_OPENERS.finditer(text), MAX_JSON_STARTS):
         try:
             value, _ = decoder.raw_decode(text, opener.start())
         except (ValueError, RecursionError):  # not JSON here; nested past Python's stack
