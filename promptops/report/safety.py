@@ -50,6 +50,8 @@ _NEUTRALISE = [
     (re.compile(r"\b(GH-)(?=\d)", re.IGNORECASE), r"\1" + JOINER),  # GH-123
     (re.compile(r"\b([a-z][a-z0-9+.-]*:)//", re.IGNORECASE), r"\1/" + JOINER + "/"),  # autolinked URLs
     (re.compile(r"\b(www)\.", re.IGNORECASE), r"\1" + JOINER + "."),
+    # A 7-40 hex digit word links to that commit, a fork's too (an "imposter commit" under this repository's name).
+    (re.compile(r"\b([0-9a-f]{4})(?=[0-9a-f]{3,}\b)", re.IGNORECASE), r"\1" + JOINER),
 ]
 # What would start a list, heading or thematic break if the text opened a line.
 _LINE_START = [
