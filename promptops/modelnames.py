@@ -50,7 +50,7 @@ def typo_edits(written: str, known: str) -> int | None:
 
 
 def closest(written: str, known: Iterable[str]) -> list[str]:
-    """The known names ``written`` is a likely typo of, fewest edits first (several only on a tie)."""
+    """The known names ``written`` is a likely typo of, sorted: those with the fewest edits (several on a tie)."""
     allowed = 1 if len(written) < SHORT_NAME else 2
     found: dict[int, list[str]] = {}
     for name in known:
@@ -74,6 +74,7 @@ def _split(name: str) -> tuple[list[str], list[str]]:
 
 
 def _one_letter_typo(written: str, known: str) -> bool:
+    """One slip inside a word of letters: swapped, doubled, dropped or added inside, or changed in a long word."""
     if len(written) == len(known):
         return _swapped(written, known) or (_changed_letters(written, known) == 1
                                             and len(known) >= MIN_CHANGED_LETTER_WORD)
