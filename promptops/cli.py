@@ -66,14 +66,17 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
 
 @cli.command()
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+@click.option("--force", is_flag=True, help="Overwrite files that already exist (a .gitignore is only appended to).")
 def init(directory: Path, force: bool) -> None:
     """Scaffold a promptops project in DIRECTORY (default: the current folder).
 
     Writes promptops.yaml, an example prompt and eval suite, a
-    .pre-commit-config.yaml with the promptops-lint hook, and a GitHub
-    workflow that runs the promptops check on every pull request. Existing files are left alone
-    (and listed) unless --force is given. The result lints clean.
+    .pre-commit-config.yaml whose hooks run the installed promptops (lint,
+    cost), a .gitignore for the files each checkout makes for itself (the eval
+    cache, the promotion lock), and a GitHub workflow that runs the promptops
+    check on every pull request. Existing files are left alone (and listed)
+    unless --force is given; an existing .gitignore gets the lines it lacks
+    appended, never replaced. The result lints clean.
     """
     import shlex
 
@@ -85,7 +88,7 @@ def init(directory: Path, force: bool) -> None:
         click.echo(f"promptops init: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     for label, paths in (("created", result.created), ("overwrote", result.overwritten),
-                         ("unchanged", result.unchanged)):
+                         ("appended", result.appended), ("unchanged", result.unchanged)):
         for path in paths:
             click.echo(f"{label:>9}  {path}")
     for path in result.skipped:

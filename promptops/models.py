@@ -4,17 +4,26 @@ The source is the price map that ships inside the installed litellm package,
 read as a data file (importing litellm costs seconds and may touch the
 network). The file is large, so a model's entry is located by its key and
 decoded alone. ``pricing:`` in promptops.yaml adds and overrides entries.
+Only for a name it does not know does the catalog list every key, to say
+which known name was probably meant (``modelnames``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptops.modelnames import closest
+
 PRICE_MAP_NAME = "model_prices_and_context_window_backup.json"
+# Top-level keys start a line, indented by four spaces (in litellm 1.106.2 one of them by none).
+_TOP_LEVEL_INDENTS = ("\n    ", "\n")
+# A top-level key of the price map, or the provider line of its entry.
+_KEY_OR_PROVIDER = re.compile(r'\n(?:    )?("(?:[^"\\\n]|\\.)*"): \{|\n        "litellm_provider": ("[^"\n]*")')
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ class ModelCatalog:
         self._price_map = price_map
         self._text: str | None = None
         self._cache: dict[str, ModelInfo | None] = {}
+        self._meant: dict[str, list[str]] = {}
+        self._providers: dict[str, str] | None = None  # price-map key -> its litellm_provider
 
     def _map_text(self) -> str:
         if self._text is None:
@@ -76,9 +87,12 @@ class ModelCatalog:
     def _entry(self, key: str) -> dict[str, Any] | None:
         """Decode one top-level entry of the price map without parsing the rest."""
         text = self._map_text()
-        marker = "\n    " + json.dumps(key) + ": "
-        start = text.find(marker)
-        if start < 0:
+        for indent in _TOP_LEVEL_INDENTS:
+            marker = indent + json.dumps(key) + ": "
+            start = text.find(marker)
+            if start >= 0:
+                break
+        else:
             return None
         try:
             value, _ = json.JSONDecoder().raw_decode(text, start + len(marker))
@@ -90,6 +104,48 @@ class ModelCatalog:
         if name not in self._cache:
             self._cache[name] = self._lookup(name)
         return self._cache[name]
+
+    def meant(self, name: str) -> list[str]:
+        """The known names an unknown ``name`` is a likely typo of, written as the user would (same provider)."""
+        if name not in self._meant:
+            self._meant[name] = [] if self.get(name) is not None else self._likely_meant(name)
+        return self._meant[name]
+
+    def _likely_meant(self, name: str) -> list[str]:
+        provider, model = _provider_and_model(name)
+        known = self.names_of(provider.lower())
+        return [known[match] for match in closest(model, known)]
+
+    def names_of(self, provider: str) -> dict[str, str]:
+        """The model part of each name a provider's models are known by -> the name in full.
+
+        ``provider`` is a lower-case prefix (``openai``); "" for names written without one.
+        """
+        names: dict[str, str] = {}
+        for key, key_provider in self._key_providers().items():
+            if provider and key.startswith(provider + "/"):
+                names[key[len(provider) + 1:]] = key
+            elif "/" not in key and (not provider or _same_provider(key_provider, provider)):
+                names[key] = f"{provider}/{key}" if provider else key  # litellm keys these without the prefix
+        for override in self.overrides:
+            prefix, model = _provider_and_model(override)
+            if prefix.lower() == provider:
+                names[model] = override
+        return names
+
+    def _key_providers(self) -> dict[str, str]:
+        """Every key of the price map -> its litellm_provider ("" if it names none), in one pass over the text."""
+        if self._providers is None:
+            self._providers = {}
+            key = None
+            for match in _KEY_OR_PROVIDER.finditer(self._map_text()):
+                if match.group(1):
+                    key = _json_string(match.group(1))
+                    self._providers[key] = ""
+                elif key is not None:
+                    self._providers[key] = _json_string(match.group(2))
+            self._providers.pop("sample_spec", None)
+        return self._providers
 
     def _lookup(self, name: str) -> ModelInfo | None:
         override = self.overrides.get(name)
@@ -116,6 +172,21 @@ class ModelCatalog:
                     cached_input_cost_per_token=_number(entry.get("cache_read_input_token_cost")),
                 )
         return None
+
+
+def _json_string(quoted: str) -> str:
+    return quoted[1:-1] if "\\" not in quoted else json.loads(quoted)  # decode only what has escapes
+
+
+def _provider_and_model(name: str) -> tuple[str, str]:
+    provider, _, model = name.partition("/")
+    return (provider, model) if model else ("", name)
+
+
+def _same_provider(key_provider: str, provider: str) -> bool:
+    """litellm's provider of an unprefixed key against the prefix a user writes (vertex_ai for
+    vertex_ai-language-models, bedrock for bedrock_converse)."""
+    return key_provider == provider or key_provider.startswith((provider + "-", provider + "_"))
 
 
 def _candidate_keys(name: str) -> list[str]:

@@ -3,7 +3,8 @@
 A plain function over files: it returns what it wrote and what it left alone,
 and never prints. Existing files are never overwritten unless asked (force),
 because init is often run in a repository that already has a pre-commit
-config or a workflow of its own.
+config or a workflow of its own. A .gitignore is never overwritten, even with
+force: the lines it lacks are appended to it instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from promptops import resources
 _IGNORED_NAMES = frozenset({"__init__.py", "__pycache__", ".DS_Store"})
 # GitHub and pre-commit read these only at the top of a repository.
 _ROOT_ONLY = (PurePosixPath(".pre-commit-config.yaml"), PurePosixPath(".github/workflows/promptops.yml"))
+# Merged line by line into the user's own file rather than replaced.
+_GITIGNORE = PurePosixPath(".gitignore")
+# A line in the user's .gitignore that ignores the whole folder, release snapshots and audit log included.
+_WHOLE_STATE_FOLDER = frozenset({".promptops", ".promptops/", "/.promptops", "/.promptops/"})
 
 
 class ScaffoldError(Exception):
@@ -32,6 +37,7 @@ class ScaffoldResult:
     target: Path
     created: list[PurePosixPath] = field(default_factory=list)
     overwritten: list[PurePosixPath] = field(default_factory=list)
+    appended: list[PurePosixPath] = field(default_factory=list)  # existed; the lines it lacked were added
     unchanged: list[PurePosixPath] = field(default_factory=list)  # existed with the template's content
     skipped: list[PurePosixPath] = field(default_factory=list)  # existed with other content; kept
     notes: list[str] = field(default_factory=list)
@@ -69,7 +75,10 @@ def scaffold(target: Path, *, force: bool = False, repo_root: Path | None = None
     for relative, _ in plan:
         _check_destination(target, relative)
     for relative, content in plan:
-        _place(target, relative, content, force, result)
+        if relative == _GITIGNORE:
+            _merge_gitignore(target, content, result)
+        else:
+            _place(target, relative, content, force, result)
     result.notes.extend(_placement_notes(target, repo_root))
     return result
 
@@ -110,6 +119,45 @@ def _place(target: Path, relative: PurePosixPath, content: bytes, force: bool, r
             result.skipped.append(relative)
     except OSError as exc:
         raise ScaffoldError(f"cannot write {destination}: {exc.strerror or exc}") from exc
+
+
+def _merge_gitignore(target: Path, content: bytes, result: ScaffoldResult) -> None:
+    """Create the .gitignore, or append the patterns it lacks (with the template's comment) to the user's own."""
+    destination = target / _GITIGNORE
+    try:
+        if _create(destination, content):
+            result.created.append(_GITIGNORE)
+            return
+        if destination.is_symlink() or not destination.is_file():
+            result.skipped.append(_GITIGNORE)  # never write through a link to somewhere else
+            return
+        existing = destination.read_bytes().decode("utf-8", "surrogateescape")
+        template = content.decode("utf-8")
+        present = {line.strip() for line in existing.splitlines()}
+        missing = [line for line in _patterns(template) if line not in present]
+        if present & _WHOLE_STATE_FOLDER:
+            result.notes.append(_whole_folder_note(destination))
+        if not missing:
+            result.unchanged.append(_GITIGNORE)
+            return
+        comment = [line for line in template.splitlines() if line.startswith("#")]
+        # A blank line after the user's last line, which may lack its newline.
+        separator = "" if not existing else "\n" if existing.endswith("\n") else "\n\n"
+        addition = separator + "\n".join(comment + missing) + "\n"
+        with open(destination, "ab") as handle:
+            handle.write(addition.encode("utf-8"))
+        result.appended.append(_GITIGNORE)
+    except OSError as exc:
+        raise ScaffoldError(f"cannot write {destination}: {exc.strerror or exc}") from exc
+
+
+def _patterns(gitignore: str) -> list[str]:
+    return [line.strip() for line in gitignore.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _whole_folder_note(gitignore: Path) -> str:
+    return (f"{gitignore} ignores the whole .promptops/ folder, but its releases/ and audit.log record "
+            f"promotions and must be committed: remove that line; the lines init added ignore only local files.")
 
 
 def _create(path: Path, content: bytes) -> bool:

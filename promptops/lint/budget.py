@@ -32,13 +32,39 @@ def unknown_model(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     """Neither litellm's price map nor `pricing:` in promptops.yaml knows the
     model, so its cost shows as unknown and its limits cannot be checked. Add
     it under `pricing:` (for fine-tuned or self-hosted models) or fix the name.
+    A name that looks like a typo of a known one is PO403 instead.
 
-    Fails:   model: {name: openai/gpt-4o-mni}
-    Passes:  model: {name: openai/gpt-4o-mini}, or a pricing: entry for the model.
+    Fails:   model: {name: openai/acme-support-ft}   (a fine-tuned model the price map cannot know)
+    Passes:  the same model with its price in promptops.yaml:
+             pricing: {openai/acme-support-ft: {input: 0.30, output: 1.20}}   (USD per million tokens)
     """
-    if project.models.get(spec.model) is None:
+    if project.models.get(spec.model) is None and not project.models.meant(spec.model):
         yield hit(spec.source, ("model", "name"),
                   f"model '{spec.model}' has no known price or limits; add it under pricing: in promptops.yaml")
+
+
+@rule("PO403", "mistyped-model", "prompt")
+def mistyped_model(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+    """The model name is unknown but one or two typing slips away from a model
+    of the same provider that litellm's price map (or `pricing:`) knows: the
+    call would fail, or reach a model nobody chose. A slip is two letters
+    swapped, a letter doubled, dropped, added or changed inside a word, a
+    separator or letter case; names that differ in a number (gpt-4 / gpt-5,
+    o1 / o3, another date), by a whole word (gpt-4o / gpt-4o-mini), by a
+    letter at a word's start or end (flash / flashx) or by a changed letter in
+    a short word (lite / live) are distinct models, never typos, and neither is
+    any name the price map or `pricing:` knows. If the name is right (a model
+    newer than the price map), add it under `pricing:`. PO402 is not reported
+    for a name this rule reports.
+
+    Fails:   model: {name: openai/gpt-4o-mni}   (did you mean openai/gpt-4o-mini?)
+    Passes:  model: {name: openai/gpt-4o-mini}
+    """
+    meant = project.models.meant(spec.model)
+    if meant:
+        yield hit(spec.source, ("model", "name"),
+                  f"model '{spec.model}' is unknown: did you mean {' or '.join(meant[:3])}? "
+                  f"(if the name is right, add it under pricing: in promptops.yaml)")
 
 
 loader_rule("PO410", "input-budget-exceeded", """
