@@ -6,6 +6,8 @@ whole (render now; cost, eval and promote later) start from here.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -141,6 +143,14 @@ def guarded_by(config: ProjectConfig, trusted: ProjectConfig) -> ProjectConfig:
     return replace(config, raw=raw)
 
 
+def _inside_git(root: Path, relative: str) -> bool:
+    """Whether a path in the project lies in .git, as written or once its symlinks are resolved (a committed
+    `.promptops -> .git`)."""
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(real_root / relative))
+    return ".git" in PurePosixPath(relative).parts or ".git" in real.relative_to(real_root).parts
+
+
 def path_problems(config: ProjectConfig, default_cache: str | None = None) -> list[Finding]:
     """Paths in promptops.yaml that lead out of the project's folder, each a PO113 finding at its line.
 
@@ -169,7 +179,7 @@ def path_problems(config: ProjectConfig, default_cache: str | None = None) -> li
     configured = config.section("eval").get("cache")
     cache = configured or default_cache
     if cache:
-        why = escapes(config.root, cache) or ("is inside .git" if ".git" in PurePosixPath(cache).parts else None)
+        why = escapes(config.root, cache) or ("is inside .git" if _inside_git(config.root, cache) else None)
         if why:
             where = ("eval", "cache") if configured else ("eval",) if config.section("eval") else ()
             what = "eval.cache" if configured else "the eval cache's default path"

@@ -278,21 +278,22 @@ def test_paths_include_root_does_not_walk_the_file_system(tmp_path: Path) -> Non
     assert done.returncode == 2 and "paths.include[0]: '/' is an absolute path" in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlinked-default", "git"])
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlinked-default", "git", "symlinked-into-git"])
 def test_the_eval_cache_stays_inside_the_project(tmp_path: Path, workflow: StubServer, how: str) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     cache = {"absolute": str(elsewhere / "x.db"), "dotdot": "../elsewhere/x.db", "symlinked-default": None,
-             "git": ".git/x.db"}[how]
+             "git": ".git/x.db", "symlinked-into-git": None}[how]
     config = "eval: {concurrency: 4" + (f", cache: '{cache}'" if cache else "") + "}\n"
     repo = new_repo(tmp_path / "repo", config)
-    if how == "symlinked-default":  # .promptops committed as a link out of the repository
+    if how.startswith("symlinked"):  # .promptops committed as a link out of the repository, or into .git
         (repo / ".git" / "info" / "exclude").write_text("")
-        (repo / ".promptops").symlink_to(elsewhere)
+        (repo / ".promptops").symlink_to(elsewhere if how == "symlinked-default" else Path(".git"))
         commit(repo, "link")
     done = promptops(repo, "eval", "--no-base", "--api-base", workflow.base_url, expect=2)
     assert "promptops.yaml:1:" in done.stderr and "the cache must sit inside the project" in done.stderr
     assert list(elsewhere.iterdir()) == [] and not (repo / ".git" / "x.db").exists()
+    assert not (repo / ".git" / "cache.db").exists()
     assert workflow.calls == 0
 
 

@@ -128,10 +128,14 @@ def test_secrets_from_env_take_secret_looking_names_only():
         "GITHUB_TOKEN": "ghs_0123456789", "OPENAI_API_KEY": "sk-abcdef", "DB_PASSWORD": "pw",
         "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "PRIVATE_KEY": "-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA\n-----END KEY-----",
         "HOME": "/home/runner", "GITHUB_SHA": "0" * 40, "TOKENIZER": "cl100k_base",
+        "PGPASSWORD": "pg-secret-1", "WATSONX_ZENAPIKEY": "zen-secret-2", "DB_PASS": "db-secret-3",
+        "HFTOKEN": "hf-secret-4", "PASSENGERS": "many-people", "MONKEY_BUSINESS": "bananas",
     }
     found = secrets_from_env(env)
     assert {"ghs_0123456789", "sk-abcdef", "wJalrXUtnFEMI", "MIIEpAIBAAKCAQEA", env["PRIVATE_KEY"]} <= set(found)
+    assert {"pg-secret-1", "zen-secret-2", "db-secret-3", "hf-secret-4"} <= set(found)
     assert "pw" not in found and "/home/runner" not in found and "0" * 40 not in found and "cl100k_base" not in found
+    assert "many-people" not in found and "bananas" not in found
     assert redact("PEM line MIIEpAIBAAKCAQEA here", found) == f"PEM line {REDACTED} here"
 
 

@@ -116,7 +116,9 @@ def fence_for(text: str) -> str:
 REDACTED = "***"
 # Don't redact trivially short values: "true" or "1" would mangle every text.
 MIN_SECRET_CHARS = 6
-_SECRET_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIALS?|PAT)(_|$)",
+# Anywhere in the name (PGPASSWORD, WATSONX_ZENAPIKEY, HFTOKEN), or as a word of it (DB_PASS; not TOKENIZER,
+# PASSENGERS or MONKEY).
+_SECRET_NAME = re.compile(r"API_?KEY|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|TOKEN(_|$)|(^|_)(KEY|PAT|PASS)(_|$)",
                           re.IGNORECASE)
 _U = r"(?:\\?_)"  # an underscore, or one a Markdown renderer escaped
 _ANY_U = r"(?:&#95;|\\?_)"  # ... or one inline() escaped
