@@ -1,7 +1,7 @@
 """The dependency ranges in pyproject.toml: runtime and the test extra.
 
     python .ci/ranges.py floors            one constraint a line, each dependency pinned at its lower bound
-    python .ci/ranges.py versions PYTHON   each dependency's range and the version PYTHON's environment has
+    python .ci/ranges.py versions PYTHON   each dependency: the version PYTHON's environment has (- for none), its range
 
 `.ci/deps` uses the first to install the lowest versions the ranges admit, the
 second to print what a run tested. Needs `packaging`, and `tomli` before
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 try:
     import tomllib
@@ -47,20 +48,19 @@ def floors() -> list[str]:
     return lines
 
 
-def installed_versions(python: str, names: list[str]) -> dict[str, str | None]:
-    script = ("import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
-              "def get(name):\n    try:\n        return version(name)\n    except PackageNotFoundError:\n"
-              "        return None\nprint(json.dumps({name: get(name) for name in sys.argv[1:]}))")
-    done = subprocess.run([python, "-c", script, *names], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+def installed_versions(python: str) -> dict[str, str]:
+    """Every distribution in PYTHON's environment, by canonical name."""
+    done = subprocess.run([python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True,
+                          check=True)
+    return {canonicalize_name(item["name"]): item["version"] for item in json.loads(done.stdout)}
 
 
 def versions_table(python: str) -> list[str]:
     wanted = requirements()
-    found = installed_versions(python, [requirement.name for requirement in wanted])
+    found = installed_versions(python)
     width = max(len(requirement.name) for requirement in wanted)
-    return [f"{r.name:<{width}}  {found[r.name] or '(not installed: ' + str(r.marker) + ')':<12}  {r.specifier}"
-            for r in wanted]
+    return [f"{r.name:<{width}}  {found.get(canonicalize_name(r.name), '-'):<12}  {r.specifier}"
+            + (f"; {r.marker}" if r.marker else "") for r in wanted]
 
 
 def main(argv: list[str]) -> int:
