@@ -26,9 +26,19 @@ MAX_RENDER_S = 3.0  # the render deadline is 2 s; the rest is slack for a busy m
 MAX_RSS_MB = 150  # a child that renders a template peaks at about 25 MB
 ADDRESS_SPACE = 1_500_000_000  # enough for an attack to show its appetite, not to take the machine's memory
 
+# The child's own peak: VmHWM starts afresh at exec, while ru_maxrss keeps the
+# peak of the process that forked it (pytest, hundreds of MB once litellm is imported).
 _RENDER = textwrap.dedent("""
     import json, resource, sys, time
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+
+    def peak_mb():
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     from promptops.templating import render
     source, variables = json.load(sys.stdin)
     start = time.perf_counter()
@@ -38,7 +48,7 @@ _RENDER = textwrap.dedent("""
     except Exception as exc:
         error = [type(exc).__name__, str(exc)]
     print(json.dumps({{"error": error, "seconds": time.perf_counter() - start,
-                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                       "rss_mb": peak_mb()}}))
 """).format(limit=ADDRESS_SPACE)
 
 

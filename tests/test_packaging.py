@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import conftest
 from promptops import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,8 +131,8 @@ def write_project(folder: Path, broken: bool = False) -> Path:
     return folder
 
 
-def under(path: str | Path, folder: Path) -> bool:
-    return Path(path).resolve().is_relative_to(folder.resolve())
+def under(path: str | Path, folder: str | Path) -> bool:
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 # --------------------------------------------------------------------------- build and install
@@ -157,17 +158,53 @@ def installed(built, tmp_path_factory) -> Path:
     return target
 
 
+def outside_source(paths: list[str], checkout: Path, environments: list[str]) -> list[str]:
+    """The folders in ``paths`` that cannot supply promptops from the checkout's source.
+
+    Drops the checkout and every folder in it (the tests/ folder pytest adds,
+    say) except those inside the interpreter's own environment: README puts the
+    virtualenv at .venv in the clone, and its site-packages holds the
+    dependencies. An environment that holds the checkout (a system Python with
+    the clone under its prefix) keeps nothing of the checkout.
+    """
+    inside = [Path(prefix) for prefix in environments if under(prefix, checkout) and not under(checkout, prefix)]
+
+    def from_source(path: str) -> bool:
+        return under(path, checkout) and not any(under(path, environment) for environment in inside)
+
+    return [p for p in paths if p and os.path.isdir(p) and not from_source(p)]
+
+
 def installed_env(target: Path, workdir: Path) -> dict[str, str]:
-    """PYTHONPATH = the installed wheel, then the current interpreter's paths minus the checkout.
+    """PYTHONPATH = the installed wheel, then the current interpreter's paths minus the checkout's source.
 
     Run with ``python -S``: no site-packages .pth files, hence no editable
     install of promptops that could point back at the source tree.
     """
-    inherited = [p for p in sys.path if p and os.path.isdir(p) and not under(p, ROOT)]
+    inherited = outside_source(sys.path, ROOT, [sys.prefix, sys.base_prefix])
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"}}
     env["PYTHONPATH"] = os.pathsep.join([str(target), *inherited])
     env["PROMPTOPS_CACHE_DIR"] = str(workdir / ".promptops-cache")
     return env
+
+
+@pytest.mark.parametrize("git_checkout", [True, False], ids=["git-clone", "unpacked-sdist"])
+def test_the_source_copy_leaves_out_a_virtualenv_in_the_checkout(tmp_path, monkeypatch, git_checkout):
+    """README puts .venv in the clone; a copy of the source must not drag 300 MB of site-packages along."""
+    checkout = tmp_path / "clone"
+    for name in ("pyproject.toml", "promptops/__init__.py", ".venv/pyvenv.cfg",
+                 ".venv/lib/python3/site-packages/click/__init__.py"):
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text("", encoding="utf-8")
+    (checkout / ".gitignore").write_bytes((ROOT / ".gitignore").read_bytes())
+    if git_checkout:
+        conftest.git(checkout, "init", "-q")
+    monkeypatch.setattr(conftest, "ROOT", checkout)
+
+    copied = conftest.copy_source(tmp_path / "copy")
+
+    assert sorted(str(p.relative_to(copied)) for p in copied.rglob("*") if p.is_file()) == [
+        ".gitignore", "promptops/__init__.py", "pyproject.toml"]
 
 
 # --------------------------------------------------------------------------- the wheel's contents
@@ -243,6 +280,21 @@ def test_installed_wheel_finds_its_own_schemas_and_templates(built, installed, t
     # And the installed lint works: the example project is clean, without litellm.
     assert info["status"] == 0, explain(done)
     assert info["litellm"] == []
+
+
+def test_a_virtualenv_inside_the_checkout_supplies_the_dependencies_not_the_source(tmp_path):
+    """README's layout: the clone, with its virtualenv at .venv inside it."""
+    checkout = tmp_path / "clone"
+    venv = checkout / ".venv"
+    site_packages = venv / "lib/python3/site-packages"
+    stdlib = tmp_path / "python/lib/python3"
+    for folder in (checkout / "tests", site_packages, stdlib):
+        folder.mkdir(parents=True)
+    paths = ["", str(checkout), str(checkout / "tests"), str(stdlib), str(site_packages), "__editable__.finder"]
+
+    assert outside_source(paths, checkout, [str(venv), str(tmp_path / "python")]) == [str(stdlib), str(site_packages)]
+    # A Python whose prefix holds the clone (installed under /usr, clone in /usr/src) keeps none of it.
+    assert outside_source(paths, checkout, [str(tmp_path)]) == [str(stdlib)]
 
 
 def test_installed_wheel_lints_a_broken_prompt(installed, tmp_path):
