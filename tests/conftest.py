@@ -16,6 +16,8 @@ from typing import Callable
 
 import pytest
 
+from _leaks import nothing_left_running  # noqa: F401 (autouse: every test stops what it started)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Folders that are not source, for a checkout that is not a git repository (an unpacked sdist, say).
