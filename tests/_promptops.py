@@ -14,6 +14,7 @@ arguments and return a ``subprocess.CompletedProcess`` with text stdout and stde
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -40,10 +41,12 @@ def run_promptops(args: Sequence[str | os.PathLike[str]], cwd: Path, env: Mappin
     argv = [os.fspath(arg) for arg in args]
     hung: list[str] = []
     with _isolated(cwd, env), CliRunner().isolation() as (stdout, stderr, _):
+        _forget_cached_state()
         with _interrupt_after(max(HANG_S, timeout or 0), hung):
             code = main(argv)
         sys.stdout.flush()
         sys.stderr.flush()
+        _release_what_an_exit_would()
     return subprocess.CompletedProcess(["promptops", *argv], code, _text(stdout.getvalue()),
                                        _text(stderr.getvalue()) + "".join(hung))
 
@@ -94,6 +97,22 @@ def _interrupt_after(seconds: float, hung: list[str]) -> Iterator[None]:
     finally:
         timer.cancel()
         timer.join()
+
+
+def _forget_cached_state() -> None:
+    """Empty promptops's memoised functions, as a new process starts with them empty: some remember what they
+    found on disk (the nearest promptops.yaml of a folder), which an earlier command or test may have changed."""
+    for name, module in list(sys.modules.items()):
+        if name == "promptops" or name.startswith("promptops."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):  # lru_cache
+                    value.cache_clear()
+
+
+def _release_what_an_exit_would() -> None:
+    """Collect the command's garbage now, as its exit would free it: a git repository object stops its
+    `git cat-file` processes, a closed event loop's HTTP client closes its keep-alive connections."""
+    gc.collect()
 
 
 def _text(data: bytes) -> str:
