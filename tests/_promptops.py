@@ -60,6 +60,26 @@ def run_promptops_process(args: Sequence[str | os.PathLike[str]], cwd: Path, env
 
 
 @contextlib.contextmanager
+def promptops_process(args: Sequence[str | os.PathLike[str]], cwd: Path,
+                      env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """``python -m promptops ARGS`` started in its own session (a process group, as a terminal would start it)
+    with piped text streams, for a test that signals or kills it while it runs. However the test ends, the
+    group is killed if still running, and waited for."""
+    process = subprocess.Popen([sys.executable, "-m", "promptops", *map(os.fspath, args)], cwd=cwd,
+                               env=None if env is None else dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                               start_new_session=True)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader when workers were left behind
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            stream.close()
+
+
+@contextlib.contextmanager
 def _isolated(cwd: Path, env: Mapping[str, str] | None) -> Iterator[None]:
     """The working folder and the environment for one command, and this process's own put back afterwards
     (the command may add variables, litellm's import does, and `eval` sets a SIGTERM handler)."""
