@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from _leaks import BACKGROUND
+
 TESTS = Path(__file__).resolve().parent
 BAD = TESTS / "fixtures" / "bad"
 CLI_TIMEOUT_S = 20.0
@@ -128,13 +130,13 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
-    """Run ``python -m promptops`` for real, as a user would, with a hard timeout."""
+def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S, env: dict[str, str] | None = None) -> CliResult:
+    """Run ``python -m promptops`` for real, as a user would, with a hard timeout (``env``: cli_env())."""
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "promptops", *args],
         cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-        timeout=timeout, env=cli_env(), stdin=subprocess.DEVNULL,
+        timeout=timeout, env=env or cli_env(), stdin=subprocess.DEVNULL,
     )
     return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
@@ -163,7 +165,9 @@ class CliPool:
         folder = self.base / name
         folder.mkdir(parents=True)
         args = prepare(folder)
-        self._runs[name] = (folder, self._pool.submit(run_cli, args, folder))
+        # They run on while the module's tests do: marked, so that only the module's leak check counts them.
+        env = cli_env() | {BACKGROUND: "1"}
+        self._runs[name] = (folder, self._pool.submit(run_cli, args, folder, CLI_TIMEOUT_S, env))
 
     def result(self, name: str) -> tuple[Path, CliResult]:
         folder, future = self._runs[name]

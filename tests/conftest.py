@@ -16,7 +16,8 @@ from typing import Callable
 
 import pytest
 
-from _leaks import nothing_left_running  # noqa: F401 (autouse: every test stops what it started)
+# Autouse: every test, and every module, stops what it started.
+from _leaks import nothing_left_running, nothing_left_running_by_the_module  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
