@@ -1,4 +1,4 @@
-"""Helpers shared by the lint tests: run the real CLI, read fixture expectations."""
+"""Helpers shared by the lint tests: run the real CLI (in a process, or in this one), read fixture expectations."""
 
 from __future__ import annotations
 
@@ -138,6 +138,16 @@ def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S, env: dic
         cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
         timeout=timeout, env=env or cli_env(), stdin=subprocess.DEVNULL,
     )
+    return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
+
+
+def run_cli_in_process(args: list[str], cwd: Path) -> CliResult:
+    """``run_cli`` in this process (tests/_promptops.py): no interpreter start-up, for tests that need no
+    process of their own (a crash, a hang or an import to observe)."""
+    from _promptops import run_promptops
+
+    start = time.monotonic()
+    done = run_promptops(args, cwd=cwd, env=cli_env())
     return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
