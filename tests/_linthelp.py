@@ -141,13 +141,13 @@ def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S, env: dic
     return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
-def run_cli_in_process(args: list[str], cwd: Path) -> CliResult:
+def run_cli_in_process(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
     """``run_cli`` in this process (tests/_promptops.py): no interpreter start-up, for tests that need no
-    process of their own (a crash, a hang or an import to observe)."""
+    process of their own (a crash or an import to observe); a hang is interrupted after ``timeout``."""
     from _promptops import run_promptops
 
     start = time.monotonic()
-    done = run_promptops(args, cwd=cwd, env=cli_env())
+    done = run_promptops(args, cwd=cwd, env=cli_env(), timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
@@ -162,11 +162,13 @@ class CliPool:
 
     A test file registers its cases up front; a module-scoped fixture starts them all
     and each test waits only for its own, so a slow machine runs the ~0.3 s start-up of
-    each process in parallel rather than one after the other.
+    each process in parallel rather than one after the other. With ``in_process``, each
+    runs at once in this process instead (run_cli_in_process): no start-up at all.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, in_process: bool = False) -> None:
         self.base = base
+        self.in_process = in_process
         self._pool = ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 2))
         self._runs: dict[str, tuple[Path, Future[CliResult]]] = {}
 
@@ -175,6 +177,11 @@ class CliPool:
         folder = self.base / name
         folder.mkdir(parents=True)
         args = prepare(folder)
+        if self.in_process:
+            done: Future[CliResult] = Future()
+            done.set_result(run_cli_in_process(args, folder))
+            self._runs[name] = (folder, done)
+            return
         # They run on while the module's tests do: marked, so that only the module's leak check counts them.
         env = cli_env() | {BACKGROUND: "1"}
         self._runs[name] = (folder, self._pool.submit(run_cli, args, folder, CLI_TIMEOUT_S, env))

@@ -28,8 +28,8 @@ from click.testing import CliRunner
 
 from promptops.cli import main
 
-# A command that hangs in-process has no child to kill: after this long it gets a SIGINT (as Ctrl-C; main
-# returns 130) and its stderr ends with where it hung. Generous: a hang is a bug to see, not a time limit.
+# A command that hangs in-process has no child to kill: after its timeout (default: this long) it gets a SIGINT
+# (as Ctrl-C; main returns 130) and its stderr ends with where it hung. Generous: a hang is a bug to see.
 HANG_S = 600.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -37,12 +37,12 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def run_promptops(args: Sequence[str | os.PathLike[str]], cwd: Path, env: Mapping[str, str] | None = None,
                   timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """``promptops ARGS`` run in this process (from its main thread) in ``cwd``, as ``run_promptops_process``
-    would run it in a child; ``timeout`` only raises the hang guard."""
+    would run it in a child, interrupted after ``timeout`` seconds."""
     argv = [os.fspath(arg) for arg in args]
     hung: list[str] = []
     with _isolated(cwd, env), CliRunner().isolation() as (stdout, stderr, _):
         _forget_cached_state()
-        with _interrupt_after(max(HANG_S, timeout or 0), hung):
+        with _interrupt_after(timeout or HANG_S, hung):
             code = main(argv)
         sys.stdout.flush()
         sys.stderr.flush()
