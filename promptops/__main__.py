@@ -1,3 +1,5 @@
+import sys
+
 from promptops.cli import main
 
-main()
+sys.exit(main())

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator, NoReturn, Sequence
 
 import click
 
@@ -768,9 +768,23 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one promptops command (``argv`` without the program name; default: ``sys.argv[1:]``) and return
+    its exit code, never exiting: the console script and ``python -m promptops`` exit with it, tests call it
+    in-process."""
     try:
-        cli(prog_name="promptops")
+        cli.main(args=None if argv is None else list(argv), prog_name="promptops")
+    except SystemExit as stop:
+        return _exit_code(stop.code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        return 130
+    return EXIT_OK
+
+
+def _exit_code(code: object) -> int:
+    """What the interpreter would exit with for ``sys.exit(code)``: a message is printed and is 1."""
+    if code is None or isinstance(code, int):
+        return code or EXIT_OK
+    click.echo(code, err=True)
+    return 1

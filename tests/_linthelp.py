@@ -1,4 +1,4 @@
-"""Helpers shared by the lint tests: run the real CLI, read fixture expectations."""
+"""Helpers shared by the lint tests: run the real CLI (in a process, or in this one), read fixture expectations."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from _leaks import BACKGROUND
 
 TESTS = Path(__file__).resolve().parent
 BAD = TESTS / "fixtures" / "bad"
@@ -128,14 +130,24 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
-    """Run ``python -m promptops`` for real, as a user would, with a hard timeout."""
+def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S, env: dict[str, str] | None = None) -> CliResult:
+    """Run ``python -m promptops`` for real, as a user would, with a hard timeout (``env``: cli_env())."""
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "promptops", *args],
         cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-        timeout=timeout, env=cli_env(), stdin=subprocess.DEVNULL,
+        timeout=timeout, env=env or cli_env(), stdin=subprocess.DEVNULL,
     )
+    return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
+
+
+def run_cli_in_process(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
+    """``run_cli`` in this process (tests/_promptops.py): no interpreter start-up, for tests that need no
+    process of their own (a crash or an import to observe); a hang is interrupted after ``timeout``."""
+    from _promptops import run_promptops
+
+    start = time.monotonic()
+    done = run_promptops(args, cwd=cwd, env=cli_env(), timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
@@ -150,11 +162,13 @@ class CliPool:
 
     A test file registers its cases up front; a module-scoped fixture starts them all
     and each test waits only for its own, so a slow machine runs the ~0.3 s start-up of
-    each process in parallel rather than one after the other.
+    each process in parallel rather than one after the other. With ``in_process``, each
+    runs at once in this process instead (run_cli_in_process): no start-up at all.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, in_process: bool = False) -> None:
         self.base = base
+        self.in_process = in_process
         self._pool = ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 2))
         self._runs: dict[str, tuple[Path, Future[CliResult]]] = {}
 
@@ -163,7 +177,14 @@ class CliPool:
         folder = self.base / name
         folder.mkdir(parents=True)
         args = prepare(folder)
-        self._runs[name] = (folder, self._pool.submit(run_cli, args, folder))
+        if self.in_process:
+            done: Future[CliResult] = Future()
+            done.set_result(run_cli_in_process(args, folder))
+            self._runs[name] = (folder, done)
+            return
+        # They run on while the module's tests do: marked, so that only the module's leak check counts them.
+        env = cli_env() | {BACKGROUND: "1"}
+        self._runs[name] = (folder, self._pool.submit(run_cli, args, folder, CLI_TIMEOUT_S, env))
 
     def result(self, name: str) -> tuple[Path, CliResult]:
         folder, future = self._runs[name]

@@ -108,3 +108,24 @@ def run_trial(scenario: Scenario, seed: int, projects: tuple[Path, Path], stub: 
     return Trial(not comparison.passed, comparison.paired.regressed, comparison.paired.flaky, stub.calls,
                  comparison.head.confirmation_calls + (comparison.base.confirmation_calls if comparison.base else 0),
                  seconds)
+
+
+# -- trials in worker processes: they are independent, and litellm's CPU per call is what they cost --------
+
+_OWN_STUB: StubServer | None = None
+
+
+def start_worker() -> None:
+    """In a worker process: import litellm and start this process's own stub (a trial's noise is its alone)."""
+    from promptops.evals.runner import import_litellm
+
+    global _OWN_STUB
+    import_litellm()
+    if _OWN_STUB is None:
+        _OWN_STUB = StubServer().start()  # a daemon thread: it ends with the worker process
+
+
+def run_trial_in_worker(scenario: Scenario, seed: int, projects: tuple[Path, Path], cache: Path) -> Trial:
+    start_worker()
+    assert _OWN_STUB is not None
+    return run_trial(scenario, seed, projects, _OWN_STUB, cache)

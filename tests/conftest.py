@@ -16,6 +16,9 @@ from typing import Callable
 
 import pytest
 
+# Autouse: every test, and every module, stops what it started.
+from _leaks import nothing_left_running, nothing_left_running_by_the_module  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Folders that are not source, for a checkout that is not a git repository (an unpacked sdist, say).

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import pytest
 from click.testing import CliRunner
 
+from _promptops import run_promptops
 from conftest import git, git_env
 from test_eval_command import COUNTRIES, PROMPT, SUITE
 from promptops.testing import Rule, StubServer
@@ -82,8 +83,7 @@ def promptops(root: Path, *args: str, expect: int, timeout: float = 300,
     environment = {k: v for k, v in git_env().items() if not k.startswith(("GITHUB_", "PROMPTOPS_", "OPENAI_"))}
     environment["OPENAI_API_KEY"] = KEY
     environment.update(env or {})
-    done = subprocess.run([sys.executable, "-m", "promptops", *args], cwd=root, capture_output=True, text=True,
-                          timeout=timeout, env=environment, stdin=subprocess.DEVNULL)
+    done = run_promptops(args, cwd=root, env=environment, timeout=timeout)
     assert done.returncode == expect, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     return done
@@ -273,8 +273,7 @@ def test_paths_include_root_does_not_walk_the_file_system(tmp_path: Path) -> Non
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "promptops.yaml").write_text("paths: {include: ['/']}\n")
-    done = subprocess.run([sys.executable, "-m", "promptops", "render", "anything"], cwd=repo, capture_output=True,
-                          text=True, timeout=60, env=git_env(), stdin=subprocess.DEVNULL)
+    done = run_promptops(["render", "anything"], cwd=repo, env=git_env())
     assert done.returncode == 2 and "paths.include[0]: '/' is an absolute path" in done.stderr, done.stderr
 
 

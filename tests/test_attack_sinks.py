@@ -13,13 +13,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
 
+from _promptops import run_promptops, run_promptops_process
 from conftest import git, git_env, read_outputs
 from promptops.testing import Rule, StubServer
 from promptops.testing.github import FakeGitHub
@@ -54,9 +54,9 @@ class Job:
     temp: Path
     env: dict[str, str]
 
-    def ci(self, *args: str, expect: int, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def ci(self, *args: str, expect: int, timeout: float = 300, process: bool = False) -> subprocess.CompletedProcess[str]:
         return run(self.root, ["ci", "--report-dir", str(self.temp / "report"), "--sarif",
-                               str(self.temp / "report" / "lint.sarif"), *args], self.env, expect, timeout)
+                               str(self.temp / "report" / "lint.sarif"), *args], self.env, expect, timeout, process)
 
     def published(self) -> dict[str, str]:
         """Every text the step left behind: report files, the step summary, $GITHUB_OUTPUT."""
@@ -66,10 +66,14 @@ class Job:
         return texts
 
 
-def run(root: Path, args: list[str], env: dict[str, str], expect: int,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "promptops", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+def run(root: Path, args: list[str], env: dict[str, str], expect: int, timeout: float = 300,
+        process: bool = False) -> subprocess.CompletedProcess[str]:
+    """``promptops ARGS`` in-process, or with ``process`` in a child whose whole output is checked: what a
+    CI log shows includes anything a library (litellm) prints on its own."""
+    if process:
+        done = run_promptops_process(args, cwd=root, env=env, timeout=timeout)
+    else:
+        done = run_promptops(args, cwd=root, env=env)
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == expect, done.stdout + done.stderr
     return done
@@ -150,7 +154,7 @@ def test_a_key_echoed_by_the_model_or_a_gateway_reaches_no_sink(tmp_path: Path, 
                       {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be leaky.")})
     with FakeGitHub(token=TOKEN) as github:
         job = actions_job(tmp_path, root, github.api_url, echoing_stub)
-        done = job.ci(expect=3)  # the gateway's error: a call got no answer
+        done = job.ci(expect=3, process=True)  # the gateway's error: a call got no answer
         sinks = {"comment": comment_body(github), "stdout": done.stdout, "stderr": done.stderr, **job.published()}
     assert "got no answer after retries" in sinks["report.json"]  # the error and the answers did arrive...
     assert "Your key is ***" in sinks["report.json"]
@@ -159,9 +163,9 @@ def test_a_key_echoed_by_the_model_or_a_gateway_reaches_no_sink(tmp_path: Path, 
 
     # The gateway's refusal leaves a call unanswered: eval says so and exits 3, as ci does.
     evals = run(root, ["eval", "--base", "main", "--api-base", echoing_stub.base_url, "--junit", str(tmp_path / "junit.xml")],
-                job.env, expect=3)
+                job.env, expect=3, process=True)
     as_json = run(root, ["eval", "--base", "main", "--api-base", echoing_stub.base_url, "--format", "json",
-                         "--output", str(tmp_path / "results.json")], job.env, expect=3)
+                         "--output", str(tmp_path / "results.json")], job.env, expect=3, process=True)
     cache = (root / ".promptops" / "cache.db").read_bytes()  # CI caches upload it
     for name, text in {"eval stdout": evals.stdout + evals.stderr, "eval json": as_json.stdout + as_json.stderr,
                        "results.json": (tmp_path / "results.json").read_text(), "junit": (tmp_path / "junit.xml").read_text(),
@@ -193,7 +197,7 @@ def test_pr_content_starts_no_workflow_command_on_ci_output(tmp_path: Path, echo
                       {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be rude."), "broken.prompt.yaml": hostile_prompt})
     with FakeGitHub(token=TOKEN) as github:
         job = actions_job(tmp_path, root, github.api_url, echoing_stub)
-        done = job.ci(expect=1)
+        done = job.ci(expect=1, process=True)
     assert workflow_commands(done.stdout) == [] and workflow_commands(done.stderr) == []
     assert "x\\n::set-output" in done.stdout  # the reason is there, shown, not obeyed
     assert read_outputs(job.temp / "output")["verdict"] == "fail"

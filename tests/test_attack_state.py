@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from _promptops import run_promptops, run_promptops_process
 from conftest import git, git_env
 from promptops.release import store
 from promptops.testing import Fault, Rule, StubServer
@@ -91,9 +92,13 @@ def outside_actions(**extra: str) -> dict[str, str]:
 
 
 def run(root: Path, *args: str, prefix: list[str] | None = None, expect: int, env: dict[str, str] | None = None,
-        timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*(prefix or []), sys.executable, "-m", "promptops", *args], cwd=root, capture_output=True,
-                          text=True, timeout=timeout, env=env or outside_actions(), stdin=subprocess.DEVNULL)
+        process: bool = False, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``promptops ARGS`` in-process; in a child process with a ``prefix`` (a read-only mount namespace) or
+    ``process`` (an environment read at start-up, such as a sitecustomize hook)."""
+    if prefix is not None or process:
+        done = run_promptops_process(args, cwd=root, env=env or outside_actions(), timeout=timeout, prefix=prefix or ())
+    else:
+        done = run_promptops(args, cwd=root, env=env or outside_actions())
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
     assert done.returncode == expect, done.stdout + done.stderr
     return done
@@ -409,7 +414,8 @@ def test_a_write_that_fails_half_way_through_a_promotion_changes_nothing(
     files = [root / store.LOCK_NAME, root / store.AUDIT_LOG]
     before = [path.read_bytes() for path in files]
     env = hooked(tmp_path, at, "fail")
-    done = run(root, "promote", "geo.capital", "--to", "dev", "--api-base", stub.base_url, env=env, expect=2)
+    done = run(root, "promote", "geo.capital", "--to", "dev", "--api-base", stub.base_url, env=env, process=True,
+               expect=2)
     assert "No space left on device" in done.stderr and "nothing was changed" in done.stderr
     assert [path.read_bytes() for path in files] == before
     assert not store.snapshot_path(root / store.RELEASES, "geo.capital", version_of(root, "geo.capital")).exists()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _promptops import run_promptops
 from conftest import git, git_env
 from test_eval_command import PROMPT, SUITE, stub  # noqa: F401 (a fixture)
-from promptops.testing import Rule, StubServer
+from promptops.testing import Fault, Rule, StubServer
 
 CONFIG = "eval: {concurrency: 4}\nusage: {geo.capital: {calls_per_day: 1000}}\n"
 
@@ -40,13 +40,12 @@ def commit(root: Path, name: str, text: str) -> None:
 
 def ci(root: Path, *args: str, expect: int, stub: StubServer | None = None,
        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "promptops", "ci", *args]
+    command = ["ci", *args]
     if stub is not None:
         command += ["--api-base", stub.base_url]
     environment = {k: v for k, v in git_env().items() if not k.startswith("GITHUB_")}
     environment.update(env or {})
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300, env=environment,
-                          stdin=subprocess.DEVNULL)
+    done = run_promptops(command, cwd=root, env=environment)
     assert done.returncode == expect, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     return done
@@ -109,7 +108,8 @@ def test_lint_errors_in_the_change_fail_unless_fail_on_says_otherwise(repo: Path
 def test_a_model_service_down_after_retries_exits_3(repo: Path) -> None:
     commit(repo, "geo.prompt.yaml", PROMPT.replace("SYSTEM", "Answer with the capital city only."))
     (repo / "promptops.yaml").write_text(CONFIG.replace("concurrency: 4", "concurrency: 4, retries: 1"))
-    with StubServer(rules=[Rule(reply="unused", fail_first=1000, fault="503")]) as down:
+    # Retry-After: 0, so that the retries come at once (honouring the header is test_runner's).
+    with StubServer(rules=[Rule(reply=Fault("503", retry_after=0))]) as down:
         ci(repo, expect=3, stub=down)
     data = report(repo)
     assert data["verdict"]["exit_code"] == 3 and "got no answer after retries" in data["verdict"]["failures"][0]
@@ -137,13 +137,11 @@ def test_sarif_is_written_for_code_scanning(repo: Path, tmp_path: Path) -> None:
 
 def test_demo_runs_the_whole_check_offline(tmp_path: Path) -> None:
     environment = {k: v for k, v in git_env().items() if k not in ("OPENAI_API_KEY", "PROMPTOPS_API_BASE")}
-    done = subprocess.run([sys.executable, "-m", "promptops", "demo", str(tmp_path / "demo")], capture_output=True,
-                          text=True, timeout=600, env=environment, stdin=subprocess.DEVNULL)
+    done = run_promptops(["demo", tmp_path / "demo"], cwd=tmp_path, env=environment)  # its check: a child process
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((tmp_path / "demo/report/report.json").read_text())
     [suite] = data["evals"]["suites"]
     assert suite["prompt"] == "support.answer" and suite["counts"]["regressed"] >= 1
     assert data["cost"]["prompts"] and (tmp_path / "demo/report/report.html").is_file()
-    again = subprocess.run([sys.executable, "-m", "promptops", "demo", str(tmp_path / "demo")], capture_output=True,
-                           text=True, timeout=60, env=environment, stdin=subprocess.DEVNULL)
+    again = run_promptops(["demo", tmp_path / "demo"], cwd=tmp_path, env=environment)
     assert again.returncode == 2 and "not empty" in again.stderr

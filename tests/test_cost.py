@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from _promptops import run_promptops
 from conftest import git, git_env
 from promptops import resources
 from promptops.evals.cache import connect
@@ -86,8 +85,7 @@ def commit(root: Path, message: str = "head") -> None:
 
 
 def cost(root: Path, *args: str, expect: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "promptops", "cost", "--format", "json", *args], cwd=root,
-                          capture_output=True, text=True, timeout=120, env=git_env(**(env or {})))
+    done = run_promptops(["cost", "--format", "json", *args], cwd=root, env=git_env(**(env or {})))
     assert done.returncode == expect, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     return json.loads(done.stdout)
@@ -169,8 +167,7 @@ def test_an_unknown_model_costs_unknown_never_a_number(repo: Path) -> None:
     assert any("no known price" in w for w in other["head"]["warnings"])
     assert other["delta"]["cost_per_call"] == {"absolute": None, "percent": None}
     assert report["totals"]["unknown"] == ["support.other"]
-    table = subprocess.run([sys.executable, "-m", "promptops", "cost", "--base", "HEAD"], cwd=repo,
-                           capture_output=True, text=True, timeout=120, env=git_env())
+    table = run_promptops(["cost", "--base", "HEAD"], cwd=repo, env=git_env())
     assert "unknown" in table.stdout and table.returncode == 0
 
 
@@ -231,8 +228,7 @@ def test_github_base_ref_names_the_base_in_a_pull_request_job(repo: Path) -> Non
     commit(repo)
     report = cost(repo, env={"GITHUB_BASE_REF": "release"})
     assert report["base"].startswith("merge-base with release")
-    missing = subprocess.run([sys.executable, "-m", "promptops", "cost"], cwd=repo, capture_output=True, text=True,
-                             timeout=120, env=git_env(GITHUB_BASE_REF="nope"))
+    missing = run_promptops(["cost"], cwd=repo, env=git_env(GITHUB_BASE_REF="nope"))
     assert missing.returncode == 2 and "origin/nope" in missing.stderr and "git fetch" in missing.stderr
 
 
@@ -253,8 +249,7 @@ def test_shallow_clone_says_which_fetch_to_run(repo: Path, tmp_path: Path) -> No
     commit(repo)
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--depth", "1", "--no-local", f"file://{repo}", str(clone))
-    done = subprocess.run([sys.executable, "-m", "promptops", "cost", "--base", "HEAD~1"], cwd=clone,
-                          capture_output=True, text=True, timeout=120, env=git_env())
+    done = run_promptops(["cost", "--base", "HEAD~1"], cwd=clone, env=git_env())
     assert done.returncode == 2
     assert "shallow clone" in done.stderr and "git fetch" in done.stderr and "Traceback" not in done.stderr
 
@@ -277,8 +272,7 @@ def test_json_report_matches_its_schema_and_is_deterministic(repo: Path) -> None
 
 def test_markdown_report(repo: Path) -> None:
     (repo / "prompts" / "answer.prompt.yaml").write_text(ANSWER.replace("openai/gpt-4o\n", "openai/gpt-4o-mini\n"))
-    done = subprocess.run([sys.executable, "-m", "promptops", "cost", "--base", "HEAD", "--format", "markdown"],
-                          cwd=repo, capture_output=True, text=True, timeout=120, env=git_env())
+    done = run_promptops(["cost", "--base", "HEAD", "--format", "markdown"], cwd=repo, env=git_env())
     assert done.returncode == 0, done.stderr
     assert "Monthly cost falls by" in done.stdout
     assert "| support.answer | openai/gpt-4o → openai/gpt-4o-mini |" in done.stdout

@@ -78,9 +78,9 @@ class Project:
         git(self.root, "commit", "-q", "-m", "change")
 
     def diff(self, head: str | None = "HEAD") -> SpecDiff:
-        repo = open_repo(self.root)
-        base_ref, head_ref = resolve_refs(repo, base="HEAD~1", head=head)
-        return diff_workspaces(snapshot(repo, base_ref, self.root), snapshot(repo, head_ref, self.root))
+        with open_repo(self.root) as repo:  # closing it stops its `git cat-file` processes
+            base_ref, head_ref = resolve_refs(repo, base="HEAD~1", head=head)
+            return diff_workspaces(snapshot(repo, base_ref, self.root), snapshot(repo, head_ref, self.root))
 
 
 @pytest.fixture

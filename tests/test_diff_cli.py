@@ -1,14 +1,14 @@
-"""`promptops diff` through the real CLI: text, JSON and Markdown on a real git repository."""
+"""`promptops diff` through the real CLI (in-process): text, JSON and Markdown on a real git repository."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _promptops import run_promptops
 from conftest import git, git_env
 
 PROMPT = """\
@@ -36,8 +36,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def diff(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "promptops", "diff", "--base", "HEAD", *args], cwd=root,
-                          capture_output=True, text=True, timeout=120, env=git_env())
+    done = run_promptops(["diff", "--base", "HEAD", *args], cwd=root, env=git_env())
     assert "Traceback" not in done.stderr
     return done
 
@@ -76,6 +75,5 @@ def test_markdown_fences_cannot_be_closed_by_the_template(repo: Path) -> None:
 
 
 def test_a_missing_ref_is_a_usage_error(repo: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "promptops", "diff", "--base", "no-such-branch"], cwd=repo,
-                          capture_output=True, text=True, timeout=120, env=git_env())
+    done = run_promptops(["diff", "--base", "no-such-branch"], cwd=repo, env=git_env())
     assert done.returncode == 2 and "no-such-branch" in done.stderr

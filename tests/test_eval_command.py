@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -13,6 +12,7 @@ import pytest
 
 from jsonschema import Draft202012Validator
 
+from _promptops import run_promptops
 from conftest import git, git_env
 from promptops import resources
 from promptops.config import load_workspace
@@ -58,8 +58,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 def promptops(root: Path, stub: StubServer, *args: str, expect: int) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--api-base", stub.base_url, *args], cwd=root,
-                          capture_output=True, text=True, timeout=180, env=git_env())
+    """``promptops eval`` against the stub, in-process (tests/_promptops.py)."""
+    done = run_promptops(["eval", "--api-base", stub.base_url, *args], cwd=root, env=git_env())
     assert done.returncode == expect, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     return done
@@ -110,8 +110,7 @@ def test_repeat_and_suite_selection(repo: Path, stub: StubServer) -> None:
 
 def test_missing_key_is_a_clear_usage_error(repo: Path) -> None:
     env = {k: v for k, v in git_env().items() if k not in ("OPENAI_API_KEY", "PROMPTOPS_API_BASE")}
-    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--all", "--no-base"], cwd=repo,
-                          capture_output=True, text=True, timeout=180, env=env)
+    done = run_promptops(["eval", "--all", "--no-base"], cwd=repo, env=env)
     assert done.returncode == 2 and "OPENAI_API_KEY" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -131,8 +130,7 @@ def test_shards_then_merge_then_one_report_without_model_calls(repo: Path, stub:
         shards.append(sum(s["head"]["cases"] for s in json.loads(done.stdout)["suites"]))
         assert cache.is_file()
     assert sum(shards) == 8 and all(shards)  # every case in exactly one shard
-    merged = subprocess.run([sys.executable, "-m", "promptops", "merge", *(str(tmp_path / f"shard{i}.db") for i in (1, 2))],
-                            cwd=repo, capture_output=True, text=True, timeout=120, env=git_env())
+    merged = run_promptops(["merge", *(tmp_path / f"shard{i}.db" for i in (1, 2))], cwd=repo, env=git_env())
     assert merged.returncode == 0, merged.stderr
     calls = stub.calls
     report = json.loads(promptops(repo, stub, "--base", "HEAD", "--format", "json", expect=0).stdout)
@@ -141,8 +139,7 @@ def test_shards_then_merge_then_one_report_without_model_calls(repo: Path, stub:
 
 
 def test_bad_shard_is_a_usage_error(repo: Path, stub: StubServer) -> None:
-    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--shard", "3/2"], cwd=repo,
-                          capture_output=True, text=True, timeout=120, env=git_env())
+    done = run_promptops(["eval", "--shard", "3/2"], cwd=repo, env=git_env())
     assert done.returncode == 2 and "I/N" in done.stderr
 
 

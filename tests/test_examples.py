@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _promptops import run_promptops
 from promptops.loader import Loader
 from promptops.models import ModelCatalog
 from promptops.specs import EvalSuiteSpec
@@ -23,8 +23,7 @@ FINE_TUNED = "openai/ft:gpt-4o-mini-2024-07-18:acme:ticket-summary:B7x2kQ9p"
 
 def promptops(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
-    return subprocess.run([sys.executable, "-m", "promptops", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return run_promptops(args, cwd=REPO, env=env)
 
 
 def load(relative: str) -> Any:

@@ -28,13 +28,14 @@ KNOWN_FINDING_BUGS: dict[str, str] = {}
 
 @pytest.fixture(scope="module")
 def cli_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """`promptops lint --strict --format json` on each selected fixture, all started at once."""
+    """`promptops lint --strict --format json` on each selected fixture, in this process (small YAML files:
+    nothing to isolate; test_lint_bad_inputs.py keeps a process for each of its generated inputs)."""
     wanted = {
         item.callspec.params["case"].name
         for item in request.session.items
         if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)
     }
-    pool = CliPool(tmp_path_factory.mktemp("bad"))
+    pool = CliPool(tmp_path_factory.mktemp("bad"), in_process=True)
 
     def prepare(case: Case):
         def copy(folder: Path) -> list[str]:

@@ -81,7 +81,11 @@ def model_server(tmp_path_factory: pytest.TempPathFactory):
         yield base
     finally:
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()  # nothing is left running
+            server.wait()
 
 
 def test_a_suite_against_the_local_model(model_server: str, tmp_path: Path) -> None:

@@ -94,11 +94,7 @@ from promptops import resources
 from promptops.cli import main
 
 sys.argv = ["promptops", "lint", *lint_args]
-try:
-    main()
-    status = 0
-except SystemExit as exc:
-    status = exc.code
+status = main()
 with open(result_path, "w", encoding="utf-8") as out:
     json.dump({
         "file": promptops.__file__,

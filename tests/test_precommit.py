@@ -1,4 +1,4 @@
-"""The pre-commit hook, end to end, with the real ``pre-commit try-repo``.
+"""The pre-commit hook, end to end, installed from the hook repository as ``pre-commit try-repo`` does.
 
 try-repo installs the hook the way users get it: it clones the hook repository,
 creates a virtualenv and pip-installs promptops with its dependencies from the
@@ -11,13 +11,15 @@ has not added yet would be missing; the snapshot makes a test run see what is
 on disk, and behave the same in a clean clone.
 
 Cost: try-repo always builds its hook environment in a fresh temporary store
-(pre_commit/commands/try_repo.py: ``Store(tempdir)``), so PRE_COMMIT_HOME
-cannot cache it between runs. What makes a second run quicker is pip's own
-cache of downloaded wheels. Each try-repo call takes about a minute here.
+(pre_commit/commands/try_repo.py: ``Store(tempdir)``), about a minute each call.
+So the tests do what try-repo does (write a config naming the hook repository at
+its commit, then ``pre-commit run`` it) with one store for the whole test run:
+the environment is built once, by the first run, and every other run reuses it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -94,7 +96,7 @@ def test_manifest_is_valid_and_selects_prompt_files():
         assert not files.search(name), f"{name} should not be linted"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hook_repo(source_copy) -> Path:
     snapshot = source_copy()
     git(snapshot, "init", "-q")
@@ -114,24 +116,34 @@ def user_repo(tmp_path_factory) -> Path:
     return repo
 
 
-def try_repo(hook_repo: Path, user_repo: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = git_env(
-        PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"),  # never the user's own ~/.cache/pre-commit
-        PRE_COMMIT_COLOR="never",
-        PROMPTOPS_CACHE_DIR=str(tmp_path / "promptops-cache"),
-    )
+@pytest.fixture(scope="session")
+def hook_store(hook_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """try-repo's config for the hook repository at its commit, and a pre-commit store kept for the test run
+    (never the user's own ~/.cache/pre-commit): the first run builds the hook's environment there."""
+    home = tmp_path_factory.mktemp("pre-commit-home")
+    rev = git(hook_repo, "rev-parse", "HEAD").strip()
+    config = home / "try-repo.yaml"
+    config.write_text(json.dumps({"repos": [{"repo": str(hook_repo), "rev": rev, "hooks": [{"id": HOOK_ID}]}]}))
+    return config, home
+
+
+def try_repo(hook_store: tuple[Path, Path], user_repo: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``pre-commit try-repo HOOK_REPO promptops-lint ARGS`` in ``user_repo``, with the session's store."""
+    config, home = hook_store
+    env = git_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never",
+                  PROMPTOPS_CACHE_DIR=str(tmp_path / "promptops-cache"))
     for name in ("SKIP", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
         env.pop(name, None)  # SKIP=promptops-lint would skip the very hook under test
     done = subprocess.run(
-        [sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo), HOOK_ID, "--verbose", *args],
+        [sys.executable, "-m", "pre_commit", "run", "--config", str(config), HOOK_ID, "--verbose", *args],
         cwd=user_repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800,
     )
     done.output = done.stdout + done.stderr  # type: ignore[attr-defined]
     return done
 
 
-def test_try_repo_fails_on_a_broken_prompt(hook_repo, user_repo, tmp_path):
-    done = try_repo(hook_repo, user_repo, tmp_path, "--all-files")
+def test_try_repo_fails_on_a_broken_prompt(hook_store, user_repo, tmp_path):
+    done = try_repo(hook_store, user_repo, tmp_path, "--all-files")
     output = done.output
     assert done.returncode == 1, output
     assert re.search(r"promptops lint\.+Failed", output), output
@@ -142,8 +154,8 @@ def test_try_repo_fails_on_a_broken_prompt(hook_repo, user_repo, tmp_path):
     assert "Traceback" not in output, output
 
 
-def test_try_repo_passes_on_good_files(hook_repo, user_repo, tmp_path):
-    done = try_repo(hook_repo, user_repo, tmp_path, "--files", "promptops.yaml", "prompts/greet.prompt.yaml")
+def test_try_repo_passes_on_good_files(hook_store, user_repo, tmp_path):
+    done = try_repo(hook_store, user_repo, tmp_path, "--files", "promptops.yaml", "prompts/greet.prompt.yaml")
     output = done.output
     assert done.returncode == 0, output
     assert re.search(r"promptops lint\.+Passed", output), output

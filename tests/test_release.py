@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from _promptops import run_promptops
 from conftest import git, git_env
 from test_eval_command import COUNTRIES, PROMPT, SUITE, stub
 from promptops import resources
@@ -88,8 +88,8 @@ def env_without_key(**extra: str) -> dict[str, str]:
 
 
 def po(root: Path, *args: str, expect: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "promptops", *args], cwd=root, capture_output=True, text=True,
-                          timeout=180, env=env or env_without_key())
+    """``promptops ARGS`` in ``root``, in-process (see tests/_promptops.py), without an API key by default."""
+    done = run_promptops(args, cwd=root, env=env or env_without_key())
     assert done.returncode == expect, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     return done

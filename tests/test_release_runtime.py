@@ -3,6 +3,7 @@ promotions, failures midway, hand edits and altered snapshots."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import promptops
+from _promptops import promptops_process
 from conftest import git
 from promptops.lint import lint
 from promptops.release import store
@@ -198,12 +200,12 @@ def test_concurrent_promotions_all_land(tmp_path: Path, stub: StubServer, shared
         write_prompt(root, prompt_id, GOOD)
     commit(root, "four prompts")
     po(root, "eval", "--no-base", "--all", "--api-base", stub.base_url, expect=0)  # warm the cache: a fair race
-    processes = [subprocess.Popen([sys.executable, "-m", "promptops", "promote", prompt_id, "--to", "dev"], cwd=root,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_without_key())
-                 for prompt_id in ids]
-    for process in processes:
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, out + err
+    with contextlib.ExitStack() as running:  # four processes at once: a race for the lock
+        processes = [running.enter_context(promptops_process(["promote", prompt_id, "--to", "dev"], cwd=root,
+                                                             env=env_without_key())) for prompt_id in ids]
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, out + err
     lock = lock_of(root)
     assert sorted(lock["environments"]["dev"]) == ids
     assert sorted(record["prompt"] for record in audit_of(root)) == ids

@@ -73,7 +73,7 @@ def test_the_first_call_to_a_provider_goes_alone_and_untimed(stub: StubServer, t
         outcomes = run(calls(6), cache, settings(stub, concurrency=6))
     arrivals.sort()
     assert arrivals[1] - arrivals[0] >= 0.14  # the rest waited for the first answer
-    assert arrivals[-1] - arrivals[1] < 0.14  # then went together
+    assert stub.max_in_flight > 1  # then went together (one at a time, none would overlap its 150 ms)
     assert [o.latency_ms is None for o in outcomes].count(True) == 1
     assert all(o.latency_ms >= 150 for o in outcomes if o.latency_ms is not None)
 

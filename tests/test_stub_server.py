@@ -146,11 +146,11 @@ def test_fail_first_then_reply(litellm: ModuleType) -> None:
 
 
 def test_timeout_raises_within_the_client_timeout(litellm: ModuleType) -> None:
-    with StubServer(faults=["timeout"]) as stub:
+    with StubServer(faults=[Fault("timeout", hang_s=60)]) as stub:
         started = time.perf_counter()
         with pytest.raises(litellm.Timeout):
             ask(litellm, stub, "hi", timeout=0.5, **NO_RETRY)
-        assert time.perf_counter() - started < 1.5
+        assert time.perf_counter() - started < 10  # the client's 0.5 s, not the server's 60 (slack for a busy machine)
 
 
 def test_garbage_and_disconnect_raise_at_once(litellm: ModuleType) -> None:
@@ -158,8 +158,8 @@ def test_garbage_and_disconnect_raise_at_once(litellm: ModuleType) -> None:
         for _ in range(2):
             started = time.perf_counter()
             with pytest.raises(litellm.InternalServerError):  # litellm maps both to a 500-class error
-                ask(litellm, stub, "hi", timeout=10, **NO_RETRY)
-            assert time.perf_counter() - started < 2
+                ask(litellm, stub, "hi", timeout=30, **NO_RETRY)
+            assert time.perf_counter() - started < 10  # at once, not at the 30 s timeout (slack for a busy machine)
 
 
 def test_empty_choices_reach_the_caller(litellm: ModuleType) -> None:
@@ -213,7 +213,8 @@ def test_many_concurrent_async_calls_are_all_answered(litellm: ModuleType) -> No
         assert [r.choices[0].message.content for r in responses] == [f"got {i}" for i in range(200)]
         assert stub.calls == 200 and len(stub.requests) == 200
         started = time.perf_counter()
-    assert time.perf_counter() - started < 1  # idle keep-alive connections do not hold up the stop
+    # Idle keep-alive connections do not hold up the stop: they would hold it until the client closes them.
+    assert time.perf_counter() - started < 5
 
 
 def test_stop_is_quick_with_a_request_held_by_a_timeout(litellm: ModuleType) -> None:
@@ -222,20 +223,24 @@ def test_stop_is_quick_with_a_request_held_by_a_timeout(litellm: ModuleType) -> 
 
     def call() -> None:
         try:
-            ask(litellm, stub, "hi", timeout=30, **NO_RETRY)
+            ask(litellm, stub, "hi", timeout=60, **NO_RETRY)
         except Exception as err:
             errors.append(err)
 
     client = threading.Thread(target=call)
     client.start()
-    deadline = time.monotonic() + 5
-    while stub.calls == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    started = time.perf_counter()
-    stub.stop()
-    assert time.perf_counter() - started < 1
-    client.join(5)
-    assert not client.is_alive() and errors  # the held request was dropped, not left hanging
+    try:
+        deadline = time.monotonic() + 30
+        while stub.calls == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.perf_counter()
+        stub.stop()
+        assert time.perf_counter() - started < 10  # not the hour the fault holds it, nor the client's 60 s
+        client.join(30)
+        assert not client.is_alive() and errors  # the held request was dropped, not left hanging
+    finally:
+        stub.stop()
+        client.join()
 
 
 def test_base_url_from_the_environment(litellm: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -300,4 +305,9 @@ def test_cli_serves_a_rules_file(litellm: ModuleType, tmp_path: Path) -> None:
         assert litellm.completion(**kwargs, messages=USER).choices[0].message.content == "from the CLI"
     finally:
         server.send_signal(2)  # Ctrl-C
-        assert server.wait(10) == 0
+        try:
+            code = server.wait(30)
+        finally:
+            server.kill()  # only if Ctrl-C did not stop it: nothing is left running either way
+            server.wait()
+    assert code == 0

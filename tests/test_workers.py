@@ -11,13 +11,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from _promptops import promptops_process, run_promptops
 from conftest import git_env
 from promptops.config import load_workspace
 from promptops.evals.cache import CachedResult, PendingWrites, ResultCache, call_key
@@ -237,28 +237,27 @@ def test_a_killed_run_repeats_no_finished_call(stub: StubServer, tmp_path: Path,
     stub.reset(default_reply="odd", latency_ms=40)
     root = project(tmp_path / "p", 300)
     cache = tmp_path / "cache.db"
-    command = [sys.executable, "-m", "promptops", "eval", "--no-base", "--all", "--api-base", stub.base_url,
-               "--concurrency", "4", "--workers", str(workers), "--cache", str(cache), "--format", "json"]
+    args = ["eval", "--no-base", "--all", "--api-base", stub.base_url, "--concurrency", "4", "--workers", str(workers),
+            "--cache", cache, "--format", "json"]
     subprocess.run(["git", "init", "-q", str(root)], check=True, env=git_env())
-    run = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=git_env(), start_new_session=True)
-    deadline = time.monotonic() + 120
-    while count_rows(cache) < 30 and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert run.poll() is None, "the run ended before it could be stopped"
-    if stop == "ctrl-c":
-        os.killpg(run.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole process group
-    else:
-        run.send_signal(signal.SIGTERM)
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 130, err
-    assert "Traceback" not in err and "interrupted" in err and out == ""
-    with pytest.raises(ProcessLookupError):
-        os.killpg(run.pid, 0)  # no worker outlives the run
+    with promptops_process(args, cwd=root, env=git_env()) as run:
+        deadline = time.monotonic() + 120
+        while count_rows(cache) < 30 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.poll() is None, "the run ended before it could be stopped"
+        if stop == "ctrl-c":
+            os.killpg(run.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole process group
+        else:
+            run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 130, err
+        assert "Traceback" not in err and "interrupted" in err and out == ""
+        with pytest.raises(ProcessLookupError):
+            os.killpg(run.pid, 0)  # no worker outlives the run
     stored = count_rows(cache)
     assert 30 <= stored < 300
     before = stub.calls
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, env=git_env(), timeout=180)
+    done = run_promptops(args, cwd=root, env=git_env())
     assert done.returncode == 0, done.stderr
     assert stub.calls - before == 300 - stored  # only what was not stored is asked again
     assert json.loads(done.stdout)["suites"][0]["head"]["cached_calls"] == stored
@@ -289,6 +288,5 @@ def test_a_missing_key_is_found_by_a_worker_before_any_call(tmp_path: Path) -> N
     root = project(tmp_path / "p", 5)
     subprocess.run(["git", "init", "-q", str(root)], check=True, env=git_env())
     env = {k: v for k, v in git_env().items() if k not in ("OPENAI_API_KEY", "PROMPTOPS_API_BASE")}
-    done = subprocess.run([sys.executable, "-m", "promptops", "eval", "--no-base", "--all", "--workers", "2"],
-                          cwd=root, capture_output=True, text=True, timeout=180, env=env)
+    done = run_promptops(["eval", "--no-base", "--all", "--workers", "2"], cwd=root, env=env)
     assert done.returncode == 2 and "OPENAI_API_KEY" in done.stderr and "Traceback" not in done.stderr

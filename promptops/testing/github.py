@@ -117,7 +117,7 @@ class FakeGitHub:
             self._httpd = ThreadingHTTPServer((self._host, 0), handler)
             self._httpd.daemon_threads = True  # an idle keep-alive connection never holds up the exit
             threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                             name="promptops-fake-github", daemon=True).start()
+                             name=f"promptops-fake-github:{self._httpd.server_address[1]}", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -220,6 +220,11 @@ def _error(status: int, message: str) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
     fake: FakeGitHub
+
+    def setup(self) -> None:
+        super().setup()
+        # Named after the server's thread, so that a thread left running can be told apart from a test's own.
+        threading.current_thread().name = f"promptops-fake-github:{self.server.server_address[1]} connection"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # tests read .requests instead

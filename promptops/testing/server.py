@@ -259,6 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Named after the server's thread, so that a thread left running can be told apart from a test's own.
+        threading.current_thread().name = f"promptops-stub:{self.server.server_address[1]} connection"
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
 
