@@ -441,7 +441,7 @@ def test_status_marks_a_missing_or_altered_snapshot_and_exits_1(tmp_path: Path, 
     assert f"{version_of(root, 'geo.capital')} (snapshot altered)" in done.stdout
     assert f"{version_of(root, 'nosuite')} (forced) (snapshot missing)" in done.stdout
     assert "2 release snapshot(s) missing or altered" in done.stdout
-    assert f"dev/geo.capital: release snapshot .promptops/releases/geo.capital/" in done.stdout
+    assert "dev/geo.capital: release snapshot .promptops/releases/geo.capital/" in done.stdout
     assert "was altered: its content hashes to" in done.stdout and "does not exist" in done.stdout
     report = json.loads(run(root, "status", "--format", "json", env=env_without_key(), expect=1).stdout)
     cells = {row["id"]: row["environments"]["dev"] for row in report["prompts"]}
