@@ -102,12 +102,13 @@ def run_check(cwd: Path, options: CheckOptions,
 
     Raises RefError or ConfigError when the refs or promptops.yaml cannot be used.
     """
-    repo = open_repo(cwd)
-    base_ref, head_ref = resolve_refs(repo, options.base, None)
-    base_ws = snapshot(repo, base_ref, cwd)
-    # The head's files are the pull request's: the settings that guard the run come from the base (SECURITY.md, 1).
-    head_ws = snapshot(repo, head_ref, cwd, trusted=base_ws.config)
-    paths = lint_targets(Path(repo.working_tree_dir), base_ref, head_ws)
+    with open_repo(cwd) as repo:  # closed: its git cat-file processes end here
+        base_ref, head_ref = resolve_refs(repo, options.base, None)
+        base_ws = snapshot(repo, base_ref, cwd)
+        # The head's files are the pull request's: the settings that guard the run come from the base (SECURITY.md, 1).
+        head_ws = snapshot(repo, head_ref, cwd, trusted=base_ws.config)
+        repo_root = Path(repo.working_tree_dir)
+    paths = lint_targets(repo_root, base_ref, head_ws)
     lint_run = lint(paths, cwd, trusted=base_ws.config) if paths else LintRun()
     # Evals before cost: the cost estimate then uses the output tokens the evals just measured.
     evals = _run_evals(base_ws, head_ws, options, progress, str(base_ref))

@@ -175,9 +175,9 @@ def _snapshots(base: str | None, head: str | None, staged: bool) -> tuple[Any, A
     if staged and (base or head):
         raise click.UsageError("--staged compares HEAD with the index; it takes no --base or --head")
     try:
-        repo = open_repo(Path.cwd())
-        base_ref, head_ref = resolve_refs(repo, base, head, staged)
-        return base_ref, head_ref, snapshot(repo, base_ref, Path.cwd()), snapshot(repo, head_ref, Path.cwd())
+        with open_repo(Path.cwd()) as repo:  # closed: its git cat-file processes end with the command
+            base_ref, head_ref = resolve_refs(repo, base, head, staged)
+            return base_ref, head_ref, snapshot(repo, base_ref, Path.cwd()), snapshot(repo, head_ref, Path.cwd())
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
 
@@ -190,9 +190,9 @@ def _head_snapshot(head: str | None, staged: bool) -> tuple[Any, Any]:
     try:
         if head is None and not staged:
             return Ref(WORKING_TREE, None), load_workspace(Path.cwd())
-        repo = open_repo(Path.cwd())
-        _, head_ref = resolve_refs(repo, head or "HEAD", head, staged)
-        return head_ref, snapshot(repo, head_ref, Path.cwd())
+        with open_repo(Path.cwd()) as repo:
+            _, head_ref = resolve_refs(repo, head or "HEAD", head, staged)
+            return head_ref, snapshot(repo, head_ref, Path.cwd())
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
 

@@ -249,9 +249,10 @@ def _prompt_at(project: Project, request: Request, index: int,
     previous_env = project.environments[index - 1] if index > 0 else None
     previous = project.lock.entry(previous_env, request.prompt_id) if previous_env else None
     label = request.ref or (previous["commit"] if previous else "HEAD")
-    repo = open_repo(project.root)
-    _, ref = resolve_refs(repo, label, label)
-    workspace = snapshot(repo, ref, project.root)
+    with open_repo(project.root) as repo:  # closed: its git cat-file processes end here
+        _, ref = resolve_refs(repo, label, label)
+        workspace = snapshot(repo, ref, project.root)
+        commit = repo.commit(label).hexsha
     spec = workspace.prompts.get(request.prompt_id)
     if spec is None:
         raise ReleaseError(_unknown_prompt(request.prompt_id, ref.name, project.workspace, workspace))
@@ -264,7 +265,7 @@ def _prompt_at(project: Project, request: Request, index: int,
         if not request.force:
             raise ReleaseError(problem)
         overridden.append(problem)
-    return repo.commit(label).hexsha, spec, workspace
+    return commit, spec, workspace
 
 
 def _unknown_prompt(prompt_id: str, where: str, tree: Workspace, at_ref: Workspace) -> str:
