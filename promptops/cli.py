@@ -111,13 +111,20 @@ def _nearest_git_root(directory: Path) -> Path | None:
 @click.option("--vars", "vars_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A JSON or YAML file with the variables (a mapping).")
 @click.option("--var", "pairs", multiple=True, metavar="NAME=VALUE",
-              help="One variable as a string (repeatable); overrides --vars.")
+              help="One variable (repeatable; overrides --vars). A VALUE that is JSON is used as such "
+                   "(a list, number, object, true/false/null); anything else is a string. Quote JSON to force "
+                   "a string: --var 'n=\"3\"'.")
 def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> None:
     """Print the exact messages PROMPT_ID would send, as JSON (model, params, messages).
 
     Variables are validated against the prompt's inputs schema and rendered
     in the bounded sandbox. Exit 2 when the prompt, the variables or the
     template cannot be used.
+
+    \b
+    Examples:
+      promptops render support.answer --vars case.yaml
+      promptops render support.answer --var question='Where is my refund?' --var 'passages=["Refunds take 5 days."]'
     """
     import json
 
@@ -137,7 +144,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
-        variables[name] = value
+        variables[name] = _var_value(value)
     limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
     try:
         validate_inputs(spec, variables)
@@ -717,6 +724,20 @@ def _increases(report: Any, limit: float) -> list[str]:
             rises.append(f"'{change.prompt_id}' cost per call rises {per_call.percent:.1f}%, "
                          f"more than --fail-on-increase {limit:g}%")
     return rises
+
+
+def _var_value(text: str) -> object:
+    """A --var value: what it means as JSON (a list, a number, an object, true, false, null), else the text itself,
+    so that --var city=Paris needs no quotes. NaN and Infinity are not JSON and stay text."""
+    import json
+
+    def not_json(constant: str) -> object:
+        raise ValueError(constant)
+
+    try:
+        return json.loads(text, parse_constant=not_json)
+    except (ValueError, RecursionError):
+        return text
 
 
 def _read_vars(path: Path) -> dict[str, object]:
