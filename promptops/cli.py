@@ -35,10 +35,15 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
          explain: str | None, color: bool | None) -> None:
     """Check prompt, retrieval, eval and config files (default: the whole project).
 
+    Files named are counted; promptops.yaml and the eval suites of the
+    prompts named are checked too, and counted as related.
+
     Exit codes: 0 clean, 1 errors found (or warnings with --strict),
-    2 unusable input (a broken promptops.yaml, a path that does not exist).
+    2 unusable input (a broken promptops.yaml, a path that does not exist,
+    nothing to lint; under pre-commit, a file no promptops.yaml claims).
     """
     from promptops.lint import find_rule, lint as run_lint
+    from promptops.lint.engine import not_promptops_files, nothing_to_lint, outside_projects
     from promptops.lint.output import render
 
     if explain:
@@ -50,8 +55,14 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
     missing = [str(p) for p in paths if not os.path.lexists(p)]
     if missing:
         raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
+    if os.environ.get("PRE_COMMIT") == "1":  # set by pre-commit for its hooks
+        _refuse_files_outside_projects(outside_projects(paths))
+    for path in not_promptops_files(paths):
+        click.echo(f"promptops lint: skipped {path}: not a promptops file by its name", err=True)
     fmt = fmt or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
     run = run_lint(list(paths))
+    if not run.files and not run.config_errors:
+        _fail(nothing_to_lint(list(paths), Path.cwd().resolve()))
     use_color = (color if color is not None else sys.stdout.isatty()) and fmt == "text" and output is None
     report = render(run, fmt, color=use_color)
     if output:
@@ -62,6 +73,18 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
         sys.exit(EXIT_USAGE)
     if run.errors or (strict and run.findings):
         sys.exit(EXIT_FINDINGS)
+
+
+def _refuse_files_outside_projects(orphans: list[Path]) -> None:
+    """A commit hook given files that no promptops.yaml claims is set up wrong: linting them with the default
+    settings would pass what the project's settings (rules, prices, paths) might not, and say nothing."""
+    if not orphans:
+        return
+    more, they = (f" (and {len(orphans) - 1} more)", "they belong") if len(orphans) > 1 else ("", "it belongs")
+    folder = orphans[0].parent.resolve()
+    _fail(f"{orphans[0]}{more}: no promptops.yaml in {folder} or a folder above it, so {they} to no promptops "
+          "project. Run `promptops init` where the project's files live, or narrow the hook with `files:` or "
+          "`exclude:` in .pre-commit-config.yaml")
 
 
 @cli.command()
