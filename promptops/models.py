@@ -86,6 +86,12 @@ class ModelCatalog:
             return None
         return value if isinstance(value, dict) else None
 
+    def provider(self, name: str) -> str | None:
+        """The provider litellm's price map records for a model name as it is keyed there (a bare ``gpt-4o``)."""
+        entry = self._entry(name) if name != "sample_spec" else None
+        provider = entry.get("litellm_provider") if entry else None
+        return provider if isinstance(provider, str) else None
+
     def get(self, name: str) -> ModelInfo | None:
         if name not in self._cache:
             self._cache[name] = self._lookup(name)
