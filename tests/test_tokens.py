@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +36,13 @@ def _encoding(name: str) -> Encoding:
 
 
 def _run(code: str, *args: str, **env: str) -> Any:
-    """Runs ``code`` in a fresh interpreter (no encoding loaded, no cache filled) and returns the JSON it prints."""
+    """Runs ``code`` in a fresh interpreter (no encoding loaded, no cache filled: promptops' own cache is an
+    empty folder unless ``env`` names one) and returns the JSON it prints."""
     clean = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
-    done = subprocess.run([sys.executable, "-c", code, *args], env={**clean, **env}, capture_output=True, text=True,
-                          timeout=120)
+    with tempfile.TemporaryDirectory() as empty:
+        environment = {**clean, "PROMPTOPS_CACHE_DIR": empty, **env}
+        done = subprocess.run([sys.executable, "-c", code, *args], env=environment, capture_output=True, text=True,
+                              timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -258,3 +262,59 @@ def test_without_tiktoken() -> None:
                   "m = c.method('openai/gpt-4o')\n"
                   "print(json.dumps([m.encoding, m.exact, m.note, c.count_text('openai/gpt-4o', 'x' * 5)]))")
     assert result == [FALLBACK, False, "estimated as characters / 4: tiktoken is not installed", math.ceil(5 / 4)]
+
+
+# -- promptops' cache of the encodings ------------------------------------------------------------
+
+CORPUS = ["hello world", "", "  leading and trailing  ", "Ünïcödé — “quotes” and emoji 🙂👍🏽", "<|endoftext|> is text",
+          "line one\nline two\r\n\n\ttabbed", "1234567890 3.14159 -42", "CamelCaseWords and snake_case_words",
+          "https://example.com/a/b?c=d&e=f", "x" * 3000, "日本語のテキストと中文文本", "a" + " " * 40 + "b"]
+_COUNT = """
+import json, sys
+from promptops.estimate.tokens import TokenCounter
+corpus = json.loads(sys.argv[1])
+c = TokenCounter()
+print(json.dumps({model: [c.method(model).encoding, [c.count_text(model, t) for t in corpus]]
+                  for model in sys.argv[2:]}))
+"""
+MODELS = {"openai/gpt-4o": "o200k_base", "gpt-4": "cl100k_base", DAVINCI: "p50k_base"}
+
+
+def _reference() -> dict[str, list[Any]]:
+    return {model: [name, [len(_encoding(name).encode_ordinary(t)) for t in CORPUS]] for model, name in MODELS.items()}
+
+
+def test_the_cached_encodings_count_exactly_as_tiktoken(tmp_path: Path) -> None:
+    cold = _run(_COUNT, json.dumps(CORPUS), *MODELS, PROMPTOPS_CACHE_DIR=str(tmp_path))
+    files = sorted(path.name for path in tmp_path.iterdir())
+    assert [name.split("-")[1] for name in files] == ["cl100k_base", "o200k_base", "p50k_base"], files
+    warm = _run(_COUNT, json.dumps(CORPUS), *MODELS, PROMPTOPS_CACHE_DIR=str(tmp_path))
+    assert cold == warm == _reference()
+
+
+def test_a_warm_cache_needs_no_source_file(tmp_path: Path) -> None:
+    cache, empty = tmp_path / "cache", tmp_path / "empty"
+    empty.mkdir()
+    _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(cache))
+    warm = _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(cache), TIKTOKEN_CACHE_DIR=str(empty))
+    assert warm == {"openai/gpt-4o": _reference()["openai/gpt-4o"]}
+    assert list(empty.iterdir()) == []
+
+
+def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path) -> None:
+    _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path))
+    [cached] = tmp_path.iterdir()
+    intact = cached.read_bytes()
+    cached.write_bytes(intact[:-100] + b"\x00" * 100)  # the header's hash no longer matches
+    result = _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path))
+    assert result == {"openai/gpt-4o": _reference()["openai/gpt-4o"]}
+    assert cached.read_bytes() == intact
+    cached.write_bytes(b"garbage")
+    assert _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path)) == result
+
+
+def test_a_cache_folder_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = _run(_COUNT, json.dumps(CORPUS), *MODELS, PROMPTOPS_CACHE_DIR=str(blocked / "cache"))
+    assert result == _reference()
