@@ -197,13 +197,16 @@ def _ref_options(command: Any) -> Any:
 def _snapshots(base: str | None, head: str | None, staged: bool) -> tuple[Any, Any, Any, Any]:
     """The project at base and at head, or exit 2 saying why they cannot be read."""
     from promptops.config import ConfigError
-    from promptops.gitrefs import RefError, open_repo, resolve_refs, snapshot
+    from promptops.gitrefs import RefError, open_repo, resolve_refs, snapshot, staged_refs
 
     if staged and (base or head):
         raise click.UsageError("--staged compares HEAD with the index; it takes no --base or --head")
     try:
-        repo = open_repo(Path.cwd())
-        base_ref, head_ref = resolve_refs(repo, base, head, staged)
+        if staged:
+            repo, base_ref, head_ref = staged_refs(Path.cwd())
+        else:
+            repo = open_repo(Path.cwd())
+            base_ref, head_ref = resolve_refs(repo, base, head)
         return base_ref, head_ref, snapshot(repo, base_ref, Path.cwd()), snapshot(repo, head_ref, Path.cwd())
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
@@ -212,13 +215,16 @@ def _snapshots(base: str | None, head: str | None, staged: bool) -> tuple[Any, A
 def _head_snapshot(head: str | None, staged: bool) -> tuple[Any, Any]:
     """The project at the head alone: the working tree needs no git at all."""
     from promptops.config import ConfigError, load_workspace
-    from promptops.gitrefs import WORKING_TREE, Ref, RefError, open_repo, resolve_refs, snapshot
+    from promptops.gitrefs import WORKING_TREE, Ref, RefError, open_repo, resolve_refs, snapshot, staged_refs
 
     try:
         if head is None and not staged:
             return Ref(WORKING_TREE, None), load_workspace(Path.cwd())
-        repo = open_repo(Path.cwd())
-        _, head_ref = resolve_refs(repo, head or "HEAD", head, staged)
+        if staged:
+            repo, _, head_ref = staged_refs(Path.cwd())
+        else:
+            repo = open_repo(Path.cwd())
+            _, head_ref = resolve_refs(repo, head, head)
         return head_ref, snapshot(repo, head_ref, Path.cwd())
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
