@@ -238,16 +238,19 @@ def _head_snapshot(head: str | None, staged: bool) -> tuple[Any, Any]:
 @click.option("--fail-on-increase", type=click.FloatRange(min=0), metavar="PCT",
               help="Exit 1 if the monthly total, or any prompt's cost per call, rises by more than PCT percent.")
 @click.option("--warn", is_flag=True, help="Report budget breaches without failing (what the commit hook does).")
+@click.option("--all", "show_all", is_flag=True,
+              help="List unchanged prompts too (table and markdown; json always lists every prompt, with its status).")
 @click.option("--color/--no-color", default=None, help="Colour the table (default: on a terminal).")
 def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Path | None,
-         fail_on_increase: float | None, warn: bool, color: bool | None) -> None:
+         fail_on_increase: float | None, warn: bool, show_all: bool, color: bool | None) -> None:
     """Tokens and cost per call and per month at two refs, and their deltas.
 
     Offline: tokens are counted with the model's tokenizer where one ships with
     the installed packages (an approximation, flagged, elsewhere) and prices
-    come from litellm's price map and pricing: in promptops.yaml. Exit 1 when
-    the head breaks a prompt's budget or --fail-on-increase; 2 when a ref or
-    the config cannot be used.
+    come from litellm's price map and pricing: in promptops.yaml. The table
+    lists the prompts whose figures changed, and counts the others in one
+    line (--all lists them). Exit 1 when the head breaks a prompt's budget or
+    --fail-on-increase; 2 when a ref or the config cannot be used.
     """
     from promptops.estimate.cost import compare
     from promptops.report import cost as renderers
@@ -257,10 +260,10 @@ def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     if fmt == "json":
         text = renderers.render_json(report)
     elif fmt == "markdown":
-        text = renderers.render_markdown(report)
+        text = renderers.render_markdown(report, show_all=show_all)
     else:
         use_color = color if color is not None else (sys.stdout.isatty() and output is None)
-        text = renderers.render_table(report, color=bool(use_color))
+        text = renderers.render_table(report, color=bool(use_color), show_all=show_all)
     if output:
         output.write_text(text, encoding="utf-8")
     else:
