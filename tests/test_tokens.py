@@ -318,3 +318,66 @@ def test_a_cache_folder_that_cannot_be_written_changes_nothing(tmp_path: Path) -
     blocked.write_text("not a folder")
     result = _run(_COUNT, json.dumps(CORPUS), *MODELS, PROMPTOPS_CACHE_DIR=str(blocked / "cache"))
     assert result == _reference()
+
+
+# -- small batches: an encoder of only the tokens their units use -----------------------------------
+
+_UNITS = """
+import json, random, sys
+from promptops.estimate import tokens
+tokens.UNIT_LOOKUPS_LIMIT = 10 ** 9  # every batch below by the unit path, however awkward
+tokens.UNIT_ENCODERS_LIMIT = 10 ** 6
+corpus = json.loads(open(sys.argv[1], encoding="utf-8").read())
+c = tokens.TokenCounter()
+out = {}
+for model in sys.argv[2:]:
+    counts = c.count_many(model, corpus)
+    out[model] = [c.method(model).encoding, counts, sorted(tokens._ENCODERS)]
+print(json.dumps(out))
+"""
+
+
+def _awkward_corpus() -> list[str]:
+    """Random strings over letters, digits, punctuation, every kind of white space, marks, CJK and emoji,
+    and the shapes the unit boundaries are about: punctuation before line breaks, runs of spaces."""
+    import random
+
+    pieces = list("abcXYZ019 \t\n\r.,;:!?'\"/\\-_()<>|@#$%*+=~`") + [
+        "é", "ß", "—", "“", "🙂", "👍🏽", "日本語", "中文", "\u00a0", "\u2003", "\u3000", "\x1c", "\x85", "\u200b",
+        "\u0301", "'s", "'ll", " the", " The", "\n\n", "  ", "1234", "<|endoftext|>", "\r\n", ".\n/\n", "!!\n"]
+    rnd = random.Random(12)
+    corpus = ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 60))) for _ in range(1500)]
+    return corpus + CORPUS + ["foo.\n/\n/bar", "!!\n\n\n  x", "   \n\n   y  ", "a \u00a0 \u00a0 \nb", "x\u3000\u3000y"]
+
+
+def test_the_unit_path_counts_exactly_as_the_whole_encoder(tmp_path: Path) -> None:
+    corpus = _awkward_corpus()
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus), encoding="utf-8")
+    result = _run(_UNITS, str(tmp_path / "corpus.json"), *MODELS)
+    for model, name in MODELS.items():
+        encoding, counts, whole_encoders = result[model]
+        assert encoding == name and whole_encoders == []  # the unit path did all of it
+        encoder = _encoding(name)
+        assert counts == [len(encoder.encode_ordinary(text)) for text in corpus], model
+
+
+def test_large_batches_and_lone_surrogates_take_the_whole_encoder(tmp_path: Path) -> None:
+    code = """
+import json
+from promptops.estimate import tokens
+c = tokens.TokenCounter()
+small = c.count_many("openai/gpt-4o", ["hello world", "hello there"])
+after_small = sorted(tokens._ENCODERS)
+odd = c.count_many("openai/gpt-4o", ["a\\ud800b"])
+print(json.dumps([small, after_small, odd, sorted(tokens._ENCODERS)]))
+"""
+    small, after_small, odd, after_odd = _run(code)
+    assert small == [2, 2] and after_small == [] and after_odd == ["o200k_base"]
+    assert odd == [len(_encoding("o200k_base").encode_ordinary("a\ud800b"))]
+    corpus = [" ".join(f"w{i}x{j}" for j in range(20)) for i in range(2000)]  # 40,000 units: past UNIT_LOOKUPS_LIMIT
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus), encoding="utf-8")
+    as_shipped = "\n".join(line for line in _UNITS.splitlines() if not line.startswith("tokens.UNIT_"))
+    big = _run(as_shipped, str(tmp_path / "corpus.json"), "openai/gpt-4o")
+    encoding, counts, whole_encoders = big["openai/gpt-4o"]
+    assert whole_encoders == ["o200k_base"]
+    assert counts == [len(_encoding("o200k_base").encode_ordinary(text)) for text in corpus]
