@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -158,6 +159,7 @@ def test_count_many_counts_repeated_texts_once(monkeypatch: pytest.MonkeyPatch) 
         return real(encode, texts)
 
     monkeypatch.setattr(tokens, "_count_parallel", recording)
+    monkeypatch.setattr(tokens, "UNITS_UP_TO_CHARS", 0)  # counted whole, as a large batch is
     assert COUNTER.count_many("gpt-4o", ["a b", "c", "a b", "a b"]) == [2, 1, 2, 2]
     assert encoded == ["a b", "c"]
 
@@ -301,16 +303,17 @@ def test_a_warm_cache_needs_no_source_file(tmp_path: Path) -> None:
     assert list(empty.iterdir()) == []
 
 
-def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path, damage: str) -> None:
     _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path))
     [cached] = tmp_path.iterdir()
     intact = cached.read_bytes()
-    cached.write_bytes(intact[:-100] + b"\x00" * 100)  # the header's hash no longer matches
+    cached.write_bytes({"garbage": b"garbage" * 100, "truncated": intact[: len(intact) // 2], "empty": b""}[damage])
     result = _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path))
     assert result == {"openai/gpt-4o": _reference()["openai/gpt-4o"]}
-    assert cached.read_bytes() == intact
-    cached.write_bytes(b"garbage")
-    assert _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path)) == result
+    assert sorted(path.name for path in tmp_path.iterdir()) == [cached.name]  # rebuilt in place, nothing left over
+    with sqlite3.connect(cached) as connection:
+        assert connection.execute("SELECT count(*) FROM vocab").fetchone()[0] == 199998
 
 
 def test_a_cache_folder_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
@@ -379,5 +382,8 @@ print(json.dumps([small, after_small, odd, sorted(tokens._ENCODERS)]))
     as_shipped = "\n".join(line for line in _UNITS.splitlines() if not line.startswith("tokens.UNIT_"))
     big = _run(as_shipped, str(tmp_path / "corpus.json"), "openai/gpt-4o")
     encoding, counts, whole_encoders = big["openai/gpt-4o"]
-    assert whole_encoders == ["o200k_base"]
+    assert whole_encoders == ["o200k_base"]  # its new units counted by the whole encoder
     assert counts == [len(_encoding("o200k_base").encode_ordinary(text)) for text in corpus]
+    whole_texts = _run(as_shipped.replace("c = tokens.TokenCounter()", "tokens.UNITS_UP_TO_CHARS = 0\n"
+                                          "c = tokens.TokenCounter()"), str(tmp_path / "corpus.json"), "openai/gpt-4o")
+    assert whole_texts == big

@@ -13,6 +13,7 @@ litellm's price map, extended and overridden by ``pricing:``.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
@@ -150,7 +151,9 @@ class Estimator:
         return results
 
     def _run(self, contexts: list[_Context], tasks: list[tuple[int, str]]) -> list[Estimate]:
-        samples = sum(len(suite.cases) for context in contexts for suite in context.workspace.suites)
+        tested = [Counter(suite.prompt for suite in context.workspace.suites for _ in suite.cases)
+                  for context in contexts]
+        samples = sum(tested[index][prompt_id] for index, prompt_id in tasks)
         workers = min(cores(), len(tasks))
         if workers < 2 or samples < PARALLEL_FROM_SAMPLES:
             return [self._one(contexts[index], prompt_id) for index, prompt_id in tasks]
@@ -244,7 +247,7 @@ def _messages(spec: PromptSpec, variables: dict[str, Any], static: dict[int, str
     return messages
 
 
-PARALLEL_FROM_SAMPLES = 2_000  # below this, starting processes costs more than it saves
+PARALLEL_FROM_SAMPLES = 5_000  # eval cases to render; below this, starting processes costs more than it saves
 _FORKED: tuple[Estimator, list[_Context], list[tuple[int, str]]] | None = None
 
 

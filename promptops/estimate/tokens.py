@@ -14,32 +14,26 @@ fails its hash and downloads it again). Without the file, counts fall back to
 ``ceil(len(text) / 4)``, and the method says so.
 
 Reading such a file decodes 200,000 base64 lines in Python (half a second for
-o200k_base, on every commit the cost hook sees), so the first load also writes
-what tiktoken builds from it (the same arguments to ``tiktoken.Encoding``) to
-the promptops cache folder, and later runs load that instead, in a tenth of
-the time. The file is checked against its own hash; a damaged or missing one
-is rebuilt from the source.
-
-Building tiktoken's encoder from 200,000 tokens still takes a fifth of a
-second or more, most of a commit hook's budget, while a commit's texts use a
-few thousand of them. So a small batch is counted by an encoder built from
-only the tokens that occur in its texts (``_count_units``), which gives the
-same counts: tiktoken splits a text into pieces with its pattern and looks up
-nothing but parts of a piece, so every token it can use is there. Larger
-batches, and every count after a few such batches, use the whole encoder.
+o200k_base), and building tiktoken's encoder from them takes a fifth of a
+second or more: most of a commit hook's budget, while a commit's texts use a
+few thousand tokens. So the first count writes the vocabulary to promptops'
+cache folder (``vocabulary.py``), and a small batch is counted by an encoder
+built from only the tokens that occur in its texts (``_count_units``), which
+gives the same counts: tiktoken splits a text into pieces with its pattern
+and looks up nothing but parts of a piece, so every token it can use is
+there. Units counted once are remembered. Larger batches, and every count
+after a few such batches, use the whole encoder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-import marshal
 import math
 import os
 import re
+import sqlite3
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
+
+    from promptops.estimate.vocabulary import Vocabulary
 
 APPROXIMATION = "cl100k_base"  # litellm's default for models tiktoken does not know
 FALLBACK = "chars/4"
@@ -84,10 +80,12 @@ _UNIT_PATTERNS = frozenset({
     "f021c3d976978e62ee64cdad150cc3405c2e3d6e3b40407850bb9e8d9eb65899",
     "2d1b8dc11e89af71459b36004f698ab3693f59fd84f63e8ec2b49564ab857420",
 })
-# Past this many vocabulary look-ups, or this many encoders built from a part of the vocabulary in one
-# process, building the whole encoder (0.2 to 0.5 s) costs less.
+# New units past this many vocabulary look-ups, or after this many encoders built from a part of the
+# vocabulary in one process, are counted by the whole encoder: building it (0.2 to 0.5 s) then costs less.
 UNIT_LOOKUPS_LIMIT = 400_000
 UNIT_ENCODERS_LIMIT = 8
+# Distinct text past this many characters is counted whole, on every core, without splitting it into units.
+UNITS_UP_TO_CHARS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -116,16 +114,18 @@ class TokenCounter:
         return _framed(messages, _text_counter(_method(model)))
 
     def count_many(self, model: str, texts: list[str]) -> list[int]:
-        """``count_text`` of each text; each distinct text is counted once: a small batch by an encoder of
-        the tokens it uses, a large one by the whole encoder, on all available cores."""
+        """``count_text`` of each text; each distinct text is counted once, as the sum of its units' counts
+        (``_count_units``), or whole by the whole encoder on every core: for a large batch, or once the
+        whole encoder is built (as it is in the processes the estimate forks)."""
         method = _method(model)
         distinct = list(dict.fromkeys(texts))
+        counted = None
         if method.encoding == FALLBACK:
             counted = [_text_counter(method)(text) for text in distinct]
-        else:
+        elif method.encoding not in _ENCODERS and sum(map(len, distinct)) <= UNITS_UP_TO_CHARS:
             counted = _count_units(method.encoding, distinct)
-            if counted is None:
-                counted = _count_parallel(_load(method.encoding).encode_ordinary, distinct)
+        if counted is None:
+            counted = _count_parallel(_load(method.encoding).encode_ordinary, distinct)
         counts = dict(zip(distinct, counted))
         return [counts[text] for text in texts]
 
@@ -178,13 +178,19 @@ def _method(model: str) -> TokenMethod:
 
 @lru_cache(maxsize=None)
 def _missing(encoding: str) -> str | None:
-    """Why ``encoding`` cannot be loaded without a download, or None when its file is in place and intact."""
+    """Why ``encoding`` cannot be loaded without a download, or None when promptops' copy or its source
+    file is in place and intact."""
     if encoding not in _SOURCES:
         return f"promptops knows no offline copy of {encoding}"
-    filename, sha256 = _SOURCES[encoding]
     folder = _tiktoken_cache_dir()
-    if _cached_arguments(encoding) is not None:
+    if _vocabulary(encoding) is not None:
         return None
+    return _source_problem(encoding, folder)
+
+
+def _source_problem(encoding: str, folder: str) -> str | None:
+    """Why tiktoken would download ``encoding`` rather than read it from ``folder``, or None."""
+    filename, sha256 = _SOURCES[encoding]
     if not folder:
         return f"TIKTOKEN_CACHE_DIR is empty, which makes tiktoken download {encoding}"
     path = Path(folder, hashlib.sha1((_DOWNLOADS + filename).encode()).hexdigest())
@@ -234,99 +240,95 @@ def _load(encoding: str) -> Encoding:
     return _ENCODERS[encoding]
 
 
-@lru_cache(maxsize=None)
 def _arguments(encoding: str) -> dict[str, Any]:
-    """``tiktoken.Encoding``'s arguments: from promptops' cache when it holds them, else built from the
-    source file, as tiktoken.get_encoding builds them, and cached."""
-    arguments = _cached_arguments(encoding)
-    if arguments is None:
-        from tiktoken_ext.openai_public import ENCODING_CONSTRUCTORS
+    """``tiktoken.Encoding``'s arguments, from promptops' copy, else from the source file."""
+    vocabulary = _vocabulary(encoding)
+    if vocabulary is not None:
+        try:
+            return vocabulary.arguments()
+        except sqlite3.Error as exc:  # damaged since it was opened: only the source can say what it held
+            vocabulary.discard()
+            problem = _source_problem(encoding, _tiktoken_cache_dir())
+            if problem:
+                raise RuntimeError(f"promptops' copy of {encoding} in {vocabulary.path} cannot be read ({exc}) "
+                                   f"and {problem}; delete the copy") from None
+    return _source_arguments(encoding)
 
-        arguments = ENCODING_CONSTRUCTORS[encoding]()
-        _store_arguments(encoding, arguments)
-    return arguments
+
+@lru_cache(maxsize=None)
+def _vocabulary(encoding: str) -> Vocabulary | None:
+    """promptops' copy of ``encoding``, built from the source file the first time; None when there is
+    neither a copy nor an intact source, or the cache folder cannot be written."""
+    import tiktoken
+
+    from promptops.estimate.vocabulary import FORMAT, Vocabulary
+    from promptops.schemacache import cache_dir
+
+    source = _SOURCES[encoding][1][:16]
+    path = cache_dir() / f"tiktoken-{encoding}-{source}-{tiktoken.__version__}-v{FORMAT}.sqlite"
+    found = Vocabulary.open(path)
+    if found is None and _source_problem(encoding, _tiktoken_cache_dir()) is None:
+        if Vocabulary.build(path, _source_arguments(encoding)):
+            found = Vocabulary.open(path)
+    return found
+
+
+@lru_cache(maxsize=None)
+def _source_arguments(encoding: str) -> dict[str, Any]:
+    """What tiktoken.get_encoding builds the encoding from (reading the source file _missing() cleared)."""
+    from tiktoken_ext.openai_public import ENCODING_CONSTRUCTORS
+
+    return ENCODING_CONSTRUCTORS[encoding]()  # type: ignore[no-any-return]
 
 
 def _count_units(encoding: str, texts: list[str]) -> list[int] | None:
-    """Token counts of ``texts`` by an encoder of only the tokens that occur in their units, or None when
-    the whole encoder is the better way: it is built already, the encoding's pattern is not one the unit
-    reasoning holds for, or the batch is too large."""
-    if encoding in _ENCODERS or _PARTIAL_ENCODERS[0] >= UNIT_ENCODERS_LIMIT:
-        return None
-    arguments = _arguments(encoding)
-    if hashlib.sha256(arguments["pat_str"].encode()).hexdigest() not in _UNIT_PATTERNS:
+    """Token counts of ``texts``, each the sum of its units' counts: those counted before (in this run or
+    an earlier one), and the new ones, counted by an encoder of only the tokens that occur in them (the
+    whole encoder once that is the quicker way) and remembered. None when the units cannot be used:
+    there is no copy of the vocabulary, its pattern is not one the unit reasoning holds for, or a text
+    holds a lone surrogate."""
+    vocabulary = _vocabulary(encoding)
+    if vocabulary is None or hashlib.sha256(vocabulary.header["pat_str"].encode()).hexdigest() not in _UNIT_PATTERNS:
         return None
     known = _UNIT_COUNTS.setdefault(encoding, {})
     units_of = [_UNIT_BOUNDARY.split(text) for text in texts]
     try:
+        known.update(vocabulary.counts({unit for units in units_of for unit in units if unit not in known}))
         new = {unit.encode("utf-8") for units in units_of for unit in units if unit not in known}
+        if new:
+            counted = _count_new_units(encoding, vocabulary, new)
+            known.update(counted)
+            vocabulary.remember(counted)
     except UnicodeEncodeError:  # a lone surrogate: tiktoken's own encoder knows what to do with it
         return None
-    if sum(len(unit) * min(len(unit), 128) for unit in new) > UNIT_LOOKUPS_LIMIT:
+    except sqlite3.Error:  # the copy became unreadable: the whole encoder, from the source
         return None
-    if new:
-        known.update(_count_with_subset(arguments, new))
     return [sum(known[unit] for unit in units) for units in units_of]
 
 
-def _count_with_subset(arguments: dict[str, Any], units: set[bytes]) -> dict[str, int]:
+def _count_new_units(encoding: str, vocabulary: Vocabulary, units: set[bytes]) -> dict[str, int]:
+    lookups = sum(len(unit) * min(len(unit), vocabulary.longest) for unit in units)
+    if lookups > UNIT_LOOKUPS_LIMIT or _PARTIAL_ENCODERS[0] >= UNIT_ENCODERS_LIMIT:
+        encode = _load(encoding).encode_ordinary
+        return {text: len(encode(text)) for text in (unit.decode("utf-8") for unit in units)}
+    return _count_with_subset(vocabulary, units)
+
+
+def _count_with_subset(vocabulary: Vocabulary, units: set[bytes]) -> dict[str, int]:
     """Each unit's tokens, by a tiktoken encoder of the vocabulary's tokens that are parts of the units."""
     import tiktoken
 
-    ranks, longest = arguments["mergeable_ranks"], _longest_token(arguments["name"])
-    found = {}
-    for unit in units:
-        for start in range(len(unit)):
-            for end in range(start + 1, min(len(unit), start + longest) + 1):
-                rank = ranks.get(unit[start:end])
-                if rank is not None:
-                    found[unit[start:end]] = rank
+    longest = vocabulary.longest
+    parts = {unit[start:end] for unit in units for start in range(len(unit))
+             for end in range(start + 1, min(len(unit), start + longest) + 1)}
+    found = vocabulary.ranks(parts)
     counts = {unit.decode("utf-8"): 0 for unit in units}
     if found:
         _PARTIAL_ENCODERS[0] += 1
-        encoder = tiktoken.Encoding(f"{arguments['name']} (part)", pat_str=arguments["pat_str"],
+        encoder = tiktoken.Encoding(f"{vocabulary.header['name']} (part)", pat_str=vocabulary.header["pat_str"],
                                     mergeable_ranks=found, special_tokens={})
         counts = {text: len(encoder.encode_ordinary(text)) for text in counts}
     return counts
-
-
-@lru_cache(maxsize=None)
-def _longest_token(encoding: str) -> int:
-    return max(map(len, _arguments(encoding)["mergeable_ranks"]))
-
-
-def _cache_file(encoding: str) -> Path:
-    """Keyed by everything the file's content depends on: the source, tiktoken's version, marshal's format."""
-    import tiktoken
-
-    from promptops.schemacache import cache_dir
-
-    source = _SOURCES[encoding][1][:16]
-    return cache_dir() / f"tiktoken-{encoding}-{source}-{tiktoken.__version__}-m{marshal.version}.bin"
-
-
-@lru_cache(maxsize=None)
-def _cached_arguments(encoding: str) -> dict[str, Any] | None:
-    """``tiktoken.Encoding``'s arguments from promptops' cache: a JSON line (the name, the split pattern, the
-    special tokens, the payload's sha256), then the mergeable ranks, marshalled; None when absent or damaged."""
-    try:
-        with open(_cache_file(encoding), "rb") as handle:
-            header, payload = json.loads(handle.readline()), handle.read()
-        if hashlib.sha256(payload).hexdigest() != header.pop("sha256"):
-            return None
-        ranks = marshal.loads(payload)
-    except (OSError, ValueError, EOFError, TypeError, KeyError, AttributeError):
-        return None
-    return {**header, "mergeable_ranks": ranks} if isinstance(ranks, dict) else None
-
-
-def _store_arguments(encoding: str, arguments: dict[str, Any]) -> None:
-    from promptops.schemacache import write_atomically
-
-    payload = marshal.dumps(arguments["mergeable_ranks"])
-    header = {key: value for key, value in arguments.items() if key != "mergeable_ranks"}
-    header["sha256"] = hashlib.sha256(payload).hexdigest()
-    write_atomically(_cache_file(encoding), json.dumps(header).encode() + b"\n" + payload)
 
 
 def _text_counter(method: TokenMethod) -> Callable[[str], int]:
@@ -337,15 +339,20 @@ def _text_counter(method: TokenMethod) -> Callable[[str], int]:
     return lambda text: len(encode(text))
 
 
+PARALLEL_FROM_TEXTS = 64  # fewer texts are counted in this thread: starting threads would cost more
+
+
 def _count_parallel(encode: Callable[[str], list[int]], texts: list[str]) -> list[int]:
     """Token counts of ``texts``, one interleaved share per core (tiktoken releases the GIL while it encodes).
 
     Not tiktoken's encode_ordinary_batch: that keeps every token list (36 bytes a token) and
     submits one task per text; here each thread keeps only counts.
     """
-    workers = min(cores(), len(texts))
+    workers = min(cores(), len(texts)) if len(texts) >= PARALLEL_FROM_TEXTS else 1
     if workers < 2:
         return [len(encode(text)) for text in texts]
+    from concurrent.futures import ThreadPoolExecutor  # not on a commit hook's path
+
     shares = [texts[i::workers] for i in range(workers)]
     counts: list[int] = [0] * len(texts)
     with ThreadPoolExecutor(workers, thread_name_prefix="promptops-tokens") as pool:
