@@ -262,13 +262,17 @@ def _missing_history(repo: Any, ref: str, what: str) -> str:
     return f"{message}. Fetch it (`git fetch origin {branch}`) or pass --base REF"
 
 
+# Files loaded by snapshots in this process, by name and content: what base and head share is parsed once.
+_LOADED: dict[tuple[Any, ...], Any] = {}
+
+
 def snapshot(repo: Any, ref: Ref, start: Path, trusted: ProjectConfig | None = None) -> Workspace:
     """The project around ``start`` as it is at ``ref``; a ref without promptops.yaml gets defaults.
 
     ``trusted``: the base ref's config, whose settings that guard the run win (``config.guarded_by``).
     """
     if ref.tree is None:
-        return load_workspace(start, trusted=trusted)
+        return load_workspace(start, trusted=trusted, memo=_LOADED)
     repo_root = Path(repo.working_tree_dir).resolve()
     root, config_path = project_root(start)
     tree = GitTree(repo_root, ref.tree, ref.name)
@@ -276,6 +280,6 @@ def snapshot(repo: Any, ref: Ref, start: Path, trusted: ProjectConfig | None = N
         config_path = None  # the project had no promptops.yaml then
     try:
         return load_workspace(start, files=tree, root=root, config_path=config_path,
-                              candidates=tree.spec_files(root), label=ref.name, trusted=trusted)
+                              candidates=tree.spec_files(root), label=ref.name, trusted=trusted, memo=_LOADED)
     except ConfigError as exc:
         raise RefError(f"{CONFIG_NAME} at {ref.name} is unusable:\n{exc}") from None
