@@ -21,8 +21,8 @@ cache folder (``vocabulary.py``), and a small batch is counted by an encoder
 built from only the tokens that occur in its texts (``_count_units``), which
 gives the same counts: tiktoken splits a text into pieces with its pattern
 and looks up nothing but parts of a piece, so every token it can use is
-there. Units counted once are remembered. Larger batches, and every count
-after a few such batches, use the whole encoder.
+there. Units counted once are remembered in that file. Large batches, and new
+units past a budget, use the whole encoder.
 """
 
 from __future__ import annotations
