@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from _linthelp import assert_no_traceback, cli_env, run_cli
+from _linthelp import assert_no_traceback, run_cli
 from conftest import git, git_env
 
 PROMPT = """\
@@ -127,9 +127,9 @@ repos:
 
 def _pre_commit(repo: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """`pre-commit run` on the staged files: the hook runs as a commit would run it."""
-    env = {**git_env(PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home")), **{
-        k: v for k, v in cli_env().items() if not k.startswith("GIT_")}}
-    env.pop("PRE_COMMIT", None)
+    env = git_env(PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"))
+    for name in ("PRE_COMMIT", "GITHUB_ACTIONS"):  # as in cli_env: a hook's or a workflow's own settings
+        env.pop(name, None)
     command = [sys.executable, "-m", "pre_commit", "run", "promptops-lint"]
     return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
