@@ -35,10 +35,15 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
          explain: str | None, color: bool | None) -> None:
     """Check prompt, retrieval, eval and config files (default: the whole project).
 
+    Files named are counted; promptops.yaml and the eval suites of the
+    prompts named are checked too, and counted as related.
+
     Exit codes: 0 clean, 1 errors found (or warnings with --strict),
-    2 unusable input (a broken promptops.yaml, a path that does not exist).
+    2 unusable input (a broken promptops.yaml, a path that does not exist,
+    nothing to lint; under pre-commit, a file no promptops.yaml claims).
     """
     from promptops.lint import find_rule, lint as run_lint
+    from promptops.lint.engine import not_promptops_files, nothing_to_lint, outside_projects
     from promptops.lint.output import render
 
     if explain:
@@ -50,8 +55,14 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
     missing = [str(p) for p in paths if not os.path.lexists(p)]
     if missing:
         raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
+    if os.environ.get("PRE_COMMIT") == "1":  # set by pre-commit for its hooks
+        _refuse_files_outside_projects(outside_projects(paths))
+    for path in not_promptops_files(paths):
+        click.echo(f"promptops lint: skipped {path}: not a promptops file by its name", err=True)
     fmt = fmt or ("github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text")
     run = run_lint(list(paths))
+    if not run.files and not run.config_errors:
+        _fail(nothing_to_lint(list(paths), Path.cwd().resolve()))
     use_color = (color if color is not None else sys.stdout.isatty()) and fmt == "text" and output is None
     report = render(run, fmt, color=use_color)
     if output:
@@ -62,6 +73,18 @@ def lint(paths: tuple[Path, ...], fmt: str | None, output: Path | None, strict: 
         sys.exit(EXIT_USAGE)
     if run.errors or (strict and run.findings):
         sys.exit(EXIT_FINDINGS)
+
+
+def _refuse_files_outside_projects(orphans: list[Path]) -> None:
+    """A commit hook given files that no promptops.yaml claims is set up wrong: linting them with the default
+    settings would pass what the project's settings (rules, prices, paths) might not, and say nothing."""
+    if not orphans:
+        return
+    more, they = (f" (and {len(orphans) - 1} more)", "they belong") if len(orphans) > 1 else ("", "it belongs")
+    folder = orphans[0].parent.resolve()
+    _fail(f"{orphans[0]}{more}: no promptops.yaml in {folder} or a folder above it, so {they} to no promptops "
+          "project. Run `promptops init` where the project's files live, or narrow the hook with `files:` or "
+          "`exclude:` in .pre-commit-config.yaml")
 
 
 @cli.command()
@@ -114,13 +137,20 @@ def _nearest_git_root(directory: Path) -> Path | None:
 @click.option("--vars", "vars_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A JSON or YAML file with the variables (a mapping).")
 @click.option("--var", "pairs", multiple=True, metavar="NAME=VALUE",
-              help="One variable as a string (repeatable); overrides --vars.")
+              help="One variable (repeatable; overrides --vars). A VALUE that is JSON is used as such "
+                   "(a list, number, object, true/false/null); anything else is a string. Quote JSON to force "
+                   "a string: --var 'n=\"3\"'.")
 def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> None:
     """Print the exact messages PROMPT_ID would send, as JSON (model, params, messages).
 
     Variables are validated against the prompt's inputs schema and rendered
     in the bounded sandbox. Exit 2 when the prompt, the variables or the
     template cannot be used.
+
+    \b
+    Examples:
+      promptops render support.answer --vars case.yaml
+      promptops render support.answer --var question='Where is my refund?' --var 'passages=["Refunds take 5 days."]'
     """
     import json
 
@@ -140,7 +170,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
-        variables[name] = value
+        variables[name] = _var_value(value)
     limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
     try:
         validate_inputs(spec, variables)
@@ -170,13 +200,16 @@ def _ref_options(command: Any) -> Any:
 def _snapshots(base: str | None, head: str | None, staged: bool) -> tuple[Any, Any, Any, Any]:
     """The project at base and at head, or exit 2 saying why they cannot be read."""
     from promptops.config import ConfigError
-    from promptops.gitrefs import RefError, open_repo, resolve_refs, snapshot
+    from promptops.gitrefs import RefError, open_repo, resolve_refs, snapshot, staged_refs
 
     if staged and (base or head):
         raise click.UsageError("--staged compares HEAD with the index; it takes no --base or --head")
     try:
+        if staged:
+            repo, base_ref, head_ref = staged_refs(Path.cwd())
+            return base_ref, head_ref, snapshot(repo, base_ref, Path.cwd()), snapshot(repo, head_ref, Path.cwd())
         with open_repo(Path.cwd()) as repo:  # closed: its git cat-file processes end with the command
-            base_ref, head_ref = resolve_refs(repo, base, head, staged)
+            base_ref, head_ref = resolve_refs(repo, base, head)
             return base_ref, head_ref, snapshot(repo, base_ref, Path.cwd()), snapshot(repo, head_ref, Path.cwd())
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
@@ -185,13 +218,16 @@ def _snapshots(base: str | None, head: str | None, staged: bool) -> tuple[Any, A
 def _head_snapshot(head: str | None, staged: bool) -> tuple[Any, Any]:
     """The project at the head alone: the working tree needs no git at all."""
     from promptops.config import ConfigError, load_workspace
-    from promptops.gitrefs import WORKING_TREE, Ref, RefError, open_repo, resolve_refs, snapshot
+    from promptops.gitrefs import WORKING_TREE, Ref, RefError, open_repo, resolve_refs, snapshot, staged_refs
 
     try:
         if head is None and not staged:
             return Ref(WORKING_TREE, None), load_workspace(Path.cwd())
+        if staged:
+            repo, _, head_ref = staged_refs(Path.cwd())
+            return head_ref, snapshot(repo, head_ref, Path.cwd())
         with open_repo(Path.cwd()) as repo:
-            _, head_ref = resolve_refs(repo, head or "HEAD", head, staged)
+            _, head_ref = resolve_refs(repo, head, head)
             return head_ref, snapshot(repo, head_ref, Path.cwd())
     except (RefError, ConfigError) as exc:
         _fail(str(exc))
@@ -205,16 +241,19 @@ def _head_snapshot(head: str | None, staged: bool) -> tuple[Any, Any]:
 @click.option("--fail-on-increase", type=click.FloatRange(min=0), metavar="PCT",
               help="Exit 1 if the monthly total, or any prompt's cost per call, rises by more than PCT percent.")
 @click.option("--warn", is_flag=True, help="Report budget breaches without failing (what the commit hook does).")
+@click.option("--all", "show_all", is_flag=True,
+              help="List unchanged prompts too (table and markdown; json always lists every prompt, with its status).")
 @click.option("--color/--no-color", default=None, help="Colour the table (default: on a terminal).")
 def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Path | None,
-         fail_on_increase: float | None, warn: bool, color: bool | None) -> None:
+         fail_on_increase: float | None, warn: bool, show_all: bool, color: bool | None) -> None:
     """Tokens and cost per call and per month at two refs, and their deltas.
 
     Offline: tokens are counted with the model's tokenizer where one ships with
     the installed packages (an approximation, flagged, elsewhere) and prices
-    come from litellm's price map and pricing: in promptops.yaml. Exit 1 when
-    the head breaks a prompt's budget or --fail-on-increase; 2 when a ref or
-    the config cannot be used.
+    come from litellm's price map and pricing: in promptops.yaml. The table
+    lists the prompts whose figures changed, and counts the others in one
+    line (--all lists them). Exit 1 when the head breaks a prompt's budget or
+    --fail-on-increase; 2 when a ref or the config cannot be used.
     """
     from promptops.estimate.cost import compare
     from promptops.report import cost as renderers
@@ -224,10 +263,10 @@ def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     if fmt == "json":
         text = renderers.render_json(report)
     elif fmt == "markdown":
-        text = renderers.render_markdown(report)
+        text = renderers.render_markdown(report, show_all=show_all)
     else:
         use_color = color if color is not None else (sys.stdout.isatty() and output is None)
-        text = renderers.render_table(report, color=bool(use_color))
+        text = renderers.render_table(report, color=bool(use_color), show_all=show_all)
     if output:
         _write_report(output, text)
     else:
@@ -734,6 +773,20 @@ def _increases(report: Any, limit: float) -> list[str]:
             rises.append(f"'{change.prompt_id}' cost per call rises {per_call.percent:.1f}%, "
                          f"more than --fail-on-increase {limit:g}%")
     return rises
+
+
+def _var_value(text: str) -> object:
+    """A --var value: what it means as JSON (a list, a number, an object, true, false, null), else the text itself,
+    so that --var city=Paris needs no quotes. NaN and Infinity are not JSON and stay text."""
+    import json
+
+    def not_json(constant: str) -> object:
+        raise ValueError(constant)
+
+    try:
+        return json.loads(text, parse_constant=not_json)
+    except (ValueError, RecursionError):
+        return text
 
 
 def _read_vars(path: Path) -> dict[str, object]:

@@ -50,6 +50,7 @@ def load_workspace(
     candidates: list[Path] | None = None,
     label: str = "",
     trusted: ProjectConfig | None = None,
+    memo: dict[tuple[Any, ...], Any] | None = None,
 ) -> Workspace:
     """Every spec of the project around ``start``; raises ConfigError for a broken promptops.yaml, or one
     whose paths lead out of the project.
@@ -57,11 +58,12 @@ def load_workspace(
     By default files come from the work tree; gitrefs passes a commit's files,
     its root and config, and the candidate spec files instead. ``trusted`` (the
     base ref's config, in a pull-request check) supplies the settings that guard
-    the run, whatever this promptops.yaml says (``guarded_by``).
+    the run, whatever this promptops.yaml says (``guarded_by``). ``memo``: shared with the loading of
+    another ref, each file that is the same at both is parsed once (``Loader.memo``).
     """
     if root is None:
         root, config_path = project_root(start)
-    loader = Loader(root, display_base=Path.cwd(), files=files)
+    loader = Loader(root, display_base=Path.cwd(), files=files, memo=memo)
     config, problems = _project_config(loader, root, config_path)
     if problems and trusted is None:
         raise ConfigError(problems)

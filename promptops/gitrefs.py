@@ -45,16 +45,39 @@ def commit_ref(label: str, commit: Any) -> Ref:
     return Ref(label, commit.tree, commit.hexsha[:12])
 
 
-def staged_ref(repo: Any) -> Ref:
-    """The index as a tree: what the next commit would hold (written as a git object, no ref moves).
+@dataclass(frozen=True)
+class TreeId:
+    """A git tree by its sha: all that GitTree and changed_files ask of a tree."""
 
-    Through git itself, so that GIT_INDEX_FILE (set during `git commit <paths>`) is honoured.
+    hexsha: str
+
+
+@dataclass(frozen=True)
+class WorkTreeRepo:
+    """All that ``snapshot`` asks of a repository, for the commit hook's refs, read without GitPython
+    (importing it costs more than the three git calls the hook needs)."""
+
+    working_tree_dir: str
+
+
+def staged_refs(start: Path) -> tuple[WorkTreeRepo, Ref, Ref]:
+    """HEAD (the base) and the index (the head), as a commit hook sees a change.
+
+    The index is written as a tree object (no ref moves) by git itself, so that GIT_INDEX_FILE (set
+    during `git commit <paths>`) is honoured.
     """
-    from git.objects import Tree
-    from gitdb.util import hex_to_bin
+    from promptops.discover import git_toplevel
 
-    sha = repo.git.write_tree()
-    return Ref(STAGED, Tree(repo, hex_to_bin(sha), mode=Tree.tree_id << 12, path=""), STAGED)
+    root = git_toplevel(start)
+    if root is None:
+        raise RefError(f"{start} is not inside a git repository; cost and diff compare two git refs")
+    index = Ref(STAGED, TreeId(_git(root, "write-tree").decode().strip()), STAGED)
+    head = subprocess.run(["git", "show", "-s", "--format=%H %T", "HEAD", "--"], cwd=root, capture_output=True,
+                          timeout=600)
+    if head.returncode != 0:  # the first commit: everything staged is new
+        return WorkTreeRepo(str(root)), Ref("no commits yet", EMPTY, "empty"), index
+    commit, tree = head.stdout.decode().split()
+    return WorkTreeRepo(str(root)), Ref("HEAD", TreeId(tree), commit[:12]), index
 
 
 class GitTree:
@@ -175,15 +198,8 @@ def open_repo(start: Path) -> Any:
         raise RefError(f"{start} is not inside a git repository; cost and diff compare two git refs") from None
 
 
-def resolve_refs(repo: Any, base: str | None, head: str | None, staged: bool = False) -> tuple[Ref, Ref]:
-    """The base and head to compare, with labels that say how each was chosen.
-
-    ``staged``: the head is the index and the base HEAD, as a commit hook sees a change.
-    """
-    if staged:
-        if not repo.head.is_valid():  # the first commit: everything staged is new
-            return Ref("no commits yet", EMPTY, "empty"), staged_ref(repo)
-        return commit_ref("HEAD", _head_commit(repo)), staged_ref(repo)
+def resolve_refs(repo: Any, base: str | None, head: str | None) -> tuple[Ref, Ref]:
+    """The base and head to compare, with labels that say how each was chosen (``staged_refs`` for the index)."""
     head_commit = _commit(repo, head) if head is not None else None
     head_ref = Ref(WORKING_TREE, None) if head_commit is None else commit_ref(head, head_commit)
     if base is not None:
@@ -246,13 +262,17 @@ def _missing_history(repo: Any, ref: str, what: str) -> str:
     return f"{message}. Fetch it (`git fetch origin {branch}`) or pass --base REF"
 
 
+# Files loaded by snapshots in this process, by name and content: what base and head share is parsed once.
+_LOADED: dict[tuple[Any, ...], Any] = {}
+
+
 def snapshot(repo: Any, ref: Ref, start: Path, trusted: ProjectConfig | None = None) -> Workspace:
     """The project around ``start`` as it is at ``ref``; a ref without promptops.yaml gets defaults.
 
     ``trusted``: the base ref's config, whose settings that guard the run win (``config.guarded_by``).
     """
     if ref.tree is None:
-        return load_workspace(start, trusted=trusted)
+        return load_workspace(start, trusted=trusted, memo=_LOADED)
     repo_root = Path(repo.working_tree_dir).resolve()
     root, config_path = project_root(start)
     tree = GitTree(repo_root, ref.tree, ref.name)
@@ -260,6 +280,6 @@ def snapshot(repo: Any, ref: Ref, start: Path, trusted: ProjectConfig | None = N
         config_path = None  # the project had no promptops.yaml then
     try:
         return load_workspace(start, files=tree, root=root, config_path=config_path,
-                              candidates=tree.spec_files(root), label=ref.name, trusted=trusted)
+                              candidates=tree.spec_files(root), label=ref.name, trusted=trusted, memo=_LOADED)
     except ConfigError as exc:
         raise RefError(f"{CONFIG_NAME} at {ref.name} is unusable:\n{exc}") from None

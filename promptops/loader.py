@@ -239,16 +239,30 @@ class Loader:
     with the same two methods (a git commit's tree, for instance).
     """
 
-    def __init__(self, root: Path, display_base: Path | None = None, files: Any = None) -> None:
+    def __init__(self, root: Path, display_base: Path | None = None, files: Any = None,
+                 memo: dict[tuple[Any, ...], Any] | None = None) -> None:
         self.root = root.resolve()
         self.display_base = (display_base or self.root).resolve()
         self.schemas = SchemaChecker()
         self.files = files or WorkTree(self.root)
+        # What loading a file (or a dataset) gave, by its name and content: loaders that share it (a
+        # comparison's base and head) parse and validate a file that did not change once.
+        self.memo = memo
 
     def load(self, path: Path) -> Loaded:
         kind = kind_of(path) or "prompt"
         display = display_path(path if path.is_absolute() else Path.cwd() / path, self.display_base)
         text, problem = self.files.read(path, display)
+        # An eval suite's result depends on its datasets too: those are remembered on their own.
+        key = (kind, path, display, self.root, text) if self.memo is not None and kind != "eval" else None
+        if key is not None and key in self.memo:  # type: ignore[operator]
+            return self.memo[key]  # type: ignore[index,no-any-return]
+        result = self._load(path, kind, display, text, problem)
+        if key is not None:
+            self.memo[key] = result  # type: ignore[index]
+        return result
+
+    def _load(self, path: Path, kind: str, display: str, text: str | None, problem: Finding | None) -> Loaded:
         source = Source(path=path, display=display, text=text or "")
         result = Loaded(source=source, kind=kind)
         if problem:
@@ -306,8 +320,7 @@ class Loader:
         if not self.files.is_file(path):
             findings.append(_finding(suite, "PO504", f"dataset '{relative}' does not exist", line, col))
             return None
-        reader = {".jsonl": _jsonl_rows, ".csv": _csv_rows, ".yaml": _yaml_rows, ".yml": _yaml_rows}.get(path.suffix)
-        if reader is None:
+        if path.suffix not in _READERS:
             findings.append(_finding(suite, "PO504", f"dataset '{relative}' must be .jsonl, .csv or .yaml", line, col))
             return None
         display = display_path(path, self.display_base)
@@ -315,6 +328,20 @@ class Loader:
         if problem:
             findings.append(problem)
             return None
+        key = ("dataset", path, display, text)
+        if self.memo is not None and key in self.memo:
+            cases, found = self.memo[key]
+        else:
+            found = []
+            cases = self._rows(path, display, text or "", found)
+            if self.memo is not None:
+                self.memo[key] = (cases, found)
+        findings.extend(found)
+        return cases
+
+    def _rows(self, path: Path, display: str, text: str, findings: list[Finding]) -> list[EvalCase]:
+        """The dataset's valid cases; its bad rows become findings."""
+        reader = _READERS[path.suffix]
         cases = []
         origin = Source(path=path, display=display, text=text or "")  # shared by the dataset's cases
         explained = 0  # rows explained in full; past MAX_SCHEMA_ERRORS a bad row gets a short finding
@@ -466,3 +493,6 @@ def _retrieval(data: dict[str, Any], source: Source, findings: list[Finding]) ->
         reranker_top_n=reranker.get("top_n"),
         index_name=(data.get("index") or {}).get("name"),
     )
+
+
+_READERS = {".jsonl": _jsonl_rows, ".csv": _csv_rows, ".yaml": _yaml_rows, ".yml": _yaml_rows}

@@ -61,6 +61,13 @@ def litellm_price_map() -> Path | None:
 
 
 def litellm_version() -> str:
+    """The installed litellm's version, from its dist-info folder beside the package (importlib.metadata
+    scans every installed distribution: more time than the rest of a commit hook's imports)."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is not None and spec.origin:
+        infos = list(Path(spec.origin).parent.parent.glob("litellm-*.dist-info"))
+        if len(infos) == 1:
+            return infos[0].name[len("litellm-"):-len(".dist-info")]
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -99,6 +106,12 @@ class ModelCatalog:
         except json.JSONDecodeError:
             return None
         return value if isinstance(value, dict) else None
+
+    def provider(self, name: str) -> str | None:
+        """The provider litellm's price map records for a model name as it is keyed there (a bare ``gpt-4o``)."""
+        entry = self._entry(name) if name != "sample_spec" else None
+        provider = entry.get("litellm_provider") if entry else None
+        return provider if isinstance(provider, str) else None
 
     def get(self, name: str) -> ModelInfo | None:
         if name not in self._cache:

@@ -35,7 +35,7 @@ def fast_validator(kind: str) -> Callable[[Any], Any]:
     schema.pop("$id", None)  # without an $id the generated entry point is called `validate`
     digest = hashlib.sha256((json.dumps(schema, sort_keys=True) + fastjsonschema.VERSION).encode()).hexdigest()[:16]
     path = cache_dir() / f"validate_{kind}_{digest}.py"
-    if not _is_file(path) and not _write(path, fastjsonschema.compile_to_code(schema)):
+    if not _is_file(path) and not write_atomically(path, fastjsonschema.compile_to_code(schema).encode()):
         return fastjsonschema.compile(schema)  # a cache folder we cannot write: lint needs none
     spec = importlib.util.spec_from_file_location(f"promptops_validate_{kind}_{digest}", path)
     if spec is None or spec.loader is None:
@@ -55,14 +55,15 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _write(path: Path, code: str) -> bool:
-    """Write atomically, so that concurrent hooks never import a half-written file."""
+def write_atomically(path: Path, data: bytes) -> bool:
+    """Write a cache file atomically, so that concurrent hooks never read a half-written one; False when the
+    cache folder cannot be written (nothing needs it to be)."""
     import tempfile  # only on a cold cache
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:
-            out.write(code)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, suffix=".tmp", delete=False) as out:
+            out.write(data)
         os.replace(out.name, path)
         return True
     except OSError:

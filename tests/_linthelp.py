@@ -115,6 +115,7 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("GITHUB_ACTIONS", None)  # would switch the default format to github
     env.pop("GITHUB_WORKSPACE", None)  # would change what github and sarif paths are relative to
+    env.pop("PRE_COMMIT", None)  # set when the tests run inside a hook: lint would refuse files outside a project
     env["PYTHONIOENCODING"] = "utf-8"
     return env
 

@@ -277,3 +277,34 @@ def test_markdown_report(repo: Path) -> None:
     assert "Monthly cost falls by" in done.stdout
     assert "| support.answer | openai/gpt-4o → openai/gpt-4o-mini |" in done.stdout
     assert "<details>" in done.stdout
+
+
+def _cost_text(root: Path, *args: str) -> str:
+    done = run_promptops(["cost", "--base", "HEAD", *args], cwd=root, env=git_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_only_changed_prompts_are_listed_unless_all(repo: Path) -> None:
+    (repo / "prompts" / "other.prompt.yaml").write_text(OTHER.replace("max_tokens: 50", "max_tokens: 80"))
+    table = _cost_text(repo)
+    assert "support.other" in table and "support.answer" not in table
+    assert "1 unchanged prompt not shown (--all lists them)." in table
+    every = _cost_text(repo, "--all")
+    assert "support.other" in every and "support.answer" in every and "not shown" not in every
+    markdown = _cost_text(repo, "--format", "markdown")
+    assert "| support.other |" in markdown and "| support.answer |" not in markdown
+    assert "1 unchanged prompt not shown (--all lists them)." in markdown
+    assert "- support.answer:" not in markdown  # nor in the details
+    assert "| support.answer |" in _cost_text(repo, "--format", "markdown", "--all")
+    report = cost(repo, "--base", "HEAD")  # json lists every prompt, each with its status
+    assert {p["id"]: p["status"] for p in report["prompts"]} == {"support.answer": "unchanged",
+                                                               "support.other": "changed"}
+
+
+def test_a_change_that_moves_no_figure_lists_no_row(repo: Path) -> None:
+    (repo / "prompts" / "other.prompt.yaml").write_text("# a comment\n" + OTHER)
+    table = _cost_text(repo)
+    assert "┃ prompt" not in table and "2 unchanged prompts not shown (--all lists them)." in table
+    assert "No prompt changes cost." in table or "Monthly cost is unchanged" in table
+    assert "| Prompt |" not in _cost_text(repo, "--format", "markdown")

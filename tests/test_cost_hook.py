@@ -65,3 +65,20 @@ def test_hook_passes_on_the_first_commit(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300, env=git_env(PRE_COMMIT_HOME=str(tmp_path / "pc")))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "support.answer (added)" in done.stdout
+
+
+def test_the_hook_imports_nothing_heavy(tmp_path: Path) -> None:
+    """What the cost hook's speed rests on: no litellm (seconds), no GitPython, asyncio or multiprocessing."""
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "answer.prompt.yaml").write_text(PROMPT)
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base")
+    (tmp_path / "answer.prompt.yaml").write_text(PROMPT.replace("max_tokens: 100", "max_tokens: 120"))
+    git(tmp_path, "add", "-A")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "promptops", "cost", "--staged", "--warn"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=git_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "support.answer" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {"litellm", "git", "asyncio", "multiprocessing", "statistics", "importlib.metadata"} & imported == set()
+    assert "tiktoken" in imported  # it did count

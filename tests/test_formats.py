@@ -71,9 +71,10 @@ def _run(project: Path) -> LintRun:
 
 def test_json_structure(project: Path) -> None:
     document = json.loads(render(_run(project), "json"))
-    assert set(document) == {"version", "files_checked", "summary", "findings"}
+    assert set(document) == {"version", "files_checked", "related_files_checked", "summary", "findings"}
     assert document["version"] == 1
     assert document["files_checked"] == 4
+    assert document["related_files_checked"] == 0  # the whole project: every file was found, none is related
     assert document["summary"] == {"errors": 3, "warnings": 2}
     rules = load_rules()
     for finding in document["findings"]:
@@ -102,7 +103,8 @@ def test_json_of_a_clean_run(tmp_path: Path) -> None:
     result = run_cli_in_process(["lint", "--format", "json"], cwd=tmp_path)
     assert result.returncode == 0
     assert json.loads(result.stdout) == {
-        "version": 1, "files_checked": 1, "summary": {"errors": 0, "warnings": 0}, "findings": [],
+        "version": 1, "files_checked": 1, "related_files_checked": 0, "summary": {"errors": 0, "warnings": 0},
+        "findings": [],
     }
 
 

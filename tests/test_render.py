@@ -46,3 +46,40 @@ def test_unknown_prompt_and_hostile_template(tmp_path: Path) -> None:
     done = run("loop", cwd=tmp_path)
     assert done.returncode == 2
     assert "loop iterations" in done.stderr and "Traceback" not in done.stderr
+
+
+def _number_prompt(folder: Path) -> None:
+    (folder / "n.prompt.yaml").write_text(
+        "id: n\nmodel: {name: openai/gpt-4o-mini}\n"
+        "inputs:\n  type: object\n  properties:\n"
+        "    n: {type: [integer, string]}\n    tags: {type: array, items: {type: string}}\n"
+        "    opts: {type: object}\n    flag: {type: [boolean, 'null']}\n    city: {type: string}\n"
+        "messages: [{role: user, content: '{{ n | pprint }} {{ tags | pprint }} {{ opts | pprint }} {{ flag | pprint }} "
+        "{{ city | pprint }}'}]\n"
+    )
+
+
+def test_var_values_are_json_when_they_parse_and_strings_otherwise(tmp_path: Path) -> None:
+    _number_prompt(tmp_path)
+    done = run("n", "--var", "n=3", "--var", 'tags=["a", "b"]', "--var", 'opts={"k": 1}', "--var", "flag=true",
+               "--var", "city=Paris", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["messages"][0]["content"] == "3 ['a', 'b'] {'k': 1} True 'Paris'"
+
+
+def test_a_quoted_json_string_forces_a_string(tmp_path: Path) -> None:
+    _number_prompt(tmp_path)
+    done = run("n", "--var", 'n="3"', "--var", 'tags=[]', "--var", 'opts="{}"', "--var", "flag=null",
+               "--var", "city=NaN", cwd=tmp_path)
+    assert done.returncode == 2 and "opts: '{}' is not of type 'object'" in done.stderr  # a string, as asked
+    done = run("n", "--var", 'n="3"', "--var", 'tags=[]', "--var", 'opts={}', "--var", "flag=null",
+               "--var", "city=NaN", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["messages"][0]["content"] == "'3' [] {} None 'NaN'"
+
+
+def test_a_var_of_the_wrong_json_type_is_a_schema_error(tmp_path: Path) -> None:
+    _number_prompt(tmp_path)
+    done = run("n", "--var", "tags=3", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "tags: 3 is not of type 'array'" in done.stderr and "Traceback" not in done.stderr

@@ -7,8 +7,10 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +37,13 @@ def _encoding(name: str) -> Encoding:
 
 
 def _run(code: str, *args: str, **env: str) -> Any:
-    """Runs ``code`` in a fresh interpreter (no encoding loaded, no cache filled) and returns the JSON it prints."""
+    """Runs ``code`` in a fresh interpreter (no encoding loaded, no cache filled: promptops' own cache is an
+    empty folder unless ``env`` names one) and returns the JSON it prints."""
     clean = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")}
-    done = subprocess.run([sys.executable, "-c", code, *args], env={**clean, **env}, capture_output=True, text=True,
-                          timeout=120)
+    with tempfile.TemporaryDirectory() as empty:
+        environment = {**clean, "PROMPTOPS_CACHE_DIR": empty, **env}
+        done = subprocess.run([sys.executable, "-c", code, *args], env=environment, capture_output=True, text=True,
+                              timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -154,6 +159,7 @@ def test_count_many_counts_repeated_texts_once(monkeypatch: pytest.MonkeyPatch) 
         return real(encode, texts)
 
     monkeypatch.setattr(tokens, "_count_parallel", recording)
+    monkeypatch.setattr(tokens, "UNITS_UP_TO_CHARS", 0)  # counted whole, as a large batch is
     assert COUNTER.count_many("gpt-4o", ["a b", "c", "a b", "a b"]) == [2, 1, 2, 2]
     assert encoded == ["a b", "c"]
 
@@ -258,3 +264,126 @@ def test_without_tiktoken() -> None:
                   "m = c.method('openai/gpt-4o')\n"
                   "print(json.dumps([m.encoding, m.exact, m.note, c.count_text('openai/gpt-4o', 'x' * 5)]))")
     assert result == [FALLBACK, False, "estimated as characters / 4: tiktoken is not installed", math.ceil(5 / 4)]
+
+
+# -- promptops' cache of the encodings ------------------------------------------------------------
+
+CORPUS = ["hello world", "", "  leading and trailing  ", "Ünïcödé — “quotes” and emoji 🙂👍🏽", "<|endoftext|> is text",
+          "line one\nline two\r\n\n\ttabbed", "1234567890 3.14159 -42", "CamelCaseWords and snake_case_words",
+          "https://example.com/a/b?c=d&e=f", "x" * 3000, "日本語のテキストと中文文本", "a" + " " * 40 + "b"]
+_COUNT = """
+import json, sys
+from promptops.estimate.tokens import TokenCounter
+corpus = json.loads(sys.argv[1])
+c = TokenCounter()
+print(json.dumps({model: [c.method(model).encoding, [c.count_text(model, t) for t in corpus]]
+                  for model in sys.argv[2:]}))
+"""
+MODELS = {"openai/gpt-4o": "o200k_base", "gpt-4": "cl100k_base", DAVINCI: "p50k_base"}
+
+
+def _reference() -> dict[str, list[Any]]:
+    return {model: [name, [len(_encoding(name).encode_ordinary(t)) for t in CORPUS]] for model, name in MODELS.items()}
+
+
+def test_the_cached_encodings_count_exactly_as_tiktoken(tmp_path: Path) -> None:
+    cold = _run(_COUNT, json.dumps(CORPUS), *MODELS, PROMPTOPS_CACHE_DIR=str(tmp_path))
+    files = sorted(path.name for path in tmp_path.iterdir())
+    assert [name.split("-")[1] for name in files] == ["cl100k_base", "o200k_base", "p50k_base"], files
+    warm = _run(_COUNT, json.dumps(CORPUS), *MODELS, PROMPTOPS_CACHE_DIR=str(tmp_path))
+    assert cold == warm == _reference()
+
+
+def test_a_warm_cache_needs_no_source_file(tmp_path: Path) -> None:
+    cache, empty = tmp_path / "cache", tmp_path / "empty"
+    empty.mkdir()
+    _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(cache))
+    warm = _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(cache), TIKTOKEN_CACHE_DIR=str(empty))
+    assert warm == {"openai/gpt-4o": _reference()["openai/gpt-4o"]}
+    assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path))
+    [cached] = tmp_path.iterdir()
+    intact = cached.read_bytes()
+    cached.write_bytes({"garbage": b"garbage" * 100, "truncated": intact[: len(intact) // 2], "empty": b""}[damage])
+    result = _run(_COUNT, json.dumps(CORPUS), "openai/gpt-4o", PROMPTOPS_CACHE_DIR=str(tmp_path))
+    assert result == {"openai/gpt-4o": _reference()["openai/gpt-4o"]}
+    assert sorted(path.name for path in tmp_path.iterdir()) == [cached.name]  # rebuilt in place, nothing left over
+    with sqlite3.connect(cached) as connection:
+        assert connection.execute("SELECT count(*) FROM vocab").fetchone()[0] == 199998
+
+
+def test_a_cache_folder_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = _run(_COUNT, json.dumps(CORPUS), *MODELS, PROMPTOPS_CACHE_DIR=str(blocked / "cache"))
+    assert result == _reference()
+
+
+# -- small batches: an encoder of only the tokens their units use -----------------------------------
+
+_UNITS = """
+import json, random, sys
+from promptops.estimate import tokens
+tokens.UNIT_LOOKUPS_LIMIT = 10 ** 9  # every batch below by the unit path, however awkward
+tokens.UNIT_ENCODERS_LIMIT = 10 ** 6
+corpus = json.loads(open(sys.argv[1], encoding="utf-8").read())
+c = tokens.TokenCounter()
+out = {}
+for model in sys.argv[2:]:
+    counts = c.count_many(model, corpus)
+    out[model] = [c.method(model).encoding, counts, sorted(tokens._ENCODERS)]
+print(json.dumps(out))
+"""
+
+
+def _awkward_corpus() -> list[str]:
+    """Random strings over letters, digits, punctuation, every kind of white space, marks, CJK and emoji,
+    and the shapes the unit boundaries are about: punctuation before line breaks, runs of spaces."""
+    import random
+
+    pieces = list("abcXYZ019 \t\n\r.,;:!?'\"/\\-_()<>|@#$%*+=~`") + [
+        "é", "ß", "—", "“", "🙂", "👍🏽", "日本語", "中文", "\u00a0", "\u2003", "\u3000", "\x1c", "\x85", "\u200b",
+        "\u0301", "'s", "'ll", " the", " The", "\n\n", "  ", "1234", "<|endoftext|>", "\r\n", ".\n/\n", "!!\n"]
+    rnd = random.Random(12)
+    corpus = ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 60))) for _ in range(1500)]
+    return corpus + CORPUS + ["foo.\n/\n/bar", "!!\n\n\n  x", "   \n\n   y  ", "a \u00a0 \u00a0 \nb", "x\u3000\u3000y"]
+
+
+def test_the_unit_path_counts_exactly_as_the_whole_encoder(tmp_path: Path) -> None:
+    corpus = _awkward_corpus()
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus), encoding="utf-8")
+    result = _run(_UNITS, str(tmp_path / "corpus.json"), *MODELS)
+    for model, name in MODELS.items():
+        encoding, counts, whole_encoders = result[model]
+        assert encoding == name and whole_encoders == []  # the unit path did all of it
+        encoder = _encoding(name)
+        assert counts == [len(encoder.encode_ordinary(text)) for text in corpus], model
+
+
+def test_large_batches_and_lone_surrogates_take_the_whole_encoder(tmp_path: Path) -> None:
+    code = """
+import json
+from promptops.estimate import tokens
+c = tokens.TokenCounter()
+small = c.count_many("openai/gpt-4o", ["hello world", "hello there"])
+after_small = sorted(tokens._ENCODERS)
+odd = c.count_many("openai/gpt-4o", ["a\\ud800b"])
+print(json.dumps([small, after_small, odd, sorted(tokens._ENCODERS)]))
+"""
+    small, after_small, odd, after_odd = _run(code)
+    assert small == [2, 2] and after_small == [] and after_odd == ["o200k_base"]
+    assert odd == [len(_encoding("o200k_base").encode_ordinary("a\ud800b"))]
+    corpus = [" ".join(f"w{i}x{j}" for j in range(20)) for i in range(2000)]  # 40,000 units: past UNIT_LOOKUPS_LIMIT
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus), encoding="utf-8")
+    as_shipped = "\n".join(line for line in _UNITS.splitlines() if not line.startswith("tokens.UNIT_"))
+    big = _run(as_shipped, str(tmp_path / "corpus.json"), "openai/gpt-4o")
+    encoding, counts, whole_encoders = big["openai/gpt-4o"]
+    assert whole_encoders == ["o200k_base"]  # its new units counted by the whole encoder
+    assert counts == [len(_encoding("o200k_base").encode_ordinary(text)) for text in corpus]
+    whole_texts = _run(as_shipped.replace("c = tokens.TokenCounter()", "tokens.UNITS_UP_TO_CHARS = 0\n"
+                                          "c = tokens.TokenCounter()"), str(tmp_path / "corpus.json"), "openai/gpt-4o")
+    assert whole_texts == big

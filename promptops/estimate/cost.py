@@ -13,8 +13,7 @@ litellm's price map, extended and overridden by ``pricing:``.
 from __future__ import annotations
 
 import math
-import multiprocessing
-import statistics
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
@@ -152,9 +151,15 @@ class Estimator:
         return results
 
     def _run(self, contexts: list[_Context], tasks: list[tuple[int, str]]) -> list[Estimate]:
-        samples = sum(len(suite.cases) for context in contexts for suite in context.workspace.suites)
+        tested = [Counter(suite.prompt for suite in context.workspace.suites for _ in suite.cases)
+                  for context in contexts]
+        samples = sum(tested[index][prompt_id] for index, prompt_id in tasks)
         workers = min(cores(), len(tasks))
-        if workers < 2 or samples < PARALLEL_FROM_SAMPLES or "fork" not in multiprocessing.get_all_start_methods():
+        if workers < 2 or samples < PARALLEL_FROM_SAMPLES:
+            return [self._one(contexts[index], prompt_id) for index, prompt_id in tasks]
+        import multiprocessing  # here: a commit hook's run is too small to fork, and need not import it
+
+        if "fork" not in multiprocessing.get_all_start_methods():
             return [self._one(contexts[index], prompt_id) for index, prompt_id in tasks]
         # Prompts are independent: share them out to one forked process a core. The workers
         # inherit the loaded workspaces and tokenizers; only task numbers go out and estimates come back.
@@ -180,7 +185,7 @@ class Estimator:
         retrieval, per_call_retrieval = _retrieval_fill(spec, workspace, warnings)
         samples, basis = _samples(spec, workspace)
         counts = self._count(spec, samples, retrieval, per_call_retrieval, limits, warnings)
-        median = int(round(statistics.median(counts))) if counts else None
+        median = int(round(_median(counts))) if counts else None
         p95 = _percentile(counts, 95) if counts else None
         output, output_basis = _output_tokens(spec, cache, warnings)
         info = catalog.get(spec.model)
@@ -242,7 +247,7 @@ def _messages(spec: PromptSpec, variables: dict[str, Any], static: dict[int, str
     return messages
 
 
-PARALLEL_FROM_SAMPLES = 2_000  # below this, starting processes costs more than it saves
+PARALLEL_FROM_SAMPLES = 5_000  # eval cases to render; below this, starting processes costs more than it saves
 _FORKED: tuple[Estimator, list[_Context], list[tuple[int, str]]] | None = None
 
 
@@ -316,6 +321,14 @@ def explain_gap(estimate: Estimate, measured_cost: float | None, measured_input:
     how = "; ".join(reasons) or "the eval cases' calls are not the calls the estimate assumes"
     side = f"{ratio:.1f}x" if ratio > 1 else f"1/{1 / ratio:.1f}"
     return f"the estimate is {side} the measured cost: {how}"
+
+
+def _median(values: list[int]) -> float:
+    """statistics.median, without importing statistics on the commit path: the middle value, or the mean of
+    the two middle values."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _percentile(values: list[int], pct: float) -> int:

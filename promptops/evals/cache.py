@@ -20,7 +20,6 @@ model actually produced for a prompt, where any were observed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import sqlite3
@@ -28,7 +27,10 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the cost estimate reads this module too, on the commit path, and needs no event loop
+    import asyncio
 
 # Parameters that change how a call is made, not what it answers: not part of the address.
 _TRANSPORT_PARAMS = frozenset({"timeout_s", "timeout", "api_base", "api_key", "num_retries", "max_retries"})
@@ -162,6 +164,8 @@ class PendingWrites:
 
     def store(self, result: CachedResult) -> asyncio.Future[None]:
         """Add ``result``; the future is done once it is committed, or fails with CacheError."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         stored = loop.create_future()
         if self._failure is not None:

@@ -12,7 +12,8 @@ from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals import judges, stats
 from promptops.evals.assertions import Answer, Outcome
 from promptops.evals.compare import SuiteComparison, compare
-from promptops.evals.runner import CallEngine, CallOutcome, RunSettings, SpendBudget
+from promptops.evals.credentials import missing_credentials
+from promptops.evals.runner import CallEngine, CallOutcome, MissingCredentials, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
 from promptops.evals.workers import WorkerPool, worker_count
 from promptops.modelparams import refusal, refused_extra
@@ -280,11 +281,16 @@ class _WorkerStarter:
     def __init__(self, cache: Path, settings: RunSettings, catalog: ModelCatalog, requested: int | None) -> None:
         self.cache, self.settings, self.catalog, self.requested = cache, settings, catalog, requested
         self.pending = 0
+        self.models: set[str] = set()
         self.pool: WorkerPool | None = None
 
     def planned(self, side: Side) -> Side:
         self.pending += len(side.pending)
+        self.models |= {call.model for call in side.pending}
         count = worker_count(self.pending, self.settings.concurrency, self.requested)
         if self.pool is None and count:
+            problem = None if self.settings.api_base else missing_credentials(self.models, self.catalog)
+            if problem:  # said now, not after workers have imported litellm for nothing
+                raise MissingCredentials(problem)
             self.pool = WorkerPool(count, self.cache, self.settings, self.catalog.overrides)
         return side

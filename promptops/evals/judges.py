@@ -63,6 +63,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from promptops import resources
 from promptops.evals.assertions import MODEL_JUDGED, Answer, Outcome, check, clip, render_value
 from promptops.evals.cache import CachedResult, ResultCache, call_key
+from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import (
     Call,
     CallOutcome,
@@ -390,8 +391,8 @@ class _Session:
         refused = endpoint_in_model(model)
         if refused:  # as the runner does for chat calls: never sent
             return _failed(f"embedding call not sent: {refused}")
+        self._check_credentials(model)
         litellm = import_litellm()
-        self._check_credentials(litellm, model)
         started = time.perf_counter()
         try:
             response = await litellm.aembedding(model=model, input=[text], timeout=self.settings.timeout_s,
@@ -410,11 +411,15 @@ class _Session:
                                     tokens, None, latency_ms, cost))
         return vector
 
-    def _check_credentials(self, litellm: Any, model: str) -> None:
-        """As the runner does for chat models: a missing key stops the run, it does not fail every case."""
+    def _check_credentials(self, model: str) -> None:
+        """As the runner does for chat models: a missing key stops the run, it does not fail every case;
+        the providers credentials.py knows are checked before litellm is imported."""
         if self.settings.api_base is not None:
             return
-        missing = litellm.validate_environment(model).get("missing_keys") or []
+        problem = missing_credentials([model], self.catalog)
+        if problem:
+            raise MissingCredentials(problem)
+        missing = import_litellm().validate_environment(model).get("missing_keys") or []
         if missing:
             raise MissingCredentials(f"{model} needs {', '.join(missing)} in the environment (litellm reads it from "
                                      "there); set it, or point --api-base at an OpenAI-compatible server")

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
+from promptops.evals.credentials import missing_credentials
 from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.report.safety import scrubbed
@@ -246,6 +247,9 @@ class CallEngine:
         new = models - self._checked
         if not new or self.settings.api_base:
             return  # an OpenAI-compatible server of your own takes whatever key it takes
+        problem = missing_credentials(new, self.catalog)  # the providers we know, before litellm is imported
+        if problem:
+            raise MissingCredentials(problem)
         pool = self.pool
         problem = await pool.missing_credentials(new) if pool is not None else self._caller().missing_credentials(new)
         if problem:

@@ -19,7 +19,8 @@ from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import Project
 from promptops.lint.registry import RULES, Rule, find_rule, load_rules
 from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, display_path
-from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec
+from promptops.specs import (CONFIG_NAME, EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig,
+                             PromptSpec, RetrievalSpec, kind_of)
 
 # A file past this many findings gets one more that counts the rest: output stays small and fast.
 MAX_FINDINGS_PER_FILE = 100
@@ -30,13 +31,20 @@ _DIRECTIVE = re.compile(r"#\s*promptops:\s*(disable|disable-next-line|disable-fi
 @dataclass
 class LintRun:
     findings: list[Finding] = field(default_factory=list)
-    files: int = 0
+    files: int = 0  # the files named, or found in the folders named
+    related: int = 0  # others checked for their sake: promptops.yaml, the eval suites of the prompts named
     config_errors: list[Finding] = field(default_factory=list)
     incomplete: set[str] = field(default_factory=set)  # files whose schema errors were not all looked for
 
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    def count(self, named: bool) -> None:
+        if named:
+            self.files += 1
+        else:
+            self.related += 1
 
 
 def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig | None = None) -> LintRun:
@@ -58,6 +66,32 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
     run.findings = _capped(sorted(run.findings), run.incomplete)
     run.config_errors = _capped(sorted(run.config_errors), run.incomplete)
     return run
+
+
+_SPECS = f"*{PROMPT_SUFFIX}, *{RETRIEVAL_SUFFIX} or *{EVAL_SUFFIX}"
+_KINDS = f"{CONFIG_NAME}, {_SPECS}"
+
+
+def not_promptops_files(paths: Iterable[Path]) -> list[Path]:
+    """Files named that lint leaves alone, by their name (README.md, notes.yaml)."""
+    return [path for path in paths if not path.is_dir() and not kind_of(path)]
+
+
+def nothing_to_lint(paths: list[Path], cwd: Path) -> str:
+    """Why a run checked no file: what was searched, and whether a promptops.yaml is there."""
+    if paths:
+        where = ", ".join(map(str, paths))
+        return f"nothing to lint in {where}: no {_KINDS} file there"
+    config = find_config(cwd)
+    if config is None:
+        return (f"nothing to lint: {cwd} holds no {CONFIG_NAME} (nor does a folder above it) and no {_SPECS} "
+                "file; `promptops init` scaffolds a project there")
+    return f"nothing to lint in {cwd}: no {_SPECS} file in it (the project's {CONFIG_NAME} is {config})"
+
+
+def outside_projects(paths: Iterable[Path]) -> list[Path]:
+    """Files named that no promptops.yaml in their folder or above claims."""
+    return [path for path in paths if kind_of(path) and _nearest_config(os.path.dirname(os.path.abspath(path))) is None]
 
 
 def _capped(findings: list[Finding], incomplete: set[str]) -> list[Finding]:
@@ -110,12 +144,15 @@ def _lint_project(
     config = ProjectConfig(root=root, raw={})
     loaded: dict[Path, Loaded] = {}
     guarded = trusted is not None and trusted.root == root
+    # promptops.yaml counts as named when it was named or found in a folder named; else it is read for its settings.
+    config_named = config_path is not None and any(
+        kind_of(path) == "config" and path.resolve() == config_path for path in files)
     if config_path is not None:
         config_loaded = loader.load(config_path)
         loaded[config_path] = config_loaded
         problems = list(config_loaded.findings) or path_problems(config_loaded.spec)  # type: ignore[arg-type]
         if problems and not guarded:
-            run.files += 1
+            run.count(config_named)
             run.config_errors.extend(problems)
             _note_incomplete(config_loaded, run)
             return
@@ -123,7 +160,7 @@ def _lint_project(
             # In a pull-request check the head's promptops.yaml is one more file under check: its
             # problems are findings, and the rest is linted with the base's settings.
             del loaded[config_path]
-            run.files += 1
+            run.count(config_named)
             run.findings.extend(problems)
             _note_incomplete(config_loaded, run)
             config = trusted  # type: ignore[assignment]
@@ -133,7 +170,7 @@ def _lint_project(
         config = guarded_by(config, trusted)  # type: ignore[arg-type]
     settings = _Settings(config, cwd)
     if settings.problems:
-        run.files += 1
+        run.count(config_named)
         run.config_errors.extend(settings.problems)
         return
     exclude = config.section("paths").get("exclude") or []
@@ -142,13 +179,13 @@ def _lint_project(
             loaded[path] = loader.load(path)
     project = Project(config, loader, loaded, whole_project=whole)
     project.prefetch(_referenced_ids(loaded.values()))
-    for item in loaded.values():
-        run.files += 1
+    for path, item in loaded.items():
+        run.count(config_named if path == config_path else True)
         found = list(item.findings) + list(_check(item, project))
         run.findings.extend(settings.apply(found, item))
         _note_incomplete(item, run)
     for suite in project.dependent_suites():  # what the linted prompts' changes may break
-        run.files += 1
+        run.count(False)
         run.findings.extend(settings.apply(list(_check(suite, project, scopes={"eval"})), suite))
 
 

@@ -53,13 +53,15 @@ def _all(run: LintRun) -> list[Finding]:
 
 
 def summary(run: LintRun) -> str:
+    """'All clean: 1 file checked (and 2 related).' or '1 error, 0 warnings in 1 file (and 2 related).'"""
     findings = _all(run)
     errors = sum(f.severity is Severity.ERROR for f in findings)
     warnings = len(findings) - errors
     files = f"{run.files} file{'s' * (run.files != 1)}"
+    related = f" (and {run.related} related)" if run.related else ""
     if not findings:
-        return f"All clean: {files} checked."
-    return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} in {files}."
+        return f"All clean: {files} checked{related}."
+    return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} in {files}{related}."
 
 
 def printable(text: str) -> str:
@@ -88,6 +90,7 @@ def _json(run: LintRun, color: bool) -> str:
     document = {
         "version": JSON_VERSION,
         "files_checked": run.files,
+        "related_files_checked": run.related,
         "summary": {
             "errors": sum(f.severity is Severity.ERROR for f in findings),
             "warnings": sum(f.severity is Severity.WARNING for f in findings),

@@ -104,25 +104,43 @@ def _round(value: float | None, digits: int = 9) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def shown(report: CostReport, show_all: bool) -> tuple[list[Change], str | None]:
+    """The prompts a table lists (those whose estimate moved, unless ``show_all``), and the line that
+    counts the others."""
+    if show_all:
+        return report.changes, None
+    listed = [change for change in report.changes if change.status != "unchanged"]
+    hidden = len(report.changes) - len(listed)
+    if not hidden:
+        return listed, None
+    return listed, f"{hidden} unchanged prompt{'s' * (hidden != 1)} not shown (--all lists them)."
+
+
 # -- terminal table ---------------------------------------------------------------------------
 
-def render_table(report: CostReport, color: bool = False, width: int = 120) -> str:
+def render_table(report: CostReport, color: bool = False, width: int = 120, show_all: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table
 
+    changes, hidden = shown(report, show_all)
     table = Table(title=f"Cost: {report.base_label} → {report.head_label}", title_justify="left")
     for column in ("prompt", "model", "input tokens", "output tokens", "cost / call", "monthly"):
         if column in ("prompt", "model"):
             table.add_column(column, overflow="fold")  # ids and model names wrap, never lose their ends
         else:
             table.add_column(column, justify="right")
-    for change in report.changes:
+    for change in changes:
         table.add_row(*_row(change))
     console = Console(record=True, width=width, color_system="standard" if color else None, force_terminal=color,
                       highlight=False)
     with console.capture() as capture:
-        console.print(table)
+        if changes:
+            console.print(table)
+        else:
+            console.print(table.title, markup=False)
         console.print(headline(report))
+        if hidden:
+            console.print(hidden, markup=False)
         for finding in report.findings:
             console.print(f"{finding}", markup=False, style="red" if color else None)
         for note in report.assumptions:
@@ -166,7 +184,7 @@ def _output_mark(estimate: Estimate | None) -> str:
 
 # -- Markdown ---------------------------------------------------------------------------------
 
-def render_markdown(report: CostReport) -> str:
+def render_markdown(report: CostReport, show_all: bool = False) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     environment = Environment(
@@ -176,4 +194,6 @@ def render_markdown(report: CostReport) -> str:
     )
     environment.filters["inline"] = inline  # the comment's one escaper: see report.safety
     template = environment.get_template("cost.md.j2")
-    return template.render(report=report, headline=headline(report), rows=[_row(c) for c in report.changes])
+    changes, hidden = shown(report, show_all)
+    return template.render(report=report, headline=headline(report), changes=changes, hidden=hidden,
+                           rows=[_row(c) for c in changes])
