@@ -89,9 +89,12 @@ def test_one_pr_trying_every_attack_at_once_fails_cleanly_and_leaks_nothing(tmp_
                for f in report["lint"]["findings"]), report["lint"]["findings"]
     assert any(path == "broken.prompt.yaml" for path, _ in findings)
     assert sorted(p.name for p in outside.iterdir()) == ["stolen.prompt.yaml"]  # no cache written there
-    # In the home folder only promptops's own compiled schemas (from its package, never from the PR).
-    written = [p.relative_to(home) for p in home.rglob("*") if p.is_file()]
-    assert all(p.parent == Path(".cache/promptops") and p.name.startswith("validate_") for p in written), written
+    # In the home folder only promptops's own cache (compiled schemas, token counts), with no secret in it.
+    written = [p for p in home.rglob("*") if p.is_file()]
+    assert all(p.parent == home / ".cache" / "promptops" for p in written), written
+    for path in written:
+        text = path.read_bytes().decode("latin-1")
+        assert not KEY_ANY_FORM.search(text) and CANARY not in text, path
     # 2. No secret in any sink, in any escaped form; the model's echo did arrive, redacted.
     for name, text in sinks.items():
         assert not KEY_ANY_FORM.search(text), name
