@@ -40,15 +40,24 @@ def run_promptops(args: Sequence[str | os.PathLike[str]], cwd: Path, env: Mappin
     would run it in a child, interrupted after ``timeout`` seconds."""
     argv = [os.fspath(arg) for arg in args]
     hung: list[str] = []
-    with _isolated(cwd, env), CliRunner().isolation() as (stdout, stderr, _):
+    with _isolated(cwd, env), _runner().isolation() as streams:
+        stdout, stderr = streams[0], streams[1]  # click 8.2 adds a third, both interleaved
         _forget_cached_state()
         with _interrupt_after(timeout or HANG_S, hung):
             code = main(argv)
         sys.stdout.flush()
         sys.stderr.flush()
         _release_what_an_exit_would()
-    return subprocess.CompletedProcess(["promptops", *argv], code, _text(stdout.getvalue()),
-                                       _text(stderr.getvalue()) + "".join(hung))
+        out, err = _text(stdout.getvalue()), _text(stderr.getvalue())  # click 8.1 closes them on leaving
+    return subprocess.CompletedProcess(["promptops", *argv], code, out, err + "".join(hung))
+
+
+def _runner() -> CliRunner:
+    """A CliRunner that keeps stderr apart from stdout: click 8.2 always does, 8.1 when asked to."""
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:
+        return CliRunner()
 
 
 def run_promptops_process(args: Sequence[str | os.PathLike[str]], cwd: Path, env: Mapping[str, str] | None = None,
