@@ -88,6 +88,9 @@ def test_one_pr_trying_every_attack_at_once_fails_cleanly_and_leaks_nothing(tmp_
     assert any(f["path"] == "looping.prompt.yaml" and "1,000 loop iterations" in f["message"]
                for f in report["lint"]["findings"]), report["lint"]["findings"]
     assert any(path == "broken.prompt.yaml" for path, _ in findings)
+    # The refused prompt's suite is named as not run, and why; not as a pass rate of no case.
+    assert any(reason.startswith("elsewhere.eval.yaml: not run: elsewhere.prompt.yaml:2:")
+               for reason in report["verdict"]["failures"]), report["verdict"]
     assert sorted(p.name for p in outside.iterdir()) == ["stolen.prompt.yaml"]  # no cache written there
     # In the home folder only promptops's own cache (compiled schemas, token counts), with no secret in it.
     written = [p for p in home.rglob("*") if p.is_file()]

@@ -356,7 +356,6 @@ def _validator(schema_json: str) -> Draft202012Validator:
     # jsonschema is imported here, by the suites that use it: its import alone is a tenth of a cached run.
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
-
     from referencing import Registry
 
     schema = json.loads(schema_json)

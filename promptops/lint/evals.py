@@ -123,16 +123,16 @@ def invalid_assertion(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
     Fails:   {type: json_schema, schema: {type: nonsense}}
     Passes:  {type: json_schema, schema: {type: object, required: [answer]}}
     """
-    from promptops.evals.assertions import MODEL_JUDGED, check  # the regex module: only for suites
+    from promptops.evals.assertions import DETERMINISTIC, check  # the regex module: only for suites
 
     for where, assertion in _assertions(suite):
-        if assertion.get("type") in MODEL_JUDGED or _templated(assertion.get("value")):
-            continue  # a judge's and a template's value are known only per case
+        # An unknown type is PO503's; a judge's and a template's value are known only per case.
+        if assertion.get("type") not in DETERMINISTIC or _templated(assertion.get("value")):
+            continue
         try:
             check(assertion)
         except ValueError as exc:
-            if "unknown assertion type" not in str(exc):  # PO503 says that
-                yield where(str(exc))
+            yield where(str(exc))
 
 
 def _templated(value: Any) -> bool:
