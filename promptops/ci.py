@@ -26,7 +26,6 @@ from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snaps
 from promptops.lint.engine import LintRun, lint
 from promptops.specs import CONFIG_NAME, kind_of
 
-FAIL_ON = ("error", "regression", "never")
 PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
 EXIT_OK, EXIT_FINDINGS, EXIT_SERVICE = 0, 1, 3
 

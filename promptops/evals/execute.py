@@ -110,7 +110,7 @@ def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -
     catalog = ModelCatalog(workspace.config.section("pricing"))
 
     async def judge_one(assertion: dict[str, Any], answer: Answer, case: EvalCase,
-                        prompt: PromptSpec) -> tuple[Outcome, int, float | None]:
+                        prompt: PromptSpec) -> tuple[Outcome, float | None]:
         passages = case.vars.get(prompt.retrieval_into) if prompt.retrieval_into else None
         result = await judges.judge(
             assertion, answer, case.vars, case.expected, question=_question(prompt, case),
@@ -118,7 +118,7 @@ def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -
             embedding_model=embedding_model, cache=cache, settings=settings, prompt_id=prompt.id,
             case_id=case.id, catalog=catalog,
         )
-        return result.outcome, result.calls, result.cost_usd
+        return result.outcome, result.cost_usd
 
     return judge_one
 

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Collection, Iterator, TypeVar
 from promptops.config import Workspace
 from promptops.evals import assertions
 from promptops.evals.cache import ResultCache, call_key
-from promptops.evals.runner import Call, CallEngine, CallOutcome, Failure, RunSettings, cached_outcome
+from promptops.evals.runner import Call, CallEngine, CallOutcome, Failure, cached_outcome
 from promptops.evals.stats import DEFAULT_CONFIRM
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages
@@ -29,7 +29,7 @@ MAX_OUTPUT_CHARS = 2_000  # of an answer, kept for reports; the cache keeps answ
 _LOOKUP_BATCH = 500  # calls looked up in the cache at once while planning
 
 # A judge: (assertion, answer, case, prompt) -> (outcome, judge calls, judge cost or None)
-Judge = Callable[[dict[str, Any], assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.Outcome, int, float | None]]]
+Judge = Callable[[dict[str, Any], assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.Outcome, float | None]]]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,6 @@ class SuiteRun:
     prompt_version: str
     model: str
     cases: dict[str, CaseRun] = field(default_factory=dict)
-    judge_calls: int = 0
     judge_cost_usd: float | None = 0.0
     problems: list[str] = field(default_factory=list)  # what stopped the suite or some of its cases
     repeat: int = 1  # initial samples a case
@@ -106,7 +105,6 @@ class SuiteRun:
             if case is not None:
                 self.cases[case_id] = replace(case, attempts=case.attempts + extra.attempts,
                                               initial=case.initial or len(case.attempts))
-        self.judge_calls += more.judge_calls
         self.judge_cost_usd = (None if self.judge_cost_usd is None or more.judge_cost_usd is None
                                else self.judge_cost_usd + more.judge_cost_usd)
         self.problems += [problem for problem in more.problems if problem not in self.problems]
@@ -284,32 +282,6 @@ def _look_up(side: Side, cache: ResultCache, calls: list[Call]) -> None:
             side.cached.append(cached_outcome(call, hit))
 
 
-async def run_suite(
-    suite: EvalSuiteSpec,
-    workspace: Workspace,
-    cache: ResultCache,
-    settings: RunSettings,
-    repeat: int | None = None,
-    judge: Judge | None = None,
-    on_outcome: Callable[[CallOutcome], None] = lambda outcome: None,
-    shard: tuple[int, int] | None = None,
-) -> SuiteRun:
-    """One suite at one ref, through ``settings.engine`` (or an engine of its own in this process)."""
-    side = plan_side(suite, workspace, cache, repeat, shard)
-    if side.prompt is None:
-        return side.run
-    if settings.engine is not None:
-        return await _checked(side, settings.engine, judge, on_outcome)
-    async with CallEngine(cache, settings) as engine:
-        return await _checked(side, engine, judge, on_outcome)
-
-
-async def _checked(side: Side, engine: CallEngine, judge: Judge | None,
-                   on_outcome: Callable[[CallOutcome], None]) -> SuiteRun:
-    await engine.check_credentials({call.model for call in side.pending})
-    return await side.execute(engine, judge, on_outcome)
-
-
 async def _assess(case: EvalCase, suite: EvalSuiteSpec, prompt: PromptSpec, outcome: CallOutcome,
                   judge: Judge | None, run: SuiteRun) -> Attempt:
     if outcome.error is not None or outcome.output is None:
@@ -343,7 +315,6 @@ async def _judged(assertion: dict[str, Any], answer: assertions.Answer, case: Ev
                   judge: Judge | None, run: SuiteRun) -> assertions.Outcome:
     if judge is None:
         return assertions.Outcome(False, 0.0, f"{assertion['type']} needs a judge model, and none is configured")
-    outcome, calls, cost = await judge(assertion, answer, case, prompt)
-    run.judge_calls += calls
+    outcome, cost = await judge(assertion, answer, case, prompt)
     run.judge_cost_usd = None if cost is None or run.judge_cost_usd is None else run.judge_cost_usd + cost
     return outcome
