@@ -133,6 +133,8 @@ def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None =
     from promptops.evals import stats
     from promptops.evals.execute import EvalOptions, run_evaluation
 
+    if not any(suite.prompt == prompt_id for suite in workspace.suites):
+        return _summarise([], 0)  # no suite tests it: no evidence, which the promotion rules then weigh
     errors: list[str] = []
     made = 0
 
@@ -152,7 +154,7 @@ def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None =
         if not any(name == "pass_rate" for name, _ in comparison.gates):
             comparison.gates.append(("pass_rate", stats.min_pass_rate(comparison.head.pass_rate, 1.0)))
     evidence = _summarise(comparisons, made)
-    evidence.failures += [problem for problem in skipped if not problem.startswith("no suite named")]
+    evidence.failures += skipped
     return evidence
 
 
