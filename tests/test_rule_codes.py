@@ -1,0 +1,35 @@
+"""Every rule code the package writes is registered (so --explain, the README table and SARIF know it),
+and every registered code is written somewhere (no rule that nothing can report)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import promptops
+from promptops.lint import load_rules
+
+PACKAGE = Path(promptops.__file__).resolve().parent
+CODE = re.compile(r"""["'](PO\d{3})["']""")
+
+
+def codes_in_the_source() -> dict[str, list[str]]:
+    """Each quoted rule code in the package's modules, with the files that quote it."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for code in set(CODE.findall(path.read_text(encoding="utf-8"))):
+            found.setdefault(code, []).append(str(path.relative_to(PACKAGE)))
+    return found
+
+
+def test_every_code_the_package_writes_is_registered() -> None:
+    unregistered = {code: files for code, files in codes_in_the_source().items() if code not in load_rules()}
+    assert unregistered == {}
+
+
+def test_every_registered_code_is_written_somewhere() -> None:
+    assert sorted(set(load_rules()) - set(codes_in_the_source())) == []
+
+
+def test_the_check_can_fail() -> None:
+    assert CODE.findall('Finding(path, 1, 1, "PO999", "x")') == ["PO999"] and "PO999" not in load_rules()
