@@ -18,6 +18,7 @@ from promptops.ci import CheckReport, PromptRow, head_pass_rate, prompt_rows
 from promptops.evals.compare import CaseChange, SideFigures, SuiteComparison
 from promptops.evals.stats import CaseStatus
 from promptops.evals.suite import CaseRun
+from promptops.github import COMMENT_LIMIT
 from promptops.lint.output import repository_path
 from promptops.report import cost as cost_report, diff as diff_report, evals as evals_report
 from promptops.report.evals import latency_text, samples_text
@@ -25,7 +26,6 @@ from promptops.report.formatting import money, signed
 from promptops.report.safety import block, inline
 
 JSON_SCHEMA_VERSION = 2
-COMMENT_LIMIT = 65_536  # GitHub's maximum for a comment body
 SUMMARY_LIMIT = 250_000  # a step summary may hold 1 MiB: characters of up to 4 bytes each
 MAX_REGRESSED_SHOWN = 20  # per suite; the rest are counted
 ICONS = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
