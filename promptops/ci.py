@@ -73,6 +73,8 @@ class CheckReport:
     # max_cost_increase_pct on the estimate, per prompt the evals did not measure (a fork's PR, --no-eval)
     cost_gates: list[tuple[str, GateResult]] = field(default_factory=list)
     preexisting: str = "fail"  # gates.preexisting
+    # Those of ``problems`` in the head's promptops.yaml: the check ran with the base's settings instead.
+    config_problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def run_check(cwd: Path, options: CheckOptions,
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
                          diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), EXIT_OK),
-                         problems, preexisting=str(head_ws.config.section("gates").get("preexisting", "fail")))
+                         problems, preexisting=str(head_ws.config.section("gates").get("preexisting", "fail")),
+                         config_problems=sorted({str(p) for p in head_ws.problems if kind_of(p.path) == "config"}))
     report.cost_gates = estimate_gates(report, head_ws)
     report.verdict = verdict(report, options.fail_on)
     return report
@@ -223,7 +226,7 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
         warnings.append(f"lint found {_count(warn_lint, 'warning')}")
     if not evals.ran:
         warnings.append(evals.note)
-    config = [p for p in report.problems if p.split(":", 1)[0].endswith(CONFIG_NAME)]  # the head's promptops.yaml
+    config = report.config_problems
     if config:
         more = f" (and {len(config) - 1} more; see the lint findings)" if len(config) > 1 else ""
         warnings.append(f"the change's promptops.yaml cannot be used, so the check ran with the base's settings: "

@@ -391,7 +391,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         sys.exit(130)
     finally:
         progress.close()
-    unanswered = _mark_unanswered(comparisons)
+    unanswered = _mark_incomplete(comparisons)
     # A file that does not load is no suite run and no PASS: named with its line (lint says more).
     unloaded = [problem for problem in head_ws.problems if problem.severity is Severity.ERROR]
     skipped = [*skipped, *(f"not loaded: {problem}" for problem in unloaded)]
@@ -444,7 +444,7 @@ def _cache_failed(exc: Exception) -> NoReturn:
           "promptops.yaml) at a file that can be written")
 
 
-def _mark_unanswered(comparisons: list[Any]) -> int:
+def _mark_incomplete(comparisons: list[Any]) -> int:
     """Fail the check `answered` of each suite with model calls, base or head, that got no answer after retries,
     and the check `within_spend_cap` of each suite whose calls the spend cap refused, so that no report of an
     incomplete run says PASS; return how many calls got no answer. A case whose prompt does not render was

@@ -85,6 +85,8 @@ def test_one_pr_trying_every_attack_at_once_fails_cleanly_and_leaks_nothing(tmp_
     assert ("elsewhere.prompt.yaml", "PO604") in findings, findings
     config_findings = {(f["line"], f["code"]) for f in report["lint"]["findings"] if f["path"] == "promptops.yaml"}
     assert {(1, "PO113"), (2, "PO113")} <= config_findings, report["lint"]["findings"]
+    assert any(warning.startswith("the change's promptops.yaml cannot be used, so the check ran with the base's")
+               for warning in report["verdict"]["warnings"]), report["verdict"]
     assert any(f["path"] == "looping.prompt.yaml" and "1,000 loop iterations" in f["message"]
                for f in report["lint"]["findings"]), report["lint"]["findings"]
     assert any(path == "broken.prompt.yaml" for path, _ in findings)

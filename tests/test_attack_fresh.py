@@ -17,18 +17,10 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from test_attack_sinks import TOKEN, actions_job, comment_body, repository
+from test_attack_sinks import PROMPT, TOKEN, actions_job, comment_body, repository
 from promptops.testing import StubServer
 from promptops.testing.github import FakeGitHub
 
-PROMPT = """\
-id: support.greet
-model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 50}}
-inputs: {type: object, required: [name], properties: {name: {type: string}}}
-messages:
-  - {role: system, content: "STYLE"}
-  - {role: user, content: "Greet {{ name }}."}
-"""
 BASE_SUITE = "prompt: support.greet\ncases: [{id: ada, vars: {name: ada}, assert: [{type: contains, value: hello}]}]\n"
 
 
@@ -85,13 +77,17 @@ def schema_suite(ref: str, gates: str = "{pass_rate: 1.0}") -> str:
             f"  - {{id: ada, vars: {{name: ada}}, assert: [{{type: json_schema, schema: {{$ref: '{ref}'}}}}]}}\n")
 
 
+def schema_repository(tmp_path: Path, ref: str, config: str = "eval: {concurrency: 2}\n") -> Path:
+    """A repository whose pull request rewords the prompt and gives its suite a json_schema assertion with $ref."""
+    return repository(tmp_path / "repo", {"promptops.yaml": config,
+                                          "greet.prompt.yaml": PROMPT.replace("STYLE", "Be warm."),
+                                          "greet.eval.yaml": BASE_SUITE},
+                      {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be warmer."), "greet.eval.yaml": schema_suite(ref)})
+
+
 def test_a_json_schema_ref_sends_no_request_to_the_authors_host(tmp_path: Path) -> None:
     with attacker_host() as (url, hits), StubServer(default_reply='"hello ada"') as stub:
-        root = repository(tmp_path / "repo", {"promptops.yaml": "eval: {concurrency: 2}\n",
-                                              "greet.prompt.yaml": PROMPT.replace("STYLE", "Be warm."),
-                                              "greet.eval.yaml": BASE_SUITE},
-                          {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be warmer."),
-                           "greet.eval.yaml": schema_suite(f"{url}/ping?run=check")})
+        root = schema_repository(tmp_path, f"{url}/ping?run=check")
         with FakeGitHub(token=TOKEN) as github:
             ci(actions_job(tmp_path, root, github.api_url, stub))
         assert hits == [], f"promptops ci fetched {hits} from the pull request's host"
@@ -102,11 +98,7 @@ def test_a_json_schema_ref_reads_no_file_outside_the_repository(tmp_path: Path) 
     outside.parent.mkdir()
     outside.write_text(json.dumps({"enum": ["RUNNER-PRIVATE-VALUE"]}))
     with StubServer(default_reply='"hello ada"') as stub:
-        root = repository(tmp_path / "repo", {"promptops.yaml": "eval: {concurrency: 2}\n",
-                                              "greet.prompt.yaml": PROMPT.replace("STYLE", "Be warm."),
-                                              "greet.eval.yaml": BASE_SUITE},
-                          {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be warmer."),
-                           "greet.eval.yaml": schema_suite(outside.as_uri())})
+        root = schema_repository(tmp_path, outside.as_uri())
         with FakeGitHub(token=TOKEN) as github:
             job = actions_job(tmp_path, root, github.api_url, stub)
             done = ci(job)
@@ -118,11 +110,7 @@ def test_a_json_schema_ref_reads_no_file_outside_the_repository(tmp_path: Path) 
 
 def test_a_json_schema_ref_to_a_silent_host_does_not_hang_the_check(tmp_path: Path) -> None:
     with attacker_host(hang=threading.Event()) as (url, hits), StubServer(default_reply='"hello ada"') as stub:
-        root = repository(tmp_path / "repo", {"promptops.yaml": "eval: {concurrency: 2, timeout_s: 5}\n",
-                                              "greet.prompt.yaml": PROMPT.replace("STYLE", "Be warm."),
-                                              "greet.eval.yaml": BASE_SUITE},
-                          {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be warmer."),
-                           "greet.eval.yaml": schema_suite(f"{url}/tarpit")})
+        root = schema_repository(tmp_path, f"{url}/tarpit", "eval: {concurrency: 2, timeout_s: 5}\n")
         with FakeGitHub(token=TOKEN) as github:
             job = actions_job(tmp_path, root, github.api_url, stub)
             ci(job, timeout=120)  # it waited on the tarpit for as long as the server kept the line open
