@@ -21,6 +21,7 @@ from promptops import resources
 from promptops.schemacache import fast_validator
 from promptops.findings import Finding, Severity, dotted
 from promptops.specs import (
+    Assertion,
     EvalCase,
     Message,
     EvalSuiteSpec,
@@ -300,7 +301,7 @@ class Loader:
         return EvalSuiteSpec(
             prompt=data["prompt"],
             cases=tuple(cases),
-            default_assert=tuple(data.get("default_assert") or ()),
+            default_assert=tuple(map(Assertion.from_dict, data.get("default_assert") or ())),
             gates=dict(data.get("gates") or {}),
             raw=data,
             source=source,
@@ -373,7 +374,7 @@ def _case(data: dict[str, Any], origin: Source, path: JsonPath) -> EvalCase:
         id=str(data["id"]),
         vars=dict(data.get("vars") or {}),
         expected=data.get("expected"),
-        asserts=tuple(data.get("assert") or ()),
+        asserts=tuple(map(Assertion.from_dict, data.get("assert") or ())),
         origin=origin,
         path=path,
         threshold=float(threshold) if threshold is not None else None,

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from promptops.yamlparse import JsonPath, Positions
 
@@ -115,11 +115,41 @@ class RetrievalSpec:
 
 
 @dataclass(frozen=True)
+class Assertion:
+    """One assertion as written in a suite, built once by the loader.
+
+    Values are kept as written (a bound of 3000 prints as "3,000", not "3,000.0");
+    ``validate`` of the assertion's type says whether they make sense. ``raw`` is
+    the mapping it was built from: a suite's content hash reads it.
+    """
+
+    type: str
+    raw: Mapping[str, Any] = field(repr=False)
+    value: Any = None
+    has_value: bool = False  # a value: null is written, and is not "no value"
+    weight: Any = 1
+    threshold: Any = None
+    min: Any = None
+    max: Any = None
+    schema: Any = None
+    model: str | None = None
+    context: str | None = None
+    description: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Assertion:
+        return cls(type=data.get("type"), raw=data, value=data.get("value"), has_value="value" in data,  # type: ignore[arg-type]
+                   weight=data.get("weight", 1), threshold=data.get("threshold"), min=data.get("min"),
+                   max=data.get("max"), schema=data.get("schema"), model=data.get("model"),
+                   context=data.get("context"), description=data.get("description"))
+
+
+@dataclass(frozen=True)
 class EvalCase:
     id: str
     vars: dict[str, Any]
     expected: Any
-    asserts: tuple[dict[str, Any], ...]
+    asserts: tuple[Assertion, ...]
     origin: Source
     path: JsonPath  # where the case sits in its origin (a JSON path, or (line,) in a dataset)
     threshold: float | None = None
@@ -129,7 +159,7 @@ class EvalCase:
 class EvalSuiteSpec:
     prompt: str
     cases: tuple[EvalCase, ...]
-    default_assert: tuple[dict[str, Any], ...]
+    default_assert: tuple[Assertion, ...]
     gates: dict[str, Any]
     raw: dict[str, Any]
     source: Source

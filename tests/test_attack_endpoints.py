@@ -181,12 +181,12 @@ def test_an_app_never_sends_a_released_prompts_refused_params(workflow: StubServ
 
 
 def test_a_judge_model_that_is_a_url_gets_no_embedding_request(tmp_path: Path, attacker: StubServer) -> None:
-    from promptops.evals.assertions import Answer
+    from promptops.evals.assertions import Answer, Assertion
     from promptops.evals.cache import ResultCache
     from promptops.evals.judges import judge
     from promptops.evals.runner import RunSettings
 
-    assertion = {"type": "similar", "value": "Paris", "model": f"huggingface/{attacker.base_url}"}
+    assertion = Assertion.from_dict({"type": "similar", "value": "Paris", "model": f"huggingface/{attacker.base_url}"})
     with ResultCache(tmp_path / "cache.db") as cache:
         result = asyncio.run(judge(assertion, Answer("Paris", 1.0, 0.0), {}, None, question=None, passages=None,
                                    judge_model="openai/gpt-4o-mini", embedding_model="openai/text-embedding-3-small",

@@ -98,7 +98,7 @@ def _version(spec: PromptSpec | RetrievalSpec | None) -> str | None:
 
 def _suite_content(suite: EvalSuiteSpec) -> str:
     """What a suite tests with: its own settings and every case, the dataset's included."""
-    cases = [(c.id, c.vars, c.expected, c.asserts, c.threshold) for c in suite.cases]
+    cases = [(c.id, c.vars, c.expected, [a.raw for a in c.asserts], c.threshold) for c in suite.cases]
     return canonical_json([suite.raw, cases])
 
 
@@ -109,7 +109,7 @@ def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -
     embedding_model = defaults.get("embedding") or DEFAULT_EMBEDDING
     catalog = ModelCatalog(workspace.config.section("pricing"))
 
-    async def judge_one(assertion: dict[str, Any], answer: Answer, case: EvalCase,
+    async def judge_one(assertion: Assertion, answer: Answer, case: EvalCase,
                         prompt: PromptSpec) -> tuple[Outcome, float | None]:
         passages = case.vars.get(prompt.retrieval_into) if prompt.retrieval_into else None
         result = await judges.judge(
