@@ -171,7 +171,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
         if not sep or not name:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
         variables[name] = _var_value(value)
-    limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
+    limits = RenderLimits.from_config(workspace.config.lint.render_limits)
     try:
         validate_inputs(spec, variables)
         messages = render_messages(spec, variables, limits)
@@ -417,7 +417,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
                    "incomplete; a re-run makes only the calls that are missing", err=True)
         sys.exit(EXIT_SERVICE)
     # A gate that fails on the base as well fails the run unless gates.preexisting says warn.
-    tolerated = head_ws.config.section("gates").get("preexisting") == "warn"
+    tolerated = head_ws.config.gates.preexisting == "warn"
     if any(not gate.passed and not (gate.preexisting and tolerated) for c in comparisons for _, gate in c.gates):
         sys.exit(EXIT_FINDINGS)
     if any(kind_of(problem.path) == "eval" for problem in unloaded):  # a suite that could not run
@@ -496,7 +496,7 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
             config = load_workspace(Path.cwd()).config
         except ConfigError as exc:
             _fail(str(exc))
-        into = cache_path(config.root, config.section("eval").get("cache"))
+        into = cache_path(config.root, config.eval.cache)
     try:
         target = ResultCache(into)
     except CacheError as exc:

@@ -7,7 +7,7 @@ import functools
 import os
 import subprocess
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from promptops.specs import CONFIG_NAME, kind_of
 
@@ -80,7 +80,7 @@ def discover(root: Path, paths: Iterable[Path] = (), exclude: Iterable[str] = ()
     return sorted(found)
 
 
-def excluded(path: Path, root: Path, patterns: list[str]) -> bool:
+def excluded(path: Path, root: Path, patterns: Sequence[str]) -> bool:
     if not patterns:
         return False
     try:

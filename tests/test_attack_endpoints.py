@@ -351,4 +351,4 @@ def test_a_pr_cannot_make_a_known_model_free_to_call(tmp_path: Path, workflow: S
     head = ProjectConfig(root=repo, raw={"pricing": {"openai/gpt-4o-mini": {"input": 0, "output": 0},
                                                      "acme/ft-1": {"input": 1, "output": 2}}})
     # The new fine-tune's price stays (nothing else knows it); the known model's is the trusted side's.
-    assert guarded_by(head, ProjectConfig(root=repo, raw={})).section("pricing") == {"acme/ft-1": {"input": 1, "output": 2}}
+    assert guarded_by(head, ProjectConfig(root=repo, raw={})).pricing == {"acme/ft-1": {"input": 1, "output": 2}}

@@ -234,7 +234,7 @@ def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, re
         side = Side(suite, None, SuiteRun(suite.name, suite.prompt, "", "", repeat=times), samples)
         side.run.problems.append(f"no prompt '{suite.prompt}' at this ref")
         return side
-    limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
+    limits = RenderLimits.from_config(workspace.config.lint.render_limits)
     side = Side(suite, prompt, SuiteRun(suite.name, prompt.id, prompt.version, prompt.model, repeat=times), samples)
     params = dict(prompt.params)
     batch: list[Call] = []
@@ -261,12 +261,12 @@ def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, re
 
 def suite_repeat(suite: EvalSuiteSpec, workspace: Workspace, repeat: int | None = None) -> int:
     """Initial samples a case: --repeat, else the suite's repeat:, else eval.repeat in promptops.yaml, else 1."""
-    return int(repeat or suite.raw.get("repeat") or workspace.config.section("eval").get("repeat") or 1)
+    return int(repeat or suite.repeat or workspace.config.eval.repeat or 1)
 
 
 def suite_confirm(suite: EvalSuiteSpec, workspace: Workspace, confirm: int | None = None) -> int:
     """Extra samples a side for a flagged case: --confirm, else the suite's, else eval.confirm, else 2."""
-    for value in (confirm, suite.raw.get("confirm"), workspace.config.section("eval").get("confirm")):
+    for value in (confirm, suite.confirm, workspace.config.eval.confirm):
         if value is not None:
             return int(value)
     return DEFAULT_CONFIRM

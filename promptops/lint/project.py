@@ -38,8 +38,8 @@ class Project:
         self.root = config.root
         self.loader = loader
         self.linted = linted
-        self.models = ModelCatalog(config.section("pricing"))
-        self.render_limits = RenderLimits.from_config(config.section("lint").get("render_limits") or {})
+        self.models = ModelCatalog(config.pricing)
+        self.render_limits = RenderLimits.from_config(config.lint.render_limits)
         self._loaded: dict[str, Loaded] = {_key(path): item for path, item in linted.items()}
         self._messages: dict[Path, list[ParsedMessage]] = {}
         self.whole_project = whole_project
@@ -62,8 +62,8 @@ class Project:
 
     @cached_property
     def _files(self) -> list[Path]:
-        exclude = self.config.section("paths").get("exclude") or []
-        include = [self.root / p for p in self.config.section("paths").get("include") or []]
+        exclude = self.config.paths.exclude
+        include = [self.root / p for p in self.config.paths.include]
         return discover(self.root, include, exclude)
 
     @cached_property
@@ -146,7 +146,7 @@ class Project:
             return None
         if done.returncode not in (0, 1):  # 1: nothing matched
             return None
-        exclude = self.config.section("paths").get("exclude") or []
+        exclude = self.config.paths.exclude
         found: dict[str, set[str]] = {}
         for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
             name, _, match = line.partition("\0")
