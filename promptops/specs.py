@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from promptops.yamlparse import JsonPath, Positions
 
@@ -118,30 +118,30 @@ class RetrievalSpec:
 class Assertion:
     """One assertion as written in a suite, built once by the loader.
 
-    Values are kept as written (a bound of 3000 prints as "3,000", not "3,000.0");
-    ``validate`` of the assertion's type says whether they make sense. ``raw`` is
-    the mapping it was built from: a suite's content hash reads it.
+    Values are kept as written (a bound of 3000 prints as "3,000", not "3,000.0"),
+    and the types hint what the schema lets through; for an assertion built from
+    anything else, ``validate`` of its type (promptops.evals.assertions) checks
+    them. ``raw`` is the mapping it was built from: a suite's content hash reads it.
     """
 
     type: str
     raw: Mapping[str, Any] = field(repr=False)
-    value: Any = None
+    value: Any = None  # text, a number, a list of them, or (equals) any JSON value
     has_value: bool = False  # a value: null is written, and is not "no value"
-    weight: Any = 1
-    threshold: Any = None
-    min: Any = None
-    max: Any = None
-    schema: Any = None
+    weight: float = 1
+    threshold: float | None = None
+    min: float | None = None
+    max: float | None = None
+    schema: dict[str, Any] | None = None
     model: str | None = None
     context: str | None = None
-    description: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Assertion:
         return cls(type=data.get("type"), raw=data, value=data.get("value"), has_value="value" in data,  # type: ignore[arg-type]
                    weight=data.get("weight", 1), threshold=data.get("threshold"), min=data.get("min"),
                    max=data.get("max"), schema=data.get("schema"), model=data.get("model"),
-                   context=data.get("context"), description=data.get("description"))
+                   context=data.get("context"))
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ class RenderLimitSettings:
 class LintSettings:
     """lint: severities by rule, ignored codes by path pattern, and render limits."""
 
-    rules: Mapping[str, str | bool] = field(default_factory=dict)  # False: off, as YAML 1.1 reads an unquoted off
+    rules: Mapping[str, str | Literal[False]] = field(default_factory=dict)  # False: off (YAML 1.1's reading of off)
     per_file_ignores: Mapping[str, list[str]] = field(default_factory=dict)
     render_limits: RenderLimitSettings = RenderLimitSettings()
 
@@ -275,7 +275,7 @@ class ProjectConfig:
     gates: ProjectGates = field(init=False)
     lint: LintSettings = field(init=False)
     environments: list[str] = field(init=False)  # promotion order
-    pricing: dict[str, dict[str, Any]] = field(init=False)  # price overrides by model, as written (models.py reads them)
+    pricing: dict[str, dict[str, Any]] = field(init=False)  # price overrides by model, as written (for models.py)
     calls_per_day: dict[str, float] = field(init=False)  # usage: expected production traffic by prompt id
 
     def __post_init__(self) -> None:

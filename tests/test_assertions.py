@@ -461,12 +461,14 @@ def test_weight_zero_is_informative_only() -> None:
 
 def test_threshold_one_counts_passes_not_scores() -> None:
     judged = Outcome(True, 0.9, "supported")  # a judge that passed its own threshold of 0.8
-    passed, score = score_case([(written({"type": "contains"}), PASS), (written({"type": "groundedness"}), judged)], 1.0)
+    outcomes = [(written({"type": "contains"}), PASS), (written({"type": "groundedness"}), judged)]
+    passed, score = score_case(outcomes, 1.0)
     assert passed and score == pytest.approx(0.95)
 
 
 def test_fractional_weights_reach_their_threshold() -> None:
-    outcomes = [(written({"type": "contains", "weight": 0.1}), PASS)] * 9 + [(written({"type": "regex", "weight": 0.1}), FAIL)]
+    tenth = [written({"type": "contains", "weight": 0.1})] * 9 + [written({"type": "regex", "weight": 0.1})]
+    outcomes = list(zip(tenth, [PASS] * 9 + [FAIL]))
     assert score_case(outcomes, 0.9)[0]
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from promptops.config import Workspace, guarded_by
 from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals import judges, stats
-from promptops.evals.assertions import Answer, Outcome
+from promptops.evals.assertions import Answer, Assertion, Outcome
 from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import CallEngine, CallOutcome, MissingCredentials, RunSettings, SpendBudget

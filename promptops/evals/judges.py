@@ -1,4 +1,5 @@
-"""The calls of model-judged assertions: judge models (llm_rubric, groundedness, answer_relevance), embeddings (similar).
+"""The calls model-judged assertions make: to judge models (llm_rubric, groundedness, answer_relevance) and
+for embeddings (similar).
 
 Judge calls. Every judge call is a chat call made through ``runner.run_calls``,
 so it is cached and retried like the answers it judges, and refused when it

@@ -10,7 +10,8 @@ from promptops.evals.assertions.base import Outcome, items, outcome, quote
 def found(output: str, value: Any, fold: bool) -> tuple[list[str], list[str]]:
     """The value's items found in the output and those missing."""
     haystack = output.casefold() if fold else output
-    present, missing = [], []
+    present: list[str] = []
+    missing: list[str] = []
     for item in items(value):
         (present if (item.casefold() if fold else item) in haystack else missing).append(item)
     return present, missing

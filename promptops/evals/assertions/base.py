@@ -47,7 +47,7 @@ class AssertionType:
 
 @dataclass(frozen=True)
 class JudgeInput:
-    """What a judged assertion sees of its case besides the answer."""
+    """What a judged assertion sees of its case: the answer and what it answers."""
 
     answer: Answer
     variables: dict[str, Any]
@@ -87,7 +87,8 @@ class JudgedType(AssertionType):
     def threshold(self, assertion: Assertion) -> float:
         value = self.default_threshold if assertion.threshold is None else assertion.threshold
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ValueError(f"a {self.name} assertion's threshold must be a number from 0 to 1, not {clip(repr(value))}")
+            raise ValueError(f"a {self.name} assertion's threshold must be a number from 0 to 1, "
+                             f"not {clip(repr(value))}")
         return float(value)
 
     async def judge(self, assertion: Assertion, given: JudgeInput, session: JudgeSession, model: str,

@@ -13,6 +13,7 @@ class CostUsd(Bounded):
 
     def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
         limit = assertion.max
+        assert limit is not None  # validate requires it
         if answer.cost_usd is None:
             return outcome(False, "cost unknown")
         if answer.cost_usd > limit:

@@ -13,6 +13,7 @@ class LatencyMs(Bounded):
 
     def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
         limit = assertion.max
+        assert limit is not None  # validate requires it
         if answer.latency_ms is None:
             # The first call of each process to a provider warms the client up and is not timed: judging
             # it on half a second of imports and connecting would fail a case no prompt change touched.

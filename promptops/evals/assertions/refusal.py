@@ -43,7 +43,8 @@ class Refusal(AssertionType):
 
     def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
         text = answer.output.translate(_APOSTROPHES).casefold()
-        opening = _PHRASE.match(text, _LEAD_IN.match(text).end())
+        lead_in = _LEAD_IN.match(text)  # always matches, if only the empty string
+        opening = _PHRASE.match(text, lead_in.end() if lead_in else 0)
         if opening:
             return outcome(True, f"output refuses: it opens with {quote(opening.group())}")
         sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]

@@ -39,7 +39,8 @@ class Regex(TextValued):
             except (re.error, regex.error) as exc:
                 return outcome(False, f"regex {shown} is invalid: {exc}")
             except TimeoutError:
-                return outcome(False, f"regex {shown} took longer than {REGEX_TIMEOUT_S:g} s (catastrophic backtracking?)")
+                return outcome(False, f"regex {shown} took longer than {REGEX_TIMEOUT_S:g} s "
+                                      "(catastrophic backtracking?)")
             if match is None:
                 return outcome(False, f"output does not match {shown}{where}")
         return outcome(True, f"output matches {' and '.join('/' + clip(p) + '/' for p in patterns[:3])}")
