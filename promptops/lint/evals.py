@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
+import textwrap
 from typing import Any, Iterator
 
+from promptops import resources
 from promptops.findings import Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, hit, loader_rule, rule
@@ -13,14 +15,15 @@ from promptops.lint.templates import case_hit
 from promptops.specs import Assertion, EvalCase, EvalSuiteSpec
 from promptops.templating import TemplateError, parse
 
-loader_rule("PO503", "unknown-assertion-type", """
-    An assertion's type is not one promptops knows; the message suggests the
-    closest. Known: equals, contains, icontains, not_contains, regex,
-    starts_with, is_json, json_schema, length, latency_ms, cost_usd, refusal,
-    similar, llm_rubric, groundedness, answer_relevance.
+# The schema's list of types, which tests/test_assertions.py holds to the registry's (importing the registry here
+# would put every type's imports on the commit hook's path).
+_KNOWN_TYPES = resources.schema("eval")["$defs"]["assertion"]["properties"]["type"]["enum"]
+loader_rule("PO503", "unknown-assertion-type", textwrap.fill(
+    "An assertion's type is not one promptops knows; the message suggests the closest. "
+    f"Known: {', '.join(_KNOWN_TYPES)}.", 76) + """
 
-    Fails:   assert: [{type: contain, value: "30 days"}]
-    Passes:  assert: [{type: contains, value: "30 days"}]
+Fails:   assert: [{type: contain, value: "30 days"}]
+Passes:  assert: [{type: contains, value: "30 days"}]
 """)
 loader_rule("PO504", "dataset-missing", """
     The suite's dataset file does not exist, is not .jsonl, .csv or .yaml, or
