@@ -110,7 +110,8 @@ def test_config_sections_are_typed_once_with_values_as_written(tmp_path: Path) -
     assert (eval_.concurrency, eval_.timeout_s, eval_.retries, eval_.cache) == (3, 60.0, 4, None)  # defaults filled
     assert eval_.max_cost_usd == 5 and isinstance(eval_.max_cost_usd, int)  # as written: reports print "$5"
     assert eval_.confirm == 0 and eval_.repeat is None  # 0 is set, not absent
-    assert (config.gates.max_cost_increase_pct, config.gates.pass_rate, config.gates.preexisting) == (10.0, None, "warn")
+    gates = config.gates
+    assert (gates.max_cost_increase_pct, gates.pass_rate, gates.preexisting) == (10.0, None, "warn")
     assert config.calls_per_day == {"demo.answer": 2000}
     assert config.lint.rules == {"PO301": False} and config.lint.render_limits.timeout_s == 1
     assert config.environments == ["dev", "prod"]
@@ -126,7 +127,8 @@ def test_a_guarded_config_types_the_trusted_sections(tmp_path: Path) -> None:
 
 
 def test_a_suites_gates_override_the_projects(tmp_path: Path) -> None:
-    suite = "prompt: demo.answer\ncases: [{id: a}]\nrepeat: 3\ngates: {pass_rate: 0.9, max_p95_latency_ms: 800}\n"
+    suite = "prompt: demo.answer\ncases: [{id: a}]\nrepeat: 3\n" \
+            "gates: {pass_rate: 0.9, max_p95_latency_ms: 800}\n"
     spec = Loader(tmp_path).load(_write(tmp_path / "demo.eval.yaml", suite)).spec
     assert isinstance(spec, EvalSuiteSpec)
     assert (spec.repeat, spec.confirm) == (3, None)
