@@ -124,12 +124,12 @@ def init(directory: Path, force: bool) -> None:
 
 def _nearest_git_root(directory: Path) -> Path | None:
     """The git top level around DIRECTORY, asking from its nearest existing folder."""
-    from promptops.discover import git_toplevel
+    from promptops import git
 
     existing = directory.resolve()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    return git_toplevel(existing) if existing.is_dir() else None
+    return git.toplevel(existing) if existing.is_dir() else None
 
 
 @cli.command()

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from promptops import git
 from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.release import store
 from promptops.specs import PromptSpec
@@ -254,7 +254,7 @@ def _prompt_at(project: Project, request: Request, index: int,
     with open_repo(project.root) as repo:  # closed: its git cat-file processes end here
         _, ref = resolve_refs(repo, label, label)
         workspace = snapshot(repo, ref, project.root)
-        commit = repo.commit(label).hexsha
+    commit = ref.commit or ""  # resolved from a name: always a commit
     spec = workspace.prompts.get(request.prompt_id)
     if spec is None:
         raise ReleaseError(_unknown_prompt(request.prompt_id, ref.name, project.workspace, workspace))
@@ -506,10 +506,7 @@ def _git_commit(root: Path, outcome: Outcome) -> str:
     paths = [str(p) for p in outcome.files]
     verb = "roll back" if outcome.action == "rollback" else "promote"
     message = f"promptops: {verb} {outcome.prompt_id} {outcome.version} in {outcome.environment}"
-    for args in (["add", "-f", "--", *paths], ["commit", "-q", "-m", message, "--only", "--", *paths]):
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise ReleaseError(f"{verb} recorded in {', '.join(paths)}, but git {args[0]} failed: "
-                               f"{done.stderr.strip() or done.stdout.strip()}; commit those files yourself")
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                          timeout=30).stdout.strip()
+    try:
+        return git.commit_only(root, paths, message)
+    except git.GitError as exc:
+        raise ReleaseError(f"{verb} recorded in {', '.join(paths)}, but {exc}; commit those files yourself") from None
