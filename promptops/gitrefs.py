@@ -109,6 +109,8 @@ class GitTree:
     def spec_files(self, under: Path) -> list[Path]:
         """Spec files below ``under`` (a folder in the work tree), as work-tree paths."""
         prefix = self._relative(under)
+        if prefix is None:  # outside the repository: none of its files
+            return []
         found = []
         for relative in self.entries:
             parts = PurePosixPath(relative).parts
@@ -135,8 +137,8 @@ def open_repo(start: Path) -> git.Repository:
 
 def resolve_refs(repo: git.Repository, base: str | None, head: str | None) -> tuple[Ref, Ref]:
     """The base and head to compare, with labels that say how each was chosen (``staged_refs`` for the index)."""
-    head_commit = _commit(repo, head) if head is not None else None
-    head_ref = Ref(WORKING_TREE, None) if head_commit is None else commit_ref(head, head_commit)
+    head_commit = None if head is None else _commit(repo, head)
+    head_ref = Ref(WORKING_TREE, None) if head is None or head_commit is None else commit_ref(head, head_commit)
     if base is not None:
         return commit_ref(base, _commit(repo, base)), head_ref
     target = _default_base_branch(repo)
