@@ -2,10 +2,10 @@
 
 No other module runs git or imports GitPython (a test holds them to that), so
 how git is invoked is decided here once: the ``git`` on PATH, in the given
-folder, with the caller's environment and the repository's own config, stdin
-closed unless a command reads it. Nothing here adds a hook, an alias or a
-``-c`` setting taken from the repository; ``-c`` pairs come only from
-promptops' own code (the demo's identity).
+folder, with the caller's environment and the repository's own config (a pull
+request's files cannot change either), stdin closed unless a command reads it.
+No setting is added but the ``-c`` pairs promptops' own code passes (the
+demo's identity).
 
 Light on purpose: plumbing commands through ``subprocess`` serve the commit
 hooks, lint and the lock's author. GitPython, whose import alone costs more
