@@ -25,6 +25,7 @@ WORKING_TREE = "working tree"
 # A ref that cannot be used is, to the user, a git failure like any other: one error type, whose message says
 # what to do about it.
 RefError = git.GitError
+_NOT_A_REPOSITORY = "{start} is not inside a git repository; cost and diff compare two git refs"
 STAGED = "staged changes"
 EMPTY = ""  # the tree before the first commit
 
@@ -55,9 +56,6 @@ def staged_refs(start: Path) -> tuple[git.Repository, Ref, Ref]:
         return git.Repository(root), Ref("no commits yet", EMPTY, "empty"), index
     commit, tree = head
     return git.Repository(root), Ref("HEAD", tree, commit[:12], commit), index
-
-
-_NOT_A_REPOSITORY = "{start} is not inside a git repository; cost and diff compare two git refs"
 
 
 class GitTree:
