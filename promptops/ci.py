@@ -108,7 +108,7 @@ def run_check(cwd: Path, options: CheckOptions,
         base_ws = snapshot(repo, base_ref, cwd)
         # The head's files are the pull request's: the settings that guard the run come from the base (SECURITY.md, 1).
         head_ws = snapshot(repo, head_ref, cwd, trusted=base_ws.config)
-        repo_root = Path(repo.working_tree_dir)
+        repo_root = repo.root
     paths = lint_targets(repo_root, base_ref, head_ws)
     lint_run = lint(paths, cwd, trusted=base_ws.config) if paths else LintRun()
     # Evals before cost: the cost estimate then uses the output tokens the evals just measured.

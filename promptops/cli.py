@@ -124,12 +124,12 @@ def init(directory: Path, force: bool) -> None:
 
 def _nearest_git_root(directory: Path) -> Path | None:
     """The git top level around DIRECTORY, asking from its nearest existing folder."""
-    from promptops.discover import git_toplevel
+    from promptops import git
 
     existing = directory.resolve()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    return git_toplevel(existing) if existing.is_dir() else None
+    return git.toplevel(existing) if existing.is_dir() else None
 
 
 @cli.command()
@@ -684,13 +684,13 @@ def history(prompt_id: str, fmt: str) -> None:
     """Every promotion and rollback of PROMPT_ID, oldest first, from .promptops/audit.log."""
     import json
 
-    from promptops.release import store
+    from promptops import lockfile
     from promptops.release.promote import Project
     from promptops.release.status import history as history_of, render_history
 
     with _release_errors():
         project = Project.open(Path.cwd())
-        records = history_of(store.read_audit(project.root / store.AUDIT_LOG, store.AUDIT_LOG), prompt_id)
+        records = history_of(lockfile.read_audit(project.root / lockfile.AUDIT_LOG, lockfile.AUDIT_LOG), prompt_id)
     if not records and prompt_id not in project.workspace.prompts:
         _fail(f"no prompt has id '{prompt_id}' and the audit log has no record of it")
     if fmt == "json":
@@ -698,7 +698,7 @@ def history(prompt_id: str, fmt: str) -> None:
     elif records:
         click.echo(render_history(records), nl=False)
     else:
-        click.echo(f"'{prompt_id}' has no record in {store.AUDIT_LOG}")
+        click.echo(f"'{prompt_id}' has no record in {lockfile.AUDIT_LOG}")
 
 
 @cli.command()
@@ -723,7 +723,7 @@ def export(environment: str, directory: Path) -> None:
 def _release_errors() -> Iterator[None]:
     """ReleaseError and LockError as their message and exit code, never a traceback."""
     from promptops.release.promote import ReleaseError
-    from promptops.release.store import LockError
+    from promptops.lockfile import LockError
 
     try:
         yield

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from promptops import git
 from promptops.config import guarded_by, path_problems
-from promptops.discover import discover, excluded, find_config, git_toplevel
+from promptops.discover import discover, excluded, find_config
 from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import Project
 from promptops.lint.registry import RULES, Rule, find_rule, load_rules
@@ -60,7 +61,7 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
     run = LintRun()
     targets = [cwd / p for p in paths] or [cwd]
     for config_path, files in _group_by_project(targets, cwd).items():
-        root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
+        root = config_path.parent if config_path else (git.toplevel(cwd) or cwd)
         whole = any(t.is_dir() and root.resolve().is_relative_to(t.resolve()) for t in targets)
         _lint_project(config_path, root, files, whole, cwd, run, trusted)
     run.findings = _capped(sorted(run.findings), run.incomplete)

@@ -41,9 +41,9 @@ def repository_path(path: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _toplevel(folder: str) -> str | None:
-    from promptops.discover import git_toplevel
+    from promptops import git
 
-    top = git_toplevel(Path(folder))
+    top = git.toplevel(Path(folder))
     return str(top) if top else None
 
 

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from promptops import lockfile
 from promptops.config import Workspace
-from promptops.release import store
 
 CURRENT, BEHIND, REMOVED = "current", "behind", "removed"
 SNAPSHOT_OK, SNAPSHOT_MISSING, SNAPSHOT_ALTERED = "ok", "missing", "altered"
@@ -37,7 +37,7 @@ class Row:
     cells: dict[str, Cell | None]
 
 
-def status(workspace: Workspace, lock: store.Lock) -> list[Row]:
+def status(workspace: Workspace, lock: lockfile.Lock) -> list[Row]:
     """A row per prompt at head or in the lock, a cell per environment of promptops.yaml (and of the lock)."""
     environments = environment_order(workspace, lock)
     ids = sorted(set(workspace.prompts) | {pid for held in lock.environments.values() for pid in held})
@@ -51,14 +51,14 @@ def status(workspace: Workspace, lock: store.Lock) -> list[Row]:
     return rows
 
 
-def snapshot_problems(lock: store.Lock) -> list[str]:
+def snapshot_problems(lock: lockfile.Lock) -> list[str]:
     """Every release the lock names, held now or kept for rollback, whose snapshot is missing or altered."""
     checked = _Snapshots(lock)
     problems = []
     for environment, held in sorted(lock.environments.items()):
         for prompt_id, entry in sorted(held.items()):
-            for where, release in (("", entry), *((" (history)", old) for old in entry.get("history") or [])):
-                _, problem = checked.state(prompt_id, release["version"])
+            for where, release in (("", entry), *((" (history)", old) for old in entry.history)):
+                _, problem = checked.state(prompt_id, release.version)
                 if problem:
                     problems.append(f"{environment}/{prompt_id}{where}: {problem}")
     return problems
@@ -67,33 +67,32 @@ def snapshot_problems(lock: store.Lock) -> list[str]:
 class _Snapshots:
     """Each snapshot read and hashed once, however many environments hold its version."""
 
-    def __init__(self, lock: store.Lock) -> None:
+    def __init__(self, lock: lockfile.Lock) -> None:
         self.lock = lock
         self.seen: dict[tuple[str, str], tuple[str, str | None]] = {}
 
     def state(self, prompt_id: str, version: str) -> tuple[str, str | None]:
         key = (prompt_id, version)
         if key not in self.seen:
-            path = store.snapshot_path(self.lock.releases_dir, prompt_id, version)
+            path = lockfile.snapshot_path(self.lock.releases_dir, prompt_id, version)
             shown = os.path.relpath(path, self.lock.path.parent)
-            _, problem = store.snapshot_problem(path, prompt_id, version, shown)
+            _, problem = lockfile.snapshot_problem(path, prompt_id, version, shown)
             state = SNAPSHOT_OK if problem is None else SNAPSHOT_MISSING if not path.exists() else SNAPSHOT_ALTERED
             self.seen[key] = (state, problem)
         return self.seen[key]
 
 
-def environment_order(workspace: Workspace, lock: store.Lock) -> list[str]:
+def environment_order(workspace: Workspace, lock: lockfile.Lock) -> list[str]:
     configured = workspace.config.environments
     return configured + sorted(env for env in lock.environments if env not in configured)
 
 
-def _cell(entry: dict[str, Any] | None, head: str | None, prompt_id: str, checked: _Snapshots) -> Cell | None:
+def _cell(entry: lockfile.Release | None, head: str | None, prompt_id: str, checked: _Snapshots) -> Cell | None:
     if entry is None:
         return None
-    state = REMOVED if head is None else CURRENT if entry["version"] == head else BEHIND
-    snapshot, problem = checked.state(prompt_id, entry["version"])
-    return Cell(entry["version"], state, entry["promoted_at"], entry["promoted_by"], bool(entry.get("forced")),
-                snapshot, problem)
+    state = REMOVED if head is None else CURRENT if entry.version == head else BEHIND
+    snapshot, problem = checked.state(prompt_id, entry.version)
+    return Cell(entry.version, state, entry.promoted_at, entry.promoted_by, entry.forced, snapshot, problem)
 
 
 def render_text(rows: list[Row], environments: list[str], problems: list[str]) -> str:
