@@ -12,8 +12,8 @@ from jsonschema import Draft202012Validator
 from _promptops import run_promptops
 from conftest import git, git_env
 from promptops import resources
-from promptops.evals.cache import connect
 from promptops.models import ModelCatalog
+from promptops.resultcache import connect
 
 CONFIG = """\
 usage:

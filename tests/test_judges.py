@@ -14,10 +14,10 @@ from typing import Any, Iterator
 import pytest
 
 from promptops.evals.assertions import Answer, Outcome
-from promptops.evals.cache import ResultCache
 from promptops.evals.judges import NOT_JSON, JudgeOutcome, judge
 from promptops.evals.runner import MissingCredentials, RunSettings, import_litellm
 from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache
 from promptops.testing import Rule, StubServer, count_tokens
 
 MODEL = "openai/gpt-4o-mini"

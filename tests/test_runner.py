@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from promptops.evals.cache import ResultCache, call_key
 from promptops.evals.runner import Call, MissingCredentials, RunSettings, import_litellm, run_calls
 from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache, call_key
 from promptops.testing import Fault, Rule, StubServer
 
 MODEL = "openai/gpt-4o-mini"

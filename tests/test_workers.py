@@ -20,13 +20,13 @@ import pytest
 from _promptops import promptops_process, run_promptops
 from conftest import git_env
 from promptops.config import load_workspace
-from promptops.evals.cache import CachedResult, PendingWrites, ResultCache, call_key
 from promptops.evals.execute import EvalOptions, run_evaluation
 from promptops.evals.runner import Call, CallEngine, CallOutcome, RunSettings
 from promptops.evals.workers import WorkerPool, worker_count
 from promptops.models import ModelCatalog
 from promptops.report import evals as renderers
 from promptops.report.progress import Progress
+from promptops.resultcache import CachedResult, PendingWrites, ResultCache, call_key
 from promptops.testing import StubServer
 
 MODEL = "openai/gpt-4o-mini"

@@ -19,9 +19,9 @@ from typing import Any, Iterable
 
 from promptops.config import Workspace
 from promptops.estimate.tokens import TokenCounter, TokenMethod, cores
-from promptops.evals.cache import cache_path, observed_output_tokens
 from promptops.findings import Finding, Severity
 from promptops.models import ModelCatalog, litellm_version
+from promptops.resultcache import cache_path, observed_output_tokens
 from promptops.specs import PromptSpec, RetrievalSpec, content_version
 from promptops.templating import RenderLimits, TemplateError, parse, reads_variables, render, sample_inputs
 

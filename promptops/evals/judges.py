@@ -62,7 +62,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from promptops import resources
 from promptops.evals.assertions import MODEL_JUDGED, Answer, Outcome, check, clip, render_value
-from promptops.evals.cache import CachedResult, ResultCache, call_key
 from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import (
     Call,
@@ -76,6 +75,7 @@ from promptops.evals.runner import (
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
 from promptops.report.safety import environment_redactor
+from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.templating import RenderLimits
 
 THRESHOLDS = {"llm_rubric": 0.5, "groundedness": 0.8, "answer_relevance": 0.7, "similar": 0.8}

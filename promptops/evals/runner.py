@@ -35,11 +35,11 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
-from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
 from promptops.evals.credentials import missing_credentials
 from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.report.safety import scrubbed
+from promptops.resultcache import CachedResult, PendingWrites, ResultCache
 
 T = TypeVar("T")
 
