@@ -50,7 +50,7 @@ def test_estimate_and_evals_do_not_import_each_other_both_ways() -> None:
     assert estimate_uses_evals == set()
 
 
-@pytest.mark.parametrize("module", ["resultcache"])
+@pytest.mark.parametrize("module", ["resultcache", "pricing"])
 def test_the_shared_stores_import_no_stage(module: str) -> None:
     stages = {name for name in imported_modules(PACKAGE / f"{module}.py")
               if any(name == f"promptops.{stage}" or name.startswith(f"promptops.{stage}.") for stage in STAGES)}

@@ -427,8 +427,9 @@ class _Session:
     def _embedding_cost(self, model: str, response: Any, tokens: int | None) -> float | None:
         """Our price (litellm's map plus pricing:) over the tokens counted, else litellm's figure, else unknown."""
         info = self.catalog.get(model)
-        if info is not None and info.input_cost_per_token is not None and tokens is not None:
-            return tokens * info.input_cost_per_token
+        cost = info.price.call_cost(tokens, 0) if info is not None and tokens is not None else None
+        if cost is not None:
+            return cost
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         return float(cost) if isinstance(cost, (int, float)) else None
 
