@@ -6,8 +6,8 @@ A price comes from the price map that ships inside the installed litellm package
 
 The map is about 3 MB of JSON: it is read once a process and a model's entry is found by its key in
 the text and decoded alone. That depends on the file's layout (top-level keys at the start of a
-line); tests/test_pricing.py reads a sample of models both ways, textually and with ``json.load`` and
-through litellm itself, so a litellm release that changes the layout fails there, not in a figure.
+line); tests/test_pricing.py reads every entry both ways, textually and with ``json.load``, and a sample
+of models through litellm itself, so a litellm release that changes the layout fails there, not in a figure.
 
 A new kind of price is a field of ``Price`` and a row of ``LITELLM_KEYS`` (its key in litellm's map;
 its key under ``pricing:`` is the field's name, in schemas/config.schema.json), used by ``call_cost``.
@@ -157,11 +157,11 @@ class PriceMap:
         return self._providers
 
 
-@functools.lru_cache(maxsize=None)
-def price_map(path: Path | None = None) -> PriceMap:
-    """The price map at ``path`` (default: the installed litellm's), read once a process: every catalog shares
-    it (the cost estimate's base and head, the evals, lint). Empty when litellm is not installed."""
-    path = path or litellm_price_map()
+@functools.lru_cache(maxsize=1)
+def price_map() -> PriceMap:
+    """The installed litellm's price map, read once a process: every catalog shares it (the cost estimate's
+    base and head, the evals, the judges, lint). Empty when litellm is not installed."""
+    path = litellm_price_map()
     return PriceMap(path.read_text(encoding="utf-8") if path else "")
 
 
