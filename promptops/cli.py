@@ -356,7 +356,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     """
     import asyncio
 
-    from promptops.evals.cache import CacheError
+    from promptops.resultcache import CacheError
     from promptops.evals.execute import EvalOptions, run_evaluation
     from promptops.evals.runner import MissingCredentials
     from promptops.findings import Severity
@@ -489,7 +489,7 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
     import sqlite3
 
     from promptops.config import ConfigError, load_workspace
-    from promptops.evals.cache import CacheError, ResultCache, cache_path
+    from promptops.resultcache import CacheError, ResultCache, cache_path
 
     if into is None:
         try:
@@ -536,7 +536,7 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
     """
     from promptops.ci import run_check
     from promptops.config import ConfigError
-    from promptops.evals.cache import CacheError
+    from promptops.resultcache import CacheError
     from promptops.evals.execute import EvalOptions
     from promptops.gitrefs import RefError
     from promptops.github import GitHubInputError

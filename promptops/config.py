@@ -104,7 +104,7 @@ def _project_config(loader: Loader, root: Path, config_path: Path | None) -> tup
     loaded = loader.load(config_path)
     if loaded.findings:
         return config, list(loaded.findings)
-    from promptops.evals.cache import DEFAULT_PATH  # here, not on lint's import path
+    from promptops.resultcache import DEFAULT_PATH  # here, not on lint's import path
 
     config = loaded.spec  # type: ignore[assignment]
     return config, path_problems(config, default_cache=DEFAULT_PATH)

@@ -235,7 +235,7 @@ def test_a_locked_or_failing_cache_fails_its_writers_and_names_the_file(tmp_path
     of it, and later ones fail at once instead of being kept in memory as if stored."""
     import asyncio
 
-    from promptops.evals.cache import CachedResult, CacheError, PendingWrites, ResultCache
+    from promptops.resultcache import CachedResult, CacheError, PendingWrites, ResultCache
 
     path = tmp_path / "cache.db"
     row = CachedResult("k0", "p", "v", "openai/gpt-4o-mini", "c0", 0, "ok", 1, 1, 1.0, 0.0)

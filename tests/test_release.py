@@ -15,7 +15,7 @@ from _promptops import run_promptops
 from conftest import git, git_env
 from test_eval_command import COUNTRIES, PROMPT, SUITE, stub
 from promptops import lockfile, resources
-from promptops.evals.cache import ResultCache
+from promptops.resultcache import ResultCache
 from promptops.specs import content_version
 from promptops.testing import StubServer
 from promptops.yamlparse import parse

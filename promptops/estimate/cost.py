@@ -19,9 +19,10 @@ from typing import Any, Iterable
 
 from promptops.config import Workspace
 from promptops.estimate.tokens import TokenCounter, TokenMethod, cores
-from promptops.evals.cache import cache_path, observed_output_tokens
 from promptops.findings import Finding, Severity
-from promptops.models import ModelCatalog, litellm_version
+from promptops.models import ModelCatalog
+from promptops.pricing import litellm_version
+from promptops.resultcache import cache_path, observed_output_tokens
 from promptops.specs import PromptSpec, RetrievalSpec, content_version
 from promptops.templating import RenderLimits, TemplateError, parse, reads_variables, render, sample_inputs
 
@@ -190,10 +191,10 @@ class Estimator:
         output, output_basis = _output_tokens(spec, cache, warnings)
         info = catalog.get(spec.model)
         cost = None
-        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
+        if info is None or not info.price.complete:
             warnings.append(f"model '{spec.model}' has no known price; add it under pricing: in promptops.yaml")
         elif median is not None and output is not None:
-            cost = median * info.input_cost_per_token + output * info.output_cost_per_token
+            cost = info.price.call_cost(median, output)
         monthly = cost * calls_per_day * DAYS_PER_MONTH if cost is not None and calls_per_day is not None else None
         return Estimate(
             prompt_id=spec.id, path=spec.source.display, version=spec.version, model=spec.model,

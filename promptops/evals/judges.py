@@ -62,7 +62,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from promptops import resources
 from promptops.evals.assertions import MODEL_JUDGED, Answer, Outcome, check, clip, render_value
-from promptops.evals.cache import CachedResult, ResultCache, call_key
 from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import (
     Call,
@@ -76,6 +75,7 @@ from promptops.evals.runner import (
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
 from promptops.report.safety import environment_redactor
+from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.templating import RenderLimits
 
 THRESHOLDS = {"llm_rubric": 0.5, "groundedness": 0.8, "answer_relevance": 0.7, "similar": 0.8}
@@ -427,8 +427,9 @@ class _Session:
     def _embedding_cost(self, model: str, response: Any, tokens: int | None) -> float | None:
         """Our price (litellm's map plus pricing:) over the tokens counted, else litellm's figure, else unknown."""
         info = self.catalog.get(model)
-        if info is not None and info.input_cost_per_token is not None and tokens is not None:
-            return tokens * info.input_cost_per_token
+        cost = info.price.call_cost(tokens, 0) if info is not None and tokens is not None else None
+        if cost is not None:
+            return cost
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         return float(cost) if isinstance(cost, (int, float)) else None
 

@@ -35,11 +35,11 @@ from enum import Enum
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
-from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
 from promptops.evals.credentials import missing_credentials
 from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.report.safety import scrubbed
+from promptops.resultcache import CachedResult, PendingWrites, ResultCache
 
 T = TypeVar("T")
 
@@ -365,11 +365,11 @@ class CallEngine:
         if self.spend.cap is None:
             return 0.0  # nothing to guard: spare the token count
         info = self.catalog.get(call.model)
-        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
+        if info is None or not info.price.complete:
             return 0.0
         input_tokens = self.counter.count_messages(call.model, call.messages)
         output_tokens = call.params.get("max_tokens") or info.max_output_tokens or 4096
-        return input_tokens * info.input_cost_per_token + output_tokens * info.output_cost_per_token
+        return info.price.call_cost(input_tokens, output_tokens) or 0.0
 
     async def _with_spend_cap(self, call: Call) -> CallOutcome:
         worst = self._worst_case(call)
@@ -520,7 +520,7 @@ class LocalCaller:
         cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
         info = self.catalog.get(model)
         if info is not None and input_tokens is not None and output_tokens is not None:
-            cost = info.call_cost(input_tokens, output_tokens, cached if isinstance(cached, int) else 0)
+            cost = info.price.call_cost(input_tokens, output_tokens, cached if isinstance(cached, int) else 0)
             if cost is not None:
                 return cost
         hidden = getattr(response, "_hidden_params", None) or {}

@@ -19,9 +19,9 @@ from typing import Any, Awaitable, Callable, Collection, Iterator, TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
-from promptops.evals.cache import ResultCache, call_key
 from promptops.evals.runner import Call, CallEngine, CallOutcome, Failure, cached_outcome
 from promptops.evals.stats import DEFAULT_CONFIRM
+from promptops.resultcache import ResultCache, call_key
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages
 

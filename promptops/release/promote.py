@@ -192,7 +192,7 @@ class Request:
 
 def promote(start: Path, request: Request, progress: Callable[[Any], None] = lambda outcome: None) -> Outcome:
     """Promote ``request.prompt_id`` to ``request.environment``; raises ReleaseError saying why not."""
-    from promptops.evals.cache import CacheError
+    from promptops.resultcache import CacheError
     from promptops.evals.runner import MissingCredentials
     from promptops.gitrefs import RefError
 

@@ -14,8 +14,10 @@ database another process keeps locked) raises ``CacheError``, naming the file:
 an answer is counted only once it is stored, so a run stops rather than pay for
 answers it cannot keep.
 
-Other stages read it too: the cost estimate uses the output tokens the
-model actually produced for a prompt, where any were observed.
+It lives below the stages, not in ``evals/``: evals writes it and the cost
+estimate reads it too (the output tokens a model actually produced for a
+prompt, where any were observed), so neither stage imports the other for it.
+It imports nothing of promptops.
 """
 
 from __future__ import annotations
