@@ -107,8 +107,9 @@ class Case:
 
 
 CASES = (
-    Case("regression", "Answer rudely", {
-        "prompts/geo.prompt.yaml": lambda text: text.replace("Answer with the city.", "Answer rudely."),
+    Case("regression", "Answer rudely, and declare an input no message uses (a lint warning)", {
+        "prompts/geo.prompt.yaml": lambda text: text.replace("Answer with the city.", "Answer rudely.").replace(
+            "properties: {country: {type: string}}", "properties: {country: {type: string}, tone: {type: string}}"),
     }),
     Case("cost-only", "Move the geography prompt to a bigger model", {
         "prompts/geo.prompt.yaml": lambda text: text.replace("openai/gpt-4o-mini", "openai/gpt-4o"),
