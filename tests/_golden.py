@@ -115,7 +115,8 @@ CASES = (
         "prompts/geo.prompt.yaml": lambda text: text.replace("openai/gpt-4o-mini", "openai/gpt-4o"),
     }),
     Case("retrieval", "Retrieve more and longer chunks", {
-        "retrieval/kb.retrieval.yaml": lambda text: text.replace("size: 200", "size: 300").replace("top_k: 3", "top_k: 5"),
+        "retrieval/kb.retrieval.yaml": lambda text: text.replace("size: 200", "size: 300").replace("top_k: 3",
+                                                                                                   "top_k: 5"),
     }),
     Case("clean-pass", "Tighter wording", {
         "prompts/geo.prompt.yaml": lambda text: text.replace("Answer with the city.", "Answer with the city only."),

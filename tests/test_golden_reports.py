@@ -39,6 +39,7 @@ def test_the_reports_of_a_canonical_check_match_their_golden_files(case: Case, s
         assert golden.is_file(), f"{golden} is missing: PROMPTOPS_UPDATE_GOLDEN=1 writes it (then review it)"
         expected = golden.read_bytes().decode("utf-8")  # byte for byte: no newline translation
         if text != expected:
-            diff = difflib.unified_diff(expected.splitlines(), text.splitlines(), str(golden), "rendered now", lineterm="")
+            diff = difflib.unified_diff(expected.splitlines(), text.splitlines(), str(golden), "rendered now",
+                                        lineterm="")
             pytest.fail(f"{golden} differs from what the renderers write now; if the change is intended, rerun "
                         "with PROMPTOPS_UPDATE_GOLDEN=1 and review the diff:\n" + "\n".join(list(diff)[:60]))
