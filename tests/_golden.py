@@ -22,7 +22,7 @@ from promptops.ci import CheckOptions, CheckReport, run_check
 from promptops.evals.execute import EvalOptions
 from promptops.github import body_limit
 from promptops.publish import COMMENT_KEY
-from promptops.report import check, evals
+from promptops.report import check, cost, diff, evals
 from promptops.testing import Rule, StubServer
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -180,6 +180,13 @@ def render_all(report: CheckReport) -> dict[str, str]:
         "evals.json": evals.render_json(comparisons, report.base_label, report.head_label, skipped),
         "evals.txt": evals.render_text(comparisons, skipped),
         "junit.xml": evals.render_junit(comparisons),
+        # `promptops cost` and `promptops diff` on the same change
+        "cost.md": cost.render_markdown(report.cost),
+        "cost.json": cost.render_json(report.cost),
+        "cost.txt": cost.render_table(report.cost),
+        "diff.md": diff.render_markdown(report.diff, report.base_label, report.head_label),
+        "diff.json": diff.render_json(report.diff, report.base_label, report.head_label),
+        "diff.txt": diff.render_text(report.diff, report.base_label, report.head_label),
     }
 
 
