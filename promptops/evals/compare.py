@@ -4,76 +4,14 @@ per suite the measured figures on each side, the verdict that separates change f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any, Iterable
 
 from promptops.evals import stats
 from promptops.evals.runner import Failure
 from promptops.evals.stats import CaseStatus
-from promptops.evals.suite import Attempt, CaseRun, SuiteRun
-
-
-@dataclass(frozen=True)
-class SideFigures:
-    cases: int
-    pass_rate: float
-    pass_rate_interval: tuple[float, float]
-    mean_score: float
-    latency_p50_ms: float | None  # over the latencies timed in this run (not cached, not warm-up)
-    latency_p95_ms: float | None
-    latency_p50_interval_ms: tuple[float | None, float | None]  # distribution-free 95% interval
-    latency_p95_interval_ms: tuple[float | None, float | None]
-    latency_timed: int  # calls whose latency was measured in this run
-    input_tokens_per_call: float | None
-    output_tokens_per_call: float | None
-    cost_per_call_usd: float | None  # measured on the answers
-    calls: int  # attempts that needed an answer (a prompt that does not render needs none)
-    cached_calls: int
-    shared_calls: int  # answered by an identical request of the other side, not a call of their own
-    new_calls: int  # calls made in this run by this side
-    confirmation_calls: int  # attempts that confirm a flagged case
-    unanswered: int  # calls that got no answer after retries
-    capped: int  # calls the spend cap refused
-    new_spend_usd: float | None  # what this run's own calls cost (None if a price is unknown)
-    judge_cost_usd: float | None
-    flaky: list[str]
-
-
-@dataclass(frozen=True)
-class CaseChange:
-    case_id: str
-    status: CaseStatus
-    base: CaseRun | None
-    head: CaseRun | None
-
-    @property
-    def confirmed(self) -> bool:
-        """Regressed or fixed on two samples or more a side, every one agreeing."""
-        return (self.status in (CaseStatus.REGRESSED, CaseStatus.FIXED) and self.base is not None
-                and self.head is not None and min(len(self.base.passes), len(self.head.passes)) >= 2)
-
-
-@dataclass
-class SuiteComparison:
-    suite: str
-    prompt_id: str
-    base: SideFigures | None
-    head: SideFigures
-    cases: list[CaseChange]
-    paired: stats.PairedResult | None
-    latency: stats.LatencyChange | None = None
-    gates: list[tuple[str, stats.GateResult]] = field(default_factory=list)
-    repeat: int = 1  # initial samples a case
-    confirm: int = 0  # extra samples a side for a flagged case
-    gate_limits: dict[str, Any] = field(default_factory=dict)  # the gates it was held to: the suite's over the project's
-
-    @property
-    def passed(self) -> bool:
-        return all(result.passed for _, result in self.gates)
-
-    def with_status(self, *statuses: CaseStatus) -> list[CaseChange]:
-        return [change for change in self.cases if change.status in statuses]
+from promptops.evals.suite import Attempt, SuiteRun
+from promptops.model.evals import CaseChange, SideFigures, SuiteComparison, fresh_latencies
 
 
 def figures(run: SuiteRun) -> SideFigures:
@@ -128,11 +66,6 @@ def _sum_or_unknown(values: list[float | None]) -> float | None:
     if any(v is None for v in values):
         return None
     return sum(v for v in values if v is not None)
-
-
-def fresh_latencies(cases: Iterable[CaseRun | None]) -> list[float]:
-    """Latencies timed in this run (an answer shared by base and head counts on both sides)."""
-    return [a.timed for case in cases if case is not None for a in case.attempts if a.timed is not None]
 
 
 def compare(base: SuiteRun | None, head: SuiteRun, gates: dict[str, Any], *, confirm: int = 0,

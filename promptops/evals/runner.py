@@ -31,11 +31,11 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.credentials import missing_credentials
+from promptops.model.evals import Call, CallOutcome, Failure
 from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.report.safety import scrubbed
@@ -46,47 +46,6 @@ T = TypeVar("T")
 
 class MissingCredentials(Exception):
     """A provider's API key is not in the environment; the message names the variable."""
-
-
-class Failure(str, Enum):
-    """Why an attempt has no answer to assess."""
-
-    NO_ANSWER = "no answer"  # the model service failed after retries, or refused the request
-    SPEND_CAP = "spend cap"  # not sent: it could have passed the spend cap
-    NOT_RENDERED = "not rendered"  # not sent: the prompt does not render with the case's vars
-    REFUSED = "refused"  # not sent: model params off the allowlist, or a model name that is a URL (lint says so)
-
-    @property
-    def is_sample(self) -> bool:
-        """Whether the attempt still counts as a (failed) sample: a prompt that does not render is broken."""
-        return self is Failure.NOT_RENDERED
-
-
-@dataclass(frozen=True)
-class Call:
-    key: str
-    prompt_id: str
-    prompt_version: str
-    case_id: str
-    repeat: int
-    model: str
-    messages: list[dict[str, str]]
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CallOutcome:
-    call: Call
-    output: str | None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    latency_ms: float | None = None
-    cost_usd: float | None = None
-    error: str | None = None  # set when no answer could be had
-    cached: bool = False
-    attempts: int = 0
-    failure: Failure | None = None  # set with error
-    shared: bool = False  # the answer of an identical request made once for both (base and head)
 
 
 @dataclass(frozen=True)
