@@ -16,6 +16,7 @@ from typing import Any, Callable
 from promptops.config import Workspace
 from promptops.diff import SpecDiff, diff_workspaces
 from promptops.estimate.cost import Change, CostReport, compare as compare_cost, explain_gap
+from promptops.errors import ExitCode
 from promptops.evals import stats
 from promptops.evals.compare import SuiteComparison, attempts_of
 from promptops.evals.execute import EvalOptions, run_evaluation
@@ -27,7 +28,6 @@ from promptops.lint.engine import LintRun, lint
 from promptops.specs import CONFIG_NAME, kind_of
 
 PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
-EXIT_OK, EXIT_FINDINGS, EXIT_SERVICE = 0, 1, 3
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def run_check(cwd: Path, options: CheckOptions,
     cost = compare_cost(base_ws, head_ws, str(base_ref), str(head_ref))
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
-                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), EXIT_OK),
+                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), ExitCode.OK),
                          problems, preexisting=str(head_ws.config.section("gates").get("preexisting", "fail")),
                          config_problems=sorted({str(p) for p in head_ws.problems if kind_of(p.path) == "config"}))
     report.cost_gates = estimate_gates(report, head_ws)
@@ -246,14 +246,14 @@ def _file_gate(reason: str, preexisting: bool, policy: str, failures: list[str],
         failures.append(reason)
 
 
-def _exit_code(fail_on: str, service: bool, quality: bool, other: bool) -> int:
+def _exit_code(fail_on: str, service: bool, quality: bool, other: bool) -> ExitCode:
     if fail_on == "never":
-        return EXIT_OK
+        return ExitCode.OK
     if service:
-        return EXIT_SERVICE
+        return ExitCode.SERVICE
     if quality or (other and fail_on == "error"):
-        return EXIT_FINDINGS
-    return EXIT_OK
+        return ExitCode.FINDINGS
+    return ExitCode.OK
 
 
 def _count(n: int, noun: str) -> str:

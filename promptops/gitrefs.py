@@ -16,6 +16,7 @@ from typing import Any
 
 from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.discover import SKIPPED_DIRS, project_root
+from promptops.errors import UsageError
 from promptops.findings import Finding, Severity
 from promptops.loader import MAX_DATASET_BYTES, MAX_FILE_BYTES, decode_text
 from promptops.specs import CONFIG_NAME, ProjectConfig, kind_of
@@ -23,7 +24,7 @@ from promptops.specs import CONFIG_NAME, ProjectConfig, kind_of
 WORKING_TREE = "working tree"
 
 
-class RefError(Exception):
+class RefError(UsageError):
     """A ref that cannot be used; the message says what to do about it."""
 
 

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from promptops.ci import EXIT_OK, EXIT_SERVICE, CheckReport, head_pass_rate
+from promptops.ci import CheckReport, head_pass_rate
+from promptops.errors import ExitCode
 from promptops.github import ActionsContext, GitHubError, actions_context
 from promptops.report import check as renderers
 from promptops.report.safety import Redactor, log_line, secrets_from_env
@@ -67,8 +68,8 @@ class Publisher:
             self._say(f"  warn: {reason}")
         self._say(f"report: {paths['md']} · {paths['html']} · {paths['json']}")
         # A failing verdict keeps its own code; fail-on never reports only, whatever GitHub did.
-        if not posted_ok and report.verdict.exit_code == EXIT_OK and report.verdict.fail_on != "never":
-            return EXIT_SERVICE
+        if not posted_ok and report.verdict.exit_code == ExitCode.OK and report.verdict.fail_on != "never":
+            return ExitCode.SERVICE
         return report.verdict.exit_code
 
     # -- sinks ---------------------------------------------------------------------------------

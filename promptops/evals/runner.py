@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
+from promptops.errors import UsageError
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
 from promptops.evals.credentials import missing_credentials
@@ -44,7 +45,7 @@ from promptops.report.safety import scrubbed
 T = TypeVar("T")
 
 
-class MissingCredentials(Exception):
+class MissingCredentials(UsageError):
     """A provider's API key is not in the environment; the message names the variable."""
 
 

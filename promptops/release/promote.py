@@ -21,21 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from promptops.config import ConfigError, Workspace, load_workspace
+from promptops.errors import ExitCode, PromptopsError
 from promptops.release import store
 from promptops.specs import PromptSpec
 
 if TYPE_CHECKING:  # the eval engine is imported only when evidence is gathered: rollback and status skip it
     from promptops.evals.compare import SuiteComparison
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
 
-
-class ReleaseError(Exception):
+class ReleaseError(PromptopsError):
     """Why nothing was changed; ``exit_code`` is the CLI's (1 refused, 2 bad input, 3 a service failed)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -149,7 +144,7 @@ def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None =
     comparisons, skipped = asyncio.run(run_evaluation(workspace, workspace, options, watch))
     if errors:
         raise ReleaseError(f"{len(errors)} model call(s) failed while gathering evidence, e.g. {errors[0]}; "
-                           "nothing was promoted", EXIT_SERVICE)
+                           "nothing was promoted", ExitCode.SERVICE)
     for comparison in comparisons:
         if not any(name == "pass_rate" for name, _ in comparison.gates):
             comparison.gates.append(("pass_rate", stats.min_pass_rate(comparison.head.pass_rate, 1.0)))
@@ -298,7 +293,7 @@ def _judge(evidence: Evidence | None, spec: PromptSpec, request: Request, overri
         return
     if not request.force:
         raise ReleaseError(f"{problem}. Nothing was promoted (--force --reason \"...\" overrides, recorded)",
-                           EXIT_REFUSED)
+                           ExitCode.REFUSED)
     overridden.append(problem)
 
 

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from promptops.errors import UsageError
 from promptops.findings import Finding
 from promptops.loader import SchemaChecker, decode_text
 from promptops.specs import Source, content_version
@@ -44,7 +45,7 @@ HEADER = (
 )
 
 
-class LockError(Exception):
+class LockError(UsageError):
     """The lock, a snapshot or the audit log cannot be used; the message names the file and line."""
 
 
