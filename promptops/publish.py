@@ -82,14 +82,14 @@ class Publisher:
         paths["html"].write_text(self._clean(renderers.render_html(report)), encoding="utf-8")
         paths["json"].write_text(self._clean(renderers.render_json(report)), encoding="utf-8")
         if self.sarif is not None:
-            from promptops.lint.output import render
+            from promptops.report.lint import render
 
             self.sarif.parent.mkdir(parents=True, exist_ok=True)
             self.sarif.write_text(self._clean(render(report.lint, "sarif")), encoding="utf-8")
         return paths
 
     def _annotate(self, report: CheckReport) -> None:
-        from promptops.lint.output import render
+        from promptops.report.lint import render
 
         if report.lint.findings:
             sys.stdout.write(self._clean(render(report.lint, "github")))

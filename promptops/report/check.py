@@ -19,10 +19,10 @@ from promptops.evals.compare import CaseChange, SideFigures, SuiteComparison
 from promptops.evals.stats import CaseStatus
 from promptops.evals.suite import CaseRun
 from promptops.github import COMMENT_LIMIT
-from promptops.lint.output import repository_path
 from promptops.report import cost as cost_report, diff as diff_report, evals as evals_report
 from promptops.report.evals import latency_text, samples_text
 from promptops.report.formatting import money, signed
+from promptops.report.lint import repository_path
 from promptops.report.safety import block, inline
 
 JSON_SCHEMA_VERSION = 2
