@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import subprocess
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -57,9 +58,17 @@ class Evidence:
                 "model_calls": self.model_calls, "passed": self.passed}
 
 
+class Action(str, Enum):
+    """What a promote or rollback did (its value is the lock's and the audit log's word)."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    UNCHANGED = "unchanged"  # the environment already held that version: nothing written
+
+
 @dataclass
 class Outcome:
-    action: str  # promote, rollback, or unchanged
+    action: Action
     prompt_id: str
     environment: str
     version: str
@@ -202,7 +211,7 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
         raise ReleaseError(str(exc)) from None
     current = project.lock.entry(request.environment, request.prompt_id)
     if current is not None and current["version"] == spec.version:
-        outcome = Outcome("unchanged", spec.id, request.environment, spec.version, spec.version)
+        outcome = Outcome(Action.UNCHANGED, spec.id, request.environment, spec.version, spec.version)
         outcome.notes = complete_audit(project.root, request.environment, spec.id)
         return outcome
     notes: list[str] = []
@@ -225,10 +234,10 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
         _recheck_order(lock, spec, previous_env)  # another promotion may have landed while the evals ran
         held = lock.entry(request.environment, spec.id)
         entry["history"] = _history(held)
-        outcome = Outcome("promote", spec.id, request.environment, spec.version, held["version"] if held else None,
+        outcome = Outcome(Action.PROMOTE, spec.id, request.environment, spec.version, held["version"] if held else None,
                           entry["evidence"], overridden, notes=notes)
         if held is not None and held["version"] == spec.version:
-            outcome.action = "unchanged"
+            outcome.action = Action.UNCHANGED
         return outcome, entry
 
     return _record(project.root, request.environment, spec.id, change, snapshot, request.commit)
@@ -328,7 +337,7 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
         if entry is None:
             raise ReleaseError(f"{environment} holds no version of '{prompt_id}'; nothing to roll back")
         if to == entry["version"]:
-            return Outcome("unchanged", prompt_id, environment, entry["version"], entry["version"]), entry
+            return Outcome(Action.UNCHANGED, prompt_id, environment, entry["version"], entry["version"]), entry
         history = entry.get("history") or []
         position = next((i for i, old in enumerate(history) if to is None or old["version"] == to), None)
         if position is None:
@@ -341,7 +350,7 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
         target.update(action="rollback", promoted_at=store.now(), promoted_by=store.who(root), reason=reason,
                       forced=False, history=history[position + 1:])
         target.pop("overridden", None)
-        return Outcome("rollback", prompt_id, environment, target["version"], entry["version"],
+        return Outcome(Action.ROLLBACK, prompt_id, environment, target["version"], entry["version"],
                        target.get("evidence")), target
 
     return _record(root, environment, prompt_id, change, None, commit)
@@ -367,7 +376,7 @@ def _record(root: Path, environment: str, prompt_id: str,
             completed = _complete_audit(root, lock, environment, prompt_id)
             outcome, entry = change(lock)
             outcome.notes += completed
-            if outcome.action == "unchanged":
+            if outcome.action is Action.UNCHANGED:
                 return outcome
             before = lock.path.read_text(encoding="utf-8") if lock.path.exists() else None
             lock.environments.setdefault(outcome.environment, {})[outcome.prompt_id] = entry
@@ -484,7 +493,7 @@ def _missing_audit(root: Path, lock: store.Lock, environment: str, prompt_id: st
     if last is not None and all(last.get(key) == entry.get(field) for key, field in _RECORDS_ENTRY.items()):
         return None
     # What the environment held before is what the log last recorded for it.
-    outcome = Outcome(entry["action"], prompt_id, environment, entry["version"], last.get("version") if last else None)
+    outcome = Outcome(Action(entry["action"]), prompt_id, environment, entry["version"], last.get("version") if last else None)
     return {**_audit_record(outcome, entry), "recovered": True}
 
 
@@ -499,7 +508,7 @@ def _audit_record(outcome: Outcome, entry: dict[str, Any]) -> dict[str, Any]:
 def _git_commit(root: Path, outcome: Outcome) -> str:
     """Commit exactly the lock, the audit log and the version's snapshot (forced past .gitignore: asked for)."""
     paths = [str(p) for p in outcome.files]
-    verb = "roll back" if outcome.action == "rollback" else "promote"
+    verb = "roll back" if outcome.action is Action.ROLLBACK else "promote"
     message = f"promptops: {verb} {outcome.prompt_id} {outcome.version} in {outcome.environment}"
     for args in (["add", "-f", "--", *paths], ["commit", "-q", "-m", message, "--only", "--", *paths]):
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120)

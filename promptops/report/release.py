@@ -7,6 +7,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from promptops.release.promote import Action
 from promptops.release.status import BEHIND, CURRENT, REMOVED, SNAPSHOT_OK
 
 if TYPE_CHECKING:
@@ -72,14 +73,14 @@ def history_json(records: list[dict[str, Any]]) -> str:
 
 def outcome_lines(outcome: Outcome) -> list[Line]:
     """What a promotion or rollback did (or that there was nothing to do), its evidence, and what it wrote."""
-    if outcome.action == "unchanged":
+    if outcome.action is Action.UNCHANGED:
         lines = [(f"{outcome.environment} already holds '{outcome.prompt_id}' {outcome.version}; nothing to do", False)]
         return lines + [(f"  note: {note}", True) for note in outcome.notes]  # an audit line a stopped run left out
-    verb = "rolled back" if outcome.action == "rollback" else "promoted"
+    verb = "rolled back" if outcome.action is Action.ROLLBACK else "promoted"
     was = f" (was {outcome.previous})" if outcome.previous else " (first version there)"
     lines = [(f"{verb} '{outcome.prompt_id}' {outcome.version} in {outcome.environment}{was}", False)]
     if outcome.evidence:
-        label = "evidence when first promoted" if outcome.action == "rollback" else "evidence"
+        label = "evidence when first promoted" if outcome.action is Action.ROLLBACK else "evidence"
         lines.append((f"  {label}: {_evidence(outcome.evidence)}", False))
     lines += [(f"  FORCED past: {problem}", False) for problem in outcome.overridden]
     lines += [(f"  note: {note}", True) for note in outcome.notes]
