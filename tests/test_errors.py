@@ -92,3 +92,17 @@ def test_a_message_quoting_a_workflow_command_cannot_start_one(tmp_path: Path) -
     done = run_promptops(["render", "x\n::stop-commands::token"], cwd=tmp_path)
     assert done.returncode == 2
     assert "\n::stop-commands" not in done.stderr and "stop-commands" in done.stderr
+
+
+@pytest.mark.parametrize(("verdict_code", "fail_on", "posted", "code"), [
+    (ExitCode.OK, "error", True, ExitCode.OK),
+    (ExitCode.OK, "error", False, ExitCode.SERVICE),  # a passing check whose comment was lost is no pass
+    (ExitCode.FINDINGS, "error", False, ExitCode.FINDINGS),  # a failing one keeps its own code
+    (ExitCode.OK, "never", False, ExitCode.OK),  # report only, whatever GitHub did
+])
+def test_the_check_exits_with_its_verdicts_code_unless_its_comment_was_lost(
+        verdict_code: ExitCode, fail_on: str, posted: bool, code: ExitCode) -> None:
+    from promptops.ci import Verdict
+    from promptops.publish import exit_code
+
+    assert exit_code(Verdict("pass", (), (), verdict_code, fail_on), posted) is code
