@@ -13,7 +13,7 @@ import click
 from promptops.commands.options import eval_run_options, ref_options
 from promptops.commands.output import View, format_option, output_option, render, write_file, write_report
 from promptops.commands.refs import head_snapshot, snapshots
-from promptops.errors import ExitCode, ServiceError, UsageError
+from promptops.errors import ExitCode, PromptopsError, ServiceError, UsageError
 
 if TYPE_CHECKING:
     from promptops.evals.cache import CacheError
@@ -104,10 +104,8 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     except CacheError as exc:
         raise UsageError(cache_failed(exc)) from exc
     except KeyboardInterrupt:  # click would call this "Aborted!" and exit 1, the code of a failed gate
-        progress.close()
-        click.echo("promptops: interrupted; every answer that arrived is in the cache, a re-run makes only the "
-                   "calls left", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+        raise PromptopsError("interrupted; every answer that arrived is in the cache, a re-run makes only the "
+                             "calls left", ExitCode.INTERRUPTED) from None
     finally:
         progress.close()
     unanswered = mark_incomplete(comparisons)
