@@ -8,8 +8,20 @@ from typing import Any, Sequence
 import click
 
 from promptops import __version__
-from promptops.commands import ci, cost, demo, diff, eval, export, history, init, lint, merge, promote, render
-from promptops.commands import rollback, status
+from promptops.commands.ci import ci
+from promptops.commands.cost import cost
+from promptops.commands.demo import demo
+from promptops.commands.diff import diff
+from promptops.commands.eval import eval_command
+from promptops.commands.export import export
+from promptops.commands.history import history
+from promptops.commands.init import init
+from promptops.commands.lint import lint
+from promptops.commands.merge import merge
+from promptops.commands.promote import promote
+from promptops.commands.render import render
+from promptops.commands.rollback import rollback
+from promptops.commands.status import status
 from promptops.errors import ExitCode, PromptopsError
 
 
@@ -32,8 +44,8 @@ def cli() -> None:
     """LLM prompts and retrieval configs as code: lint, cost, evals, PR checks."""
 
 
-for command in (lint.lint, init.init, render.render, cost.cost, diff.diff, eval.eval_command, merge.merge, ci.ci,
-                demo.demo, promote.promote, rollback.rollback, status.status, history.history, export.export):
+for command in (lint, init, render, cost, diff, eval_command, merge, ci, demo, promote, rollback, status, history,
+                export):
     cli.add_command(command)
 
 
