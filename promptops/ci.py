@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from promptops.config import Workspace
 from promptops.diff import diff_workspaces
+from promptops.errors import ExitCode
 from promptops.estimate.cost import compare as compare_cost, explain_gap
 from promptops.evals import stats
 from promptops.evals.compare import attempts_of
@@ -23,7 +24,7 @@ from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
 from promptops.lint.engine import lint
-from promptops.lint.output import repository_path
+from promptops.report.lint import repository_path
 from promptops.model.check import (CheckReport, CheckSummary, EvalPart, FlakyCase, Gate, LintLine, Money, PromptRow,
                                    Spend, SuiteCases, Totals, Verdict)
 from promptops.model.cost import Change
@@ -32,7 +33,6 @@ from promptops.model.lint import LintRun
 from promptops.specs import CONFIG_NAME, kind_of
 
 PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
-EXIT_OK, EXIT_FINDINGS, EXIT_SERVICE = 0, 1, 3
 MAX_REGRESSED_SHOWN = 20  # regressed cases a PR comment shows per suite; the rest are counted
 
 
@@ -64,7 +64,7 @@ def run_check(cwd: Path, options: CheckOptions,
     cost = compare_cost(base_ws, head_ws, str(base_ref), str(head_ref))
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
-                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), EXIT_OK),
+                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), ExitCode.OK),
                          problems, preexisting=str(head_ws.config.section("gates").get("preexisting", "fail")),
                          config_problems=sorted({str(p) for p in head_ws.problems if kind_of(p.path) == "config"}))
     report.cost_gates = estimate_gates(report, head_ws)
@@ -195,14 +195,14 @@ def _file_gate(reason: str, preexisting: bool, policy: str, failures: list[str],
         failures.append(reason)
 
 
-def _exit_code(fail_on: str, service: bool, quality: bool, other: bool) -> int:
+def _exit_code(fail_on: str, service: bool, quality: bool, other: bool) -> ExitCode:
     if fail_on == "never":
-        return EXIT_OK
+        return ExitCode.OK
     if service:
-        return EXIT_SERVICE
+        return ExitCode.SERVICE
     if quality or (other and fail_on == "error"):
-        return EXIT_FINDINGS
-    return EXIT_OK
+        return ExitCode.FINDINGS
+    return ExitCode.OK
 
 
 def _count(n: int, noun: str) -> str:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from promptops import git, resources
+from promptops.errors import UsageError
 
 EXAMPLE = "support-assistant"
 PROMPT_FILE = Path("prompts/answer.prompt.yaml")
@@ -27,7 +28,7 @@ EDITS = (
 BRANCH = "shorter-answers"
 
 
-class DemoError(Exception):
+class DemoError(UsageError):
     """The demo cannot be set up where asked; the message says why."""
 
 

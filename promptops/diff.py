@@ -310,33 +310,3 @@ def same_family(old: str, new: str) -> bool:
 def _family_name(name: str) -> str:
     provider, family = model_family(name)
     return f"{provider}/{family}" if provider else family
-
-
-def to_json(diff: SpecDiff) -> dict[str, Any]:
-    """The diff as plain JSON data, with fixed keys (render with sort_keys for stable bytes)."""
-    return {
-        "prompts": [_item_json(item) for item in diff.prompts],
-        "retrievals": [_item_json(item) for item in diff.retrievals],
-        "events": [{"kind": e.kind, "item": e.item, "id": e.id, "message": e.message} for e in diff.events],
-    }
-
-
-def _item_json(item: ItemDiff) -> dict[str, Any]:
-    return {
-        "kind": item.kind,
-        "id": item.id,
-        "status": item.status,
-        "base_path": item.base_path,
-        "head_path": item.head_path,
-        "base_version": item.base_version,
-        "head_version": item.head_version,
-        "formatting_only": item.formatting_only,
-        "changes": [
-            {"path": c.path, "category": c.category, "kind": c.kind, "old": copy.deepcopy(c.old),
-             "new": copy.deepcopy(c.new)}
-            for c in item.changes
-        ],
-        "template_diffs": [
-            {"message_index": t.message_index, "role": t.role, "unified": t.unified} for t in item.template_diffs
-        ],
-    }

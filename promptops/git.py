@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from promptops.errors import UsageError
+
 READ_TIMEOUT_S = 600  # reading a large tree or every blob a project needs
 QUICK_TIMEOUT_S = 10  # a question about the repository: its top level, the author
 
 
-class GitError(Exception):
+class GitError(UsageError):
     """git cannot do what was asked: a command failed (``command`` is its name, ``detail`` what git said), or a
     repository or ref cannot be used; the message says what to do about it."""
 

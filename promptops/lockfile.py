@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from promptops import git
+from promptops.errors import UsageError
 from promptops.findings import Finding
 from promptops.loader import SchemaChecker, decode_text
 from promptops.specs import Source, content_version
@@ -46,7 +47,7 @@ HEADER = (
 )
 
 
-class LockError(Exception):
+class LockError(UsageError):
     """The lock, a snapshot or the audit log cannot be used; the message names the file and line."""
 
 

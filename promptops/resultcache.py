@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptops.errors import UsageError
+
 if TYPE_CHECKING:  # the cost estimate reads this module too, on the commit path, and needs no event loop
     import asyncio
 
@@ -58,7 +60,7 @@ CREATE INDEX IF NOT EXISTS results_by_prompt ON results (prompt_id, model, promp
 """
 
 
-class CacheError(Exception):
+class CacheError(UsageError):
     """The result cache cannot be opened, read or written; the message names the file and why."""
 
 

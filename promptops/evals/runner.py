@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
+from promptops.errors import UsageError
 from promptops.estimate.tokens import TokenCounter
 from promptops.evals.credentials import missing_credentials
 from promptops.model.evals import Call, CallOutcome, Failure
@@ -44,7 +45,7 @@ from promptops.resultcache import CachedResult, PendingWrites, ResultCache
 T = TypeVar("T")
 
 
-class MissingCredentials(Exception):
+class MissingCredentials(UsageError):
     """A provider's API key is not in the environment; the message names the variable."""
 
 

@@ -16,26 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from promptops import git, lockfile
 from promptops.config import ConfigError, Workspace, load_workspace
+from promptops.errors import ExitCode, PromptopsError
 from promptops.lockfile import Release
 from promptops.specs import PromptSpec
 
 if TYPE_CHECKING:  # the eval engine is imported only when evidence is gathered: rollback and status skip it
     from promptops.evals.compare import SuiteComparison
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
 
-
-class ReleaseError(Exception):
+class ReleaseError(PromptopsError):
     """Why nothing was changed; ``exit_code`` is the CLI's (1 refused, 2 bad input, 3 a service failed)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -62,9 +58,17 @@ class Evidence:
                 "model_calls": self.model_calls, "passed": self.passed}
 
 
+class Action(str, Enum):
+    """What a promote or rollback did (its value is the lock's and the audit log's word)."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    UNCHANGED = "unchanged"  # the environment already held that version: nothing written
+
+
 @dataclass
 class Outcome:
-    action: str  # promote, rollback, or unchanged
+    action: Action
     prompt_id: str
     environment: str
     version: str
@@ -149,7 +153,7 @@ def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None =
     comparisons, skipped = asyncio.run(run_evaluation(workspace, workspace, options, watch))
     if errors:
         raise ReleaseError(f"{len(errors)} model call(s) failed while gathering evidence, e.g. {errors[0]}; "
-                           "nothing was promoted", EXIT_SERVICE)
+                           "nothing was promoted", ExitCode.SERVICE)
     for comparison in comparisons:
         if not any(name == "pass_rate" for name, _ in comparison.gates):
             comparison.gates.append(("pass_rate", stats.min_pass_rate(comparison.head.pass_rate, 1.0)))
@@ -207,7 +211,7 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
         raise ReleaseError(str(exc)) from None
     current = project.lock.entry(request.environment, request.prompt_id)
     if current is not None and current.version == spec.version:
-        outcome = Outcome("unchanged", spec.id, request.environment, spec.version, spec.version)
+        outcome = Outcome(Action.UNCHANGED, spec.id, request.environment, spec.version, spec.version)
         outcome.notes = complete_audit(project.root, request.environment, spec.id)
         return outcome
     notes: list[str] = []
@@ -231,10 +235,10 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
     def change(lock: lockfile.Lock) -> tuple[Outcome, Release]:
         _recheck_order(lock, spec, previous_env)  # another promotion may have landed while the evals ran
         held = lock.entry(request.environment, spec.id)
-        outcome = Outcome("promote", spec.id, request.environment, spec.version, held.version if held else None,
+        outcome = Outcome(Action.PROMOTE, spec.id, request.environment, spec.version, held.version if held else None,
                           entry.evidence, overridden, notes=notes)
         if held is not None and held.version == spec.version:
-            outcome.action = "unchanged"
+            outcome.action = Action.UNCHANGED
         return outcome, replace(entry, history=_history(held))
 
     return _record(project.root, request.environment, spec.id, change, snapshot, request.commit)
@@ -299,7 +303,7 @@ def _judge(evidence: Evidence | None, spec: PromptSpec, request: Request, overri
         return
     if not request.force:
         raise ReleaseError(f"{problem}. Nothing was promoted (--force --reason \"...\" overrides, recorded)",
-                           EXIT_REFUSED)
+                           ExitCode.REFUSED)
     overridden.append(problem)
 
 
@@ -330,7 +334,7 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
         if entry is None:
             raise ReleaseError(f"{environment} holds no version of '{prompt_id}'; nothing to roll back")
         if to == entry.version:
-            return Outcome("unchanged", prompt_id, environment, entry.version, entry.version), entry
+            return Outcome(Action.UNCHANGED, prompt_id, environment, entry.version, entry.version), entry
         history = entry.history
         position = next((i for i, old in enumerate(history) if to is None or old.version == to), None)
         if position is None:
@@ -342,7 +346,7 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
         _check_snapshot(lock, prompt_id, target.version)
         target = replace(target, action="rollback", promoted_at=lockfile.now(), promoted_by=lockfile.who(root),
                          reason=reason, forced=False, overridden=(), history=history[position + 1:])
-        return Outcome("rollback", prompt_id, environment, target.version, entry.version, target.evidence), target
+        return Outcome(Action.ROLLBACK, prompt_id, environment, target.version, entry.version, target.evidence), target
 
     return _record(root, environment, prompt_id, change, None, commit)
 
@@ -367,7 +371,7 @@ def _record(root: Path, environment: str, prompt_id: str,
             completed = _complete_audit(root, lock, environment, prompt_id)
             outcome, entry = change(lock)
             outcome.notes += completed
-            if outcome.action == "unchanged":
+            if outcome.action is Action.UNCHANGED:
                 return outcome
             before = lock.path.read_text(encoding="utf-8") if lock.path.exists() else None
             lock.hold(outcome.environment, outcome.prompt_id, entry)
@@ -483,7 +487,7 @@ def _missing_audit(root: Path, lock: lockfile.Lock, environment: str, prompt_id:
     if last is not None and all(last.get(key) == getattr(entry, field) for key, field in _RECORDS_ENTRY.items()):
         return None
     # What the environment held before is what the log last recorded for it.
-    outcome = Outcome(entry.action, prompt_id, environment, entry.version, last.get("version") if last else None)
+    outcome = Outcome(Action(entry.action), prompt_id, environment, entry.version, last.get("version") if last else None)
     return {**_audit_record(outcome, entry), "recovered": True}
 
 
@@ -497,7 +501,7 @@ def _audit_record(outcome: Outcome, entry: Release) -> dict[str, Any]:
 def _git_commit(root: Path, outcome: Outcome) -> str:
     """Commit exactly the lock, the audit log and the version's snapshot (forced past .gitignore: asked for)."""
     paths = [str(p) for p in outcome.files]
-    verb = "roll back" if outcome.action == "rollback" else "promote"
+    verb = "roll back" if outcome.action is Action.ROLLBACK else "promote"
     message = f"promptops: {verb} {outcome.prompt_id} {outcome.version} in {outcome.environment}"
     try:
         return git.commit_only(root, paths, message)

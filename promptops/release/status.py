@@ -7,7 +7,6 @@ snapshot that is missing, or no longer hashes to its version, is what an app wou
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -95,56 +94,6 @@ def _cell(entry: lockfile.Release | None, head: str | None, prompt_id: str, chec
     return Cell(entry.version, state, entry.promoted_at, entry.promoted_by, entry.forced, snapshot, problem)
 
 
-def render_text(rows: list[Row], environments: list[str], problems: list[str]) -> str:
-    """A plain table: the head's version, then per environment the version held and how it stands; then every
-    release whose snapshot is missing or altered."""
-    header = ["prompt", "head", *environments]
-    table = [header]
-    for row in rows:
-        table.append([row.prompt_id, row.head or "(removed)", *(_describe(row.cells[env]) for env in environments)])
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
-    lagging = sum(cell is not None and cell.state != CURRENT for row in rows for cell in row.cells.values())
-    footer = f"\n{len(rows)} prompt(s); {lagging} environment entr{'y' if lagging == 1 else 'ies'} behind head or removed."
-    if problems:
-        footer += (f"\n{len(problems)} release snapshot(s) missing or altered (apps cannot load them as promoted; "
-                   "restore them from git):" + "".join(f"\n  {problem}" for problem in problems))
-    return "\n".join(lines) + "\n" + (footer + "\n" if rows else "no prompts and nothing promoted yet\n")
-
-
-def _describe(cell: Cell | None) -> str:
-    if cell is None:
-        return "-"
-    marks = {CURRENT: "", BEHIND: " (behind)", REMOVED: " (removed)"}[cell.state]
-    broken = "" if cell.snapshot == SNAPSHOT_OK else f" (snapshot {cell.snapshot})"
-    return f"{cell.version}{marks}{' (forced)' if cell.forced else ''}{broken}"
-
-
-def render_json(rows: list[Row], environments: list[str], problems: list[str]) -> str:
-    document = {
-        "schema_version": 1,
-        "environments": environments,
-        "snapshot_problems": problems,
-        "prompts": [{"id": row.prompt_id, "head": row.head,
-                     "environments": {env: (None if cell is None else cell.__dict__) for env, cell in row.cells.items()}}
-                    for row in rows],
-    }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
-
-
 def history(records: list[dict[str, Any]], prompt_id: str) -> list[dict[str, Any]]:
     """The audit log's records of one prompt, oldest first."""
     return [record for record in records if record.get("prompt") == prompt_id]
-
-
-def render_history(records: list[dict[str, Any]]) -> str:
-    lines = []
-    for record in records:
-        move = f"{record.get('previous') or '(none)'} -> {record.get('version')}"
-        evidence = record.get("evidence") or {}
-        rate = f"pass {evidence['pass_rate']:.0%} of {evidence['cases']}" if "pass_rate" in evidence else "no evidence"
-        forced = f"  FORCED: {record.get('reason')}" if record.get("forced") else ""
-        reason = f"  reason: {record['reason']}" if record.get("reason") and not record.get("forced") else ""
-        lines.append(f"{record.get('at')}  {record.get('action'):<8} {record.get('environment'):<10} {move}  "
-                     f"by {record.get('by')}  commit {str(record.get('commit'))[:12]}  {rate}{forced}{reason}")
-    return "\n".join(lines) + "\n"

@@ -8,10 +8,10 @@ would stay live; template diffs are fenced by ``safety.block``, as every rendere
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
-from promptops.diff import to_json
 from promptops.model.diff import ItemDiff, SpecDiff
 from promptops.report import versions
 from promptops.report.safety import block, inline
@@ -23,6 +23,36 @@ _STATUS_WORDS = {"added": "added", "removed": "removed", "modified": "modified",
 def render_json(diff: SpecDiff, base_label: str, head_label: str) -> str:
     document = {"schema_version": versions.DIFF, "base": base_label, "head": head_label, **to_json(diff)}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def to_json(diff: SpecDiff) -> dict[str, Any]:
+    """The diff as plain JSON data, with fixed keys (render with sort_keys for stable bytes)."""
+    return {
+        "prompts": [_item_json(item) for item in diff.prompts],
+        "retrievals": [_item_json(item) for item in diff.retrievals],
+        "events": [{"kind": e.kind, "item": e.item, "id": e.id, "message": e.message} for e in diff.events],
+    }
+
+
+def _item_json(item: ItemDiff) -> dict[str, Any]:
+    return {
+        "kind": item.kind,
+        "id": item.id,
+        "status": item.status,
+        "base_path": item.base_path,
+        "head_path": item.head_path,
+        "base_version": item.base_version,
+        "head_version": item.head_version,
+        "formatting_only": item.formatting_only,
+        "changes": [
+            {"path": c.path, "category": c.category, "kind": c.kind, "old": copy.deepcopy(c.old),
+             "new": copy.deepcopy(c.new)}
+            for c in item.changes
+        ],
+        "template_diffs": [
+            {"message_index": t.message_index, "role": t.role, "unified": t.unified} for t in item.template_diffs
+        ],
+    }
 
 
 def _changed(diff: SpecDiff) -> list[ItemDiff]:
