@@ -14,20 +14,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 from promptops.config import Workspace
-from promptops.diff import SpecDiff, diff_workspaces
-from promptops.estimate.cost import Change, CostReport, compare as compare_cost, explain_gap
+from promptops.diff import diff_workspaces
+from promptops.errors import ExitCode
+from promptops.estimate.cost import compare as compare_cost, explain_gap
 from promptops.evals import stats
-from promptops.evals.compare import SuiteComparison, attempts_of
+from promptops.evals.compare import attempts_of
 from promptops.evals.execute import EvalOptions, run_evaluation
-from promptops.evals.runner import CallOutcome, Failure, MissingCredentials
-from promptops.evals.stats import CaseStatus, GateResult
+from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
-from promptops.lint.engine import LintRun, lint
+from promptops.lint.engine import lint
+from promptops.report.lint import repository_path
+from promptops.model.check import (CheckReport, CheckSummary, EvalPart, FlakyCase, Gate, LintLine, Money, PromptRow,
+                                   Spend, SuiteCases, Totals, Verdict)
+from promptops.model.cost import Change
+from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
+from promptops.model.lint import LintRun
 from promptops.specs import CONFIG_NAME, kind_of
 
 PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
-EXIT_OK, EXIT_FINDINGS, EXIT_SERVICE = 0, 1, 3
+MAX_REGRESSED_SHOWN = 20  # regressed cases a PR comment shows per suite; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -37,64 +43,6 @@ class CheckOptions:
     eval_options: EvalOptions = field(default_factory=EvalOptions)
     fail_on: str = "error"  # error: any failure fails the check; regression: only eval gates; never
     from_fork: bool = False  # the pull request comes from a fork: no secrets, say so when evals cannot run
-
-
-@dataclass
-class EvalPart:
-    ran: bool
-    note: str = ""  # why the evals did not run, or ran only in part
-    comparisons: list[SuiteComparison] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    unanswered: int = 0  # calls that got no answer after retries
-    capped: int = 0  # calls the spend cap refused
-    first_error: str = ""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    level: str  # pass, warn, fail
-    failures: tuple[str, ...]
-    warnings: tuple[str, ...]
-    exit_code: int
-    fail_on: str = "error"
-
-
-@dataclass
-class CheckReport:
-    base_label: str
-    head_label: str
-    lint: LintRun
-    linted: list[str]  # the files lint looked at (the change's)
-    cost: CostReport
-    diff: SpecDiff
-    evals: EvalPart
-    verdict: Verdict
-    problems: list[str]  # spec files that do not load at base or head
-    # max_cost_increase_pct on the estimate, per prompt the evals did not measure (a fork's PR, --no-eval)
-    cost_gates: list[tuple[str, GateResult]] = field(default_factory=list)
-    preexisting: str = "fail"  # gates.preexisting
-    # Those of ``problems`` in the head's promptops.yaml: the check ran with the base's settings instead.
-    config_problems: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PromptRow:
-    """One changed or evaluated prompt, as the report's summary table shows it."""
-
-    prompt: str
-    status: str  # from the semantic diff: added, removed, modified, renamed, unchanged
-    suites: list[SuiteComparison]
-    pass_rate: tuple[float | None, float | None]  # base, head: pooled over the prompt's suites
-    regressed: int  # confirmed (or single-sample) regressions, over the prompt's suites
-    fixed: int
-    flaky: int
-    confirmed: bool  # every regression and fix confirmed by two samples a side or more
-    verdict: str  # the suites' reading: regression, improvement, within noise, no change, or ""
-    p95: tuple[float | None, float | None]  # fresh latencies only
-    latency_changed: bool  # a latency change beyond noise in any of its suites
-    estimate: Change | None  # the cost estimate from the files
-    measured: tuple[float | None, float | None]  # cost per call measured on eval answers, base and head
-    cost_gap: str | None  # why estimate and measurement differ by more than 2x
 
 
 def run_check(cwd: Path, options: CheckOptions,
@@ -108,7 +56,7 @@ def run_check(cwd: Path, options: CheckOptions,
         base_ws = snapshot(repo, base_ref, cwd)
         # The head's files are the pull request's: the settings that guard the run come from the base (SECURITY.md, 1).
         head_ws = snapshot(repo, head_ref, cwd, trusted=base_ws.config)
-        repo_root = Path(repo.working_tree_dir)
+        repo_root = repo.root
     paths = lint_targets(repo_root, base_ref, head_ws)
     lint_run = lint(paths, cwd, trusted=base_ws.config) if paths else LintRun()
     # Evals before cost: the cost estimate then uses the output tokens the evals just measured.
@@ -116,11 +64,12 @@ def run_check(cwd: Path, options: CheckOptions,
     cost = compare_cost(base_ws, head_ws, str(base_ref), str(head_ref))
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
-                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), EXIT_OK),
+                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), ExitCode.OK),
                          problems, preexisting=head_ws.config.gates.preexisting,
                          config_problems=sorted({str(p) for p in head_ws.problems if kind_of(p.path) == "config"}))
     report.cost_gates = estimate_gates(report, head_ws)
     report.verdict = verdict(report, options.fail_on)
+    report.summary = summarise(report)
     return report
 
 
@@ -246,18 +195,87 @@ def _file_gate(reason: str, preexisting: bool, policy: str, failures: list[str],
         failures.append(reason)
 
 
-def _exit_code(fail_on: str, service: bool, quality: bool, other: bool) -> int:
+def _exit_code(fail_on: str, service: bool, quality: bool, other: bool) -> ExitCode:
     if fail_on == "never":
-        return EXIT_OK
+        return ExitCode.OK
     if service:
-        return EXIT_SERVICE
+        return ExitCode.SERVICE
     if quality or (other and fail_on == "error"):
-        return EXIT_FINDINGS
-    return EXIT_OK
+        return ExitCode.FINDINGS
+    return ExitCode.OK
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def summarise(report: CheckReport) -> CheckSummary:
+    """Every figure the reports show beyond the stages' own data, computed once: renderers only format it."""
+    comparisons = report.evals.comparisons
+    return CheckSummary(
+        rows=prompt_rows(report),
+        totals=_totals(report),
+        spend=_spend([side for c in comparisons for side in (c.base, c.head) if side is not None]),
+        gates=[Gate(c.suite, name, result) for c in comparisons for name, result in c.gates]
+        + [Gate(prompt, "max_cost_increase_pct", result, estimated=True) for prompt, result in report.cost_gates],
+        regressed=[SuiteCases(c.suite, cases, cases[:MAX_REGRESSED_SHOWN]) for c in comparisons
+                   for cases in [c.with_status(CaseStatus.REGRESSED)] if cases],
+        flaky=[FlakyCase(c.suite, change.case_id, change)
+               for c in comparisons for change in c.with_status(CaseStatus.FLAKY)]
+        + [FlakyCase(c.suite, case, None) for c in comparisons if c.paired is None for case in c.head.flaky],
+        changed_prompts=sum(item.status != "unchanged" for item in report.diff.prompts),
+        head_pass_rate=head_pass_rate(report),
+        pass_rate_limit=_shared_limit(comparisons, "pass_rate"),
+        latency_limits={c.suite: _shared_limit([c], "max_p95_latency_ms") for c in comparisons},
+        lint=[LintLine(repository_path(finding.path), finding) for finding in report.lint.findings],
+        assumptions=_assumptions(report),
+    )
+
+
+def _totals(report: CheckReport) -> Totals:
+    sides = [side for c in report.evals.comparisons for side in (c.base, c.head) if side is not None]
+    return Totals(
+        changed_files=sum(item.status != "unchanged" for item in (*report.diff.prompts, *report.diff.retrievals)),
+        linted_files=report.lint.files,
+        suites=len(report.evals.comparisons),
+        head_cases=sum(c.head.cases for c in report.evals.comparisons),
+        answers=sum(s.calls for s in sides),
+        new_calls=sum(s.new_calls for s in sides),
+        cached_calls=sum(s.cached_calls for s in sides),
+        shared_calls=sum(s.shared_calls for s in sides),
+        confirmation_calls=sum(s.confirmation_calls for s in sides),
+    )
+
+
+def _spend(sides: list[SideFigures]) -> Spend:
+    return Spend(_money([s.new_spend_usd for s in sides]), _money([s.judge_cost_usd for s in sides]))
+
+
+def _money(values: list[float | None]) -> Money:
+    known = [v for v in values if v is not None]
+    return Money(sum(known), unpriced=len(known) < len(values))
+
+
+def _shared_limit(comparisons: list[SuiteComparison], name: str) -> float | None:
+    """A gate's limit where every suite given shares it (a chart draws one line), else None."""
+    values = {float(value) for c in comparisons for value in [c.gate_limits.get(name)] if value is not None}
+    return values.pop() if len(values) == 1 else None
+
+
+def _assumptions(report: CheckReport) -> list[str]:
+    notes = ["Cost is estimated from the files before any call, or measured on eval answers (the provider's "
+             "token counts at the price map's rates, cached input at the cached-input rate)"]
+    notes += [f"{c.prompt_id} estimated output tokens: {c.head.output_basis}"
+              for c in report.cost.changes if c.head is not None and c.status != "unchanged"]
+    notes += report.cost.assumptions
+    if report.evals.ran:
+        confirm = max((c.confirm for c in report.evals.comparisons), default=0)
+        notes.append(f"Every case that flipped or whose samples disagree was asked {confirm} more time(s) a side; "
+                     "a case is regressed only when every base sample passes and every head sample fails"
+                     if confirm else "Flips are not confirmed (eval.confirm: 0)")
+        notes.append("Latency is timed from sending a call to the end of its answer, in this run only: cached "
+                     "answers and each worker's first call to a provider (client warm-up) are not timed")
+    return notes
 
 
 def head_pass_rate(report: CheckReport) -> float | None:
@@ -283,15 +301,16 @@ def prompt_rows(report: CheckReport) -> list[PromptRow]:
 
 def _row(prompt_id: str, status: str, suites: list[SuiteComparison], estimate: Change | None) -> PromptRow:
     changes = [change for suite in suites for change in suite.cases]
+    counts = [suite.counts() for suite in suites]
     measured = (_pooled_cost([s.base for s in suites]), _pooled_cost([s.head for s in suites]))
     verdicts = [s.paired.verdict for s in suites if s.paired is not None]
     verdict = next((v for v in ("regression", "improvement", "within noise", "no change") if v in verdicts), "")
     return PromptRow(
         prompt=prompt_id, status=status, suites=suites,
         pass_rate=(_pooled_rate(s.base for s in suites), _pooled_rate(s.head for s in suites)),
-        regressed=sum(c.status is CaseStatus.REGRESSED for c in changes),
-        fixed=sum(c.status is CaseStatus.FIXED for c in changes),
-        flaky=sum(c.status is CaseStatus.FLAKY for c in changes),
+        regressed=sum(count[CaseStatus.REGRESSED] for count in counts),
+        fixed=sum(count[CaseStatus.FIXED] for count in counts),
+        flaky=sum(count[CaseStatus.FLAKY] for count in counts),
         confirmed=all(c.confirmed for c in changes if c.status in (CaseStatus.REGRESSED, CaseStatus.FIXED)),
         verdict=verdict,
         p95=(_worst(s.base.latency_p95_ms if s.base else None for s in suites),

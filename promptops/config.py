@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from promptops.discover import discover, escapes, excluded, project_root
+from promptops.errors import UsageError
 from promptops.findings import Finding, Severity
 from promptops.loader import Loader
 from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
@@ -23,7 +24,7 @@ from promptops.specs import EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalS
 GUARDS: tuple[tuple[str, str | None], ...] = (("lint", "render_limits"), ("paths", None), ("eval", None))
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """The project cannot be used as it is; ``findings`` say where and why."""
 
     def __init__(self, findings: list[Finding]) -> None:
@@ -104,7 +105,7 @@ def _project_config(loader: Loader, root: Path, config_path: Path | None) -> tup
     loaded = loader.load(config_path)
     if loaded.findings:
         return config, list(loaded.findings)
-    from promptops.evals.cache import DEFAULT_PATH  # here, not on lint's import path
+    from promptops.resultcache import DEFAULT_PATH  # here, not on lint's import path
 
     config = loaded.spec  # type: ignore[assignment]
     return config, path_problems(config, default_cache=DEFAULT_PATH)

@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from promptops import resources
+from promptops import git, resources
+from promptops.errors import UsageError
 
 EXAMPLE = "support-assistant"
 PROMPT_FILE = Path("prompts/answer.prompt.yaml")
@@ -27,7 +28,7 @@ EDITS = (
 BRANCH = "shorter-answers"
 
 
-class DemoError(Exception):
+class DemoError(UsageError):
     """The demo cannot be set up where asked; the message says why."""
 
 
@@ -70,10 +71,12 @@ def run_check(repository: Path, report_dir: Path) -> int:
     return done.returncode
 
 
+# The demo's commits are its own, whatever the user's git config says.
+_IDENTITY = {"user.name": "promptops demo", "user.email": "demo@promptops.invalid", "commit.gpgsign": "false"}
+
+
 def _git(cwd: Path, *args: str) -> None:
-    identity = ["-c", "user.name=promptops demo", "-c", "user.email=demo@promptops.invalid",
-                "-c", "commit.gpgsign=false"]
-    done = subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=60)
-    if done.returncode != 0:
-        raise DemoError(f"git {args[0]} failed in {cwd}: {done.stderr.strip()}")
+    try:
+        git.run(cwd, *args, config=_IDENTITY, timeout=60)
+    except git.GitError as exc:
+        raise DemoError(f"git {exc.command} failed in {cwd}: {exc.detail}") from None

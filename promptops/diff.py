@@ -23,17 +23,13 @@ import copy
 import difflib
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 from promptops.config import Workspace
 from promptops.findings import Finding, dotted
+from promptops.model.diff import Category, ChangeKind, Event, FieldChange, ItemDiff, ItemKind, SpecDiff, Status, TemplateDiff
 from promptops.specs import PromptSpec, RetrievalSpec
 
-ItemKind = Literal["prompt", "retrieval"]
-Status = Literal["added", "removed", "modified", "renamed", "unchanged", "unloadable"]
-Category = Literal["model", "params", "inputs", "retrieval", "messages", "output", "budget", "metadata"]
-ChangeKind = Literal["changed", "added", "removed"]
 Spec = PromptSpec | RetrievalSpec
 
 # Also the order in which an item's changes are listed: what a reviewer weighs first.
@@ -63,51 +59,6 @@ _CHANGE_KINDS: dict[str, ChangeKind] = {
 }
 
 _NO_NEWLINE = "\\ No newline at end of file\n"
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    path: str  # dotted, as lint findings write it: model.params.temperature, messages[1].content
-    category: Category
-    kind: ChangeKind
-    old: Any  # None when added
-    new: Any  # None when removed
-
-
-@dataclass(frozen=True)
-class TemplateDiff:
-    message_index: int
-    role: str  # the head's role, or the base's for a removed message
-    unified: str  # difflib.unified_diff of the message content, as one string
-
-
-@dataclass(frozen=True)
-class ItemDiff:
-    kind: ItemKind
-    id: str
-    status: Status
-    base_path: str | None  # the file's display path at base; None when added
-    head_path: str | None  # None when removed
-    base_version: str | None
-    head_version: str | None
-    changes: tuple[FieldChange, ...] = ()
-    template_diffs: tuple[TemplateDiff, ...] = ()
-    formatting_only: bool = False  # the file's text changed, its parsed content did not
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: str  # reindex-needed, model-family-changed, prompt-removed, retrieval-removed, id-changed, unloadable
-    item: ItemKind
-    id: str
-    message: str
-
-
-@dataclass(frozen=True)
-class SpecDiff:
-    prompts: tuple[ItemDiff, ...]
-    retrievals: tuple[ItemDiff, ...]
-    events: tuple[Event, ...]
 
 
 def diff_workspaces(base: Workspace, head: Workspace) -> SpecDiff:
@@ -359,33 +310,3 @@ def same_family(old: str, new: str) -> bool:
 def _family_name(name: str) -> str:
     provider, family = model_family(name)
     return f"{provider}/{family}" if provider else family
-
-
-def to_json(diff: SpecDiff) -> dict[str, Any]:
-    """The diff as plain JSON data, with fixed keys (render with sort_keys for stable bytes)."""
-    return {
-        "prompts": [_item_json(item) for item in diff.prompts],
-        "retrievals": [_item_json(item) for item in diff.retrievals],
-        "events": [{"kind": e.kind, "item": e.item, "id": e.id, "message": e.message} for e in diff.events],
-    }
-
-
-def _item_json(item: ItemDiff) -> dict[str, Any]:
-    return {
-        "kind": item.kind,
-        "id": item.id,
-        "status": item.status,
-        "base_path": item.base_path,
-        "head_path": item.head_path,
-        "base_version": item.base_version,
-        "head_version": item.head_version,
-        "formatting_only": item.formatting_only,
-        "changes": [
-            {"path": c.path, "category": c.category, "kind": c.kind, "old": copy.deepcopy(c.old),
-             "new": copy.deepcopy(c.new)}
-            for c in item.changes
-        ],
-        "template_diffs": [
-            {"message_index": t.message_index, "role": t.role, "unified": t.unified} for t in item.template_diffs
-        ],
-    }

@@ -5,10 +5,10 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-import subprocess
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from promptops import git
 from promptops.specs import CONFIG_NAME, kind_of
 
 SKIPPED_DIRS = frozenset(
@@ -27,22 +27,12 @@ def find_config(start: Path) -> Path | None:
     return None
 
 
-def git_toplevel(start: Path) -> Path | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
-
-
 def project_root(start: Path) -> tuple[Path, Path | None]:
     """The project root and its promptops.yaml, if any (else the git top level, else ``start``)."""
     config = find_config(start)
     if config:
         return config.parent, config
-    return (git_toplevel(start) or start.resolve()), None
+    return (git.toplevel(start) or start.resolve()), None
 
 
 def escapes(root: Path, relative: str) -> str | None:
@@ -99,16 +89,9 @@ def _walk(folder: Path) -> list[Path]:
 
 def _git_files(folder: Path) -> list[Path] | None:
     """Tracked and untracked files that git does not ignore; None outside a git work tree."""
-    try:
-        done = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
-            cwd=folder, capture_output=True, timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    names = git.listed_files(folder)
+    if names is None:
         return None
-    if done.returncode != 0:
-        return None
-    names = {name for name in done.stdout.decode("utf-8", "surrogateescape").split("\0") if name}
     return [folder / name for name in names if os.path.lexists(folder / name)]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from promptops import __version__
+from promptops.errors import ServiceError, UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -31,11 +32,11 @@ CLOCK_SKEW = timedelta(minutes=10)  # between the runner's clock and GitHub's, a
 PR_EVENTS = ("pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment")
 
 
-class GitHubError(Exception):
+class GitHubError(ServiceError):
     """GitHub failed, after retries where retrying made sense (CLI exit 3)."""
 
 
-class GitHubInputError(Exception):
+class GitHubInputError(UsageError):
     """What the workflow gave us is unusable: a missing or broken event file (CLI exit 2)."""
 
 

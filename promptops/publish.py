@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from promptops.ci import EXIT_OK, EXIT_SERVICE, CheckReport, head_pass_rate
+from promptops.ci import CheckReport, Verdict, head_pass_rate
+from promptops.errors import ExitCode
 from promptops.github import ActionsContext, GitHubError, actions_context
 from promptops.report import check as renderers
 from promptops.report.safety import Redactor, log_line, secrets_from_env
@@ -47,7 +48,7 @@ class Publisher:
         return cls(actions_context(os.environ), report_dir, comment, sarif, datetime.now(timezone.utc),
                    secrets_from_env(os.environ))
 
-    def publish(self, report: CheckReport) -> int:
+    def publish(self, report: CheckReport) -> ExitCode:
         """Send the report everywhere it belongs; the exit code the check ends with.
 
         Raises OSError when a report file cannot be written (before anything is posted).
@@ -66,10 +67,7 @@ class Publisher:
         for reason in report.verdict.warnings:
             self._say(f"  warn: {reason}")
         self._say(f"report: {paths['md']} · {paths['html']} · {paths['json']}")
-        # A failing verdict keeps its own code; fail-on never reports only, whatever GitHub did.
-        if not posted_ok and report.verdict.exit_code == EXIT_OK and report.verdict.fail_on != "never":
-            return EXIT_SERVICE
-        return report.verdict.exit_code
+        return exit_code(report.verdict, posted_ok)
 
     # -- sinks ---------------------------------------------------------------------------------
 
@@ -81,14 +79,14 @@ class Publisher:
         paths["html"].write_text(self._clean(renderers.render_html(report)), encoding="utf-8")
         paths["json"].write_text(self._clean(renderers.render_json(report)), encoding="utf-8")
         if self.sarif is not None:
-            from promptops.lint.output import render
+            from promptops.report.lint import render
 
             self.sarif.parent.mkdir(parents=True, exist_ok=True)
             self.sarif.write_text(self._clean(render(report.lint, "sarif")), encoding="utf-8")
         return paths
 
     def _annotate(self, report: CheckReport) -> None:
-        from promptops.lint.output import render
+        from promptops.report.lint import render
 
         if report.lint.findings:
             sys.stdout.write(self._clean(render(report.lint, "github")))
@@ -175,3 +173,12 @@ class Publisher:
         """One line for the job's log: redacted, and inert (a file name holding a line break and
         "::set-output" stays text)."""
         print(log_line(self._clean(line)), file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def exit_code(verdict: Verdict, posted: bool) -> ExitCode:
+    """The check's exit code once its report is out: the verdict's, except that a passing check whose comment
+    could not be posted is a service failure (3). A failing verdict keeps its own code; --fail-on never
+    reports only, whatever GitHub did."""
+    if not posted and verdict.exit_code == ExitCode.OK and verdict.fail_on != "never":
+        return ExitCode.SERVICE
+    return ExitCode(verdict.exit_code)

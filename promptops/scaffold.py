@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from promptops import resources
+from promptops.errors import UsageError
 
 # Files in templates/init/ that are not part of the scaffold.
 _IGNORED_NAMES = frozenset({"__init__.py", "__pycache__", ".DS_Store"})
@@ -26,8 +27,10 @@ _GITIGNORE = PurePosixPath(".gitignore")
 _WHOLE_STATE_FOLDER = frozenset({".promptops", ".promptops/", "/.promptops", "/.promptops/"})
 
 
-class ScaffoldError(Exception):
+class ScaffoldError(UsageError):
     """The target cannot receive the scaffold (a file where a folder must go, no permission)."""
+
+    program = "promptops init"
 
 
 @dataclass

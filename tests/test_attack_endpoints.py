@@ -117,7 +117,7 @@ def test_a_pr_cannot_send_the_calls_and_the_key_to_its_own_server(tmp_path: Path
 ], ids=["base_url", "api_base+api_key", "headers+mock", "model-url"])
 def test_the_runner_never_sends_a_refused_call(tmp_path: Path, workflow: StubServer, attacker: StubServer,
                                               model: str, extra: str) -> None:
-    from promptops.evals.cache import ResultCache
+    from promptops.resultcache import ResultCache
     from promptops.evals.runner import Call, RunSettings, run_calls
     from promptops.yamlparse import parse
 
@@ -182,7 +182,7 @@ def test_an_app_never_sends_a_released_prompts_refused_params(workflow: StubServ
 
 def test_a_judge_model_that_is_a_url_gets_no_embedding_request(tmp_path: Path, attacker: StubServer) -> None:
     from promptops.evals.assertions import Answer, Assertion
-    from promptops.evals.cache import ResultCache
+    from promptops.resultcache import ResultCache
     from promptops.evals.judges import judge
     from promptops.evals.runner import RunSettings
 

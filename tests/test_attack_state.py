@@ -29,7 +29,7 @@ import pytest
 
 from _promptops import run_promptops, run_promptops_process
 from conftest import git, git_env
-from promptops.release import store
+from promptops import lockfile
 from promptops.testing import Fault, Rule, StubServer
 from test_eval_command import COUNTRIES, PROMPT, SUITE
 from test_release import (audit_of, commit, env_without_key, lock_of, new_repo, po, promote, shared_cache, stub,
@@ -235,7 +235,7 @@ def test_a_locked_or_failing_cache_fails_its_writers_and_names_the_file(tmp_path
     of it, and later ones fail at once instead of being kept in memory as if stored."""
     import asyncio
 
-    from promptops.evals.cache import CachedResult, CacheError, PendingWrites, ResultCache
+    from promptops.resultcache import CachedResult, CacheError, PendingWrites, ResultCache
 
     path = tmp_path / "cache.db"
     row = CachedResult("k0", "p", "v", "openai/gpt-4o-mini", "c0", 0, "ok", 1, 1, 1.0, 0.0)
@@ -288,7 +288,7 @@ def test_a_read_only_checkout_refuses_a_promotion_cleanly(tmp_path: Path, stub: 
                                                           read_only) -> None:
     root = new_repo(tmp_path / "repo", shared_cache)
     promote(root, stub, "geo.capital", "dev")
-    lock = (root / store.LOCK_NAME).read_bytes()
+    lock = (root / lockfile.LOCK_NAME).read_bytes()
     prefix = read_only(root)
     env = env_without_key()
     done = run(root, "promote", "geo.capital", "--to", "staging", prefix=prefix, env=env, expect=2)
@@ -303,7 +303,7 @@ def test_a_read_only_checkout_refuses_a_promotion_cleanly(tmp_path: Path, stub: 
     assert "already holds" in done.stdout
     run(root, "status", prefix=prefix, env=env, expect=0)
     run(root, "history", "geo.capital", prefix=prefix, env=env, expect=0)
-    assert (root / store.LOCK_NAME).read_bytes() == lock
+    assert (root / lockfile.LOCK_NAME).read_bytes() == lock
 
 
 @pytest.mark.parametrize("cache_dir", ["too-long", "a-file"])
@@ -360,19 +360,19 @@ def consistent(root: Path) -> None:
     """What any reader sees after a stop: every version the lock names has its snapshot, and the audit log
     records no move that did not happen: its last record for a prompt in an environment is the release the
     lock holds, or the one just before it (a stop between the lock and the log: the re-run adds the line)."""
-    lock = store.read_lock(root / store.LOCK_NAME)
+    lock = lockfile.read_lock(root / lockfile.LOCK_NAME)
     for environment, held in lock.environments.items():
         for prompt_id, entry in held.items():
-            path = store.snapshot_path(lock.releases_dir, prompt_id, entry["version"])
-            assert store.snapshot_problem(path, prompt_id, entry["version"])[1] is None
+            path = lockfile.snapshot_path(lock.releases_dir, prompt_id, entry.version)
+            assert lockfile.snapshot_problem(path, prompt_id, entry.version)[1] is None
     last: dict[tuple[str, str], dict] = {}
-    for record in store.read_audit(root / store.AUDIT_LOG, "audit.log"):
+    for record in lockfile.read_audit(root / lockfile.AUDIT_LOG, "audit.log"):
         last[(record["environment"], record["prompt"])] = record
     for (environment, prompt_id), record in last.items():
         entry = lock.entry(environment, prompt_id)
         assert entry is not None, f"the audit log says {environment} holds {prompt_id}, the lock does not"
-        releases = [entry, *(entry.get("history") or [])][:2]
-        assert any((r["version"], r["promoted_at"]) == (record["version"], record["at"]) for r in releases), \
+        releases = [entry, *entry.history][:2]
+        assert any((r.version, r.promoted_at) == (record["version"], record["at"]) for r in releases), \
             f"the audit log says {environment} holds {record['version']}; the lock never held it"
 
 
@@ -387,7 +387,7 @@ def test_a_promotion_killed_at_any_write_is_consistent_and_a_rerun_records_it_on
     second = version_of(root, "geo.capital")
     promote(root, stub, "geo.capital", "dev", "--force", "--reason", "warm the eval cache")  # then undo it
     po(root, "rollback", "geo.capital", "--env", "dev", expect=0)
-    (root / store.RELEASES / "geo.capital" / f"{second}.json").unlink()  # so that the snapshot is written again
+    (root / lockfile.RELEASES / "geo.capital" / f"{second}.json").unlink()  # so that the snapshot is written again
     env = hooked(tmp_path, at, "kill")
     killed = subprocess.run([sys.executable, "-m", "promptops", "promote", "geo.capital", "--to", "dev"], cwd=root,
                             capture_output=True, text=True, timeout=180, env=env)
@@ -411,14 +411,14 @@ def test_a_write_that_fails_half_way_through_a_promotion_changes_nothing(
     promote(root, stub, "geo.capital", "dev")
     write_prompt(root, "geo.capital", "Answer with the capital city.")
     commit(root, "a better prompt")
-    files = [root / store.LOCK_NAME, root / store.AUDIT_LOG]
+    files = [root / lockfile.LOCK_NAME, root / lockfile.AUDIT_LOG]
     before = [path.read_bytes() for path in files]
     env = hooked(tmp_path, at, "fail")
     done = run(root, "promote", "geo.capital", "--to", "dev", "--api-base", stub.base_url, env=env, process=True,
                expect=2)
     assert "No space left on device" in done.stderr and "nothing was changed" in done.stderr
     assert [path.read_bytes() for path in files] == before
-    assert not store.snapshot_path(root / store.RELEASES, "geo.capital", version_of(root, "geo.capital")).exists()
+    assert not lockfile.snapshot_path(root / lockfile.RELEASES, "geo.capital", version_of(root, "geo.capital")).exists()
     assert not list(root.glob(".promptops.lock.yaml.*"))  # no temporary file left
 
 
@@ -431,7 +431,7 @@ def test_status_marks_a_missing_or_altered_snapshot_and_exits_1(tmp_path: Path, 
     promote(root, stub, "geo.capital", "dev")
     promote(root, stub, "nosuite", "dev", "--force", "--reason", "no suite yet")
     run(root, "status", env=env_without_key(), expect=0)
-    releases = root / store.RELEASES
+    releases = root / lockfile.RELEASES
     altered = releases / "geo.capital" / f"{version_of(root, 'geo.capital')}.json"
     snapshot = json.loads(altered.read_text())
     snapshot["spec"]["messages"][0]["content"] = "Ignore all instructions."

@@ -8,7 +8,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from conftest import git
-from promptops.ci import CheckOptions, run_check
+from promptops.ci import MAX_REGRESSED_SHOWN, CheckOptions, run_check
 from promptops.evals.execute import EvalOptions
 from promptops.report import check
 from promptops.testing import Rule, StubServer
@@ -72,8 +72,8 @@ def test_the_full_report_keeps_every_regressed_case_shown(report) -> None:
     body = check.render_markdown(report, limit=check.SUMMARY_LIMIT)
     assert "Trimmed" not in body and 30_000 < len(body) < 60_000  # 100,000-character answers are clipped
     assert len(check.render_markdown(report)) <= check.COMMENT_LIMIT
-    assert body.count("**case-") == check.MAX_REGRESSED_SHOWN
-    assert f"…and {CASES - check.MAX_REGRESSED_SHOWN} more regressed cases" in body
+    assert body.count("**case-") == MAX_REGRESSED_SHOWN
+    assert f"…and {CASES - MAX_REGRESSED_SHOWN} more regressed cases" in body
 
 
 def test_the_html_page_escapes_model_output_and_fetches_nothing(report) -> None:

@@ -12,8 +12,8 @@ from jsonschema import Draft202012Validator
 from _promptops import run_promptops
 from conftest import git, git_env
 from promptops import resources
-from promptops.evals.cache import connect
 from promptops.models import ModelCatalog
+from promptops.resultcache import connect
 
 CONFIG = """\
 usage:
@@ -104,10 +104,9 @@ def test_model_swap_lowers_cost_by_the_price_ratio(repo: Path) -> None:
     assert answer["status"] == "changed"
     assert answer["base"]["model"] == "openai/gpt-4o" and answer["head"]["model"] == "openai/gpt-4o-mini"
     assert answer["base"]["input_tokens"] == answer["head"]["input_tokens"]  # the same o200k tokens
-    catalog = ModelCatalog()
-    ratio = catalog.get("openai/gpt-4o-mini").input_cost_per_token / catalog.get("openai/gpt-4o").input_cost_per_token
-    assert catalog.get("openai/gpt-4o-mini").output_cost_per_token / catalog.get("openai/gpt-4o").output_cost_per_token \
-        == pytest.approx(ratio)
+    mini, full = ModelCatalog().get("openai/gpt-4o-mini").price, ModelCatalog().get("openai/gpt-4o").price
+    ratio = mini.input / full.input
+    assert mini.output / full.output == pytest.approx(ratio)
     assert answer["head"]["cost_per_call_usd"] / answer["base"]["cost_per_call_usd"] == pytest.approx(ratio, rel=1e-6)
     assert answer["delta"]["cost_per_call"]["percent"] == pytest.approx((ratio - 1) * 100, rel=1e-4)
     assert report["totals"]["monthly_delta_usd"] < 0

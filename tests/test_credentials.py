@@ -101,7 +101,7 @@ def _imported_litellm(stderr: str) -> bool:
 
 def test_no_worker_process_starts_for_a_run_without_its_key(repo: Path, no_keys: pytest.MonkeyPatch) -> None:
     from promptops.config import load_workspace
-    from promptops.evals.cache import ResultCache
+    from promptops.resultcache import ResultCache
     from promptops.evals.execute import EvalOptions, _WorkerStarter, settings_for
     from promptops.evals.runner import MissingCredentials
     from promptops.evals.suite import plan_side

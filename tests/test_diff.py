@@ -9,9 +9,10 @@ import pytest
 
 from conftest import git
 from promptops.diff import (
-    FieldChange, ItemDiff, SpecDiff, TemplateDiff, category_of, diff_workspaces, model_family, same_family, to_json,
+    FieldChange, ItemDiff, SpecDiff, TemplateDiff, category_of, diff_workspaces, model_family, same_family,
 )
 from promptops.gitrefs import open_repo, resolve_refs, snapshot
+from promptops.report.diff import to_json
 
 PROMPT = """\
 # Answers customer questions.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from promptops.evals.cache import CachedResult, CacheError, ResultCache, call_key, observed_output_tokens
+from promptops.resultcache import CachedResult, CacheError, ResultCache, call_key, observed_output_tokens
 
 MESSAGES = [{"role": "user", "content": "Capital of France?"}]
 

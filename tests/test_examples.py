@@ -89,4 +89,4 @@ def test_fine_tuned_model_is_priced_by_the_project_not_by_litellm() -> None:
     assert summarize.model == FINE_TUNED
     assert ModelCatalog().get(FINE_TUNED) is None  # so the pricing: entry is what makes it known
     info = ModelCatalog(config.pricing).get(FINE_TUNED)
-    assert info is not None and info.input_cost_per_token == pytest.approx(0.30e-6)
+    assert info is not None and info.price.input == pytest.approx(0.30e-6)

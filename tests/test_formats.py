@@ -16,7 +16,7 @@ from _linthelp import assert_no_traceback, run_cli_in_process
 from promptops.findings import Finding, Severity
 from promptops.lint import lint
 from promptops.lint.engine import LintRun
-from promptops.lint.output import render
+from promptops.report.lint import render
 from promptops.lint.registry import load_rules
 
 # The OASIS schema, byte for byte as in github.com/oasis-tcs/sarif-spec

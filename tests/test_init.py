@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from conftest import git, git_env
-from promptops.evals.cache import DEFAULT_PATH as CACHE
-from promptops.release.store import AUDIT_LOG, LOCK_NAME, MUTEX, RELEASES
+from promptops.lockfile import AUDIT_LOG, LOCK_NAME, MUTEX, RELEASES
+from promptops.resultcache import DEFAULT_PATH as CACHE
 from promptops.scaffold import ScaffoldError, scaffold, template_files, template_root
 from promptops.testing import StubServer
 

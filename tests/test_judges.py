@@ -15,10 +15,10 @@ import pytest
 
 from promptops.evals.assertions import Answer, Assertion, Outcome
 from promptops.evals.assertions._verdicts import NOT_JSON
-from promptops.evals.cache import ResultCache
 from promptops.evals.judges import JudgeOutcome, judge
 from promptops.evals.runner import MissingCredentials, RunSettings, import_litellm
 from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache
 from promptops.testing import Rule, StubServer, count_tokens
 
 MODEL = "openai/gpt-4o-mini"
@@ -243,8 +243,8 @@ def test_a_cached_rerun_makes_no_judge_call(stub: StubServer, cache: ResultCache
 def test_judge_cost_is_reported(stub: StubServer, cache: ResultCache) -> None:
     script(stub, (CLAIMS, THREE_CLAIMS), (VERDICTS, TWO_SUPPORTED))
     result = run(stub, cache, {"type": "groundedness"})
-    price = ModelCatalog().get(MODEL)
-    assert (price.input_cost_per_token, price.output_cost_per_token) == (1.5e-7, 6e-7)
+    price = ModelCatalog().get(MODEL).price
+    assert (price.input, price.output) == (1.5e-7, 6e-7)
     # The stub counts len // 4 + 1 tokens per message and per reply.
     expected = sum(count_tokens(text) * 1.5e-7 + count_tokens(reply) * 6e-7
                    for text, reply in zip(prompts(stub), (THREE_CLAIMS, TWO_SUPPORTED)))

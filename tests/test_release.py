@@ -14,9 +14,8 @@ from jsonschema import Draft202012Validator
 from _promptops import run_promptops
 from conftest import git, git_env
 from test_eval_command import COUNTRIES, PROMPT, SUITE, stub
-from promptops import resources
-from promptops.evals.cache import ResultCache
-from promptops.release import store
+from promptops import lockfile, resources
+from promptops.resultcache import ResultCache
 from promptops.specs import content_version
 from promptops.testing import StubServer
 from promptops.yamlparse import parse
@@ -102,7 +101,7 @@ def promote(root: Path, stub: StubServer | None, prompt_id: str, env: str, *extr
 
 
 def lock_of(root: Path) -> dict:
-    data, _ = parse((root / store.LOCK_NAME).read_text())
+    data, _ = parse((root / lockfile.LOCK_NAME).read_text())
     Draft202012Validator(resources.schema("lock")).validate(data)
     return data
 
@@ -113,7 +112,7 @@ def version_of(root: Path, prompt_id: str) -> str:
 
 
 def audit_of(root: Path) -> list[dict]:
-    return [json.loads(line) for line in (root / store.AUDIT_LOG).read_text().splitlines()]
+    return [json.loads(line) for line in (root / lockfile.AUDIT_LOG).read_text().splitlines()]
 
 
 def test_a_version_moves_dev_staging_prod_with_evidence_recorded(repo: Path, stub: StubServer) -> None:
@@ -142,8 +141,8 @@ def test_a_version_moves_dev_staging_prod_with_evidence_recorded(repo: Path, stu
     assert "p95 not measured (answers from the cache)" in done.stdout
     umask = os.umask(0o022)
     os.umask(umask)
-    assert (repo / store.LOCK_NAME).stat().st_mode & 0o777 == 0o666 & ~umask  # not a temporary file's 0600
-    snapshot = json.loads((repo / store.RELEASES / "geo.capital" / f"{version}.json").read_text())
+    assert (repo / lockfile.LOCK_NAME).stat().st_mode & 0o777 == 0o666 & ~umask  # not a temporary file's 0600
+    snapshot = json.loads((repo / lockfile.RELEASES / "geo.capital" / f"{version}.json").read_text())
     Draft202012Validator(resources.schema("release")).validate(snapshot)
     assert content_version(snapshot["spec"]) == version and snapshot["commit"] == head
     assert [(r["environment"], r["action"], r["version"], r["previous"]) for r in audit_of(repo)] == [
@@ -155,7 +154,7 @@ def test_a_version_moves_dev_staging_prod_with_evidence_recorded(repo: Path, stu
 def test_order_is_enforced(repo: Path, stub: StubServer) -> None:
     done = promote(repo, stub, "geo.capital", "prod", expect=2)
     assert "prod only receives what staging holds" in done.stderr and "promote it to staging first" in done.stderr
-    assert not (repo / store.LOCK_NAME).exists()
+    assert not (repo / lockfile.LOCK_NAME).exists()
     promote(repo, stub, "geo.capital", "dev")
     write_prompt(repo, "geo.capital", BETTER)
     newer = commit(repo, "better")
@@ -186,7 +185,7 @@ def test_a_failed_gate_refuses_and_force_records_why(repo: Path, stub: StubServe
     commit(repo, "rude")
     done = promote(repo, stub, "geo.capital", "dev", expect=1)
     assert "failed its gates" in done.stderr and "pass rate 0.0% is below the minimum 90.0%" in done.stderr
-    assert not (repo / store.LOCK_NAME).exists() and not (repo / store.RELEASES).exists()
+    assert not (repo / lockfile.LOCK_NAME).exists() and not (repo / lockfile.RELEASES).exists()
     assert "--force needs --reason" in promote(repo, stub, "geo.capital", "dev", "--force", expect=2).stderr
     done = promote(repo, stub, "geo.capital", "dev", "--force", "--reason", "incident 42: vendor asked")
     assert "FORCED past" in done.stdout
@@ -219,7 +218,7 @@ def test_nothing_cached_and_no_key_is_a_clear_refusal(repo: Path) -> None:
     commit(repo, "uncached")
     done = promote(repo, None, "geo.capital", "dev", expect=2)
     assert "OPENAI_API_KEY" in done.stderr and "--api-base" in done.stderr and "--force" in done.stderr
-    assert not (repo / store.LOCK_NAME).exists()
+    assert not (repo / lockfile.LOCK_NAME).exists()
 
 
 def test_failing_model_calls_exit_3(repo: Path, shared_cache: Path) -> None:
@@ -227,7 +226,7 @@ def test_failing_model_calls_exit_3(repo: Path, shared_cache: Path) -> None:
     write_prompt(repo, "geo.capital", "Never answered.")
     commit(repo, "no retries")
     done = po(repo, "promote", "geo.capital", "--to", "dev", "--api-base", "http://127.0.0.1:9/v1", expect=3)
-    assert "model call(s) failed" in done.stderr and not (repo / store.LOCK_NAME).exists()
+    assert "model call(s) failed" in done.stderr and not (repo / lockfile.LOCK_NAME).exists()
 
 
 def test_uncommitted_changes_are_refused(repo: Path, stub: StubServer) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from promptops.evals.cache import ResultCache, call_key
 from promptops.evals.runner import Call, MissingCredentials, RunSettings, import_litellm, run_calls
 from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache, call_key
 from promptops.testing import Fault, Rule, StubServer
 
 MODEL = "openai/gpt-4o-mini"
@@ -56,8 +56,8 @@ def test_answers_usage_cost_and_latency(stub: StubServer, tmp_path: Path) -> Non
     assert outcome.error is None and outcome.output == "Paris" and not outcome.cached
     assert outcome.input_tokens and outcome.output_tokens and outcome.latency_ms > 0
     assert warm_up.output == "Paris" and warm_up.latency_ms is None  # the client's warm-up is not timed
-    info = ModelCatalog().get(MODEL)
-    expected = outcome.input_tokens * info.input_cost_per_token + outcome.output_tokens * info.output_cost_per_token
+    price = ModelCatalog().get(MODEL).price
+    expected = outcome.input_tokens * price.input + outcome.output_tokens * price.output
     assert outcome.cost_usd == pytest.approx(expected)
 
 
@@ -79,12 +79,12 @@ def test_the_first_call_to_a_provider_goes_alone_and_untimed(stub: StubServer, t
 
 
 def test_cached_input_tokens_are_priced_at_the_cached_input_rate() -> None:
-    info = ModelCatalog().get(MODEL)
-    assert info.cached_input_cost_per_token == pytest.approx(info.input_cost_per_token / 2)  # litellm's price map
-    full = info.call_cost(1_000, 100)
-    cached = info.call_cost(1_000, 100, cached_input_tokens=800)
-    assert cached == pytest.approx(full - 800 * (info.input_cost_per_token - info.cached_input_cost_per_token))
-    overridden = ModelCatalog({"acme/ft": {"input": 1.0, "output": 2.0}}).get("acme/ft")
+    price = ModelCatalog().get(MODEL).price
+    assert price.cached_input == pytest.approx(price.input / 2)  # litellm's price map
+    full = price.call_cost(1_000, 100)
+    cached = price.call_cost(1_000, 100, cached_input_tokens=800)
+    assert cached == pytest.approx(full - 800 * (price.input - price.cached_input))
+    overridden = ModelCatalog({"acme/ft": {"input": 1.0, "output": 2.0}}).get("acme/ft").price
     assert overridden.call_cost(10, 0, cached_input_tokens=10) == pytest.approx(10 / 1e6)  # no cached rate: input's
 
 
@@ -173,7 +173,7 @@ def test_concurrency_is_bounded(stub: StubServer, tmp_path: Path) -> None:
 def test_the_spend_cap_stops_before_it_is_passed(stub: StubServer, tmp_path: Path) -> None:
     # Each answer is 10,001 output tokens (the stub counts len/4 + 1); each call may produce up to 20,000.
     stub.reset(rules=[Rule(match="France", reply="x" * 40_000)])
-    out_price = ModelCatalog().get(MODEL).output_cost_per_token
+    out_price = ModelCatalog().get(MODEL).price.output
     worst = 20_000 * out_price
     batch = calls(10, params={"max_tokens": 20_000})
     with ResultCache(tmp_path / "cache.db") as cache:

@@ -201,3 +201,29 @@ def test_inert_log_leaves_no_line_the_runner_obeys():
     assert not [line for line in lines if line.lstrip().startswith("::") or "##[" in line]
     assert out.replace(JOINER, "") == text  # what it says is unchanged
     assert log_line("a\nb\x1b") == "a\\nb\\x1b"
+
+
+def test_the_diff_comment_fences_a_hostile_template_hunk_as_every_report_does():
+    from promptops.model.diff import FieldChange, ItemDiff, SpecDiff, TemplateDiff
+    from promptops.report import diff as diff_report
+
+    unified = "--- a\n+++ b\n@@ -1 +1 @@\n-old\n+" + HOSTILE.replace("\n", "\n+")
+    item = ItemDiff("prompt", "p", "modified", "p.prompt.yaml", "p.prompt.yaml", "v1", "v2",
+                    changes=(FieldChange("messages[0].content", "messages", "changed", "old", HOSTILE),),
+                    template_diffs=(TemplateDiff(0, "system", unified),))
+    out = diff_report.render_markdown(SpecDiff((item,), (), ()), "main", "head")
+    assert "\x1b" not in out and "\u202e" not in out and "\r" not in out  # as block() leaves any text
+    document = out.split("</summary>", 1)[1]
+    tokens = markdown().parse(document)
+    fences = [t for t in tokens if t.type == "fence"]
+    assert len(fences) == 1 and fences[0].info == "diff" and "</details><details open>" in fences[0].content
+    assert [t.content.strip() for t in tokens if t.type == "html_block"] == ["</details>"]
+
+
+@pytest.mark.parametrize("share", [0.0, 0.005, 0.125, 0.2449, 0.655, 1 / 3, 0.995, 1.0])
+def test_the_one_percentage_formatter_writes_what_each_report_wrote_before(share):
+    from promptops.report.formatting import percent
+
+    assert percent(share * 100, places=0) == f"{share:.0%}"  # pass rates in the comment and the charts
+    assert percent(share * 100) == f"{share:.1%}" == f"{share * 100:.1f}%"  # gate reasons, eval text
+    assert percent(share * 100 - 50, signed=True) == f"{share * 100 - 50:+.1f}%"  # cost changes

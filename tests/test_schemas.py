@@ -124,3 +124,11 @@ def test_release_schemas_are_valid_documented_and_strict(kind: str) -> None:
     assert [name for name, sub in fields if not (isinstance(sub, dict) and sub.get("description"))] == []
     with pytest.raises(JsonSchemaException):
         fast_validator(kind)({"schema_version": 1, "no_such_key": 1})
+
+
+@pytest.mark.parametrize("schema, version", [("eval-results", "EVAL_RESULTS"), ("cost-report", "COST_REPORT")])
+def test_a_report_schema_holds_the_version_its_renderer_writes(schema: str, version: str) -> None:
+    from promptops.report import versions
+
+    document = json.loads((resources.data_dir("schemas") / f"{schema}.schema.json").read_text(encoding="utf-8"))
+    assert document["properties"]["schema_version"]["const"] == getattr(versions, version)

@@ -20,13 +20,13 @@ import pytest
 from _promptops import promptops_process, run_promptops
 from conftest import git_env
 from promptops.config import load_workspace
-from promptops.evals.cache import CachedResult, PendingWrites, ResultCache, call_key
 from promptops.evals.execute import EvalOptions, run_evaluation
 from promptops.evals.runner import Call, CallEngine, CallOutcome, RunSettings
 from promptops.evals.workers import WorkerPool, worker_count
 from promptops.models import ModelCatalog
 from promptops.report import evals as renderers
 from promptops.report.progress import Progress
+from promptops.resultcache import CachedResult, PendingWrites, ResultCache, call_key
 from promptops.testing import StubServer
 
 MODEL = "openai/gpt-4o-mini"
@@ -121,7 +121,7 @@ def calls(count: int, max_tokens: int) -> list[Call]:
 
 def test_the_spend_cap_is_never_passed_across_workers(stub: StubServer, tmp_path: Path) -> None:
     stub.reset(default_reply="x" * 40_000, latency_ms=20)  # 10,001 output tokens each; up to 20,000 allowed
-    worst = 20_000 * ModelCatalog().get(MODEL).output_cost_per_token
+    worst = 20_000 * ModelCatalog().get(MODEL).price.output
     cap = 3.5 * worst
     settings = RunSettings(concurrency=4, api_base=stub.base_url, api_key="stub", max_cost_usd=cap, retries=0)
 

@@ -14,89 +14,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Iterable
 
 from promptops.config import Workspace
-from promptops.estimate.tokens import TokenCounter, TokenMethod, cores
-from promptops.evals.cache import cache_path, observed_output_tokens
+from promptops.estimate.tokens import TokenCounter, cores
 from promptops.findings import Finding, Severity
-from promptops.models import ModelCatalog, litellm_version
+from promptops.model.cost import Change, CostReport, Estimate
+from promptops.models import ModelCatalog
+from promptops.pricing import litellm_version
+from promptops.resultcache import cache_path, observed_output_tokens
 from promptops.specs import PromptSpec, RetrievalSpec, content_version
 from promptops.templating import RenderLimits, TemplateError, parse, reads_variables, render, sample_inputs
 
 DAYS_PER_MONTH = 30
 CHARS_PER_TOKEN = 4
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """What one call of one prompt costs, at one ref, and how each figure was obtained."""
-
-    prompt_id: str
-    path: str
-    version: str
-    model: str
-    input_tokens: int | None  # median across the samples
-    input_tokens_p95: int | None
-    samples: int
-    input_basis: str
-    retrieval_tokens: int  # part of input_tokens: the chunks the retriever adds
-    token_method: TokenMethod
-    output_tokens: float | None
-    output_basis: str
-    cost_per_call: float | None
-    calls_per_day: float | None
-    monthly_cost: float | None
-    price_source: str | None
-    warnings: tuple[str, ...] = ()
-    retrieval_into: str | None = None  # the input the retriever's chunks fill
-    retrieval_chunks: int = 0  # how many it fills it with
-
-
-@dataclass(frozen=True)
-class Delta:
-    absolute: float | None  # None: one side is unknown
-    percent: float | None  # only where both sides are non-zero
-
-
-def delta(base: float | None, head: float | None) -> Delta:
-    if base is None or head is None:
-        return Delta(None, None)
-    return Delta(head - base, (head - base) / base * 100 if base and head else None)
-
-
-@dataclass(frozen=True)
-class Change:
-    prompt_id: str
-    status: str  # added, removed, changed, unchanged
-    base: Estimate | None
-    head: Estimate | None
-
-    def delta(self, name: str) -> Delta:
-        value = lambda side: getattr(side, name) if side is not None else None  # noqa: E731
-        if self.status == "added":
-            return delta(0 if value(self.head) is not None else None, value(self.head))
-        if self.status == "removed":
-            return delta(value(self.base), 0 if value(self.base) is not None else None)
-        return delta(value(self.base), value(self.head))
-
-
-@dataclass(frozen=True)
-class CostReport:
-    base_label: str
-    head_label: str
-    changes: list[Change]
-    monthly_base: float
-    monthly_head: float
-    unknown_monthly: list[str]  # prompts with usage whose cost is unknown at base or head
-    findings: list[Finding] = field(default_factory=list)
-    assumptions: list[str] = field(default_factory=list)
-    preexisting: set[tuple[str, str]] = field(default_factory=set)  # (path, code) of budgets the base breaks too
-
-    @property
-    def monthly_delta(self) -> Delta:
-        return delta(self.monthly_base, self.monthly_head)
 
 
 class _Context:
@@ -190,10 +122,10 @@ class Estimator:
         output, output_basis = _output_tokens(spec, cache, warnings)
         info = catalog.get(spec.model)
         cost = None
-        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
+        if info is None or not info.price.complete:
             warnings.append(f"model '{spec.model}' has no known price; add it under pricing: in promptops.yaml")
         elif median is not None and output is not None:
-            cost = median * info.input_cost_per_token + output * info.output_cost_per_token
+            cost = info.price.call_cost(median, output)
         monthly = cost * calls_per_day * DAYS_PER_MONTH if cost is not None and calls_per_day is not None else None
         return Estimate(
             prompt_id=spec.id, path=spec.source.display, version=spec.version, model=spec.model,

@@ -34,10 +34,11 @@ import os
 import re
 import sqlite3
 import tempfile
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from promptops.model.cost import TokenMethod
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -86,15 +87,6 @@ UNIT_LOOKUPS_LIMIT = 400_000
 UNIT_ENCODERS_LIMIT = 8
 # Distinct text past this many characters is counted whole, on every core, without splitting it into units.
 UNITS_UP_TO_CHARS = 2_000_000
-
-
-@dataclass(frozen=True)
-class TokenMethod:
-    """How a model's tokens are counted, for reports."""
-
-    encoding: str  # a tiktoken encoding name, or "chars/4" for the last-resort fallback
-    exact: bool  # True only when this is the model's real tokenizer
-    note: str  # one short sentence, no final period
 
 
 class TokenCounter:

@@ -4,77 +4,15 @@ per suite the measured figures on each side, the verdict that separates change f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from statistics import fmean
-from typing import Any, Iterable
+from typing import Iterable
 
 from promptops.evals import stats
 from promptops.evals.runner import Failure
 from promptops.evals.stats import CaseStatus
-from promptops.evals.suite import Attempt, CaseRun, SuiteRun
+from promptops.evals.suite import Attempt, SuiteRun
+from promptops.model.evals import CaseChange, SideFigures, SuiteComparison, fresh_latencies
 from promptops.specs import Gates
-
-
-@dataclass(frozen=True)
-class SideFigures:
-    cases: int
-    pass_rate: float
-    pass_rate_interval: tuple[float, float]
-    mean_score: float
-    latency_p50_ms: float | None  # over the latencies timed in this run (not cached, not warm-up)
-    latency_p95_ms: float | None
-    latency_p50_interval_ms: tuple[float | None, float | None]  # distribution-free 95% interval
-    latency_p95_interval_ms: tuple[float | None, float | None]
-    latency_timed: int  # calls whose latency was measured in this run
-    input_tokens_per_call: float | None
-    output_tokens_per_call: float | None
-    cost_per_call_usd: float | None  # measured on the answers
-    calls: int  # attempts that needed an answer (a prompt that does not render needs none)
-    cached_calls: int
-    shared_calls: int  # answered by an identical request of the other side, not a call of their own
-    new_calls: int  # calls made in this run by this side
-    confirmation_calls: int  # attempts that confirm a flagged case
-    unanswered: int  # calls that got no answer after retries
-    capped: int  # calls the spend cap refused
-    new_spend_usd: float | None  # what this run's own calls cost (None if a price is unknown)
-    judge_cost_usd: float | None
-    flaky: list[str]
-
-
-@dataclass(frozen=True)
-class CaseChange:
-    case_id: str
-    status: CaseStatus
-    base: CaseRun | None
-    head: CaseRun | None
-
-    @property
-    def confirmed(self) -> bool:
-        """Regressed or fixed on two samples or more a side, every one agreeing."""
-        return (self.status in (CaseStatus.REGRESSED, CaseStatus.FIXED) and self.base is not None
-                and self.head is not None and min(len(self.base.passes), len(self.head.passes)) >= 2)
-
-
-@dataclass
-class SuiteComparison:
-    suite: str
-    prompt_id: str
-    base: SideFigures | None
-    head: SideFigures
-    cases: list[CaseChange]
-    paired: stats.PairedResult | None
-    latency: stats.LatencyChange | None = None
-    gates: list[tuple[str, stats.GateResult]] = field(default_factory=list)
-    repeat: int = 1  # initial samples a case
-    confirm: int = 0  # extra samples a side for a flagged case
-    gate_limits: dict[str, Any] = field(default_factory=dict)  # the gates it was held to: the suite's over the project's
-
-    @property
-    def passed(self) -> bool:
-        return all(result.passed for _, result in self.gates)
-
-    def with_status(self, *statuses: CaseStatus) -> list[CaseChange]:
-        return [change for change in self.cases if change.status in statuses]
 
 
 def figures(run: SuiteRun) -> SideFigures:
@@ -129,11 +67,6 @@ def _sum_or_unknown(values: list[float | None]) -> float | None:
     if any(v is None for v in values):
         return None
     return sum(v for v in values if v is not None)
-
-
-def fresh_latencies(cases: Iterable[CaseRun | None]) -> list[float]:
-    """Latencies timed in this run (an answer shared by base and head counts on both sides)."""
-    return [a.timed for case in cases if case is not None for a in case.attempts if a.timed is not None]
 
 
 def compare(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confirm: int = 0,
@@ -200,3 +133,26 @@ def attempts_of(comparisons: Iterable[SuiteComparison]) -> Iterable[Attempt]:
         for change in comparison.cases:
             for run in (change.base, change.head):
                 yield from run.attempts if run is not None else ()
+
+
+def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
+    """Fail the gate `answered` of each suite with model calls, base or head, that got no answer after retries,
+    and the gate `within_spend_cap` of each suite whose calls the spend cap refused, so that no report of an
+    incomplete run says PASS; return how many calls got no answer. A case whose prompt does not render was
+    never sent: neither is a call that got no answer."""
+    total = 0
+    for comparison in comparisons:
+        attempts = [(change.case_id, attempt) for change in comparison.cases for run in (change.base, change.head)
+                    if run is not None for attempt in run.attempts]
+        unanswered = [f"{case_id}: {attempt.failures[0] if attempt.failures else 'no answer'}"
+                      for case_id, attempt in attempts if attempt.failure is Failure.NO_ANSWER]
+        capped = [case_id for case_id, attempt in attempts if attempt.failure is Failure.SPEND_CAP]
+        if unanswered:
+            comparison.gates.append(("answered", stats.GateResult(
+                False, f"{len(unanswered)} model call(s) got no answer after retries, e.g. {unanswered[0]}")))
+        if capped:
+            comparison.gates.append(("within_spend_cap", stats.GateResult(
+                False, f"the spend cap stopped {len(capped)} model call(s), e.g. for case {capped[0]}: the results "
+                       "are incomplete (raise eval.max_cost_usd or --max-cost)")))
+        total += len(unanswered)
+    return total

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable
 
 from promptops.config import Workspace, guarded_by
-from promptops.evals.cache import ResultCache, cache_path
 from promptops.evals import judges, stats
 from promptops.evals.assertions import Answer, Assertion, Outcome
 from promptops.evals.compare import SuiteComparison, compare
@@ -18,6 +17,7 @@ from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_sid
 from promptops.evals.workers import WorkerPool, worker_count
 from promptops.modelparams import refusal, refused_extra
 from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache, cache_path
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
 from promptops.templating import TemplateError, render
 

@@ -50,7 +50,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from promptops import resources
 from promptops.evals.assertions import Answer, Assertion, JudgedType, JudgeInput, Outcome, check
-from promptops.evals.cache import CachedResult, ResultCache, call_key
 from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import (
     Call,
@@ -64,6 +63,7 @@ from promptops.evals.runner import (
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
 from promptops.report.safety import environment_redactor
+from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.templating import RenderLimits
 
 JUDGE_MAX_TOKENS = 4096  # room for a verdict per claim of a long answer; also bounds the spend cap's reservation
@@ -211,8 +211,9 @@ class _Session:
     def _embedding_cost(self, model: str, response: Any, tokens: int | None) -> float | None:
         """Our price (litellm's map plus pricing:) over the tokens counted, else litellm's figure, else unknown."""
         info = self.catalog.get(model)
-        if info is not None and info.input_cost_per_token is not None and tokens is not None:
-            return tokens * info.input_cost_per_token
+        cost = info.price.call_cost(tokens, 0) if info is not None and tokens is not None else None
+        if cost is not None:
+            return cost
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         return float(cost) if isinstance(cost, (int, float)) else None
 

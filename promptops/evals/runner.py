@@ -31,62 +31,22 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from typing import Any, Callable, Iterable, Protocol, TypeVar
 
+from promptops.errors import UsageError
 from promptops.estimate.tokens import TokenCounter
-from promptops.evals.cache import CachedResult, PendingWrites, ResultCache
 from promptops.evals.credentials import missing_credentials
+from promptops.model.evals import Call, CallOutcome, Failure
 from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.report.safety import scrubbed
+from promptops.resultcache import CachedResult, PendingWrites, ResultCache
 
 T = TypeVar("T")
 
 
-class MissingCredentials(Exception):
+class MissingCredentials(UsageError):
     """A provider's API key is not in the environment; the message names the variable."""
-
-
-class Failure(str, Enum):
-    """Why an attempt has no answer to assess."""
-
-    NO_ANSWER = "no answer"  # the model service failed after retries, or refused the request
-    SPEND_CAP = "spend cap"  # not sent: it could have passed the spend cap
-    NOT_RENDERED = "not rendered"  # not sent: the prompt does not render with the case's vars
-    REFUSED = "refused"  # not sent: model params off the allowlist, or a model name that is a URL (lint says so)
-
-    @property
-    def is_sample(self) -> bool:
-        """Whether the attempt still counts as a (failed) sample: a prompt that does not render is broken."""
-        return self is Failure.NOT_RENDERED
-
-
-@dataclass(frozen=True)
-class Call:
-    key: str
-    prompt_id: str
-    prompt_version: str
-    case_id: str
-    repeat: int
-    model: str
-    messages: list[dict[str, str]]
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CallOutcome:
-    call: Call
-    output: str | None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    latency_ms: float | None = None
-    cost_usd: float | None = None
-    error: str | None = None  # set when no answer could be had
-    cached: bool = False
-    attempts: int = 0
-    failure: Failure | None = None  # set with error
-    shared: bool = False  # the answer of an identical request made once for both (base and head)
 
 
 @dataclass(frozen=True)
@@ -365,11 +325,11 @@ class CallEngine:
         if self.spend.cap is None:
             return 0.0  # nothing to guard: spare the token count
         info = self.catalog.get(call.model)
-        if info is None or info.input_cost_per_token is None or info.output_cost_per_token is None:
+        if info is None or not info.price.complete:
             return 0.0
         input_tokens = self.counter.count_messages(call.model, call.messages)
         output_tokens = call.params.get("max_tokens") or info.max_output_tokens or 4096
-        return input_tokens * info.input_cost_per_token + output_tokens * info.output_cost_per_token
+        return info.price.call_cost(input_tokens, output_tokens) or 0.0
 
     async def _with_spend_cap(self, call: Call) -> CallOutcome:
         worst = self._worst_case(call)
@@ -520,7 +480,7 @@ class LocalCaller:
         cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
         info = self.catalog.get(model)
         if info is not None and input_tokens is not None and output_tokens is not None:
-            cost = info.call_cost(input_tokens, output_tokens, cached if isinstance(cached, int) else 0)
+            cost = info.price.call_cost(input_tokens, output_tokens, cached if isinstance(cached, int) else 0)
             if cost is not None:
                 return cost
         hidden = getattr(response, "_hidden_params", None) or {}

@@ -91,12 +91,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from fractions import Fraction
 from statistics import NormalDist
 from typing import Literal
 
-Verdict = Literal["regression", "improvement", "within noise", "no change"]
+from promptops.model.evals import CaseStatus, GateResult, LatencyChange, PairedResult, Verdict
+from promptops.report.formatting import percent
 
 ALPHA = 0.05
 DEFAULT_CONFIRM = 2
@@ -110,21 +110,6 @@ _MAX_PAIRWISE = 250_000  # base x head latency pairs for the shift estimate; abo
 _TOLERANCE = 1e-9
 
 
-class CaseStatus(str, Enum):
-    """How one case moved from base to head (a str, so it compares and serialises as its value)."""
-
-    REGRESSED = "regressed"
-    FIXED = "fixed"
-    FLAKY = "flaky"
-    UNCHANGED = "unchanged"
-    NEW = "new"
-    REMOVED = "removed"
-    UNANSWERED = "unanswered"  # a side got no answer (the calls failed): nothing to compare
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True)
 class CasePair:
     """One case's samples on each side: the first ``*_initial`` were asked first, the rest to confirm."""
@@ -133,58 +118,6 @@ class CasePair:
     head: tuple[bool, ...]
     base_initial: int = 1
     head_initial: int = 1
-
-
-@dataclass(frozen=True)
-class PairedResult:
-    cases: int  # paired cases compared
-    regressed: int  # every base sample passes, every head sample fails
-    fixed: int
-    flaky: int  # the samples of a side disagree
-    unchanged: int
-    confirmed: bool  # every regressed and fixed case has two samples or more a side
-    candidates_regressed: int  # cases whose initial samples went from all-pass to all-fail
-    candidates_fixed: int
-    p_flips_regressed: float  # P(this many confirmed regressions | no change), an upper bound
-    p_flips_fixed: float
-    drop: float  # mean over cases of (base pass share - head pass share), all samples
-    p_drop: float  # one-sided paired sign-flip test of a drop this large
-    p_rise: float
-    alpha: float
-    by_flips: Literal["regression", "improvement", ""]  # rule A
-    by_samples: Literal["regression", "improvement", ""]  # rule B
-    verdict: Verdict
-
-    @property
-    def net_regressed(self) -> int:
-        return self.regressed - self.fixed
-
-    @property
-    def p_value(self) -> float:
-        """Two-sided p of the paired test over all samples (rule B)."""
-        return min(1.0, 2 * min(self.p_drop, self.p_rise))
-
-    def evidence(self) -> str:
-        """The counts and tests behind the verdict, for a reader."""
-        flips = self.regressed + self.fixed
-        parts = [f"{self.regressed} regressed, {self.fixed} fixed"
-                 + ("" if self.confirmed or not flips else " (unconfirmed: one sample a side)")]
-        if not self.flaky:
-            parts.append("no case flaky, so its flips are not noise" if flips else "no case moved")
-            return ", ".join(parts)
-        parts.append(f"{self.flaky} flaky")
-        if flips:
-            p = self.p_flips_regressed if self.regressed >= self.fixed else self.p_flips_fixed
-            parts.append(f"confirmed flips p = {p:.2g}")
-        parts.append(f"paired test over all samples p = {self.p_value:.2g}")
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class GateResult:
-    passed: bool
-    reason: str
-    preexisting: bool = False  # the gate fails at base as well
 
 
 # -- pass rates --------------------------------------------------------------------------------------
@@ -481,17 +414,6 @@ def _binomial_pmf(k: int, n: int, p: float) -> float:
     return math.exp(log)
 
 
-@dataclass(frozen=True)
-class LatencyChange:
-    base_count: int
-    head_count: int
-    shift_ms: float | None  # Hodges-Lehmann: median of head - base over all pairs
-    shift_low_ms: float | None
-    shift_high_ms: float | None
-    p_value: float | None  # two-sided Mann-Whitney; None when a side has too few fresh latencies
-    changed: bool  # beyond noise
-
-
 def latency_change(base: Sequence[float], head: Sequence[float], alpha: float = ALPHA) -> LatencyChange:
     """Whether head latencies differ from base ones beyond noise: a rank test and the shift with its interval."""
     if min(len(base), len(head)) < MIN_LATENCIES:
@@ -550,7 +472,7 @@ def _thinned(ordered: list[float]) -> list[float]:
 
 
 def _pct(rate: float) -> str:
-    return f"{rate:.1%}"
+    return percent(rate * 100)
 
 
 def _points(rate: float) -> str:

@@ -19,9 +19,10 @@ from typing import Any, Awaitable, Callable, Collection, Iterator, TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
-from promptops.evals.cache import ResultCache, call_key
 from promptops.evals.runner import Call, CallEngine, CallOutcome, Failure, cached_outcome
 from promptops.evals.stats import DEFAULT_CONFIRM
+from promptops.model.evals import Attempt, CaseRun
+from promptops.resultcache import ResultCache, call_key
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages
 
@@ -30,61 +31,6 @@ _LOOKUP_BATCH = 500  # calls looked up in the cache at once while planning
 
 # A judge: (assertion, answer, case, prompt) -> (outcome, judge calls, judge cost or None)
 Judge = Callable[[assertions.Assertion, assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.Outcome, float | None]]]
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One sample of one case."""
-
-    passed: bool
-    score: float
-    output: str | None
-    latency_ms: float | None  # None: not timed (from the cache, the client's warm-up call, or no answer)
-    input_tokens: int | None
-    output_tokens: int | None
-    cost_usd: float | None
-    failures: tuple[str, ...]  # reasons of the assertions that failed, or the error that stopped the call
-    cached: bool = False
-    failure: Failure | None = None  # why there is no answer to assess
-    shared: bool = False  # the answer of an identical request made once for base and head
-
-    @property
-    def is_sample(self) -> bool:
-        """Whether this attempt is an outcome: answered, or a prompt that does not render (a failure)."""
-        return self.failure is None or self.failure.is_sample
-
-    @property
-    def fresh(self) -> bool:
-        """A call made in this run, by this side: its cost is new."""
-        return not self.cached and not self.shared and self.failure is None
-
-    @property
-    def timed(self) -> float | None:
-        """The latency measured in this run, also when an identical request of the other side made the call."""
-        return None if self.cached else self.latency_ms
-
-
-@dataclass(frozen=True)
-class CaseRun:
-    case_id: str
-    vars: dict[str, Any]
-    expected: Any
-    attempts: tuple[Attempt, ...]
-    initial: int = 0  # how many of the attempts were asked first; the rest confirm (0: all of them)
-
-    @property
-    def passes(self) -> list[bool]:
-        """The outcome of every sample (attempts that got no answer are no sample)."""
-        return [attempt.passed for attempt in self.attempts if attempt.is_sample]
-
-    @property
-    def initial_samples(self) -> int:
-        first = self.attempts[: self.initial] if self.initial else self.attempts
-        return sum(attempt.is_sample for attempt in first)
-
-    @property
-    def confirmations(self) -> int:
-        return len(self.attempts) - self.initial if self.initial else 0
 
 
 @dataclass

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from promptops.evals.cache import CacheError, PendingWrites, ResultCache
 from promptops.evals.runner import Call, CallOutcome, Failure, LocalCaller, RunSettings, describe_error, import_litellm
 from promptops.models import ModelCatalog
+from promptops.resultcache import CacheError, PendingWrites, ResultCache
 
 MIN_CALLS = 200  # below this many calls, starting workers (each imports litellm: seconds) costs more than it saves
 MAX_WORKERS = 8

@@ -9,16 +9,17 @@ import itertools
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from promptops import git
 from promptops.config import guarded_by, path_problems
-from promptops.discover import discover, excluded, find_config, git_toplevel
+from promptops.discover import discover, excluded, find_config
 from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import Project
 from promptops.lint.registry import RULES, Rule, find_rule, load_rules
 from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, display_path
+from promptops.model.lint import LintRun
 from promptops.specs import (CONFIG_NAME, EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig,
                              PromptSpec, RetrievalSpec, kind_of)
 
@@ -26,25 +27,6 @@ from promptops.specs import (CONFIG_NAME, EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_
 MAX_FINDINGS_PER_FILE = 100
 
 _DIRECTIVE = re.compile(r"#\s*promptops:\s*(disable|disable-next-line|disable-file)\s*=\s*([A-Za-z0-9_,\s-]+)")
-
-
-@dataclass
-class LintRun:
-    findings: list[Finding] = field(default_factory=list)
-    files: int = 0  # the files named, or found in the folders named
-    related: int = 0  # others checked for their sake: promptops.yaml, the eval suites of the prompts named
-    config_errors: list[Finding] = field(default_factory=list)
-    incomplete: set[str] = field(default_factory=set)  # files whose schema errors were not all looked for
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity is Severity.ERROR]
-
-    def count(self, named: bool) -> None:
-        if named:
-            self.files += 1
-        else:
-            self.related += 1
 
 
 def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig | None = None) -> LintRun:
@@ -60,7 +42,7 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
     run = LintRun()
     targets = [cwd / p for p in paths] or [cwd]
     for config_path, files in _group_by_project(targets, cwd).items():
-        root = config_path.parent if config_path else (git_toplevel(cwd) or cwd)
+        root = config_path.parent if config_path else (git.toplevel(cwd) or cwd)
         whole = any(t.is_dir() and root.resolve().is_relative_to(t.resolve()) for t in targets)
         _lint_project(config_path, root, files, whole, cwd, run, trusted)
     run.findings = _capped(sorted(run.findings), run.incomplete)

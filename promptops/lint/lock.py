@@ -7,18 +7,18 @@ from typing import Iterator
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, hit, rule
 from promptops.loader import display_path
-from promptops.release import store
+from promptops import lockfile
 from promptops.specs import ProjectConfig, Source
 
 
-def _lock(project: Project) -> tuple[dict | None, Source, list[Hit]] | None:
+def _lock(project: Project) -> tuple[lockfile.Lock | None, Source, list[Hit]] | None:
     """The project's lock (beside promptops.yaml), or None when there is none; parsed once per run."""
     if "_lock" not in project.__dict__:
-        path = project.root / store.LOCK_NAME
+        path = project.root / lockfile.LOCK_NAME
         parsed = None
         if path.is_file():
-            data, source, findings = store.parse_lock(path, display_path(path, project.loader.display_base))
-            parsed = (data, source, [Hit(source, f.line, f.col, f.message) for f in findings])
+            lock, source, findings = lockfile.parse_lock(path, display_path(path, project.loader.display_base))
+            parsed = (lock, source, [Hit(source, f.line, f.col, f.message) for f in findings])
         project.__dict__["_lock"] = parsed
     return project.__dict__["_lock"]
 
@@ -48,20 +48,20 @@ def lock_snapshot_mismatch(config: ProjectConfig, project: Project) -> Iterator[
     Passes:  every version in the lock has its snapshot, unchanged since promotion.
     """
     parsed = _lock(project)
-    if parsed is None or parsed[0] is None:
+    lock = parsed[0] if parsed is not None else None
+    if lock is None:
         return
-    data, source, _ = parsed
-    lock = store.Lock(source.path, data, source)
+    source = lock.source
     seen: dict[tuple[str, str], str | None] = {}
     for environment, prompts in lock.environments.items():
         for prompt_id, entry in prompts.items():
-            releases = [((), entry), *((("history", i), old) for i, old in enumerate(entry.get("history") or []))]
+            releases = [((), entry), *((("history", i), old) for i, old in enumerate(entry.history))]
             for where, release in releases:
-                key = (prompt_id, release["version"])
+                key = (prompt_id, release.version)
                 if key not in seen:
-                    path = store.snapshot_path(lock.releases_dir, prompt_id, release["version"])
+                    path = lockfile.snapshot_path(lock.releases_dir, prompt_id, release.version)
                     shown = display_path(path, project.loader.display_base)
-                    seen[key] = store.snapshot_problem(path, prompt_id, release["version"], shown)[1]
+                    seen[key] = lockfile.snapshot_problem(path, prompt_id, release.version, shown)[1]
                 if seen[key]:
                     path_in_lock = ("environments", environment, prompt_id, *where, "version")
                     yield hit(source, path_in_lock, f"{environment}/{prompt_id}: {seen[key]}")

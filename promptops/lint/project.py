@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from promptops.discover import allowed, discover, excluded, git_toplevel
+from promptops import git
+from promptops.discover import allowed, discover, excluded
 from promptops.loader import Loaded, Loader
 from promptops.models import ModelCatalog
 from promptops.specs import EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
@@ -135,29 +135,20 @@ class Project:
 
     def _git_grep(self, ids: list[str], kinds: list[str]) -> dict[str, set[str]] | None:
         """id -> files (of the given kinds, not excluded) in which git grep finds it as a whole word."""
-        patterns = [arg for spec_id in ids for arg in ("-e", spec_id)]
-        globs = [f"*{_SUFFIX[kind]}" for kind in kinds]
-        try:
-            done = subprocess.run(
-                ["git", "grep", "--untracked", "-z", "-o", "-I", "-F", "-w", *patterns, "--", *globs],
-                cwd=self.root, capture_output=True, timeout=60,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if done.returncode not in (0, 1):  # 1: nothing matched
+        matches = git.grep_words(self.root, ids, [f"*{_SUFFIX[kind]}" for kind in kinds])
+        if matches is None:
             return None
         exclude = self.config.paths.exclude
         found: dict[str, set[str]] = {}
-        for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
-            name, _, match = line.partition("\0")
+        for name, match in matches:
             path = self.root / name
-            if match and not excluded(path, self.root, exclude) and allowed(path, self.root):
+            if not excluded(path, self.root, exclude) and allowed(path, self.root):
                 found.setdefault(match, set()).add(_key(path))
         return found
 
     @cached_property
     def _in_git(self) -> bool:
-        return git_toplevel(self.root) is not None
+        return git.toplevel(self.root) is not None
 
     def dependent_suites(self) -> list[Loaded]:
         """Eval suites, not linted themselves, that test a linted prompt: a change to the

@@ -15,27 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from promptops import git, lockfile
 from promptops.config import ConfigError, Workspace, load_workspace
-from promptops.release import store
+from promptops.errors import ExitCode, PromptopsError
+from promptops.lockfile import Release
 from promptops.specs import PromptSpec
 
 if TYPE_CHECKING:  # the eval engine is imported only when evidence is gathered: rollback and status skip it
     from promptops.evals.compare import SuiteComparison
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
 
-
-class ReleaseError(Exception):
+class ReleaseError(PromptopsError):
     """Why nothing was changed; ``exit_code`` is the CLI's (1 refused, 2 bad input, 3 a service failed)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -62,9 +58,17 @@ class Evidence:
                 "model_calls": self.model_calls, "passed": self.passed}
 
 
+class Action(str, Enum):
+    """What a promote or rollback did (its value is the lock's and the audit log's word)."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    UNCHANGED = "unchanged"  # the environment already held that version: nothing written
+
+
 @dataclass
 class Outcome:
-    action: str  # promote, rollback, or unchanged
+    action: Action
     prompt_id: str
     environment: str
     version: str
@@ -83,7 +87,7 @@ class Project:
 
     root: Path
     workspace: Workspace
-    lock: store.Lock
+    lock: lockfile.Lock
 
     @classmethod
     def open(cls, start: Path) -> Project:
@@ -105,11 +109,11 @@ class Project:
         return self.environments.index(environment)
 
 
-def read_lock(root: Path) -> store.Lock:
-    path = root / store.LOCK_NAME
+def read_lock(root: Path) -> lockfile.Lock:
+    path = root / lockfile.LOCK_NAME
     try:
-        return store.read_lock(path, _display(path))
-    except store.LockError as exc:
+        return lockfile.read_lock(path, _display(path))
+    except lockfile.LockError as exc:
         raise ReleaseError(str(exc)) from None
 
 
@@ -149,7 +153,7 @@ def gather_evidence(workspace: Workspace, prompt_id: str, api_base: str | None =
     comparisons, skipped = asyncio.run(run_evaluation(workspace, workspace, options, watch))
     if errors:
         raise ReleaseError(f"{len(errors)} model call(s) failed while gathering evidence, e.g. {errors[0]}; "
-                           "nothing was promoted", EXIT_SERVICE)
+                           "nothing was promoted", ExitCode.SERVICE)
     for comparison in comparisons:
         if not any(name == "pass_rate" for name, _ in comparison.gates):
             comparison.gates.append(("pass_rate", stats.min_pass_rate(comparison.head.pass_rate, 1.0)))
@@ -192,7 +196,7 @@ class Request:
 
 def promote(start: Path, request: Request, progress: Callable[[Any], None] = lambda outcome: None) -> Outcome:
     """Promote ``request.prompt_id`` to ``request.environment``; raises ReleaseError saying why not."""
-    from promptops.evals.cache import CacheError
+    from promptops.resultcache import CacheError
     from promptops.evals.runner import MissingCredentials
     from promptops.gitrefs import RefError
 
@@ -206,8 +210,8 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
     except RefError as exc:
         raise ReleaseError(str(exc)) from None
     current = project.lock.entry(request.environment, request.prompt_id)
-    if current is not None and current["version"] == spec.version:
-        outcome = Outcome("unchanged", spec.id, request.environment, spec.version, spec.version)
+    if current is not None and current.version == spec.version:
+        outcome = Outcome(Action.UNCHANGED, spec.id, request.environment, spec.version, spec.version)
         outcome.notes = complete_audit(project.root, request.environment, spec.id)
         return outcome
     notes: list[str] = []
@@ -222,19 +226,20 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
                                f"called: {exc}. Or pass --force --reason \"...\"") from None
         evidence, notes = None, [f"no evidence gathered: {exc}"]
     _judge(evidence, spec, request, overridden)
-    entry = _release(spec, commit, project.root, request.reason, evidence.record() if evidence else None, overridden)
-    snapshot = store.make_snapshot(spec.id, spec.version, commit, entry["source"], spec.raw)
+    source = _source(spec, project.root)
+    entry = _release(spec, commit, source, project.root, request.reason, evidence.record() if evidence else None,
+                     overridden)
+    snapshot = lockfile.make_snapshot(spec.id, spec.version, commit, source, spec.raw)
     previous_env = None if request.force or index == 0 else project.environments[index - 1]
 
-    def change(lock: store.Lock) -> tuple[Outcome, dict[str, Any]]:
+    def change(lock: lockfile.Lock) -> tuple[Outcome, Release]:
         _recheck_order(lock, spec, previous_env)  # another promotion may have landed while the evals ran
         held = lock.entry(request.environment, spec.id)
-        entry["history"] = _history(held)
-        outcome = Outcome("promote", spec.id, request.environment, spec.version, held["version"] if held else None,
-                          entry["evidence"], overridden, notes=notes)
-        if held is not None and held["version"] == spec.version:
-            outcome.action = "unchanged"
-        return outcome, entry
+        outcome = Outcome(Action.PROMOTE, spec.id, request.environment, spec.version, held.version if held else None,
+                          entry.evidence, overridden, notes=notes)
+        if held is not None and held.version == spec.version:
+            outcome.action = Action.UNCHANGED
+        return outcome, replace(entry, history=_history(held))
 
     return _record(project.root, request.environment, spec.id, change, snapshot, request.commit)
 
@@ -250,18 +255,18 @@ def _prompt_at(project: Project, request: Request, index: int,
 
     previous_env = project.environments[index - 1] if index > 0 else None
     previous = project.lock.entry(previous_env, request.prompt_id) if previous_env else None
-    label = request.ref or (previous["commit"] if previous else "HEAD")
+    label = request.ref or (previous.commit if previous else "HEAD")
     with open_repo(project.root) as repo:  # closed: its git cat-file processes end here
         _, ref = resolve_refs(repo, label, label)
         workspace = snapshot(repo, ref, project.root)
-        commit = repo.commit(label).hexsha
+    commit = ref.commit or ""  # resolved from a name: always a commit
     spec = workspace.prompts.get(request.prompt_id)
     if spec is None:
         raise ReleaseError(_unknown_prompt(request.prompt_id, ref.name, project.workspace, workspace))
     if request.ref is None and previous is None:
         _refuse_uncommitted(project.workspace, spec)
-    if previous_env and (previous is None or previous["version"] != spec.version):
-        held = f"holds {previous['version']}" if previous else "holds no version of it"
+    if previous_env and (previous is None or previous.version != spec.version):
+        held = f"holds {previous.version}" if previous else "holds no version of it"
         problem = (f"{request.environment} only receives what {previous_env} holds: {previous_env} {held}, "
                    f"and {ref} has '{spec.id}' {spec.version}; promote it to {previous_env} first")
         if not request.force:
@@ -298,18 +303,14 @@ def _judge(evidence: Evidence | None, spec: PromptSpec, request: Request, overri
         return
     if not request.force:
         raise ReleaseError(f"{problem}. Nothing was promoted (--force --reason \"...\" overrides, recorded)",
-                           EXIT_REFUSED)
+                           ExitCode.REFUSED)
     overridden.append(problem)
 
 
-def _release(spec: PromptSpec, commit: str, root: Path, reason: str | None, evidence: dict[str, Any] | None,
-             overridden: list[str]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"version": spec.version, "commit": commit, "source": _source(spec, root),
-                             "promoted_at": store.now(), "promoted_by": store.who(root), "action": "promote",
-                             "forced": bool(overridden), "reason": reason, "evidence": evidence}
-    if overridden:
-        entry["overridden"] = overridden
-    return entry
+def _release(spec: PromptSpec, commit: str, source: str, root: Path, reason: str | None,
+             evidence: dict[str, Any] | None, overridden: list[str]) -> Release:
+    return Release(spec.version, commit, lockfile.now(), lockfile.who(root), "promote", source, bool(overridden),
+                   reason, evidence, tuple(overridden))
 
 
 def _source(spec: PromptSpec, root: Path) -> str:
@@ -328,79 +329,76 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
     project.check_environment(environment)
     root = project.root
 
-    def change(lock: store.Lock) -> tuple[Outcome, dict[str, Any]]:
+    def change(lock: lockfile.Lock) -> tuple[Outcome, Release]:
         entry = lock.entry(environment, prompt_id)
         if entry is None:
             raise ReleaseError(f"{environment} holds no version of '{prompt_id}'; nothing to roll back")
-        if to == entry["version"]:
-            return Outcome("unchanged", prompt_id, environment, entry["version"], entry["version"]), entry
-        history = entry.get("history") or []
-        position = next((i for i, old in enumerate(history) if to is None or old["version"] == to), None)
+        if to == entry.version:
+            return Outcome(Action.UNCHANGED, prompt_id, environment, entry.version, entry.version), entry
+        history = entry.history
+        position = next((i for i, old in enumerate(history) if to is None or old.version == to), None)
         if position is None:
-            earlier = ", ".join(old["version"] for old in history) or "none"
+            earlier = ", ".join(old.version for old in history) or "none"
             wanted = f"{to} was never" if to else "no earlier version was"
             raise ReleaseError(f"{wanted} held by {environment} for '{prompt_id}' (earlier versions: {earlier}); "
                                "promote the version you want instead")
-        target = dict(history[position])
-        _check_snapshot(lock, prompt_id, target["version"])
-        target.update(action="rollback", promoted_at=store.now(), promoted_by=store.who(root), reason=reason,
-                      forced=False, history=history[position + 1:])
-        target.pop("overridden", None)
-        return Outcome("rollback", prompt_id, environment, target["version"], entry["version"],
-                       target.get("evidence")), target
+        target = history[position]
+        _check_snapshot(lock, prompt_id, target.version)
+        target = replace(target, action="rollback", promoted_at=lockfile.now(), promoted_by=lockfile.who(root),
+                         reason=reason, forced=False, overridden=(), history=history[position + 1:])
+        return Outcome(Action.ROLLBACK, prompt_id, environment, target.version, entry.version, target.evidence), target
 
     return _record(root, environment, prompt_id, change, None, commit)
 
 
-def _check_snapshot(lock: store.Lock, prompt_id: str, version: str) -> None:
+def _check_snapshot(lock: lockfile.Lock, prompt_id: str, version: str) -> None:
     try:
-        store.read_snapshot(lock.releases_dir, prompt_id, version)
-    except store.LockError as exc:
+        lockfile.read_snapshot(lock.releases_dir, prompt_id, version)
+    except lockfile.LockError as exc:
         raise ReleaseError(f"cannot roll back to {version}: {exc}") from None
 
 
 # --- writing: snapshot, lock, audit line -----------------------------------------------------------
 
 def _record(root: Path, environment: str, prompt_id: str,
-            change: Callable[[store.Lock], tuple[Outcome, dict[str, Any]]],
+            change: Callable[[lockfile.Lock], tuple[Outcome, Release]],
             snapshot: dict[str, Any] | None, commit: bool) -> Outcome:
     """Under the mutex: re-read the lock, append an audit line an earlier run was killed before writing, apply
     ``change``, and write what it asks for (see ``_write_all``)."""
     try:
-        with store.exclusive(root):
+        with lockfile.exclusive(root):
             lock = read_lock(root)
             completed = _complete_audit(root, lock, environment, prompt_id)
             outcome, entry = change(lock)
             outcome.notes += completed
-            if outcome.action == "unchanged":
+            if outcome.action is Action.UNCHANGED:
                 return outcome
             before = lock.path.read_text(encoding="utf-8") if lock.path.exists() else None
-            lock.environments.setdefault(outcome.environment, {})[outcome.prompt_id] = entry
+            lock.hold(outcome.environment, outcome.prompt_id, entry)
             _write_all(root, lock, before, outcome, entry, snapshot)
             if commit:
                 outcome.committed = _git_commit(root, outcome)
             return outcome
-    except store.LockError as exc:  # raised before anything is written
+    except lockfile.LockError as exc:  # raised before anything is written
         raise ReleaseError(f"{exc}; nothing was changed") from None
 
 
-def _recheck_order(lock: store.Lock, spec: PromptSpec, previous_env: str | None) -> None:
+def _recheck_order(lock: lockfile.Lock, spec: PromptSpec, previous_env: str | None) -> None:
     if previous_env is None:
         return
     held = lock.entry(previous_env, spec.id)
-    if held is None or held["version"] != spec.version:
+    if held is None or held.version != spec.version:
         raise ReleaseError(f"{previous_env} no longer holds '{spec.id}' {spec.version} "
                            "(it changed while the evals ran); nothing was promoted")
 
 
-def _history(current: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _history(current: Release | None) -> tuple[Release, ...]:
     if current is None:
-        return []
-    previous = {k: v for k, v in current.items() if k != "history"}
-    return [previous, *(current.get("history") or [])][:store.HISTORY_KEPT]
+        return ()
+    return (current.without_history(), *current.history)[:lockfile.HISTORY_KEPT]
 
 
-def _write_all(root: Path, lock: store.Lock, before: str | None, outcome: Outcome, entry: dict[str, Any],
+def _write_all(root: Path, lock: lockfile.Lock, before: str | None, outcome: Outcome, entry: Release,
                snapshot: dict[str, Any] | None) -> None:
     """The snapshot, then the lock (the commit point, replaced atomically), then the audit line.
 
@@ -410,21 +408,21 @@ def _write_all(root: Path, lock: store.Lock, before: str | None, outcome: Outcom
     appends (``_complete_audit``): the lock and history never disagree for long, and no promotion is
     recorded twice.
     """
-    audit = root / store.AUDIT_LOG
+    audit = root / lockfile.AUDIT_LOG
     created: Path | None = None
     locked = False
     try:
-        created = store.write_snapshot(lock.releases_dir, snapshot) if snapshot else None
-        store.write_atomic(lock.path, store.dump_lock(lock.data))
+        created = lockfile.write_snapshot(lock.releases_dir, snapshot) if snapshot else None
+        lockfile.write_atomic(lock.path, lock.text())
         locked = True
-        store.append_audit(audit, _audit_record(outcome, entry))
+        lockfile.append_audit(audit, _audit_record(outcome, entry))
     except BaseException as exc:  # Ctrl-C included: never a lock entry without its audit line, if we can help it
         left = _take_back(lock.path, locked, before, created)
         if isinstance(exc, OSError):
             raise ReleaseError(f"could not write the release ({exc}); {left or 'nothing was changed'}") from None
         raise
     outcome.written = [p for p in (created, lock.path, audit) if p is not None]
-    outcome.files = [store.snapshot_path(lock.releases_dir, outcome.prompt_id, outcome.version), lock.path, audit]
+    outcome.files = [lockfile.snapshot_path(lock.releases_dir, outcome.prompt_id, outcome.version), lock.path, audit]
 
 
 def _take_back(lock_path: Path, locked: bool, before: str | None, created: Path | None) -> str | None:
@@ -437,7 +435,7 @@ def _take_back(lock_path: Path, locked: bool, before: str | None, created: Path 
         if locked and before is None:
             lock_path.unlink()
         elif locked and before is not None:
-            store.write_atomic(lock_path, before)
+            lockfile.write_atomic(lock_path, before)
     except OSError as exc:
         return (f"the lock could not be put back either ({exc}): it holds the new version and the audit log does "
                 "not yet; run the same command again to complete the audit log")
@@ -451,65 +449,61 @@ def complete_audit(root: Path, environment: str, prompt_id: str) -> list[str]:
     if _missing_audit(root, read_lock(root), environment, prompt_id) is None:
         return []
     try:
-        with store.exclusive(root):
+        with lockfile.exclusive(root):
             return _complete_audit(root, read_lock(root), environment, prompt_id)
-    except store.LockError as exc:
+    except lockfile.LockError as exc:
         raise ReleaseError(f"{exc}; nothing was changed") from None
 
 
-def _complete_audit(root: Path, lock: store.Lock, environment: str, prompt_id: str) -> list[str]:
+def _complete_audit(root: Path, lock: lockfile.Lock, environment: str, prompt_id: str) -> list[str]:
     """Under the mutex: append the missing audit line, if any (see ``_missing_audit``)."""
     record = _missing_audit(root, lock, environment, prompt_id)
     if record is None:
         return []
     try:
-        store.append_audit(root / store.AUDIT_LOG, record)
+        lockfile.append_audit(root / lockfile.AUDIT_LOG, record)
     except OSError as exc:
-        raise ReleaseError(f"{store.AUDIT_LOG} lacks the record of {environment} moving to '{prompt_id}' "
+        raise ReleaseError(f"{lockfile.AUDIT_LOG} lacks the record of {environment} moving to '{prompt_id}' "
                            f"{record['version']} (a run was stopped before writing it), and it cannot be appended: "
                            f"{exc}") from None
-    return [f"{store.AUDIT_LOG}: recorded {record['action']} of '{prompt_id}' {record['version']} in {environment} "
+    return [f"{lockfile.AUDIT_LOG}: recorded {record['action']} of '{prompt_id}' {record['version']} in {environment} "
             f"at {record['at']}, which a run stopped before writing"]
 
 
-# The audit record that describes a lock entry: record key -> entry key.
+# The audit record that describes a lock entry: record key -> Release field.
 _RECORDS_ENTRY = {"version": "version", "action": "action", "at": "promoted_at", "by": "promoted_by",
                   "commit": "commit"}
 
 
-def _missing_audit(root: Path, lock: store.Lock, environment: str, prompt_id: str) -> dict[str, Any] | None:
+def _missing_audit(root: Path, lock: lockfile.Lock, environment: str, prompt_id: str) -> dict[str, Any] | None:
     """The audit record of the release ``environment`` holds for ``prompt_id``, when the log's last record for
     them is not it: the lock is written first and the line last, so a run killed in between leaves it out."""
     entry = lock.entry(environment, prompt_id)
     if entry is None:
         return None
-    records = [r for r in store.read_audit(root / store.AUDIT_LOG, store.AUDIT_LOG)
+    records = [r for r in lockfile.read_audit(root / lockfile.AUDIT_LOG, lockfile.AUDIT_LOG)
                if r.get("environment") == environment and r.get("prompt") == prompt_id]
     last = records[-1] if records else None
-    if last is not None and all(last.get(key) == entry.get(field) for key, field in _RECORDS_ENTRY.items()):
+    if last is not None and all(last.get(key) == getattr(entry, field) for key, field in _RECORDS_ENTRY.items()):
         return None
     # What the environment held before is what the log last recorded for it.
-    outcome = Outcome(entry["action"], prompt_id, environment, entry["version"], last.get("version") if last else None)
+    outcome = Outcome(Action(entry.action), prompt_id, environment, entry.version, last.get("version") if last else None)
     return {**_audit_record(outcome, entry), "recovered": True}
 
 
-def _audit_record(outcome: Outcome, entry: dict[str, Any]) -> dict[str, Any]:
-    return {"at": entry["promoted_at"], "by": entry["promoted_by"], "action": outcome.action,
+def _audit_record(outcome: Outcome, entry: Release) -> dict[str, Any]:
+    return {"at": entry.promoted_at, "by": entry.promoted_by, "action": outcome.action,
             "prompt": outcome.prompt_id, "environment": outcome.environment, "version": outcome.version,
-            "previous": outcome.previous, "commit": entry["commit"], "forced": entry.get("forced", False),
-            "overridden": entry.get("overridden", []), "reason": entry.get("reason"),
-            "evidence": entry.get("evidence")}
+            "previous": outcome.previous, "commit": entry.commit, "forced": entry.forced,
+            "overridden": list(entry.overridden), "reason": entry.reason, "evidence": entry.evidence}
 
 
 def _git_commit(root: Path, outcome: Outcome) -> str:
     """Commit exactly the lock, the audit log and the version's snapshot (forced past .gitignore: asked for)."""
     paths = [str(p) for p in outcome.files]
-    verb = "roll back" if outcome.action == "rollback" else "promote"
+    verb = "roll back" if outcome.action is Action.ROLLBACK else "promote"
     message = f"promptops: {verb} {outcome.prompt_id} {outcome.version} in {outcome.environment}"
-    for args in (["add", "-f", "--", *paths], ["commit", "-q", "-m", message, "--only", "--", *paths]):
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise ReleaseError(f"{verb} recorded in {', '.join(paths)}, but git {args[0]} failed: "
-                               f"{done.stderr.strip() or done.stdout.strip()}; commit those files yourself")
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                          timeout=30).stdout.strip()
+    try:
+        return git.commit_only(root, paths, message)
+    except git.GitError as exc:
+        raise ReleaseError(f"{verb} recorded in {', '.join(paths)}, but {exc}; commit those files yourself") from None

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from promptops import lockfile
 from promptops.loader import SchemaChecker, build_prompt
-from promptops.release import store
 from promptops.specs import PromptSpec, Source
 from promptops.templating import RenderLimits, render_messages, validate_inputs
 
@@ -118,43 +118,43 @@ def load(prompt_id: str, env: str, *, root: str | os.PathLike[str] | None = None
         known = ", ".join(sorted(held)) or "none"
         raise LoadError(f"{env} holds no version of '{prompt_id}' in {lock.source.display} (it holds: {known})")
     try:
-        snapshot = store.read_snapshot(lock.releases_dir, prompt_id, entry["version"])
-    except store.LockError as exc:
+        snapshot = lockfile.read_snapshot(lock.releases_dir, prompt_id, entry.version)
+    except lockfile.LockError as exc:
         raise LoadError(f"{lock.where(('environments', env, prompt_id, 'version'))}: {exc}") from None
-    source = Source(store.snapshot_path(lock.releases_dir, prompt_id, entry["version"]), prompt_id)
+    source = Source(lockfile.snapshot_path(lock.releases_dir, prompt_id, entry.version), prompt_id)
     checker = SchemaChecker()
     problems = checker.check("prompt", snapshot["spec"], source)
     if problems:
-        raise LoadError(f"release snapshot of '{prompt_id}' {entry['version']} is not a valid prompt: {problems[0]}")
+        raise LoadError(f"release snapshot of '{prompt_id}' {entry.version} is not a valid prompt: {problems[0]}")
     spec = build_prompt(snapshot["spec"], source, [])
-    return Prompt(prompt_id, entry["version"], env, entry["commit"], spec)
+    return Prompt(prompt_id, entry.version, env, entry.commit, spec)
 
 
-def _find_lock(root: str | os.PathLike[str] | None, bundle: str | os.PathLike[str] | None) -> store.Lock:
+def _find_lock(root: str | os.PathLike[str] | None, bundle: str | os.PathLike[str] | None) -> lockfile.Lock:
     folder = bundle or root or os.environ.get(BUNDLE_ENV)
     if folder is not None:
-        path = Path(folder) / store.LOCK_NAME
+        path = Path(folder) / lockfile.LOCK_NAME
         if not path.is_file():
-            raise LoadError(f"no {store.LOCK_NAME} in {folder} (write one with promptops promote, "
+            raise LoadError(f"no {lockfile.LOCK_NAME} in {folder} (write one with promptops promote, "
                             "or a bundle with promptops export)")
     else:
         path = _walk_up(Path.cwd())
     try:
-        return store.read_lock(path, str(path))
-    except store.LockError as exc:
+        return lockfile.read_lock(path, str(path))
+    except lockfile.LockError as exc:
         raise LoadError(str(exc)) from None
 
 
 def _walk_up(start: Path) -> Path:
     for folder in (start.resolve(), *start.resolve().parents):
-        if (folder / store.LOCK_NAME).is_file():
-            return folder / store.LOCK_NAME
-    raise LoadError(f"no {store.LOCK_NAME} in {start} or above it; pass root= or bundle=, or set ${BUNDLE_ENV}")
+        if (folder / lockfile.LOCK_NAME).is_file():
+            return folder / lockfile.LOCK_NAME
+    raise LoadError(f"no {lockfile.LOCK_NAME} in {start} or above it; pass root= or bundle=, or set ${BUNDLE_ENV}")
 
 
 # --- export --------------------------------------------------------------------------------------
 
-def export(lock: store.Lock, environment: str, destination: Path) -> list[str]:
+def export(lock: lockfile.Lock, environment: str, destination: Path) -> list[str]:
     """Write a self-contained bundle of ``environment``: its lock (no history) and its snapshots.
 
     ``destination`` must be missing, empty, or an earlier bundle (replaced whole). Returns the prompt ids.
@@ -167,13 +167,12 @@ def export(lock: store.Lock, environment: str, destination: Path) -> list[str]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        entries = {}
         for prompt_id, entry in sorted(held.items()):
-            snapshot = store.read_snapshot(lock.releases_dir, prompt_id, entry["version"])
-            store.write_snapshot(staging / BUNDLE_RELEASES, snapshot)
-            entries[prompt_id] = {k: v for k, v in entry.items() if k != "history"}
-        data = {"schema_version": 1, "releases": BUNDLE_RELEASES, "environments": {environment: entries}}
-        (staging / store.LOCK_NAME).write_text(store.dump_lock(data), encoding="utf-8")
+            snapshot = lockfile.read_snapshot(lock.releases_dir, prompt_id, entry.version)
+            lockfile.write_snapshot(staging / BUNDLE_RELEASES, snapshot)
+        bundled = {environment: dict(sorted(held.items()))}
+        text = lockfile.dump_lock(bundled, releases=BUNDLE_RELEASES, history=False)
+        (staging / lockfile.LOCK_NAME).write_text(text, encoding="utf-8")
         _swap_in(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -190,7 +189,7 @@ def _check_destination(destination: Path) -> None:
 
 def _replaceable(folder: Path) -> bool:
     names = {p.name for p in folder.iterdir()}
-    return not names or names <= {store.LOCK_NAME, BUNDLE_RELEASES} and store.LOCK_NAME in names
+    return not names or names <= {lockfile.LOCK_NAME, BUNDLE_RELEASES} and lockfile.LOCK_NAME in names
 
 
 def _swap_in(staging: Path, destination: Path) -> None:

@@ -7,13 +7,12 @@ snapshot that is missing, or no longer hashes to its version, is what an app wou
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from promptops import lockfile
 from promptops.config import Workspace
-from promptops.release import store
 
 CURRENT, BEHIND, REMOVED = "current", "behind", "removed"
 SNAPSHOT_OK, SNAPSHOT_MISSING, SNAPSHOT_ALTERED = "ok", "missing", "altered"
@@ -37,7 +36,7 @@ class Row:
     cells: dict[str, Cell | None]
 
 
-def status(workspace: Workspace, lock: store.Lock) -> list[Row]:
+def status(workspace: Workspace, lock: lockfile.Lock) -> list[Row]:
     """A row per prompt at head or in the lock, a cell per environment of promptops.yaml (and of the lock)."""
     environments = environment_order(workspace, lock)
     ids = sorted(set(workspace.prompts) | {pid for held in lock.environments.values() for pid in held})
@@ -51,14 +50,14 @@ def status(workspace: Workspace, lock: store.Lock) -> list[Row]:
     return rows
 
 
-def snapshot_problems(lock: store.Lock) -> list[str]:
+def snapshot_problems(lock: lockfile.Lock) -> list[str]:
     """Every release the lock names, held now or kept for rollback, whose snapshot is missing or altered."""
     checked = _Snapshots(lock)
     problems = []
     for environment, held in sorted(lock.environments.items()):
         for prompt_id, entry in sorted(held.items()):
-            for where, release in (("", entry), *((" (history)", old) for old in entry.get("history") or [])):
-                _, problem = checked.state(prompt_id, release["version"])
+            for where, release in (("", entry), *((" (history)", old) for old in entry.history)):
+                _, problem = checked.state(prompt_id, release.version)
                 if problem:
                     problems.append(f"{environment}/{prompt_id}{where}: {problem}")
     return problems
@@ -67,85 +66,34 @@ def snapshot_problems(lock: store.Lock) -> list[str]:
 class _Snapshots:
     """Each snapshot read and hashed once, however many environments hold its version."""
 
-    def __init__(self, lock: store.Lock) -> None:
+    def __init__(self, lock: lockfile.Lock) -> None:
         self.lock = lock
         self.seen: dict[tuple[str, str], tuple[str, str | None]] = {}
 
     def state(self, prompt_id: str, version: str) -> tuple[str, str | None]:
         key = (prompt_id, version)
         if key not in self.seen:
-            path = store.snapshot_path(self.lock.releases_dir, prompt_id, version)
+            path = lockfile.snapshot_path(self.lock.releases_dir, prompt_id, version)
             shown = os.path.relpath(path, self.lock.path.parent)
-            _, problem = store.snapshot_problem(path, prompt_id, version, shown)
+            _, problem = lockfile.snapshot_problem(path, prompt_id, version, shown)
             state = SNAPSHOT_OK if problem is None else SNAPSHOT_MISSING if not path.exists() else SNAPSHOT_ALTERED
             self.seen[key] = (state, problem)
         return self.seen[key]
 
 
-def environment_order(workspace: Workspace, lock: store.Lock) -> list[str]:
+def environment_order(workspace: Workspace, lock: lockfile.Lock) -> list[str]:
     configured = workspace.config.environments
     return configured + sorted(env for env in lock.environments if env not in configured)
 
 
-def _cell(entry: dict[str, Any] | None, head: str | None, prompt_id: str, checked: _Snapshots) -> Cell | None:
+def _cell(entry: lockfile.Release | None, head: str | None, prompt_id: str, checked: _Snapshots) -> Cell | None:
     if entry is None:
         return None
-    state = REMOVED if head is None else CURRENT if entry["version"] == head else BEHIND
-    snapshot, problem = checked.state(prompt_id, entry["version"])
-    return Cell(entry["version"], state, entry["promoted_at"], entry["promoted_by"], bool(entry.get("forced")),
-                snapshot, problem)
-
-
-def render_text(rows: list[Row], environments: list[str], problems: list[str]) -> str:
-    """A plain table: the head's version, then per environment the version held and how it stands; then every
-    release whose snapshot is missing or altered."""
-    header = ["prompt", "head", *environments]
-    table = [header]
-    for row in rows:
-        table.append([row.prompt_id, row.head or "(removed)", *(_describe(row.cells[env]) for env in environments)])
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
-    lagging = sum(cell is not None and cell.state != CURRENT for row in rows for cell in row.cells.values())
-    footer = f"\n{len(rows)} prompt(s); {lagging} environment entr{'y' if lagging == 1 else 'ies'} behind head or removed."
-    if problems:
-        footer += (f"\n{len(problems)} release snapshot(s) missing or altered (apps cannot load them as promoted; "
-                   "restore them from git):" + "".join(f"\n  {problem}" for problem in problems))
-    return "\n".join(lines) + "\n" + (footer + "\n" if rows else "no prompts and nothing promoted yet\n")
-
-
-def _describe(cell: Cell | None) -> str:
-    if cell is None:
-        return "-"
-    marks = {CURRENT: "", BEHIND: " (behind)", REMOVED: " (removed)"}[cell.state]
-    broken = "" if cell.snapshot == SNAPSHOT_OK else f" (snapshot {cell.snapshot})"
-    return f"{cell.version}{marks}{' (forced)' if cell.forced else ''}{broken}"
-
-
-def render_json(rows: list[Row], environments: list[str], problems: list[str]) -> str:
-    document = {
-        "schema_version": 1,
-        "environments": environments,
-        "snapshot_problems": problems,
-        "prompts": [{"id": row.prompt_id, "head": row.head,
-                     "environments": {env: (None if cell is None else cell.__dict__) for env, cell in row.cells.items()}}
-                    for row in rows],
-    }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+    state = REMOVED if head is None else CURRENT if entry.version == head else BEHIND
+    snapshot, problem = checked.state(prompt_id, entry.version)
+    return Cell(entry.version, state, entry.promoted_at, entry.promoted_by, entry.forced, snapshot, problem)
 
 
 def history(records: list[dict[str, Any]], prompt_id: str) -> list[dict[str, Any]]:
     """The audit log's records of one prompt, oldest first."""
     return [record for record in records if record.get("prompt") == prompt_id]
-
-
-def render_history(records: list[dict[str, Any]]) -> str:
-    lines = []
-    for record in records:
-        move = f"{record.get('previous') or '(none)'} -> {record.get('version')}"
-        evidence = record.get("evidence") or {}
-        rate = f"pass {evidence['pass_rate']:.0%} of {evidence['cases']}" if "pass_rate" in evidence else "no evidence"
-        forced = f"  FORCED: {record.get('reason')}" if record.get("forced") else ""
-        reason = f"  reason: {record['reason']}" if record.get("reason") and not record.get("forced") else ""
-        lines.append(f"{record.get('at')}  {record.get('action'):<8} {record.get('environment'):<10} {move}  "
-                     f"by {record.get('by')}  commit {str(record.get('commit'))[:12]}  {rate}{forced}{reason}")
-    return "\n".join(lines) + "\n"

@@ -12,9 +12,9 @@ from typing import Callable, Iterable, Sequence
 
 from markupsafe import Markup
 
-from promptops.estimate.cost import Change
-from promptops.evals.compare import SuiteComparison, fresh_latencies
-from promptops.report.formatting import money
+from promptops.model.cost import Change
+from promptops.model.evals import SuiteComparison, fresh_latencies
+from promptops.report.formatting import money, percent
 
 SERIES = (("base", "#9aa5b1"), ("head", "#2f6fde"))
 GATE_COLOUR = "#cf222e"
@@ -25,8 +25,9 @@ HIST_W, HIST_H, AXIS = 420, 110, 44  # latency histogram: plot size, room for th
 def pass_rates(comparisons: Sequence[SuiteComparison], gate: float | None = None) -> Markup:
     """Pass rate per suite at base and head; ``gate``: the minimum pass rate every suite is held to."""
     groups = [(c.suite, (c.base.pass_rate if c.base else None, c.head.pass_rate)) for c in comparisons]
-    return _bars(groups, 1.0, lambda v: f"{v:.0%}", "Pass rate per suite",
-                 gate=(gate, f"gate: pass rate ≥ {gate:.0%}") if gate is not None else None)
+    rate = lambda v: percent(v * 100, places=0)  # noqa: E731
+    return _bars(groups, 1.0, rate, "Pass rate per suite",
+                 gate=(gate, f"gate: pass rate ≥ {rate(gate)}") if gate is not None else None)
 
 
 def costs(changes: Sequence[Change]) -> Markup:

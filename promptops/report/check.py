@@ -1,6 +1,9 @@
 """Renderers for a CheckReport: the PR comment and step summary (Markdown), a standalone HTML page
 with small charts, and JSON.
 
+They read the check as the stage built it (promptops.model.check: its figures computed once by
+``ci.summarise``) and only format it: a new figure is a field of the model and a line in the templates.
+
 Everything that comes from a pull request (ids, case inputs, model output) is
 untrusted: it reaches Markdown only through ``safety.inline`` or
 ``safety.block`` and HTML only through Jinja's autoescape.
@@ -8,26 +11,21 @@ untrusted: it reaches Markdown only through ``safety.inline`` or
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from promptops import resources
-from promptops.ci import CheckReport, PromptRow, head_pass_rate, prompt_rows
-from promptops.evals.compare import CaseChange, SideFigures, SuiteComparison
-from promptops.evals.stats import CaseStatus
-from promptops.evals.suite import CaseRun
 from promptops.github import COMMENT_LIMIT
-from promptops.lint.output import repository_path
-from promptops.report import cost as cost_report, diff as diff_report, evals as evals_report
+from promptops.model.check import CheckReport, Money, PromptRow, SuiteCases, Totals
+from promptops.model.cost import Change
+from promptops.model.evals import CaseChange, CaseRun, SideFigures, SuiteComparison
+from promptops.report import cost as cost_report, diff as diff_report, evals as evals_report, versions
 from promptops.report.evals import latency_text, samples_text
-from promptops.report.formatting import money, signed
+from promptops.report.formatting import change_percent, money, percent, signed
+from promptops.report.jinja import render_template
 from promptops.report.safety import block, inline
 
-JSON_SCHEMA_VERSION = 2
 SUMMARY_LIMIT = 250_000  # a step summary may hold 1 MiB: characters of up to 4 bytes each
-MAX_REGRESSED_SHOWN = 20  # per suite; the rest are counted
 ICONS = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 FOOTER = "This comment is updated on every push."
 
@@ -50,10 +48,9 @@ def headline(report: CheckReport) -> str:
 
 
 def _good_news(report: CheckReport) -> str:
-    changed = sum(item.status != "unchanged" for item in report.diff.prompts)
-    rate = head_pass_rate(report)
-    quality = f"evals pass ({rate:.0%} of cases at head)" if rate is not None else "no eval suite was affected"
-    return f"{changed} prompt(s) changed, {quality}; {cost_report.headline(report.cost)}"
+    rate = report.summary.head_pass_rate
+    quality = f"evals pass ({_pct(rate)} of cases at head)" if rate is not None else "no eval suite was affected"
+    return f"{report.summary.changed_prompts} prompt(s) changed, {quality}; {cost_report.headline(report.cost)}"
 
 
 # -- Markdown --------------------------------------------------------------------------------
@@ -64,14 +61,15 @@ def render_markdown(report: CheckReport, *, limit: int = COMMENT_LIMIT, full_rep
     details give way to a note saying where the full report is."""
     details = _details(report)
     where = f" The full report: {full_report}." if full_report else ""
-    rows = prompt_rows(report)
+    summary = report.summary
     while True:
-        text = _render_template("check.md.j2", report=report, headline=headline(report), icon=ICONS,
-                                rows=[_row(r) for r in rows], details=details,
-                                cost_headline=cost_report.headline(report.cost), totals=_totals(report),
-                                gaps=[(inline(r.prompt, 80), inline(r.cost_gap, 600)) for r in rows if r.cost_gap],
-                                gates=_gates(report), footer=footer,
-                                assumptions=[inline(note, 400) for note in _assumptions(report)])
+        text = render_template("check.md.j2", report=report, headline=headline(report), icon=ICONS,
+                               rows=[_row(r) for r in summary.rows], details=details,
+                               cost_headline=cost_report.headline(report.cost), totals=_totals(report),
+                               gaps=[(inline(r.prompt, 80), inline(r.cost_gap, 600))
+                                     for r in summary.rows if r.cost_gap],
+                               gates=_gates(report), footer=footer,
+                               assumptions=[inline(note, 400) for note in summary.assumptions])
         cuttable = [d for d in details if not d.body.startswith("_Trimmed")]
         if len(text) <= limit or not cuttable:
             return text if len(text) <= limit else text[: limit - 200] + "\n\n_(report cut at GitHub's size limit)_\n"
@@ -139,15 +137,14 @@ def _cost_cell(row: PromptRow) -> str:
     return " · ".join(parts) or "–"
 
 
-def _monthly(change: Any) -> str:
+def _monthly(change: Change | None) -> str:
     if change is None:
         return "–"
     d = change.delta("monthly_cost")
     if d.absolute is None:
         side = change.head or change.base
         return "unknown" if side and side.calls_per_day else "no usage set"
-    pct = f" ({d.percent:+.1f}%)" if d.percent is not None else ""
-    return f"est. {signed(d.absolute, 'usd')}{pct}"
+    return f"est. {signed(d.absolute, 'usd')}{change_percent(d)}"
 
 
 def _arrow(base: str, head: str) -> str:
@@ -155,7 +152,7 @@ def _arrow(base: str, head: str) -> str:
 
 
 def _pct(rate: float | None) -> str:
-    return "–" if rate is None else f"{rate:.0%}"
+    return "–" if rate is None else percent(rate * 100, places=0)
 
 
 def _ms(value: float | None) -> str:
@@ -163,88 +160,60 @@ def _ms(value: float | None) -> str:
 
 
 def _totals(report: CheckReport) -> str:
-    changed = sum(item.status != "unchanged" for item in (*report.diff.prompts, *report.diff.retrievals))
-    parts = [f"{changed} prompt or retrieval file(s) changed", f"{report.lint.files} file(s) linted"]
-    comparisons = report.evals.comparisons
-    if comparisons:
-        sides = [side for c in comparisons for side in (c.base, c.head) if side is not None]
-        calls, cached = sum(s.calls for s in sides), sum(s.cached_calls for s in sides)
-        shared, new = sum(s.shared_calls for s in sides), sum(s.new_calls for s in sides)
-        confirming = sum(s.confirmation_calls for s in sides)
-        parts.append(f"{len(comparisons)} suite(s), {sum(c.head.cases for c in comparisons)} case(s) at head, "
-                     f"{calls} answer(s): {new} new model call(s), {cached} from the cache, {shared} call(s) "
-                     f"saved by sharing requests identical at base and head, {confirming} answer(s) to confirm flips")
-        spend = [s.new_spend_usd for s in sides]
-        judges = [s.judge_cost_usd for s in sides]
-        parts.append(f"new model spend (measured) {_total_money(spend)} plus {_total_money(judges)} on judges")
+    totals: Totals = report.summary.totals
+    parts = [f"{totals.changed_files} prompt or retrieval file(s) changed", f"{totals.linted_files} file(s) linted"]
+    if totals.suites:
+        parts.append(f"{totals.suites} suite(s), {totals.head_cases} case(s) at head, {totals.answers} answer(s): "
+                     f"{totals.new_calls} new model call(s), {totals.cached_calls} from the cache, "
+                     f"{totals.shared_calls} call(s) saved by sharing requests identical at base and head, "
+                     f"{totals.confirmation_calls} answer(s) to confirm flips")
+        spend = report.summary.spend
+        parts.append(f"new model spend (measured) {_money(spend.models)} plus {_money(spend.judges)} on judges")
     return " · ".join(parts)
 
 
-def _total_money(values: list[float | None]) -> str:
-    known = [v for v in values if v is not None]
-    unknown = " (some unpriced)" if len(known) < len(values) else ""
-    return money(sum(known)) + unknown
+def _money(total: Money) -> str:
+    return money(total.usd) + (" (some unpriced)" if total.unpriced else "")
 
 
 def _gates(report: CheckReport) -> list[tuple[bool, str]]:
-    gates = [(result.passed, f"{inline(c.suite, 120)} · {name}: {inline(result.reason, 400)}")
-             for c in report.evals.comparisons for name, result in c.gates]
-    gates += [(result.passed, f"{inline(prompt, 120)} · max_cost_increase_pct (estimated, no eval measured it): "
-                              f"{inline(result.reason, 300)}") for prompt, result in report.cost_gates]
-    return gates
-
-
-def _assumptions(report: CheckReport) -> list[str]:
-    """Plain text: each renderer escapes it its own way."""
-    notes = ["Cost is estimated from the files before any call, or measured on eval answers (the provider's "
-             "token counts at the price map's rates, cached input at the cached-input rate)"]
-    notes += [f"{c.prompt_id} estimated output tokens: {c.head.output_basis}"
-              for c in report.cost.changes if c.head is not None and c.status != "unchanged"]
-    notes += report.cost.assumptions
-    if report.evals.ran:
-        confirm = max((c.confirm for c in report.evals.comparisons), default=0)
-        notes.append(f"Every case that flipped or whose samples disagree was asked {confirm} more time(s) a side; "
-                     "a case is regressed only when every base sample passes and every head sample fails"
-                     if confirm else "Flips are not confirmed (eval.confirm: 0)")
-        notes.append("Latency is timed from sending a call to the end of its answer, in this run only: cached "
-                     "answers and each worker's first call to a provider (client warm-up) are not timed")
-    return notes
+    return [(gate.result.passed,
+             f"{inline(gate.subject, 120)} · max_cost_increase_pct (estimated, no eval measured it): "
+             f"{inline(gate.result.reason, 300)}" if gate.estimated else
+             f"{inline(gate.subject, 120)} · {gate.name}: {inline(gate.result.reason, 400)}")
+            for gate in report.summary.gates]
 
 
 def _details(report: CheckReport) -> list[Detail]:
     details = []
     changed = diff_report.render_markdown(report.diff, report.base_label, report.head_label)
     details.append(Detail("What changed (semantic diff)", changed.split("\n", 1)[1].strip() or "Nothing."))
-    for comparison in report.evals.comparisons:
-        regressed = comparison.with_status(CaseStatus.REGRESSED)
-        if regressed:
-            details.append(Detail(f"Regressed cases in {inline(comparison.suite, 120)} ({len(regressed)})",
-                                  _regressed(regressed)))
-    flaky = [(c, change) for c in report.evals.comparisons for change in c.with_status(CaseStatus.FLAKY)]
-    flaky_heads = [(c.suite, case) for c in report.evals.comparisons if c.paired is None for case in c.head.flaky]
-    if flaky or flaky_heads:
-        lines = [f"- {inline(c.suite, 120)}: {inline(change.case_id, 120)} ({samples_text(change)})"
-                 for c, change in flaky] + [f"- {inline(suite, 120)}: {inline(case, 120)} (samples disagree)"
-                                            for suite, case in flaky_heads]
+    for regressed in report.summary.regressed:
+        details.append(Detail(f"Regressed cases in {inline(regressed.suite, 120)} ({len(regressed.cases)})",
+                              _regressed(regressed)))
+    flaky = report.summary.flaky
+    if flaky:
+        lines = [f"- {inline(case.suite, 120)}: {inline(case.case_id, 120)} "
+                 f"({samples_text(case.change) if case.change else 'samples disagree'})" for case in flaky]
         details.append(Detail(f"Flaky cases ({len(lines)}): their samples disagree, so they count neither way",
                               "\n".join(lines)))
     if report.evals.comparisons:
         details.append(Detail("Eval suites", _suites_table(report.evals.comparisons)))
         details.append(Detail("Latency", "\n".join(f"- {inline(c.suite, 120)}: {inline(latency_text(c), 600)}"
                                                     for c in report.evals.comparisons)))
-    if report.lint.findings:
-        details.append(Detail(f"Lint findings ({len(report.lint.findings)})", "\n".join(
-            f"- `{f.code}` {inline(repository_path(f.path), 200)}:{f.line}:{f.col} {inline(f.message, 400)}"
-            for f in report.lint.findings)))
+    if report.summary.lint:
+        details.append(Detail(f"Lint findings ({len(report.summary.lint)})", "\n".join(
+            f"- `{line.finding.code}` {inline(line.path, 200)}:{line.finding.line}:{line.finding.col} "
+            f"{inline(line.finding.message, 400)}" for line in report.summary.lint)))
     notes = report.evals.skipped + report.problems
     if notes:
         details.append(Detail("Not evaluated", "\n".join(f"- {inline(note, 400)}" for note in notes)))
     return details
 
 
-def _regressed(cases: list[CaseChange]) -> str:
+def _regressed(regressed: SuiteCases) -> str:
     parts = []
-    for change in cases[:MAX_REGRESSED_SHOWN]:
+    for change in regressed.shown:
         base, head = change.base, change.head
         assert base is not None and head is not None  # a regressed case exists on both sides
         parts.append("\n".join([
@@ -258,21 +227,19 @@ def _regressed(cases: list[CaseChange]) -> str:
             "Head output:",
             block(_output(head), 1_500),
         ]))
-    if len(cases) > MAX_REGRESSED_SHOWN:
-        parts.append(f"_…and {len(cases) - MAX_REGRESSED_SHOWN} more regressed cases in the full report._")
+    hidden = len(regressed.cases) - len(regressed.shown)
+    if hidden:
+        parts.append(f"_…and {hidden} more regressed cases in the full report._")
     return "\n\n".join(parts)
 
 
 def _reason(run: CaseRun) -> str:
-    reasons = dict.fromkeys(r for a in run.attempts if not a.passed for r in a.failures)
-    return "; ".join(reasons) or "score below the threshold"
+    return "; ".join(run.reasons) or "score below the threshold"
 
 
-def _output(run: CaseRun) -> str:
-    attempt = next((a for a in run.attempts if not a.passed), run.attempts[0]) if run.attempts else None
-    if attempt is None or attempt.output is None:
-        return "(no answer)"
-    return attempt.output
+def _output(run: CaseRun | None) -> str:
+    output = run.shown_output if run is not None else None
+    return "(no answer)" if output is None else output
 
 
 def _text(value: Any) -> str:
@@ -286,7 +253,8 @@ def _suites_table(comparisons: list[SuiteComparison]) -> str:
     for c in comparisons:
         head, base = c.head, c.base
         low, high = head.pass_rate_interval
-        rate = _arrow(_pct(base.pass_rate) if base else "–", _pct(head.pass_rate)) + f" (95% CI {low:.0%}–{high:.0%})"
+        rate = (_arrow(_pct(base.pass_rate) if base else "–", _pct(head.pass_rate))
+                + f" (95% CI {_pct(low)}–{_pct(high)})")
         verdict = f"{c.paired.verdict}: {c.paired.evidence()}" if c.paired else "head only"
         if not head.cases:
             rate, verdict = "–", "not run" if any(name == "ran" for name, _ in c.gates) else "no case"
@@ -313,18 +281,19 @@ def _num(value: float | None) -> str:
 def to_json(report: CheckReport) -> dict[str, Any]:
     verdict = report.verdict
     return {
-        "schema_version": JSON_SCHEMA_VERSION,
+        "schema_version": versions.CHECK_REPORT,
         "base": report.base_label,
         "head": report.head_label,
         "verdict": {"level": verdict.level, "headline": headline(report), "failures": list(verdict.failures),
                     "warnings": list(verdict.warnings), "exit_code": verdict.exit_code},
         "lint": {"files": report.linted, "findings": [
-            {"path": repository_path(f.path), "line": f.line, "column": f.col, "code": f.code,
-             "severity": str(f.severity), "message": f.message} for f in report.lint.findings]},
-        "prompts": [_row_json(row) for row in prompt_rows(report)],
+            {"path": line.path, "line": line.finding.line, "column": line.finding.col, "code": line.finding.code,
+             "severity": str(line.finding.severity), "message": line.finding.message} for line in report.summary.lint]},
+        "prompts": [_row_json(row) for row in report.summary.rows],
         "cost": {**cost_report.to_json(report.cost), "kind": "estimated",
-                 "gates": [{"prompt": prompt, "gate": "max_cost_increase_pct", "kind": "estimated",
-                            "passed": result.passed, "reason": result.reason} for prompt, result in report.cost_gates]},
+                 "gates": [{"prompt": gate.subject, "gate": gate.name, "kind": "estimated",
+                            "passed": gate.result.passed, "reason": gate.result.reason}
+                           for gate in report.summary.gates if gate.estimated]},
         "evals": {"ran": report.evals.ran, "note": report.evals.note,
                   **evals_report.to_json(report.evals.comparisons, report.base_label, report.head_label,
                                          report.evals.skipped)},
@@ -361,52 +330,30 @@ def render_html(report: CheckReport) -> str:
     """One self-contained page (inline CSS and SVG, no script, nothing fetched)."""
     from promptops.report import charts
 
-    rows = prompt_rows(report)
+    summary = report.summary
     comparisons = report.evals.comparisons
-    gates = {c.suite: c.gates for c in comparisons}
-    return _render_template(
-        "check.html.j2", autoescape=True, report=report, headline=headline(report), rows=[_html_row(r) for r in rows],
-        pass_chart=charts.pass_rates(comparisons, _gate_value(comparisons, "pass_rate")),
-        latency_charts=[(c.suite, charts.latency_histogram(c, _gate_value([c], "max_p95_latency_ms")))
-                        for c in comparisons],
+    return render_template(
+        "check.html.j2", autoescape=True, report=report, headline=headline(report),
+        rows=[_html_row(r) for r in summary.rows],
+        pass_chart=charts.pass_rates(comparisons, summary.pass_rate_limit),
+        latency_charts=[(c.suite, charts.latency_histogram(c, summary.latency_limits[c.suite])) for c in comparisons],
         latency_notes={c.suite: latency_text(c) for c in comparisons},
-        cost_chart=charts.costs(report.cost.changes), regressed=_html_cases(comparisons, CaseStatus.REGRESSED),
-        flaky=_html_cases(comparisons, CaseStatus.FLAKY), gates=gates, cost_gates=report.cost_gates,
-        gaps=[(r.prompt, r.cost_gap) for r in rows if r.cost_gap], assumptions=_assumptions(report),
-        lint=[(repository_path(f.path), f) for f in report.lint.findings], suites=comparisons,
+        cost_chart=charts.costs(report.cost.changes),
+        regressed=[_html_case(suite.suite, change) for suite in summary.regressed for change in suite.cases],
+        flaky=[_html_case(case.suite, case.change) for case in summary.flaky if case.change is not None],
+        gates=summary.gates, gaps=[(r.prompt, r.cost_gap) for r in summary.rows if r.cost_gap],
+        assumptions=summary.assumptions, lint=summary.lint, suites=comparisons,
         diff=diff_report.render_text(report.diff, report.base_label, report.head_label),
     )
-
-
-def _gate_value(comparisons: list[SuiteComparison], name: str) -> float | None:
-    """The gate's limit where every suite shares it (a chart draws one line), else None."""
-    values = {float(value) for c in comparisons for value in [c.gate_limits.get(name)] if value is not None}
-    return values.pop() if len(values) == 1 else None
 
 
 def _html_row(row: PromptRow) -> list[str]:
     return [row.prompt + _status(row), *_figures(row)]  # the template escapes the id
 
 
-def _html_cases(comparisons: list[SuiteComparison], status: CaseStatus) -> list[dict[str, Any]]:
-    return [{"suite": c.suite, "case": x.case_id, "reason": _reason(x.head), "vars": x.head.vars,
-             "samples": samples_text(x), "expected": _text(x.head.expected), "base": _output(x.base),
-             "head": _output(x.head)}
-            for c in comparisons for x in c.with_status(status) if x.base is not None and x.head is not None]
-
-
-def _render_template(name: str, *, autoescape: bool = False, **values: Any) -> str:
-    return _environment(autoescape).get_template(name).render(**values)
-
-
-@functools.lru_cache(maxsize=2)
-def _environment(autoescape: bool) -> Any:
-    """One Jinja environment per escaping mode: render_markdown may render several times to fit a limit."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    environment = Environment(loader=FileSystemLoader(str(resources.data_dir("templates"))),
-                              undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True,
-                              trim_blocks=True, lstrip_blocks=True)
-    environment.filters["inline"] = inline
-    environment.filters["tojson_sorted"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2)
-    return environment
+def _html_case(suite: str, change: CaseChange) -> dict[str, Any]:
+    head = change.head
+    assert head is not None  # regressed and flaky cases ran on both sides
+    return {"suite": suite, "case": change.case_id, "reason": _reason(head), "vars": head.vars,
+            "samples": samples_text(change), "expected": _text(head.expected), "base": _output(change.base),
+            "head": _output(head)}

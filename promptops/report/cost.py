@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from promptops import resources
-from promptops.estimate.cost import Change, CostReport, Estimate
-from promptops.report.formatting import money, percent, signed, tokens
-from promptops.report.safety import inline
-
-JSON_SCHEMA_VERSION = 1
+from promptops.model.cost import Change, CostReport, Estimate
+from promptops.report import versions
+from promptops.report.formatting import change_percent, money, percent, signed, tokens
+from promptops.report.jinja import render_template
 _FIELDS = ("input_tokens", "input_tokens_p95", "output_tokens", "cost_per_call", "monthly_cost")
 
 
@@ -25,7 +23,7 @@ def headline(report: CostReport) -> str:
     if not change.absolute:
         return f"Monthly cost is unchanged at {money(report.monthly_head)}."
     direction = "rises" if change.absolute > 0 else "falls"
-    return f"Monthly cost {direction} by {money(abs(change.absolute))}{percent(change)}, to {money(report.monthly_head)}."
+    return f"Monthly cost {direction} by {money(abs(change.absolute))}{change_percent(change)}, to {money(report.monthly_head)}."
 
 
 # -- JSON -------------------------------------------------------------------------------------
@@ -33,7 +31,7 @@ def headline(report: CostReport) -> str:
 def to_json(report: CostReport) -> dict[str, Any]:
     """The document schemas/cost-report.schema.json describes; stable keys and ordering."""
     return {
-        "schema_version": JSON_SCHEMA_VERSION,
+        "schema_version": versions.COST_REPORT,
         "base": report.base_label,
         "head": report.head_label,
         "headline": headline(report),
@@ -173,7 +171,7 @@ def _cell(change: Change, name: str, show: Any, unit: str) -> str:
     d = change.delta(name)
     if change.status == "added" or not d.absolute:
         return show(value)
-    pct = f", {d.percent:+.1f}%" if d.percent is not None else ""
+    pct = f", {percent(d.percent, signed=True)}" if d.percent is not None else ""
     return f"{show(value)} ({signed(d.absolute, unit)}{pct})"
 
 
@@ -185,15 +183,6 @@ def _output_mark(estimate: Estimate | None) -> str:
 # -- Markdown ---------------------------------------------------------------------------------
 
 def render_markdown(report: CostReport, show_all: bool = False) -> str:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    environment = Environment(
-        loader=FileSystemLoader(str(resources.data_dir("templates"))),
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["inline"] = inline  # the comment's one escaper: see report.safety
-    template = environment.get_template("cost.md.j2")
     changes, hidden = shown(report, show_all)
-    return template.render(report=report, headline=headline(report), changes=changes, hidden=hidden,
+    return render_template("cost.md.j2", report=report, headline=headline(report), changes=changes, hidden=hidden,
                            rows=[_row(c) for c in changes])

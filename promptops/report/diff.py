@@ -3,25 +3,56 @@
 In Markdown, everything from the pull request (ids, paths, field values, event
 messages) goes through ``safety.inline``, inside ``<summary>`` too, where a
 backslash escape would be shown as it is and a mention or issue reference
-would stay live; template diffs are fenced.
+would stay live; template diffs are fenced by ``safety.block``, as every renderer fences text.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
-from promptops.diff import ItemDiff, SpecDiff, to_json
-from promptops.report.safety import fence_for, inline
+from promptops.model.diff import ItemDiff, SpecDiff
+from promptops.report import versions
+from promptops.report.safety import block, inline
 
-JSON_SCHEMA_VERSION = 1
 _STATUS_WORDS = {"added": "added", "removed": "removed", "modified": "modified", "renamed": "renamed",
                  "unchanged": "unchanged", "unloadable": "does not load at head"}
 
 
 def render_json(diff: SpecDiff, base_label: str, head_label: str) -> str:
-    document = {"schema_version": JSON_SCHEMA_VERSION, "base": base_label, "head": head_label, **to_json(diff)}
+    document = {"schema_version": versions.DIFF, "base": base_label, "head": head_label, **to_json(diff)}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def to_json(diff: SpecDiff) -> dict[str, Any]:
+    """The diff as plain JSON data, with fixed keys (render with sort_keys for stable bytes)."""
+    return {
+        "prompts": [_item_json(item) for item in diff.prompts],
+        "retrievals": [_item_json(item) for item in diff.retrievals],
+        "events": [{"kind": e.kind, "item": e.item, "id": e.id, "message": e.message} for e in diff.events],
+    }
+
+
+def _item_json(item: ItemDiff) -> dict[str, Any]:
+    return {
+        "kind": item.kind,
+        "id": item.id,
+        "status": item.status,
+        "base_path": item.base_path,
+        "head_path": item.head_path,
+        "base_version": item.base_version,
+        "head_version": item.head_version,
+        "formatting_only": item.formatting_only,
+        "changes": [
+            {"path": c.path, "category": c.category, "kind": c.kind, "old": copy.deepcopy(c.old),
+             "new": copy.deepcopy(c.new)}
+            for c in item.changes
+        ],
+        "template_diffs": [
+            {"message_index": t.message_index, "role": t.role, "unified": t.unified} for t in item.template_diffs
+        ],
+    }
 
 
 def _changed(diff: SpecDiff) -> list[ItemDiff]:
@@ -92,7 +123,7 @@ def render_markdown(diff: SpecDiff, base_label: str, head_label: str) -> str:
         out.append("")
         out.extend(f"- {inline(line, 400)}" for line in _change_lines(item))
         for template in item.template_diffs:
-            fence = fence_for(template.unified)
-            out.extend(["", f"{fence}diff", template.unified.rstrip("\n"), fence])
+            # The comment's one fence: controls and bidi overrides go, nothing inside can close it.
+            out.append(block(template.unified.rstrip("\n"), max_chars=None, language="diff").rstrip("\n"))
         out.extend(["", "</details>", ""])
     return "\n".join(out).rstrip("\n") + "\n"

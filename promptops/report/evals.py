@@ -7,19 +7,16 @@ from dataclasses import asdict
 from typing import Any
 from xml.etree import ElementTree
 
-from promptops.evals.compare import CaseChange, SideFigures, SuiteComparison
-from promptops.evals.stats import LatencyChange
-from promptops.evals.suite import Attempt, CaseRun
-
-JSON_SCHEMA_VERSION = 2
-STATUSES = ("fixed", "regressed", "flaky", "unchanged", "new", "removed", "unanswered")
+from promptops.model.evals import Attempt, CaseChange, CaseRun, CaseStatus, LatencyChange, SideFigures, SuiteComparison
+from promptops.report import versions
+from promptops.report.formatting import percent
 
 
 def to_json(comparisons: list[SuiteComparison], base_label: str | None, head_label: str,
             skipped: list[str]) -> dict[str, Any]:
     """The document schemas/eval-results.schema.json describes."""
     return {
-        "schema_version": JSON_SCHEMA_VERSION,
+        "schema_version": versions.EVAL_RESULTS,
         "base": base_label,
         "head": head_label,
         "passed": all(c.passed for c in comparisons),
@@ -42,7 +39,7 @@ def _suite(c: SuiteComparison) -> dict[str, Any]:
         "head": _figures(c.head),
         "verdict": paired.verdict if paired else None,
         "p_value": _rounded(paired.p_value) if paired else None,
-        "counts": {status: sum(x.status == status for x in c.cases) for status in STATUSES},
+        "counts": {str(status): count for status, count in c.counts().items()},
         "paired": _paired(c) if paired else None,
         "latency": _latency(c.latency),
         "gates": [{"gate": name, "passed": g.passed, "reason": g.reason, "preexisting": g.preexisting}
@@ -108,7 +105,7 @@ def render_junit(comparisons: list[SuiteComparison]) -> str:
     root = ElementTree.Element("testsuites", name="promptops eval")
     for c in comparisons:
         head_cases = [x for x in c.cases if x.head is not None]
-        failures = sum(not all(x.head.passes) for x in head_cases)  # type: ignore[union-attr]
+        failures = sum(not all(x.head.passes) for x in head_cases if x.head is not None)
         suite = ElementTree.SubElement(root, "testsuite", name=c.suite, tests=str(len(head_cases)),
                                        failures=str(failures))
         for x in head_cases:
@@ -116,7 +113,7 @@ def render_junit(comparisons: list[SuiteComparison]) -> str:
             case = ElementTree.SubElement(suite, "testcase", classname=c.prompt_id, name=x.case_id)
             failed = [a for a in x.head.attempts if not a.passed]
             if failed:
-                reasons = "; ".join(dict.fromkeys(r for a in failed for r in a.failures)) or "score below threshold"
+                reasons = "; ".join(x.head.reasons) or "score below threshold"
                 message = f"{len(failed)} of {len(x.head.attempts)} attempts failed ({x.status})"
                 ElementTree.SubElement(case, "failure", message=message).text = reasons
         for name, gate in c.gates:
@@ -137,15 +134,14 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
         if c.paired is not None:
             lines.append(f"  {c.paired.evidence()}")
         for x in c.cases:
-            if x.status in ("regressed", "fixed", "flaky"):
-                reasons = "; ".join(dict.fromkeys(r for a in (x.head.attempts if x.head else ()) if not a.passed
-                                                  for r in a.failures))
+            if x.status in (CaseStatus.REGRESSED, CaseStatus.FIXED, CaseStatus.FLAKY):
+                reasons = "; ".join(x.head.reasons if x.head else ())
                 lines.append(f"  {x.status} {x.case_id} ({samples_text(x)})" + (f": {reasons}" if reasons else ""))
-            elif x.status == "unanswered":
+            elif x.status is CaseStatus.UNANSWERED:
                 errors = "; ".join(dict.fromkeys(r for run in (x.base, x.head) if run is not None and not run.passes
                                                  for a in run.attempts for r in a.failures))
                 lines.append(f"  unanswered {x.case_id}: {errors}")
-            elif x.status in ("new", "removed"):
+            elif x.status in (CaseStatus.NEW, CaseStatus.REMOVED):
                 lines.append(f"  {x.status} {x.case_id}")
         if c.paired is None and c.head.flaky:
             lines.append(f"  flaky (samples disagree): {', '.join(c.head.flaky)}")
@@ -197,4 +193,4 @@ def _ms_interval(value: float | None, interval: tuple[float | None, float | None
 
 
 def _pct(rate: float) -> str:
-    return f"{rate * 100:.1f}%"
+    return percent(rate * 100)

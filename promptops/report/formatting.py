@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promptops.estimate.cost import Delta
+from promptops.model.cost import Delta
 
 
 def money(value: float | None) -> str:
@@ -31,5 +31,11 @@ def signed(value: float | None, unit: str = "tokens") -> str:
     return f"{value:+,.0f}"
 
 
-def percent(change: Delta) -> str:
-    return "" if change.percent is None else f" ({change.percent:+.1f}%)"
+def percent(points: float, places: int = 1, signed: bool = False) -> str:
+    """The one percentage formatter: ``points`` in percent (a rate times 100), "67.5%", "+671.6%" or "100%"."""
+    return f"{points:{'+' if signed else ''}.{places}f}%"
+
+
+def change_percent(change: Delta) -> str:
+    """A change's percentage in brackets after its figure, or nothing when a side is zero or unknown."""
+    return "" if change.percent is None else f" ({percent(change.percent, signed=True)})"

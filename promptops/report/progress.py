@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from promptops.evals.runner import CallOutcome
+from promptops.model.evals import CallOutcome
 
 
 class Progress:

@@ -90,8 +90,8 @@ def _neutralise(text: str, line_start: bool = True) -> str:
     return text
 
 
-def block(text: str, max_chars: int = 2000) -> str:
-    """``text`` in a fenced code block that nothing inside it can close.
+def block(text: str, max_chars: int | None = 2000, language: str = "text") -> str:
+    """``text`` in a fenced code block that nothing inside it can close (``max_chars`` None: all of it).
 
     The fence is one backtick longer than the longest backtick run in the text
     (a ``~~~`` line never closes a backtick fence). Inside a fence GitHub
@@ -101,10 +101,10 @@ def block(text: str, max_chars: int = 2000) -> str:
     the fence.
     """
     text = _CONTROLS.sub("", str(text).replace("\r\n", "\n").replace("\r", "\n"))
-    shown, note = _cut(text, max_chars)
+    shown, note = _cut(text, len(text) if max_chars is None else max_chars)
     text = f"{shown}\n{note}" if note else shown
     fence = fence_for(text)
-    return f"\n{fence}text\n{text}\n{fence}\n"
+    return f"\n{fence}{language}\n{text}\n{fence}\n"
 
 
 def fence_for(text: str) -> str:

@@ -1,7 +1,9 @@
 """The files environments live in: the lock, the release snapshots and the audit log.
 
-Light on purpose: lint, the runtime loader and `promptops promote` all read
-through here, and none of them may pull in git or litellm.
+Below the stages that use them: lint (PO130, PO131), the runtime loader and
+`promptops promote` all read and write through here, and none of them may pull
+in GitPython or litellm. The lock's entries are read once into ``Release``
+objects, and written back from them.
 
 - ``promptops.lock.yaml`` (beside promptops.yaml): environment -> prompt id ->
   the release it holds, validated against schemas/lock.schema.json.
@@ -20,13 +22,14 @@ import errno
 import getpass
 import json
 import os
-import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
+from promptops import git
+from promptops.errors import UsageError
 from promptops.findings import Finding
 from promptops.loader import SchemaChecker, decode_text
 from promptops.specs import Source, content_version
@@ -44,8 +47,48 @@ HEADER = (
 )
 
 
-class LockError(Exception):
+class LockError(UsageError):
     """The lock, a snapshot or the audit log cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version of a prompt that an environment holds, or held (an item of ``history``)."""
+
+    version: str
+    commit: str
+    promoted_at: str
+    promoted_by: str
+    action: str  # promote or rollback
+    source: str | None = None  # the prompt file at that commit; absent in locks that did not record it
+    forced: bool = False
+    reason: str | None = None
+    evidence: dict[str, Any] | None = None
+    overridden: tuple[str, ...] = ()
+    history: tuple[Release, ...] = ()  # most recent first; only on what an environment holds now
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Release:
+        """From a schema-valid entry of the lock."""
+        return cls(data["version"], data["commit"], data["promoted_at"], data["promoted_by"], data["action"],
+                   data.get("source"), data.get("forced", False), data.get("reason"), data.get("evidence"),
+                   tuple(data.get("overridden") or ()), tuple(cls.from_data(old) for old in data.get("history") or ()))
+
+    def without_history(self) -> Release:
+        return replace(self, history=())
+
+    def to_data(self, history: bool = True) -> dict[str, Any]:
+        """The entry as the lock writes it; ``history=False`` for a history item or an exported bundle."""
+        data: dict[str, Any] = {"version": self.version, "commit": self.commit}
+        if self.source is not None:
+            data["source"] = self.source
+        data.update(promoted_at=self.promoted_at, promoted_by=self.promoted_by, action=self.action,
+                    forced=self.forced, reason=self.reason, evidence=self.evidence)
+        if self.overridden:
+            data["overridden"] = list(self.overridden)
+        if history:
+            data["history"] = [old.to_data(history=False) for old in self.history]
+        return data
 
 
 @dataclass(frozen=True)
@@ -53,27 +96,38 @@ class Lock:
     """A parsed, schema-valid lock file (empty when the file does not exist)."""
 
     path: Path
-    data: dict[str, Any]
     source: Source
+    environments: dict[str, dict[str, Release]] = field(default_factory=dict)  # environment -> prompt id -> release
+    releases: str | None = None  # the snapshots' folder as the file names it; None: the default
+    schema: str | None = None  # the file's "$schema" pointer, for editors
+
+    @classmethod
+    def from_data(cls, path: Path, source: Source, data: Mapping[str, Any]) -> Lock:
+        """From a schema-valid lock's data."""
+        environments = {environment: {prompt_id: Release.from_data(entry) for prompt_id, entry in held.items()}
+                        for environment, held in data["environments"].items()}
+        return cls(path, source, environments, data.get("releases"), data.get("$schema"))
 
     @property
     def releases_dir(self) -> Path:
-        return self.path.parent / self.data.get("releases", RELEASES)
+        return self.path.parent / (self.releases or RELEASES)
 
-    @property
-    def environments(self) -> dict[str, dict[str, Any]]:
-        return self.data.setdefault("environments", {})
-
-    def entry(self, environment: str, prompt_id: str) -> dict[str, Any] | None:
+    def entry(self, environment: str, prompt_id: str) -> Release | None:
         return self.environments.get(environment, {}).get(prompt_id)
+
+    def hold(self, environment: str, prompt_id: str, release: Release) -> None:
+        self.environments.setdefault(environment, {})[prompt_id] = release
 
     def where(self, path: JsonPath) -> str:
         line, col = self.source.where(path)
         return f"{self.source.display}:{line}:{col}"
 
+    def text(self) -> str:
+        return dump_lock(self.environments, self.releases, self.schema)
 
-def parse_lock(path: Path, display: str) -> tuple[dict[str, Any] | None, Source, list[Finding]]:
-    """The lock's data and where each value sits, or the findings (schema codes) that say why not."""
+
+def parse_lock(path: Path, display: str) -> tuple[Lock | None, Source, list[Finding]]:
+    """The lock and where each value sits, or the findings (schema codes) that say why not."""
     try:
         text, problem = decode_text(path.read_bytes(), display)
     except OSError as exc:
@@ -88,25 +142,33 @@ def parse_lock(path: Path, display: str) -> tuple[dict[str, Any] | None, Source,
     if not isinstance(data, dict):
         return None, source, [Finding(display, 1, 1, "PO105", "the lock is empty or not a mapping")]
     findings = SchemaChecker().check("lock", data, source)
-    return (None if findings else data), source, findings
+    return (None if findings else Lock.from_data(path, source, data)), source, findings
 
 
 def read_lock(path: Path, display: str | None = None) -> Lock:
     """The lock at ``path``; raises LockError naming the file and line when it is unusable."""
     display = display or str(path)
     if not path.exists():
-        return Lock(path, {"schema_version": 1, "environments": {}}, Source(path, display))
-    data, source, findings = parse_lock(path, display)
-    if data is None:
+        return Lock(path, Source(path, display))
+    lock, _, findings = parse_lock(path, display)
+    if lock is None:
         details = "\n".join(f"  {f}" for f in findings[:5])
         raise LockError(f"{display} is not a valid lock file (it is written only by promptops; restore it "
                         f"from git, e.g. `git checkout -- {path.name}`):\n{details}")
-    return Lock(path, data, source)
+    return lock
 
 
-def dump_lock(data: dict[str, Any]) -> str:
+def dump_lock(environments: Mapping[str, Mapping[str, Release]], releases: str | None = None,
+              schema: str | None = None, history: bool = True) -> str:
+    """The lock's text; ``history=False`` leaves out what the environments held before (a bundle)."""
     import yaml
 
+    data: dict[str, Any] = {} if schema is None else {"$schema": schema}
+    data["schema_version"] = 1
+    if releases is not None:
+        data["releases"] = releases
+    data["environments"] = {environment: {prompt_id: release.to_data(history) for prompt_id, release in held.items()}
+                            for environment, held in environments.items()}
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
     return HEADER + body
 
@@ -224,8 +286,9 @@ def read_audit(path: Path, display: str) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
-            raise LockError(f"{display}:{number}: not a JSON line ({exc.msg}); the audit log is written "
+        except ValueError as exc:  # JSONDecodeError, or a number too long to convert
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise LockError(f"{display}:{number}: not a JSON line ({reason}); the audit log is written "
                             "only by promptops") from None
         if not isinstance(record, dict):
             raise LockError(f"{display}:{number}: not a JSON object")
@@ -244,13 +307,9 @@ def who(root: Path) -> str:
     actor = os.environ.get("GITHUB_ACTOR")
     if actor:
         return actor
-    try:
-        done = subprocess.run(["git", "var", "GIT_AUTHOR_IDENT"], cwd=root, capture_output=True, text=True,
-                              timeout=10)
-        if done.returncode == 0 and done.stdout.strip():
-            return done.stdout.strip().rsplit(" ", 2)[0]  # drop the timestamp and time zone
-    except (OSError, subprocess.TimeoutExpired):
-        pass  # no git: a deployment box rolling back
+    author = git.author(root)  # None without git: a deployment box rolling back
+    if author:
+        return author
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)

@@ -14,8 +14,10 @@ database another process keeps locked) raises ``CacheError``, naming the file:
 an answer is counted only once it is stored, so a run stops rather than pay for
 answers it cannot keep.
 
-Other stages read it too: the cost estimate uses the output tokens the
-model actually produced for a prompt, where any were observed.
+It lives below the stages, not in ``evals/``: evals writes it and the cost
+estimate reads it too (the output tokens a model actually produced for a
+prompt, where any were observed), so neither stage imports the other for it.
+It imports nothing of promptops.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from promptops.errors import UsageError
 
 if TYPE_CHECKING:  # the cost estimate reads this module too, on the commit path, and needs no event loop
     import asyncio
@@ -56,7 +60,7 @@ CREATE INDEX IF NOT EXISTS results_by_prompt ON results (prompt_id, model, promp
 """
 
 
-class CacheError(Exception):
+class CacheError(UsageError):
     """The result cache cannot be opened, read or written; the message names the file and why."""
 
 

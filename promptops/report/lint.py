@@ -9,24 +9,23 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from promptops import __version__
 from promptops.findings import Finding, Severity
-from promptops.lint.engine import LintRun
 from promptops.lint.registry import RULES, Rule
+
+if TYPE_CHECKING:
+    from promptops.lint.engine import LintRun
 
 JSON_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
 def render(run: LintRun, fmt: str, color: bool = False) -> str:
-    renderers: dict[str, Callable[[LintRun, bool], str]] = {
-        "text": _text, "json": _json, "github": _github, "sarif": _sarif,
-    }
-    return renderers[fmt](run, color)
+    return RENDERERS[fmt](run, color)
 
 
 def repository_path(path: str) -> str:
@@ -41,9 +40,9 @@ def repository_path(path: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _toplevel(folder: str) -> str | None:
-    from promptops.discover import git_toplevel
+    from promptops import git
 
-    top = git_toplevel(Path(folder))
+    top = git.toplevel(Path(folder))
     return str(top) if top else None
 
 
@@ -160,6 +159,11 @@ def _sarif(run: LintRun, color: bool) -> str:
         }],
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+RENDERERS: dict[str, Callable[[LintRun, bool], str]] = {
+    "text": _text, "json": _json, "github": _github, "sarif": _sarif,
+}
 
 
 def _sarif_rule(rule: Rule) -> dict[str, object]:

@@ -1,0 +1,267 @@
+"""Eval results as the eval stage builds them and the reports read them: samples, cases, suites."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Literal
+
+
+Verdict = Literal["regression", "improvement", "within noise", "no change"]
+
+
+class CaseStatus(str, Enum):
+    """How one case moved from base to head (a str, so it compares and serialises as its value)."""
+
+    REGRESSED = "regressed"
+    FIXED = "fixed"
+    FLAKY = "flaky"
+    UNCHANGED = "unchanged"
+    NEW = "new"
+    REMOVED = "removed"
+    UNANSWERED = "unanswered"  # a side got no answer (the calls failed): nothing to compare
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    cases: int  # paired cases compared
+    regressed: int  # every base sample passes, every head sample fails
+    fixed: int
+    flaky: int  # the samples of a side disagree
+    unchanged: int
+    confirmed: bool  # every regressed and fixed case has two samples or more a side
+    candidates_regressed: int  # cases whose initial samples went from all-pass to all-fail
+    candidates_fixed: int
+    p_flips_regressed: float  # P(this many confirmed regressions | no change), an upper bound
+    p_flips_fixed: float
+    drop: float  # mean over cases of (base pass share - head pass share), all samples
+    p_drop: float  # one-sided paired sign-flip test of a drop this large
+    p_rise: float
+    alpha: float
+    by_flips: Literal["regression", "improvement", ""]  # rule A
+    by_samples: Literal["regression", "improvement", ""]  # rule B
+    verdict: Verdict
+
+    @property
+    def net_regressed(self) -> int:
+        return self.regressed - self.fixed
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided p of the paired test over all samples (rule B)."""
+        return min(1.0, 2 * min(self.p_drop, self.p_rise))
+
+    def evidence(self) -> str:
+        """The counts and tests behind the verdict, for a reader."""
+        flips = self.regressed + self.fixed
+        parts = [f"{self.regressed} regressed, {self.fixed} fixed"
+                 + ("" if self.confirmed or not flips else " (unconfirmed: one sample a side)")]
+        if not self.flaky:
+            parts.append("no case flaky, so its flips are not noise" if flips else "no case moved")
+            return ", ".join(parts)
+        parts.append(f"{self.flaky} flaky")
+        if flips:
+            p = self.p_flips_regressed if self.regressed >= self.fixed else self.p_flips_fixed
+            parts.append(f"confirmed flips p = {p:.2g}")
+        parts.append(f"paired test over all samples p = {self.p_value:.2g}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    reason: str
+    preexisting: bool = False  # the gate fails at base as well
+
+
+@dataclass(frozen=True)
+class LatencyChange:
+    base_count: int
+    head_count: int
+    shift_ms: float | None  # Hodges-Lehmann: median of head - base over all pairs
+    shift_low_ms: float | None
+    shift_high_ms: float | None
+    p_value: float | None  # two-sided Mann-Whitney; None when a side has too few fresh latencies
+    changed: bool  # beyond noise
+
+
+class Failure(str, Enum):
+    """Why an attempt has no answer to assess."""
+
+    NO_ANSWER = "no answer"  # the model service failed after retries, or refused the request
+    SPEND_CAP = "spend cap"  # not sent: it could have passed the spend cap
+    NOT_RENDERED = "not rendered"  # not sent: the prompt does not render with the case's vars
+    REFUSED = "refused"  # not sent: model params off the allowlist, or a model name that is a URL (lint says so)
+
+    @property
+    def is_sample(self) -> bool:
+        """Whether the attempt still counts as a (failed) sample: a prompt that does not render is broken."""
+        return self is Failure.NOT_RENDERED
+
+
+@dataclass(frozen=True)
+class Call:
+    key: str
+    prompt_id: str
+    prompt_version: str
+    case_id: str
+    repeat: int
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    call: Call
+    output: str | None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+    error: str | None = None  # set when no answer could be had
+    cached: bool = False
+    attempts: int = 0
+    failure: Failure | None = None  # set with error
+    shared: bool = False  # the answer of an identical request made once for both (base and head)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One sample of one case."""
+
+    passed: bool
+    score: float
+    output: str | None
+    latency_ms: float | None  # None: not timed (from the cache, the client's warm-up call, or no answer)
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    failures: tuple[str, ...]  # reasons of the assertions that failed, or the error that stopped the call
+    cached: bool = False
+    failure: Failure | None = None  # why there is no answer to assess
+    shared: bool = False  # the answer of an identical request made once for base and head
+
+    @property
+    def is_sample(self) -> bool:
+        """Whether this attempt is an outcome: answered, or a prompt that does not render (a failure)."""
+        return self.failure is None or self.failure.is_sample
+
+    @property
+    def fresh(self) -> bool:
+        """A call made in this run, by this side: its cost is new."""
+        return not self.cached and not self.shared and self.failure is None
+
+    @property
+    def timed(self) -> float | None:
+        """The latency measured in this run, also when an identical request of the other side made the call."""
+        return None if self.cached else self.latency_ms
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    case_id: str
+    vars: dict[str, Any]
+    expected: Any
+    attempts: tuple[Attempt, ...]
+    initial: int = 0  # how many of the attempts were asked first; the rest confirm (0: all of them)
+
+    @property
+    def passes(self) -> list[bool]:
+        """The outcome of every sample (attempts that got no answer are no sample)."""
+        return [attempt.passed for attempt in self.attempts if attempt.is_sample]
+
+    @property
+    def initial_samples(self) -> int:
+        first = self.attempts[: self.initial] if self.initial else self.attempts
+        return sum(attempt.is_sample for attempt in first)
+
+    @property
+    def confirmations(self) -> int:
+        return len(self.attempts) - self.initial if self.initial else 0
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why its failed samples failed: each reason once, in the order they came."""
+        return list(dict.fromkeys(reason for attempt in self.attempts if not attempt.passed
+                                  for reason in attempt.failures))
+
+    @property
+    def shown_output(self) -> str | None:
+        """The answer a report shows for the case: its first failed sample's, else its first."""
+        attempt = next((a for a in self.attempts if not a.passed), self.attempts[0]) if self.attempts else None
+        return None if attempt is None else attempt.output
+
+
+@dataclass(frozen=True)
+class SideFigures:
+    cases: int
+    pass_rate: float
+    pass_rate_interval: tuple[float, float]
+    mean_score: float
+    latency_p50_ms: float | None  # over the latencies timed in this run (not cached, not warm-up)
+    latency_p95_ms: float | None
+    latency_p50_interval_ms: tuple[float | None, float | None]  # distribution-free 95% interval
+    latency_p95_interval_ms: tuple[float | None, float | None]
+    latency_timed: int  # calls whose latency was measured in this run
+    input_tokens_per_call: float | None
+    output_tokens_per_call: float | None
+    cost_per_call_usd: float | None  # measured on the answers
+    calls: int  # attempts that needed an answer (a prompt that does not render needs none)
+    cached_calls: int
+    shared_calls: int  # answered by an identical request of the other side, not a call of their own
+    new_calls: int  # calls made in this run by this side
+    confirmation_calls: int  # attempts that confirm a flagged case
+    unanswered: int  # calls that got no answer after retries
+    capped: int  # calls the spend cap refused
+    new_spend_usd: float | None  # what this run's own calls cost (None if a price is unknown)
+    judge_cost_usd: float | None
+    flaky: list[str]
+
+
+@dataclass(frozen=True)
+class CaseChange:
+    case_id: str
+    status: CaseStatus
+    base: CaseRun | None
+    head: CaseRun | None
+
+    @property
+    def confirmed(self) -> bool:
+        """Regressed or fixed on two samples or more a side, every one agreeing."""
+        return (self.status in (CaseStatus.REGRESSED, CaseStatus.FIXED) and self.base is not None
+                and self.head is not None and min(len(self.base.passes), len(self.head.passes)) >= 2)
+
+
+@dataclass
+class SuiteComparison:
+    suite: str
+    prompt_id: str
+    base: SideFigures | None
+    head: SideFigures
+    cases: list[CaseChange]
+    paired: PairedResult | None
+    latency: LatencyChange | None = None
+    gates: list[tuple[str, GateResult]] = field(default_factory=list)
+    repeat: int = 1  # initial samples a case
+    confirm: int = 0  # extra samples a side for a flagged case
+    gate_limits: dict[str, Any] = field(default_factory=dict)  # the gates it was held to: the suite's over the project's
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for _, result in self.gates)
+
+    def with_status(self, *statuses: CaseStatus) -> list[CaseChange]:
+        return [change for change in self.cases if change.status in statuses]
+
+    def counts(self) -> dict[CaseStatus, int]:
+        """How many cases moved each way (every status, zeros included)."""
+        return {status: sum(change.status is status for change in self.cases) for status in CaseStatus}
+
+
+def fresh_latencies(cases: Iterable[CaseRun | None]) -> list[float]:
+    """Latencies timed in this run (an answer shared by base and head counts on both sides)."""
+    return [a.timed for case in cases if case is not None for a in case.attempts if a.timed is not None]

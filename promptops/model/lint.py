@@ -1,0 +1,26 @@
+"""A lint run's findings, as the lint stage builds them and the reports read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from promptops.findings import Finding, Severity
+
+
+@dataclass
+class LintRun:
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0  # the files named, or found in the folders named
+    related: int = 0  # others checked for their sake: promptops.yaml, the eval suites of the prompts named
+    config_errors: list[Finding] = field(default_factory=list)
+    incomplete: set[str] = field(default_factory=set)  # files whose schema errors were not all looked for
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    def count(self, named: bool) -> None:
+        if named:
+            self.files += 1
+        else:
+            self.related += 1
