@@ -23,13 +23,12 @@ from promptops.evals.execute import EvalOptions, run_evaluation
 from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
-from promptops.lint.engine import lint
+from promptops.lint.engine import empty_run, lint
 from promptops.report.lint import repository_path
 from promptops.model.check import (CheckReport, CheckSummary, EvalPart, FlakyCase, Gate, LintLine, Money, PromptRow,
                                    Spend, SuiteCases, Totals, Verdict)
 from promptops.model.cost import Change
 from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
-from promptops.model.lint import LintRun
 from promptops.specs import CONFIG_NAME, kind_of
 
 PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
@@ -58,7 +57,7 @@ def run_check(cwd: Path, options: CheckOptions,
         head_ws = snapshot(repo, head_ref, cwd, trusted=base_ws.config)
         repo_root = repo.root
     paths = lint_targets(repo_root, base_ref, head_ws)
-    lint_run = lint(paths, cwd, trusted=base_ws.config) if paths else LintRun()
+    lint_run = lint(paths, cwd, trusted=base_ws.config) if paths else empty_run()
     # Evals before cost: the cost estimate then uses the output tokens the evals just measured.
     evals = _run_evals(base_ws, head_ws, options, progress, str(base_ref))
     cost = compare_cost(base_ws, head_ws, str(base_ref), str(head_ref))

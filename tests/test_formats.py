@@ -15,7 +15,8 @@ import pytest
 from _linthelp import assert_no_traceback, run_cli_in_process
 from promptops.findings import Finding, Severity
 from promptops.lint import lint
-from promptops.lint.engine import LintRun
+from promptops.lint.engine import empty_run
+from promptops.model.lint import LintRun
 from promptops.report.lint import render
 from promptops.lint.registry import load_rules
 
@@ -157,10 +158,12 @@ def test_github_annotations(project: Path) -> None:
 
 
 def test_github_escaping_of_properties_and_data() -> None:
-    run = LintRun(files=1, findings=[
+    run = empty_run()  # knows every rule, as a real run does: the title names it
+    run.files = 1
+    run.findings = [
         Finding("a,b:c%d.prompt.yaml", 7, 3, "PO202", "100% wrong\nsecond line\rthird: x, y", Severity.ERROR),
         Finding("w.prompt.yaml", 1, 1, "PO203", "plain", Severity.WARNING),
-    ])
+    ]
     lines = render(run, "github").splitlines()
     assert lines[0] == (
         "::error file=a%2Cb%3Ac%25d.prompt.yaml,line=7,col=3,title=PO202 undeclared-variable"

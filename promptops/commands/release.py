@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from promptops.release.promote import Outcome
+    from promptops.model.release import Outcome
 
 
 def echo_outcome(outcome: Outcome) -> None:

@@ -13,7 +13,7 @@ from promptops.commands.output import View, format_option, render, write_report
 from promptops.errors import ExitCode
 
 if TYPE_CHECKING:
-    from promptops.release.status import Row
+    from promptops.model.release import Row
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,7 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
     takes the settings that guard the run from it (``config.guarded_by``).
     """
     cwd = (cwd or Path.cwd()).resolve()
-    load_rules()
-    run = LintRun()
+    run = empty_run()
     targets = [cwd / p for p in paths] or [cwd]
     for config_path, files in _group_by_project(targets, cwd).items():
         root = config_path.parent if config_path else (git.toplevel(cwd) or cwd)
@@ -48,6 +47,12 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
     run.findings = _capped(sorted(run.findings), run.incomplete)
     run.config_errors = _capped(sorted(run.config_errors), run.incomplete)
     return run
+
+
+def empty_run() -> LintRun:
+    """A run with no file looked at yet, that knows every rule (the reports name and list them)."""
+    load_rules()
+    return LintRun(rules=RULES)
 
 
 _SPECS = f"*{PROMPT_SUFFIX}, *{RETRIEVAL_SUFFIX} or *{EVAL_SUFFIX}"

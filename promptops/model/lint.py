@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping, Protocol
 
 from promptops.findings import Finding, Severity
+
+
+class RuleDoc(Protocol):
+    """What a report says of a rule: ``promptops.lint.registry.Rule`` is one."""
+
+    code: str
+    name: str
+    doc: str
 
 
 @dataclass
 class LintRun:
     findings: list[Finding] = field(default_factory=list)
+    # The rules the run checked against, by code: their names in findings, SARIF's rule list.
+    rules: Mapping[str, RuleDoc] = field(default_factory=dict)
     files: int = 0  # the files named, or found in the folders named
     related: int = 0  # others checked for their sake: promptops.yaml, the eval suites of the prompts named
     config_errors: list[Finding] = field(default_factory=list)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -24,6 +23,7 @@ from promptops import git, lockfile
 from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.errors import ExitCode, PromptopsError
 from promptops.lockfile import Release
+from promptops.model.release import Action, Outcome
 from promptops.specs import PromptSpec
 
 if TYPE_CHECKING:  # the eval engine is imported only when evidence is gathered: rollback and status skip it
@@ -56,29 +56,6 @@ class Evidence:
         return {"suites": self.suites, "pass_rate": round(self.pass_rate, 6), "cases": self.cases,
                 "cost_per_call_usd": cost, "latency_p95_ms": latency,
                 "model_calls": self.model_calls, "passed": self.passed}
-
-
-class Action(str, Enum):
-    """What a promote or rollback did (its value is the lock's and the audit log's word)."""
-
-    PROMOTE = "promote"
-    ROLLBACK = "rollback"
-    UNCHANGED = "unchanged"  # the environment already held that version: nothing written
-
-
-@dataclass
-class Outcome:
-    action: Action
-    prompt_id: str
-    environment: str
-    version: str
-    previous: str | None
-    evidence: dict[str, Any] | None = None
-    overridden: list[str] = field(default_factory=list)
-    written: list[Path] = field(default_factory=list)  # what this change created or changed
-    files: list[Path] = field(default_factory=list)  # what the environments' state is in: --commit's files
-    committed: str | None = None  # the commit made with --commit
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

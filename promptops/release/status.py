@@ -8,33 +8,12 @@ snapshot that is missing, or no longer hashes to its version, is what an app wou
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from promptops import lockfile
 from promptops.config import Workspace
-
-CURRENT, BEHIND, REMOVED = "current", "behind", "removed"
-SNAPSHOT_OK, SNAPSHOT_MISSING, SNAPSHOT_ALTERED = "ok", "missing", "altered"
-
-
-@dataclass(frozen=True)
-class Cell:
-    version: str
-    state: str  # current (the head's version), behind (an older one), removed (the prompt is gone at head)
-    promoted_at: str
-    promoted_by: str
-    forced: bool
-    snapshot: str = SNAPSHOT_OK  # missing, or altered (edited, unreadable, or another prompt's): not what was promoted
-    snapshot_problem: str | None = None  # why, naming the file
-
-
-@dataclass(frozen=True)
-class Row:
-    prompt_id: str
-    head: str | None  # the version at head; None when the prompt is no longer there
-    cells: dict[str, Cell | None]
-
+from promptops.model.release import (BEHIND, CURRENT, REMOVED, SNAPSHOT_ALTERED, SNAPSHOT_MISSING, SNAPSHOT_OK, Cell,
+                                     Row)
 
 def status(workspace: Workspace, lock: lockfile.Lock) -> list[Row]:
     """A row per prompt at head or in the lock, a cell per environment of promptops.yaml (and of the lock)."""

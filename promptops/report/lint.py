@@ -9,18 +9,15 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import click
 
 from promptops import __version__
 from promptops.findings import Finding, Severity
-from promptops.lint.registry import RULES, Rule
+from promptops.model.lint import LintRun, RuleDoc
+from promptops.report import versions
 
-if TYPE_CHECKING:
-    from promptops.lint.engine import LintRun
-
-JSON_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
@@ -87,7 +84,7 @@ def _text(run: LintRun, color: bool) -> str:
 def _json(run: LintRun, color: bool) -> str:
     findings = _all(run)
     document = {
-        "version": JSON_VERSION,
+        "version": versions.LINT,
         "files_checked": run.files,
         "related_files_checked": run.related,
         "summary": {
@@ -97,13 +94,17 @@ def _json(run: LintRun, color: bool) -> str:
         "findings": [
             {
                 "path": f.path, "line": f.line, "column": f.col, "code": f.code,
-                "rule": RULES[f.code].name if f.code in RULES else f.code,
+                "rule": _rule_name(run, f.code),
                 "severity": str(f.severity), "message": f.message,
             }
             for f in findings
         ],
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _rule_name(run: LintRun, code: str) -> str:
+    return run.rules[code].name if code in run.rules else code
 
 
 def _escape_data(text: str) -> str:
@@ -117,7 +118,7 @@ def _escape_property(text: str) -> str:
 def _github(run: LintRun, color: bool) -> str:
     lines = []
     for f in _all(run):
-        name = RULES[f.code].name if f.code in RULES else f.code
+        name = _rule_name(run, f.code)
         props = f"file={_escape_property(repository_path(f.path))},line={f.line},col={f.col},title={_escape_property(f'{f.code} {name}')}"
         lines.append(f"::{'error' if f.severity is Severity.ERROR else 'warning'} {props}::{_escape_data(f.message)}")
     lines.append(summary(run))
@@ -127,7 +128,7 @@ def _github(run: LintRun, color: bool) -> str:
 def _sarif(run: LintRun, color: bool) -> str:
     from urllib.parse import quote  # only SARIF needs it: keep it off the commit-hook path
 
-    rules = sorted(RULES.values(), key=lambda r: r.code)
+    rules = sorted(run.rules.values(), key=lambda r: r.code)
     index = {rule.code: i for i, rule in enumerate(rules)}
     results = []
     for f in _all(run):
@@ -166,7 +167,7 @@ RENDERERS: dict[str, Callable[[LintRun, bool], str]] = {
 }
 
 
-def _sarif_rule(rule: Rule) -> dict[str, object]:
+def _sarif_rule(rule: RuleDoc) -> dict[str, object]:
     first = rule.doc.partition("\n\n")[0]
     return {
         "id": rule.code,

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from promptops.release.promote import Action
-from promptops.release.status import BEHIND, CURRENT, REMOVED, SNAPSHOT_OK
-
-if TYPE_CHECKING:
-    from promptops.release.promote import Outcome
-    from promptops.release.status import Cell, Row
+from promptops.model.release import BEHIND, CURRENT, REMOVED, SNAPSHOT_OK, Action, Cell, Outcome, Row
 
 Line = tuple[str, bool]  # a line of text, and whether it goes to stderr (a note) rather than stdout
 

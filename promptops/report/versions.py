@@ -9,3 +9,4 @@ EVAL_RESULTS = 2  # schemas/eval-results.schema.json: `promptops eval --format j
 CHECK_REPORT = EVAL_RESULTS  # `promptops ci`'s report.json embeds the eval results and moves with them
 COST_REPORT = 1  # schemas/cost-report.schema.json: `promptops cost --format json`
 DIFF = 1  # `promptops diff --format json`
+LINT = 1  # `promptops lint --format json`
