@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Collection, Iterator, TypeVar
+from typing import Awaitable, Callable, Collection, Iterator, TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
