@@ -42,6 +42,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -74,12 +75,19 @@ def embed(text: str, dim: int) -> list[float]:
     """
     vec = [0.0] * dim
     for word in _WORD.findall(text.lower()) or [""]:
-        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
-        vec[h % dim] += 1.0 if h >> 63 else -1.0
+        slot, sign = _slot(word, dim)
+        vec[slot] += sign
     norm = math.sqrt(sum(v * v for v in vec))
     if norm == 0.0:  # words that cancelled out: a fixed unit vector keeps cosine defined
         vec[0] = norm = 1.0
     return [v / norm for v in vec]
+
+
+@lru_cache(maxsize=65536)
+def _slot(word: str, dim: int) -> tuple[int, float]:
+    """The slot a word adds to and its sign, from its BLAKE2 hash (remembered: a corpus repeats its words)."""
+    h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+    return h % dim, 1.0 if h >> 63 else -1.0
 
 
 def rerank_score(query: str, document: str) -> float:
