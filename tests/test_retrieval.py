@@ -172,7 +172,7 @@ def test_the_index_folder_round_trips_and_ties_keep_chunk_order(tmp_path: Path) 
     index = Index(vectors, [chunk(0, lang="en"), chunk(1, lang="fr"), chunk(2, lang="fr"), chunk(3)])
     index.save(tmp_path / "idx")
     opened = Index.open(tmp_path / "idx")
-    assert isinstance(opened.vectors, np.memmap) and opened.chunks == index.chunks
+    assert isinstance(opened.vectors, np.memmap) and list(opened.chunks) == index.chunks
     query = np.array([1, 0], dtype=np.float32)
     assert [(r.chunk.id, round(r.score, 3)) for r in opened.search(query, 3)] == [("d0@0", 1.0), ("d2@0", 1.0),
                                                                                    ("d3@0", 0.6)]
@@ -184,8 +184,13 @@ def test_the_index_folder_round_trips_and_ties_keep_chunk_order(tmp_path: Path) 
         opened.search(np.ones(3, dtype=np.float32), 1)
 
 
-def test_a_damaged_index_folder_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage, message", [
+    ('{"id": "only one"}\n', "idx: not a readable index"),
+    ('{"id": "d0@0", "document_id": "d0", "path": "d0.md", "text": "", "tokens": 1, "metadata": {}}\n',
+     "idx: 2 vectors for 1 chunks: rebuild it"),
+])
+def test_a_damaged_index_folder_is_named(tmp_path: Path, damage: str, message: str) -> None:
     Index(np.eye(2, dtype=np.float32), [chunk(0), chunk(1)]).save(tmp_path / "idx")
-    (tmp_path / "idx/chunks.jsonl").write_text('{"id": "only one"}\n', encoding="utf-8")
-    with pytest.raises(IndexFileError, match=r"idx: not a readable index"):
+    (tmp_path / "idx/chunks.jsonl").write_text(damage, encoding="utf-8")
+    with pytest.raises(IndexFileError, match=message):
         Index.open(tmp_path / "idx")

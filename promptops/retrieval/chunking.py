@@ -52,15 +52,22 @@ class Tokens:
     def __init__(self, model: str, unit: str, counter: TokenCounter | None = None) -> None:
         self._counter = counter or TokenCounter()
         self._model, self._unit = model, unit
+        self._counts: dict[str, int] = {}  # packing counts the same texts again and again
 
     def count(self, text: str) -> int:
-        return len(text) if self._unit == "characters" else self._counter.count_text(self._model, text)
+        if self._unit == "characters":
+            return len(text)
+        if text not in self._counts:
+            self._counts[text] = self._counter.count_text(self._model, text)
+        return self._counts[text]
 
     def starts(self, text: str) -> list[int]:
         return list(range(len(text))) if self._unit == "characters" else self._counter.token_starts(self._model, text)
 
     def windows(self, text: str, size: int, overlap: int) -> list[str]:
         """``text`` cut into windows of at most ``size`` whole tokens, each ``size - overlap`` after the last."""
+        if self.count(text) <= size:
+            return [text]  # no offsets needed: finding them costs more than counting
         starts = self.starts(text)
         pieces = []
         for first in range(0, len(starts), size - overlap):

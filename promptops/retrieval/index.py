@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 
@@ -46,10 +46,38 @@ class Retrieved:
     score: float  # cosine similarity to the query; after reranking, the reranker's relevance score
 
 
+class StoredChunks(Sequence[Chunk]):
+    """The chunks of an index folder, each parsed from its line when first asked for: opening an index
+    of 100,000 chunks reads one file, and a search parses only the chunks it returns."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self._lines = lines
+        self._parsed: dict[int, Chunk] = {}
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> Chunk: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Chunk]: ...
+
+    def __getitem__(self, index: int | slice) -> Chunk | list[Chunk]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]  # negative indices, and IndexError past the end
+        if index not in self._parsed:
+            self._parsed[index] = Chunk(**json.loads(self._lines[index]))
+        return self._parsed[index]
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return (self[i] for i in range(len(self)))
+
+
 class Index:
     """Chunks and their vectors (rows in chunk order, L2-normalised)."""
 
-    def __init__(self, vectors: NDArray[np.float32], chunks: list[Chunk], manifest: Mapping[str, Any] | None = None):
+    def __init__(self, vectors: NDArray[np.float32], chunks: Sequence[Chunk], manifest: Mapping[str, Any] | None = None):
         if len(vectors) != len(chunks):
             raise ValueError(f"{len(vectors)} vectors for {len(chunks)} chunks")
         self.vectors = vectors
@@ -112,8 +140,9 @@ class Index:
             if manifest.get("format") != FORMAT:
                 raise IndexFileError(f"{folder}: an index of format {manifest.get('format')}, not {FORMAT}: rebuild it")
             vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-            with open(folder / "chunks.jsonl", encoding="utf-8") as lines:
-                chunks = [Chunk(**json.loads(line)) for line in lines]
+            chunks = StoredChunks((folder / "chunks.jsonl").read_bytes().splitlines())
+            if len(chunks):
+                chunks[0]  # a damaged file is found now, not in the middle of a run
         except (OSError, ValueError, TypeError) as exc:
             raise IndexFileError(f"{folder}: not a readable index ({exc})") from None
         if vectors.ndim != 2 or len(vectors) != len(chunks):
