@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,18 @@ def test_known_dimensions_from_the_config_or_the_price_map() -> None:
     assert known_dimensions("text-embedding-3-large", None) == 3072
     assert known_dimensions("ollama/nomic-embed-text", None) is None
     assert known_dimensions("ollama/nomic-embed-text", 768) == 768
+
+
+def test_lint_reads_the_corpus_without_numpy_or_litellm(project: Path) -> None:
+    """The commit path stays light: checking a corpus imports neither the index's numpy nor litellm."""
+    (project / "promptops.yaml").write_text("defaults: {model: openai/gpt-4o-mini}\n", encoding="utf-8")
+    (project / "retrieval/kb.retrieval.yaml").write_text(
+        "id: kb\nembedding: {model: openai/text-embedding-3-small}\nchunking: {size: 256, overlap: 32}\n"
+        "retriever: {top_k: 4, filters: {locale: en}}\ncorpus: {include: ['../docs/**/*.md']}\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "promptops", "lint", "retrieval"], cwd=project,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr[-2000:]
+    assert "retrieval/kb.retrieval.yaml:4:33: PO307 no document of the corpus has the field 'locale'" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert {"numpy", "litellm"} & imported == set()
+    assert "promptops.retrieval.corpus" in imported  # it did read the corpus
