@@ -179,7 +179,7 @@ def test_the_index_folder_round_trips_and_ties_keep_chunk_order(tmp_path: Path) 
     assert [r.chunk.id for r in opened.search(query, 5, filters={"lang": "fr"})] == ["d2@0", "d1@0"]
     assert [r.chunk.id for r in opened.search(query, 5, min_score=0.7)] == ["d0@0", "d2@0"]
     manifest = json.loads((tmp_path / "idx/manifest.json").read_text())
-    assert manifest["chunks"] == 4 and manifest["dimensions"] == 2 and manifest["format"] == 1
+    assert manifest["chunks"] == 4 and manifest["dimensions"] == 2 and manifest["format"] == 2
     with pytest.raises(ValueError, match="the query vector has 3 dimensions, the index 2"):
         opened.search(np.ones(3, dtype=np.float32), 1)
 
