@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, overload
 
@@ -149,7 +149,7 @@ class Index:
                                                    encoding="utf-8")
             with open(staging / "chunks.jsonl", "w", encoding="utf-8") as out:
                 for chunk in self.chunks:
-                    out.write(json.dumps(asdict(chunk), ensure_ascii=False, sort_keys=True, default=str) + "\n")
+                    out.write(json.dumps(_fields(chunk), ensure_ascii=False, sort_keys=True, default=str) + "\n")
             manifest = {**self.manifest, "format": FORMAT, "chunks": len(self.chunks), "dimensions": self.dimensions}
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
                                                    encoding="utf-8")
@@ -180,3 +180,11 @@ class Index:
                 or (len(rows) and not 0 <= int(rows.min()) <= int(rows.max()) < len(distinct))):
             raise IndexFileError(f"{folder}: {len(vectors)} vectors for {len(chunks)} chunks: rebuild it")
         return cls(vectors, chunks, manifest, metadata)
+
+
+_CHUNK_FIELDS = tuple(f.name for f in fields(Chunk))
+
+
+def _fields(chunk: Chunk) -> dict[str, Any]:
+    """A chunk's fields as they are (dataclasses.asdict deep-copies each: a third of a 10,000-chunk save)."""
+    return {name: getattr(chunk, name) for name in _CHUNK_FIELDS}
