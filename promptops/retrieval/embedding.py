@@ -78,8 +78,9 @@ async def embed_texts(texts: Sequence[str], model: str, dimensions: int | None, 
     distinct = list(dict.fromkeys(texts))
     keys = {text: vector_key(model, dimensions, text) for text in distinct}
     found = cache.get_many(list(keys.values()))
-    vectors = {text: _decode(found[key].output) for text, key in keys.items() if key in found}
-    missing = [text for text in distinct if vectors.get(text) is None]
+    decoded = {text: _decode(found[key].output) for text, key in keys.items() if key in found}
+    vectors = {text: vector for text, vector in decoded.items() if vector is not None}
+    missing = [text for text in distinct if text not in vectors]
     batches = [missing[i:i + options.batch_size] for i in range(0, len(missing), options.batch_size)]
     spent = await _embed_missing(batches, model, dimensions, keys, cache, options, catalog, vectors)
     run = EmbeddingRun(len(distinct), len(distinct) - len(missing), len(batches), sum(s[0] for s in spent),
@@ -89,7 +90,7 @@ async def embed_texts(texts: Sequence[str], model: str, dimensions: int | None, 
 
 async def _embed_missing(batches: list[list[str]], model: str, dimensions: int | None, keys: dict[str, str],
                          cache: ResultCache, options: CallOptions, catalog: ModelCatalog | None,
-                         vectors: dict[str, NDArray[np.float32] | None]) -> list[tuple[int, float | None]]:
+                         vectors: dict[str, NDArray[np.float32]]) -> list[tuple[int, float | None]]:
     """Embed and store each batch; fills ``vectors``; each batch's (tokens, cost)."""
     if not batches:
         return []
@@ -167,8 +168,8 @@ def _decode(output: str | None) -> NDArray[np.float32] | None:
         return None
 
 
-def _matrix(rows: list[NDArray[np.float32] | None], model: str) -> NDArray[np.float32]:
-    sizes = {len(row) for row in rows if row is not None}
+def _matrix(rows: list[NDArray[np.float32]], model: str) -> NDArray[np.float32]:
+    sizes = {len(row) for row in rows}
     if len(sizes) > 1:
         raise EmbeddingError(f"the vectors of {model} have different sizes ({', '.join(map(str, sorted(sizes)))}): "
                              "the cache holds vectors of another size under the same address")
@@ -176,7 +177,7 @@ def _matrix(rows: list[NDArray[np.float32] | None], model: str) -> NDArray[np.fl
         return np.zeros((0, 0), dtype=np.float32)
     matrix = np.vstack(rows).astype(np.float32, copy=False)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1, norms)  # cosine becomes a dot product
+    return (matrix / np.where(norms == 0, 1, norms)).astype(np.float32, copy=False)  # cosine becomes a dot product
 
 
 def _total(costs: list[float | None]) -> float | None:
