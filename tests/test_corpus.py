@@ -55,7 +55,7 @@ def test_jsonl_fields_are_configurable(project: Path) -> None:
 def test_problems_name_the_pattern_or_the_file_and_line(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     outside = tmp_path_factory.mktemp("outside") / "secret.md"
     outside.write_text("# not ours\n", encoding="utf-8")
-    write(project, {"docs/bad.jsonl": '{"id": 1, "text": "fine"}\n[1, 2]\n{"id": 3}\n{oops\n',
+    write(project, {"docs/bad.jsonl": '{"id": 1, "text": "fine"}\n[1, 2]\n{"id": 3}\n{oops\n{"id": 1, "text": "again"}\n',
                     "docs/open.md": "---\ntitle: never closed\n# Body\n",
                     "docs/latin1.txt": "", "docs/table.csv": "a,b\n"})
     (project / "docs/latin1.txt").write_bytes(b"caf\xe9\n")
@@ -70,8 +70,9 @@ def test_problems_name_the_pattern_or_the_file_and_line(project: Path, tmp_path_
     assert "never closed" in problems[("docs/open.md", 1, None)]
     assert "not valid UTF-8 (byte 3)" in problems[("docs/latin1.txt", 1, None)]
     assert "not a corpus format" in problems[("docs/table.csv", 1, None)]
-    assert len(problems) == 8
-    assert "docs/bad.jsonl#1" in {d.id for d in corpus.documents}  # the good line is kept
+    assert problems[("docs/bad.jsonl", 5, None)] == "the document id 'docs/bad.jsonl#1' is already used on line 1"
+    assert len(problems) == 9
+    assert [d.text for d in corpus.documents if d.path == "docs/bad.jsonl"] == ["fine"]  # the good line is kept
 
 
 @pytest.mark.parametrize("metadata, filters, matches", [

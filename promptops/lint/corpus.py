@@ -81,9 +81,10 @@ def unknown_embedding_dimensions(spec: RetrievalSpec, project: Project) -> Itera
 @rule("PO309", "corpus-invalid", "retrieval")
 def corpus_invalid(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
     """A corpus file cannot be read as a document: not UTF-8, over 10 MB, not
-    Markdown, text or JSONL, a front matter that is not a YAML mapping, or a
-    JSONL line that is not an object with a string text field. The finding
-    names the corpus file and line.
+    Markdown, text or JSONL, a front matter that is not a YAML mapping, a
+    JSONL line that is not an object with a string text field, or a document
+    id used twice (two JSONL lines with one id). The finding names the corpus
+    file and line.
 
     Fails:   {"id": "q1", "body": "Refunds take 30 days"}   (the text field is `text` unless corpus.text_field says)
     Passes:  {"id": "q1", "text": "Refunds take 30 days", "lang": "en"}

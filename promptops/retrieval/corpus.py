@@ -68,7 +68,18 @@ def load_corpus(spec: CorpusSpec, folder: Path, root: Path) -> Corpus:
         text = _read(path, display, problems)
         if text is not None:
             documents.extend(_documents(FORMATS[path.suffix.lower()], text, display, spec, problems))
-    return Corpus(tuple(documents), tuple(problems))
+    return Corpus(tuple(_first_of_each_id(documents, problems)), tuple(problems))
+
+
+def _first_of_each_id(documents: list[Document], problems: list[Problem]) -> list[Document]:
+    """A document id names one document: a later one with the same id is a problem, and left out."""
+    seen: dict[str, Document] = {}
+    for document in documents:
+        first = seen.setdefault(document.id, document)
+        if first is not document:
+            problems.append(Problem(f"the document id '{document.id}' is already used on line {first.line}",
+                                    document.path, document.line))
+    return list(seen.values())
 
 
 def _files(spec: CorpusSpec, folder: Path, root: Path, problems: list[Problem]) -> list[Path]:

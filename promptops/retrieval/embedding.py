@@ -101,13 +101,14 @@ async def _embed_missing(batches: list[list[str]], model: str, dimensions: int |
 
     litellm = import_litellm()
     limit = asyncio.Semaphore(options.concurrency)
+    prices = catalog or ModelCatalog()  # one catalog: each reads litellm's price map once
 
     async def one(batch: list[str]) -> tuple[int, float | None]:
         async with limit:
             response = await _call(litellm, batch, model, dimensions, options)
         batch_vectors = _vectors(response, len(batch), model)
         tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", None) or 0)
-        cost = _cost(catalog or ModelCatalog(), model, response, tokens)
+        cost = _cost(prices, model, response, tokens)
         cache.put_many([_row(keys[text], model, vector, tokens / len(batch),
                              None if cost is None else cost / len(batch))
                         for text, vector in zip(batch, batch_vectors)])
