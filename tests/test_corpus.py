@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from promptops.loader import Loader
 from promptops.retrieval.corpus import load_corpus
-from promptops.retrieval.settings import CorpusSpec, filter_matches, known_dimensions
+from promptops.retrieval.settings import ChunkingSpec, CorpusSpec, RetrievalSettings, filter_matches, known_dimensions
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -109,3 +110,23 @@ def test_lint_reads_the_corpus_without_numpy_or_litellm(project: Path) -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert {"numpy", "litellm"} & imported == set()
     assert "promptops.retrieval.corpus" in imported  # it did read the corpus
+
+
+def test_settings_from_a_loaded_retrieval_config(project: Path) -> None:
+    path = project / "retrieval/kb.retrieval.yaml"
+    path.write_text("id: kb\nembedding: {model: openai/text-embedding-3-small, dimensions: 256}\n"
+                    "chunking: {strategy: sentence, size: 200, overlap: 20}\n"
+                    "retriever: {top_k: 6, min_score: 0.3, filters: {lang: en}}\n"
+                    "reranker: {model: cohere/rerank-v3.5, top_n: 3}\n"
+                    "corpus: {include: ['../docs/*.md'], exclude: ['../docs/drafts/*'], text_field: body}\n",
+                    encoding="utf-8")
+    settings = RetrievalSettings.from_spec(Loader(project).load(path).spec)
+    assert settings == RetrievalSettings(
+        id="kb", embedding_model="openai/text-embedding-3-small", dimensions=256,
+        chunking=ChunkingSpec(200, 20, "sentence", "tokens"), top_k=6, min_score=0.3, filters={"lang": "en"},
+        reranker_model="cohere/rerank-v3.5", reranker_top_n=3,
+        corpus=CorpusSpec(("../docs/*.md",), ("../docs/drafts/*",), text_field="body"))
+    path.write_text("id: kb\nembedding: {model: openai/text-embedding-3-small}\nchunking: {size: 100}\n"
+                    "retriever: {top_k: 2}\n", encoding="utf-8")
+    bare = RetrievalSettings.from_spec(Loader(project).load(path).spec)
+    assert (bare.dimensions, bare.chunking, bare.corpus, bare.filters) == (None, ChunkingSpec(100, 0, "recursive"), None, {})

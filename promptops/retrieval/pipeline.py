@@ -90,11 +90,11 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     return Built(Index.open(folder), key, folder, run)
 
 
-async def retrieve(query: str, built: Index, settings: RetrievalSettings, cache: ResultCache,
+async def retrieve(query: str, index: Index, settings: RetrievalSettings, cache: ResultCache,
                    options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> Answer:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""
     vectors, run = await embed_texts([query], settings.embedding_model, settings.dimensions, cache, options, catalog)
-    found = built.search(vectors[0], settings.top_k, settings.min_score, settings.filters)
+    found = index.search(vectors[0], settings.top_k, settings.min_score, settings.filters)
     if settings.reranker_model is None:
         return Answer(found, run, None)
     top_n = settings.reranker_top_n or settings.top_k
