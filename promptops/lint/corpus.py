@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 from weakref import WeakKeyDictionary
 
 from promptops.findings import Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, hit, rule
-from promptops.retrieval.corpus import Corpus, load_corpus
-from promptops.retrieval.settings import CorpusSpec, known_dimensions
 from promptops.specs import RetrievalSpec, Source
+
+if TYPE_CHECKING:
+    from promptops.retrieval.corpus import Corpus
 
 # A corpus is read once per lint run (Project), however many rules ask.
 _READ: WeakKeyDictionary[Project, dict[Path, Corpus | None]] = WeakKeyDictionary()
@@ -19,6 +20,10 @@ _READ: WeakKeyDictionary[Project, dict[Path, Corpus | None]] = WeakKeyDictionary
 
 def corpus_of(spec: RetrievalSpec, project: Project) -> Corpus | None:
     """The config's documents, or None when it names no corpus."""
+    # Imported here: a commit that touches no retrieval file pays nothing for the corpus reader.
+    from promptops.retrieval.corpus import load_corpus
+    from promptops.retrieval.settings import CorpusSpec
+
     read = _READ.setdefault(project, {})
     if spec.source.path not in read:
         corpus_spec = CorpusSpec.from_raw(spec.raw.get("corpus"))
@@ -72,6 +77,8 @@ def unknown_embedding_dimensions(spec: RetrievalSpec, project: Project) -> Itera
     Fails:   embedding: {model: ollama/nomic-embed-text}
     Passes:  embedding: {model: ollama/nomic-embed-text, dimensions: 768}
     """
+    from promptops.retrieval.settings import known_dimensions
+
     dimensions = (spec.raw.get("embedding") or {}).get("dimensions")
     if known_dimensions(spec.embedding_model, dimensions) is None:
         yield hit(spec.source, ("embedding", "model"), f"the vector size of '{spec.embedding_model}' is not known: "
