@@ -195,6 +195,41 @@ def test_embeddings_shape_and_determinism(litellm: ModuleType) -> None:
     assert first.usage.prompt_tokens > 0
 
 
+RERANK_DOCS = ["Shipping takes 5 business days.", "Refunds are accepted within 30 days: that is the refund window.",
+               "Our office is in Paris.", "A refund needs the order number."]
+
+
+def test_rerank_through_litellms_cohere_route(litellm: ModuleType) -> None:
+    """litellm's cohere/ provider with the stub as api_base posts Cohere's v2 body to /v1/v2/rerank."""
+    with StubServer() as stub:
+        answer = asyncio.run(litellm.arerank(model="cohere/rerank-v3.5", query="refund window in days",
+                                             documents=RERANK_DOCS, top_n=3, api_base=stub.base_url, api_key="stub"))
+        body = stub.requests[0]
+    # refund, window, days: 3 of the query's 4 words; then one word each, ties in document order
+    assert [r["index"] for r in answer.results] == [1, 0, 2]
+    assert [r["relevance_score"] for r in answer.results] == [0.75, 0.25, 0.25]
+    assert body["query"] == "refund window in days" and body["top_n"] == 3 and body["documents"] == RERANK_DOCS
+
+
+def test_rerank_returns_documents_and_takes_faults(litellm: ModuleType) -> None:
+    with StubServer(faults=["429"]) as stub:
+        with pytest.raises(litellm.RateLimitError):
+            litellm.rerank(model="cohere/rerank-v3.5", query="office", documents=RERANK_DOCS, api_base=stub.base_url,
+                           api_key="stub", **NO_RETRY)
+        answer = litellm.rerank(model="cohere/rerank-v3.5", query="office", documents=RERANK_DOCS, top_n=1,
+                                return_documents=True, api_base=stub.base_url, api_key="stub")
+    assert answer.results[0]["index"] == 2 and answer.results[0]["document"]["text"] == RERANK_DOCS[2]
+
+
+def test_rerank_rejects_a_body_without_documents() -> None:
+    with StubServer() as stub:
+        request = urllib.request.Request(f"{stub.base_url}/rerank", data=json.dumps({"query": "q"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 400 and "documents" in json.loads(caught.value.read())["error"]["message"]
+
+
 def test_latency_is_at_least_latency_ms(litellm: ModuleType) -> None:
     with StubServer(default_reply="slow", latency_ms=150, jitter_ms=50, seed=1) as stub:
         started = time.perf_counter()

@@ -387,3 +387,13 @@ print(json.dumps([small, after_small, odd, sorted(tokens._ENCODERS)]))
     whole_texts = _run(as_shipped.replace("c = tokens.TokenCounter()", "tokens.UNITS_UP_TO_CHARS = 0\n"
                                           "c = tokens.TokenCounter()"), str(tmp_path / "corpus.json"), "openai/gpt-4o")
     assert whole_texts == big
+
+
+def test_token_starts_cut_a_text_at_whole_tokens() -> None:
+    """Retrieval chunking cuts at these offsets: one a token, in order, the pieces joining back into the text."""
+    counter = TokenCounter()
+    text = "Refunds are accepted within 30 days. Café ☕ works."
+    starts = counter.token_starts("openai/text-embedding-3-small", text)
+    assert len(starts) == counter.count_text("openai/text-embedding-3-small", text) == 14
+    assert starts[:4] == [0, 3, 7, 11] and starts == sorted(starts)  # "Ref", "unds", " are", " accepted"
+    assert "".join(text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])) == text

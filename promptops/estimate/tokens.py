@@ -121,6 +121,16 @@ class TokenCounter:
         counts = dict(zip(distinct, counted))
         return [counts[text] for text in texts]
 
+    def token_starts(self, model: str, text: str) -> list[int]:
+        """Where each of the text's tokens starts (a character offset), so that a text can be cut into
+        windows of whole tokens, counted as ``count_text`` counts (every fourth character under the
+        characters / 4 fallback)."""
+        method = _method(model)
+        if method.encoding == FALLBACK:
+            return list(range(0, len(text), CHARS_PER_TOKEN))
+        encoder = _load(method.encoding)
+        return encoder.decode_with_offsets(encoder.encode_ordinary(text))[1]  # type: ignore[no-any-return]
+
     def count_messages_many(self, model: str, requests: list[list[dict[str, str]]]) -> list[int]:
         """``count_messages`` of each request, with all their texts counted by one ``count_many``
         (eval cases of one prompt share most of their text: the system message is counted once)."""

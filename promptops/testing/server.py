@@ -13,6 +13,11 @@ code path: model ``openai/<anything>``, ``api_base=stub.base_url`` and
 - ``POST /v1/embeddings``: deterministic pseudo-embeddings (see ``embed``) of
   ``embedding_dim`` dimensions, or the request's ``dimensions``; float lists,
   or base64 float32 when ``encoding_format`` is ``"base64"``.
+- ``POST /v1/rerank`` (also ``/v1/v2/rerank``): Cohere's rerank answer,
+  ``results`` of ``index`` and ``relevance_score`` (the share of the query's
+  distinct words that a document holds, see ``rerank_score``), best first,
+  ``top_n`` of them. litellm reaches it as ``cohere/<anything>`` with
+  ``api_base=stub.base_url``: it posts Cohere's v2 body to ``{api_base}/v2/rerank``.
 - ``GET /v1/models``: the ``models`` it was given.
 
 Token counts are ``len(text) // 4 + 1`` per message and per reply. Each POST
@@ -37,6 +42,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -44,7 +50,9 @@ from typing import Any, Iterator, Mapping, Sequence
 from promptops.testing.rules import Fault, FaultSpec, Responder, Rule, parse_faults, text_of
 
 API_KEY = "stub"
-CHAT, EMBEDDINGS, MODELS = "chat/completions", "embeddings", "models"
+CHAT, EMBEDDINGS, RERANK, MODELS = "chat/completions", "embeddings", "rerank", "models"
+# litellm's cohere/ route posts its v2 body to {api_base}/v2/rerank; v1 clients post to /v1/rerank.
+_RERANK_ROUTES = {"rerank": RERANK, "v2/rerank": RERANK}
 # A reply cut off in the middle, as a proxy or a crashed worker might send it.
 GARBAGE = b'{"id": "chatcmpl-garbage", "object": "chat.completion", "choices": [{"index": 0, "mess'
 _WORD = re.compile(r"\w+")
@@ -67,12 +75,51 @@ def embed(text: str, dim: int) -> list[float]:
     """
     vec = [0.0] * dim
     for word in _WORD.findall(text.lower()) or [""]:
-        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
-        vec[h % dim] += 1.0 if h >> 63 else -1.0
+        slot, sign = _slot(word, dim)
+        vec[slot] += sign
     norm = math.sqrt(sum(v * v for v in vec))
     if norm == 0.0:  # words that cancelled out: a fixed unit vector keeps cosine defined
         vec[0] = norm = 1.0
     return [v / norm for v in vec]
+
+
+@lru_cache(maxsize=65536)
+def _slot(word: str, dim: int) -> tuple[int, float]:
+    """The slot a word adds to and its sign, from its BLAKE2 hash (remembered: a corpus repeats its words)."""
+    h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+    return h % dim, 1.0 if h >> 63 else -1.0
+
+
+def rerank_score(query: str, document: str) -> float:
+    """The share of the query's distinct lowercased words that occur in the document, in [0, 1].
+
+    Unlike ``embed``'s cosine, a long document is not penalised for its other
+    words, so reranking can reorder what the vector search returned.
+    """
+    wanted = set(_WORD.findall(query.lower()))
+    if not wanted:
+        return 0.0
+    return len(wanted & set(_WORD.findall(document.lower()))) / len(wanted)
+
+
+def _document_text(document: Any) -> str:
+    """A rerank document: a string, or Cohere's object form with a ``text`` field."""
+    if isinstance(document, Mapping):
+        return str(document.get("text", ""))
+    return str(document)
+
+
+def rerank(body: Mapping[str, Any], seq: int) -> dict[str, Any]:
+    texts = [_document_text(d) for d in body["documents"]]
+    scored = sorted(((rerank_score(body["query"], t), i) for i, t in enumerate(texts)), key=lambda s: (-s[0], s[1]))
+    top_n = body.get("top_n")
+    if isinstance(top_n, int) and top_n > 0:
+        scored = scored[:top_n]
+    with_text = body.get("return_documents") is True
+    results = [{"index": i, "relevance_score": score, **({"document": {"text": texts[i]}} if with_text else {})}
+               for score, i in scored]
+    return {"id": f"rerank-stub-{seq}", "results": results,
+            "meta": {"billed_units": {"search_units": 1}, "tokens": {"input_tokens": sum(map(count_tokens, texts))}}}
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -275,7 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> str:
         path = self.path.split("?", 1)[0].rstrip("/")
-        return path.removeprefix("/v1").lstrip("/")
+        route = path.removeprefix("/v1").lstrip("/")
+        return _RERANK_ROUTES.get(route, route)
 
     def do_GET(self) -> None:
         if self._route() == MODELS:
@@ -288,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # read first: keep-alive needs it
         route = self._route()
-        if route not in (CHAT, EMBEDDINGS):
+        if route not in (CHAT, EMBEDDINGS, RERANK):
             return self._send_json(404, error_body(404, f"no route POST {self.path}"))
         try:
             body = json.loads(raw)
@@ -314,6 +362,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._fail(route, body, plan.seq, outcome)
         if route == EMBEDDINGS:
             return self._send_json(200, embeddings(body, self.server.stub.settings.embedding_dim))
+        if route == RERANK:
+            return self._send_json(200, rerank(body, plan.seq))
         if body.get("stream"):
             return self._stream(chat_chunks(body, outcome, plan.seq))
         return self._send_json(200, chat_completion(body, outcome, plan.seq))
@@ -329,8 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "garbage":
             return self._send_bytes(200, GARBAGE, "application/json")
         if fault.kind == "empty":
-            answer = embeddings(body, 1) if route == EMBEDDINGS else chat_completion(body, "", seq)
-            return self._send_json(200, {**answer, "data" if route == EMBEDDINGS else "choices": []})
+            return self._send_json(200, _empty_answer(route, body, seq))
         if fault.kind == "timeout":
             self.server.stopping.wait(fault.hang_s)
         self.close_connection = True  # "timeout" and "disconnect": no answer at all
@@ -361,6 +410,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
 
 
+def _empty_answer(route: str, body: dict[str, Any], seq: int) -> dict[str, Any]:
+    """A valid answer with nothing in it: no choices, no vectors, no ranked documents."""
+    if route == EMBEDDINGS:
+        return {**embeddings(body, 1), "data": []}
+    if route == RERANK:
+        return {**rerank(body, seq), "results": []}
+    return {**chat_completion(body, "", seq), "choices": []}
+
+
 def _invalid(route: str, body: Any) -> str | None:
     """Why a request body cannot be answered, or None."""
     if not isinstance(body, dict):
@@ -369,6 +427,8 @@ def _invalid(route: str, body: Any) -> str | None:
         return "'messages' must be a non-empty list"
     if route == EMBEDDINGS and not (isinstance(body.get("input"), (str, list)) and body["input"]):
         return "'input' must be a non-empty string or list"
+    if route == RERANK and not (isinstance(body.get("query"), str) and isinstance(body.get("documents"), list)):
+        return "'query' must be a string and 'documents' a list"
     return None
 
 
@@ -378,7 +438,7 @@ class StubServer:
     >>> with StubServer(rules=[Rule(match="capital of France", reply="Paris")], default_reply="I don't know") as stub:
     ...     litellm.completion(model="openai/any", api_base=stub.base_url, api_key="stub", messages=[...])
 
-    ``requests`` lists the parsed bodies of the chat and embeddings requests
+    ``requests`` lists the parsed bodies of the chat, embeddings and rerank requests
     received, in arrival order; ``calls`` counts them; ``max_in_flight`` is the
     most requests it was answering at once (a client's concurrency bound). See
     ``Settings`` and the module's docstring for what it answers.
@@ -485,7 +545,7 @@ class StubServer:
 
     @contextmanager
     def _serving(self) -> Iterator[None]:
-        """Count a chat or embeddings request as in flight while it is being answered."""
+        """Count a chat, embeddings or rerank request as in flight while it is being answered."""
         with self._lock:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)

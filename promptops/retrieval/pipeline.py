@@ -1,0 +1,110 @@
+"""The retrieval stages put together: a config's corpus built into an index, and a query answered from it.
+
+``build_index`` reads the corpus, chunks it, and looks for an index folder
+keyed by what built it (``build_key``: the embedding model and dimensions,
+the chunking, and every chunk's id, text and metadata) under
+``.promptops/index/<config id>/``; only when there is none does it embed (each
+vector from the result cache where it is there) and write one. A CI cache of
+``.promptops/index`` thus skips even the cache reads, and a cosmetic change to
+the retrieval file (a comment, a description, top_k) builds nothing.
+
+``retrieve`` embeds the query (cached too), searches ``retriever.top_k`` with
+``min_score`` and ``filters``, then reranks to ``reranker.top_n`` when the
+config has a reranker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from promptops.resultcache import ResultCache
+from promptops.models import ModelCatalog
+from promptops.retrieval.chunking import Chunk, Tokens, chunk_documents
+from promptops.retrieval.corpus import load_corpus
+from promptops.retrieval.embedding import CallOptions, EmbeddingError, EmbeddingRun, embed_texts
+from promptops.retrieval.index import Index, IndexFileError, Retrieved
+from promptops.retrieval.rerank import RerankRun, rerank
+from promptops.retrieval.settings import RetrievalSettings, known_dimensions
+
+INDEX_FOLDER = ".promptops/index"
+NOTHING_EMBEDDED = EmbeddingRun(0, 0, 0, 0, 0.0, 0.0)
+
+
+class CorpusError(Exception):
+    """The corpus cannot be indexed as it is; the message lists its problems (lint reports them too)."""
+
+
+@dataclass(frozen=True)
+class Built:
+    index: Index
+    key: str
+    folder: Path
+    embedding: EmbeddingRun  # NOTHING_EMBEDDED when an index folder with the same key was there
+
+
+@dataclass(frozen=True)
+class Answer:
+    passages: list[Retrieved]
+    embedding: EmbeddingRun  # the query's
+    rerank: RerankRun | None
+
+
+def build_key(settings: RetrievalSettings, chunks: list[Chunk]) -> str:
+    """What an index holds, hashed: the same key, the same vectors."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"model": settings.embedding_model, "dimensions": settings.dimensions,
+                              "chunking": asdict(settings.chunking)}, sort_keys=True).encode())
+    for chunk in chunks:
+        digest.update(json.dumps([chunk.id, chunk.text, chunk.metadata], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+async def build_index(settings: RetrievalSettings, config_folder: Path, root: Path, cache: ResultCache,
+                      options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> Built:
+    """The config's index, from its folder under ``root/.promptops/index`` or built now."""
+    if settings.corpus is None:
+        raise CorpusError(f"retrieval config '{settings.id}' names no corpus: add corpus.include")
+    corpus = load_corpus(settings.corpus, config_folder, root)
+    if corpus.problems:
+        listed = "; ".join(f"{p.path or 'corpus.include'}:{p.line}: {p.message}" for p in corpus.problems[:5])
+        more = f" (and {len(corpus.problems) - 5} more)" if len(corpus.problems) > 5 else ""
+        raise CorpusError(f"the corpus of retrieval config '{settings.id}' has problems: {listed}{more}")
+    chunks = chunk_documents(corpus.documents, settings.chunking,
+                             Tokens(settings.embedding_model, settings.chunking.unit))
+    key = build_key(settings, chunks)
+    folder = root / INDEX_FOLDER / settings.id / key
+    if (folder / "manifest.json").is_file():
+        try:
+            return Built(Index.open(folder), key, folder, NOTHING_EMBEDDED)
+        except IndexFileError:
+            pass  # damaged or of an older format: built again below
+    vectors, run = await embed_texts([c.text for c in chunks], settings.embedding_model, settings.dimensions,
+                                     cache, options, catalog)
+    _check_dimensions(settings, vectors.shape[1] if len(chunks) else None)
+    index = Index(vectors, chunks, {"config": settings.id, "embedding_model": settings.embedding_model,
+                                    "chunking": asdict(settings.chunking), "key": key})
+    index.save(folder)
+    return Built(Index.open(folder), key, folder, run)
+
+
+async def retrieve(query: str, index: Index, settings: RetrievalSettings, cache: ResultCache,
+                   options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> Answer:
+    """The passages the config gives a query: searched, then reranked when it has a reranker."""
+    vectors, run = await embed_texts([query], settings.embedding_model, settings.dimensions, cache, options, catalog)
+    found = index.search(vectors[0], settings.top_k, settings.min_score, settings.filters)
+    if settings.reranker_model is None:
+        return Answer(found, run, None)
+    top_n = settings.reranker_top_n or settings.top_k
+    reranked, rerank_run = await rerank(query, found, settings.reranker_model, top_n, cache, options)
+    return Answer(reranked, run, rerank_run)
+
+
+def _check_dimensions(settings: RetrievalSettings, answered: int | None) -> None:
+    expected = known_dimensions(settings.embedding_model, settings.dimensions)
+    if answered is not None and expected is not None and answered != expected:
+        source = "embedding.dimensions" if settings.dimensions else "litellm's price map"
+        raise EmbeddingError(f"{settings.embedding_model} answered vectors of {answered} dimensions; "
+                             f"{source} says {expected}")

@@ -1,0 +1,79 @@
+"""Retrieved chunks reordered by a rerank model through litellm's async rerank API, answers cached.
+
+A rerank answer is a row of the result cache like an embedding's: key
+``call_key(model, [{"role": "query", ...}, {"role": "document", ...}...],
+{"kind": "rerank", "top_n": n}, 0)``, ``prompt_id`` ``retrieval:rerank``,
+``output`` the ranking as JSON ``[[index, relevance_score], ...]``, so a
+re-run with the same query and chunks makes no call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from promptops.resultcache import CachedResult, ResultCache, call_key
+from promptops.modelparams import endpoint_in_model
+from promptops.retrieval.embedding import CallOptions
+from promptops.retrieval.index import Retrieved
+
+PROMPT_ID = "retrieval:rerank"
+
+
+class RerankError(Exception):
+    """A rerank call failed, or its answer cannot be used; the message says which model and why."""
+
+
+@dataclass(frozen=True)
+class RerankRun:
+    calls: int  # 0 when the answer came from the cache
+    cost_usd: float | None
+
+
+async def rerank(query: str, retrieved: list[Retrieved], model: str, top_n: int, cache: ResultCache,
+                 options: CallOptions = CallOptions()) -> tuple[list[Retrieved], RerankRun]:
+    """The ``top_n`` most relevant of ``retrieved`` by the rerank model, best first, scored by it."""
+    if not retrieved:
+        return [], RerankRun(0, 0.0)
+    documents = [r.chunk.text for r in retrieved]
+    key = call_key(model, [{"role": "query", "content": query}, *({"role": "document", "content": d} for d in documents)],
+                   {"kind": "rerank", "top_n": top_n}, 0)
+    hit = cache.get(key)
+    if hit is not None and hit.output:
+        return _reordered(retrieved, json.loads(hit.output), model), RerankRun(0, 0.0)
+    ranking, cost = await _call(query, documents, model, top_n, options)
+    cache.put(CachedResult(key, PROMPT_ID, "rerank", model, "", 0, json.dumps(ranking), None, None, None, cost))
+    return _reordered(retrieved, ranking, model), RerankRun(1, cost)
+
+
+async def _call(query: str, documents: list[str], model: str, top_n: int,
+                options: CallOptions) -> tuple[list[list[Any]], float | None]:
+    refused = endpoint_in_model(model)
+    if refused:
+        raise RerankError(f"rerank call not sent: {refused}")
+    from promptops.evals.runner import describe_error, import_litellm
+    from promptops.report.safety import environment_redactor
+
+    litellm = import_litellm()
+    try:
+        response = await litellm.arerank(model=model, query=query, documents=documents, top_n=top_n,
+                                         timeout=options.timeout_s, api_base=options.api_base, api_key=options.api_key)
+    except Exception as exc:  # litellm maps every provider error to its own types
+        raise RerankError(f"rerank call to {model} failed: {environment_redactor()(describe_error(exc))}") from None
+    ranking = [[_field(r, "index"), _field(r, "relevance_score")] for r in getattr(response, "results", None) or []]
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    return ranking, float(cost) if isinstance(cost, (int, float)) else None
+
+
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _reordered(retrieved: list[Retrieved], ranking: list[list[Any]], model: str) -> list[Retrieved]:
+    reordered = []
+    for index, score in ranking:
+        if not (isinstance(index, int) and 0 <= index < len(retrieved) and isinstance(score, (int, float))):
+            raise RerankError(f"rerank call to {model} answered an unusable result: index {index!r}, score {score!r}")
+        reordered.append(Retrieved(retrieved[index].chunk, float(score)))
+    return reordered
