@@ -64,7 +64,7 @@ def run_check(cwd: Path, options: CheckOptions,
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
                          diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), ExitCode.OK),
-                         problems, preexisting=str(head_ws.config.section("gates").get("preexisting", "fail")),
+                         problems, preexisting=head_ws.config.gates.preexisting,
                          config_problems=sorted({str(p) for p in head_ws.problems if kind_of(p.path) == "config"}))
     report.cost_gates = estimate_gates(report, head_ws)
     report.verdict = verdict(report, options.fail_on)
@@ -116,9 +116,9 @@ def estimate_gates(report: CheckReport, head: Workspace) -> list[tuple[str, Gate
     for the measurement. The limit is the strictest of promptops.yaml's and the prompt's suites'.
     """
     measured = {c.prompt_id for c in report.evals.comparisons if c.base is not None}
-    limits = {suite.prompt: float(suite.gates["max_cost_increase_pct"]) for suite in head.suites
-              if "max_cost_increase_pct" in suite.gates}
-    default = head.config.section("gates").get("max_cost_increase_pct")
+    limits = {suite.prompt: suite.gates.max_cost_increase_pct for suite in head.suites
+              if suite.gates.max_cost_increase_pct is not None}
+    default = head.config.gates.max_cost_increase_pct
     gates = []
     for change in report.cost.changes:
         if change.status != "changed" or change.prompt_id in measured:

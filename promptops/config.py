@@ -75,8 +75,8 @@ def load_workspace(
     elif trusted is not None:
         config = guarded_by(config, trusted)
     workspace = Workspace(config=config, label=label, problems=list(problems))
-    exclude = config.section("paths").get("exclude") or []
-    include = [root / p for p in config.section("paths").get("include") or []]
+    exclude = config.paths.exclude
+    include = [root / p for p in config.paths.include]
     if candidates is None:
         candidates = discover(root, include, exclude)
     else:
@@ -169,22 +169,21 @@ def path_problems(config: ProjectConfig, default_cache: str | None = None) -> li
         found.append(Finding(source.display if source else str(config.root), line, col, "PO113", message,
                              Severity.ERROR))
 
-    paths = config.section("paths")
-    for index, folder in enumerate(paths.get("include") or []):
+    for index, folder in enumerate(config.paths.include):
         why = escapes(config.root, folder)
         if why:
             problem(("paths", "include", index), f"paths.include[{index}]: '{folder}' {why}; list folders "
                                                  "inside the project (relative to promptops.yaml)")
-    for index, pattern in enumerate(paths.get("exclude") or []):
+    for index, pattern in enumerate(config.paths.exclude):
         if PurePosixPath(pattern).is_absolute() or ".." in PurePosixPath(pattern).parts:
             problem(("paths", "exclude", index), f"paths.exclude[{index}]: '{pattern}' points out of the project; "
                                                  "patterns are relative to promptops.yaml")
-    configured = config.section("eval").get("cache")
+    configured = config.eval.cache
     cache = configured or default_cache
     if cache:
         why = escapes(config.root, cache) or ("is inside .git" if _inside_git(config.root, cache) else None)
         if why:
-            where = ("eval", "cache") if configured else ("eval",) if config.section("eval") else ()
+            where = ("eval", "cache") if configured else ("eval",) if config.section("eval") else ()  # as written
             what = "eval.cache" if configured else "the eval cache's default path"
             problem(where, f"{what}: '{cache}' {why}; the cache must sit inside the project "
                            "(--cache FILE takes any path)")

@@ -6,7 +6,7 @@ import fnmatch
 import functools
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from promptops import git
 from promptops.specs import CONFIG_NAME, kind_of
@@ -70,7 +70,7 @@ def discover(root: Path, paths: Iterable[Path] = (), exclude: Iterable[str] = ()
     return sorted(found)
 
 
-def excluded(path: Path, root: Path, patterns: list[str]) -> bool:
+def excluded(path: Path, root: Path, patterns: Sequence[str]) -> bool:
     if not patterns:
         return False
     try:

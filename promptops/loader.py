@@ -21,9 +21,11 @@ from promptops import resources
 from promptops.schemacache import fast_validator
 from promptops.findings import Finding, Severity, dotted
 from promptops.specs import (
+    Assertion,
     EvalCase,
     Message,
     EvalSuiteSpec,
+    Gates,
     ProjectConfig,
     PromptSpec,
     RetrievalSpec,
@@ -300,12 +302,13 @@ class Loader:
         return EvalSuiteSpec(
             prompt=data["prompt"],
             cases=tuple(cases),
-            default_assert=tuple(data.get("default_assert") or ()),
-            gates=dict(data.get("gates") or {}),
+            default_assert=tuple(map(Assertion.from_dict, data.get("default_assert") or ())),
+            gates=Gates.from_dict(data.get("gates") or {}),
             raw=data,
             source=source,
             dataset=data.get("dataset"),
-            repeat=int(data.get("repeat", 1)),
+            repeat=data.get("repeat"),
+            confirm=data.get("confirm"),
             threshold=float(data.get("threshold", 1.0)),
             dataset_readable=dataset_cases is not None,
         )
@@ -373,7 +376,7 @@ def _case(data: dict[str, Any], origin: Source, path: JsonPath) -> EvalCase:
         id=str(data["id"]),
         vars=dict(data.get("vars") or {}),
         expected=data.get("expected"),
-        asserts=tuple(data.get("assert") or ()),
+        asserts=tuple(map(Assertion.from_dict, data.get("assert") or ())),
         origin=origin,
         path=path,
         threshold=float(threshold) if threshold is not None else None,

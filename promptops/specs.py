@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Mapping
 
 from promptops.yamlparse import JsonPath, Positions
 
@@ -115,11 +115,41 @@ class RetrievalSpec:
 
 
 @dataclass(frozen=True)
+class Assertion:
+    """One assertion as written in a suite, built once by the loader.
+
+    Values are kept as written (a bound of 3000 prints as "3,000", not "3,000.0"),
+    and the types hint what the schema lets through; for an assertion built from
+    anything else, ``validate`` of its type (promptops.evals.assertions) checks
+    them. ``raw`` is the mapping it was built from: a suite's content hash reads it.
+    """
+
+    type: str
+    raw: Mapping[str, Any] = field(repr=False)
+    value: Any = None  # text, a number, a list of them, or (equals) any JSON value
+    has_value: bool = False  # a value: null is written, and is not "no value"
+    weight: float = 1
+    threshold: float | None = None
+    min: float | None = None
+    max: float | None = None
+    schema: dict[str, Any] | None = None
+    model: str | None = None
+    context: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Assertion:
+        return cls(type=data.get("type"), raw=data, value=data.get("value"), has_value="value" in data,  # type: ignore[arg-type]
+                   weight=data.get("weight", 1), threshold=data.get("threshold"), min=data.get("min"),
+                   max=data.get("max"), schema=data.get("schema"), model=data.get("model"),
+                   context=data.get("context"))
+
+
+@dataclass(frozen=True)
 class EvalCase:
     id: str
     vars: dict[str, Any]
     expected: Any
-    asserts: tuple[dict[str, Any], ...]
+    asserts: tuple[Assertion, ...]
     origin: Source
     path: JsonPath  # where the case sits in its origin (a JSON path, or (line,) in a dataset)
     threshold: float | None = None
@@ -129,12 +159,13 @@ class EvalCase:
 class EvalSuiteSpec:
     prompt: str
     cases: tuple[EvalCase, ...]
-    default_assert: tuple[dict[str, Any], ...]
-    gates: dict[str, Any]
+    default_assert: tuple[Assertion, ...]
+    gates: Gates
     raw: dict[str, Any]
     source: Source
     dataset: str | None = None
-    repeat: int = 1
+    repeat: int | None = None  # None: eval.repeat in promptops.yaml, else 1
+    confirm: int | None = None  # None: eval.confirm, else the default
     threshold: float = 1.0
     dataset_readable: bool = True  # False: the dataset is missing or unreadable (already a finding)
 
@@ -145,15 +176,128 @@ class EvalSuiteSpec:
 
 
 @dataclass(frozen=True)
+class PathSettings:
+    """paths: which files belong to the project, relative to promptops.yaml."""
+
+    include: tuple[str, ...] = ()  # folders to search (none: the whole project)
+    exclude: tuple[str, ...] = ()  # glob patterns to skip
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """defaults: the models used where a file names none."""
+
+    model: str | None = None
+    judge: str | None = None  # grades llm_rubric, groundedness and answer_relevance
+    embedding: str | None = None  # embeds for the similar assertion
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """eval: how suites run (values as written, defaults where none is)."""
+
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    retries: int = 4
+    cache: str | None = None  # the result cache's path, relative to promptops.yaml
+    repeat: int | None = None
+    max_cost_usd: float | None = None
+    confirm: int | None = None
+
+
+GATE_NAMES = ("pass_rate", "max_pass_rate_drop", "max_cost_increase_pct", "max_p95_latency_ms")
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Limits a change must meet, promptops.yaml's or a suite's; None: not checked."""
+
+    pass_rate: float | None = None
+    max_pass_rate_drop: float | None = None
+    max_cost_increase_pct: float | None = None
+    max_p95_latency_ms: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Gates:
+        return cls(**{name: float(data[name]) for name in GATE_NAMES if data.get(name) is not None})
+
+    def over(self, other: Gates) -> Gates:
+        """These gates where they are set, ``other``'s elsewhere (a suite's over the project's)."""
+        return replace(other, **self.limits())
+
+    def limits(self) -> dict[str, float]:
+        """The gates that are set, by name."""
+        return {name: value for name in GATE_NAMES if (value := getattr(self, name)) is not None}
+
+
+@dataclass(frozen=True)
+class ProjectGates(Gates):
+    """gates: in promptops.yaml, also what a gate that fails on the base as well does (fail or warn)."""
+
+    preexisting: str = "fail"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProjectGates:
+        return cls(**Gates.from_dict(data).limits(), preexisting=str(data.get("preexisting", "fail")))
+
+
+@dataclass(frozen=True)
+class RenderLimitSettings:
+    """lint.render_limits: bounds on rendering a template, each lowering its default (None: the default)."""
+
+    max_output_chars: int | None = None
+    max_loop_iterations: int | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class LintSettings:
+    """lint: severities by rule, ignored codes by path pattern, and render limits."""
+
+    rules: Mapping[str, str | Literal[False]] = field(default_factory=dict)  # False: off (YAML 1.1's reading of off)
+    per_file_ignores: Mapping[str, list[str]] = field(default_factory=dict)
+    render_limits: RenderLimitSettings = RenderLimitSettings()
+
+
+DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
+    """promptops.yaml, its sections typed once, here; ``raw`` is the file as written (``section`` reads it)."""
+
     root: Path
     raw: dict[str, Any]
     source: Source | None = None
+    paths: PathSettings = field(init=False)
+    defaults: ModelDefaults = field(init=False)
+    eval: EvalSettings = field(init=False)
+    gates: ProjectGates = field(init=False)
+    lint: LintSettings = field(init=False)
+    environments: list[str] = field(init=False)  # promotion order
+    pricing: dict[str, dict[str, Any]] = field(init=False)  # price overrides by model, as written (for models.py)
+    calls_per_day: dict[str, float] = field(init=False)  # usage: expected production traffic by prompt id
+
+    def __post_init__(self) -> None:
+        paths, eval_, lint = self.section("paths"), self.section("eval"), self.section("lint")
+        built = {
+            "paths": PathSettings(tuple(paths.get("include") or ()), tuple(paths.get("exclude") or ())),
+            "defaults": ModelDefaults(**self.section("defaults")),
+            "eval": EvalSettings(
+                concurrency=int(eval_.get("concurrency", 8)), timeout_s=float(eval_.get("timeout_s", 60)),
+                retries=int(eval_.get("retries", 4)), cache=eval_.get("cache"), repeat=eval_.get("repeat"),
+                max_cost_usd=eval_.get("max_cost_usd"), confirm=eval_.get("confirm")),
+            "gates": ProjectGates.from_dict(self.section("gates")),
+            "lint": LintSettings(dict(lint.get("rules") or {}), dict(lint.get("per_file_ignores") or {}),
+                                 RenderLimitSettings(**(lint.get("render_limits") or {}))),
+            "environments": list(self.raw.get("environments") or DEFAULT_ENVIRONMENTS),
+            "pricing": self.section("pricing"),
+            "calls_per_day": {prompt_id: usage["calls_per_day"] for prompt_id, usage in self.section("usage").items()},
+        }
+        for name, value in built.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     def section(self, name: str) -> dict[str, Any]:
+        """A section as written ({} when absent): for what hashes or merges the file, not for settings."""
         value = self.raw.get(name)
         return value if isinstance(value, dict) else {}
-
-    @property
-    def environments(self) -> list[str]:
-        return list(self.raw.get("environments") or ["dev", "staging", "prod"])

@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.runtime import LoopContext
@@ -40,6 +40,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatt
 from jinja2.utils import Namespace, _PassArg
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
+
+if TYPE_CHECKING:
+    from promptops.specs import RenderLimitSettings
 
 MAX_INT_BITS = 4096  # about 1,233 decimal digits: no prompt needs more, and arithmetic on it takes microseconds
 MAX_SLOW_FILTER_CHARS = 100_000  # wordwrap and urlize run Python code per word and per line
@@ -62,13 +65,16 @@ class RenderLimits:
     timeout_s: float = 2.0
 
     @classmethod
-    def from_config(cls, section: dict[str, Any]) -> "RenderLimits":
+    def from_config(cls, settings: RenderLimitSettings) -> "RenderLimits":
         """promptops.yaml's lint.render_limits: each may lower its default, never raise it (the schema says so
         too; this holds for a config that skipped it)."""
+        def lowered(value: float | None, default: float) -> float:
+            return default if value is None else min(value, default)
+
         return cls(
-            max_output_chars=min(int(section.get("max_output_chars", cls.max_output_chars)), cls.max_output_chars),
-            max_steps=min(int(section.get("max_loop_iterations", cls.max_steps)), cls.max_steps),
-            timeout_s=min(float(section.get("timeout_s", cls.timeout_s)), cls.timeout_s),
+            max_output_chars=int(lowered(settings.max_output_chars, cls.max_output_chars)),
+            max_steps=int(lowered(settings.max_loop_iterations, cls.max_steps)),
+            timeout_s=float(lowered(settings.timeout_s, cls.timeout_s)),
         )
 
 

@@ -11,18 +11,21 @@ from typing import Any
 import pytest
 
 from promptops import resources
-from promptops.evals import assertions
 from promptops.evals.assertions import (
     DETERMINISTIC,
-    MAX_PATTERN_CHARS,
-    MAX_SCAN_CHARS,
     MODEL_JUDGED,
-    REFUSAL_PHRASES,
+    TYPES,
     Answer,
+    Assertion,
+    JudgedType,
     Outcome,
+    check,
     evaluate,
     score_case,
 )
+from promptops.evals.assertions import regex as regex_type
+from promptops.evals.assertions.refusal import REFUSAL_PHRASES
+from promptops.evals.assertions.regex import MAX_PATTERN_CHARS, MAX_SCAN_CHARS
 from promptops.templating import RenderLimits
 
 # CPU seconds (time.process_time): a runaway match or render burns CPU, which the other work of a busy machine
@@ -33,7 +36,8 @@ MAX_SECONDS = 5.0  # render deadline 2 s and regex timeout 1 s, plus slack
 def judge(assertion: dict[str, Any], output: str = "", variables: dict[str, Any] | None = None,
           expected: Any = None, latency_ms: float | None = 100.0, cost_usd: float | None = 0.001,
           limits: RenderLimits | None = None) -> Outcome:
-    return evaluate(assertion, Answer(output, latency_ms, cost_usd), variables or {}, expected, limits)
+    answer = Answer(output, latency_ms, cost_usd)
+    return evaluate(Assertion.from_dict(assertion), answer, variables or {}, expected, limits)
 
 
 def passes(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> Outcome:
@@ -49,9 +53,40 @@ def fails(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> Outcome
 
 
 def test_the_types_are_the_schemas() -> None:
+    """A new type is its module; the schema's enum (what editors offer and PO503 reads) must list it too."""
     enum = resources.schema("eval")["$defs"]["assertion"]["properties"]["type"]["enum"]
-    assert DETERMINISTIC | MODEL_JUDGED == set(enum)
-    assert not DETERMINISTIC & MODEL_JUDGED
+    assert set(TYPES) == set(enum)
+    assert DETERMINISTIC | MODEL_JUDGED == set(TYPES) and not DETERMINISTIC & MODEL_JUDGED
+
+
+@pytest.mark.parametrize("kind", sorted(TYPES))
+def test_the_schema_requires_what_the_type_needs(kind: str) -> None:
+    """An assertion of just a type is schema-valid exactly when its type's validate accepts it: the schema's
+    required keys (value, schema, min or max) are the type's."""
+    from jsonschema import Draft202012Validator
+
+    suite = resources.schema("eval")
+    validator = Draft202012Validator({"$defs": suite["$defs"], "$ref": "#/$defs/assertion"})
+    try:
+        check(Assertion.from_dict({"type": kind}))
+        needs = None
+    except ValueError as exc:
+        needs = str(exc)
+    assert validator.is_valid({"type": kind}) == (needs is None), needs
+
+
+def test_po503_lists_the_registered_types() -> None:
+    from promptops.lint.registry import load_rules
+
+    explain = " ".join(load_rules()["PO503"].doc.split())
+    listed = explain.split("Known: ", 1)[1].split(".", 1)[0]
+    assert set(listed.split(", ")) == set(TYPES)
+
+
+def test_a_type_module_is_named_after_its_type() -> None:
+    for name, kind in TYPES.items():
+        assert type(kind).__module__ == f"promptops.evals.assertions.{name}"
+        assert kind.judged == isinstance(kind, JudgedType)
 
 
 # -- text ------------------------------------------------------------------
@@ -122,7 +157,7 @@ def test_regex_refuses_long_patterns() -> None:
 
 
 def test_catastrophic_regex_times_out_as_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(assertions, "REGEX_TIMEOUT_S", 0.2)  # without a timeout this match runs for hours
+    monkeypatch.setattr(regex_type, "REGEX_TIMEOUT_S", 0.2)  # without a timeout this match runs for hours
     start = time.process_time()
     outcome = fails({"type": "regex", "value": "(a|aa)+$"}, "a" * 60 + "b")
     assert time.process_time() - start < MAX_SECONDS
@@ -268,7 +303,7 @@ def test_json_schema_patterns_keep_their_meaning() -> None:
 
 
 def test_a_catastrophic_schema_pattern_times_out_as_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(assertions, "REGEX_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(regex_type, "REGEX_TIMEOUT_S", 0.2)
     schema = {"type": "array", "items": {"type": "string", "pattern": "(a|aa)+$"}}
     start = time.process_time()
     outcome = fails({"type": "json_schema", "schema": schema}, json.dumps(["a" * 60 + "b"] * 20))
@@ -402,35 +437,38 @@ def test_malformed_assertions_raise(assertion: dict[str, Any], message: str) -> 
 # -- scoring a case --------------------------------------------------------
 
 PASS, FAIL = Outcome(True, 1.0, "ok"), Outcome(False, 0.0, "no")
+written = Assertion.from_dict
 
 
 def test_threshold_one_needs_every_weighted_assertion() -> None:
-    assert score_case([({"type": "contains"}, PASS), ({"type": "regex"}, PASS)], 1.0) == (True, 1.0)
-    assert score_case([({"type": "contains"}, PASS), ({"type": "regex"}, FAIL)], 1.0) == (False, 0.5)
+    assert score_case([(written({"type": "contains"}), PASS), (written({"type": "regex"}), PASS)], 1.0) == (True, 1.0)
+    assert score_case([(written({"type": "contains"}), PASS), (written({"type": "regex"}), FAIL)], 1.0) == (False, 0.5)
 
 
 def test_weights() -> None:
-    outcomes = [({"type": "contains", "weight": 3}, PASS), ({"type": "regex"}, FAIL)]
+    outcomes = [(written({"type": "contains", "weight": 3}), PASS), (written({"type": "regex"}), FAIL)]
     assert score_case(outcomes, 0.75) == (True, 0.75)
     assert score_case(outcomes, 0.8) == (False, 0.75)
     assert score_case(outcomes, 1.0) == (False, 0.75)
 
 
 def test_weight_zero_is_informative_only() -> None:
-    outcomes = [({"type": "contains"}, PASS), ({"type": "latency_ms", "weight": 0}, FAIL)]
+    outcomes = [(written({"type": "contains"}), PASS), (written({"type": "latency_ms", "weight": 0}), FAIL)]
     assert score_case(outcomes, 1.0) == (True, 1.0)
-    assert score_case([({"type": "latency_ms", "weight": 0}, FAIL)], 1.0) == (True, 1.0)
+    assert score_case([(written({"type": "latency_ms", "weight": 0}), FAIL)], 1.0) == (True, 1.0)
     assert score_case([], 1.0) == (True, 1.0)
 
 
 def test_threshold_one_counts_passes_not_scores() -> None:
     judged = Outcome(True, 0.9, "supported")  # a judge that passed its own threshold of 0.8
-    passed, score = score_case([({"type": "contains"}, PASS), ({"type": "groundedness"}, judged)], 1.0)
+    outcomes = [(written({"type": "contains"}), PASS), (written({"type": "groundedness"}), judged)]
+    passed, score = score_case(outcomes, 1.0)
     assert passed and score == pytest.approx(0.95)
 
 
 def test_fractional_weights_reach_their_threshold() -> None:
-    outcomes = [({"type": "contains", "weight": 0.1}, PASS)] * 9 + [({"type": "regex", "weight": 0.1}, FAIL)]
+    tenth = [written({"type": "contains", "weight": 0.1})] * 9 + [written({"type": "regex", "weight": 0.1})]
+    outcomes = list(zip(tenth, [PASS] * 9 + [FAIL]))
     assert score_case(outcomes, 0.9)[0]
 
 
@@ -438,7 +476,7 @@ def test_score_case_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="threshold"):
         score_case([], 1.5)
     with pytest.raises(ValueError, match="weight"):
-        score_case([({"type": "contains", "weight": "heavy"}, PASS)], 1.0)
+        score_case([(written({"type": "contains", "weight": "heavy"}), PASS)], 1.0)
 
 
 def test_outcomes_are_json_friendly() -> None:

@@ -252,10 +252,10 @@ def test_a_catastrophic_schema_pattern_fails_the_case_after_the_regex_timeout(tm
 
 _UNIQUE = textwrap.dedent("""
     import json, time
-    from promptops.evals.assertions import Answer, evaluate
+    from promptops.evals.assertions import Answer, Assertion, evaluate
     answer = json.dumps([{"n": i} for i in range(6000)])
     start = time.process_time()
-    outcome = evaluate({"type": "json_schema", "schema": {"type": "array", "uniqueItems": True}},
+    outcome = evaluate(Assertion.from_dict({"type": "json_schema", "schema": {"type": "array", "uniqueItems": True}}),
                        Answer(answer, 1.0, 0.0), {}, None)
     print(json.dumps([outcome.passed, time.process_time() - start]))
 """)

@@ -181,12 +181,12 @@ def test_an_app_never_sends_a_released_prompts_refused_params(workflow: StubServ
 
 
 def test_a_judge_model_that_is_a_url_gets_no_embedding_request(tmp_path: Path, attacker: StubServer) -> None:
-    from promptops.evals.assertions import Answer
+    from promptops.evals.assertions import Answer, Assertion
     from promptops.resultcache import ResultCache
     from promptops.evals.judges import judge
     from promptops.evals.runner import RunSettings
 
-    assertion = {"type": "similar", "value": "Paris", "model": f"huggingface/{attacker.base_url}"}
+    assertion = Assertion.from_dict({"type": "similar", "value": "Paris", "model": f"huggingface/{attacker.base_url}"})
     with ResultCache(tmp_path / "cache.db") as cache:
         result = asyncio.run(judge(assertion, Answer("Paris", 1.0, 0.0), {}, None, question=None, passages=None,
                                    judge_model="openai/gpt-4o-mini", embedding_model="openai/text-embedding-3-small",
@@ -351,4 +351,4 @@ def test_a_pr_cannot_make_a_known_model_free_to_call(tmp_path: Path, workflow: S
     head = ProjectConfig(root=repo, raw={"pricing": {"openai/gpt-4o-mini": {"input": 0, "output": 0},
                                                      "acme/ft-1": {"input": 1, "output": 2}}})
     # The new fine-tune's price stays (nothing else knows it); the known model's is the trusted side's.
-    assert guarded_by(head, ProjectConfig(root=repo, raw={})).section("pricing") == {"acme/ft-1": {"input": 1, "output": 2}}
+    assert guarded_by(head, ProjectConfig(root=repo, raw={})).pricing == {"acme/ft-1": {"input": 1, "output": 2}}

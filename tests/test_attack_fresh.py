@@ -118,7 +118,7 @@ def test_a_json_schema_ref_to_a_silent_host_does_not_hang_the_check(tmp_path: Pa
 
 
 # -- a judge's answer is read in quadratic time -------------------------------------------------------
-# judges._find_json tries json.raw_decode at every "[" and "{": on an answer of brackets each try
+# assertions._verdicts.find_json tries json.raw_decode at every "[" and "{": on an answer of brackets each try
 # runs to the end, or a thousand levels deep, before it fails. 16 KB (what the stub sends within the
 # judge's 4,096 tokens) costs over 3 s; every case with a model-judged assertion pays it again.
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from promptops.config import guarded_by
 from promptops.discover import discover, find_config
 from promptops.loader import Loader
-from promptops.specs import PromptSpec
+from promptops.specs import EvalSuiteSpec, Gates, ProjectConfig, PromptSpec
 
 PROMPT = """\
 # A comment that must not change the version.
@@ -87,6 +88,54 @@ def test_config_is_found_walking_up(tmp_path: Path) -> None:
     nested.mkdir(parents=True)
     assert find_config(nested) == config
     assert find_config(tmp_path.parent) != config
+
+
+CONFIG = """\
+paths: {include: [prompts], exclude: ["drafts/*"]}
+defaults: {judge: openai/gpt-4o}
+eval: {concurrency: 3, max_cost_usd: 5, confirm: 0}
+gates: {max_cost_increase_pct: 10, preexisting: warn}
+usage: {demo.answer: {calls_per_day: 2000}}
+lint: {rules: {PO301: off}, render_limits: {timeout_s: 1}}
+environments: [dev, prod]
+"""
+
+
+def test_config_sections_are_typed_once_with_values_as_written(tmp_path: Path) -> None:
+    config = Loader(tmp_path).load(_write(tmp_path / "promptops.yaml", CONFIG)).spec
+    assert isinstance(config, ProjectConfig)
+    assert (config.paths.include, config.paths.exclude) == (("prompts",), ("drafts/*",))
+    assert (config.defaults.judge, config.defaults.model) == ("openai/gpt-4o", None)
+    eval_ = config.eval
+    assert (eval_.concurrency, eval_.timeout_s, eval_.retries, eval_.cache) == (3, 60.0, 4, None)  # defaults filled
+    assert eval_.max_cost_usd == 5 and isinstance(eval_.max_cost_usd, int)  # as written: reports print "$5"
+    assert eval_.confirm == 0 and eval_.repeat is None  # 0 is set, not absent
+    gates = config.gates
+    assert (gates.max_cost_increase_pct, gates.pass_rate, gates.preexisting) == (10.0, None, "warn")
+    assert config.calls_per_day == {"demo.answer": 2000}
+    assert config.lint.rules == {"PO301": False} and config.lint.render_limits.timeout_s == 1
+    assert config.environments == ["dev", "prod"]
+    assert ProjectConfig(tmp_path, {}).environments == ["dev", "staging", "prod"]
+
+
+def test_a_guarded_config_types_the_trusted_sections(tmp_path: Path) -> None:
+    head = ProjectConfig(tmp_path, {"eval": {"concurrency": 200, "max_cost_usd": 999}, "gates": {"pass_rate": 0.5}})
+    base = ProjectConfig(tmp_path, {"eval": {"max_cost_usd": 1}})
+    guarded = guarded_by(head, base)
+    assert (guarded.eval.concurrency, guarded.eval.max_cost_usd) == (8, 1)  # the base's section, defaults and all
+    assert guarded.gates.pass_rate == 0.5  # gates are not guarded: the change's own
+
+
+def test_a_suites_gates_override_the_projects(tmp_path: Path) -> None:
+    suite = "prompt: demo.answer\ncases: [{id: a}]\nrepeat: 3\n" \
+            "gates: {pass_rate: 0.9, max_p95_latency_ms: 800}\n"
+    spec = Loader(tmp_path).load(_write(tmp_path / "demo.eval.yaml", suite)).spec
+    assert isinstance(spec, EvalSuiteSpec)
+    assert (spec.repeat, spec.confirm) == (3, None)
+    project = ProjectConfig(tmp_path, {"gates": {"pass_rate": 0.5, "max_cost_increase_pct": 10}}).gates
+    assert spec.gates.over(project).limits() == {"pass_rate": 0.9, "max_cost_increase_pct": 10.0,
+                                                  "max_p95_latency_ms": 800.0}
+    assert Gates().over(project) == project
 
 
 def _version(tmp_path: Path, name: str, text: str) -> str:

@@ -61,7 +61,7 @@ def test_answer_suite_reads_its_dataset() -> None:
     assert len(from_dataset) == 15
     assert len(suite.cases) == 17  # plus two inline cases
     assert len({c.id for c in suite.cases}) == len(suite.cases)
-    refusals = [c.id for c in suite.cases if any(a["type"] == "refusal" for a in c.asserts)]
+    refusals = [c.id for c in suite.cases if any(a.type == "refusal" for a in c.asserts)]
     assert refusals == ["out-of-scope-weather", "injection-in-question"]
 
 
@@ -79,7 +79,7 @@ def test_every_prompt_has_a_suite_and_traffic_figures() -> None:
     prompts = {load(p.relative_to(EXAMPLE).as_posix()).id for p in (EXAMPLE / "prompts").glob("*.prompt.yaml")}
     suites = {load(p.relative_to(EXAMPLE).as_posix()).prompt for p in (EXAMPLE / "evals").glob("*.eval.yaml")}
     assert prompts == suites == PROMPT_IDS
-    assert set(config.section("usage")) == PROMPT_IDS
+    assert set(config.calls_per_day) == PROMPT_IDS
     assert config.environments == ["dev", "staging", "prod"]
 
 
@@ -88,5 +88,5 @@ def test_fine_tuned_model_is_priced_by_the_project_not_by_litellm() -> None:
     summarize = load("prompts/summarize_ticket.prompt.yaml")
     assert summarize.model == FINE_TUNED
     assert ModelCatalog().get(FINE_TUNED) is None  # so the pricing: entry is what makes it known
-    info = ModelCatalog(config.section("pricing")).get(FINE_TUNED)
+    info = ModelCatalog(config.pricing).get(FINE_TUNED)
     assert info is not None and info.price.input == pytest.approx(0.30e-6)

@@ -124,7 +124,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         raise ServiceError(f"{unanswered} model call(s) got no answer after retries, so the results are "
                            "incomplete; a re-run makes only the calls that are missing")
     # A gate that fails on the base as well fails the run unless gates.preexisting says warn.
-    tolerated = head_ws.config.section("gates").get("preexisting") == "warn"
+    tolerated = head_ws.config.gates.preexisting == "warn"
     gates = [gate for comparison in results.comparisons for _, gate in comparison.gates]
     if any(not gate.passed and not (gate.preexisting and tolerated) for gate in gates):
         sys.exit(ExitCode.FINDINGS)

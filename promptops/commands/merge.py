@@ -23,7 +23,7 @@ def merge(caches: tuple[Path, ...], into: Path | None) -> None:
 
     if into is None:
         config = load_workspace(Path.cwd()).config
-        into = cache_path(config.root, config.section("eval").get("cache"))
+        into = cache_path(config.root, config.eval.cache)
     with ResultCache(into) as target:
         for cache in caches:
             try:

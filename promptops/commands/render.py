@@ -45,7 +45,7 @@ def render(prompt_id: str, vars_file: Path | None, pairs: tuple[str, ...]) -> No
         if not sep or not name:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
         variables[name] = _var_value(value)
-    limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
+    limits = RenderLimits.from_config(workspace.config.lint.render_limits)
     try:
         validate_inputs(spec, variables)
         messages = render_messages(spec, variables, limits)

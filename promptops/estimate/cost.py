@@ -37,9 +37,9 @@ class _Context:
     def __init__(self, workspace: Workspace) -> None:
         config = workspace.config
         self.workspace = workspace
-        self.catalog = ModelCatalog(config.section("pricing"))
-        self.cache = cache_path(config.root, config.section("eval").get("cache"))
-        self.limits = RenderLimits.from_config(config.section("lint").get("render_limits") or {})
+        self.catalog = ModelCatalog(config.pricing)
+        self.cache = cache_path(config.root, config.eval.cache)
+        self.limits = RenderLimits.from_config(config.lint.render_limits)
 
     def fingerprint(self, prompt_id: str) -> str:
         """Everything an estimate depends on; equal fingerprints give equal estimates."""
@@ -107,7 +107,7 @@ class Estimator:
             _FORKED = None
 
     def _one(self, context: _Context, prompt_id: str) -> Estimate:
-        calls = (context.workspace.config.section("usage").get(prompt_id) or {}).get("calls_per_day")
+        calls = context.workspace.config.calls_per_day.get(prompt_id)
         spec = context.workspace.prompts[prompt_id]
         return self.prompt(spec, context.workspace, context.catalog, calls, context.cache, context.limits)
 

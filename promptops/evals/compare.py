@@ -5,13 +5,14 @@ per suite the measured figures on each side, the verdict that separates change f
 from __future__ import annotations
 
 from statistics import fmean
-from typing import Any, Iterable
+from typing import Iterable
 
 from promptops.evals import stats
 from promptops.evals.runner import Failure
 from promptops.evals.stats import CaseStatus
 from promptops.evals.suite import Attempt, SuiteRun
 from promptops.model.evals import CaseChange, SideFigures, SuiteComparison, fresh_latencies
+from promptops.specs import Gates
 
 
 def figures(run: SuiteRun) -> SideFigures:
@@ -68,7 +69,7 @@ def _sum_or_unknown(values: list[float | None]) -> float | None:
     return sum(v for v in values if v is not None)
 
 
-def compare(base: SuiteRun | None, head: SuiteRun, gates: dict[str, Any], *, confirm: int = 0,
+def compare(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confirm: int = 0,
             base_label: str = "the base") -> SuiteComparison:
     """``gates``: the suite's own over promptops.yaml's (pass_rate, max_pass_rate_drop, max_cost_increase_pct,
     max_p95_latency_ms)."""
@@ -80,7 +81,7 @@ def compare(base: SuiteRun | None, head: SuiteRun, gates: dict[str, Any], *, con
                if base is not None else None)
     result = SuiteComparison(head.suite, head.prompt_id, figures(base) if base else None, figures(head), changes,
                              paired, latency, repeat=head.repeat, confirm=confirm if base is not None else 0,
-                             gate_limits=dict(gates))
+                             gate_limits=gates.limits())
     result.gates = _gates(result, gates, base_label) if head.cases or not head.problems else _not_run(head)
     return result
 
@@ -107,21 +108,21 @@ def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:
     return changes
 
 
-def _gates(result: SuiteComparison, gates: dict[str, Any], base_label: str) -> list[tuple[str, stats.GateResult]]:
+def _gates(result: SuiteComparison, gates: Gates, base_label: str) -> list[tuple[str, stats.GateResult]]:
     head, base = result.head, result.base
     checks = []
-    if "pass_rate" in gates:
-        checks.append(("pass_rate", stats.min_pass_rate(head.pass_rate, float(gates["pass_rate"]),
+    if gates.pass_rate is not None:
+        checks.append(("pass_rate", stats.min_pass_rate(head.pass_rate, gates.pass_rate,
                                                         base.pass_rate if base else None, base_label)))
-    if "max_pass_rate_drop" in gates and result.paired is not None:
+    if gates.max_pass_rate_drop is not None and result.paired is not None:
         checks.append(("max_pass_rate_drop", stats.pass_rate_drop_gate(
-            base.pass_rate if base else None, head.pass_rate, float(gates["max_pass_rate_drop"]), result.paired)))
-    if "max_cost_increase_pct" in gates and base is not None:
+            base.pass_rate if base else None, head.pass_rate, gates.max_pass_rate_drop, result.paired)))
+    if gates.max_cost_increase_pct is not None and base is not None:
         checks.append(("max_cost_increase_pct", stats.max_cost_increase(
-            base.cost_per_call_usd, head.cost_per_call_usd, float(gates["max_cost_increase_pct"]))))
-    if "max_p95_latency_ms" in gates:
+            base.cost_per_call_usd, head.cost_per_call_usd, gates.max_cost_increase_pct)))
+    if gates.max_p95_latency_ms is not None:
         checks.append(("max_p95_latency_ms", stats.max_p95_latency(
-            head.latency_p95_ms, float(gates["max_p95_latency_ms"]), base.latency_p95_ms if base else None,
+            head.latency_p95_ms, gates.max_p95_latency_ms, base.latency_p95_ms if base else None,
             base_label)))
     return checks
 

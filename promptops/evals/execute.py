@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from promptops.config import Workspace, guarded_by
 from promptops.evals import judges, stats
-from promptops.evals.assertions import Answer, Outcome
+from promptops.evals.assertions import Answer, Assertion, Outcome
 from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import CallEngine, CallOutcome, MissingCredentials, RunSettings, SpendBudget
@@ -45,13 +45,13 @@ class EvalOptions:
 
 def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
     """promptops.yaml's eval: section, overridden by the run's options."""
-    section = workspace.config.section("eval")
+    section = workspace.config.eval
     return RunSettings(
-        concurrency=options.concurrency or int(section.get("concurrency", 8)),
+        concurrency=options.concurrency or section.concurrency,
         per_provider=dict(options.per_provider),
-        timeout_s=float(section.get("timeout_s", 60)),
-        retries=int(section.get("retries", 4)),
-        max_cost_usd=options.max_cost_usd if options.max_cost_usd is not None else section.get("max_cost_usd"),
+        timeout_s=section.timeout_s,
+        retries=section.retries,
+        max_cost_usd=options.max_cost_usd if options.max_cost_usd is not None else section.max_cost_usd,
         api_base=options.api_base or None,  # an empty PROMPTOPS_API_BASE is none
         # A local server takes any key, but the OpenAI client insists on one; a gateway gets the real one.
         api_key="unused" if options.api_base and not os.environ.get("OPENAI_API_KEY") else None,
@@ -98,18 +98,18 @@ def _version(spec: PromptSpec | RetrievalSpec | None) -> str | None:
 
 def _suite_content(suite: EvalSuiteSpec) -> str:
     """What a suite tests with: its own settings and every case, the dataset's included."""
-    cases = [(c.id, c.vars, c.expected, c.asserts, c.threshold) for c in suite.cases]
+    cases = [(c.id, c.vars, c.expected, [a.raw for a in c.asserts], c.threshold) for c in suite.cases]
     return canonical_json([suite.raw, cases])
 
 
 def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -> Judge:
     """Model-judged assertions with the project's judge and embedding models (defaults: in promptops.yaml)."""
-    defaults = workspace.config.section("defaults")
-    judge_model = defaults.get("judge") or defaults.get("model") or DEFAULT_JUDGE
-    embedding_model = defaults.get("embedding") or DEFAULT_EMBEDDING
-    catalog = ModelCatalog(workspace.config.section("pricing"))
+    defaults = workspace.config.defaults
+    judge_model = defaults.judge or defaults.model or DEFAULT_JUDGE
+    embedding_model = defaults.embedding or DEFAULT_EMBEDDING
+    catalog = ModelCatalog(workspace.config.pricing)
 
-    async def judge_one(assertion: dict[str, Any], answer: Answer, case: EvalCase,
+    async def judge_one(assertion: Assertion, answer: Answer, case: EvalCase,
                         prompt: PromptSpec) -> tuple[Outcome, float | None]:
         passages = case.vars.get(prompt.retrieval_into) if prompt.retrieval_into else None
         result = await judges.judge(
@@ -153,10 +153,10 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     if options.compare:  # the cache, the bounds and the spend: the base's settings, not the change's (SECURITY.md, 1)
         head = replace(head, config=guarded_by(head.config, base.config))
     config = head.config
-    path = options.cache or cache_path(config.root, config.section("eval").get("cache"))
+    path = options.cache or cache_path(config.root, config.eval.cache)
     settings = settings_for(head, options)
     settings = replace(settings, budget=SpendBudget(settings.max_cost_usd))  # --max-cost is for the whole run
-    catalog = ModelCatalog(config.section("pricing"))
+    catalog = ModelCatalog(config.pricing)
     with ResultCache(path) as cache:
         starter = _WorkerStarter(path, settings, catalog, options.workers)
         plans = []
@@ -185,10 +185,9 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
             for (plan, _, ws), run in zip(confirming, extra):
                 plan.add_confirmation(run, at_head=ws is head)
     results = []
-    gates_default = config.section("gates")
     for plan in plans:
         assert plan.head_run is not None
-        results.append(compare(plan.base_run, plan.head_run, {**gates_default, **plan.suite.gates},
+        results.append(compare(plan.base_run, plan.head_run, plan.suite.gates.over(config.gates),
                                confirm=plan.confirm, base_label=options.base_label))
         skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.head_run.problems)
     return results, skipped

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable, Collection, Iterator, TypeVar
+from typing import Awaitable, Callable, Collection, Iterator, TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
@@ -30,7 +30,7 @@ MAX_OUTPUT_CHARS = 2_000  # of an answer, kept for reports; the cache keeps answ
 _LOOKUP_BATCH = 500  # calls looked up in the cache at once while planning
 
 # A judge: (assertion, answer, case, prompt) -> (outcome, judge calls, judge cost or None)
-Judge = Callable[[dict[str, Any], assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.Outcome, float | None]]]
+Judge = Callable[[assertions.Assertion, assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.Outcome, float | None]]]
 
 
 @dataclass
@@ -180,7 +180,7 @@ def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, re
         side = Side(suite, None, SuiteRun(suite.name, suite.prompt, "", "", repeat=times), samples)
         side.run.problems.append(f"no prompt '{suite.prompt}' at this ref")
         return side
-    limits = RenderLimits.from_config(workspace.config.section("lint").get("render_limits") or {})
+    limits = RenderLimits.from_config(workspace.config.lint.render_limits)
     side = Side(suite, prompt, SuiteRun(suite.name, prompt.id, prompt.version, prompt.model, repeat=times), samples)
     params = dict(prompt.params)
     batch: list[Call] = []
@@ -207,12 +207,12 @@ def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, re
 
 def suite_repeat(suite: EvalSuiteSpec, workspace: Workspace, repeat: int | None = None) -> int:
     """Initial samples a case: --repeat, else the suite's repeat:, else eval.repeat in promptops.yaml, else 1."""
-    return int(repeat or suite.raw.get("repeat") or workspace.config.section("eval").get("repeat") or 1)
+    return int(repeat or suite.repeat or workspace.config.eval.repeat or 1)
 
 
 def suite_confirm(suite: EvalSuiteSpec, workspace: Workspace, confirm: int | None = None) -> int:
     """Extra samples a side for a flagged case: --confirm, else the suite's, else eval.confirm, else 2."""
-    for value in (confirm, suite.raw.get("confirm"), workspace.config.section("eval").get("confirm")):
+    for value in (confirm, suite.confirm, workspace.config.eval.confirm):
         if value is not None:
             return int(value)
     return DEFAULT_CONFIRM
@@ -236,7 +236,7 @@ async def _assess(case: EvalCase, suite: EvalSuiteSpec, prompt: PromptSpec, outc
     answer = assertions.Answer(outcome.output, outcome.latency_ms, outcome.cost_usd)
     scored = []
     for assertion in (*suite.default_assert, *case.asserts):
-        if assertion.get("type") in assertions.MODEL_JUDGED:
+        if assertion.type in assertions.MODEL_JUDGED:
             result = await _judged(assertion, answer, case, prompt, judge, run)
         else:
             try:
@@ -246,7 +246,7 @@ async def _assess(case: EvalCase, suite: EvalSuiteSpec, prompt: PromptSpec, outc
         scored.append((assertion, result))
     threshold = case.threshold if case.threshold is not None else suite.threshold
     passed, score = assertions.score_case(scored, threshold)
-    failures = tuple(f"{a.get('type')}: {o.reason}" for a, o in scored if not o.passed and assertions.weight(a) > 0)
+    failures = tuple(f"{a.type}: {o.reason}" for a, o in scored if not o.passed and assertions.weight(a) > 0)
     latency = None if outcome.cached else outcome.latency_ms  # a cached answer's latency is from another run
     return Attempt(passed, score, _clipped(outcome.output), latency, outcome.input_tokens,
                    outcome.output_tokens, outcome.cost_usd, failures, outcome.cached, shared=outcome.shared)
@@ -257,10 +257,10 @@ def _clipped(output: str) -> str:
     return output if len(output) <= MAX_OUTPUT_CHARS else output[:MAX_OUTPUT_CHARS] + "…"
 
 
-async def _judged(assertion: dict[str, Any], answer: assertions.Answer, case: EvalCase, prompt: PromptSpec,
+async def _judged(assertion: assertions.Assertion, answer: assertions.Answer, case: EvalCase, prompt: PromptSpec,
                   judge: Judge | None, run: SuiteRun) -> assertions.Outcome:
     if judge is None:
-        return assertions.Outcome(False, 0.0, f"{assertion['type']} needs a judge model, and none is configured")
+        return assertions.Outcome(False, 0.0, f"{assertion.type} needs a judge model, and none is configured")
     outcome, cost = await judge(assertion, answer, case, prompt)
     run.judge_cost_usd = None if cost is None or run.judge_cost_usd is None else run.judge_cost_usd + cost
     return outcome

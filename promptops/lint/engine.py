@@ -160,7 +160,7 @@ def _lint_project(
         run.count(config_named)
         run.config_errors.extend(settings.problems)
         return
-    exclude = config.section("paths").get("exclude") or []
+    exclude = config.paths.exclude
     for path in files:
         if path not in loaded and not (whole and excluded(path, root, exclude)):
             loaded[path] = loader.load(path)
@@ -215,14 +215,13 @@ class _Settings:
     """Severities from promptops.yaml, per-file ignores, and inline directives."""
 
     def __init__(self, config: ProjectConfig, cwd: Path) -> None:
-        lint_section = config.section("lint")
         self.problems: list[Finding] = []  # rule names or codes that do not exist
         self.severity: dict[str, str] = {}
-        for key, level in (lint_section.get("rules") or {}).items():
+        for key, level in config.lint.rules.items():
             rule = self._rule(config, key, ("lint", "rules", key))
             if rule:
                 self.severity[rule.code] = "off" if level is False else level  # YAML 1.1 reads off as false
-        self.per_file = dict(lint_section.get("per_file_ignores") or {})
+        self.per_file = dict(config.lint.per_file_ignores)
         for pattern, codes in self.per_file.items():
             for index, code in enumerate(codes):
                 self._rule(config, code, ("lint", "per_file_ignores", pattern, index))

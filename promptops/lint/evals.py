@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import difflib
 import re
+import textwrap
 from typing import Any, Iterator
 
+from promptops import resources
 from promptops.findings import Severity
 from promptops.lint.project import Project
 from promptops.lint.registry import Hit, hit, loader_rule, rule
 from promptops.lint.templates import case_hit
-from promptops.specs import EvalCase, EvalSuiteSpec
+from promptops.specs import Assertion, EvalCase, EvalSuiteSpec
 from promptops.templating import TemplateError, parse
 
-loader_rule("PO503", "unknown-assertion-type", """
-    An assertion's type is not one promptops knows; the message suggests the
-    closest. Known: equals, contains, icontains, not_contains, regex,
-    starts_with, is_json, json_schema, length, latency_ms, cost_usd, refusal,
-    similar, llm_rubric, groundedness, answer_relevance.
+# The schema's list of types, which tests/test_assertions.py holds to the registry's (importing the registry here
+# would put every type's imports on the commit hook's path).
+_KNOWN_TYPES = resources.schema("eval")["$defs"]["assertion"]["properties"]["type"]["enum"]
+loader_rule("PO503", "unknown-assertion-type", textwrap.fill(
+    "An assertion's type is not one promptops knows; the message suggests the closest. "
+    f"Known: {', '.join(_KNOWN_TYPES)}.", 76) + """
 
-    Fails:   assert: [{type: contain, value: "30 days"}]
-    Passes:  assert: [{type: contains, value: "30 days"}]
+Fails:   assert: [{type: contain, value: "30 days"}]
+Passes:  assert: [{type: contains, value: "30 days"}]
 """)
 loader_rule("PO504", "dataset-missing", """
     The suite's dataset file does not exist, is not .jsonl, .csv or .yaml, or
@@ -90,7 +93,7 @@ def assertion_template(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
     Passes:  {type: contains, value: "{{ expected }}"}
     """
     for where, assertion in _assertions(suite):
-        value = assertion.get("value")
+        value = assertion.value
         if isinstance(value, str) and ("{{" in value or "{%" in value):
             try:
                 parse(value)
@@ -106,8 +109,8 @@ def invalid_regex(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
     Passes:  {type: regex, value: "30 \\\\(days\\\\)"}
     """
     for where, assertion in _assertions(suite):
-        value = assertion.get("value")
-        if assertion.get("type") == "regex" and isinstance(value, str) and "{{" not in value:
+        value = assertion.value
+        if assertion.type == "regex" and isinstance(value, str) and "{{" not in value:
             try:
                 re.compile(value)
             except re.error as exc:
@@ -127,7 +130,7 @@ def invalid_assertion(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
     for where, assertion in _assertions(suite):
         # An unknown type is PO503's; a judge's and a template's value are known only per case.
-        if assertion.get("type") not in DETERMINISTIC or _templated(assertion.get("value")):
+        if assertion.type not in DETERMINISTIC or _templated(assertion.value):
             continue
         try:
             check(assertion)
@@ -139,7 +142,7 @@ def _templated(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-def _assertions(suite: EvalSuiteSpec) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _assertions(suite: EvalSuiteSpec) -> Iterator[tuple[Any, Assertion]]:
     """Each assertion of the suite with a function that makes a Hit at it."""
     for i, assertion in enumerate(suite.default_assert):
         yield (lambda text, i=i: hit(suite.source, ("default_assert", i), text)), assertion

@@ -38,8 +38,8 @@ class Project:
         self.root = config.root
         self.loader = loader
         self.linted = linted
-        self.models = ModelCatalog(config.section("pricing"))
-        self.render_limits = RenderLimits.from_config(config.section("lint").get("render_limits") or {})
+        self.models = ModelCatalog(config.pricing)
+        self.render_limits = RenderLimits.from_config(config.lint.render_limits)
         self._loaded: dict[str, Loaded] = {_key(path): item for path, item in linted.items()}
         self._messages: dict[Path, list[ParsedMessage]] = {}
         self.whole_project = whole_project
@@ -62,8 +62,8 @@ class Project:
 
     @cached_property
     def _files(self) -> list[Path]:
-        exclude = self.config.section("paths").get("exclude") or []
-        include = [self.root / p for p in self.config.section("paths").get("include") or []]
+        exclude = self.config.paths.exclude
+        include = [self.root / p for p in self.config.paths.include]
         return discover(self.root, include, exclude)
 
     @cached_property
@@ -138,7 +138,7 @@ class Project:
         matches = git.grep_words(self.root, ids, [f"*{_SUFFIX[kind]}" for kind in kinds])
         if matches is None:
             return None
-        exclude = self.config.section("paths").get("exclude") or []
+        exclude = self.config.paths.exclude
         found: dict[str, set[str]] = {}
         for name, match in matches:
             path = self.root / name

@@ -1,0 +1,18 @@
+"""icontains: the answer contains the value (every item of a list), ignoring case (casefolded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptops.evals.assertions._text import contains_all
+from promptops.evals.assertions.base import Answer, Assertion, Outcome, TextValued
+
+
+class IContains(TextValued):
+    name = "icontains"
+
+    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+        return contains_all(answer.output, value, fold=True)
+
+
+TYPE = IContains()

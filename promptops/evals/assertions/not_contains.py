@@ -1,0 +1,21 @@
+"""not_contains: the answer contains none of the value's items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptops.evals.assertions._text import found
+from promptops.evals.assertions.base import Answer, Assertion, Outcome, TextValued, outcome, quote
+
+
+class NotContains(TextValued):
+    name = "not_contains"
+
+    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+        present, missing = found(answer.output, value, fold=False)
+        if present:
+            return outcome(False, f"output contains {', '.join(map(quote, present[:3]))}")
+        return outcome(True, f"output does not contain {', '.join(map(quote, missing[:3]))}")
+
+
+TYPE = NotContains()
