@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from promptops.config import Workspace
 from promptops.estimate.tokens import TokenCounter, cores
 from promptops.findings import Finding, Severity
-from promptops.model.cost import Change, CostReport, Estimate
+from promptops.model.cost import Change, CostReport, Estimate, OutputSource
 from promptops.models import ModelCatalog
 from promptops.pricing import litellm_version
 from promptops.resultcache import cache_path, observed_output_tokens
@@ -119,7 +119,7 @@ class Estimator:
         counts = self._count(spec, samples, retrieval, per_call_retrieval, limits, warnings)
         median = int(round(_median(counts))) if counts else None
         p95 = _percentile(counts, 95) if counts else None
-        output, output_basis = _output_tokens(spec, cache, warnings)
+        output, output_source, output_basis = _output_tokens(spec, cache, warnings)
         info = catalog.get(spec.model)
         cost = None
         if info is None or not info.price.complete:
@@ -135,6 +135,7 @@ class Estimator:
             calls_per_day=calls_per_day, monthly_cost=monthly,
             price_source=info.source if info else None, warnings=tuple(warnings),
             retrieval_into=retrieval[0] if retrieval else None, retrieval_chunks=retrieval[1] if retrieval else 0,
+            output_source=output_source,
         )
 
     def _count(self, spec: PromptSpec, samples: list[dict[str, Any]], retrieval: tuple[str, int] | None,
@@ -212,16 +213,16 @@ def _samples(spec: PromptSpec, workspace: Workspace) -> tuple[list[dict[str, Any
     return [sample_inputs(spec)], "sample inputs (no eval cases)"
 
 
-def _output_tokens(spec: PromptSpec, cache: Any, warnings: list[str]) -> tuple[float | None, str]:
+def _output_tokens(spec: PromptSpec, cache: Any, warnings: list[str]) -> tuple[float | None, OutputSource, str]:
     observed = observed_output_tokens(cache, spec.id, spec.model, spec.version)
     if observed is not None:
         which = "this version" if observed.same_version else "earlier versions"
-        return observed.mean_tokens, f"mean of {observed.calls} cached eval results ({which})"
+        return observed.mean_tokens, OutputSource.OBSERVED, f"mean of {observed.calls} cached eval results ({which})"
     max_tokens = spec.params.get("max_tokens")
     if max_tokens is not None:
-        return float(max_tokens), "max_tokens (an upper bound: no eval results cached)"
+        return float(max_tokens), OutputSource.MAX_TOKENS, "max_tokens (an upper bound: no eval results cached)"
     warnings.append("no max_tokens and no cached eval results: output tokens unknown")
-    return None, "unknown"
+    return None, OutputSource.UNKNOWN, "unknown"
 
 
 GAP_WORTH_EXPLAINING = 2.0  # estimated / measured cost per call beyond this (or below its inverse) is explained
@@ -247,7 +248,7 @@ def explain_gap(estimate: Estimate, measured_cost: float | None, measured_input:
             reasons.append(f"{estimate.input_tokens:,} input tokens estimated, {measured_input:,.0f} measured "
                            f"({estimate.token_method.encoding} count against the provider's)")
     if measured_output and estimate.output_tokens and not 0.67 <= estimate.output_tokens / measured_output <= 1.5:
-        basis = "max_tokens" if estimate.output_basis.startswith("max_tokens") else estimate.output_basis
+        basis = "max_tokens" if estimate.output_source is OutputSource.MAX_TOKENS else estimate.output_basis
         reasons.append(f"output: {estimate.output_tokens:,.0f} tokens estimated ({basis}), {measured_output:,.0f} "
                        "measured")
     how = "; ".join(reasons) or "the eval cases' calls are not the calls the estimate assumes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from promptops.findings import Finding
 
@@ -14,6 +15,14 @@ class TokenMethod:
     encoding: str  # a tiktoken encoding name, or "chars/4" for the last-resort fallback
     exact: bool  # True only when this is the model's real tokenizer
     note: str  # one short sentence, no final period
+
+
+class OutputSource(Enum):
+    """Where an estimate's output tokens come from; ``Estimate.output_basis`` says it in words."""
+
+    OBSERVED = "observed"  # the mean of cached eval answers
+    MAX_TOKENS = "max_tokens"  # the prompt's max_tokens: an upper bound
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class Estimate:
     retrieval_tokens: int  # part of input_tokens: the chunks the retriever adds
     token_method: TokenMethod
     output_tokens: float | None
-    output_basis: str
+    output_basis: str  # how output_tokens was obtained, in words
     cost_per_call: float | None
     calls_per_day: float | None
     monthly_cost: float | None
@@ -39,6 +48,7 @@ class Estimate:
     warnings: tuple[str, ...] = ()
     retrieval_into: str | None = None  # the input the retriever's chunks fill
     retrieval_chunks: int = 0  # how many it fills it with
+    output_source: OutputSource = OutputSource.UNKNOWN
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ FOOTER = "This comment is updated on every push."
 class Detail:
     summary: str
     body: str
+    trimmed: bool = False  # the body gave way to a note, to fit the comment
 
 
 def headline(report: CheckReport) -> str:
@@ -70,11 +71,12 @@ def render_markdown(report: CheckReport, *, limit: int = COMMENT_LIMIT, full_rep
                                      for r in summary.rows if r.cost_gap],
                                gates=_gates(report), footer=footer,
                                assumptions=[inline(note, 400) for note in summary.assumptions])
-        cuttable = [d for d in details if not d.body.startswith("_Trimmed")]
+        cuttable = [d for d in details if not d.trimmed]
         if len(text) <= limit or not cuttable:
             return text if len(text) <= limit else text[: limit - 200] + "\n\n_(report cut at GitHub's size limit)_\n"
         biggest = max(cuttable, key=lambda d: len(d.body))
         biggest.body = f"_Trimmed to keep this comment under GitHub's size limit ({len(biggest.body):,} characters).{where}_"
+        biggest.trimmed = True
 
 
 def _row(row: PromptRow) -> list[str]:

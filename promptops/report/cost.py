@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from promptops.model.cost import Change, CostReport, Estimate
+from promptops.model.cost import Change, CostReport, Estimate, OutputSource
 from promptops.report import versions
 from promptops.report.formatting import change_percent, money, percent, signed, tokens
 from promptops.report.jinja import render_template
@@ -177,7 +177,7 @@ def _cell(change: Change, name: str, show: Any, unit: str) -> str:
 
 def _output_mark(estimate: Estimate | None) -> str:
     """A reminder, in the table itself, that an output figure is an upper bound."""
-    return " (max)" if estimate is not None and estimate.output_basis.startswith("max_tokens") else ""
+    return " (max)" if estimate is not None and estimate.output_source is OutputSource.MAX_TOKENS else ""
 
 
 # -- Markdown ---------------------------------------------------------------------------------
