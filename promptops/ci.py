@@ -16,7 +16,7 @@ from typing import Any, Callable
 from promptops.config import Workspace
 from promptops.diff import diff_workspaces
 from promptops.errors import ExitCode
-from promptops.estimate.cost import compare as compare_cost, explain_gap
+from promptops.estimate.cost import compare_costs, explain_gap
 from promptops.evals import stats
 from promptops.evals.compare import attempts_of
 from promptops.evals.execute import EvalOptions, run_evaluation
@@ -60,7 +60,7 @@ def run_check(cwd: Path, options: CheckOptions,
     lint_run = lint(paths, cwd, trusted=base_ws.config) if paths else empty_run()
     # Evals before cost: the cost estimate then uses the output tokens the evals just measured.
     evals = _run_evals(base_ws, head_ws, options, progress, str(base_ref))
-    cost = compare_cost(base_ws, head_ws, str(base_ref), str(head_ref))
+    cost = compare_costs(base_ws, head_ws, str(base_ref), str(head_ref))
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
                          diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), ExitCode.OK),

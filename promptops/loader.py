@@ -108,7 +108,7 @@ def _inside(path: Path, root: Path) -> bool:
     return path.is_relative_to(root.resolve())
 
 
-class SchemaChecker:
+class SchemaValidator:
     """Validates parsed data against our JSON Schemas and explains errors in our codes.
 
     Valid files, the common case on every commit, are decided by a compiled
@@ -134,7 +134,7 @@ class SchemaChecker:
             self._fast[kind] = fast_validator(kind)
         self._fast[kind](data)
 
-    def check(self, kind: str, data: Any, source: Source) -> list[Finding]:
+    def findings(self, kind: str, data: Any, source: Source) -> list[Finding]:
         return self.explain(kind, data, source)[0]
 
     def explain(self, kind: str, data: Any, source: Source) -> tuple[list[Finding], bool]:
@@ -245,7 +245,7 @@ class Loader:
                  memo: dict[tuple[Any, ...], Any] | None = None) -> None:
         self.root = root.resolve()
         self.display_base = (display_base or self.root).resolve()
-        self.schemas = SchemaChecker()
+        self.schemas = SchemaValidator()
         self.files = files or WorkTree(self.root)
         # What loading a file (or a dataset) gave, by its name and content: loaders that share it (a
         # comparison's base and head) parse and validate a file that did not change once.
@@ -364,7 +364,7 @@ class Loader:
                     continue
                 # Rows carry no positions of their own: every finding points at the row's line.
                 row_source = Source(path=path, display=display, positions=Positions(values={(): (row_line, 1)}))
-                findings.extend(self.schemas.check("eval-case", row, row_source))
+                findings.extend(self.schemas.findings("eval-case", row, row_source))
             else:
                 cases.append(_case(row, origin, (row_line,)))
         return cases

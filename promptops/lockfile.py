@@ -31,7 +31,7 @@ from typing import Any, Iterator, Mapping
 from promptops import git
 from promptops.errors import UsageError
 from promptops.findings import Finding
-from promptops.loader import SchemaChecker, decode_text
+from promptops.loader import SchemaValidator, decode_text
 from promptops.specs import Source, content_version
 from promptops.yamlparse import JsonPath, YamlError, parse
 
@@ -141,7 +141,7 @@ def parse_lock(path: Path, display: str) -> tuple[Lock | None, Source, list[Find
     source = Source(path, display, positions, text or "")
     if not isinstance(data, dict):
         return None, source, [Finding(display, 1, 1, "PO105", "the lock is empty or not a mapping")]
-    findings = SchemaChecker().check("lock", data, source)
+    findings = SchemaValidator().findings("lock", data, source)
     return (None if findings else Lock.from_data(path, source, data)), source, findings
 
 
@@ -220,7 +220,7 @@ def snapshot_problem(path: Path, prompt_id: str, version: str,
         return None, f"no release snapshot for version {version} ({shown} does not exist)"
     except (OSError, ValueError) as exc:
         return None, f"release snapshot {shown} is unreadable: {exc}"
-    if not isinstance(data, dict) or not SchemaChecker().is_valid("release", data):
+    if not isinstance(data, dict) or not SchemaValidator().is_valid("release", data):
         return None, f"release snapshot {shown} does not match release.schema.json"
     if data["id"] != prompt_id or data["spec"].get("id") != prompt_id:
         return None, f"release snapshot {shown} is for '{data['spec'].get('id')}', not '{prompt_id}'"

@@ -18,9 +18,9 @@ from promptops.evals.assertions import (
     Answer,
     Assertion,
     JudgedType,
-    Outcome,
-    check,
+    AssertionResult,
     evaluate,
+    validated_type,
     score_case,
 )
 from promptops.evals.assertions import regex as regex_type
@@ -35,18 +35,18 @@ MAX_SECONDS = 5.0  # render deadline 2 s and regex timeout 1 s, plus slack
 
 def judge(assertion: dict[str, Any], output: str = "", variables: dict[str, Any] | None = None,
           expected: Any = None, latency_ms: float | None = 100.0, cost_usd: float | None = 0.001,
-          limits: RenderLimits | None = None) -> Outcome:
+          limits: RenderLimits | None = None) -> AssertionResult:
     answer = Answer(output, latency_ms, cost_usd)
     return evaluate(Assertion.from_dict(assertion), answer, variables or {}, expected, limits)
 
 
-def passes(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> Outcome:
+def passes(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> AssertionResult:
     outcome = judge(assertion, output, **kwargs)
     assert outcome.passed and outcome.score == 1.0, outcome
     return outcome
 
 
-def fails(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> Outcome:
+def fails(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> AssertionResult:
     outcome = judge(assertion, output, **kwargs)
     assert not outcome.passed and outcome.score == 0.0, outcome
     return outcome
@@ -68,7 +68,7 @@ def test_the_schema_requires_what_the_type_needs(kind: str) -> None:
     suite = resources.schema("eval")
     validator = Draft202012Validator({"$defs": suite["$defs"], "$ref": "#/$defs/assertion"})
     try:
-        check(Assertion.from_dict({"type": kind}))
+        validated_type(Assertion.from_dict({"type": kind}))
         needs = None
     except ValueError as exc:
         needs = str(exc)
@@ -76,9 +76,9 @@ def test_the_schema_requires_what_the_type_needs(kind: str) -> None:
 
 
 def test_po503_lists_the_registered_types() -> None:
-    from promptops.lint.registry import load_rules
+    from promptops.lint.registry import all_rules
 
-    explain = " ".join(load_rules()["PO503"].doc.split())
+    explain = " ".join(all_rules()["PO503"].doc.split())
     listed = explain.split("Known: ", 1)[1].split(".", 1)[0]
     assert set(listed.split(", ")) == set(TYPES)
 
@@ -436,7 +436,7 @@ def test_malformed_assertions_raise(assertion: dict[str, Any], message: str) -> 
 
 # -- scoring a case --------------------------------------------------------
 
-PASS, FAIL = Outcome(True, 1.0, "ok"), Outcome(False, 0.0, "no")
+PASS, FAIL = AssertionResult(True, 1.0, "ok"), AssertionResult(False, 0.0, "no")
 written = Assertion.from_dict
 
 
@@ -460,7 +460,7 @@ def test_weight_zero_is_informative_only() -> None:
 
 
 def test_threshold_one_counts_passes_not_scores() -> None:
-    judged = Outcome(True, 0.9, "supported")  # a judge that passed its own threshold of 0.8
+    judged = AssertionResult(True, 0.9, "supported")  # a judge that passed its own threshold of 0.8
     outcomes = [(written({"type": "contains"}), PASS), (written({"type": "groundedness"}), judged)]
     passed, score = score_case(outcomes, 1.0)
     assert passed and score == pytest.approx(0.95)

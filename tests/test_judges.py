@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from promptops.evals.assertions import Answer, Assertion, Outcome
+from promptops.evals.assertions import Answer, Assertion, AssertionResult
 from promptops.evals.assertions._verdicts import NOT_JSON
 from promptops.evals.judges import JudgeOutcome, judge
 from promptops.evals.runner import MissingCredentials, RunSettings, import_litellm
@@ -128,7 +128,7 @@ def test_judge_answers_are_read_tolerantly(stub: StubServer, cache: ResultCache,
 def test_an_unparseable_judge_answer_is_a_failed_outcome(stub: StubServer, cache: ResultCache, reply: str) -> None:
     script(stub, (RUBRIC, reply))
     result = run(stub, cache, {"type": "llm_rubric", "value": "Is polite"})
-    assert result.outcome == Outcome(False, 0.0, NOT_JSON)
+    assert result.outcome == AssertionResult(False, 0.0, NOT_JSON)
     assert result.calls == 1
 
 

@@ -47,10 +47,10 @@ def status(fmt: str) -> None:
     Exit 1 when a release snapshot the lock names is missing or altered (as lint's PO131), 2 when the
     lock or the config cannot be used.
     """
-    from promptops.release.promote import Project
+    from promptops.release.promote import ReleaseProject
     from promptops.release.status import environment_order, snapshot_problems, status as rows_of
 
-    project = Project.open(Path.cwd())
+    project = ReleaseProject.open(Path.cwd())
     held = Status(rows_of(project.workspace, project.lock), environment_order(project.workspace, project.lock),
                   snapshot_problems(project.lock))
     write_report(render(RENDERERS, fmt, held), fmt, None)

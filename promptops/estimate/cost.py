@@ -269,7 +269,7 @@ def _percentile(values: list[int], pct: float) -> int:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def compare(base: Workspace, head: Workspace, base_label: str, head_label: str,
+def compare_costs(base: Workspace, head: Workspace, base_label: str, head_label: str,
             estimator: Estimator | None = None) -> CostReport:
     base_estimates, head_estimates = (estimator or Estimator()).workspaces([base, head])
     changes = [

@@ -69,7 +69,7 @@ def _sum_or_unknown(values: list[float | None]) -> float | None:
     return sum(v for v in values if v is not None)
 
 
-def compare(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confirm: int = 0,
+def compare_suites(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confirm: int = 0,
             base_label: str = "the base") -> SuiteComparison:
     """``gates``: the suite's own over promptops.yaml's (pass_rate, max_pass_rate_drop, max_cost_increase_pct,
     max_p95_latency_ms)."""
@@ -110,21 +110,21 @@ def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:
 
 def _gates(result: SuiteComparison, gates: Gates, base_label: str) -> list[tuple[str, stats.GateResult]]:
     head, base = result.head, result.base
-    checks = []
+    results = []
     if gates.pass_rate is not None:
-        checks.append(("pass_rate", stats.min_pass_rate(head.pass_rate, gates.pass_rate,
+        results.append(("pass_rate", stats.min_pass_rate(head.pass_rate, gates.pass_rate,
                                                         base.pass_rate if base else None, base_label)))
     if gates.max_pass_rate_drop is not None and result.paired is not None:
-        checks.append(("max_pass_rate_drop", stats.pass_rate_drop_gate(
+        results.append(("max_pass_rate_drop", stats.pass_rate_drop_gate(
             base.pass_rate if base else None, head.pass_rate, gates.max_pass_rate_drop, result.paired)))
     if gates.max_cost_increase_pct is not None and base is not None:
-        checks.append(("max_cost_increase_pct", stats.max_cost_increase(
+        results.append(("max_cost_increase_pct", stats.max_cost_increase(
             base.cost_per_call_usd, head.cost_per_call_usd, gates.max_cost_increase_pct)))
     if gates.max_p95_latency_ms is not None:
-        checks.append(("max_p95_latency_ms", stats.max_p95_latency(
+        results.append(("max_p95_latency_ms", stats.max_p95_latency(
             head.latency_p95_ms, gates.max_p95_latency_ms, base.latency_p95_ms if base else None,
             base_label)))
-    return checks
+    return results
 
 
 def attempts_of(comparisons: Iterable[SuiteComparison]) -> Iterable[Attempt]:

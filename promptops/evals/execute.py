@@ -9,8 +9,8 @@ from typing import Callable
 
 from promptops.config import Workspace, guarded_by
 from promptops.evals import judges, stats
-from promptops.evals.assertions import Answer, Assertion, Outcome
-from promptops.evals.compare import SuiteComparison, compare
+from promptops.evals.assertions import Answer, Assertion, AssertionResult
+from promptops.evals.compare import SuiteComparison, compare_suites
 from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import CallEngine, CallOutcome, MissingCredentials, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
@@ -110,7 +110,7 @@ def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -
     catalog = ModelCatalog(workspace.config.pricing)
 
     async def judge_one(assertion: Assertion, answer: Answer, case: EvalCase,
-                        prompt: PromptSpec) -> tuple[Outcome, float | None]:
+                        prompt: PromptSpec) -> tuple[AssertionResult, float | None]:
         passages = case.vars.get(prompt.retrieval_into) if prompt.retrieval_into else None
         result = await judges.judge(
             assertion, answer, case.vars, case.expected, question=_question(prompt, case),
@@ -187,7 +187,7 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     results = []
     for plan in plans:
         assert plan.head_run is not None
-        results.append(compare(plan.base_run, plan.head_run, plan.suite.gates.over(config.gates),
+        results.append(compare_suites(plan.base_run, plan.head_run, plan.suite.gates.over(config.gates),
                                confirm=plan.confirm, base_label=options.base_label))
         skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.head_run.problems)
     return results, skipped

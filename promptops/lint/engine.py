@@ -16,8 +16,8 @@ from promptops import git
 from promptops.config import guarded_by, path_problems
 from promptops.discover import discover, excluded, find_config
 from promptops.findings import Finding, Severity, dotted
-from promptops.lint.project import Project
-from promptops.lint.registry import RULES, Rule, find_rule, load_rules
+from promptops.lint.project import LintProject
+from promptops.lint.registry import RULES, LintRule, find_rule, all_rules
 from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, display_path
 from promptops.model.lint import LintRun
 from promptops.specs import (CONFIG_NAME, EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig,
@@ -51,7 +51,7 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
 
 def empty_run() -> LintRun:
     """A run with no file looked at yet, that knows every rule (the reports name and list them)."""
-    load_rules()
+    all_rules()
     return LintRun(rules=RULES)
 
 
@@ -164,16 +164,16 @@ def _lint_project(
     for path in files:
         if path not in loaded and not (whole and excluded(path, root, exclude)):
             loaded[path] = loader.load(path)
-    project = Project(config, loader, loaded, whole_project=whole)
+    project = LintProject(config, loader, loaded, whole_project=whole)
     project.prefetch(_referenced_ids(loaded.values()))
     for path, item in loaded.items():
         run.count(config_named if path == config_path else True)
-        found = list(item.findings) + list(_check(item, project))
+        found = list(item.findings) + list(_rule_findings(item, project))
         run.findings.extend(settings.apply(found, item))
         _note_incomplete(item, run)
     for suite in project.dependent_suites():  # what the linted prompts' changes may break
         run.count(False)
-        run.findings.extend(settings.apply(list(_check(suite, project, scopes={"eval"})), suite))
+        run.findings.extend(settings.apply(list(_rule_findings(suite, project, scopes={"eval"})), suite))
 
 
 def _note_incomplete(item: Loaded, run: LintRun) -> None:
@@ -197,9 +197,9 @@ def _referenced_ids(items: Iterable[Loaded]) -> set[tuple[str, str]]:
     return wanted
 
 
-def _check(item: Loaded, project: Project, scopes: set[str] | None = None) -> Iterable[Finding]:
+def _rule_findings(item: Loaded, project: LintProject, scopes: set[str] | None = None) -> Iterable[Finding]:
     for rule in RULES.values():
-        if rule.check is None or (scopes is not None and rule.scope not in scopes):
+        if rule.find_hits is None or (scopes is not None and rule.scope not in scopes):
             continue
         if rule.scope == "file":
             subject = item if item.source.text else None
@@ -207,7 +207,7 @@ def _check(item: Loaded, project: Project, scopes: set[str] | None = None) -> It
             subject = item.spec if rule.scope == item.kind else None
         if subject is None:
             continue
-        for found in rule.check(subject, project):
+        for found in rule.find_hits(subject, project):
             yield Finding(found.source.display, found.line, found.col, rule.code, found.message, rule.severity)
 
 
@@ -228,7 +228,7 @@ class _Settings:
         self.root = config.root
         self.cwd = cwd
 
-    def _rule(self, config: ProjectConfig, name: str, path: tuple[object, ...]) -> Rule | None:
+    def _rule(self, config: ProjectConfig, name: str, path: tuple[object, ...]) -> LintRule | None:
         rule = find_rule(name)
         if rule is None and config.source is not None:
             known = [r.code for r in RULES.values()] + [r.name for r in RULES.values()]

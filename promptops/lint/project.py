@@ -30,7 +30,7 @@ def _key(path: Path) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-class Project:
+class LintProject:
     def __init__(
         self, config: ProjectConfig, loader: Loader, linted: dict[Path, Loaded], whole_project: bool = False
     ) -> None:

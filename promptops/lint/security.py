@@ -7,7 +7,7 @@ import re
 from typing import Any, Iterator
 
 from promptops.findings import Severity
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.loader import Loaded
 from promptops.modelparams import endpoint_in_model, refused_extra
@@ -38,7 +38,7 @@ def mask(secret: str) -> str:
 
 
 @rule("PO601", "secret-in-file", "file")
-def secret_in_file(loaded: Loaded, project: Project) -> Iterator[Hit]:
+def secret_in_file(loaded: Loaded, project: LintProject) -> Iterator[Hit]:
     """A string that looks like an API key, token or private key is committed
     in a prompt, retrieval, eval or config file (comments included). Whatever
     sits in a prompt is sent to the model provider and lands in logs and
@@ -60,7 +60,7 @@ def secret_in_file(loaded: Loaded, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO602", "system-interpolation", "prompt", Severity.WARNING)
-def system_interpolation(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def system_interpolation(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """A variable is interpolated into a system message. Whoever controls that
     value (a user, a retrieved document) can rewrite the model's instructions:
     prompt injection. Keep system messages static and put variable content in
@@ -78,7 +78,7 @@ def system_interpolation(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO603", "sandbox-escape", "prompt")
-def sandbox_escape(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def sandbox_escape(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """A template reaches for private or interpreter attributes (__class__,
     __globals__, mro, ...): the shape of a sandbox escape. The sandbox refuses
     them at render time; the file should never have been written that way.
@@ -94,7 +94,7 @@ def sandbox_escape(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO604", "refused-model-param", "prompt")
-def refused_model_param(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def refused_model_param(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """model.params.extra sets a parameter promptops never passes to litellm.
     extra is an allowlist: response_format, logit_bias, logprobs,
     top_logprobs, top_k, reasoning_effort and user pass; every other key is
@@ -118,7 +118,7 @@ def refused_model_param(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO605", "model-endpoint", "file")
-def model_endpoint(loaded: Loaded, project: Project) -> Iterator[Hit]:
+def model_endpoint(loaded: Loaded, project: LintProject) -> Iterator[Hit]:
     """A model name holds a URL. For some providers litellm sends the request
     to a URL in the model name (oobabooga/http://..., huggingface/https://...),
     even over --api-base: the file would choose where the calls go and who

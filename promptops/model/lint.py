@@ -9,7 +9,7 @@ from promptops.findings import Finding, Severity
 
 
 class RuleDoc(Protocol):
-    """What a report says of a rule: ``promptops.lint.registry.Rule`` is one."""
+    """What a report says of a rule: ``promptops.lint.registry.LintRule`` is one."""
 
     code: str
     name: str

@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from promptops.model.release import BEHIND, CURRENT, REMOVED, SNAPSHOT_OK, Action, Cell, Outcome, Row
+from promptops.model.release import BEHIND, CURRENT, REMOVED, SNAPSHOT_OK, Action, Cell, ReleaseOutcome, Row
 
 Line = tuple[str, bool]  # a line of text, and whether it goes to stderr (a note) rather than stdout
 
@@ -66,7 +66,7 @@ def history_json(records: list[dict[str, Any]]) -> str:
     return json.dumps(records, indent=2, sort_keys=True) + "\n"
 
 
-def outcome_lines(outcome: Outcome) -> list[Line]:
+def outcome_lines(outcome: ReleaseOutcome) -> list[Line]:
     """What a promotion or rollback did (or that there was nothing to do), its evidence, and what it wrote."""
     if outcome.action is Action.UNCHANGED:
         lines = [(f"{outcome.environment} already holds '{outcome.prompt_id}' {outcome.version}; nothing to do", False)]

@@ -22,7 +22,7 @@ import regex
 
 from promptops.evals.assertions import regex as regex_type  # its timeout, read when the assertion runs
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, Outcome, clip, outcome
+from promptops.evals.assertions.base import Answer, Assertion, AssertionType, AssertionResult, clip, outcome
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -37,12 +37,12 @@ class JsonSchema(AssertionType):
             raise ValueError("a json_schema assertion needs a schema (an object)")
         _schema_validator(assertion)
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         from jsonschema.exceptions import best_match
         from referencing.exceptions import Unresolvable
 
         parsed = parse_json(answer.output)
-        if isinstance(parsed, Outcome):
+        if isinstance(parsed, AssertionResult):
             return parsed
         validator = _schema_validator(assertion)
         if _unbounded(json.dumps(assertion.schema, sort_keys=True)):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, Bounded, Outcome, outcome
+from promptops.evals.assertions.base import Answer, Assertion, Bounded, AssertionResult, outcome
 
 
 class Length(Bounded):
     name = "length"
     bounds = ("min", "max")
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         size = len(answer.output.strip())  # a trailing newline is not part of what was said
         low, high = assertion.min, assertion.max
         if low is not None and size < low:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from promptops.evals.assertions._text import found
-from promptops.evals.assertions.base import Answer, Assertion, Outcome, TextValued, outcome, quote
+from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, TextValued, outcome, quote
 
 
 class NotContains(TextValued):
     name = "not_contains"
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         present, missing = found(answer.output, value, fold=False)
         if present:
             return outcome(False, f"output contains {', '.join(map(quote, present[:3]))}")
