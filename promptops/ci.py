@@ -31,7 +31,6 @@ from promptops.model.cost import Change
 from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
 from promptops.specs import CONFIG_NAME, kind_of
 
-PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
 MAX_REGRESSED_SHOWN = 20  # regressed cases a PR comment shows per suite; the rest are counted
 
 

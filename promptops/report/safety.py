@@ -120,8 +120,7 @@ MIN_SECRET_CHARS = 6
 # PASSENGERS or MONKEY).
 _SECRET_NAME = re.compile(r"API_?KEY|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|TOKEN(_|$)|(^|_)(KEY|PAT|PASS)(_|$)",
                           re.IGNORECASE)
-_U = r"(?:\\?_)"  # an underscore, or one a Markdown renderer escaped
-_ANY_U = r"(?:&#95;|\\?_)"  # ... or one inline() escaped
+_ANY_U = r"(?:&#95;|\\?_)"  # an underscore, or one a Markdown renderer or inline() escaped
 # Shapes of well-known credentials, redacted wherever they appear, known or not, escaped or not.
 _TOKEN_SHAPES = re.compile(
     rf"\b(?:gh[pousr]{_ANY_U}[A-Za-z0-9]{{30,}}"               # GitHub tokens: personal, OAuth, user, server, refresh
