@@ -9,9 +9,10 @@ returns data; rendering and posting are the report's and the CLI's business.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from promptops.config import Workspace
 from promptops.diff import diff_workspaces
@@ -24,11 +25,23 @@ from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
 from promptops.lint.engine import empty_run, lint
-from promptops.report.lint import repository_path
-from promptops.model.check import (CheckReport, CheckSummary, EvalPart, FlakyCase, Gate, LintLine, Money, PromptRow,
-                                   Spend, SuiteCases, Totals, Verdict)
+from promptops.model.check import (
+    CheckReport,
+    CheckSummary,
+    EvalPart,
+    FlakyCase,
+    Gate,
+    LintLine,
+    Money,
+    PromptRow,
+    Spend,
+    SuiteCases,
+    Totals,
+    Verdict,
+)
 from promptops.model.cost import Change
 from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
+from promptops.report.lint import repository_path
 from promptops.specs import CONFIG_NAME, kind_of
 
 MAX_REGRESSED_SHOWN = 20  # regressed cases a PR comment shows per suite; the rest are counted
@@ -149,12 +162,13 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
             _file_gate(str(finding.message), (finding.path, finding.code) in report.cost.preexisting,
                        report.preexisting, failures, warnings)
     for comparison in report.evals.comparisons:
-        for name, result in comparison.gates:
+        for _, result in comparison.gates:
             if not result.passed:
                 _file_gate(f"{comparison.suite}: {result.reason}", result.preexisting, report.preexisting,
                            quality, warnings)
         paired = comparison.paired
-        if paired is not None and paired.verdict == "regression" and all(result.passed for _, result in comparison.gates):
+        if (paired is not None and paired.verdict == "regression"
+                and all(result.passed for _, result in comparison.gates)):
             warnings.append(f"{comparison.suite}: a regression beyond noise ({paired.evidence()}) that no gate "
                             "catches (set max_pass_rate_drop)")
         if comparison.latency is not None and comparison.latency.changed and (comparison.latency.shift_ms or 0) > 0:

@@ -3,7 +3,8 @@ error becomes its message and exit code (``PromptopsGroup.invoke``), reached thr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 

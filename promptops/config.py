@@ -7,7 +7,6 @@ whole (render now; cost, eval and promote later) start from here.
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any

@@ -23,17 +23,29 @@ import copy
 import difflib
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from promptops.config import Workspace
 from promptops.findings import Finding, dotted
-from promptops.model.diff import Category, ChangeKind, Event, FieldChange, ItemDiff, ItemKind, SpecDiff, Status, TemplateDiff
+from promptops.model.diff import (
+    Category,
+    ChangeKind,
+    Event,
+    FieldChange,
+    ItemDiff,
+    ItemKind,
+    SpecDiff,
+    Status,
+    TemplateDiff,
+)
 from promptops.specs import PromptSpec, RetrievalSpec
 
 Spec = PromptSpec | RetrievalSpec
 
 # Also the order in which an item's changes are listed: what a reviewer weighs first.
-CATEGORIES: tuple[Category, ...] = ("model", "params", "inputs", "retrieval", "messages", "output", "budget", "metadata")
+CATEGORIES: tuple[Category, ...] = (
+    "model", "params", "inputs", "retrieval", "messages", "output", "budget", "metadata")
 
 _CATEGORY_OF_KEY: dict[str, Category] = {
     "model": "model",
@@ -111,7 +123,8 @@ def _added_fields(raw: Mapping[str, Any], *, skip_messages: bool) -> tuple[Field
     found: list[tuple[tuple[Any, ...], FieldChange]] = []
 
     def walk(parts: tuple[Any, ...], value: Any) -> None:
-        children = list(value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ())
+        children = list(value.items() if isinstance(value, Mapping)
+                        else enumerate(value) if isinstance(value, list) else ())
         if not children:
             found.append((parts, FieldChange(dotted(parts), category_of(parts), "added", None, copy.deepcopy(value))))
         for key, child in children:
@@ -213,7 +226,8 @@ def _item_events(items: list[ItemDiff], base: Mapping[str, Spec], head: Mapping[
 
 
 def _removed(item: ItemDiff) -> Event:
-    users = "code and environments that load it" if item.kind == "prompt" else "prompts that name it in retrieval.config"
+    users = ("code and environments that load it" if item.kind == "prompt"
+             else "prompts that name it in retrieval.config")
     message = f"{item.kind} {item.id} was removed (it was in {item.base_path}); {users} by id will fail"
     return Event(f"{item.kind}-removed", item.kind, item.id, message)
 

@@ -13,19 +13,20 @@ import itertools
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from promptops import resources
-from promptops.schemacache import fast_validator
 from promptops.findings import Finding, Severity, dotted
+from promptops.schemacache import fast_validator
 from promptops.specs import (
     Assertion,
     EvalCase,
-    Message,
     EvalSuiteSpec,
     Gates,
+    Message,
     ProjectConfig,
     PromptSpec,
     RetrievalSpec,
@@ -175,7 +176,8 @@ class SchemaValidator:
         if keyword == "type":
             expected = error.validator_value
             expected = " or ".join(expected) if isinstance(expected, list) else expected
-            return _finding(source, "PO112", f"{where}: expected {expected}, got {_describe(error.instance)}", line, col)
+            return _finding(source, "PO112", f"{where}: expected {expected}, got {_describe(error.instance)}",
+                            line, col)
         if keyword == "enum" and path[-1:] == ("type",) and any(p in ("assert", "default_assert") for p in path):
             hint = _did_you_mean(str(error.instance), error.validator_value)
             return _finding(source, "PO503", f"{where}: unknown assertion type {error.instance!r}{hint}", line, col)

@@ -23,10 +23,11 @@ import getpass
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from promptops import git
 from promptops.errors import UsageError
@@ -137,7 +138,8 @@ def parse_lock(path: Path, display: str) -> tuple[Lock | None, Source, list[Find
     try:
         data, positions = parse(text or "")
     except YamlError as exc:
-        return None, Source(path, display, text=text or ""), [Finding(display, exc.line, exc.col, exc.code, exc.message)]
+        finding = Finding(display, exc.line, exc.col, exc.code, exc.message)
+        return None, Source(path, display, text=text or ""), [finding]
     source = Source(path, display, positions, text or "")
     if not isinstance(data, dict):
         return None, source, [Finding(display, 1, 1, "PO105", "the lock is empty or not a mapping")]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from promptops.ci import CheckReport, Verdict, head_pass_rate
 from promptops.errors import ExitCode

@@ -25,7 +25,7 @@ def data_dir(name: str) -> Path:
     raise FileNotFoundError(f"promptops is missing its {name}/ folder (looked in {installed} and {checkout})")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of a file kind: prompt, retrieval, eval or config.
 

@@ -31,8 +31,9 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.runtime import LoopContext
@@ -65,7 +66,7 @@ class RenderLimits:
     timeout_s: float = 2.0
 
     @classmethod
-    def from_config(cls, settings: RenderLimitSettings) -> "RenderLimits":
+    def from_config(cls, settings: RenderLimitSettings) -> RenderLimits:
         """promptops.yaml's lint.render_limits: each may lower its default, never raise it (the schema says so
         too; this holds for a config that skipped it)."""
         def lowered(value: float | None, default: float) -> float:
@@ -228,7 +229,7 @@ def _wordwrap_work(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     width = _argument(args, kwargs, 0, "width", 79)
     if not _argument(args, kwargs, 1, "break_long_words", True) or not _is_int(width) or width < 1:
         return None
-    words = re.finditer(r"[^\t\n\x0b\x0c\r ]{%d,}" % (width + 1), str(subject))
+    words = re.finditer(rf"[^\t\n\x0b\x0c\r ]{{{width + 1},}}", str(subject))
     copied = sum(len(word.group()) ** 2 // (2 * width) for word in words)
     return f"words this long at width {width}" if copied > _MAX_COPIED_CHARS else None
 
@@ -298,7 +299,7 @@ class _FieldBound:
     as in ``'{0:>{1}}'``) is refused before formatting when it passes what is left of the
     output limit, and the fields formatted so far are counted."""
 
-    def __init__(self, env: "BoundedSandbox", **kwargs: Any) -> None:
+    def __init__(self, env: BoundedSandbox, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)  # type: ignore[call-arg]
         self.room = env.limits.max_output_chars
 
@@ -352,7 +353,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             budget = self._local.budget = _Budget(self.limits)
         return budget
 
-    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False) -> str:
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
         return super()._generate(_Bounder().visit(source), name, filename, defer_init)
 
     def bounded_iter(self, iterable: Any) -> Iterator[Any]:

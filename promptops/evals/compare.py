@@ -4,8 +4,8 @@ per suite the measured figures on each side, the verdict that separates change f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from statistics import fmean
-from typing import Iterable
 
 from promptops.evals import stats
 from promptops.evals.runner import Failure

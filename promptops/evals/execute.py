@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from promptops.config import Workspace, guarded_by
 from promptops.evals import judges, stats
@@ -20,7 +20,6 @@ from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache, cache_path
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
 from promptops.templating import TemplateError, render
-
 
 DEFAULT_JUDGE = "openai/gpt-4o-mini"
 DEFAULT_EMBEDDING = "openai/text-embedding-3-small"
@@ -58,7 +57,8 @@ def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
     )
 
 
-def select_suites(base: Workspace | None, head: Workspace, options: EvalOptions) -> tuple[list[EvalSuiteSpec], list[str]]:
+def select_suites(base: Workspace | None, head: Workspace,
+                  options: EvalOptions) -> tuple[list[EvalSuiteSpec], list[str]]:
     """The suites to run, and why the others are skipped."""
     if options.suites:
         wanted = set(options.suites)
@@ -180,7 +180,8 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
             for plan in plans:
                 plan.head_run = next(runs)
                 plan.base_run = next(runs) if plan.base_side is not None else None
-            confirming = [(plan, side, ws) for plan in plans for side, ws in plan.confirmation(head, base, cache, options)]
+            confirming = [(plan, side, ws) for plan in plans
+                          for side, ws in plan.confirmation(head, base, cache, options)]
             extra = await _run_sides(engine, [(side, ws) for _, side, ws in confirming], cache, settings, expected)
             for (plan, _, ws), run in zip(confirming, extra):
                 plan.add_confirmation(run, at_head=ws is head)

@@ -49,7 +49,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from promptops import resources
-from promptops.evals.assertions import Answer, Assertion, JudgedType, JudgeInput, AssertionResult, validated_type
+from promptops.evals.assertions import Answer, Assertion, AssertionResult, JudgedType, JudgeInput, validated_type
 from promptops.evals.credentials import missing_credentials
 from promptops.evals.runner import (
     Call,
@@ -119,7 +119,7 @@ def _environment() -> Environment:
     return environment
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template_version(name: str) -> str:
     environment = _environment()
     source, _, _ = environment.loader.get_source(environment, name)  # type: ignore[union-attr]

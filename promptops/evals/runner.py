@@ -30,8 +30,9 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from promptops.errors import UsageError
 from promptops.estimate.tokens import TokenCounter

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Awaitable, Callable, Collection, Iterator, TypeVar
+from typing import TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
@@ -30,7 +31,8 @@ MAX_OUTPUT_CHARS = 2_000  # of an answer, kept for reports; the cache keeps answ
 _LOOKUP_BATCH = 500  # calls looked up in the cache at once while planning
 
 # A judge: (assertion, answer, case, prompt) -> (outcome, judge calls, judge cost or None)
-Judge = Callable[[assertions.Assertion, assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.AssertionResult, float | None]]]
+Judge = Callable[[assertions.Assertion, assertions.Answer, EvalCase, PromptSpec],
+                 Awaitable[tuple[assertions.AssertionResult, float | None]]]
 
 
 @dataclass

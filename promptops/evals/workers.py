@@ -28,6 +28,7 @@ first. A parent that dies of any cause closes the sockets too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import pickle
@@ -232,10 +233,8 @@ async def _receive_fds(sock: socket.socket, count: int) -> tuple[list[int], list
 
 
 def _signal(pid: int, number: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # gone already
         os.kill(pid, number)
-    except ProcessLookupError:  # gone already
-        pass
 
 
 class _WorkerGone(Exception):

@@ -1,6 +1,6 @@
 """``promptops lint``: schema and semantic checks with stable rule codes."""
 
 from promptops.lint.engine import LintRun, lint
-from promptops.lint.registry import RULES, LintRule, find_rule, all_rules
+from promptops.lint.registry import RULES, LintRule, all_rules, find_rule
 
 __all__ = ["LintRun", "RULES", "LintRule", "find_rule", "lint", "all_rules"]

@@ -9,19 +9,28 @@ import itertools
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from promptops import git
 from promptops.config import guarded_by, path_problems
 from promptops.discover import discover, excluded, find_config
 from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import LintProject
-from promptops.lint.registry import RULES, LintRule, find_rule, all_rules
+from promptops.lint.registry import RULES, LintRule, all_rules, find_rule
 from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, display_path
 from promptops.model.lint import LintRun
-from promptops.specs import (CONFIG_NAME, EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig,
-                             PromptSpec, RetrievalSpec, kind_of)
+from promptops.specs import (
+    CONFIG_NAME,
+    EVAL_SUFFIX,
+    PROMPT_SUFFIX,
+    RETRIEVAL_SUFFIX,
+    EvalSuiteSpec,
+    ProjectConfig,
+    PromptSpec,
+    RetrievalSpec,
+    kind_of,
+)
 
 # A file past this many findings gets one more that counts the rest: output stays small and fast.
 MAX_FINDINGS_PER_FILE = 100
@@ -235,7 +244,8 @@ class _Settings:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             line, col = config.source.where(path, key=isinstance(path[-1], str))
-            message = f"{dotted(path[:-1])}: no rule '{name}'{hint}; `promptops lint --explain CODE` lists what each does"
+            message = (f"{dotted(path[:-1])}: no rule '{name}'{hint}; "
+                       "`promptops lint --explain CODE` lists what each does")
             self.problems.append(Finding(config.source.display, line, col, "PO113", message, Severity.ERROR))
         return rule
 
@@ -249,7 +259,8 @@ class _Settings:
             if finding.path == item.source.display and directives.suppresses(finding):
                 continue
             if level:
-                finding = Finding(finding.path, finding.line, finding.col, finding.code, finding.message, Severity(level))
+                finding = Finding(finding.path, finding.line, finding.col, finding.code, finding.message,
+                                  Severity(level))
             kept.append(finding)
         return kept
 

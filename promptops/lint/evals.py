@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import re
 import textwrap
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from promptops import resources
 from promptops.findings import Severity

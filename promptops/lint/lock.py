@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
+from promptops import lockfile
 from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.loader import display_path
-from promptops import lockfile
 from promptops.specs import ProjectConfig, Source
 
 

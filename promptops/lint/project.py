@@ -19,7 +19,16 @@ from promptops import git
 from promptops.discover import allowed, discover, excluded
 from promptops.loader import Loaded, Loader
 from promptops.models import ModelCatalog
-from promptops.specs import EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
+from promptops.specs import (
+    EVAL_SUFFIX,
+    PROMPT_SUFFIX,
+    RETRIEVAL_SUFFIX,
+    EvalSuiteSpec,
+    ProjectConfig,
+    PromptSpec,
+    RetrievalSpec,
+    kind_of,
+)
 from promptops.templating import RenderLimits, TemplateFacts
 
 _SUFFIX = {"prompt": PROMPT_SUFFIX, "retrieval": RETRIEVAL_SUFFIX, "eval": EVAL_SUFFIX}
@@ -47,7 +56,7 @@ class LintProject:
         if whole_project:  # the linted files are all there is: no second search
             self.__dict__["_files"] = list(linted)
 
-    def messages(self, spec: PromptSpec) -> list["ParsedMessage"]:
+    def messages(self, spec: PromptSpec) -> list[ParsedMessage]:
         """The prompt's message templates, parsed once per run."""
         key = spec.source.path
         if key not in self._messages:

@@ -4,8 +4,9 @@ severity, the kind of spec it checks, and a docstring that ``--explain`` prints.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from promptops.findings import Severity
 from promptops.specs import Source

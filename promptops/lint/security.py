@@ -4,7 +4,8 @@ model names that would let a file choose where requests go, what they cost, or w
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from promptops.findings import Severity
 from promptops.lint.project import LintProject
@@ -90,7 +91,8 @@ def sandbox_escape(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
         for name, template_line in message.facts.attributes:
             if forbidden_attribute(name):
                 line, col = message.file_position(template_line)
-                yield Hit(spec.source, line, col, f"messages[{message.index}] accesses '{name}', which the sandbox forbids")
+                yield Hit(spec.source, line, col,
+                          f"messages[{message.index}] accesses '{name}', which the sandbox forbids")
 
 
 @rule("PO604", "refused-model-param", "prompt")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from promptops.findings import Severity
 from promptops.lint.project import LintProject
@@ -76,7 +77,8 @@ def unused_input(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     used = used_variables(spec, project)
     for name in sorted(spec.declared_inputs):
         if name not in used:
-            yield hit(spec.source, ("inputs", "properties", name), f"input '{name}' is declared but never used", key=True)
+            yield hit(spec.source, ("inputs", "properties", name), f"input '{name}' is declared but never used",
+                      key=True)
 
 
 @rule("PO204", "case-missing-input", "eval")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from promptops import git, lockfile
 from promptops.config import ConfigError, Workspace, load_workspace
@@ -173,9 +174,9 @@ class Request:
 
 def promote(start: Path, request: Request, progress: Callable[[Any], None] = lambda outcome: None) -> ReleaseOutcome:
     """Promote ``request.prompt_id`` to ``request.environment``; raises ReleaseError saying why not."""
-    from promptops.resultcache import CacheError
     from promptops.evals.runner import MissingCredentials
     from promptops.gitrefs import RefError
+    from promptops.resultcache import CacheError
 
     if request.force and not (request.reason or "").strip():
         raise ReleaseError("--force needs --reason \"...\": the reason is recorded in the lock and the audit log")
@@ -212,7 +213,8 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
     def change(lock: lockfile.Lock) -> tuple[ReleaseOutcome, Release]:
         _recheck_order(lock, spec, previous_env)  # another promotion may have landed while the evals ran
         held = lock.entry(request.environment, spec.id)
-        outcome = ReleaseOutcome(Action.PROMOTE, spec.id, request.environment, spec.version, held.version if held else None,
+        outcome = ReleaseOutcome(Action.PROMOTE, spec.id, request.environment, spec.version,
+                                 held.version if held else None,
                           entry.evidence, overridden, notes=notes)
         if held is not None and held.version == spec.version:
             outcome.action = Action.UNCHANGED
@@ -323,7 +325,9 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
         _check_snapshot(lock, prompt_id, target.version)
         target = replace(target, action="rollback", promoted_at=lockfile.now(), promoted_by=lockfile.who(root),
                          reason=reason, forced=False, overridden=(), history=history[position + 1:])
-        return ReleaseOutcome(Action.ROLLBACK, prompt_id, environment, target.version, entry.version, target.evidence), target
+        outcome = ReleaseOutcome(Action.ROLLBACK, prompt_id, environment, target.version, entry.version,
+                                 target.evidence)
+        return outcome, target
 
     return _record(root, environment, prompt_id, change, None, commit)
 
@@ -464,7 +468,8 @@ def _missing_audit(root: Path, lock: lockfile.Lock, environment: str, prompt_id:
     if last is not None and all(last.get(key) == getattr(entry, field) for key, field in _RECORDS_ENTRY.items()):
         return None
     # What the environment held before is what the log last recorded for it.
-    outcome = ReleaseOutcome(Action(entry.action), prompt_id, environment, entry.version, last.get("version") if last else None)
+    outcome = ReleaseOutcome(Action(entry.action), prompt_id, environment, entry.version,
+                             last.get("version") if last else None)
     return {**_audit_record(outcome, entry), "recovered": True}
 
 

@@ -9,6 +9,7 @@ from promptops.model.cost import Change, CostReport, Estimate
 from promptops.report import versions
 from promptops.report.formatting import change_percent, money, percent, signed, tokens
 from promptops.report.jinja import render_template
+
 _FIELDS = ("input_tokens", "input_tokens_p95", "output_tokens", "cost_per_call", "monthly_cost")
 
 
@@ -23,7 +24,8 @@ def headline(report: CostReport) -> str:
     if not change.absolute:
         return f"Monthly cost is unchanged at {money(report.monthly_head)}."
     direction = "rises" if change.absolute > 0 else "falls"
-    return f"Monthly cost {direction} by {money(abs(change.absolute))}{change_percent(change)}, to {money(report.monthly_head)}."
+    return (f"Monthly cost {direction} by {money(abs(change.absolute))}{change_percent(change)}, "
+            f"to {money(report.monthly_head)}.")
 
 
 # -- JSON -------------------------------------------------------------------------------------

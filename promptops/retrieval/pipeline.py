@@ -20,8 +20,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from promptops.resultcache import ResultCache
 from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Chunk, Tokens, chunk_documents
 from promptops.retrieval.corpus import load_corpus
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, EmbeddingRun, embed_texts

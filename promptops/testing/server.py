@@ -29,6 +29,7 @@ Paths work with or without the ``/v1`` prefix.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -40,12 +41,13 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from promptops.testing.rules import Fault, FaultSpec, Responder, Rule, parse_faults, text_of
 
@@ -293,10 +295,8 @@ class _HTTPServer(ThreadingHTTPServer):
         """Unblock handlers waiting on idle keep-alive connections, so their threads end now."""
         with self.connections_lock:
             for conn in self.connections:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -388,7 +388,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(obj).encode(), "application/json", headers)
 
-    def _send_bytes(self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
+    def _send_bytes(self, status: int, data: bytes, content_type: str,
+                    headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -460,7 +461,8 @@ class StubServer:
         port: int = 0,
         verbose: bool = False,
     ) -> None:
-        self.settings = Settings(rules, default_reply, responder, faults, latency_ms, jitter_ms, seed, embedding_dim, models)
+        self.settings = Settings(rules, default_reply, responder, faults, latency_ms, jitter_ms, seed, embedding_dim,
+                                 models)
         self._address = (host, port)
         self._verbose = verbose
         self._lock = threading.Lock()
@@ -556,7 +558,8 @@ class StubServer:
                 self._in_flight -= 1
 
     def client_kwargs(self, model: str = "stub") -> dict[str, str]:
-        """Keyword arguments that send a litellm call here: ``litellm.completion(**stub.client_kwargs(), messages=...)``."""
+        """Keyword arguments that send a litellm call here:
+        ``litellm.completion(**stub.client_kwargs(), messages=...)``."""
         return {"model": f"openai/{model}", "api_base": self.base_url, "api_key": API_KEY}
 
     def env(self) -> dict[str, str]:

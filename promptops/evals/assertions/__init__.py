@@ -32,11 +32,11 @@ from typing import Any
 from promptops.evals.assertions.base import (
     Answer,
     Assertion,
+    AssertionResult,
     AssertionType,
     JudgedType,
     JudgeInput,
     JudgeSession,
-    AssertionResult,
     assertion_weight,
     clip,
     render_value,
@@ -46,8 +46,8 @@ from promptops.evals.assertions.base import (
 from promptops.templating import RenderLimits, TemplateError
 
 __all__ = ["TYPES", "DETERMINISTIC", "MODEL_JUDGED", "Answer", "Assertion", "AssertionResult", "AssertionType",
-           "JudgedType", "JudgeInput", "JudgeSession", "clip", "evaluate", "render_value", "score_case", "validated_type",
-           "weight"]
+           "JudgedType", "JudgeInput", "JudgeSession", "clip", "evaluate", "render_value", "score_case",
+           "validated_type", "weight"]
 
 
 def _discover() -> dict[str, AssertionType]:

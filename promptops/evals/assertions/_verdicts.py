@@ -11,7 +11,8 @@ import itertools
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from promptops.evals.assertions.base import AssertionResult, clip
 
@@ -25,14 +26,16 @@ def failed(reason: str) -> AssertionResult:
 
 
 def scored(score: float, threshold: float, reason: str) -> AssertionResult:
-    return AssertionResult(score >= threshold - 1e-9, score, reason)  # 1e-9: a share such as 7/10 need not equal 0.7 exactly
+    # 1e-9: a share such as 7/10 need not equal 0.7 exactly.
+    return AssertionResult(score >= threshold - 1e-9, score, reason)
 
 
 def mark(score: float, threshold: float) -> str:
     return f"{score:.2f} (threshold {threshold:g})"
 
 
-def share(items: list[str], good: list[bool], threshold: float, what: str, bad_name: str, verdicts: int) -> AssertionResult:
+def share(items: list[str], good: list[bool], threshold: float, what: str, bad_name: str,
+          verdicts: int) -> AssertionResult:
     """The share of ``items`` judged good, naming a few of the others."""
     score = sum(good) / len(items)
     reason = f"{sum(good)} of {len(items)} {what}: {mark(score, threshold)}"

@@ -98,7 +98,8 @@ class JudgedType(AssertionType):
 
     @staticmethod
     def rendered_value(assertion: Assertion, given: JudgeInput) -> str | AssertionResult:
-        """The rendered value as text (the rubric, the reference), or a failed AssertionResult when its template fails."""
+        """The rendered value as text (the rubric, the reference), or a failed AssertionResult when its template
+        fails."""
         try:
             return str(render_value(assertion.value, template_context(given.variables, given.expected), given.limits))
         except TemplateError as exc:

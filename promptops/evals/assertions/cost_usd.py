@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, Bounded, AssertionResult, outcome
+from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, Bounded, outcome
 
 
 class CostUsd(Bounded):

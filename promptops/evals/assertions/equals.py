@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, AssertionResult, outcome, quote
+from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, outcome, quote
 
 
 class Equals(AssertionType):

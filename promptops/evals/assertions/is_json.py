@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, AssertionResult, outcome
+from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, outcome
 
 
 class IsJson(AssertionType):

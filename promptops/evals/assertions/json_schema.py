@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Hashable, Iterator
 from contextvars import ContextVar
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Hashable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import regex
 
 from promptops.evals.assertions import regex as regex_type  # its timeout, read when the assertion runs
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, AssertionResult, clip, outcome
+from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, clip, outcome
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -105,7 +106,8 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
         yield ValidationError(f"{clip(instance)!r} does not match {pattern!r}")
 
 
-def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
+                        schema: dict[str, Any]) -> Iterator[Any]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, AssertionResult, outcome, quote
+from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, outcome, quote
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     # declining

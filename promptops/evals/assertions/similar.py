@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from promptops.evals.assertions._verdicts import mark, scored
-from promptops.evals.assertions.base import Assertion, JudgedType, JudgeInput, JudgeSession, AssertionResult, clip
+from promptops.evals.assertions.base import Assertion, AssertionResult, JudgedType, JudgeInput, JudgeSession, clip
 
 
 class Similar(JudgedType):
