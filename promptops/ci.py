@@ -9,7 +9,7 @@ returns data; rendering and posting are the report's and the CLI's business.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from promptops.lint.engine import empty_run, lint
 from promptops.model.check import (
     CheckReport,
     CheckSummary,
+    CheckVerdict,
     EvalPart,
     FlakyCase,
     Gate,
@@ -37,7 +38,6 @@ from promptops.model.check import (
     Spend,
     SuiteCases,
     Totals,
-    Verdict,
 )
 from promptops.model.cost import Change
 from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
@@ -75,7 +75,7 @@ def run_check(cwd: Path, options: CheckOptions,
     cost = compare_costs(base_ws, head_ws, str(base_ref), str(head_ref))
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
-                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), ExitCode.OK),
+                         diff_workspaces(base_ws, head_ws), evals, CheckVerdict("pass", (), (), ExitCode.OK),
                          problems, preexisting=head_ws.config.gates.preexisting,
                          config_problems=sorted({str(p) for p in head_ws.problems if kind_of(p.path) == "config"}))
     report.cost_gates = estimate_gates(report, head_ws)
@@ -144,7 +144,7 @@ def estimate_gates(report: CheckReport, head: Workspace) -> list[tuple[str, Gate
     return gates
 
 
-def verdict(report: CheckReport, fail_on: str) -> Verdict:
+def verdict(report: CheckReport, fail_on: str) -> CheckVerdict:
     """pass, warn or fail, with the reasons a reviewer reads first, and the exit code ``fail_on`` asks for.
 
     A gate that fails on the base as well is said as such ("also fails on main") and, with
@@ -196,7 +196,7 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
     level = "fail" if failures or quality or service else "warn" if warnings else "pass"
     reasons = tuple(([service] if service else []) + quality + failures)
     code = _exit_code(fail_on, bool(service), bool(quality), bool(failures))
-    return Verdict(level, reasons, tuple(warnings), code, fail_on)
+    return CheckVerdict(level, reasons, tuple(warnings), code, fail_on)
 
 
 def _file_gate(reason: str, preexisting: bool, policy: str, failures: list[str], warnings: list[str]) -> None:
@@ -341,23 +341,24 @@ def _gap(estimate: Change | None, suites: list[SuiteComparison]) -> str | None:
                        _pooled(heads, "output_tokens_per_call"))
 
 
-def _pooled_rate(sides: Any) -> float | None:
+def _pooled_rate(sides: Iterable[SideFigures | None]) -> float | None:
     known = [side for side in sides if side is not None and side.cases]
     if not known:
         return None
     return sum(side.pass_rate * side.cases for side in known) / sum(side.cases for side in known)
 
 
-def _pooled_cost(sides: list[Any]) -> float | None:
+def _pooled_cost(sides: Sequence[SideFigures | None]) -> float | None:
     return _pooled(sides, "cost_per_call_usd")
 
 
-def _pooled(sides: list[Any], name: str) -> float | None:
+def _pooled(sides: Sequence[SideFigures | None], name: str) -> float | None:
     """A per-call figure over several suites' sides, weighted by their calls; None if any is unknown."""
     known = [side for side in sides if side is not None and side.calls]
     if not known or any(getattr(side, name) is None for side in known):
         return None
-    return sum(getattr(side, name) * side.calls for side in known) / sum(side.calls for side in known)
+    weighted: float = sum(getattr(side, name) * side.calls for side in known)
+    return weighted / sum(side.calls for side in known)
 
 
 def _worst(values: Any) -> float | None:

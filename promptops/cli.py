@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return ExitCode.INTERRUPTED
-    return ExitCode.OK
+    # Unreachable: click's main() in standalone mode always ends by raising SystemExit.
 
 
 def _exit_code(code: object) -> int:

@@ -294,8 +294,8 @@ _DATE = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})(?=-|$)")
 
 def model_family(name: str) -> tuple[str | None, str]:
     """(provider or None, family) of a litellm model name; see the module docstring for the rules."""
-    provider, _, model = name.strip().lower().rpartition("/")
-    provider = provider.split("/")[0] or None  # openrouter/anthropic/claude-...: the route is the provider
+    route, _, model = name.strip().lower().rpartition("/")
+    provider = route.split("/")[0] or None  # openrouter/anthropic/claude-...: the route is the provider
     if model.startswith("ft:"):
         model = model.split(":")[1]  # ft:gpt-4o-mini-2024-07-18:acme:name:id
     model = _DATE.sub("", model.split("@")[0])  # claude-3-5-sonnet@20240620 (Vertex AI)

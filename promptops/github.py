@@ -225,6 +225,7 @@ class GitHubClient:
         where = f"{method} {urlsplit(url).path}"
         failure = ""
         for attempt in range(self.retries + 1):
+            wait: float | None
             try:
                 response = self._http.request(method, url, params=params, json=json)
             except httpx.TransportError as err:
@@ -507,8 +508,8 @@ def _sticky(item: Any, ours: _Ours) -> _Sticky | None:
     """``item`` as one of our comments, or None when it is not ours."""
     if not (isinstance(item, dict) and isinstance(item.get("id"), int) and isinstance(item.get("body"), str)):
         return None
-    user = item.get("user") if isinstance(item.get("user"), dict) else {}
-    login = user.get("login")
+    user = item.get("user")
+    login = user.get("login") if isinstance(user, dict) else None
     if not (isinstance(login, str) and login.casefold() == ours.author.casefold()):
         return None
     first, _, rest = item["body"].partition("\n")

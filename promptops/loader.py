@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +214,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         try:
             return f"{kind} ({_short(repr(value), 40)})"
-        except ValueError:  # an integer of thousands of digits: Python refuses to print it
-            return f"{kind} (of {value.bit_length():,} bits)"
+        except ValueError:  # only an integer of thousands of digits: Python refuses to print it
+            return f"{kind} (of {int(value).bit_length():,} bits)"
     return kind
 
 
@@ -288,7 +288,9 @@ class Loader:
         result.findings.extend(findings)
         if result.findings:
             return result
-        build = {"prompt": build_prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}[kind]
+        builders: dict[str, Callable[[dict[str, Any], Source, list[Finding]], Spec]] = {
+            "prompt": build_prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}
+        build = builders[kind]
         result.spec = build(data, source, result.findings)
         return result
 
@@ -334,6 +336,7 @@ class Loader:
             findings.append(problem)
             return None
         key = ("dataset", path, display, text)
+        cases: list[EvalCase] | None
         if self.memo is not None and key in self.memo:
             cases, found = self.memo[key]
         else:

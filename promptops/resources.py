@@ -35,4 +35,5 @@ def schema(kind: str) -> dict[str, Any]:
         suite = schema("eval")
         return {"$schema": suite["$schema"], "$defs": suite["$defs"], "$ref": "#/$defs/case"}
     with open(data_dir("schemas") / f"{kind}.schema.json", encoding="utf-8") as handle:
-        return json.load(handle)
+        loaded: dict[str, Any] = json.load(handle)
+    return loaded

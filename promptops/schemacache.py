@@ -46,7 +46,8 @@ def fast_validator(kind: str) -> Callable[[Any], Any]:
         spec.loader.exec_module(module)
     except Exception:  # a damaged cache file: regenerate in memory rather than fail
         return fastjsonschema.compile(schema)
-    return module.validate
+    validate: Callable[[Any], Any] = module.validate
+    return validate
 
 
 def _is_file(path: Path) -> bool:

@@ -31,13 +31,14 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import Namespace, _PassArg
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
@@ -100,7 +101,8 @@ class _Budget:
             raise RenderLimitError(f"{what} would be larger than {self.limits.max_output_chars:,} characters")
 
 
-_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_DICT_VIEWS: tuple[type[KeysView[Any]], type[ValuesView[Any]], type[ItemsView[Any, Any]]] = (
+    type({}.keys()), type({}.values()), type({}.items()))
 
 
 def size_of(value: Any, limit: int) -> int:
@@ -401,7 +403,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if mapping_only:
                 if kwargs or len(args) != 1:
                     raise TypeError("format_map() takes exactly one argument, a mapping")
-                args, kwargs = (), args[0]
+                mapping = args[0]
+                args, kwargs = (), mapping
             if isinstance(template, Markup):
                 formatter: SandboxedFormatter = _BoundedEscapeFormatter(self, escape=template.escape)
             else:
@@ -665,6 +668,8 @@ def _sample(schema: Any) -> Any:
         return [_sample(schema.get("items")), _sample(schema.get("items"))]
     if kind == "object":
         return {name: _sample(sub) for name, sub in (schema.get("properties") or {}).items()}
+    if not isinstance(kind, str):  # no type, or an empty list of them
+        return "sample"
     return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, "sample")
 
 

@@ -102,7 +102,7 @@ def test_a_message_quoting_a_workflow_command_cannot_start_one(tmp_path: Path) -
 ])
 def test_the_check_exits_with_its_verdicts_code_unless_its_comment_was_lost(
         verdict_code: ExitCode, fail_on: str, posted: bool, code: ExitCode) -> None:
-    from promptops.ci import Verdict
+    from promptops.model.check import CheckVerdict
     from promptops.publish import exit_code
 
-    assert exit_code(Verdict("pass", (), (), verdict_code, fail_on), posted) is code
+    assert exit_code(CheckVerdict("pass", (), (), verdict_code, fail_on), posted) is code

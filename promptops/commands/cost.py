@@ -14,7 +14,7 @@ from promptops.commands.refs import snapshots
 from promptops.errors import ExitCode
 
 if TYPE_CHECKING:
-    from promptops.estimate.cost import CostReport
+    from promptops.model.cost import CostReport
 
 
 def _table(report: CostReport, view: View) -> str:

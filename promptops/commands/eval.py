@@ -16,7 +16,7 @@ from promptops.commands.refs import head_snapshot, snapshots
 from promptops.errors import ExitCode, PromptopsError, ServiceError, UsageError
 
 if TYPE_CHECKING:
-    from promptops.evals.compare import SuiteComparison
+    from promptops.model.evals import SuiteComparison
     from promptops.resultcache import CacheError
 
 

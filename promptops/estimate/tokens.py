@@ -131,7 +131,7 @@ class TokenCounter:
         if method.encoding == FALLBACK:
             return list(range(0, len(text), CHARS_PER_TOKEN))
         encoder = _load(method.encoding)
-        return encoder.decode_with_offsets(encoder.encode_ordinary(text))[1]  # type: ignore[no-any-return]
+        return encoder.decode_with_offsets(encoder.encode_ordinary(text))[1]
 
     def count_messages_many(self, model: str, requests: list[list[dict[str, str]]]) -> list[int]:
         """``count_messages`` of each request, with all their texts counted by one ``count_many``

@@ -8,10 +8,17 @@ from collections.abc import Iterable
 from statistics import fmean
 
 from promptops.evals import stats
-from promptops.evals.runner import Failure
-from promptops.evals.stats import CaseStatus
-from promptops.evals.suite import Attempt, SuiteRun
-from promptops.model.evals import CaseChange, SideFigures, SuiteComparison, fresh_latencies
+from promptops.evals.suite import SuiteRun
+from promptops.model.evals import (
+    Attempt,
+    CaseChange,
+    CaseStatus,
+    Failure,
+    GateResult,
+    SideFigures,
+    SuiteComparison,
+    fresh_latencies,
+)
 from promptops.specs import Gates
 
 
@@ -86,9 +93,9 @@ def compare_suites(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confi
     return result
 
 
-def _not_run(head: SuiteRun) -> list[tuple[str, stats.GateResult]]:
+def _not_run(head: SuiteRun) -> list[tuple[str, GateResult]]:
     """A suite that could not run at head fails for that reason, not for a pass rate of no case."""
-    return [("ran", stats.GateResult(False, "; ".join(head.problems)))]
+    return [("ran", GateResult(False, "; ".join(head.problems)))]
 
 
 def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:
@@ -108,7 +115,7 @@ def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:
     return changes
 
 
-def _gates(result: SuiteComparison, gates: Gates, base_label: str) -> list[tuple[str, stats.GateResult]]:
+def _gates(result: SuiteComparison, gates: Gates, base_label: str) -> list[tuple[str, GateResult]]:
     head, base = result.head, result.base
     results = []
     if gates.pass_rate is not None:
@@ -148,10 +155,10 @@ def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
                       for case_id, attempt in attempts if attempt.failure is Failure.NO_ANSWER]
         capped = [case_id for case_id, attempt in attempts if attempt.failure is Failure.SPEND_CAP]
         if unanswered:
-            comparison.gates.append(("answered", stats.GateResult(
+            comparison.gates.append(("answered", GateResult(
                 False, f"{len(unanswered)} model call(s) got no answer after retries, e.g. {unanswered[0]}")))
         if capped:
-            comparison.gates.append(("within_spend_cap", stats.GateResult(
+            comparison.gates.append(("within_spend_cap", GateResult(
                 False, f"the spend cap stopped {len(capped)} model call(s), e.g. for case {capped[0]}: the results "
                        "are incomplete (raise eval.max_cost_usd or --max-cost)")))
         total += len(unanswered)

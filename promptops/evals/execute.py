@@ -10,11 +10,12 @@ from pathlib import Path
 from promptops.config import Workspace, guarded_by
 from promptops.evals import judges, stats
 from promptops.evals.assertions import Answer, Assertion, AssertionResult
-from promptops.evals.compare import SuiteComparison, compare_suites
+from promptops.evals.compare import compare_suites
 from promptops.evals.credentials import missing_credentials
-from promptops.evals.runner import CallEngine, CallOutcome, MissingCredentials, RunSettings, SpendBudget
+from promptops.evals.runner import CallEngine, MissingCredentials, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
 from promptops.evals.workers import WorkerPool, worker_count
+from promptops.model.evals import CallOutcome, SuiteComparison
 from promptops.modelparams import refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache, cache_path
@@ -125,8 +126,9 @@ def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -
 
 def _question(prompt: PromptSpec, case: EvalCase) -> str | None:
     """What the answer should answer: a `question` input if there is one, else the last user message."""
-    if isinstance(case.vars.get("question"), str):
-        return case.vars["question"]
+    question = case.vars.get("question")
+    if isinstance(question, str):
+        return question
     users = [m for m in prompt.messages if m.role == "user"]
     if not users:
         return None

@@ -51,15 +51,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from promptops import resources
 from promptops.evals.assertions import Answer, Assertion, AssertionResult, JudgedType, JudgeInput, validated_type
 from promptops.evals.credentials import missing_credentials
-from promptops.evals.runner import (
-    Call,
-    CallOutcome,
-    MissingCredentials,
-    RunSettings,
-    describe_error,
-    import_litellm,
-    run_calls,
-)
+from promptops.evals.runner import MissingCredentials, RunSettings, describe_error, import_litellm, run_calls
+from promptops.model.evals import Call, CallOutcome
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
 from promptops.report.safety import environment_redactor

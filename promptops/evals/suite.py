@@ -20,9 +20,9 @@ from typing import TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
-from promptops.evals.runner import Call, CallEngine, CallOutcome, Failure, cached_outcome
+from promptops.evals.runner import CallEngine, cached_outcome
 from promptops.evals.stats import DEFAULT_CONFIRM
-from promptops.model.evals import Attempt, CaseRun
+from promptops.model.evals import Attempt, Call, CallOutcome, CaseRun, Failure
 from promptops.resultcache import ResultCache, call_key
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages

@@ -18,7 +18,7 @@ from promptops.discover import discover, excluded, find_config
 from promptops.findings import Finding, Severity, dotted
 from promptops.lint.project import LintProject
 from promptops.lint.registry import RULES, LintRule, all_rules, find_rule
-from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, display_path
+from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, Spec, display_path
 from promptops.model.lint import LintRun
 from promptops.specs import (
     CONFIG_NAME,
@@ -31,6 +31,7 @@ from promptops.specs import (
     RetrievalSpec,
     kind_of,
 )
+from promptops.yamlparse import JsonPath
 
 # A file past this many findings gets one more that counts the rest: output stays small and fast.
 MAX_FINDINGS_PER_FILE = 100
@@ -210,6 +211,7 @@ def _rule_findings(item: Loaded, project: LintProject, scopes: set[str] | None =
     for rule in RULES.values():
         if rule.find_hits is None or (scopes is not None and rule.scope not in scopes):
             continue
+        subject: Loaded | Spec | None
         if rule.scope == "file":
             subject = item if item.source.text else None
         else:
@@ -237,7 +239,7 @@ class _Settings:
         self.root = config.root
         self.cwd = cwd
 
-    def _rule(self, config: ProjectConfig, name: str, path: tuple[object, ...]) -> LintRule | None:
+    def _rule(self, config: ProjectConfig, name: str, path: JsonPath) -> LintRule | None:
         rule = find_rule(name)
         if rule is None and config.source is not None:
             known = [r.code for r in RULES.values()] + [r.name for r in RULES.values()]

@@ -20,7 +20,8 @@ def _lock(project: LintProject) -> tuple[lockfile.Lock | None, Source, list[Hit]
             lock, source, findings = lockfile.parse_lock(path, display_path(path, project.loader.display_base))
             parsed = (lock, source, [Hit(source, f.line, f.col, f.message) for f in findings])
         project.__dict__["_lock"] = parsed
-    return project.__dict__["_lock"]
+    cached: tuple[lockfile.Lock | None, Source, list[Hit]] | None = project.__dict__["_lock"]
+    return cached
 
 
 @rule("PO130", "invalid-lock", "config")

@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from jinja2.exceptions import SecurityError
+
 from promptops.findings import Severity
 from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
-from promptops.templating import (
-    RenderLimitError,
-    SecurityError,
-    TemplateError,
-    forbidden_attribute,
-    render,
-    sample_inputs,
-)
+from promptops.templating import RenderLimitError, TemplateError, forbidden_attribute, render, sample_inputs
 
 
 def used_variables(spec: PromptSpec, project: LintProject) -> dict[str, tuple[int, int]]:

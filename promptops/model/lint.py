@@ -10,11 +10,19 @@ from promptops.findings import Finding, Severity
 
 
 class RuleDoc(Protocol):
-    """What a report says of a rule: ``promptops.lint.registry.LintRule`` is one."""
+    """What a report says of a rule: ``promptops.lint.registry.LintRule`` is one (read-only, as it is frozen)."""
 
-    code: str
-    name: str
-    doc: str
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def doc(self) -> str: ...
+
+    @property
+    def severity(self) -> Severity: ...
 
 
 @dataclass

@@ -28,7 +28,7 @@ from promptops.model.release import Action, ReleaseOutcome
 from promptops.specs import PromptSpec
 
 if TYPE_CHECKING:  # the eval engine is imported only when evidence is gathered: rollback and status skip it
-    from promptops.evals.compare import SuiteComparison
+    from promptops.model.evals import SuiteComparison
 
 
 class ReleaseError(PromptopsError):
@@ -152,8 +152,9 @@ def _summarise(comparisons: list[SuiteComparison], calls_made: int) -> Evidence:
     passed = sum(round(h.pass_rate * h.cases) for h in heads)
     calls = sum(h.calls for h in heads)
     costs = [h.cost_per_call_usd for h in heads]
-    cost = None if not calls or any(c is None for c in costs) else \
-        sum(c * h.calls for c, h in zip(costs, heads)) / calls  # type: ignore[operator]
+    known_costs = [c for c in costs if c is not None]
+    cost = None if not calls or len(known_costs) < len(costs) else \
+        sum(c * h.calls for c, h in zip(known_costs, heads)) / calls
     latencies = [h.latency_p95_ms for h in heads if h.latency_p95_ms is not None]
     return Evidence(suites, passed / cases if cases else 0.0, cases, cost, max(latencies) if latencies else None,
                     calls_made, failures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from promptops.model.cost import Change, CostReport, Estimate
@@ -164,7 +165,7 @@ def _row(change: Change) -> list[str]:
     ]
 
 
-def _cell(change: Change, name: str, show: Any, unit: str) -> str:
+def _cell(change: Change, name: str, show: Callable[[Any], str], unit: str) -> str:
     """The head's figure with its change: '4,120 (+3,584, +671.6%)'; a removed prompt shows its base."""
     side = change.head if change.head is not None else change.base
     value = getattr(side, name) if side is not None else None

@@ -133,7 +133,7 @@ def _sarif(run: LintRun, color: bool) -> str:
     index = {rule.code: i for i, rule in enumerate(rules)}
     results = []
     for f in _all(run):
-        result = {
+        result: dict[str, object] = {
             "ruleId": f.code,
             "level": "error" if f.severity is Severity.ERROR else "warning",
             "message": {"text": f.message},

@@ -222,6 +222,7 @@ def _error(status: int, message: str) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
     fake: FakeGitHub
+    server: ThreadingHTTPServer
 
     def setup(self) -> None:
         super().setup()
@@ -325,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _links(self, page: int, last: int, per_page: int) -> dict[str, str]:
         base = f"{self.fake.api_url}{urlsplit(self.path).path[len(self.fake.prefix):]}"
-        rels = {}
+        rels: dict[str, int] = {}
         if page > 1:
             rels.update(first=1, prev=page - 1)
         if page < last:

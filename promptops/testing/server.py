@@ -47,7 +47,7 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from promptops.testing.rules import Fault, FaultSpec, Responder, Rule, parse_faults, text_of
 
@@ -227,6 +227,15 @@ class Settings:
         object.__setattr__(self, "faults", parse_faults(self.faults))
         object.__setattr__(self, "models", tuple(self.models))
 
+    # The fields keep the types a caller may pass; __post_init__ made them these.
+    @property
+    def parsed_rules(self) -> tuple[Rule, ...]:
+        return cast("tuple[Rule, ...]", self.rules)
+
+    @property
+    def parsed_faults(self) -> tuple[Fault | None, ...]:
+        return cast("tuple[Fault | None, ...]", self.faults)
+
 
 # What a settings file may hold: everything but the responder, which is code.
 FILE_SETTINGS = tuple(f.name for f in fields(Settings) if f.name != "responder")
@@ -364,6 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, embeddings(body, self.server.stub.settings.embedding_dim))
         if route == RERANK:
             return self._send_json(200, rerank(body, plan.seq))
+        assert outcome is not None, "a chat call's plan carries its reply"
         if body.get("stream"):
             return self._stream(chat_chunks(body, outcome, plan.seq))
         return self._send_json(200, chat_completion(body, outcome, plan.seq))
@@ -571,7 +581,8 @@ class StubServer:
             settings = self.settings
             self._requests.append(body)
             seq = len(self._requests)
-            fault = settings.faults[self._fault_pos] if self._fault_pos < len(settings.faults) else None
+            faults = settings.parsed_faults
+            fault = faults[self._fault_pos] if self._fault_pos < len(faults) else None
             self._fault_pos += 1
             jitter_ms = self._rng.uniform(0.0, settings.jitter_ms) if settings.jitter_ms else 0.0
         delay_s = (settings.latency_ms + jitter_ms) / 1000
@@ -584,7 +595,7 @@ class StubServer:
                 raise TypeError(f"a responder returns a str, a Fault or None, not {type(reply).__name__}")
             return _Plan(seq, delay_s, reply)
         with self._lock:
-            for index, rule in enumerate(self.settings.rules):
+            for index, rule in enumerate(self.settings.parsed_rules):
                 reply = rule.reply_for(body)
                 if reply is None:
                     continue

@@ -31,7 +31,6 @@ from typing import Any
 
 from promptops.evals.assertions.base import (
     Answer,
-    Assertion,
     AssertionResult,
     AssertionType,
     JudgedType,
@@ -43,6 +42,7 @@ from promptops.evals.assertions.base import (
     template_context,
     template_failure,
 )
+from promptops.specs import Assertion
 from promptops.templating import RenderLimits, TemplateError
 
 __all__ = ["TYPES", "DETERMINISTIC", "MODEL_JUDGED", "Answer", "Assertion", "AssertionResult", "AssertionType",

@@ -7,7 +7,8 @@ the score is the share relevant; threshold 0.7. The case must have a question.
 from __future__ import annotations
 
 from promptops.evals.assertions._verdicts import NOT_JSON, failed, find_json, is_object_list, scored, share
-from promptops.evals.assertions.base import Assertion, AssertionResult, JudgedType, JudgeInput, JudgeSession
+from promptops.evals.assertions.base import AssertionResult, JudgedType, JudgeInput, JudgeSession
+from promptops.specs import Assertion
 
 
 class AnswerRelevance(JudgedType):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from promptops.evals.assertions._text import contains_all
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, TextValued
+from promptops.evals.assertions.base import Answer, AssertionResult, TextValued
+from promptops.specs import Assertion
 
 
 class Contains(TextValued):

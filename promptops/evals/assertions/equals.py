@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, outcome, quote
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, outcome, quote
+from promptops.specs import Assertion
 
 
 class Equals(AssertionType):

@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 from promptops.evals.assertions._verdicts import NOT_JSON, failed, find_json, is_object_list, scored, share
-from promptops.evals.assertions.base import Assertion, AssertionResult, JudgedType, JudgeInput, JudgeSession
+from promptops.evals.assertions.base import AssertionResult, JudgedType, JudgeInput, JudgeSession
+from promptops.specs import Assertion
 
 
 class Groundedness(JudgedType):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, outcome
+from promptops.specs import Assertion
 
 
 class IsJson(AssertionType):

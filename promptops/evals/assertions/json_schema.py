@@ -23,7 +23,8 @@ import regex
 
 from promptops.evals.assertions import regex as regex_type  # its timeout, read when the assertion runs
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, clip, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, clip, outcome
+from promptops.specs import Assertion
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -211,7 +212,8 @@ def _validator(schema_json: str) -> Draft202012Validator:
                          "promptops reads no other file or URL (use '#/$defs/...')")
     # An empty registry: without one, jsonschema fetches any other $ref with urllib (http, file://).
     # Format stays an annotation, as draft 2020-12 specifies.
-    return _validator_class()(schema, registry=Registry())
+    validator: Draft202012Validator = _validator_class()(schema, registry=Registry())
+    return validator
 
 
 def _refs(schema: Any) -> Iterator[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, Bounded, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, Bounded, outcome
+from promptops.specs import Assertion
 
 
 class LatencyMs(Bounded):

@@ -8,7 +8,8 @@ threshold is the suite's to set. The judge sees the question as context.
 from __future__ import annotations
 
 from promptops.evals.assertions._verdicts import NOT_JSON, failed, find_json, is_fraction, mark, scored
-from promptops.evals.assertions.base import Assertion, AssertionResult, JudgedType, JudgeInput, JudgeSession, clip
+from promptops.evals.assertions.base import AssertionResult, JudgedType, JudgeInput, JudgeSession, clip
+from promptops.specs import Assertion
 
 
 class LlmRubric(JudgedType):

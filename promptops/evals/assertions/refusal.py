@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, AssertionType, outcome, quote
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, outcome, quote
+from promptops.specs import Assertion
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     # declining

@@ -15,7 +15,8 @@ from typing import Any
 
 import regex
 
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, TextValued, clip, items, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, TextValued, clip, items, outcome
+from promptops.specs import Assertion
 
 MAX_PATTERN_CHARS = 1000
 MAX_SCAN_CHARS = 100_000

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from promptops.evals.assertions._verdicts import mark, scored
-from promptops.evals.assertions.base import Assertion, AssertionResult, JudgedType, JudgeInput, JudgeSession, clip
+from promptops.evals.assertions.base import AssertionResult, JudgedType, JudgeInput, JudgeSession, clip
+from promptops.specs import Assertion
 
 
 class Similar(JudgedType):

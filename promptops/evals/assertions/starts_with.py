@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, AssertionResult, TextValued, items, outcome, quote
+from promptops.evals.assertions.base import Answer, AssertionResult, TextValued, items, outcome, quote
+from promptops.specs import Assertion
 
 
 class StartsWith(TextValued):
