@@ -17,13 +17,13 @@ from promptops.evals.assertions import (
     TYPES,
     Answer,
     Assertion,
-    JudgedType,
     AssertionResult,
+    JudgedType,
     evaluate,
-    validated_type,
+    regex as regex_type,
     score_case,
+    validated_type,
 )
-from promptops.evals.assertions import regex as regex_type
 from promptops.evals.assertions.refusal import REFUSAL_PHRASES
 from promptops.evals.assertions.regex import MAX_PATTERN_CHARS, MAX_SCAN_CHARS
 from promptops.templating import RenderLimits
@@ -56,7 +56,7 @@ def test_the_types_are_the_schemas() -> None:
     """A new type is its module; the schema's enum (what editors offer and PO503 reads) must list it too."""
     enum = resources.schema("eval")["$defs"]["assertion"]["properties"]["type"]["enum"]
     assert set(TYPES) == set(enum)
-    assert DETERMINISTIC | MODEL_JUDGED == set(TYPES) and not DETERMINISTIC & MODEL_JUDGED
+    assert set(TYPES) == DETERMINISTIC | MODEL_JUDGED and not DETERMINISTIC & MODEL_JUDGED
 
 
 @pytest.mark.parametrize("kind", sorted(TYPES))
@@ -297,7 +297,8 @@ def test_json_schema_patterns_keep_their_meaning() -> None:
     assert fails(assertion, '{"x-count": "3"}').reason == "output at $.x-count: '3' is not of type 'integer'"
     assert fails(assertion, '{"other": 1}').reason == "output at $: 'other' matches none of the patterns '^x-'"
     assert fails(assertion, '{"x_1": 1}').reason.startswith("output at $: 'x_1' does not match")
-    typed = {"type": "json_schema", "schema": {"patternProperties": {"^a": {}}, "additionalProperties": {"type": "string"}}}
+    typed = {"type": "json_schema",
+             "schema": {"patternProperties": {"^a": {}}, "additionalProperties": {"type": "string"}}}
     passes(typed, '{"a1": 1, "b": "text"}')
     assert fails(typed, '{"b": 2}').reason == "output at $.b: 2 is not of type 'string'"
 

