@@ -41,7 +41,7 @@ from promptops.model.diff import (
 )
 from promptops.specs import PromptSpec, RetrievalSpec
 
-Spec = PromptSpec | RetrievalSpec
+DiffedSpec = PromptSpec | RetrievalSpec
 
 # Also the order in which an item's changes are listed: what a reviewer weighs first.
 CATEGORIES: tuple[Category, ...] = (
@@ -88,13 +88,14 @@ def diff_workspaces(base: Workspace, head: Workspace) -> SpecDiff:
 
 
 def _diff_items(
-    kind: ItemKind, base: Mapping[str, Spec], head: Mapping[str, Spec], head_problems: list[Finding]
+    kind: ItemKind, base: Mapping[str, DiffedSpec], head: Mapping[str, DiffedSpec], head_problems: list[Finding]
 ) -> list[ItemDiff]:
     broken = {finding.path for finding in head_problems}
     return [_diff_item(kind, ident, base.get(ident), head.get(ident), broken) for ident in sorted({*base, *head})]
 
 
-def _diff_item(kind: ItemKind, ident: str, old: Spec | None, new: Spec | None, broken: set[str]) -> ItemDiff:
+def _diff_item(kind: ItemKind, ident: str, old: DiffedSpec | None, new: DiffedSpec | None,
+               broken: set[str]) -> ItemDiff:
     if new is None:
         assert old is not None
         # A file that fails to load at head is not a removal; lint reports why it fails.
@@ -137,7 +138,7 @@ def _added_fields(raw: Mapping[str, Any], *, skip_messages: bool) -> tuple[Field
     return tuple(change for _, change in found)
 
 
-def _real(spec: Spec) -> str:
+def _real(spec: DiffedSpec) -> str:
     # Base and head paths may reach the same file through different spellings (symlinked folders).
     return os.path.realpath(spec.source.path)
 
@@ -209,7 +210,7 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def _item_events(items: list[ItemDiff], base: Mapping[str, Spec], head: Mapping[str, Spec]) -> list[Event]:
+def _item_events(items: list[ItemDiff], base: Mapping[str, DiffedSpec], head: Mapping[str, DiffedSpec]) -> list[Event]:
     events = []
     for item in items:
         old, new = base.get(item.id), head.get(item.id)
@@ -269,7 +270,7 @@ def _show(value: Any) -> str:
     return "(none)" if value is None else str(value)
 
 
-def _id_changes(kind: ItemKind, base: Mapping[str, Spec], head: Mapping[str, Spec]) -> list[Event]:
+def _id_changes(kind: ItemKind, base: Mapping[str, DiffedSpec], head: Mapping[str, DiffedSpec]) -> list[Event]:
     """A file that kept its place but changed its id: a new item, and the old id is gone."""
     removed = {_real(spec): spec for ident, spec in base.items() if ident not in head}
     events = []

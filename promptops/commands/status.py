@@ -17,19 +17,19 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Status:
+class ReleaseStatus:
     rows: list[Row]
     environments: list[str]
     problems: list[str]  # release snapshots missing or altered
 
 
-def _text(status: Status, view: View) -> str:
+def _text(status: ReleaseStatus, view: View) -> str:
     from promptops.report.release import status_text
 
     return status_text(status.rows, status.environments, status.problems)
 
 
-def _json(status: Status, view: View) -> str:
+def _json(status: ReleaseStatus, view: View) -> str:
     from promptops.report.release import status_json
 
     return status_json(status.rows, status.environments, status.problems)
@@ -51,7 +51,7 @@ def status(fmt: str) -> None:
     from promptops.release.status import environment_order, snapshot_problems, status as rows_of
 
     project = ReleaseProject.open(Path.cwd())
-    held = Status(rows_of(project.workspace, project.lock), environment_order(project.workspace, project.lock),
+    held = ReleaseStatus(rows_of(project.workspace, project.lock), environment_order(project.workspace, project.lock),
                   snapshot_problems(project.lock))
     write_report(render(RENDERERS, fmt, held), fmt, None)
     if held.problems:
