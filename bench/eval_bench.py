@@ -71,7 +71,8 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
         "results, _ = asyncio.run(run_evaluation(ws, ws, options, lambda o: answers.append(time.perf_counter())))\n"
         "phase = time.perf_counter() - start\n"
         "import resource\n"
-        "print(json.dumps({'phase': phase, 'answers': answers[-1] - answers[0] if answers else 0.0, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+        "print(json.dumps({'phase': phase, 'answers': answers[-1] - answers[0] if answers else 0.0,"
+        " 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
         " 'worker_maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
         " 'pass_rate': results[0].head.pass_rate, 'cached': results[0].head.cached_calls,"
         " 'failed': sum(not a.passed for c in results[0].cases for a in c.head.attempts),"
@@ -96,8 +97,10 @@ url, first, count, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 answers = []
 async def one(slots, n):
     async with slots:
-        await litellm.acompletion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": f"Say ok for request {n}"}],
-                                  api_base=url, api_key="unused", num_retries=0, max_retries=0, temperature=0, max_tokens=20)
+        await litellm.acompletion(model="openai/gpt-4o-mini",
+                                  messages=[{"role": "user", "content": f"Say ok for request {n}"}],
+                                  api_base=url, api_key="unused", num_retries=0, max_retries=0, temperature=0,
+                                  max_tokens=20)
     answers.append(time.time())
 async def main():
     slots = asyncio.Semaphore(concurrency)
@@ -160,7 +163,8 @@ def confirmation(tmp: Path) -> str:
 
 
 def memory(report: dict) -> str:
-    workers = f", largest child process {report['worker_maxrss_kb'] / 1024:.0f} MB" if report["worker_maxrss_kb"] > 50_000 else ""
+    largest = report["worker_maxrss_kb"]
+    workers = f", largest child process {largest / 1024:.0f} MB" if largest > 50_000 else ""
     return f"{report['maxrss_kb'] / 1024:.0f} MB planning process{workers}"
 
 

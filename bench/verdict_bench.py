@@ -41,7 +41,8 @@ def main() -> None:
                   f"{fmean(t.flaky for t in trials):.0f} flaky, {fmean(t.seconds for t in trials):.2f} s")
         print("control: the same trials with confirm 0")
         for scenario in UNCHANGED:
-            trials = [run_trial(scenario, seed, projects, stub, Path(tmp) / f"bare-{scenario.name}-{seed}.db", confirm=0)
+            trials = [run_trial(scenario, seed, projects, stub, Path(tmp) / f"bare-{scenario.name}-{seed}.db",
+                                confirm=0)
                       for seed in range(args.trials)]
             print(f"  {scenario.name:45s} false alarms {sum(t.failed for t in trials)}/{args.trials}; "
                   f"{fmean(t.calls for t in trials):.0f} calls a trial, {fmean(t.seconds for t in trials):.2f} s")

@@ -9,14 +9,15 @@ returns data; rendering and posting are the report's and the CLI's business.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from promptops.config import Workspace
 from promptops.diff import diff_workspaces
 from promptops.errors import ExitCode
-from promptops.estimate.cost import compare as compare_cost, explain_gap
+from promptops.estimate.cost import compare_costs, explain_gap
 from promptops.evals import stats
 from promptops.evals.compare import attempts_of
 from promptops.evals.execute import EvalOptions, run_evaluation
@@ -24,14 +25,25 @@ from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
 from promptops.lint.engine import empty_run, lint
-from promptops.report.lint import repository_path
-from promptops.model.check import (CheckReport, CheckSummary, EvalPart, FlakyCase, Gate, LintLine, Money, PromptRow,
-                                   Spend, SuiteCases, Totals, Verdict)
+from promptops.model.check import (
+    CheckReport,
+    CheckSummary,
+    CheckVerdict,
+    EvalPart,
+    FlakyCase,
+    Gate,
+    LintLine,
+    Money,
+    PromptRow,
+    Spend,
+    SuiteCases,
+    Totals,
+)
 from promptops.model.cost import Change
 from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
+from promptops.report.lint import repository_path
 from promptops.specs import CONFIG_NAME, kind_of
 
-PREEXISTING = ("fail", "warn")  # gates.preexisting: what a gate that fails on the base as well does
 MAX_REGRESSED_SHOWN = 20  # regressed cases a PR comment shows per suite; the rest are counted
 
 
@@ -60,10 +72,10 @@ def run_check(cwd: Path, options: CheckOptions,
     lint_run = lint(paths, cwd, trusted=base_ws.config) if paths else empty_run()
     # Evals before cost: the cost estimate then uses the output tokens the evals just measured.
     evals = _run_evals(base_ws, head_ws, options, progress, str(base_ref))
-    cost = compare_cost(base_ws, head_ws, str(base_ref), str(head_ref))
+    cost = compare_costs(base_ws, head_ws, str(base_ref), str(head_ref))
     problems = sorted({str(p) for p in base_ws.problems + head_ws.problems})
     report = CheckReport(str(base_ref), str(head_ref), lint_run, [str(p) for p in paths], cost,
-                         diff_workspaces(base_ws, head_ws), evals, Verdict("pass", (), (), ExitCode.OK),
+                         diff_workspaces(base_ws, head_ws), evals, CheckVerdict("pass", (), (), ExitCode.OK),
                          problems, preexisting=head_ws.config.gates.preexisting,
                          config_problems=sorted({str(p) for p in head_ws.problems if kind_of(p.path) == "config"}))
     report.cost_gates = estimate_gates(report, head_ws)
@@ -132,7 +144,7 @@ def estimate_gates(report: CheckReport, head: Workspace) -> list[tuple[str, Gate
     return gates
 
 
-def verdict(report: CheckReport, fail_on: str) -> Verdict:
+def verdict(report: CheckReport, fail_on: str) -> CheckVerdict:
     """pass, warn or fail, with the reasons a reviewer reads first, and the exit code ``fail_on`` asks for.
 
     A gate that fails on the base as well is said as such ("also fails on main") and, with
@@ -150,12 +162,13 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
             _file_gate(str(finding.message), (finding.path, finding.code) in report.cost.preexisting,
                        report.preexisting, failures, warnings)
     for comparison in report.evals.comparisons:
-        for name, result in comparison.gates:
+        for _, result in comparison.gates:
             if not result.passed:
                 _file_gate(f"{comparison.suite}: {result.reason}", result.preexisting, report.preexisting,
                            quality, warnings)
         paired = comparison.paired
-        if paired is not None and paired.verdict == "regression" and all(result.passed for _, result in comparison.gates):
+        if (paired is not None and paired.verdict == "regression"
+                and all(result.passed for _, result in comparison.gates)):
             warnings.append(f"{comparison.suite}: a regression beyond noise ({paired.evidence()}) that no gate "
                             "catches (set max_pass_rate_drop)")
         if comparison.latency is not None and comparison.latency.changed and (comparison.latency.shift_ms or 0) > 0:
@@ -183,7 +196,7 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
     level = "fail" if failures or quality or service else "warn" if warnings else "pass"
     reasons = tuple(([service] if service else []) + quality + failures)
     code = _exit_code(fail_on, bool(service), bool(quality), bool(failures))
-    return Verdict(level, reasons, tuple(warnings), code, fail_on)
+    return CheckVerdict(level, reasons, tuple(warnings), code, fail_on)
 
 
 def _file_gate(reason: str, preexisting: bool, policy: str, failures: list[str], warnings: list[str]) -> None:
@@ -328,23 +341,24 @@ def _gap(estimate: Change | None, suites: list[SuiteComparison]) -> str | None:
                        _pooled(heads, "output_tokens_per_call"))
 
 
-def _pooled_rate(sides: Any) -> float | None:
+def _pooled_rate(sides: Iterable[SideFigures | None]) -> float | None:
     known = [side for side in sides if side is not None and side.cases]
     if not known:
         return None
     return sum(side.pass_rate * side.cases for side in known) / sum(side.cases for side in known)
 
 
-def _pooled_cost(sides: list[Any]) -> float | None:
+def _pooled_cost(sides: Sequence[SideFigures | None]) -> float | None:
     return _pooled(sides, "cost_per_call_usd")
 
 
-def _pooled(sides: list[Any], name: str) -> float | None:
+def _pooled(sides: Sequence[SideFigures | None], name: str) -> float | None:
     """A per-call figure over several suites' sides, weighted by their calls; None if any is unknown."""
     known = [side for side in sides if side is not None and side.calls]
     if not known or any(getattr(side, name) is None for side in known):
         return None
-    return sum(getattr(side, name) * side.calls for side in known) / sum(side.calls for side in known)
+    weighted: float = sum(getattr(side, name) * side.calls for side in known)
+    return weighted / sum(side.calls for side in known)
 
 
 def _worst(values: Any) -> float | None:

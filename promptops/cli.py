@@ -3,7 +3,8 @@ error becomes its message and exit code (``PromptopsGroup.invoke``), reached thr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return ExitCode.INTERRUPTED
-    return ExitCode.OK
+    # Unreachable: click's main() in standalone mode always ends by raising SystemExit.
 
 
 def _exit_code(code: object) -> int:

@@ -7,7 +7,6 @@ whole (render now; cost, eval and promote later) start from here.
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -66,12 +65,12 @@ def load_workspace(
         root, config_path = project_root(start)
     loader = Loader(root, display_base=Path.cwd(), files=files, memo=memo)
     config, problems = _project_config(loader, root, config_path)
-    if problems and trusted is None:
-        raise ConfigError(problems)
     if problems:
+        if trusted is None:
+            raise ConfigError(problems)
         # A pull request's own promptops.yaml that cannot be used does not stop its check: the check
         # goes on with the base's settings, and lint reports what is wrong with the head's.
-        config = replace(trusted, root=root)  # type: ignore[arg-type]
+        config = replace(trusted, root=root)
     elif trusted is not None:
         config = guarded_by(config, trusted)
     workspace = Workspace(config=config, label=label, problems=list(problems))

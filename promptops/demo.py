@@ -57,7 +57,7 @@ def build_repository(directory: Path) -> Path:
     return target
 
 
-def run_check(repository: Path, report_dir: Path) -> int:
+def run_ci_on_demo(repository: Path, report_dir: Path) -> int:
     """`promptops ci` in ``repository`` against the embedded model; its exit code."""
     from promptops.testing import StubServer
     from promptops.testing.demo import respond

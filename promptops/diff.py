@@ -23,17 +23,29 @@ import copy
 import difflib
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from promptops.config import Workspace
 from promptops.findings import Finding, dotted
-from promptops.model.diff import Category, ChangeKind, Event, FieldChange, ItemDiff, ItemKind, SpecDiff, Status, TemplateDiff
+from promptops.model.diff import (
+    Category,
+    ChangeKind,
+    Event,
+    FieldChange,
+    ItemDiff,
+    ItemKind,
+    SpecDiff,
+    Status,
+    TemplateDiff,
+)
 from promptops.specs import PromptSpec, RetrievalSpec
 
-Spec = PromptSpec | RetrievalSpec
+DiffedSpec = PromptSpec | RetrievalSpec
 
 # Also the order in which an item's changes are listed: what a reviewer weighs first.
-CATEGORIES: tuple[Category, ...] = ("model", "params", "inputs", "retrieval", "messages", "output", "budget", "metadata")
+CATEGORIES: tuple[Category, ...] = (
+    "model", "params", "inputs", "retrieval", "messages", "output", "budget", "metadata")
 
 _CATEGORY_OF_KEY: dict[str, Category] = {
     "model": "model",
@@ -76,13 +88,14 @@ def diff_workspaces(base: Workspace, head: Workspace) -> SpecDiff:
 
 
 def _diff_items(
-    kind: ItemKind, base: Mapping[str, Spec], head: Mapping[str, Spec], head_problems: list[Finding]
+    kind: ItemKind, base: Mapping[str, DiffedSpec], head: Mapping[str, DiffedSpec], head_problems: list[Finding]
 ) -> list[ItemDiff]:
     broken = {finding.path for finding in head_problems}
     return [_diff_item(kind, ident, base.get(ident), head.get(ident), broken) for ident in sorted({*base, *head})]
 
 
-def _diff_item(kind: ItemKind, ident: str, old: Spec | None, new: Spec | None, broken: set[str]) -> ItemDiff:
+def _diff_item(kind: ItemKind, ident: str, old: DiffedSpec | None, new: DiffedSpec | None,
+               broken: set[str]) -> ItemDiff:
     if new is None:
         assert old is not None
         # A file that fails to load at head is not a removal; lint reports why it fails.
@@ -111,7 +124,8 @@ def _added_fields(raw: Mapping[str, Any], *, skip_messages: bool) -> tuple[Field
     found: list[tuple[tuple[Any, ...], FieldChange]] = []
 
     def walk(parts: tuple[Any, ...], value: Any) -> None:
-        children = list(value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ())
+        children = list(value.items() if isinstance(value, Mapping)
+                        else enumerate(value) if isinstance(value, list) else ())
         if not children:
             found.append((parts, FieldChange(dotted(parts), category_of(parts), "added", None, copy.deepcopy(value))))
         for key, child in children:
@@ -124,7 +138,7 @@ def _added_fields(raw: Mapping[str, Any], *, skip_messages: bool) -> tuple[Field
     return tuple(change for _, change in found)
 
 
-def _real(spec: Spec) -> str:
+def _real(spec: DiffedSpec) -> str:
     # Base and head paths may reach the same file through different spellings (symlinked folders).
     return os.path.realpath(spec.source.path)
 
@@ -196,7 +210,7 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def _item_events(items: list[ItemDiff], base: Mapping[str, Spec], head: Mapping[str, Spec]) -> list[Event]:
+def _item_events(items: list[ItemDiff], base: Mapping[str, DiffedSpec], head: Mapping[str, DiffedSpec]) -> list[Event]:
     events = []
     for item in items:
         old, new = base.get(item.id), head.get(item.id)
@@ -213,7 +227,8 @@ def _item_events(items: list[ItemDiff], base: Mapping[str, Spec], head: Mapping[
 
 
 def _removed(item: ItemDiff) -> Event:
-    users = "code and environments that load it" if item.kind == "prompt" else "prompts that name it in retrieval.config"
+    users = ("code and environments that load it" if item.kind == "prompt"
+             else "prompts that name it in retrieval.config")
     message = f"{item.kind} {item.id} was removed (it was in {item.base_path}); {users} by id will fail"
     return Event(f"{item.kind}-removed", item.kind, item.id, message)
 
@@ -255,7 +270,7 @@ def _show(value: Any) -> str:
     return "(none)" if value is None else str(value)
 
 
-def _id_changes(kind: ItemKind, base: Mapping[str, Spec], head: Mapping[str, Spec]) -> list[Event]:
+def _id_changes(kind: ItemKind, base: Mapping[str, DiffedSpec], head: Mapping[str, DiffedSpec]) -> list[Event]:
     """A file that kept its place but changed its id: a new item, and the old id is gone."""
     removed = {_real(spec): spec for ident, spec in base.items() if ident not in head}
     events = []
@@ -280,8 +295,8 @@ _DATE = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})(?=-|$)")
 
 def model_family(name: str) -> tuple[str | None, str]:
     """(provider or None, family) of a litellm model name; see the module docstring for the rules."""
-    provider, _, model = name.strip().lower().rpartition("/")
-    provider = provider.split("/")[0] or None  # openrouter/anthropic/claude-...: the route is the provider
+    route, _, model = name.strip().lower().rpartition("/")
+    provider = route.split("/")[0] or None  # openrouter/anthropic/claude-...: the route is the provider
     if model.startswith("ft:"):
         model = model.split(":")[1]  # ft:gpt-4o-mini-2024-07-18:acme:name:id
     model = _DATE.sub("", model.split("@")[0])  # claude-3-5-sonnet@20240620 (Vertex AI)

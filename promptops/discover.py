@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from promptops import git
 from promptops.specs import CONFIG_NAME, kind_of

@@ -41,12 +41,6 @@ class UsageError(PromptopsError):
     """The input or the environment cannot be used (exit 2)."""
 
 
-class RefusedError(PromptopsError):
-    """The command ran and refuses the change (exit 1): a failed gate, no evidence."""
-
-    exit_code = ExitCode.REFUSED
-
-
 class ServiceError(PromptopsError):
     """An outside service (a model, GitHub) failed after retries (exit 3)."""
 

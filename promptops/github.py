@@ -11,10 +11,11 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from promptops import __version__
@@ -135,7 +136,8 @@ def _pull_request(path: Path, repository: str | None) -> PullRequest:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise GitHubInputError(f"{path}: cannot read the event file (GITHUB_EVENT_PATH): {err.strerror or err}") from None
+        raise GitHubInputError(f"{path}: cannot read the event file (GITHUB_EVENT_PATH): "
+                               f"{err.strerror or err}") from None
     except ValueError as err:
         raise GitHubInputError(f"{path}: the event file (GITHUB_EVENT_PATH) is not JSON: {err}") from None
 
@@ -223,12 +225,14 @@ class GitHubClient:
         where = f"{method} {urlsplit(url).path}"
         failure = ""
         for attempt in range(self.retries + 1):
+            wait: float | None
             try:
                 response = self._http.request(method, url, params=params, json=json)
             except httpx.TransportError as err:
                 failure = f"{type(err).__name__}: {err}"
                 # A POST is repeated only when it surely never reached GitHub.
-                if method == "POST" and not isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+                unsent = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+                if method == "POST" and not isinstance(err, unsent):
                     raise _MaybeApplied(self._scrub(f"{where}: {failure}")) from None
                 wait = self.backoff(attempt)
             else:
@@ -329,7 +333,8 @@ def expect(response: httpx.Response, *ok: int) -> Any:
     """The JSON of ``response`` if its status is one of ``ok``; else GitHubError."""
     where = f"{response.request.method} {response.request.url.path}"
     if response.status_code not in ok:
-        hint = {401: ": the token was rejected", 404: ": check the repository, the number, and that the token can read them"}
+        hint = {401: ": the token was rejected",
+                404: ": check the repository, the number, and that the token can read them"}
         raise GitHubError(f"{where}: {describe(response)}{hint.get(response.status_code, '')}")
     try:
         return response.json()
@@ -503,8 +508,8 @@ def _sticky(item: Any, ours: _Ours) -> _Sticky | None:
     """``item`` as one of our comments, or None when it is not ours."""
     if not (isinstance(item, dict) and isinstance(item.get("id"), int) and isinstance(item.get("body"), str)):
         return None
-    user = item.get("user") if isinstance(item.get("user"), dict) else {}
-    login = user.get("login")
+    user = item.get("user")
+    login = user.get("login") if isinstance(user, dict) else None
     if not (isinstance(login, str) and login.casefold() == ours.author.casefold()):
         return None
     first, _, rest = item["body"].partition("\n")

@@ -13,19 +13,20 @@ import itertools
 import json
 import os
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from promptops import resources
-from promptops.schemacache import fast_validator
 from promptops.findings import Finding, Severity, dotted
+from promptops.schemacache import fast_validator
 from promptops.specs import (
     Assertion,
     EvalCase,
-    Message,
     EvalSuiteSpec,
     Gates,
+    Message,
     ProjectConfig,
     PromptSpec,
     RetrievalSpec,
@@ -108,7 +109,7 @@ def _inside(path: Path, root: Path) -> bool:
     return path.is_relative_to(root.resolve())
 
 
-class SchemaChecker:
+class SchemaValidator:
     """Validates parsed data against our JSON Schemas and explains errors in our codes.
 
     Valid files, the common case on every commit, are decided by a compiled
@@ -134,7 +135,7 @@ class SchemaChecker:
             self._fast[kind] = fast_validator(kind)
         self._fast[kind](data)
 
-    def check(self, kind: str, data: Any, source: Source) -> list[Finding]:
+    def findings(self, kind: str, data: Any, source: Source) -> list[Finding]:
         return self.explain(kind, data, source)[0]
 
     def explain(self, kind: str, data: Any, source: Source) -> tuple[list[Finding], bool]:
@@ -175,7 +176,8 @@ class SchemaChecker:
         if keyword == "type":
             expected = error.validator_value
             expected = " or ".join(expected) if isinstance(expected, list) else expected
-            return _finding(source, "PO112", f"{where}: expected {expected}, got {_describe(error.instance)}", line, col)
+            return _finding(source, "PO112", f"{where}: expected {expected}, got {_describe(error.instance)}",
+                            line, col)
         if keyword == "enum" and path[-1:] == ("type",) and any(p in ("assert", "default_assert") for p in path):
             hint = _did_you_mean(str(error.instance), error.validator_value)
             return _finding(source, "PO503", f"{where}: unknown assertion type {error.instance!r}{hint}", line, col)
@@ -212,8 +214,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         try:
             return f"{kind} ({_short(repr(value), 40)})"
-        except ValueError:  # an integer of thousands of digits: Python refuses to print it
-            return f"{kind} (of {value.bit_length():,} bits)"
+        except ValueError:  # only an integer of thousands of digits: Python refuses to print it
+            return f"{kind} (of {int(value).bit_length():,} bits)"
     return kind
 
 
@@ -245,7 +247,7 @@ class Loader:
                  memo: dict[tuple[Any, ...], Any] | None = None) -> None:
         self.root = root.resolve()
         self.display_base = (display_base or self.root).resolve()
-        self.schemas = SchemaChecker()
+        self.schemas = SchemaValidator()
         self.files = files or WorkTree(self.root)
         # What loading a file (or a dataset) gave, by its name and content: loaders that share it (a
         # comparison's base and head) parse and validate a file that did not change once.
@@ -286,7 +288,9 @@ class Loader:
         result.findings.extend(findings)
         if result.findings:
             return result
-        build = {"prompt": build_prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}[kind]
+        builders: dict[str, Callable[[dict[str, Any], Source, list[Finding]], Spec]] = {
+            "prompt": build_prompt, "retrieval": _retrieval, "eval": self._eval, "config": self._config}
+        build = builders[kind]
         result.spec = build(data, source, result.findings)
         return result
 
@@ -332,6 +336,7 @@ class Loader:
             findings.append(problem)
             return None
         key = ("dataset", path, display, text)
+        cases: list[EvalCase] | None
         if self.memo is not None and key in self.memo:
             cases, found = self.memo[key]
         else:
@@ -364,7 +369,7 @@ class Loader:
                     continue
                 # Rows carry no positions of their own: every finding points at the row's line.
                 row_source = Source(path=path, display=display, positions=Positions(values={(): (row_line, 1)}))
-                findings.extend(self.schemas.check("eval-case", row, row_source))
+                findings.extend(self.schemas.findings("eval-case", row, row_source))
             else:
                 cases.append(_case(row, origin, (row_line,)))
         return cases

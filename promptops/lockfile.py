@@ -23,15 +23,16 @@ import getpass
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from promptops import git
 from promptops.errors import UsageError
 from promptops.findings import Finding
-from promptops.loader import SchemaChecker, decode_text
+from promptops.loader import SchemaValidator, decode_text
 from promptops.specs import Source, content_version
 from promptops.yamlparse import JsonPath, YamlError, parse
 
@@ -137,11 +138,12 @@ def parse_lock(path: Path, display: str) -> tuple[Lock | None, Source, list[Find
     try:
         data, positions = parse(text or "")
     except YamlError as exc:
-        return None, Source(path, display, text=text or ""), [Finding(display, exc.line, exc.col, exc.code, exc.message)]
+        finding = Finding(display, exc.line, exc.col, exc.code, exc.message)
+        return None, Source(path, display, text=text or ""), [finding]
     source = Source(path, display, positions, text or "")
     if not isinstance(data, dict):
         return None, source, [Finding(display, 1, 1, "PO105", "the lock is empty or not a mapping")]
-    findings = SchemaChecker().check("lock", data, source)
+    findings = SchemaValidator().findings("lock", data, source)
     return (None if findings else Lock.from_data(path, source, data)), source, findings
 
 
@@ -220,7 +222,7 @@ def snapshot_problem(path: Path, prompt_id: str, version: str,
         return None, f"no release snapshot for version {version} ({shown} does not exist)"
     except (OSError, ValueError) as exc:
         return None, f"release snapshot {shown} is unreadable: {exc}"
-    if not isinstance(data, dict) or not SchemaChecker().is_valid("release", data):
+    if not isinstance(data, dict) or not SchemaValidator().is_valid("release", data):
         return None, f"release snapshot {shown} does not match release.schema.json"
     if data["id"] != prompt_id or data["spec"].get("id") != prompt_id:
         return None, f"release snapshot {shown} is for '{data['spec'].get('id')}', not '{prompt_id}'"

@@ -25,7 +25,7 @@ edits in one word (mistral / pixtral, fast / flash).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 _WORD = re.compile(r"[a-z]+|[0-9]+")
 SHORT_NAME = 10  # characters: a shorter name may hold one edit, a longer one two

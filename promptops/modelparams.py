@@ -13,7 +13,8 @@ Light on purpose: lint imports it (no litellm, no eval machinery).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # The schema's own sampling and length parameters, passed to litellm as they are.
 SAMPLING = frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty"})

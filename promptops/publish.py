@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
-from promptops.ci import CheckReport, Verdict, head_pass_rate
+from promptops.ci import head_pass_rate
 from promptops.errors import ExitCode
 from promptops.github import ActionsContext, GitHubError, actions_context
+from promptops.model.check import CheckReport, CheckVerdict
 from promptops.report import check as renderers
 from promptops.report.safety import Redactor, log_line, secrets_from_env
 
@@ -175,7 +176,7 @@ class Publisher:
         print(log_line(self._clean(line)), file=sys.stderr if error else sys.stdout, flush=True)
 
 
-def exit_code(verdict: Verdict, posted: bool) -> ExitCode:
+def exit_code(verdict: CheckVerdict, posted: bool) -> ExitCode:
     """The check's exit code once its report is out: the verdict's, except that a passing check whose comment
     could not be posted is a service failure (3). A failing verdict keeps its own code; --fail-on never
     reports only, whatever GitHub did."""

@@ -25,7 +25,7 @@ def data_dir(name: str) -> Path:
     raise FileNotFoundError(f"promptops is missing its {name}/ folder (looked in {installed} and {checkout})")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of a file kind: prompt, retrieval, eval or config.
 
@@ -35,4 +35,5 @@ def schema(kind: str) -> dict[str, Any]:
         suite = schema("eval")
         return {"$schema": suite["$schema"], "$defs": suite["$defs"], "$ref": "#/$defs/case"}
     with open(data_dir("schemas") / f"{kind}.schema.json", encoding="utf-8") as handle:
-        return json.load(handle)
+        loaded: dict[str, Any] = json.load(handle)
+    return loaded

@@ -97,7 +97,7 @@ class ResultCache:
     def close(self) -> None:
         self._connection.close()
 
-    def __enter__(self) -> "ResultCache":
+    def __enter__(self) -> ResultCache:
         return self
 
     def __exit__(self, *exc: object) -> None:

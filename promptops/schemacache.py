@@ -13,8 +13,9 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from promptops import resources
 
@@ -45,7 +46,8 @@ def fast_validator(kind: str) -> Callable[[Any], Any]:
         spec.loader.exec_module(module)
     except Exception:  # a damaged cache file: regenerate in memory rather than fail
         return fastjsonschema.compile(schema)
-    return module.validate
+    validate: Callable[[Any], Any] = module.validate
+    return validate
 
 
 def _is_file(path: Path) -> bool:

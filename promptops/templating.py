@@ -31,12 +31,14 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import Namespace, _PassArg
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
@@ -65,7 +67,7 @@ class RenderLimits:
     timeout_s: float = 2.0
 
     @classmethod
-    def from_config(cls, settings: RenderLimitSettings) -> "RenderLimits":
+    def from_config(cls, settings: RenderLimitSettings) -> RenderLimits:
         """promptops.yaml's lint.render_limits: each may lower its default, never raise it (the schema says so
         too; this holds for a config that skipped it)."""
         def lowered(value: float | None, default: float) -> float:
@@ -99,7 +101,8 @@ class _Budget:
             raise RenderLimitError(f"{what} would be larger than {self.limits.max_output_chars:,} characters")
 
 
-_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_DICT_VIEWS: tuple[type[KeysView[Any]], type[ValuesView[Any]], type[ItemsView[Any, Any]]] = (
+    type({}.keys()), type({}.values()), type({}.items()))
 
 
 def size_of(value: Any, limit: int) -> int:
@@ -228,7 +231,7 @@ def _wordwrap_work(subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     width = _argument(args, kwargs, 0, "width", 79)
     if not _argument(args, kwargs, 1, "break_long_words", True) or not _is_int(width) or width < 1:
         return None
-    words = re.finditer(r"[^\t\n\x0b\x0c\r ]{%d,}" % (width + 1), str(subject))
+    words = re.finditer(rf"[^\t\n\x0b\x0c\r ]{{{width + 1},}}", str(subject))
     copied = sum(len(word.group()) ** 2 // (2 * width) for word in words)
     return f"words this long at width {width}" if copied > _MAX_COPIED_CHARS else None
 
@@ -298,7 +301,7 @@ class _FieldBound:
     as in ``'{0:>{1}}'``) is refused before formatting when it passes what is left of the
     output limit, and the fields formatted so far are counted."""
 
-    def __init__(self, env: "BoundedSandbox", **kwargs: Any) -> None:
+    def __init__(self, env: BoundedSandbox, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)  # type: ignore[call-arg]
         self.room = env.limits.max_output_chars
 
@@ -352,7 +355,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             budget = self._local.budget = _Budget(self.limits)
         return budget
 
-    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False) -> str:
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
         return super()._generate(_Bounder().visit(source), name, filename, defer_init)
 
     def bounded_iter(self, iterable: Any) -> Iterator[Any]:
@@ -399,7 +403,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if mapping_only:
                 if kwargs or len(args) != 1:
                     raise TypeError("format_map() takes exactly one argument, a mapping")
-                args, kwargs = (), args[0]
+                mapping = args[0]
+                args, kwargs = (), mapping
             if isinstance(template, Markup):
                 formatter: SandboxedFormatter = _BoundedEscapeFormatter(self, escape=template.escape)
             else:
@@ -663,6 +668,8 @@ def _sample(schema: Any) -> Any:
         return [_sample(schema.get("items")), _sample(schema.get("items"))]
     if kind == "object":
         return {name: _sample(sub) for name, sub in (schema.get("properties") or {}).items()}
+    if not isinstance(kind, str):  # no type, or an empty list of them
+        return "sample"
     return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, "sample")
 
 

@@ -14,7 +14,7 @@ nested some 100,000 levels deep; its event parser does not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -28,7 +28,7 @@ MAX_NODES = 200_000
 # YAML 1.1 reads 1:1:1... as a base-60 integer, one big multiplication a digit: quadratic in its length.
 MAX_NUMBER_CHARS = 10_000
 
-JsonPath = tuple[Union[str, int], ...]
+JsonPath = tuple[str | int, ...]
 
 _TAG = "tag:yaml.org,2002:"
 _STR = f"{_TAG}str"
@@ -141,7 +141,7 @@ class _Builder:
         tag = event.tag
         if tag is None or tag == "!":
             tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-        if tag == _STR or tag == _TIMESTAMP:  # timestamps stay the text the author wrote
+        if tag in (_STR, _TIMESTAMP):  # timestamps stay the text the author wrote
             value: Any = event.value
         elif tag == _MERGE and self._expecting_key():
             value = _MERGE_KEY

@@ -16,13 +16,14 @@ run (``_linthelp.CliPool``) marks them with BACKGROUND: only the module check lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -64,10 +65,8 @@ def _nothing_left_running(who: str, background: bool) -> Iterator[None]:
         time.sleep(0.05)
         left_threads, left_processes = left()
     for pid in left_processes:
-        try:
+        with contextlib.suppress(OSError):  # gone meanwhile
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass  # gone meanwhile
     problems = [f"thread {t.name!r} ({t.__class__.__name__})" for t in left_threads]
     problems += [f"process {pid}: {command}" for pid, command in left_processes.items()]
     if problems:

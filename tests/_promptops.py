@@ -21,8 +21,8 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 from click.testing import CliRunner
 
@@ -112,7 +112,8 @@ def _isolated(cwd: Path, env: Mapping[str, str] | None) -> Iterator[None]:
 def _interrupt_after(seconds: float, hung: list[str]) -> Iterator[None]:
     """Interrupt the main thread, as Ctrl-C would, if it is still inside after ``seconds``."""
     main_thread = threading.main_thread()
-    assert threading.current_thread() is main_thread, "an in-process command owns the process: run it from the main thread"
+    assert threading.current_thread() is main_thread, \
+        "an in-process command owns the process: run it from the main thread"
 
     def interrupt() -> None:
         stack = "".join(traceback.format_stack(sys._current_frames()[main_thread.ident]))

@@ -36,7 +36,8 @@ messages:
 NAMES = ["ada", "grace", "linus", "barbara", "ken", "margaret"]
 SUITE = "prompt: support.greet\ngates: {max_pass_rate_drop: 0.1}\ncases:\n" + "".join(
     f"  - {{id: {n}, vars: {{name: {n}}}, assert: [{{type: icontains, value: 'hello {n}'}}]}}\n" for n in NAMES)
-HOSTILE = ("@octocat and @acme/security-team please look. <img src=x onerror=alert(1)> </details> <script>x()</script>\n"
+HOSTILE = ("@octocat and @acme/security-team please look. <img src=x onerror=alert(1)> </details> "
+           "<script>x()</script>\n"
            "```\n# injected heading\n``` ~~~ [click](javascript:alert(1)) " + API_KEY + " " + "A" * 100_000)
 
 
@@ -184,7 +185,8 @@ def test_the_job_posts_one_comment_then_updates_it_in_place(tmp_path: Path, work
         assert "promptops: Pass" in first["body"]
         outputs = job.outputs["check"]
         assert outputs["verdict"] == "pass" and float(outputs["pass-rate"]) == 1.0
-        assert Path(outputs["report-path"]).is_file() and Path(outputs["report-path"]).parent == job.temp / "promptops-report"
+        report_path = Path(outputs["report-path"])
+        assert report_path.is_file() and report_path.parent == job.temp / "promptops-report"
         assert "promptops: Pass" in (job.temp / "step-summary.md").read_text()
 
         push(workspace, "hostile")  # the next push: the model now answers with hostile text
@@ -217,7 +219,8 @@ def assert_harmless(body: str) -> None:
     assert "<img" not in text and "<script" not in text and "javascript:" not in text
     html = [t.content for t in tokens if t.type == "html_block"] + [
         c.content for t in rendered if t.children for c in t.children if c.type == "html_inline"]
-    allowed = re.compile(r"\s*(<!-- promptops-report [^>]*-->|</?(details|summary|sub)>)(\s*<summary>.*</summary>)?\s*", re.S)
+    allowed = re.compile(r"\s*(<!-- promptops-report [^>]*-->|</?(details|summary|sub)>)(\s*<summary>.*</summary>)?\s*",
+                         re.S)
     assert all(allowed.fullmatch(h) for h in html), html
     fences = [t for t in tokens if t.type == "fence"]
     assert all("injected heading" not in t.content or t.content.startswith("@octocat") for t in fences)

@@ -17,13 +17,13 @@ from promptops.evals.assertions import (
     TYPES,
     Answer,
     Assertion,
+    AssertionResult,
     JudgedType,
-    Outcome,
-    check,
     evaluate,
+    regex as regex_type,
     score_case,
+    validated_type,
 )
-from promptops.evals.assertions import regex as regex_type
 from promptops.evals.assertions.refusal import REFUSAL_PHRASES
 from promptops.evals.assertions.regex import MAX_PATTERN_CHARS, MAX_SCAN_CHARS
 from promptops.templating import RenderLimits
@@ -35,18 +35,18 @@ MAX_SECONDS = 5.0  # render deadline 2 s and regex timeout 1 s, plus slack
 
 def judge(assertion: dict[str, Any], output: str = "", variables: dict[str, Any] | None = None,
           expected: Any = None, latency_ms: float | None = 100.0, cost_usd: float | None = 0.001,
-          limits: RenderLimits | None = None) -> Outcome:
+          limits: RenderLimits | None = None) -> AssertionResult:
     answer = Answer(output, latency_ms, cost_usd)
     return evaluate(Assertion.from_dict(assertion), answer, variables or {}, expected, limits)
 
 
-def passes(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> Outcome:
+def passes(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> AssertionResult:
     outcome = judge(assertion, output, **kwargs)
     assert outcome.passed and outcome.score == 1.0, outcome
     return outcome
 
 
-def fails(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> Outcome:
+def fails(assertion: dict[str, Any], output: str = "", **kwargs: Any) -> AssertionResult:
     outcome = judge(assertion, output, **kwargs)
     assert not outcome.passed and outcome.score == 0.0, outcome
     return outcome
@@ -56,7 +56,7 @@ def test_the_types_are_the_schemas() -> None:
     """A new type is its module; the schema's enum (what editors offer and PO503 reads) must list it too."""
     enum = resources.schema("eval")["$defs"]["assertion"]["properties"]["type"]["enum"]
     assert set(TYPES) == set(enum)
-    assert DETERMINISTIC | MODEL_JUDGED == set(TYPES) and not DETERMINISTIC & MODEL_JUDGED
+    assert set(TYPES) == DETERMINISTIC | MODEL_JUDGED and not DETERMINISTIC & MODEL_JUDGED
 
 
 @pytest.mark.parametrize("kind", sorted(TYPES))
@@ -68,7 +68,7 @@ def test_the_schema_requires_what_the_type_needs(kind: str) -> None:
     suite = resources.schema("eval")
     validator = Draft202012Validator({"$defs": suite["$defs"], "$ref": "#/$defs/assertion"})
     try:
-        check(Assertion.from_dict({"type": kind}))
+        validated_type(Assertion.from_dict({"type": kind}))
         needs = None
     except ValueError as exc:
         needs = str(exc)
@@ -76,9 +76,9 @@ def test_the_schema_requires_what_the_type_needs(kind: str) -> None:
 
 
 def test_po503_lists_the_registered_types() -> None:
-    from promptops.lint.registry import load_rules
+    from promptops.lint.registry import all_rules
 
-    explain = " ".join(load_rules()["PO503"].doc.split())
+    explain = " ".join(all_rules()["PO503"].doc.split())
     listed = explain.split("Known: ", 1)[1].split(".", 1)[0]
     assert set(listed.split(", ")) == set(TYPES)
 
@@ -297,7 +297,8 @@ def test_json_schema_patterns_keep_their_meaning() -> None:
     assert fails(assertion, '{"x-count": "3"}').reason == "output at $.x-count: '3' is not of type 'integer'"
     assert fails(assertion, '{"other": 1}').reason == "output at $: 'other' matches none of the patterns '^x-'"
     assert fails(assertion, '{"x_1": 1}').reason.startswith("output at $: 'x_1' does not match")
-    typed = {"type": "json_schema", "schema": {"patternProperties": {"^a": {}}, "additionalProperties": {"type": "string"}}}
+    typed = {"type": "json_schema",
+             "schema": {"patternProperties": {"^a": {}}, "additionalProperties": {"type": "string"}}}
     passes(typed, '{"a1": 1, "b": "text"}')
     assert fails(typed, '{"b": 2}').reason == "output at $.b: 2 is not of type 'string'"
 
@@ -436,7 +437,7 @@ def test_malformed_assertions_raise(assertion: dict[str, Any], message: str) -> 
 
 # -- scoring a case --------------------------------------------------------
 
-PASS, FAIL = Outcome(True, 1.0, "ok"), Outcome(False, 0.0, "no")
+PASS, FAIL = AssertionResult(True, 1.0, "ok"), AssertionResult(False, 0.0, "no")
 written = Assertion.from_dict
 
 
@@ -460,7 +461,7 @@ def test_weight_zero_is_informative_only() -> None:
 
 
 def test_threshold_one_counts_passes_not_scores() -> None:
-    judged = Outcome(True, 0.9, "supported")  # a judge that passed its own threshold of 0.8
+    judged = AssertionResult(True, 0.9, "supported")  # a judge that passed its own threshold of 0.8
     outcomes = [(written({"type": "contains"}), PASS), (written({"type": "groundedness"}), judged)]
     passed, score = score_case(outcomes, 1.0)
     assert passed and score == pytest.approx(0.95)

@@ -21,8 +21,21 @@ from promptops.testing import Rule, StubServer
 from promptops.testing.github import FakeGitHub
 from test_attack_comment import BOT, NOW
 from test_attack_endpoints import NESTED_LOOP
-from test_attack_sinks import (INJECTED, KEY, KEY_ANY_FORM, NAMES, OWNER_REPO, PR, PROMPT, TOKEN, actions_job, repository,
-                               suite, visible_text, workflow_commands)
+from test_attack_sinks import (
+    INJECTED,
+    KEY,
+    KEY_ANY_FORM,
+    NAMES,
+    OWNER_REPO,
+    PR,
+    PROMPT,
+    TOKEN,
+    actions_job,
+    repository,
+    suite,
+    visible_text,
+    workflow_commands,
+)
 
 CANARY = "canary-from-outside-the-repository"
 HOSTILE_FOLDER = "@acme/everyone/#12"

@@ -124,7 +124,8 @@ def test_a_body_at_the_limit_stays_within_it_once_secrets_are_redacted(tmp_path:
     prompt = PROMPT.replace("max_tokens: 50", "max_tokens: 4000")
     files = {"promptops.yaml": "eval: {concurrency: 8}\n", "greet.prompt.yaml": prompt.replace("STYLE", "Be warm.")}
     files |= {f"suite{n:02d}.eval.yaml": "prompt: support.greet\ncases:\n"
-              f"  - {{id: case{n}, vars: {{name: n{n}}}, assert: [{{type: icontains, value: hello}}]}}\n" for n in range(40)}
+              f"  - {{id: case{n}, vars: {{name: n{n}}}, assert: [{{type: icontains, value: hello}}]}}\n"
+              for n in range(40)}
     root = repository(tmp_path / "repo", files, {"greet.prompt.yaml": prompt.replace("STYLE", "Be verbose.")})
     rules = [Rule(system="verbose", reply=answer), Rule(reply="Hello there")]
     with StubServer(rules=rules) as stub, FakeGitHub(token=TOKEN) as github:

@@ -223,7 +223,8 @@ def test_a_base_60_number_is_refused_before_its_quadratic_parse(tmp_path: Path) 
 
 # -- eval: a model answer cannot hang the json_schema assertion ------------------------------
 
-_EVAL_PROMPT = "id: p\nmodel: {name: openai/gpt-4o-mini, params: {max_tokens: 20}}\nmessages: [{role: user, content: hi}]\n"
+_EVAL_PROMPT = ("id: p\nmodel: {name: openai/gpt-4o-mini, params: {max_tokens: 20}}\n"
+                "messages: [{role: user, content: hi}]\n")
 _EVAL_SUITE = """\
 prompt: p
 gates: {pass_rate: 1.0}

@@ -15,16 +15,17 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from _promptops import run_promptops
 from conftest import git, git_env
-from test_eval_command import COUNTRIES, PROMPT, SUITE
 from promptops.testing import Rule, StubServer
+from test_eval_command import COUNTRIES, PROMPT, SUITE
 
 KEY = "sk-workflow-secret-0123456789abcdef"  # the organisation's key, in the job's environment
 EVERY_CITY = " ".join(COUNTRIES.values())  # one answer that passes every case of SUITE
@@ -117,8 +118,8 @@ def test_a_pr_cannot_send_the_calls_and_the_key_to_its_own_server(tmp_path: Path
 ], ids=["base_url", "api_base+api_key", "headers+mock", "model-url"])
 def test_the_runner_never_sends_a_refused_call(tmp_path: Path, workflow: StubServer, attacker: StubServer,
                                               model: str, extra: str) -> None:
-    from promptops.resultcache import ResultCache
     from promptops.evals.runner import Call, RunSettings, run_calls
+    from promptops.resultcache import ResultCache
     from promptops.yamlparse import parse
 
     root = attacker.base_url.removesuffix("/v1")
@@ -134,7 +135,8 @@ def test_the_runner_never_sends_a_refused_call(tmp_path: Path, workflow: StubSer
     assert outcome.error and outcome.error.startswith("not sent: ")
 
 
-@pytest.mark.parametrize("key", ["api_base", "base_url", "api_key", "api_version", "organization", "custom_llm_provider",
+@pytest.mark.parametrize("key", ["api_base", "base_url", "api_key", "api_version", "organization",
+                                 "custom_llm_provider",
                                  "mock_response", "mock_tool_calls", "input_cost_per_token", "output_cost_per_token",
                                  "success_callback", "callbacks", "metadata", "litellm_logging_obj", "fallbacks",
                                  "model_list", "extra_headers", "extra_body", "aws_secret_access_key",
@@ -182,9 +184,9 @@ def test_an_app_never_sends_a_released_prompts_refused_params(workflow: StubServ
 
 def test_a_judge_model_that_is_a_url_gets_no_embedding_request(tmp_path: Path, attacker: StubServer) -> None:
     from promptops.evals.assertions import Answer, Assertion
-    from promptops.resultcache import ResultCache
     from promptops.evals.judges import judge
     from promptops.evals.runner import RunSettings
+    from promptops.resultcache import ResultCache
 
     assertion = Assertion.from_dict({"type": "similar", "value": "Paris", "model": f"huggingface/{attacker.base_url}"})
     with ResultCache(tmp_path / "cache.db") as cache:
@@ -338,7 +340,8 @@ def test_the_base_chooses_where_the_cache_is_written(tmp_path: Path, workflow: S
 def test_a_pr_cannot_make_a_known_model_free_to_call(tmp_path: Path, workflow: StubServer) -> None:
     """A price of zero for a model the price map knows would let every call past the spend cap."""
     repo = new_repo(tmp_path / "repo", "eval: {concurrency: 1, max_cost_usd: 0.00002}\n")
-    free = "eval: {concurrency: 1}\npricing:\n  openai/gpt-4o-mini: {input: 0, output: 0}\n  acme/ft-1: {input: 1, output: 2}\n"
+    free = ("eval: {concurrency: 1}\npricing:\n  openai/gpt-4o-mini: {input: 0, output: 0}\n"
+            "  acme/ft-1: {input: 1, output: 2}\n")
     commit(repo, "free calls", **{"promptops.yaml": free,
                                   "geo.prompt.yaml": PROMPT.replace("SYSTEM", "Answer with the capital city.")})
     promptops(repo, "ci", "--api-base", workflow.base_url, expect=1)

@@ -14,18 +14,19 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from test_attack_sinks import PROMPT, TOKEN, actions_job, comment_body, repository
 from promptops.testing import StubServer
 from promptops.testing.github import FakeGitHub
+from test_attack_sinks import PROMPT, TOKEN, actions_job, comment_body, repository
 
 BASE_SUITE = "prompt: support.greet\ncases: [{id: ada, vars: {name: ada}, assert: [{type: contains, value: hello}]}]\n"
 
 
 @contextlib.contextmanager
-def attacker_host(body: bytes = b'{"type": "string"}', hang: threading.Event | None = None) -> Iterator[tuple[str, list[str]]]:
+def attacker_host(body: bytes = b'{"type": "string"}',
+                  hang: threading.Event | None = None) -> Iterator[tuple[str, list[str]]]:
     """An HTTP server of the pull request's author: its URL, and the paths requested from it.
 
     With ``hang``, a request gets no answer until the event is set (or the server stops).
@@ -82,7 +83,8 @@ def schema_repository(tmp_path: Path, ref: str, config: str = "eval: {concurrenc
     return repository(tmp_path / "repo", {"promptops.yaml": config,
                                           "greet.prompt.yaml": PROMPT.replace("STYLE", "Be warm."),
                                           "greet.eval.yaml": BASE_SUITE},
-                      {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be warmer."), "greet.eval.yaml": schema_suite(ref)})
+                      {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be warmer."),
+                       "greet.eval.yaml": schema_suite(ref)})
 
 
 def test_a_json_schema_ref_sends_no_request_to_the_authors_host(tmp_path: Path) -> None:

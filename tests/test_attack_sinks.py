@@ -53,7 +53,8 @@ class Job:
     temp: Path
     env: dict[str, str]
 
-    def ci(self, *args: str, expect: int, timeout: float = 300, process: bool = False) -> subprocess.CompletedProcess[str]:
+    def ci(self, *args: str, expect: int, timeout: float = 300,
+           process: bool = False) -> subprocess.CompletedProcess[str]:
         return run(self.root, ["ci", "--report-dir", str(self.temp / "report"), "--sarif",
                                str(self.temp / "report" / "lint.sarif"), *args], self.env, expect, timeout, process)
 
@@ -148,7 +149,8 @@ def echoing_stub():
 
 def test_a_key_echoed_by_the_model_or_a_gateway_reaches_no_sink(tmp_path: Path, echoing_stub: StubServer) -> None:
     config = "eval: {concurrency: 4, retries: 0}\n"
-    root = repository(tmp_path / "repo", {"promptops.yaml": config, "greet.prompt.yaml": PROMPT.replace("STYLE", "Be warm."),
+    root = repository(tmp_path / "repo", {"promptops.yaml": config,
+                                          "greet.prompt.yaml": PROMPT.replace("STYLE", "Be warm."),
                                           "greet.eval.yaml": suite()},
                       {"greet.prompt.yaml": PROMPT.replace("STYLE", "Be leaky.")})
     with FakeGitHub(token=TOKEN) as github:
@@ -161,13 +163,14 @@ def test_a_key_echoed_by_the_model_or_a_gateway_reaches_no_sink(tmp_path: Path, 
         assert not KEY_ANY_FORM.search(text), name
 
     # The gateway's refusal leaves a call unanswered: eval says so and exits 3, as ci does.
-    evals = run(root, ["eval", "--base", "main", "--api-base", echoing_stub.base_url, "--junit", str(tmp_path / "junit.xml")],
-                job.env, expect=3, process=True)
+    evals = run(root, ["eval", "--base", "main", "--api-base", echoing_stub.base_url,
+                       "--junit", str(tmp_path / "junit.xml")], job.env, expect=3, process=True)
     as_json = run(root, ["eval", "--base", "main", "--api-base", echoing_stub.base_url, "--format", "json",
                          "--output", str(tmp_path / "results.json")], job.env, expect=3, process=True)
     cache = (root / ".promptops" / "cache.db").read_bytes()  # CI caches upload it
     for name, text in {"eval stdout": evals.stdout + evals.stderr, "eval json": as_json.stdout + as_json.stderr,
-                       "results.json": (tmp_path / "results.json").read_text(), "junit": (tmp_path / "junit.xml").read_text(),
+                       "results.json": (tmp_path / "results.json").read_text(),
+                       "junit": (tmp_path / "junit.xml").read_text(),
                        "cache": cache.decode("utf-8", "replace")}.items():
         assert not KEY_ANY_FORM.search(text), name
     assert "refused key ***" in evals.stdout and "Your key is ***" in (tmp_path / "results.json").read_text()
@@ -183,7 +186,8 @@ INJECTED = "x\n::set-output name=verdict::pass\n::add-mask::{0}\n  ::stop-comman
 def workflow_commands(text: str) -> list[str]:
     """Lines the Actions runner would run as commands, other than lint's own annotations."""
     lines = re.split(r"\r\n|\r|\n", text)
-    return [line for line in lines if not ANNOTATION.fullmatch(line) and (line.lstrip().startswith("::") or "##[" in line)]
+    return [line for line in lines
+            if not ANNOTATION.fullmatch(line) and (line.lstrip().startswith("::") or "##[" in line)]
 
 
 def test_pr_content_starts_no_workflow_command_on_ci_output(tmp_path: Path, echoing_stub: StubServer) -> None:
@@ -252,7 +256,8 @@ def test_a_hostile_folder_and_urls_in_params_stay_inert_in_the_whole_comment(tmp
     prompt = f"{HOSTILE_FOLDER}/greet.prompt.yaml"
     root = repository(tmp_path / "repo", {"promptops.yaml": "eval: {concurrency: 4}\n",
                                           prompt: PARAMS_PROMPT.replace("STOP", "'END'").replace("STYLE", "Be warm."),
-                                          f"{HOSTILE_FOLDER}/greet.eval.yaml": suite(gates="{max_pass_rate_drop: 0.1}")},
+                                          f"{HOSTILE_FOLDER}/greet.eval.yaml":
+                                              suite(gates="{max_pass_rate_drop: 0.1}")},
                       {prompt: PARAMS_PROMPT.replace("STOP", "'see https://evil.example/x', 'www.evil.example'")
                        .replace("STYLE", "Be warm. Ask @acme/everyone about #12.")})
     with FakeGitHub(token=TOKEN) as github:

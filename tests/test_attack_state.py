@@ -22,8 +22,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -32,8 +32,19 @@ from conftest import git, git_env
 from promptops import lockfile
 from promptops.testing import Fault, Rule, StubServer
 from test_eval_command import COUNTRIES, PROMPT, SUITE
-from test_release import (audit_of, commit, env_without_key, lock_of, new_repo, po, promote, shared_cache, stub,
-                          version_of, write_prompt)
+from test_release import (
+    audit_of,
+    commit,
+    env_without_key,
+    lock_of,
+    new_repo,
+    po,
+    promote,
+    shared_cache,
+    stub,
+    version_of,
+    write_prompt,
+)
 
 __all__ = ["shared_cache", "stub"]  # module-scoped fixtures of test_release: its stub answers every capital
 
@@ -139,7 +150,7 @@ def test_eval_whose_every_model_call_failed_exits_3_and_never_says_pass(tmp_path
     report = json.loads(done.stdout)
     [suite] = report["suites"]
     assert report["passed"] is False and suite["passed"] is False
-    assert {"gate": "answered", "passed": False} == {k: suite["gates"][-1][k] for k in ("gate", "passed")}
+    assert {k: suite["gates"][-1][k] for k in ("gate", "passed")} == {"gate": "answered", "passed": False}
     assert "8 model call(s) got no answer after retries" in suite["gates"][-1]["reason"]
     assert "8 model call(s) got no answer after retries" in done.stderr
     assert flaky.calls == 16  # every call was tried twice (retries: 1): a service failure, not a skipped run
@@ -361,7 +372,7 @@ def consistent(root: Path) -> None:
     records no move that did not happen: its last record for a prompt in an environment is the release the
     lock holds, or the one just before it (a stop between the lock and the log: the re-run adds the line)."""
     lock = lockfile.read_lock(root / lockfile.LOCK_NAME)
-    for environment, held in lock.environments.items():
+    for held in lock.environments.values():
         for prompt_id, entry in held.items():
             path = lockfile.snapshot_path(lock.releases_dir, prompt_id, entry.version)
             assert lockfile.snapshot_problem(path, prompt_id, entry.version)[1] is None

@@ -68,7 +68,8 @@ def test_recursive_packs_paragraphs_before_cutting_them() -> None:
     assert len(found) == 1 and found[0] == ARTICLE.strip()
     paragraphs = [c.text for c in chunks("recursive", 30)]
     assert paragraphs == [  # whole paragraphs, as many as fit in 30 tokens
-        "# Refunds\n\nRefunds are accepted within 30 days of purchase. Ask support for a return label. Keep the receipt!",
+        "# Refunds\n\nRefunds are accepted within 30 days of purchase. Ask support for a return label. "
+        "Keep the receipt!",
         "Refunds go back to the card you paid with. They take five business days to appear.\n\n## Shipping",
         "Shipping takes five days. Express shipping takes two days and costs extra.\n\n```\n"
         "# a comment in a code block, not a heading\n```",

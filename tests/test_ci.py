@@ -11,8 +11,8 @@ import pytest
 
 from _promptops import run_promptops
 from conftest import git, git_env
-from test_eval_command import PROMPT, SUITE, stub  # noqa: F401 (a fixture)
 from promptops.testing import Fault, Rule, StubServer
+from test_eval_command import PROMPT, SUITE, stub  # noqa: F401 (a fixture)
 
 CONFIG = "eval: {concurrency: 4}\nusage: {geo.capital: {calls_per_day: 1000}}\n"
 
@@ -38,7 +38,7 @@ def commit(root: Path, name: str, text: str) -> None:
     git(root, "commit", "-qm", f"edit {name}")
 
 
-def ci(root: Path, *args: str, expect: int, stub: StubServer | None = None,
+def ci(root: Path, *args: str, expect: int, stub: StubServer | None = None,  # noqa: F811 (not the fixture)
        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = ["ci", *args]
     if stub is not None:
@@ -55,7 +55,7 @@ def report(root: Path) -> dict:
     return json.loads((root / ".promptops/report/report.json").read_text())
 
 
-def test_a_regression_fails_the_check_and_every_report_says_why(repo: Path, stub: StubServer) -> None:
+def test_a_regression_fails_the_check_and_every_report_says_why(repo: Path, stub: StubServer) -> None:  # noqa: F811
     commit(repo, "geo.prompt.yaml", PROMPT.replace("SYSTEM", "Answer rudely."))
     done = ci(repo, expect=1, stub=stub)
     data = report(repo)
@@ -72,7 +72,7 @@ def test_a_regression_fails_the_check_and_every_report_says_why(repo: Path, stub
     assert "Fail:" in done.stdout and "report.html" in done.stdout
 
 
-def test_a_good_change_passes_and_a_rerun_makes_no_model_call(repo: Path, stub: StubServer) -> None:
+def test_a_good_change_passes_and_a_rerun_makes_no_model_call(repo: Path, stub: StubServer) -> None:  # noqa: F811
     commit(repo, "geo.prompt.yaml", PROMPT.replace("SYSTEM", "Answer with the capital city only."))
     ci(repo, expect=0, stub=stub)
     calls = stub.calls

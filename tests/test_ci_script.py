@@ -32,8 +32,9 @@ def readme_command(pattern: str) -> list[str]:
 def test_ci_runs_readmes_own_commands_in_a_virtualenv_inside_the_clone() -> None:
     venv = readme_command(r"`(python3 -m venv \.venv && [^`]+)` first")
     tests = readme_command(r"^(pip install -e '\.\[test\]' && python -m pytest -q)\s+# the tests")
+    checks = readme_command(r"^(pip install -e '\.\[dev\]' && ruff check && mypy)\s+# lint and type-check")
     steps = commands(ROOT / ".ci/run")
-    expected = [*venv, *tests]
+    expected = [*venv, *tests, *checks]
     found = [step for step in steps if step in expected]
     assert found == expected, f".ci/run must run README's commands in order: {expected}, found {found}"
 

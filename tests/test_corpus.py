@@ -53,10 +53,12 @@ def test_jsonl_fields_are_configurable(project: Path) -> None:
                                                                        {"text": "meta, not text"})]
 
 
-def test_problems_name_the_pattern_or_the_file_and_line(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_problems_name_the_pattern_or_the_file_and_line(project: Path,
+                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
     outside = tmp_path_factory.mktemp("outside") / "secret.md"
     outside.write_text("# not ours\n", encoding="utf-8")
-    write(project, {"docs/bad.jsonl": '{"id": 1, "text": "fine"}\n[1, 2]\n{"id": 3}\n{oops\n{"id": 1, "text": "again"}\n',
+    write(project, {"docs/bad.jsonl":
+                        '{"id": 1, "text": "fine"}\n[1, 2]\n{"id": 3}\n{oops\n{"id": 1, "text": "again"}\n',
                     "docs/open.md": "---\ntitle: never closed\n# Body\n",
                     "docs/latin1.txt": "", "docs/table.csv": "a,b\n"})
     (project / "docs/latin1.txt").write_bytes(b"caf\xe9\n")
@@ -129,4 +131,5 @@ def test_settings_from_a_loaded_retrieval_config(project: Path) -> None:
     path.write_text("id: kb\nembedding: {model: openai/text-embedding-3-small}\nchunking: {size: 100}\n"
                     "retriever: {top_k: 2}\n", encoding="utf-8")
     bare = RetrievalSettings.from_spec(Loader(project).load(path).spec)
-    assert (bare.dimensions, bare.chunking, bare.corpus, bare.filters) == (None, ChunkingSpec(100, 0, "recursive"), None, {})
+    assert (bare.dimensions, bare.chunking, bare.corpus, bare.filters) == \
+        (None, ChunkingSpec(100, 0, "recursive"), None, {})

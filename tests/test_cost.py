@@ -197,7 +197,8 @@ def test_observed_output_tokens_replace_the_max_tokens_bound(repo: Path) -> None
 
 def test_budgets_fail_the_check_and_warn_only_on_request(repo: Path) -> None:
     (repo / "prompts" / "answer.prompt.yaml").write_text(
-        ANSWER.replace("budget: {max_input_tokens: 100000}", "budget: {max_input_tokens: 100, max_cost_per_call_usd: 0.0001}"))
+        ANSWER.replace("budget: {max_input_tokens: 100000}",
+                       "budget: {max_input_tokens: 100, max_cost_per_call_usd: 0.0001}"))
     report = cost(repo, "--base", "HEAD", expect=1)
     assert [f["code"] for f in report["findings"]] == ["PO410", "PO411"]
     assert report["findings"][0]["line"] == 17

@@ -46,7 +46,8 @@ def test_hook_reports_staged_changes_and_warns_on_budgets(tmp_path: Path) -> Non
     (tmp_path / "answer.prompt.yaml").write_text(PROMPT.replace("max_tokens: 100", "max_tokens: 1000")
                                                  .replace("openai/gpt-4o,", "openai/gpt-4o-mini,"))
     done = subprocess.run([sys.executable, "-m", "pre_commit", "run", "promptops-cost"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300, env=git_env(PRE_COMMIT_HOME=str(tmp_path / "pc")))
+                          capture_output=True, text=True, timeout=300,
+                          env=git_env(PRE_COMMIT_HOME=str(tmp_path / "pc")))
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "Passed" in output
@@ -62,7 +63,8 @@ def test_hook_passes_on_the_first_commit(tmp_path: Path) -> None:
     (tmp_path / ".pre-commit-config.yaml").write_text(hook_config())
     git(tmp_path, "add", "-A")
     done = subprocess.run([sys.executable, "-m", "pre_commit", "run", "promptops-cost"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300, env=git_env(PRE_COMMIT_HOME=str(tmp_path / "pc")))
+                          capture_output=True, text=True, timeout=300,
+                          env=git_env(PRE_COMMIT_HOME=str(tmp_path / "pc")))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "support.answer (added)" in done.stdout
 

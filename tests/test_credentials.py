@@ -101,10 +101,10 @@ def _imported_litellm(stderr: str) -> bool:
 
 def test_no_worker_process_starts_for_a_run_without_its_key(repo: Path, no_keys: pytest.MonkeyPatch) -> None:
     from promptops.config import load_workspace
-    from promptops.resultcache import ResultCache
     from promptops.evals.execute import EvalOptions, _WorkerStarter, settings_for
     from promptops.evals.runner import MissingCredentials
     from promptops.evals.suite import plan_side
+    from promptops.resultcache import ResultCache
 
     workspace = load_workspace(repo)
     settings = settings_for(workspace, EvalOptions())

@@ -9,7 +9,14 @@ import pytest
 
 from conftest import git
 from promptops.diff import (
-    FieldChange, ItemDiff, SpecDiff, TemplateDiff, category_of, diff_workspaces, model_family, same_family,
+    FieldChange,
+    ItemDiff,
+    SpecDiff,
+    TemplateDiff,
+    category_of,
+    diff_workspaces,
+    model_family,
+    same_family,
 )
 from promptops.gitrefs import open_repo, resolve_refs, snapshot
 from promptops.report.diff import to_json
@@ -152,7 +159,8 @@ def test_added_message_and_lost_final_newline_show_in_template_diffs(project: Pr
 
 def test_inputs_changes_are_categorised_as_inputs(project: Project) -> None:
     changed = PROMPT.replace("required: [question]", "required: [question, tone]")
-    changed = changed.replace("    question: {type: string}\n", "    question: {type: string}\n    tone: {enum: [formal, casual]}\n")
+    changed = changed.replace("    question: {type: string}\n",
+                              "    question: {type: string}\n    tone: {enum: [formal, casual]}\n")
     item = answer(_commit_and_diff(project, changed))
     assert item.changes == (
         FieldChange("inputs.properties.tone", "inputs", "added", None, {"enum": ["formal", "casual"]}),
@@ -324,7 +332,8 @@ def test_changed_id_in_the_same_file_is_an_event(project: Project) -> None:
     project.commit({ANSWER: PROMPT.replace("id: support.answer", "id: support.reply")})
     diff = project.diff()
     assert [(p.id, p.status) for p in diff.prompts] == [("support.answer", "removed"), ("support.reply", "added")]
-    assert [(e.kind, e.id) for e in diff.events] == [("prompt-removed", "support.answer"), ("id-changed", "support.reply")]
+    assert [(e.kind, e.id) for e in diff.events] == [("prompt-removed", "support.answer"),
+                                                     ("id-changed", "support.reply")]
     assert "changed its id from support.answer to support.reply" in diff.events[1].message
 
 
@@ -359,9 +368,11 @@ def test_to_json_is_plain_and_deterministic(project: Project) -> None:
             {"path": "model.name", "category": "model", "kind": "changed", "old": "openai/gpt-4o-mini",
              "new": "openai/o3"},
             {"path": "messages[0].content", "category": "messages", "kind": "changed",
-             "old": "You answer questions about Acme.\nBe brief.\n", "new": "You answer questions about Acme.\nBe short.\n"},
+             "old": "You answer questions about Acme.\nBe brief.\n",
+             "new": "You answer questions about Acme.\nBe short.\n"},
         ],
-        "template_diffs": [{"message_index": 0, "role": "system", "unified": answer(project.diff()).template_diffs[0].unified}],
+        "template_diffs": [{"message_index": 0, "role": "system",
+                            "unified": answer(project.diff()).template_diffs[0].unified}],
     }
 
 

@@ -22,7 +22,8 @@ messages:
   - role: user
     content: "{{ question }}"
 """
-KB = "id: kb\nembedding: {model: openai/text-embedding-3-small}\nchunking: {size: 512}\nretriever: {top_k: 4}\nindex: {name: kb-v1}\n"
+KB = ("id: kb\nembedding: {model: openai/text-embedding-3-small}\nchunking: {size: 512}\nretriever: {top_k: 4}\n"
+      "index: {name: kb-v1}\n")
 
 
 @pytest.fixture
@@ -53,8 +54,9 @@ def test_text_shows_fields_template_diff_and_events(repo: Path) -> None:
 
 
 def test_formatting_only_reads_no_semantic_change(repo: Path) -> None:
-    (repo / "answer.prompt.yaml").write_text("# reviewed\n" + PROMPT.replace("{name: openai/gpt-4o-mini, params: {temperature: 0.2}}",
-                                                                       "\n  params: {temperature: 0.2}\n  name: openai/gpt-4o-mini"))
+    reordered = PROMPT.replace("{name: openai/gpt-4o-mini, params: {temperature: 0.2}}",
+                               "\n  params: {temperature: 0.2}\n  name: openai/gpt-4o-mini")
+    (repo / "answer.prompt.yaml").write_text("# reviewed\n" + reordered)
     done = diff(repo)
     assert "no semantic change (formatting only)" in done.stdout
 

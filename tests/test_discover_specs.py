@@ -79,7 +79,8 @@ def test_explicit_files_and_exclude_patterns(tmp_path: Path) -> None:
     kept = _write(tmp_path / "p" / "a.prompt.yaml")
     _write(tmp_path / "p" / "legacy" / "b.prompt.yaml")
     assert discover(tmp_path, [tmp_path / "p"], exclude=["p/legacy/*"]) == [kept]
-    assert discover(tmp_path, [tmp_path / "p" / "legacy" / "b.prompt.yaml"]) == [tmp_path / "p" / "legacy" / "b.prompt.yaml"]
+    legacy = tmp_path / "p" / "legacy" / "b.prompt.yaml"
+    assert discover(tmp_path, [legacy]) == [legacy]
 
 
 def test_config_is_found_walking_up(tmp_path: Path) -> None:

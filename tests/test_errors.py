@@ -17,12 +17,12 @@ from promptops.cli import cli
 from promptops.config import ConfigError
 from promptops.demo import DemoError
 from promptops.errors import ExitCode, PromptopsError
-from promptops.resultcache import CacheError
 from promptops.evals.runner import MissingCredentials
 from promptops.github import GitHubError, GitHubInputError
 from promptops.gitrefs import RefError
-from promptops.release.promote import ReleaseError
 from promptops.lockfile import LockError
+from promptops.release.promote import ReleaseError
+from promptops.resultcache import CacheError
 from promptops.scaffold import ScaffoldError
 
 PACKAGE = Path(promptops.__file__).parent
@@ -42,7 +42,8 @@ def test_every_error_a_stage_raises_carries_its_exit_code(error: Exception, code
 def test_the_exit_codes_are_readmes() -> None:
     readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
     table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
-    documented = {int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and "code" not in line}
+    documented = {int(line.split("|")[1]) for line in table.splitlines()
+                  if line.startswith("| ") and "code" not in line}
     assert documented == {ExitCode.OK, ExitCode.FINDINGS, ExitCode.USAGE, ExitCode.SERVICE}
     assert str(ExitCode.USAGE) == "2" and f"{ExitCode.SERVICE}" == "3"  # printed as the number on every Python
 
@@ -71,7 +72,8 @@ def test_every_command_module_is_a_command_of_the_group() -> None:
     for module in pkgutil.iter_modules(promptops.commands.__path__):
         loaded = __import__(f"promptops.commands.{module.name}", fromlist=["_"])
         commands = [value for value in vars(loaded).values()
-                    if isinstance(value, click.Command) and getattr(value.callback, "__module__", "") == loaded.__name__]
+                    if isinstance(value, click.Command)
+                    and getattr(value.callback, "__module__", "") == loaded.__name__]
         assert all(command in registered for command in commands), module.name
         found += len(commands)
     assert found == len(registered) == 14
@@ -102,7 +104,7 @@ def test_a_message_quoting_a_workflow_command_cannot_start_one(tmp_path: Path) -
 ])
 def test_the_check_exits_with_its_verdicts_code_unless_its_comment_was_lost(
         verdict_code: ExitCode, fail_on: str, posted: bool, code: ExitCode) -> None:
-    from promptops.ci import Verdict
+    from promptops.model.check import CheckVerdict
     from promptops.publish import exit_code
 
-    assert exit_code(Verdict("pass", (), (), verdict_code, fail_on), posted) is code
+    assert exit_code(CheckVerdict("pass", (), (), verdict_code, fail_on), posted) is code

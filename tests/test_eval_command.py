@@ -9,7 +9,6 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-
 from jsonschema import Draft202012Validator
 
 from _promptops import run_promptops
@@ -30,7 +29,8 @@ messages:
   - {role: user, content: "What is the capital of {{ country }}?"}
 """
 SUITE = "prompt: geo.capital\ngates: {max_pass_rate_drop: 0.05}\ncases:\n" + "".join(
-    f"  - {{id: {c.lower()}, vars: {{country: {c}}}, expected: {city}, assert: [{{type: contains, value: '{{{{ expected }}}}'}}]}}\n"
+    f"  - {{id: {c.lower()}, vars: {{country: {c}}}, expected: {city}, "
+    f"assert: [{{type: contains, value: '{{{{ expected }}}}'}}]}}\n"
     for c, city in COUNTRIES.items()
 )
 OTHER = "id: other\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n"
@@ -48,7 +48,8 @@ def stub():
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     git(tmp_path, "init", "-q", "-b", "main")
-    files = {"promptops.yaml": "eval: {concurrency: 4}\n", "geo.prompt.yaml": PROMPT.replace("SYSTEM", "Answer with the city."),
+    files = {"promptops.yaml": "eval: {concurrency: 4}\n",
+             "geo.prompt.yaml": PROMPT.replace("SYSTEM", "Answer with the city."),
              "geo.eval.yaml": SUITE, "other.prompt.yaml": OTHER, "other.eval.yaml": OTHER_SUITE}
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -98,7 +99,8 @@ def test_a_rerun_makes_no_model_call(repo: Path, stub: StubServer) -> None:
 def test_all_and_head_only(repo: Path, stub: StubServer) -> None:
     done = promptops(repo, stub, "--no-base", "--all", "--format", "json", expect=0)
     report = json.loads(done.stdout)
-    assert report["base"] is None and sorted(s["suite"] for s in report["suites"]) == ["geo.eval.yaml", "other.eval.yaml"]
+    assert report["base"] is None
+    assert sorted(s["suite"] for s in report["suites"]) == ["geo.eval.yaml", "other.eval.yaml"]
     assert all(s["head"]["pass_rate"] == 1.0 for s in report["suites"])
 
 
@@ -160,7 +162,8 @@ def test_model_judged_assertions_use_the_judge_and_report_its_cost(repo: Path, s
 
 
 def test_the_spend_cap_holds_for_the_whole_run(repo: Path, stub: StubServer) -> None:
-    (repo / "geo.prompt.yaml").write_text(PROMPT.replace("SYSTEM", "Name the capital.").replace("max_tokens: 20", "max_tokens: 2000"))
+    (repo / "geo.prompt.yaml").write_text(
+        PROMPT.replace("SYSTEM", "Name the capital.").replace("max_tokens: 20", "max_tokens: 2000"))
     stub.reset(rules=[Rule(match="capital", reply="x" * 4000)])  # 1,001 output tokens: about $0.0006 a call
     try:
         done = promptops(repo, stub, "--base", "HEAD", "--max-cost", "0.005", "--concurrency", "1",

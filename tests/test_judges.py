@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from promptops.evals.assertions import Answer, Assertion, Outcome
+from promptops.evals.assertions import Answer, Assertion, AssertionResult
 from promptops.evals.assertions._verdicts import NOT_JSON
 from promptops.evals.judges import JudgeOutcome, judge
 from promptops.evals.runner import MissingCredentials, RunSettings, import_litellm
@@ -67,9 +68,10 @@ def run(stub: StubServer, cache: ResultCache, assertion: dict[str, Any], output:
         passages: list[str] | None = PASSAGES, judge_model: str = MODEL, **settings: Any) -> JudgeOutcome:
     config = RunSettings(**{"api_base": stub.base_url, "api_key": "stub", "timeout_s": 5.0, "retries": 1,
                             "backoff_base_s": 0.01, "backoff_cap_s": 0.02, "seed": 1, **settings})
-    return asyncio.run(judge(Assertion.from_dict(assertion), Answer(output, 120.0, 0.0001), variables or {}, expected, question=question,
-                             passages=passages, judge_model=judge_model, embedding_model=EMBEDDING, cache=cache,
-                             settings=config, prompt_id="support.answer", case_id="refund-1"))
+    return asyncio.run(judge(Assertion.from_dict(assertion), Answer(output, 120.0, 0.0001), variables or {}, expected,
+                             question=question, passages=passages, judge_model=judge_model,
+                             embedding_model=EMBEDDING, cache=cache, settings=config, prompt_id="support.answer",
+                             case_id="refund-1"))
 
 
 def prompts(stub: StubServer) -> list[str]:
@@ -128,7 +130,7 @@ def test_judge_answers_are_read_tolerantly(stub: StubServer, cache: ResultCache,
 def test_an_unparseable_judge_answer_is_a_failed_outcome(stub: StubServer, cache: ResultCache, reply: str) -> None:
     script(stub, (RUBRIC, reply))
     result = run(stub, cache, {"type": "llm_rubric", "value": "Is polite"})
-    assert result.outcome == Outcome(False, 0.0, NOT_JSON)
+    assert result.outcome == AssertionResult(False, 0.0, NOT_JSON)
     assert result.calls == 1
 
 
@@ -290,8 +292,8 @@ def test_similar_unrelated_text_scores_low(stub: StubServer, cache: ResultCache)
 def test_similar_without_a_key_names_the_variable(cache: ResultCache, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(MissingCredentials, match="OPENAI_API_KEY"):
-        asyncio.run(judge(Assertion.from_dict({"type": "similar", "value": "x"}), Answer("y", None, None), {}, None, question=None,
-                          passages=None, judge_model=MODEL, embedding_model=EMBEDDING, cache=cache,
+        asyncio.run(judge(Assertion.from_dict({"type": "similar", "value": "x"}), Answer("y", None, None), {}, None,
+                          question=None, passages=None, judge_model=MODEL, embedding_model=EMBEDDING, cache=cache,
                           settings=RunSettings(), prompt_id="p", case_id="c"))
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -154,7 +154,8 @@ def project_with_outside(folder: Path) -> Path:
     write(folder / "promptops.yaml", "defaults: {model: openai/gpt-4o-mini}\n")
     write(folder / "fine.prompt.yaml", GOOD)
     write(outside / "target.prompt.yaml",
-          "id: Outside Secret\nmodel: {name: x}\nmessages: [{role: user, content: 'sk-proj-OUTSIDEOUTSIDEOUTSIDE1234'}]\n")
+          "id: Outside Secret\nmodel: {name: x}\n"
+          "messages: [{role: user, content: 'sk-proj-OUTSIDEOUTSIDEOUTSIDE1234'}]\n")
     return outside
 
 
@@ -456,7 +457,8 @@ def test_an_output_path_that_cannot_be_written_is_a_usage_error(tmp_path: Path, 
     from promptops.cli import cli
 
     (tmp_path / "promptops.yaml").write_text("eval: {concurrency: 1}\n")
-    (tmp_path / "a.prompt.yaml").write_text("id: a\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
+    (tmp_path / "a.prompt.yaml").write_text(
+        "id: a\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "one")

@@ -97,7 +97,8 @@ def test_a_file_that_is_not_a_promptops_file_is_skipped_aloud(tmp_path: Path) ->
     (root / "notes.yaml").write_text("a: 1\n")
     alone = run_cli(["lint", "notes.yaml"], cwd=root)
     assert alone.returncode == 2
-    assert "skipped notes.yaml: not a promptops file" in alone.stderr and "nothing to lint in notes.yaml" in alone.stderr
+    assert "skipped notes.yaml: not a promptops file" in alone.stderr
+    assert "nothing to lint in notes.yaml" in alone.stderr
     together = run_cli(["lint", "notes.yaml", "prompts/other.prompt.yaml"], cwd=root)
     assert together.returncode == 0 and "skipped notes.yaml" in together.stderr
     assert _summary(together) == "All clean: 1 file checked (and 1 related)."

@@ -87,10 +87,10 @@ def test_fixture_exit_code_no_traceback_no_hang(case: Case, cli_results: CliPool
 
 
 def test_every_rule_has_a_broken_fixture() -> None:
-    from promptops.lint.registry import load_rules
+    from promptops.lint.registry import all_rules
 
     covered = {e.code for case in CASES for e in case.expected}
-    lint_rules = [rule.code for rule in load_rules().values() if rule.scope != "cost"]
+    lint_rules = [rule.code for rule in all_rules().values() if rule.scope != "cost"]
     missing = sorted(code for code in lint_rules if code not in covered and code != "PO100")
     # PO100 (unreadable files) is covered by the generated inputs of test_lint_bad_inputs.py;
     # budget findings (scope "cost") come from `promptops cost` and are tested with it.

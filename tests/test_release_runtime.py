@@ -17,12 +17,25 @@ import pytest
 import promptops
 from _promptops import promptops_process
 from conftest import git
-from promptops.lint import lint
 from promptops import lockfile
+from promptops.lint import lint
 from promptops.templating import InputError
 from promptops.testing import StubServer
-from test_release import (COUNTRIES, GOOD, audit_of, commit, env_without_key, lock_of, new_repo, po, promote, shared_cache,
-                          stub, version_of, write_prompt)
+from test_release import (
+    COUNTRIES,
+    GOOD,
+    audit_of,
+    commit,
+    env_without_key,
+    lock_of,
+    new_repo,
+    po,
+    promote,
+    shared_cache,
+    stub,
+    version_of,
+    write_prompt,
+)
 
 __all__ = ["shared_cache", "stub"]  # module-scoped fixtures, shared with test_release
 
@@ -139,7 +152,8 @@ def test_a_hand_edited_lock_is_named_by_load_lint_and_promote(project: Path) -> 
     version = version_of(project, "geo.capital")
     edited = text.replace(f"version: {version}", "version: 0123456789ab")
     lock_path.write_text(edited)
-    with pytest.raises(promptops.LoadError, match=r"promptops.lock.yaml:\d+:\d+: no release snapshot for version 0123456789ab"):
+    with pytest.raises(promptops.LoadError,
+                       match=r"promptops.lock.yaml:\d+:\d+: no release snapshot for version 0123456789ab"):
         promptops.load("geo.capital", env="prod", root=project)
     run = lint([], cwd=project)
     assert {(f.code, f.path) for f in run.findings} == {("PO131", "promptops.lock.yaml")}
@@ -189,7 +203,8 @@ def test_a_failure_midway_leaves_everything_as_it_was(project: Path, stub: StubS
     done = promote(project, stub, "geo.capital", "dev", expect=2)
     assert "nothing was changed" in done.stderr
     assert (project / lockfile.LOCK_NAME).read_bytes() == before
-    assert not lockfile.snapshot_path(project / lockfile.RELEASES, "geo.capital", version_of(project, "geo.capital")).exists()
+    version = version_of(project, "geo.capital")
+    assert not lockfile.snapshot_path(project / lockfile.RELEASES, "geo.capital", version).exists()
     assert not list((project / lockfile.LOCK_NAME).parent.glob(".promptops.lock.yaml.*"))  # no temporary left
 
 

@@ -41,7 +41,8 @@ def test_unknown_prompt_and_hostile_template(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no prompt has id 'no.such.prompt'" in done.stderr
     (tmp_path / "loop.prompt.yaml").write_text(
         "id: loop\nmodel: {name: openai/gpt-4o-mini}\n"
-        "messages: [{role: user, content: '{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}'}]\n"
+        "messages: [{role: user, content: "
+        "'{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}'}]\n"
     )
     done = run("loop", cwd=tmp_path)
     assert done.returncode == 2
@@ -54,7 +55,8 @@ def _number_prompt(folder: Path) -> None:
         "inputs:\n  type: object\n  properties:\n"
         "    n: {type: [integer, string]}\n    tags: {type: array, items: {type: string}}\n"
         "    opts: {type: object}\n    flag: {type: [boolean, 'null']}\n    city: {type: string}\n"
-        "messages: [{role: user, content: '{{ n | pprint }} {{ tags | pprint }} {{ opts | pprint }} {{ flag | pprint }} "
+        "messages: [{role: user, content: '{{ n | pprint }} {{ tags | pprint }} {{ opts | pprint }} "
+        "{{ flag | pprint }} "
         "{{ city | pprint }}'}]\n"
     )
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import promptops
-from promptops.lint import load_rules
+from promptops.lint import all_rules
 
 PACKAGE = Path(promptops.__file__).resolve().parent
 CODE = re.compile(r"""["'](PO\d{3})["']""")
@@ -23,13 +23,13 @@ def codes_in_the_source() -> dict[str, list[str]]:
 
 
 def test_every_code_the_package_writes_is_registered() -> None:
-    unregistered = {code: files for code, files in codes_in_the_source().items() if code not in load_rules()}
+    unregistered = {code: files for code, files in codes_in_the_source().items() if code not in all_rules()}
     assert unregistered == {}
 
 
 def test_every_registered_code_is_written_somewhere() -> None:
-    assert sorted(set(load_rules()) - set(codes_in_the_source())) == []
+    assert sorted(set(all_rules()) - set(codes_in_the_source())) == []
 
 
 def test_the_check_can_fail() -> None:
-    assert CODE.findall('Finding(path, 1, 1, "PO999", "x")') == ["PO999"] and "PO999" not in load_rules()
+    assert CODE.findall('Finding(path, 1, 1, "PO999", "x")') == ["PO999"] and "PO999" not in all_rules()

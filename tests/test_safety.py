@@ -12,7 +12,15 @@ import re
 import pytest
 
 from promptops.report.safety import (
-    JOINER, REDACTED, Redactor, block, inert_log, inline, log_line, redact, secrets_from_env,
+    JOINER,
+    REDACTED,
+    Redactor,
+    block,
+    inert_log,
+    inline,
+    log_line,
+    redact,
+    secrets_from_env,
 )
 
 HOSTILE = (
@@ -59,7 +67,8 @@ def test_inline_renders_as_plain_text_in_a_table_cell():
     tokens = md.parse(f"| answer | score |\n|---|---|\n| {cell} | 0.5 |\n")
     kinds = [t.type for t in all_tokens(tokens)]
     assert kinds.count("td_open") == 2, "the text split the table row"
-    assert not {"html_inline", "html_block", "link_open", "image", "em_open", "strong_open", "s_open", "code_inline"} & set(kinds)
+    markup = {"html_inline", "html_block", "link_open", "image", "em_open", "strong_open", "s_open", "code_inline"}
+    assert not markup & set(kinds)
     html = md.render(f"| answer |\n|---|\n| {cell} |\n")
     assert "<img" not in html and "<script" not in html and "<details" not in html and "</details" not in html
     text = "".join(t.content for t in all_tokens(tokens) if t.type == "text")
@@ -95,7 +104,8 @@ def test_block_inside_details_stays_inside():
     md = markdown()
     document = f"<details><summary>Answer</summary>\n{block(HOSTILE)}\n</details>\n\nAfter.\n"
     tokens = md.parse(document)
-    assert [t.type for t in tokens] == ["html_block", "fence", "html_block", "paragraph_open", "inline", "paragraph_close"]
+    assert [t.type for t in tokens] == ["html_block", "fence", "html_block",
+                                        "paragraph_open", "inline", "paragraph_close"]
     assert tokens[2].content.strip() == "</details>"
     html = md.render(document)
     assert "<img" not in html and "<script" not in html and html.count("<details") == 1
@@ -126,7 +136,8 @@ def test_redact_known_secrets_and_token_shapes():
 def test_secrets_from_env_take_secret_looking_names_only():
     env = {
         "GITHUB_TOKEN": "ghs_0123456789", "OPENAI_API_KEY": "sk-abcdef", "DB_PASSWORD": "pw",
-        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "PRIVATE_KEY": "-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA\n-----END KEY-----",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI",
+        "PRIVATE_KEY": "-----BEGIN KEY-----\nMIIEpAIBAAKCAQEA\n-----END KEY-----",
         "HOME": "/home/runner", "GITHUB_SHA": "0" * 40, "TOKENIZER": "cl100k_base",
         "PGPASSWORD": "pg-secret-1", "WATSONX_ZENAPIKEY": "zen-secret-2", "DB_PASS": "db-secret-3",
         "HFTOKEN": "hf-secret-4", "PASSENGERS": "many-people", "MONKEY_BUSINESS": "bananas",
@@ -150,8 +161,8 @@ def test_inline_is_the_same_inert_text_inside_summary():
 
 
 def test_redactor_finds_a_secret_in_every_form_a_report_gives_it():
-    from xml.etree import ElementTree
     from urllib.parse import quote
+    from xml.etree import ElementTree
 
     import markupsafe
 

@@ -4,8 +4,9 @@ compiled fast path agrees with jsonschema on every fixture."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastjsonschema import JsonSchemaException
@@ -75,7 +76,8 @@ def _mappings() -> Iterator[tuple[Path, dict[str, Any]]]:
                 yield path, data
 
 
-@pytest.mark.parametrize("path,data", list(_mappings()), ids=lambda v: str(v.relative_to(REPO)) if isinstance(v, Path) else "")
+@pytest.mark.parametrize("path,data", list(_mappings()),
+                         ids=lambda v: str(v.relative_to(REPO)) if isinstance(v, Path) else "")
 def test_fast_and_full_validators_agree(path: Path, data: dict[str, Any]) -> None:
     """The compiled validator decides validity alone on the hot path; it must never disagree."""
     kind = kind_of(path)

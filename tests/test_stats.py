@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import math
 import random
+from fractions import Fraction
+from itertools import product
 from statistics import NormalDist
 
 import pytest
-
-from fractions import Fraction
-from itertools import product
 
 from promptops.evals.stats import (
     CasePair,

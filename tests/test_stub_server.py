@@ -19,9 +19,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,8 @@ def test_requests_are_recorded_and_usage_is_counted(litellm: ModuleType) -> None
         assert body["messages"] == [{"role": "user", "content": "0123456789"}]
         assert body["temperature"] == 0.2 and body["max_tokens"] == 50
         # len(text) // 4 + 1, deterministic.
-        assert (response.usage.prompt_tokens, response.usage.completion_tokens, response.usage.total_tokens) == (3, 4, 7)
+        usage = response.usage
+        assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (3, 4, 7)
         assert response.choices[0].finish_reason == "stop"
         stub.reset(default_reply="after reset")
         assert stub.calls == 0 and ask(litellm, stub, "x").choices[0].message.content == "after reset"
@@ -132,9 +134,8 @@ def test_the_sdk_honours_retry_after_when_it_retries(litellm: ModuleType) -> Non
 
 
 def test_500_is_an_internal_server_error(litellm: ModuleType) -> None:
-    with StubServer(faults=["500"]) as stub:
-        with pytest.raises(litellm.InternalServerError):
-            ask(litellm, stub, "hi", **NO_RETRY)
+    with StubServer(faults=["500"]) as stub, pytest.raises(litellm.InternalServerError):
+        ask(litellm, stub, "hi", **NO_RETRY)
 
 
 def test_fail_first_then_reply(litellm: ModuleType) -> None:
@@ -179,7 +180,8 @@ def test_streaming(litellm: ModuleType) -> None:
 def test_embeddings_shape_and_determinism(litellm: ModuleType) -> None:
     texts = ["refunds within 30 days", "refunds within 30 days of purchase", "the weather in Paris"]
     with StubServer(embedding_dim=64) as stub:
-        first = litellm.embedding(model="openai/text-embedding-3-small", api_base=stub.base_url, api_key="stub", input=texts)
+        first = litellm.embedding(model="openai/text-embedding-3-small", api_base=stub.base_url, api_key="stub",
+                                  input=texts)
         again = litellm.embedding(model="openai/text-embedding-3-small", api_base=stub.base_url, api_key="stub",
                                   input=texts[:1], dimensions=32)
     vectors = [d["embedding"] for d in first.data]
@@ -329,14 +331,15 @@ def test_rules_file(tmp_path: Path) -> None:
 def test_cli_serves_a_rules_file(litellm: ModuleType, tmp_path: Path) -> None:
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps({"default_reply": "from the CLI", "rules": [{"match": "ping", "reply": "pong"}]}))
-    server = subprocess.Popen([sys.executable, "-m", "promptops.testing", "--port", "0", "--rules", str(rules), "--quiet"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "promptops.testing", "--port", "0", "--rules", str(rules),
+                               "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         base_url = server.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
         kwargs = {"model": "openai/any", "api_base": base_url, "api_key": "stub"}
-        assert litellm.completion(**kwargs, messages=[{"role": "user", "content": "ping"}]).choices[0].message.content == "pong"
+        ping = [{"role": "user", "content": "ping"}]
+        assert litellm.completion(**kwargs, messages=ping).choices[0].message.content == "pong"
         assert litellm.completion(**kwargs, messages=USER).choices[0].message.content == "from the CLI"
     finally:
         server.send_signal(2)  # Ctrl-C

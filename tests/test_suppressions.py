@@ -106,7 +106,8 @@ def test_directive_as_a_jinja_comment_inside_a_template(tmp_path: Path) -> None:
     """Inside a block scalar a YAML comment would be prompt text; a Jinja comment is not."""
     text = _prompt().replace(
         '  - {role: user, content: "{{ user_name }}"}',
-        "  - role: user\n    content: |\n      Hi {{ user_name }} {# promptops: disable=PO202 #}\n      Bye {{ user_name }}",
+        "  - role: user\n    content: |\n      Hi {{ user_name }} {# promptops: disable=PO202 #}\n"
+        "      Bye {{ user_name }}",
     )
     found = _found(_project(tmp_path, text))
     assert [f for f in found if f[0] == "PO202"] == []  # reported once, at its first use (line 14)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,7 +92,7 @@ def test_no_template_can_load_files(source: str) -> None:
 @pytest.mark.parametrize("name", ["lipsum", "cycler", "joiner"])
 def test_helpers_that_reach_module_globals_are_removed(name: str) -> None:
     with pytest.raises(UndefinedError):
-        render("{{ %s }}" % name, {})
+        render(f"{{{{ {name} }}}}", {})
 
 
 # -- bounds -----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -169,7 +169,8 @@ def test_identical_prompts_make_one_call_per_distinct_request_and_no_latency_cha
 GPT4O_PROMPT = PROMPT.replace("openai/gpt-4o-mini", "openai/gpt-4o").replace("max_tokens: 20", "max_tokens: 400")
 
 
-def test_without_a_key_the_estimate_meets_max_cost_increase_pct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_key_the_estimate_meets_max_cost_increase_pct(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A fork's PR gets no secrets: no eval runs, and a 16x dearer prompt must still fail the cost gate."""
     repo = make_repo(tmp_path / "repo", "Answer with the city.", "Answer with the city.", suite(CITIES, set()),
                      config="gates: {max_cost_increase_pct: 25}\nusage: {geo.capital: {calls_per_day: 1000}}\n")
@@ -204,7 +205,8 @@ def test_a_gate_failing_on_the_base_too_says_so_and_preexisting_decides(tmp_path
 
 def test_every_report_labels_its_costs_and_carries_latency_intervals(tmp_path: Path, stub: StubServer) -> None:
     repo = make_repo(tmp_path / "repo", "Answer with the city.", "Answer with the city, in capital letters.",
-                     suite(CITIES, {"France"}), config="eval: {concurrency: 4}\nusage: {geo.capital: {calls_per_day: 10}}\n")
+                     suite(CITIES, {"France"}),
+                     config="eval: {concurrency: 4}\nusage: {geo.capital: {calls_per_day: 10}}\n")
     report = check(repo, stub)
     markdown = check_markdown(report)
     assert "**Cost (estimated from the files):**" in markdown

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from _verdict_trials import (REAL_DROPS, UNCHANGED, Scenario, make_projects, run_trial, run_trial_in_worker,
-                             start_worker)
+from _verdict_trials import REAL_DROPS, UNCHANGED, Scenario, make_projects, run_trial, run_trial_in_worker, start_worker
 from promptops.testing import StubServer
 
 TRIALS = int(os.environ.get("PROMPTOPS_VERDICT_TRIALS", "10"))

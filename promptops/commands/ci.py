@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 @eval_run_options
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".promptops/report"),
               show_default=True, help="Where report.md, report.html and report.json are written.")
-@click.option("--sarif", type=click.Path(dir_okay=False, path_type=Path), help="Also write lint findings as SARIF here.")
+@click.option("--sarif", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write lint findings as SARIF here.")
 def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: bool, repeat: int | None,
        confirm: int | None, concurrency: int | None, max_cost: float | None, api_base: str | None,
        cache_file: Path | None, workers: int | None, report_dir: Path, sarif: Path | None) -> None:
@@ -43,10 +44,10 @@ def ci(base: str | None, run_evals: bool, comment: bool, fail_on: str, run_all: 
     GitHub failed after retries. The comment is posted before the check fails.
     """
     from promptops.ci import run_check
-    from promptops.resultcache import CacheError
     from promptops.evals.execute import EvalOptions
     from promptops.publish import Publisher
     from promptops.report.progress import Progress
+    from promptops.resultcache import CacheError
 
     publisher = Publisher.from_environment(report_dir, comment=comment, sarif=sarif)
     try:

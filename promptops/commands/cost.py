@@ -14,7 +14,7 @@ from promptops.commands.refs import snapshots
 from promptops.errors import ExitCode
 
 if TYPE_CHECKING:
-    from promptops.estimate.cost import CostReport
+    from promptops.model.cost import CostReport
 
 
 def _table(report: CostReport, view: View) -> str:
@@ -59,11 +59,11 @@ def cost(base: str | None, head: str | None, staged: bool, fmt: str, output: Pat
     line (--all lists them). Exit 1 when the head breaks a prompt's budget or
     --fail-on-increase; 2 when a ref or the config cannot be used.
     """
-    from promptops.estimate.cost import compare
+    from promptops.estimate.cost import compare_costs
     from promptops.estimate.gates import increases
 
     refs = snapshots(base, head, staged)
-    report = compare(refs.base, refs.head, str(refs.base_ref), str(refs.head_ref))
+    report = compare_costs(refs.base, refs.head, str(refs.base_ref), str(refs.head_ref))
     use_color = color if color is not None else (sys.stdout.isatty() and output is None)
     write_report(render(RENDERERS, fmt, report, View(color=bool(use_color), show_all=show_all)), fmt, output)
     for problem in refs.base.problems + refs.head.problems:

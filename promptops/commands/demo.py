@@ -20,11 +20,11 @@ def demo(directory: Path) -> None:
     DIRECTORY/report.
     Exit 0 once the report is written, whatever its verdict.
     """
-    from promptops.demo import build_repository, run_check
+    from promptops.demo import build_repository, run_ci_on_demo
 
     repository = build_repository(directory)
     click.echo(f"demo repository: {repository} (main, and the branch with one prompt edit)\n")
-    code = run_check(repository, directory.resolve() / "report")
+    code = run_ci_on_demo(repository, directory.resolve() / "report")
     if code not in (ExitCode.OK, ExitCode.FINDINGS):
         raise UsageError(f"the check stopped with exit code {code}")
     click.echo(f"\nOpen {directory / 'report' / 'report.html'} (or report.md) to read the full report.")

@@ -12,7 +12,7 @@ from promptops.commands.output import View, format_option, output_option, render
 from promptops.commands.refs import snapshots
 
 if TYPE_CHECKING:
-    from promptops.diff import SpecDiff
+    from promptops.model.diff import SpecDiff
 
 
 def _text(changes: SpecDiff, view: View) -> str:

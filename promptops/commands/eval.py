@@ -16,8 +16,8 @@ from promptops.commands.refs import head_snapshot, snapshots
 from promptops.errors import ExitCode, PromptopsError, ServiceError, UsageError
 
 if TYPE_CHECKING:
+    from promptops.model.evals import SuiteComparison
     from promptops.resultcache import CacheError
-    from promptops.evals.compare import SuiteComparison
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 @ref_options
 @click.option("--no-base", is_flag=True, help="Run the head only, without comparing.")
 @click.option("--suite", "suites", multiple=True, metavar="NAME",
-              help="Run this suite (its file path, or the prompt id it tests); repeatable. Implies no impact selection.")
+              help="Run this suite (its file path, or the prompt id it tests); repeatable. "
+                   "Implies no impact selection.")
 @eval_run_options
 @format_option(RENDERERS, default="text", help=None)
 @output_option("Write the results here.")
@@ -75,7 +76,6 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     """
     import asyncio
 
-    from promptops.resultcache import CacheError
     from promptops.evals.compare import mark_incomplete
     from promptops.evals.execute import EvalOptions, run_evaluation
     from promptops.evals.runner import MissingCredentials
@@ -83,6 +83,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     from promptops.report.evals import render_junit
     from promptops.report.progress import Progress
     from promptops.report.safety import environment_redactor
+    from promptops.resultcache import CacheError
     from promptops.specs import kind_of
 
     if no_base:

@@ -15,10 +15,10 @@ from promptops.errors import UsageError
 def export(environment: str, directory: Path) -> None:
     """Write a self-contained bundle of what ENV holds into DIRECTORY, for apps that load prompts with
     promptops.load(..., bundle=DIRECTORY) or $PROMPTOPS_BUNDLE (no git, no spec files needed)."""
-    from promptops.release.promote import Project
+    from promptops.release.promote import ReleaseProject
     from promptops.release.runtime import LoadError, export as run_export
 
-    project = Project.open(Path.cwd())
+    project = ReleaseProject.open(Path.cwd())
     try:
         exported = run_export(project.lock, environment, directory)
     except (LoadError, OSError) as exc:

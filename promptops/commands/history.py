@@ -34,10 +34,10 @@ RENDERERS = {"text": _text, "json": _json}
 def history(prompt_id: str, fmt: str) -> None:
     """Every promotion and rollback of PROMPT_ID, oldest first, from .promptops/audit.log."""
     from promptops import lockfile
-    from promptops.release.promote import Project
+    from promptops.release.promote import ReleaseProject
     from promptops.release.status import history as history_of
 
-    project = Project.open(Path.cwd())
+    project = ReleaseProject.open(Path.cwd())
     records = history_of(lockfile.read_audit(project.root / lockfile.AUDIT_LOG, lockfile.AUDIT_LOG), prompt_id)
     if not records and prompt_id not in project.workspace.prompts:
         raise UsageError(f"no prompt has id '{prompt_id}' and the audit log has no record of it")

@@ -15,7 +15,7 @@ from promptops.commands.output import View, format_option, output_option, render
 from promptops.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from promptops.lint.engine import LintRun
+    from promptops.model.lint import LintRun
 
 
 def _lint_as(fmt: str, run: LintRun, view: View) -> str:

@@ -15,7 +15,8 @@ from promptops.commands.release import echo_outcome
 @click.option("--ref", metavar="REF",
               help="The commit to promote from (default: HEAD for the first environment, else the commit of the "
                    "version the environment before it holds).")
-@click.option("--force", is_flag=True, help="Promote despite a failed gate, missing evidence or the order (needs --reason).")
+@click.option("--force", is_flag=True,
+              help="Promote despite a failed gate, missing evidence or the order (needs --reason).")
 @click.option("--reason", metavar="TEXT", help="Why; recorded in the lock and the audit log.")
 @click.option("--commit", "make_commit", is_flag=True, help="Commit exactly the files the promotion wrote.")
 @click.option("--api-base", envvar="PROMPTOPS_API_BASE", metavar="URL",

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from promptops.model.release import Outcome
+    from promptops.model.release import ReleaseOutcome
 
 
-def echo_outcome(outcome: Outcome) -> None:
+def echo_outcome(outcome: ReleaseOutcome) -> None:
     from promptops.report.release import outcome_lines
 
     for line, to_stderr in outcome_lines(outcome):

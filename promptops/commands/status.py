@@ -17,19 +17,19 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Status:
+class ReleaseStatus:
     rows: list[Row]
     environments: list[str]
     problems: list[str]  # release snapshots missing or altered
 
 
-def _text(status: Status, view: View) -> str:
+def _text(status: ReleaseStatus, view: View) -> str:
     from promptops.report.release import status_text
 
     return status_text(status.rows, status.environments, status.problems)
 
 
-def _json(status: Status, view: View) -> str:
+def _json(status: ReleaseStatus, view: View) -> str:
     from promptops.report.release import status_json
 
     return status_json(status.rows, status.environments, status.problems)
@@ -47,11 +47,11 @@ def status(fmt: str) -> None:
     Exit 1 when a release snapshot the lock names is missing or altered (as lint's PO131), 2 when the
     lock or the config cannot be used.
     """
-    from promptops.release.promote import Project
+    from promptops.release.promote import ReleaseProject
     from promptops.release.status import environment_order, snapshot_problems, status as rows_of
 
-    project = Project.open(Path.cwd())
-    held = Status(rows_of(project.workspace, project.lock), environment_order(project.workspace, project.lock),
+    project = ReleaseProject.open(Path.cwd())
+    held = ReleaseStatus(rows_of(project.workspace, project.lock), environment_order(project.workspace, project.lock),
                   snapshot_problems(project.lock))
     write_report(render(RENDERERS, fmt, held), fmt, None)
     if held.problems:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any
 
 from promptops.config import Workspace
 from promptops.estimate.tokens import TokenCounter, cores
@@ -79,7 +80,8 @@ class Estimator:
         results: list[dict[str, Estimate]] = [{} for _ in contexts]
         for index, prompt_id, fingerprint in wanted:
             spec = contexts[index].workspace.prompts[prompt_id]
-            results[index][prompt_id] = replace(done[fingerprint], path=spec.source.display)  # a rename keeps the figures
+            # A rename keeps the figures.
+            results[index][prompt_id] = replace(done[fingerprint], path=spec.source.display)
         return results
 
     def _run(self, contexts: list[_Context], tasks: list[tuple[int, str]]) -> list[Estimate]:
@@ -243,7 +245,8 @@ def explain_gap(estimate: Estimate, measured_cost: float | None, measured_input:
         if estimate.retrieval_into and estimate.retrieval_tokens:
             reasons.append(f"the estimate fills {estimate.retrieval_into} with {estimate.retrieval_chunks} retrieved "
                            f"chunks ({estimate.retrieval_tokens:,} tokens) where the eval cases carry their own "
-                           f"passages: {estimate.input_tokens:,} input tokens estimated, {measured_input:,.0f} measured")
+                           f"passages: {estimate.input_tokens:,} input tokens estimated, "
+                           f"{measured_input:,.0f} measured")
         else:
             reasons.append(f"{estimate.input_tokens:,} input tokens estimated, {measured_input:,.0f} measured "
                            f"({estimate.token_method.encoding} count against the provider's)")
@@ -270,7 +273,7 @@ def _percentile(values: list[int], pct: float) -> int:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def compare(base: Workspace, head: Workspace, base_label: str, head_label: str,
+def compare_costs(base: Workspace, head: Workspace, base_label: str, head_label: str,
             estimator: Estimator | None = None) -> CostReport:
     base_estimates, head_estimates = (estimator or Estimator()).workspaces([base, head])
     changes = [
@@ -312,7 +315,8 @@ def _monthly_total(estimates: Iterable[Estimate]) -> tuple[float, list[str]]:
 
 # budget key -> (rule code, the estimate's figure, how the breach reads)
 _BUDGETS = {
-    "max_input_tokens": ("PO410", "input_tokens_p95", "needs {value:,} input tokens at p95, over its budget of {limit:,}"),
+    "max_input_tokens": ("PO410", "input_tokens_p95",
+                         "needs {value:,} input tokens at p95, over its budget of {limit:,}"),
     "max_cost_per_call_usd": ("PO411", "cost_per_call", "costs ${value:.6f} per call, over its budget of ${limit:g}"),
 }
 

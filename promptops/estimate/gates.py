@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from promptops.estimate.cost import CostReport
+    from promptops.model.cost import CostReport
 
 
 def increases(report: CostReport, limit: float) -> list[str]:

@@ -34,9 +34,10 @@ import os
 import re
 import sqlite3
 import tempfile
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from promptops.model.cost import TokenMethod
 
@@ -99,7 +100,8 @@ class TokenCounter:
         return _text_counter(_method(model))(text)
 
     def count_messages(self, model: str, messages: list[dict[str, str]]) -> int:
-        """Input tokens of a chat request: content tokens plus the per-message framing OpenAI documents (3 per message, +1 if a name is set, +3 for the reply priming).
+        """Input tokens of a chat request: content tokens plus the per-message framing OpenAI documents
+        (3 per message, +1 if a name is set, +3 for the reply priming).
 
         Like OpenAI's recipe and litellm, every value of a message is counted (role and name too).
         """
@@ -129,7 +131,7 @@ class TokenCounter:
         if method.encoding == FALLBACK:
             return list(range(0, len(text), CHARS_PER_TOKEN))
         encoder = _load(method.encoding)
-        return encoder.decode_with_offsets(encoder.encode_ordinary(text))[1]  # type: ignore[no-any-return]
+        return encoder.decode_with_offsets(encoder.encode_ordinary(text))[1]
 
     def count_messages_many(self, model: str, requests: list[list[dict[str, str]]]) -> list[int]:
         """``count_messages`` of each request, with all their texts counted by one ``count_many``
@@ -157,7 +159,7 @@ def base_model(model: str) -> str:
     return name
 
 
-@lru_cache(maxsize=None)
+@cache
 def _method(model: str) -> TokenMethod:
     try:
         from tiktoken.model import encoding_name_for_model
@@ -178,7 +180,7 @@ def _method(model: str) -> TokenMethod:
     return TokenMethod(encoding, False, f"approximated with {encoding}: no offline tokenizer for {model}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _missing(encoding: str) -> str | None:
     """Why ``encoding`` cannot be loaded without a download, or None when promptops' copy or its source
     file is in place and intact."""
@@ -257,7 +259,7 @@ def _arguments(encoding: str) -> dict[str, Any]:
     return _source_arguments(encoding)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _vocabulary(encoding: str) -> Vocabulary | None:
     """promptops' copy of ``encoding``, built from the source file the first time; None when there is
     neither a copy nor an intact source, or the cache folder cannot be written."""
@@ -269,13 +271,13 @@ def _vocabulary(encoding: str) -> Vocabulary | None:
     source = _SOURCES[encoding][1][:16]
     path = cache_dir() / f"tiktoken-{encoding}-{source}-{tiktoken.__version__}-v{FORMAT}.sqlite"
     found = Vocabulary.open(path)
-    if found is None and _source_problem(encoding, _tiktoken_cache_dir()) is None:
-        if Vocabulary.build(path, _source_arguments(encoding)):
-            found = Vocabulary.open(path)
+    if (found is None and _source_problem(encoding, _tiktoken_cache_dir()) is None
+            and Vocabulary.build(path, _source_arguments(encoding))):
+        found = Vocabulary.open(path)
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source_arguments(encoding: str) -> dict[str, Any]:
     """What tiktoken.get_encoding builds the encoding from (reading the source file _missing() cleared)."""
     from tiktoken_ext.openai_public import ENCODING_CONSTRUCTORS

@@ -14,11 +14,13 @@ concurrent writer is counted again, never wrong (a unit's count depends on the e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 FORMAT = 1  # of the file; part of its name
 MAX_UNITS = 500_000  # unit counts kept; past this the table starts over
@@ -111,10 +113,8 @@ class Vocabulary:
 
 
 def _remove(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # a folder we cannot write in: nothing of ours is there
         path.unlink(missing_ok=True)
-    except OSError:  # a folder we cannot write in: nothing of ours is there
-        pass
 
 
 def _chunks(values: list[T]) -> Iterator[list[T]]:

@@ -4,14 +4,21 @@ per suite the measured figures on each side, the verdict that separates change f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from statistics import fmean
-from typing import Iterable
 
 from promptops.evals import stats
-from promptops.evals.runner import Failure
-from promptops.evals.stats import CaseStatus
-from promptops.evals.suite import Attempt, SuiteRun
-from promptops.model.evals import CaseChange, SideFigures, SuiteComparison, fresh_latencies
+from promptops.evals.suite import SuiteRun
+from promptops.model.evals import (
+    Attempt,
+    CaseChange,
+    CaseStatus,
+    Failure,
+    GateResult,
+    SideFigures,
+    SuiteComparison,
+    fresh_latencies,
+)
 from promptops.specs import Gates
 
 
@@ -69,7 +76,7 @@ def _sum_or_unknown(values: list[float | None]) -> float | None:
     return sum(v for v in values if v is not None)
 
 
-def compare(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confirm: int = 0,
+def compare_suites(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confirm: int = 0,
             base_label: str = "the base") -> SuiteComparison:
     """``gates``: the suite's own over promptops.yaml's (pass_rate, max_pass_rate_drop, max_cost_increase_pct,
     max_p95_latency_ms)."""
@@ -86,9 +93,9 @@ def compare(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confirm: int
     return result
 
 
-def _not_run(head: SuiteRun) -> list[tuple[str, stats.GateResult]]:
+def _not_run(head: SuiteRun) -> list[tuple[str, GateResult]]:
     """A suite that could not run at head fails for that reason, not for a pass rate of no case."""
-    return [("ran", stats.GateResult(False, "; ".join(head.problems)))]
+    return [("ran", GateResult(False, "; ".join(head.problems)))]
 
 
 def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:
@@ -108,23 +115,23 @@ def _case_changes(base: SuiteRun | None, head: SuiteRun) -> list[CaseChange]:
     return changes
 
 
-def _gates(result: SuiteComparison, gates: Gates, base_label: str) -> list[tuple[str, stats.GateResult]]:
+def _gates(result: SuiteComparison, gates: Gates, base_label: str) -> list[tuple[str, GateResult]]:
     head, base = result.head, result.base
-    checks = []
+    results = []
     if gates.pass_rate is not None:
-        checks.append(("pass_rate", stats.min_pass_rate(head.pass_rate, gates.pass_rate,
+        results.append(("pass_rate", stats.min_pass_rate(head.pass_rate, gates.pass_rate,
                                                         base.pass_rate if base else None, base_label)))
     if gates.max_pass_rate_drop is not None and result.paired is not None:
-        checks.append(("max_pass_rate_drop", stats.pass_rate_drop_gate(
+        results.append(("max_pass_rate_drop", stats.pass_rate_drop_gate(
             base.pass_rate if base else None, head.pass_rate, gates.max_pass_rate_drop, result.paired)))
     if gates.max_cost_increase_pct is not None and base is not None:
-        checks.append(("max_cost_increase_pct", stats.max_cost_increase(
+        results.append(("max_cost_increase_pct", stats.max_cost_increase(
             base.cost_per_call_usd, head.cost_per_call_usd, gates.max_cost_increase_pct)))
     if gates.max_p95_latency_ms is not None:
-        checks.append(("max_p95_latency_ms", stats.max_p95_latency(
+        results.append(("max_p95_latency_ms", stats.max_p95_latency(
             head.latency_p95_ms, gates.max_p95_latency_ms, base.latency_p95_ms if base else None,
             base_label)))
-    return checks
+    return results
 
 
 def attempts_of(comparisons: Iterable[SuiteComparison]) -> Iterable[Attempt]:
@@ -148,10 +155,10 @@ def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
                       for case_id, attempt in attempts if attempt.failure is Failure.NO_ANSWER]
         capped = [case_id for case_id, attempt in attempts if attempt.failure is Failure.SPEND_CAP]
         if unanswered:
-            comparison.gates.append(("answered", stats.GateResult(
+            comparison.gates.append(("answered", GateResult(
                 False, f"{len(unanswered)} model call(s) got no answer after retries, e.g. {unanswered[0]}")))
         if capped:
-            comparison.gates.append(("within_spend_cap", stats.GateResult(
+            comparison.gates.append(("within_spend_cap", GateResult(
                 False, f"the spend cap stopped {len(capped)} model call(s), e.g. for case {capped[0]}: the results "
                        "are incomplete (raise eval.max_cost_usd or --max-cost)")))
         total += len(unanswered)

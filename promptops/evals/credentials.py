@@ -10,7 +10,7 @@ check, which still runs before the first call.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from promptops.models import ModelCatalog
 

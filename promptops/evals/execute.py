@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from promptops.config import Workspace, guarded_by
 from promptops.evals import judges, stats
-from promptops.evals.assertions import Answer, Assertion, Outcome
-from promptops.evals.compare import SuiteComparison, compare
+from promptops.evals.assertions import Answer, Assertion, AssertionResult
+from promptops.evals.compare import compare_suites
 from promptops.evals.credentials import missing_credentials
-from promptops.evals.runner import CallEngine, CallOutcome, MissingCredentials, RunSettings, SpendBudget
+from promptops.evals.runner import CallEngine, MissingCredentials, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
 from promptops.evals.workers import WorkerPool, worker_count
+from promptops.model.evals import CallOutcome, SuiteComparison
 from promptops.modelparams import refusal, refused_extra
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache, cache_path
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
 from promptops.templating import TemplateError, render
-
 
 DEFAULT_JUDGE = "openai/gpt-4o-mini"
 DEFAULT_EMBEDDING = "openai/text-embedding-3-small"
@@ -58,7 +58,8 @@ def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
     )
 
 
-def select_suites(base: Workspace | None, head: Workspace, options: EvalOptions) -> tuple[list[EvalSuiteSpec], list[str]]:
+def select_suites(base: Workspace | None, head: Workspace,
+                  options: EvalOptions) -> tuple[list[EvalSuiteSpec], list[str]]:
     """The suites to run, and why the others are skipped."""
     if options.suites:
         wanted = set(options.suites)
@@ -110,7 +111,7 @@ def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -
     catalog = ModelCatalog(workspace.config.pricing)
 
     async def judge_one(assertion: Assertion, answer: Answer, case: EvalCase,
-                        prompt: PromptSpec) -> tuple[Outcome, float | None]:
+                        prompt: PromptSpec) -> tuple[AssertionResult, float | None]:
         passages = case.vars.get(prompt.retrieval_into) if prompt.retrieval_into else None
         result = await judges.judge(
             assertion, answer, case.vars, case.expected, question=_question(prompt, case),
@@ -125,8 +126,9 @@ def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -
 
 def _question(prompt: PromptSpec, case: EvalCase) -> str | None:
     """What the answer should answer: a `question` input if there is one, else the last user message."""
-    if isinstance(case.vars.get("question"), str):
-        return case.vars["question"]
+    question = case.vars.get("question")
+    if isinstance(question, str):
+        return question
     users = [m for m in prompt.messages if m.role == "user"]
     if not users:
         return None
@@ -180,14 +182,15 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
             for plan in plans:
                 plan.head_run = next(runs)
                 plan.base_run = next(runs) if plan.base_side is not None else None
-            confirming = [(plan, side, ws) for plan in plans for side, ws in plan.confirmation(head, base, cache, options)]
+            confirming = [(plan, side, ws) for plan in plans
+                          for side, ws in plan.confirmation(head, base, cache, options)]
             extra = await _run_sides(engine, [(side, ws) for _, side, ws in confirming], cache, settings, expected)
             for (plan, _, ws), run in zip(confirming, extra):
                 plan.add_confirmation(run, at_head=ws is head)
     results = []
     for plan in plans:
         assert plan.head_run is not None
-        results.append(compare(plan.base_run, plan.head_run, plan.suite.gates.over(config.gates),
+        results.append(compare_suites(plan.base_run, plan.head_run, plan.suite.gates.over(config.gates),
                                confirm=plan.confirm, base_label=options.base_label))
         skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.head_run.problems)
     return results, skipped

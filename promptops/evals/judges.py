@@ -21,7 +21,7 @@ forge a closing line. The rubric is the grading criterion, not data.
 What each type asks and how it reads the verdict is its own module's
 (``promptops.evals.assertions.llm_rubric``, ``groundedness``,
 ``answer_relevance``, ``similar``); this module makes their calls. A failed
-judge call gives a failed Outcome naming the error; it does not raise.
+judge call gives a failed AssertionResult naming the error; it does not raise.
 
 Embeddings (the ``similar`` type) go through ``litellm.aembedding``, whose
 OpenAI client retries 429s and 5xx twice honouring Retry-After (litellm
@@ -49,17 +49,10 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from promptops import resources
-from promptops.evals.assertions import Answer, Assertion, JudgedType, JudgeInput, Outcome, check
+from promptops.evals.assertions import Answer, Assertion, AssertionResult, JudgedType, JudgeInput, validated_type
 from promptops.evals.credentials import missing_credentials
-from promptops.evals.runner import (
-    Call,
-    CallOutcome,
-    MissingCredentials,
-    RunSettings,
-    describe_error,
-    import_litellm,
-    run_calls,
-)
+from promptops.evals.runner import MissingCredentials, RunSettings, describe_error, import_litellm, run_calls
+from promptops.model.evals import Call, CallOutcome
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
 from promptops.report.safety import environment_redactor
@@ -72,7 +65,7 @@ _EMBEDDING_PARAMS = {"kind": "embedding"}  # keeps embedding keys apart from cha
 
 @dataclass(frozen=True)
 class JudgeOutcome:
-    outcome: Outcome
+    outcome: AssertionResult
     calls: int  # judge and embedding calls made now (cache hits are free and not counted)
     cost_usd: float | None  # what they cost; None if any call's cost is unknown
 
@@ -91,7 +84,7 @@ async def judge(assertion: Assertion, answer: Answer, variables: dict[str, Any],
     Raises ValueError for a malformed assertion, MissingCredentials when a
     provider's key is missing.
     """
-    kind = check(assertion)
+    kind = validated_type(assertion)
     if not isinstance(kind, JudgedType):
         raise ValueError(f"a {kind.name} assertion needs no model: evaluate it with assertions.evaluate")
     session = _Session(cache, settings, catalog or _default_catalog(), f"judge:{prompt_id}", case_id)
@@ -119,7 +112,7 @@ def _environment() -> Environment:
     return environment
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template_version(name: str) -> str:
     environment = _environment()
     source, _, _ = environment.loader.get_source(environment, name)  # type: ignore[union-attr]
@@ -148,8 +141,8 @@ class _Session:
         self.calls += 1
         self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
 
-    async def ask(self, model: str, template: str, **data: Any) -> str | Outcome:
-        """The judge's answer to one of our templates, or a failed Outcome when the call failed."""
+    async def ask(self, model: str, template: str, **data: Any) -> str | AssertionResult:
+        """The judge's answer to one of our templates, or a failed AssertionResult when the call failed."""
         messages = [{"role": "user", "content": _environment().get_template(template).render(**data)}]
         params = {"temperature": 0, "max_tokens": JUDGE_MAX_TOKENS}
         call = Call(call_key(model, messages, params, 0), self.prompt_id, _template_version(template), self.case_id,
@@ -157,7 +150,7 @@ class _Session:
         [outcome] = await run_calls([call], self.cache, self.settings, catalog=self.catalog)
         self._count(outcome)
         if outcome.output is None:
-            return Outcome(False, 0.0, f"judge call failed: {outcome.error}")
+            return AssertionResult(False, 0.0, f"judge call failed: {outcome.error}")
         return environment_redactor()(outcome.output)  # also an answer cached before secrets were redacted
 
     def _count(self, outcome: CallOutcome) -> None:
@@ -165,8 +158,8 @@ class _Session:
             return
         self._spent(outcome.cost_usd if outcome.error is None else 0.0)  # a failed call is not billed
 
-    async def embed(self, model: str, text: str) -> list[float] | Outcome:
-        """The text's embedding, from the cache or litellm, or a failed Outcome."""
+    async def embed(self, model: str, text: str) -> list[float] | AssertionResult:
+        """The text's embedding, from the cache or litellm, or a failed AssertionResult."""
         messages = [{"role": "input", "content": text}]
         key = call_key(model, messages, _EMBEDDING_PARAMS, 0)
         hit = self.cache.get(key)
@@ -174,7 +167,7 @@ class _Session:
             return json.loads(hit.output)  # type: ignore[no-any-return]
         refused = endpoint_in_model(model)
         if refused:  # as the runner does for chat calls: never sent
-            return Outcome(False, 0.0, f"embedding call not sent: {refused}")
+            return AssertionResult(False, 0.0, f"embedding call not sent: {refused}")
         self._check_credentials(model)
         litellm = import_litellm()
         started = time.perf_counter()
@@ -183,14 +176,14 @@ class _Session:
                                                 api_base=self.settings.api_base, api_key=self.settings.api_key)
         except Exception as exc:
             self._spent(0.0)
-            return Outcome(False, 0.0, f"embedding call failed: {environment_redactor()(describe_error(exc))}")
+            return AssertionResult(False, 0.0, f"embedding call failed: {environment_redactor()(describe_error(exc))}")
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
         cost = self._embedding_cost(model, response, tokens)
         self._spent(cost)
         vector = _vector(response)
         if vector is None:
-            return Outcome(False, 0.0, "embedding call failed: the answer held no embedding")
+            return AssertionResult(False, 0.0, "embedding call failed: the answer held no embedding")
         self.cache.put(CachedResult(key, self.prompt_id, "embedding", model, self.case_id, 0, json.dumps(vector),
                                     tokens, None, latency_ms, cost))
         return vector

@@ -30,8 +30,9 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from promptops.errors import UsageError
 from promptops.estimate.tokens import TokenCounter
@@ -289,10 +290,11 @@ class CallEngine:
                     continue
                 await self.slots.acquire()
                 shared = self._shared.get(call.key)  # another caller may have started it while we waited
-                if failures or (shared is not None and shared.started):
+                if failures:
                     self.slots.release()
-                    if failures:
-                        break
+                    break
+                if shared is not None and shared.started:
+                    self.slots.release()
                     start(follow(tag, call, shared))
                     continue
                 shared = self._shared.setdefault(call.key, _SharedAnswer())
@@ -444,7 +446,7 @@ class LocalCaller:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.settings.backoff_cap_s)
-        ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
+        ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + self.random.random() / 2)  # jitter keeps retries from arriving together
 
     async def _attempt(self, call: Call, attempt: int) -> CallOutcome:

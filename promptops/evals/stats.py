@@ -75,8 +75,9 @@ half of its samples pass.
   two-sided Mann-Whitney rank test over the fresh latencies of both sides gives p < alpha and
   the shift is at least 5% of the base median; its size is the Hodges-Lehmann shift (the
   median of head - base over all pairs) with its distribution-free interval. Base and head
-  calls are sent in turn, so warm connections and a machine growing busier land on both. Only latencies measured in this run count: a cached answer has no
-  fresh latency, and the first call of each worker and provider (client warm-up) is not timed.
+  calls are sent in turn, so warm connections and a machine growing busier land on both. Only
+  latencies measured in this run count: a cached answer has no fresh latency, and the first call
+  of each worker and provider (client warm-up) is not timed.
   The rank test assumes independent samples; base and head latencies of the same case are
   positively correlated, which makes it conservative. Identical requests at base and head are
   sent once, so their latencies are the same number on both sides and cannot make a change.

@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Awaitable, Callable, Collection, Iterator, TypeVar
+from typing import TypeVar
 
 from promptops.config import Workspace
 from promptops.evals import assertions
-from promptops.evals.runner import Call, CallEngine, CallOutcome, Failure, cached_outcome
+from promptops.evals.runner import CallEngine, cached_outcome
 from promptops.evals.stats import DEFAULT_CONFIRM
-from promptops.model.evals import Attempt, CaseRun
+from promptops.model.evals import Attempt, Call, CallOutcome, CaseRun, Failure
 from promptops.resultcache import ResultCache, call_key
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages
@@ -30,7 +31,8 @@ MAX_OUTPUT_CHARS = 2_000  # of an answer, kept for reports; the cache keeps answ
 _LOOKUP_BATCH = 500  # calls looked up in the cache at once while planning
 
 # A judge: (assertion, answer, case, prompt) -> (outcome, judge calls, judge cost or None)
-Judge = Callable[[assertions.Assertion, assertions.Answer, EvalCase, PromptSpec], Awaitable[tuple[assertions.Outcome, float | None]]]
+Judge = Callable[[assertions.Assertion, assertions.Answer, EvalCase, PromptSpec],
+                 Awaitable[tuple[assertions.AssertionResult, float | None]]]
 
 
 @dataclass
@@ -242,7 +244,7 @@ async def _assess(case: EvalCase, suite: EvalSuiteSpec, prompt: PromptSpec, outc
             try:
                 result = assertions.evaluate(assertion, answer, case.vars, case.expected)
             except ValueError as exc:  # malformed as written (lint: PO509): no answer passes it
-                result = assertions.Outcome(False, 0.0, f"invalid assertion: {exc}")
+                result = assertions.AssertionResult(False, 0.0, f"invalid assertion: {exc}")
         scored.append((assertion, result))
     threshold = case.threshold if case.threshold is not None else suite.threshold
     passed, score = assertions.score_case(scored, threshold)
@@ -258,9 +260,9 @@ def _clipped(output: str) -> str:
 
 
 async def _judged(assertion: assertions.Assertion, answer: assertions.Answer, case: EvalCase, prompt: PromptSpec,
-                  judge: Judge | None, run: SuiteRun) -> assertions.Outcome:
+                  judge: Judge | None, run: SuiteRun) -> assertions.AssertionResult:
     if judge is None:
-        return assertions.Outcome(False, 0.0, f"{assertion.type} needs a judge model, and none is configured")
+        return assertions.AssertionResult(False, 0.0, f"{assertion.type} needs a judge model, and none is configured")
     outcome, cost = await judge(assertion, answer, case, prompt)
     run.judge_cost_usd = None if cost is None or run.judge_cost_usd is None else run.judge_cost_usd + cost
     return outcome

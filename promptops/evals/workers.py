@@ -28,6 +28,7 @@ first. A parent that dies of any cause closes the sockets too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import pickle
@@ -39,7 +40,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from promptops.evals.runner import Call, CallOutcome, Failure, LocalCaller, RunSettings, describe_error, import_litellm
+from promptops.evals.runner import LocalCaller, RunSettings, describe_error, import_litellm
+from promptops.model.evals import Call, CallOutcome, Failure
 from promptops.models import ModelCatalog
 from promptops.resultcache import CacheError, PendingWrites, ResultCache
 
@@ -220,7 +222,12 @@ async def _receive_fds(sock: socket.socket, count: int) -> tuple[list[int], list
     """The first worker's one message with file descriptors: the forked workers' pids and sockets."""
     loop = asyncio.get_running_loop()
     readable = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+
+    def wake() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
     try:
         await readable
     finally:
@@ -232,10 +239,8 @@ async def _receive_fds(sock: socket.socket, count: int) -> tuple[list[int], list
 
 
 def _signal(pid: int, number: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # gone already
         os.kill(pid, number)
-    except ProcessLookupError:  # gone already
-        pass
 
 
 class _WorkerGone(Exception):

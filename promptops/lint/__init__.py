@@ -1,6 +1,7 @@
 """``promptops lint``: schema and semantic checks with stable rule codes."""
 
-from promptops.lint.engine import LintRun, lint
-from promptops.lint.registry import RULES, Rule, find_rule, load_rules
+from promptops.lint.engine import lint
+from promptops.lint.registry import RULES, LintRule, all_rules, find_rule
+from promptops.model.lint import LintRun
 
-__all__ = ["LintRun", "RULES", "Rule", "find_rule", "lint", "load_rules"]
+__all__ = ["LintRun", "RULES", "LintRule", "find_rule", "lint", "all_rules"]

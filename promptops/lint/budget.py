@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from promptops.findings import Severity
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, loader_rule, rule
 from promptops.specs import PromptSpec
 
 
 @rule("PO401", "max-tokens-over-limit", "prompt")
-def max_tokens_over_limit(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def max_tokens_over_limit(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """`max_tokens` is larger than the most the model can produce; the provider
     rejects the call or silently caps it, and cost estimates are wrong.
 
@@ -28,7 +28,7 @@ def max_tokens_over_limit(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO402", "unknown-model", "prompt", Severity.WARNING)
-def unknown_model(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def unknown_model(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """Neither litellm's price map nor `pricing:` in promptops.yaml knows the
     model, so its cost shows as unknown and its limits cannot be checked. Add
     it under `pricing:` (for fine-tuned or self-hosted models) or fix the name.
@@ -44,7 +44,7 @@ def unknown_model(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO403", "mistyped-model", "prompt")
-def mistyped_model(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def mistyped_model(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """The model name is unknown but one or two typing slips away from a model
     of the same provider that litellm's price map (or `pricing:`) knows: the
     call would fail, or reach a model nobody chose. A slip is two letters

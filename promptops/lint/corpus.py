@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from promptops.findings import Severity
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.specs import RetrievalSpec, Source
 
 if TYPE_CHECKING:
     from promptops.retrieval.corpus import Corpus
 
-# A corpus is read once per lint run (Project), however many rules ask.
-_READ: WeakKeyDictionary[Project, dict[Path, Corpus | None]] = WeakKeyDictionary()
+# A corpus is read once per lint run (LintProject), however many rules ask.
+_READ: WeakKeyDictionary[LintProject, dict[Path, Corpus | None]] = WeakKeyDictionary()
 
 
-def corpus_of(spec: RetrievalSpec, project: Project) -> Corpus | None:
+def corpus_of(spec: RetrievalSpec, project: LintProject) -> Corpus | None:
     """The config's documents, or None when it names no corpus."""
     # Imported here: a commit that touches no retrieval file pays nothing for the corpus reader.
     from promptops.retrieval.corpus import load_corpus
@@ -33,7 +34,7 @@ def corpus_of(spec: RetrievalSpec, project: Project) -> Corpus | None:
 
 
 @rule("PO306", "corpus-missing", "retrieval")
-def corpus_missing(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
+def corpus_missing(spec: RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     """A `corpus.include` glob matches no file, or reaches outside the project
     (an absolute path, or ../ that leaves it): the index would silently lack
     those documents. Globs are relative to the retrieval config's folder.
@@ -48,7 +49,7 @@ def corpus_missing(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO307", "unknown-filter-field", "retrieval")
-def unknown_filter_field(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
+def unknown_filter_field(spec: RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     """`retriever.filters` names a metadata field that no document of the
     corpus has, so the filter drops every chunk. Metadata comes from a Markdown
     file's front matter and from a JSONL line's fields.
@@ -69,7 +70,7 @@ def unknown_filter_field(spec: RetrievalSpec, project: Project) -> Iterator[Hit]
 
 
 @rule("PO308", "unknown-embedding-dimensions", "retrieval", Severity.WARNING)
-def unknown_embedding_dimensions(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
+def unknown_embedding_dimensions(spec: RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     """Neither `embedding.dimensions` nor litellm's price map gives the
     embedding model's vector size, so an index built with it cannot be checked
     against the model (a changed size would only show when a search fails).
@@ -86,7 +87,7 @@ def unknown_embedding_dimensions(spec: RetrievalSpec, project: Project) -> Itera
 
 
 @rule("PO309", "corpus-invalid", "retrieval")
-def corpus_invalid(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
+def corpus_invalid(spec: RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     """A corpus file cannot be read as a document: not UTF-8, over 10 MB, not
     Markdown, text or JSONL, a front matter that is not a YAML mapping, a
     JSONL line that is not an object with a string text field, or a document

@@ -9,19 +9,29 @@ import itertools
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from promptops import git
 from promptops.config import guarded_by, path_problems
 from promptops.discover import discover, excluded, find_config
 from promptops.findings import Finding, Severity, dotted
-from promptops.lint.project import Project
-from promptops.lint.registry import RULES, Rule, find_rule, load_rules
-from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, display_path
+from promptops.lint.project import LintProject
+from promptops.lint.registry import RULES, LintRule, all_rules, find_rule
+from promptops.loader import MAX_SCHEMA_ERRORS, Loaded, Loader, Spec, display_path
 from promptops.model.lint import LintRun
-from promptops.specs import (CONFIG_NAME, EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig,
-                             PromptSpec, RetrievalSpec, kind_of)
+from promptops.specs import (
+    CONFIG_NAME,
+    EVAL_SUFFIX,
+    PROMPT_SUFFIX,
+    RETRIEVAL_SUFFIX,
+    EvalSuiteSpec,
+    ProjectConfig,
+    PromptSpec,
+    RetrievalSpec,
+    kind_of,
+)
+from promptops.yamlparse import JsonPath
 
 # A file past this many findings gets one more that counts the rest: output stays small and fast.
 MAX_FINDINGS_PER_FILE = 100
@@ -51,7 +61,7 @@ def lint(paths: Iterable[Path], cwd: Path | None = None, trusted: ProjectConfig 
 
 def empty_run() -> LintRun:
     """A run with no file looked at yet, that knows every rule (the reports name and list them)."""
-    load_rules()
+    all_rules()
     return LintRun(rules=RULES)
 
 
@@ -164,16 +174,16 @@ def _lint_project(
     for path in files:
         if path not in loaded and not (whole and excluded(path, root, exclude)):
             loaded[path] = loader.load(path)
-    project = Project(config, loader, loaded, whole_project=whole)
+    project = LintProject(config, loader, loaded, whole_project=whole)
     project.prefetch(_referenced_ids(loaded.values()))
     for path, item in loaded.items():
         run.count(config_named if path == config_path else True)
-        found = list(item.findings) + list(_check(item, project))
+        found = list(item.findings) + list(_rule_findings(item, project))
         run.findings.extend(settings.apply(found, item))
         _note_incomplete(item, run)
     for suite in project.dependent_suites():  # what the linted prompts' changes may break
         run.count(False)
-        run.findings.extend(settings.apply(list(_check(suite, project, scopes={"eval"})), suite))
+        run.findings.extend(settings.apply(list(_rule_findings(suite, project, scopes={"eval"})), suite))
 
 
 def _note_incomplete(item: Loaded, run: LintRun) -> None:
@@ -197,17 +207,18 @@ def _referenced_ids(items: Iterable[Loaded]) -> set[tuple[str, str]]:
     return wanted
 
 
-def _check(item: Loaded, project: Project, scopes: set[str] | None = None) -> Iterable[Finding]:
+def _rule_findings(item: Loaded, project: LintProject, scopes: set[str] | None = None) -> Iterable[Finding]:
     for rule in RULES.values():
-        if rule.check is None or (scopes is not None and rule.scope not in scopes):
+        if rule.find_hits is None or (scopes is not None and rule.scope not in scopes):
             continue
+        subject: Loaded | Spec | None
         if rule.scope == "file":
             subject = item if item.source.text else None
         else:
             subject = item.spec if rule.scope == item.kind else None
         if subject is None:
             continue
-        for found in rule.check(subject, project):
+        for found in rule.find_hits(subject, project):
             yield Finding(found.source.display, found.line, found.col, rule.code, found.message, rule.severity)
 
 
@@ -228,14 +239,15 @@ class _Settings:
         self.root = config.root
         self.cwd = cwd
 
-    def _rule(self, config: ProjectConfig, name: str, path: tuple[object, ...]) -> Rule | None:
+    def _rule(self, config: ProjectConfig, name: str, path: JsonPath) -> LintRule | None:
         rule = find_rule(name)
         if rule is None and config.source is not None:
             known = [r.code for r in RULES.values()] + [r.name for r in RULES.values()]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             line, col = config.source.where(path, key=isinstance(path[-1], str))
-            message = f"{dotted(path[:-1])}: no rule '{name}'{hint}; `promptops lint --explain CODE` lists what each does"
+            message = (f"{dotted(path[:-1])}: no rule '{name}'{hint}; "
+                       "`promptops lint --explain CODE` lists what each does")
             self.problems.append(Finding(config.source.display, line, col, "PO113", message, Severity.ERROR))
         return rule
 
@@ -249,7 +261,8 @@ class _Settings:
             if finding.path == item.source.display and directives.suppresses(finding):
                 continue
             if level:
-                finding = Finding(finding.path, finding.line, finding.col, finding.code, finding.message, Severity(level))
+                finding = Finding(finding.path, finding.line, finding.col, finding.code, finding.message,
+                                  Severity(level))
             kept.append(finding)
         return kept
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import difflib
 import re
 import textwrap
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from promptops import resources
 from promptops.findings import Severity
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, loader_rule, rule
 from promptops.lint.templates import case_hit
 from promptops.specs import Assertion, EvalCase, EvalSuiteSpec
@@ -45,7 +46,7 @@ loader_rule("PO505", "dataset-invalid", """
 
 
 @rule("PO501", "unknown-prompt", "eval")
-def unknown_prompt(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def unknown_prompt(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """The suite tests a prompt id that no *.prompt.yaml in the project defines.
 
     Fails:   prompt: support.answr
@@ -59,7 +60,7 @@ def unknown_prompt(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO502", "duplicate-case-id", "eval")
-def duplicate_case_id(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def duplicate_case_id(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """Two cases in one suite (inline or from the dataset) share an id. Results
     are compared base to head by case id, so ids must be unique.
 
@@ -74,7 +75,7 @@ def duplicate_case_id(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO506", "empty-suite", "eval", Severity.WARNING)
-def empty_suite(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def empty_suite(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """The suite has no cases once its dataset is read, so it measures nothing.
 
     Fails:   dataset: data/empty.jsonl   and no cases:
@@ -85,7 +86,7 @@ def empty_suite(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO507", "assertion-template", "eval")
-def assertion_template(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def assertion_template(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """An assertion value is a template over the case's vars and expected, and
     it does not parse.
 
@@ -102,7 +103,7 @@ def assertion_template(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO508", "invalid-regex", "eval")
-def invalid_regex(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def invalid_regex(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """A regex assertion's pattern does not compile.
 
     Fails:   {type: regex, value: "30 (days"}
@@ -118,7 +119,7 @@ def invalid_regex(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO509", "invalid-assertion", "eval")
-def invalid_assertion(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def invalid_assertion(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """An assertion no answer could pass as written: a json_schema assertion
     whose schema is not a valid JSON Schema (draft 2020-12), or a bound or
     weight that is not a number >= 0. Eval would fail every case it is in.
@@ -126,14 +127,14 @@ def invalid_assertion(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
     Fails:   {type: json_schema, schema: {type: nonsense}}
     Passes:  {type: json_schema, schema: {type: object, required: [answer]}}
     """
-    from promptops.evals.assertions import DETERMINISTIC, check  # the regex module: only for suites
+    from promptops.evals.assertions import DETERMINISTIC, validated_type  # the regex module: only for suites
 
     for where, assertion in _assertions(suite):
         # An unknown type is PO503's; a judge's and a template's value are known only per case.
         if assertion.type not in DETERMINISTIC or _templated(assertion.value):
             continue
         try:
-            check(assertion)
+            validated_type(assertion)
         except ValueError as exc:
             yield where(str(exc))
 

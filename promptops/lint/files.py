@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, loader_rule, rule
 from promptops.specs import PromptSpec, RetrievalSpec
 
@@ -83,7 +83,7 @@ loader_rule("PO113", "invalid-value", """
 
 
 @rule("PO120", "duplicate-id", "prompt")
-def duplicate_prompt_id(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def duplicate_prompt_id(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """Two prompt files define the same id. Eval suites, usage figures and
     environments refer to prompts by id, so the id must be unique in the project.
 
@@ -94,7 +94,7 @@ def duplicate_prompt_id(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO121", "duplicate-retrieval-id", "retrieval")
-def duplicate_retrieval_id(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
+def duplicate_retrieval_id(spec: RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     """Two retrieval configs define the same id, so prompts cannot tell which
     one `retrieval.config` means.
 
@@ -104,7 +104,7 @@ def duplicate_retrieval_id(spec: RetrievalSpec, project: Project) -> Iterator[Hi
     yield from _duplicates("retrieval", spec, project)
 
 
-def _duplicates(kind: str, spec: PromptSpec | RetrievalSpec, project: Project) -> Iterator[Hit]:
+def _duplicates(kind: str, spec: PromptSpec | RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     others = project.others_defining(kind, spec.id, spec.source.path)
     if others:
         where = ", ".join(f"{o.source.display}:{o.source.where(('id',))[0]}" for o in others)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from promptops.lint.project import Project
+from promptops import lockfile
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.loader import display_path
-from promptops import lockfile
 from promptops.specs import ProjectConfig, Source
 
 
-def _lock(project: Project) -> tuple[lockfile.Lock | None, Source, list[Hit]] | None:
+def _lock(project: LintProject) -> tuple[lockfile.Lock | None, Source, list[Hit]] | None:
     """The project's lock (beside promptops.yaml), or None when there is none; parsed once per run."""
     if "_lock" not in project.__dict__:
         path = project.root / lockfile.LOCK_NAME
@@ -20,11 +20,12 @@ def _lock(project: Project) -> tuple[lockfile.Lock | None, Source, list[Hit]] | 
             lock, source, findings = lockfile.parse_lock(path, display_path(path, project.loader.display_base))
             parsed = (lock, source, [Hit(source, f.line, f.col, f.message) for f in findings])
         project.__dict__["_lock"] = parsed
-    return project.__dict__["_lock"]
+    cached: tuple[lockfile.Lock | None, Source, list[Hit]] | None = project.__dict__["_lock"]
+    return cached
 
 
 @rule("PO130", "invalid-lock", "config")
-def invalid_lock(config: ProjectConfig, project: Project) -> Iterator[Hit]:
+def invalid_lock(config: ProjectConfig, project: LintProject) -> Iterator[Hit]:
     """promptops.lock.yaml cannot be read or does not match schemas/lock.schema.json:
     broken YAML, an unknown key, a version that is not a 12-digit hash. Only
     promptops promote, rollback and export write it; restore it from git.
@@ -38,7 +39,7 @@ def invalid_lock(config: ProjectConfig, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO131", "lock-snapshot-mismatch", "config")
-def lock_snapshot_mismatch(config: ProjectConfig, project: Project) -> Iterator[Hit]:
+def lock_snapshot_mismatch(config: ProjectConfig, project: LintProject) -> Iterator[Hit]:
     """A lock entry (current or in its history) points at a version whose release
     snapshot (.promptops/releases/ID/VERSION.json) is missing, is for another
     prompt, or whose content no longer hashes to that version: the lock or the

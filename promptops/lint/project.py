@@ -19,7 +19,16 @@ from promptops import git
 from promptops.discover import allowed, discover, excluded
 from promptops.loader import Loaded, Loader
 from promptops.models import ModelCatalog
-from promptops.specs import EVAL_SUFFIX, PROMPT_SUFFIX, RETRIEVAL_SUFFIX, EvalSuiteSpec, ProjectConfig, PromptSpec, RetrievalSpec, kind_of
+from promptops.specs import (
+    EVAL_SUFFIX,
+    PROMPT_SUFFIX,
+    RETRIEVAL_SUFFIX,
+    EvalSuiteSpec,
+    ProjectConfig,
+    PromptSpec,
+    RetrievalSpec,
+    kind_of,
+)
 from promptops.templating import RenderLimits, TemplateFacts
 
 _SUFFIX = {"prompt": PROMPT_SUFFIX, "retrieval": RETRIEVAL_SUFFIX, "eval": EVAL_SUFFIX}
@@ -30,7 +39,7 @@ def _key(path: Path) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-class Project:
+class LintProject:
     def __init__(
         self, config: ProjectConfig, loader: Loader, linted: dict[Path, Loaded], whole_project: bool = False
     ) -> None:
@@ -47,7 +56,7 @@ class Project:
         if whole_project:  # the linted files are all there is: no second search
             self.__dict__["_files"] = list(linted)
 
-    def messages(self, spec: PromptSpec) -> list["ParsedMessage"]:
+    def messages(self, spec: PromptSpec) -> list[ParsedMessage]:
         """The prompt's message templates, parsed once per run."""
         key = spec.source.path
         if key not in self._messages:

@@ -4,15 +4,16 @@ severity, the kind of spec it checks, and a docstring that ``--explain`` prints.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from promptops.findings import Severity
 from promptops.specs import Source
 from promptops.yamlparse import JsonPath
 
 if TYPE_CHECKING:
-    from promptops.lint.project import Project
+    from promptops.lint.project import LintProject
 
 SCOPES = ("file", "prompt", "retrieval", "eval", "config", "loader", "cost")
 
@@ -32,17 +33,17 @@ def hit(source: Source, path: JsonPath, message: str, *, key: bool = False) -> H
     return Hit(source, line, col, message)
 
 
-Check = Callable[[Any, "Project"], Iterable[Hit]]
+HitFinder = Callable[[Any, "LintProject"], Iterable[Hit]]
 
 
 @dataclass(frozen=True)
-class Rule:
+class LintRule:
     code: str
     name: str
     severity: Severity
     scope: str
     doc: str
-    check: Check | None  # None: the loader reports it
+    find_hits: HitFinder | None  # None: the loader reports it
 
     def explain(self) -> str:
         where = {
@@ -53,39 +54,39 @@ class Rule:
         return f"{self.code} {self.name} ({self.severity}, {where})\n\n{self.doc}\n"
 
 
-RULES: dict[str, Rule] = {}
+RULES: dict[str, LintRule] = {}
 
 
-def rule(code: str, name: str, scope: str, severity: Severity = Severity.ERROR) -> Callable[[Check], Check]:
-    """Register a check function as a rule."""
+def rule(code: str, name: str, scope: str, severity: Severity = Severity.ERROR) -> Callable[[HitFinder], HitFinder]:
+    """Register a function that finds a rule's hits as the rule."""
     assert scope in SCOPES, scope
 
-    def register(check: Check) -> Check:
-        _add(Rule(code, name, severity, scope, inspect.cleandoc(check.__doc__ or ""), check))
-        return check
+    def register(find_hits: HitFinder) -> HitFinder:
+        _add(LintRule(code, name, severity, scope, inspect.cleandoc(find_hits.__doc__ or ""), find_hits))
+        return find_hits
 
     return register
 
 
 def loader_rule(code: str, name: str, doc: str, severity: Severity = Severity.ERROR, scope: str = "loader") -> None:
     """Register a rule whose findings another stage produces (the loader, or the cost estimate)."""
-    _add(Rule(code, name, severity, scope, inspect.cleandoc(doc), None))
+    _add(LintRule(code, name, severity, scope, inspect.cleandoc(doc), None))
 
 
-def _add(new: Rule) -> None:
+def _add(new: LintRule) -> None:
     if new.code in RULES or any(r.name == new.name for r in RULES.values()):
         raise ValueError(f"rule {new.code} {new.name} registered twice")
     RULES[new.code] = new
 
 
-def load_rules() -> dict[str, Rule]:
+def all_rules() -> dict[str, LintRule]:
     """Import every rule module once so that the registry is complete."""
     from promptops.lint import budget, corpus, evals, files, lock, retrieval, security, templates  # noqa: F401
 
     return RULES
 
 
-def find_rule(code_or_name: str) -> Rule | None:
-    rules = load_rules()
+def find_rule(code_or_name: str) -> LintRule | None:
+    rules = all_rules()
     wanted = code_or_name.strip()
     return rules.get(wanted.upper()) or next((r for r in rules.values() if r.name == wanted.lower()), None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.specs import PromptSpec, RetrievalSpec
 
@@ -12,7 +12,7 @@ CHARS_PER_TOKEN = 4  # for chunk sizes given in characters
 
 
 @rule("PO301", "overlap-too-large", "retrieval")
-def overlap_too_large(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
+def overlap_too_large(spec: RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     """Chunk overlap is as large as the chunk itself, so the splitter never
     advances (or produces nothing but repeats).
 
@@ -25,7 +25,7 @@ def overlap_too_large(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO302", "rerank-top-n-too-large", "retrieval")
-def rerank_top_n_too_large(spec: RetrievalSpec, project: Project) -> Iterator[Hit]:
+def rerank_top_n_too_large(spec: RetrievalSpec, project: LintProject) -> Iterator[Hit]:
     """The reranker is asked to keep more chunks than the retriever returns, so
     top_n silently means top_k.
 
@@ -38,7 +38,7 @@ def rerank_top_n_too_large(spec: RetrievalSpec, project: Project) -> Iterator[Hi
 
 
 @rule("PO303", "context-overflow", "prompt")
-def context_overflow(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def context_overflow(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """The chunks a prompt receives (reranker top_n, else retriever top_k, times
     the chunk size) do not fit in the prompt model's context window, before the
     rest of the prompt is even counted. Chunk sizes in characters count as
@@ -64,7 +64,7 @@ def context_overflow(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO304", "unknown-retrieval-config", "prompt")
-def unknown_retrieval_config(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def unknown_retrieval_config(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """`retrieval.config` names a retrieval config that no *.retrieval.yaml in
     the project defines.
 
@@ -76,7 +76,7 @@ def unknown_retrieval_config(spec: PromptSpec, project: Project) -> Iterator[Hit
 
 
 @rule("PO305", "retrieval-into-undeclared", "prompt")
-def retrieval_into_undeclared(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def retrieval_into_undeclared(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """`retrieval.into` must name a declared input (an array of strings) that
     receives the retrieved chunks.
 

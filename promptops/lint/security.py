@@ -4,10 +4,11 @@ model names that would let a file choose where requests go, what they cost, or w
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from promptops.findings import Severity
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.loader import Loaded
 from promptops.modelparams import endpoint_in_model, refused_extra
@@ -38,7 +39,7 @@ def mask(secret: str) -> str:
 
 
 @rule("PO601", "secret-in-file", "file")
-def secret_in_file(loaded: Loaded, project: Project) -> Iterator[Hit]:
+def secret_in_file(loaded: Loaded, project: LintProject) -> Iterator[Hit]:
     """A string that looks like an API key, token or private key is committed
     in a prompt, retrieval, eval or config file (comments included). Whatever
     sits in a prompt is sent to the model provider and lands in logs and
@@ -60,7 +61,7 @@ def secret_in_file(loaded: Loaded, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO602", "system-interpolation", "prompt", Severity.WARNING)
-def system_interpolation(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def system_interpolation(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """A variable is interpolated into a system message. Whoever controls that
     value (a user, a retrieved document) can rewrite the model's instructions:
     prompt injection. Keep system messages static and put variable content in
@@ -78,7 +79,7 @@ def system_interpolation(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO603", "sandbox-escape", "prompt")
-def sandbox_escape(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def sandbox_escape(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """A template reaches for private or interpreter attributes (__class__,
     __globals__, mro, ...): the shape of a sandbox escape. The sandbox refuses
     them at render time; the file should never have been written that way.
@@ -90,11 +91,12 @@ def sandbox_escape(spec: PromptSpec, project: Project) -> Iterator[Hit]:
         for name, template_line in message.facts.attributes:
             if forbidden_attribute(name):
                 line, col = message.file_position(template_line)
-                yield Hit(spec.source, line, col, f"messages[{message.index}] accesses '{name}', which the sandbox forbids")
+                yield Hit(spec.source, line, col,
+                          f"messages[{message.index}] accesses '{name}', which the sandbox forbids")
 
 
 @rule("PO604", "refused-model-param", "prompt")
-def refused_model_param(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def refused_model_param(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """model.params.extra sets a parameter promptops never passes to litellm.
     extra is an allowlist: response_format, logit_bias, logprobs,
     top_logprobs, top_k, reasoning_effort and user pass; every other key is
@@ -118,7 +120,7 @@ def refused_model_param(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO605", "model-endpoint", "file")
-def model_endpoint(loaded: Loaded, project: Project) -> Iterator[Hit]:
+def model_endpoint(loaded: Loaded, project: LintProject) -> Iterator[Hit]:
     """A model name holds a URL. For some providers litellm sends the request
     to a URL in the model name (oobabooga/http://..., huggingface/https://...),
     even over --api-base: the file would choose where the calls go and who

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+
+from jinja2.exceptions import SecurityError
 
 from promptops.findings import Severity
-from promptops.lint.project import Project
+from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
-from promptops.templating import (
-    RenderLimitError,
-    SecurityError,
-    TemplateError,
-    forbidden_attribute,
-    render,
-    sample_inputs,
-)
+from promptops.templating import RenderLimitError, TemplateError, forbidden_attribute, render, sample_inputs
 
 
-def used_variables(spec: PromptSpec, project: Project) -> dict[str, tuple[int, int]]:
+def used_variables(spec: PromptSpec, project: LintProject) -> dict[str, tuple[int, int]]:
     """Every variable the messages read, with the first place in the file it is read."""
     used: dict[str, tuple[int, int]] = {}
     for message in project.messages(spec):
@@ -35,7 +31,7 @@ def case_hit(case: EvalCase, message: str, *field: Any) -> Hit:
 
 
 @rule("PO201", "template-syntax", "prompt")
-def template_syntax(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def template_syntax(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """A message is not a valid Jinja template: an unclosed {% for %} or {{,
     an unknown tag, a stray {% endif %}. The message cannot be rendered at all.
 
@@ -49,7 +45,7 @@ def template_syntax(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO202", "undeclared-variable", "prompt")
-def undeclared_variable(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def undeclared_variable(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """A template uses a variable that `inputs` does not declare. Callers are
     validated against `inputs`, so the variable would be undefined at run time
     (templates render with StrictUndefined).
@@ -64,7 +60,7 @@ def undeclared_variable(spec: PromptSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO203", "unused-input", "prompt", Severity.WARNING)
-def unused_input(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def unused_input(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """An input is declared but no message uses it: callers must send it and it
     changes nothing, or a template forgot to include it.
 
@@ -76,11 +72,12 @@ def unused_input(spec: PromptSpec, project: Project) -> Iterator[Hit]:
     used = used_variables(spec, project)
     for name in sorted(spec.declared_inputs):
         if name not in used:
-            yield hit(spec.source, ("inputs", "properties", name), f"input '{name}' is declared but never used", key=True)
+            yield hit(spec.source, ("inputs", "properties", name), f"input '{name}' is declared but never used",
+                      key=True)
 
 
 @rule("PO204", "case-missing-input", "eval")
-def case_missing_input(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def case_missing_input(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """An eval case does not give a value for an input the prompt requires, so
     the case cannot be rendered.
 
@@ -98,7 +95,7 @@ def case_missing_input(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO205", "case-render-error", "eval")
-def case_render_error(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
+def case_render_error(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """A case's vars make a message fail to render: an attribute its value does
     not have, a filter given the wrong type, a render limit broken, or an access
     the sandbox refuses.
@@ -122,7 +119,7 @@ def case_render_error(suite: EvalSuiteSpec, project: Project) -> Iterator[Hit]:
 
 
 @rule("PO206", "unbounded-template", "prompt")
-def unbounded_template(spec: PromptSpec, project: Project) -> Iterator[Hit]:
+def unbounded_template(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
     """Rendered with sample inputs made from `inputs`, a message breaks a render
     limit (loop iterations, output size, time) or touches what the sandbox
     forbids: it would hang or blow up memory in CI and in production.

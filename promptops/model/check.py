@@ -30,7 +30,7 @@ class EvalPart:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class CheckVerdict:
     level: str  # pass, warn, fail
     failures: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -148,7 +148,7 @@ class CheckReport:
     cost: CostReport
     diff: SpecDiff
     evals: EvalPart
-    verdict: Verdict
+    verdict: CheckVerdict
     problems: list[str]  # spec files that do not load at base or head
     # max_cost_increase_pct on the estimate, per prompt the evals did not measure (a fork's PR, --no-eval)
     cost_gates: list[tuple[str, GateResult]] = field(default_factory=list)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Literal
-
+from typing import Any, Literal
 
 Verdict = Literal["regression", "improvement", "within noise", "no change"]
 
@@ -248,7 +248,8 @@ class SuiteComparison:
     gates: list[tuple[str, GateResult]] = field(default_factory=list)
     repeat: int = 1  # initial samples a case
     confirm: int = 0  # extra samples a side for a flagged case
-    gate_limits: dict[str, Any] = field(default_factory=dict)  # the gates it was held to: the suite's over the project's
+    # The gates it was held to: the suite's over the project's.
+    gate_limits: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from promptops.findings import Finding, Severity
 
 
 class RuleDoc(Protocol):
-    """What a report says of a rule: ``promptops.lint.registry.Rule`` is one."""
+    """What a report says of a rule: ``promptops.lint.registry.LintRule`` is one (read-only, as it is frozen)."""
 
-    code: str
-    name: str
-    doc: str
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def doc(self) -> str: ...
+
+    @property
+    def severity(self) -> Severity: ...
 
 
 @dataclass

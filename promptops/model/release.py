@@ -38,7 +38,7 @@ class Action(str, Enum):
 
 
 @dataclass
-class Outcome:
+class ReleaseOutcome:
     action: Action
     prompt_id: str
     environment: str

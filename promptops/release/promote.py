@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from promptops import git, lockfile
 from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.errors import ExitCode, PromptopsError
 from promptops.lockfile import Release
-from promptops.model.release import Action, Outcome
+from promptops.model.release import Action, ReleaseOutcome
 from promptops.specs import PromptSpec
 
 if TYPE_CHECKING:  # the eval engine is imported only when evidence is gathered: rollback and status skip it
-    from promptops.evals.compare import SuiteComparison
+    from promptops.model.evals import SuiteComparison
 
 
 class ReleaseError(PromptopsError):
@@ -59,7 +60,7 @@ class Evidence:
 
 
 @dataclass(frozen=True)
-class Project:
+class ReleaseProject:
     """The project around the current folder: its config, lock and where things are written."""
 
     root: Path
@@ -67,26 +68,26 @@ class Project:
     lock: lockfile.Lock
 
     @classmethod
-    def open(cls, start: Path) -> Project:
+    def open(cls, start: Path) -> ReleaseProject:
         try:
             workspace = load_workspace(start)
         except ConfigError as exc:
             raise ReleaseError(str(exc)) from None
         root = workspace.config.root
-        return cls(root, workspace, read_lock(root))
+        return cls(root, workspace, read_project_lock(root))
 
     @property
     def environments(self) -> list[str]:
         return self.workspace.config.environments
 
-    def check_environment(self, environment: str) -> int:
+    def environment_index(self, environment: str) -> int:
         if environment not in self.environments:
             raise ReleaseError(f"no environment '{environment}' (promptops.yaml environments: "
                                f"{', '.join(self.environments)})")
         return self.environments.index(environment)
 
 
-def read_lock(root: Path) -> lockfile.Lock:
+def read_project_lock(root: Path) -> lockfile.Lock:
     path = root / lockfile.LOCK_NAME
     try:
         return lockfile.read_lock(path, _display(path))
@@ -151,8 +152,9 @@ def _summarise(comparisons: list[SuiteComparison], calls_made: int) -> Evidence:
     passed = sum(round(h.pass_rate * h.cases) for h in heads)
     calls = sum(h.calls for h in heads)
     costs = [h.cost_per_call_usd for h in heads]
-    cost = None if not calls or any(c is None for c in costs) else \
-        sum(c * h.calls for c, h in zip(costs, heads)) / calls  # type: ignore[operator]
+    known_costs = [c for c in costs if c is not None]
+    cost = None if not calls or len(known_costs) < len(costs) else \
+        sum(c * h.calls for c, h in zip(known_costs, heads)) / calls
     latencies = [h.latency_p95_ms for h in heads if h.latency_p95_ms is not None]
     return Evidence(suites, passed / cases if cases else 0.0, cases, cost, max(latencies) if latencies else None,
                     calls_made, failures)
@@ -171,16 +173,16 @@ class Request:
     api_base: str | None = None
 
 
-def promote(start: Path, request: Request, progress: Callable[[Any], None] = lambda outcome: None) -> Outcome:
+def promote(start: Path, request: Request, progress: Callable[[Any], None] = lambda outcome: None) -> ReleaseOutcome:
     """Promote ``request.prompt_id`` to ``request.environment``; raises ReleaseError saying why not."""
-    from promptops.resultcache import CacheError
     from promptops.evals.runner import MissingCredentials
     from promptops.gitrefs import RefError
+    from promptops.resultcache import CacheError
 
     if request.force and not (request.reason or "").strip():
         raise ReleaseError("--force needs --reason \"...\": the reason is recorded in the lock and the audit log")
-    project = Project.open(start)
-    index = project.check_environment(request.environment)
+    project = ReleaseProject.open(start)
+    index = project.environment_index(request.environment)
     overridden: list[str] = []
     try:
         commit, spec, snapshot_ws = _prompt_at(project, request, index, overridden)
@@ -188,7 +190,7 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
         raise ReleaseError(str(exc)) from None
     current = project.lock.entry(request.environment, request.prompt_id)
     if current is not None and current.version == spec.version:
-        outcome = Outcome(Action.UNCHANGED, spec.id, request.environment, spec.version, spec.version)
+        outcome = ReleaseOutcome(Action.UNCHANGED, spec.id, request.environment, spec.version, spec.version)
         outcome.notes = complete_audit(project.root, request.environment, spec.id)
         return outcome
     notes: list[str] = []
@@ -209,10 +211,11 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
     snapshot = lockfile.make_snapshot(spec.id, spec.version, commit, source, spec.raw)
     previous_env = None if request.force or index == 0 else project.environments[index - 1]
 
-    def change(lock: lockfile.Lock) -> tuple[Outcome, Release]:
+    def change(lock: lockfile.Lock) -> tuple[ReleaseOutcome, Release]:
         _recheck_order(lock, spec, previous_env)  # another promotion may have landed while the evals ran
         held = lock.entry(request.environment, spec.id)
-        outcome = Outcome(Action.PROMOTE, spec.id, request.environment, spec.version, held.version if held else None,
+        outcome = ReleaseOutcome(Action.PROMOTE, spec.id, request.environment, spec.version,
+                                 held.version if held else None,
                           entry.evidence, overridden, notes=notes)
         if held is not None and held.version == spec.version:
             outcome.action = Action.UNCHANGED
@@ -221,7 +224,7 @@ def promote(start: Path, request: Request, progress: Callable[[Any], None] = lam
     return _record(project.root, request.environment, spec.id, change, snapshot, request.commit)
 
 
-def _prompt_at(project: Project, request: Request, index: int,
+def _prompt_at(project: ReleaseProject, request: Request, index: int,
                overridden: list[str]) -> tuple[str, PromptSpec, Workspace]:
     """The commit to promote from, the prompt there, and the project there.
 
@@ -300,18 +303,18 @@ def _source(spec: PromptSpec, root: Path) -> str:
 # --- rollback ------------------------------------------------------------------------------------
 
 def rollback(start: Path, prompt_id: str, environment: str, to: str | None = None, reason: str | None = None,
-             commit: bool = False) -> Outcome:
+             commit: bool = False) -> ReleaseOutcome:
     """Move ``environment`` back to the release it held before (or to ``to``, one it held earlier)."""
-    project = Project.open(start)
-    project.check_environment(environment)
+    project = ReleaseProject.open(start)
+    project.environment_index(environment)  # an unknown environment raises ReleaseError
     root = project.root
 
-    def change(lock: lockfile.Lock) -> tuple[Outcome, Release]:
+    def change(lock: lockfile.Lock) -> tuple[ReleaseOutcome, Release]:
         entry = lock.entry(environment, prompt_id)
         if entry is None:
             raise ReleaseError(f"{environment} holds no version of '{prompt_id}'; nothing to roll back")
         if to == entry.version:
-            return Outcome(Action.UNCHANGED, prompt_id, environment, entry.version, entry.version), entry
+            return ReleaseOutcome(Action.UNCHANGED, prompt_id, environment, entry.version, entry.version), entry
         history = entry.history
         position = next((i for i, old in enumerate(history) if to is None or old.version == to), None)
         if position is None:
@@ -323,7 +326,9 @@ def rollback(start: Path, prompt_id: str, environment: str, to: str | None = Non
         _check_snapshot(lock, prompt_id, target.version)
         target = replace(target, action="rollback", promoted_at=lockfile.now(), promoted_by=lockfile.who(root),
                          reason=reason, forced=False, overridden=(), history=history[position + 1:])
-        return Outcome(Action.ROLLBACK, prompt_id, environment, target.version, entry.version, target.evidence), target
+        outcome = ReleaseOutcome(Action.ROLLBACK, prompt_id, environment, target.version, entry.version,
+                                 target.evidence)
+        return outcome, target
 
     return _record(root, environment, prompt_id, change, None, commit)
 
@@ -338,13 +343,13 @@ def _check_snapshot(lock: lockfile.Lock, prompt_id: str, version: str) -> None:
 # --- writing: snapshot, lock, audit line -----------------------------------------------------------
 
 def _record(root: Path, environment: str, prompt_id: str,
-            change: Callable[[lockfile.Lock], tuple[Outcome, Release]],
-            snapshot: dict[str, Any] | None, commit: bool) -> Outcome:
+            change: Callable[[lockfile.Lock], tuple[ReleaseOutcome, Release]],
+            snapshot: dict[str, Any] | None, commit: bool) -> ReleaseOutcome:
     """Under the mutex: re-read the lock, append an audit line an earlier run was killed before writing, apply
     ``change``, and write what it asks for (see ``_write_all``)."""
     try:
         with lockfile.exclusive(root):
-            lock = read_lock(root)
+            lock = read_project_lock(root)
             completed = _complete_audit(root, lock, environment, prompt_id)
             outcome, entry = change(lock)
             outcome.notes += completed
@@ -375,7 +380,7 @@ def _history(current: Release | None) -> tuple[Release, ...]:
     return (current.without_history(), *current.history)[:lockfile.HISTORY_KEPT]
 
 
-def _write_all(root: Path, lock: lockfile.Lock, before: str | None, outcome: Outcome, entry: Release,
+def _write_all(root: Path, lock: lockfile.Lock, before: str | None, outcome: ReleaseOutcome, entry: Release,
                snapshot: dict[str, Any] | None) -> None:
     """The snapshot, then the lock (the commit point, replaced atomically), then the audit line.
 
@@ -423,11 +428,11 @@ def complete_audit(root: Path, environment: str, prompt_id: str) -> list[str]:
     """Append the audit line a killed promotion or rollback of ``prompt_id`` in ``environment`` left out; notes
     saying what was appended. Checks without the mutex first: with nothing to complete, nothing is written
     (a read-only checkout is fine)."""
-    if _missing_audit(root, read_lock(root), environment, prompt_id) is None:
+    if _missing_audit(root, read_project_lock(root), environment, prompt_id) is None:
         return []
     try:
         with lockfile.exclusive(root):
-            return _complete_audit(root, read_lock(root), environment, prompt_id)
+            return _complete_audit(root, read_project_lock(root), environment, prompt_id)
     except lockfile.LockError as exc:
         raise ReleaseError(f"{exc}; nothing was changed") from None
 
@@ -464,18 +469,19 @@ def _missing_audit(root: Path, lock: lockfile.Lock, environment: str, prompt_id:
     if last is not None and all(last.get(key) == getattr(entry, field) for key, field in _RECORDS_ENTRY.items()):
         return None
     # What the environment held before is what the log last recorded for it.
-    outcome = Outcome(Action(entry.action), prompt_id, environment, entry.version, last.get("version") if last else None)
+    outcome = ReleaseOutcome(Action(entry.action), prompt_id, environment, entry.version,
+                             last.get("version") if last else None)
     return {**_audit_record(outcome, entry), "recovered": True}
 
 
-def _audit_record(outcome: Outcome, entry: Release) -> dict[str, Any]:
+def _audit_record(outcome: ReleaseOutcome, entry: Release) -> dict[str, Any]:
     return {"at": entry.promoted_at, "by": entry.promoted_by, "action": outcome.action,
             "prompt": outcome.prompt_id, "environment": outcome.environment, "version": outcome.version,
             "previous": outcome.previous, "commit": entry.commit, "forced": entry.forced,
             "overridden": list(entry.overridden), "reason": entry.reason, "evidence": entry.evidence}
 
 
-def _git_commit(root: Path, outcome: Outcome) -> str:
+def _git_commit(root: Path, outcome: ReleaseOutcome) -> str:
     """Commit exactly the lock, the audit log and the version's snapshot (forced past .gitignore: asked for)."""
     paths = [str(p) for p in outcome.files]
     verb = "roll back" if outcome.action is Action.ROLLBACK else "promote"

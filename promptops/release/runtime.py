@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from promptops import lockfile
-from promptops.loader import SchemaChecker, build_prompt
+from promptops.loader import SchemaValidator, build_prompt
 from promptops.specs import PromptSpec, Source
 from promptops.templating import RenderLimits, render_messages, validate_inputs
 
@@ -122,8 +123,8 @@ def load(prompt_id: str, env: str, *, root: str | os.PathLike[str] | None = None
     except lockfile.LockError as exc:
         raise LoadError(f"{lock.where(('environments', env, prompt_id, 'version'))}: {exc}") from None
     source = Source(lockfile.snapshot_path(lock.releases_dir, prompt_id, entry.version), prompt_id)
-    checker = SchemaChecker()
-    problems = checker.check("prompt", snapshot["spec"], source)
+    validator = SchemaValidator()
+    problems = validator.findings("prompt", snapshot["spec"], source)
     if problems:
         raise LoadError(f"release snapshot of '{prompt_id}' {entry.version} is not a valid prompt: {problems[0]}")
     spec = build_prompt(snapshot["spec"], source, [])

@@ -12,8 +12,8 @@ from typing import Any
 
 from promptops import lockfile
 from promptops.config import Workspace
-from promptops.model.release import (BEHIND, CURRENT, REMOVED, SNAPSHOT_ALTERED, SNAPSHOT_MISSING, SNAPSHOT_OK, Cell,
-                                     Row)
+from promptops.model.release import BEHIND, CURRENT, REMOVED, SNAPSHOT_ALTERED, SNAPSHOT_MISSING, SNAPSHOT_OK, Cell, Row
+
 
 def status(workspace: Workspace, lock: lockfile.Lock) -> list[Row]:
     """A row per prompt at head or in the lock, a cell per environment of promptops.yaml (and of the lock)."""

@@ -7,8 +7,8 @@ Where a suite has a gate on the charted figure, the chart draws it as a dashed l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
-from typing import Callable, Iterable, Sequence
 
 from markupsafe import Markup
 

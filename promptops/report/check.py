@@ -75,7 +75,8 @@ def render_markdown(report: CheckReport, *, limit: int = COMMENT_LIMIT, full_rep
         if len(text) <= limit or not cuttable:
             return text if len(text) <= limit else text[: limit - 200] + "\n\n_(report cut at GitHub's size limit)_\n"
         biggest = max(cuttable, key=lambda d: len(d.body))
-        biggest.body = f"_Trimmed to keep this comment under GitHub's size limit ({len(biggest.body):,} characters).{where}_"
+        biggest.body = (f"_Trimmed to keep this comment under GitHub's size limit ({len(biggest.body):,} characters)."
+                        f"{where}_")
         biggest.trimmed = True
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from promptops.model.cost import Change, CostReport, Estimate, OutputSource
 from promptops.report import versions
 from promptops.report.formatting import change_percent, money, percent, signed, tokens
 from promptops.report.jinja import render_template
+
 _FIELDS = ("input_tokens", "input_tokens_p95", "output_tokens", "cost_per_call", "monthly_cost")
 
 
@@ -23,7 +25,8 @@ def headline(report: CostReport) -> str:
     if not change.absolute:
         return f"Monthly cost is unchanged at {money(report.monthly_head)}."
     direction = "rises" if change.absolute > 0 else "falls"
-    return f"Monthly cost {direction} by {money(abs(change.absolute))}{change_percent(change)}, to {money(report.monthly_head)}."
+    return (f"Monthly cost {direction} by {money(abs(change.absolute))}{change_percent(change)}, "
+            f"to {money(report.monthly_head)}.")
 
 
 # -- JSON -------------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def _row(change: Change) -> list[str]:
     ]
 
 
-def _cell(change: Change, name: str, show: Any, unit: str) -> str:
+def _cell(change: Change, name: str, show: Callable[[Any], str], unit: str) -> str:
     """The head's figure with its change: '4,120 (+3,584, +671.6%)'; a removed prompt shows its base."""
     side = change.head if change.head is not None else change.base
     value = getattr(side, name) if side is not None else None

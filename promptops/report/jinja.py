@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptops import resources
 from promptops.report.formatting import percent
 from promptops.report.safety import inline
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 
 def render_template(name: str, *, autoescape: bool = False, **values: Any) -> str:
@@ -23,7 +26,7 @@ def render_template(name: str, *, autoescape: bool = False, **values: Any) -> st
 
 
 @functools.lru_cache(maxsize=2)
-def environment(autoescape: bool = False) -> Any:
+def environment(autoescape: bool = False) -> Environment:
     """One environment per escaping mode, made once: a comment may render several times to fit a limit."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import click
 
@@ -119,7 +119,8 @@ def _github(run: LintRun, color: bool) -> str:
     lines = []
     for f in _all(run):
         name = _rule_name(run, f.code)
-        props = f"file={_escape_property(repository_path(f.path))},line={f.line},col={f.col},title={_escape_property(f'{f.code} {name}')}"
+        props = (f"file={_escape_property(repository_path(f.path))},line={f.line},col={f.col},"
+                 f"title={_escape_property(f'{f.code} {name}')}")
         lines.append(f"::{'error' if f.severity is Severity.ERROR else 'warning'} {props}::{_escape_data(f.message)}")
     lines.append(summary(run))
     return "\n".join(lines) + "\n"
@@ -132,7 +133,7 @@ def _sarif(run: LintRun, color: bool) -> str:
     index = {rule.code: i for i, rule in enumerate(rules)}
     results = []
     for f in _all(run):
-        result = {
+        result: dict[str, object] = {
             "ruleId": f.code,
             "level": "error" if f.severity is Severity.ERROR else "warning",
             "message": {"text": f.message},

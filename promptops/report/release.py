@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from promptops.model.release import BEHIND, CURRENT, REMOVED, SNAPSHOT_OK, Action, Cell, Outcome, Row
+from promptops.model.release import BEHIND, CURRENT, REMOVED, SNAPSHOT_OK, Action, Cell, ReleaseOutcome, Row
 
 Line = tuple[str, bool]  # a line of text, and whether it goes to stderr (a note) rather than stdout
 
@@ -22,7 +22,8 @@ def status_text(rows: list[Row], environments: list[str], problems: list[str]) -
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lagging = sum(cell is not None and cell.state != CURRENT for row in rows for cell in row.cells.values())
-    footer = f"\n{len(rows)} prompt(s); {lagging} environment entr{'y' if lagging == 1 else 'ies'} behind head or removed."
+    entries = "entry" if lagging == 1 else "entries"
+    footer = f"\n{len(rows)} prompt(s); {lagging} environment {entries} behind head or removed."
     if problems:
         footer += (f"\n{len(problems)} release snapshot(s) missing or altered (apps cannot load them as promoted; "
                    "restore them from git):" + "".join(f"\n  {problem}" for problem in problems))
@@ -43,7 +44,8 @@ def status_json(rows: list[Row], environments: list[str], problems: list[str]) -
         "environments": environments,
         "snapshot_problems": problems,
         "prompts": [{"id": row.prompt_id, "head": row.head,
-                     "environments": {env: (None if cell is None else cell.__dict__) for env, cell in row.cells.items()}}
+                     "environments": {env: (None if cell is None else cell.__dict__)
+                                      for env, cell in row.cells.items()}}
                     for row in rows],
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
@@ -66,7 +68,7 @@ def history_json(records: list[dict[str, Any]]) -> str:
     return json.dumps(records, indent=2, sort_keys=True) + "\n"
 
 
-def outcome_lines(outcome: Outcome) -> list[Line]:
+def outcome_lines(outcome: ReleaseOutcome) -> list[Line]:
     """What a promotion or rollback did (or that there was nothing to do), its evidence, and what it wrote."""
     if outcome.action is Action.UNCHANGED:
         lines = [(f"{outcome.environment} already holds '{outcome.prompt_id}' {outcome.version}; nothing to do", False)]

@@ -23,7 +23,8 @@ import html
 import json
 import os
 import re
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 T = TypeVar("T")
@@ -120,13 +121,12 @@ MIN_SECRET_CHARS = 6
 # PASSENGERS or MONKEY).
 _SECRET_NAME = re.compile(r"API_?KEY|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|TOKEN(_|$)|(^|_)(KEY|PAT|PASS)(_|$)",
                           re.IGNORECASE)
-_U = r"(?:\\?_)"  # an underscore, or one a Markdown renderer escaped
-_ANY_U = r"(?:&#95;|\\?_)"  # ... or one inline() escaped
+_ANY_U = r"(?:&#95;|\\?_)"  # an underscore, or one a Markdown renderer or inline() escaped
 # Shapes of well-known credentials, redacted wherever they appear, known or not, escaped or not.
 _TOKEN_SHAPES = re.compile(
     rf"\b(?:gh[pousr]{_ANY_U}[A-Za-z0-9]{{30,}}"               # GitHub tokens: personal, OAuth, user, server, refresh
     rf"|github{_ANY_U}pat{_ANY_U}(?:[A-Za-z0-9]|{_ANY_U}){{30,}}"  # GitHub fine-grained personal tokens
-    rf"|sk-(?:[A-Za-z0-9-]|{_ANY_U}){{20,}}"                   # OpenAI (sk-proj-...), Anthropic (sk-ant-...) and look-alikes
+    rf"|sk-(?:[A-Za-z0-9-]|{_ANY_U}){{20,}}"                   # OpenAI (sk-proj-...), Anthropic (sk-ant-...), alike
     r"|AKIA[0-9A-Z]{16}"                                       # AWS access key ids
     rf"|AIza(?:[0-9A-Za-z-]|{_ANY_U}){{35}}"                   # Google API keys
     r"|xox[abposr]-[A-Za-z0-9-]{10,})"                         # Slack tokens

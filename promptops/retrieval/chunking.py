@@ -19,8 +19,9 @@ has none), or characters with ``unit: characters``. No chunk is longer than
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from promptops.estimate.tokens import TokenCounter
 from promptops.retrieval.corpus import Document

@@ -21,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
+from promptops.resultcache import CachedResult, ResultCache, call_key
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -127,7 +128,8 @@ async def _call(litellm: Any, batch: list[str], model: str, dimensions: int | No
         from promptops.evals.runner import describe_error
         from promptops.report.safety import environment_redactor
 
-        raise EmbeddingError(f"embedding call to {model} failed: {environment_redactor()(describe_error(exc))}") from None
+        redacted = environment_redactor()(describe_error(exc))
+        raise EmbeddingError(f"embedding call to {model} failed: {redacted}") from None
 
 
 def _vectors(response: Any, expected: int, model: str) -> list[NDArray[np.float32]]:

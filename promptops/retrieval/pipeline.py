@@ -20,8 +20,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from promptops.resultcache import ResultCache
 from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Chunk, Tokens, chunk_documents
 from promptops.retrieval.corpus import load_corpus
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, EmbeddingRun, embed_texts
@@ -46,7 +46,7 @@ class Built:
 
 
 @dataclass(frozen=True)
-class Answer:
+class RetrievalResult:
     passages: list[Retrieved]
     embedding: EmbeddingRun  # the query's
     rerank: RerankRun | None
@@ -91,15 +91,15 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
 
 
 async def retrieve(query: str, index: Index, settings: RetrievalSettings, cache: ResultCache,
-                   options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> Answer:
+                   options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> RetrievalResult:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""
     vectors, run = await embed_texts([query], settings.embedding_model, settings.dimensions, cache, options, catalog)
     found = index.search(vectors[0], settings.top_k, settings.min_score, settings.filters)
     if settings.reranker_model is None:
-        return Answer(found, run, None)
+        return RetrievalResult(found, run, None)
     top_n = settings.reranker_top_n or settings.top_k
     reranked, rerank_run = await rerank(query, found, settings.reranker_model, top_n, cache, options)
-    return Answer(reranked, run, rerank_run)
+    return RetrievalResult(reranked, run, rerank_run)
 
 
 def _check_dimensions(settings: RetrievalSettings, answered: int | None) -> None:

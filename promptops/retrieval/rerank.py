@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.modelparams import endpoint_in_model
+from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.retrieval.embedding import CallOptions
 from promptops.retrieval.index import Retrieved
 
@@ -37,8 +37,8 @@ async def rerank(query: str, retrieved: list[Retrieved], model: str, top_n: int,
     if not retrieved:
         return [], RerankRun(0, 0.0)
     documents = [r.chunk.text for r in retrieved]
-    key = call_key(model, [{"role": "query", "content": query}, *({"role": "document", "content": d} for d in documents)],
-                   {"kind": "rerank", "top_n": top_n}, 0)
+    messages = [{"role": "query", "content": query}, *({"role": "document", "content": d} for d in documents)]
+    key = call_key(model, messages, {"kind": "rerank", "top_n": top_n}, 0)
     hit = cache.get(key)
     if hit is not None and hit.output:
         return _reordered(retrieved, json.loads(hit.output), model), RerankRun(0, 0.0)

@@ -5,8 +5,9 @@ Light on purpose (no numpy, no litellm): lint reads them on the commit path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from promptops.pricing import price_map
 from promptops.specs import RetrievalSpec

@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 FORBIDDEN = "Resource not accessible by integration"  # what a read-only GITHUB_TOKEN gets on a write
@@ -57,7 +58,8 @@ class GitHubFault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS and not (self.kind.isdigit() and 400 <= int(self.kind) <= 599):
-            raise ValueError(f"unknown fault {self.kind!r}: use an HTTP status 400-599 or one of {', '.join(FAULT_KINDS)}")
+            raise ValueError(f"unknown fault {self.kind!r}: use an HTTP status 400-599 "
+                             f"or one of {', '.join(FAULT_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def _error(status: int, message: str) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
     fake: FakeGitHub
+    server: ThreadingHTTPServer
 
     def setup(self) -> None:
         super().setup()
@@ -292,7 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"login": fake.identity, "type": "User"}, {}
         if method in _WRITES and fake.read_only:
             return 403, _error(403, FORBIDDEN), {}
-        if len(parts) == 6 and parts[0] == "repos" and parts[3] == "issues" and parts[5] == "comments" and parts[4].isdigit():
+        if (len(parts) == 6 and parts[0] == "repos" and parts[3] == "issues" and parts[5] == "comments"
+                and parts[4].isdigit()):
             return self._issue_comments(method, f"{parts[1]}/{parts[2]}", int(parts[4]), raw)
         if len(parts) == 6 and parts[:1] == ["repos"] and parts[3:5] == ["issues", "comments"] and parts[5].isdigit():
             return self._one_comment(method, f"{parts[1]}/{parts[2]}", int(parts[5]), raw)
@@ -322,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _links(self, page: int, last: int, per_page: int) -> dict[str, str]:
         base = f"{self.fake.api_url}{urlsplit(self.path).path[len(self.fake.prefix):]}"
-        rels = {}
+        rels: dict[str, int] = {}
         if page > 1:
             rels.update(first=1, prev=page - 1)
         if page < last:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
-ErrorRate = Union[float, Callable[[dict[str, Any]], float]]
+ErrorRate = float | Callable[[dict[str, Any]], float]
 
 
 class NoisyResponder:

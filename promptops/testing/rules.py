@@ -7,8 +7,9 @@ they are easy to read in a test and to reuse from a ``responder`` hook.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any
 
 FAULT_KINDS = ("timeout", "garbage", "empty", "disconnect")
 # A "timeout" holds the request this long unless the server stops first.
@@ -35,7 +36,8 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS and not (self.kind.isdigit() and 400 <= int(self.kind) <= 599):
-            raise ValueError(f"unknown fault {self.kind!r}: use an HTTP status 400-599 or one of {', '.join(FAULT_KINDS)}")
+            raise ValueError(f"unknown fault {self.kind!r}: use an HTTP status 400-599 "
+                             f"or one of {', '.join(FAULT_KINDS)}")
 
     @property
     def status(self) -> int | None:
@@ -44,7 +46,7 @@ class Fault:
 
 # What a fault may be written as: a Fault, "429"/"timeout"/..., "ok" (no fault), an int
 # status, or a mapping of Fault's fields (from a YAML or JSON file).
-FaultSpec = Union[Fault, str, int, Mapping[str, Any], None]
+FaultSpec = Fault | str | int | Mapping[str, Any] | None
 
 
 def parse_fault(spec: FaultSpec) -> Fault | None:
@@ -153,7 +155,8 @@ class Rule:
     def reply_for(self, request: Mapping[str, Any]) -> str | Fault | None:
         """This rule's reply to a chat request, or None when the rule does not apply."""
         messages = request.get("messages") or []
-        subjects = {"match": last_text(messages, "user"), "model": str(request.get("model", "")), "system": system_text(messages)}
+        subjects = {"match": last_text(messages, "user"), "model": str(request.get("model", "")),
+                    "system": system_text(messages)}
         found = {name: pattern.search(subjects[name]) for name, pattern in self._patterns.items()}  # type: ignore[attr-defined]
         if not all(found.values()):
             return None
@@ -173,4 +176,4 @@ class Rule:
 
 # A hook with full control over chat replies: the request body in, a reply or a Fault out;
 # None lets the rules answer.
-Responder = Callable[[dict], Union[str, Fault, None]]
+Responder = Callable[[dict], str | Fault | None]

@@ -29,6 +29,7 @@ Paths work with or without the ``/v1`` prefix.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -40,12 +41,13 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 from promptops.testing.rules import Fault, FaultSpec, Responder, Rule, parse_faults, text_of
 
@@ -225,6 +227,15 @@ class Settings:
         object.__setattr__(self, "faults", parse_faults(self.faults))
         object.__setattr__(self, "models", tuple(self.models))
 
+    # The fields keep the types a caller may pass; __post_init__ made them these.
+    @property
+    def parsed_rules(self) -> tuple[Rule, ...]:
+        return cast("tuple[Rule, ...]", self.rules)
+
+    @property
+    def parsed_faults(self) -> tuple[Fault | None, ...]:
+        return cast("tuple[Fault | None, ...]", self.faults)
+
 
 # What a settings file may hold: everything but the responder, which is code.
 FILE_SETTINGS = tuple(f.name for f in fields(Settings) if f.name != "responder")
@@ -293,10 +304,8 @@ class _HTTPServer(ThreadingHTTPServer):
         """Unblock handlers waiting on idle keep-alive connections, so their threads end now."""
         with self.connections_lock:
             for conn in self.connections:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -364,6 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, embeddings(body, self.server.stub.settings.embedding_dim))
         if route == RERANK:
             return self._send_json(200, rerank(body, plan.seq))
+        assert outcome is not None, "a chat call's plan carries its reply"
         if body.get("stream"):
             return self._stream(chat_chunks(body, outcome, plan.seq))
         return self._send_json(200, chat_completion(body, outcome, plan.seq))
@@ -388,7 +398,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(obj).encode(), "application/json", headers)
 
-    def _send_bytes(self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
+    def _send_bytes(self, status: int, data: bytes, content_type: str,
+                    headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -460,7 +471,8 @@ class StubServer:
         port: int = 0,
         verbose: bool = False,
     ) -> None:
-        self.settings = Settings(rules, default_reply, responder, faults, latency_ms, jitter_ms, seed, embedding_dim, models)
+        self.settings = Settings(rules, default_reply, responder, faults, latency_ms, jitter_ms, seed, embedding_dim,
+                                 models)
         self._address = (host, port)
         self._verbose = verbose
         self._lock = threading.Lock()
@@ -556,7 +568,8 @@ class StubServer:
                 self._in_flight -= 1
 
     def client_kwargs(self, model: str = "stub") -> dict[str, str]:
-        """Keyword arguments that send a litellm call here: ``litellm.completion(**stub.client_kwargs(), messages=...)``."""
+        """Keyword arguments that send a litellm call here:
+        ``litellm.completion(**stub.client_kwargs(), messages=...)``."""
         return {"model": f"openai/{model}", "api_base": self.base_url, "api_key": API_KEY}
 
     def env(self) -> dict[str, str]:
@@ -568,7 +581,8 @@ class StubServer:
             settings = self.settings
             self._requests.append(body)
             seq = len(self._requests)
-            fault = settings.faults[self._fault_pos] if self._fault_pos < len(settings.faults) else None
+            faults = settings.parsed_faults
+            fault = faults[self._fault_pos] if self._fault_pos < len(faults) else None
             self._fault_pos += 1
             jitter_ms = self._rng.uniform(0.0, settings.jitter_ms) if settings.jitter_ms else 0.0
         delay_s = (settings.latency_ms + jitter_ms) / 1000
@@ -581,7 +595,7 @@ class StubServer:
                 raise TypeError(f"a responder returns a str, a Fault or None, not {type(reply).__name__}")
             return _Plan(seq, delay_s, reply)
         with self._lock:
-            for index, rule in enumerate(self.settings.rules):
+            for index, rule in enumerate(self.settings.parsed_rules):
                 reply = rule.reply_for(body)
                 if reply is None:
                     continue

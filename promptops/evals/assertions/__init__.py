@@ -13,7 +13,7 @@ expected (``{{ expected }}``, ``{{ question }}`` or ``{{ vars.question }}``),
 rendered in the bounded sandbox of promptops.templating. A case without an
 expected (``None``) leaves ``expected`` undefined, so ``{{ expected }}`` fails
 loudly rather than comparing with "None". A template that fails to render gives
-a failed Outcome naming the error: the same suite may render for one case and
+a failed AssertionResult naming the error: the same suite may render for one case and
 not another. A number is used as written. A list means every item: ``contains``,
 ``icontains`` and ``regex`` need every item to be found, ``not_contains`` none of
 them, and ``starts_with`` one of them (an answer can open only one way); string
@@ -31,23 +31,23 @@ from typing import Any
 
 from promptops.evals.assertions.base import (
     Answer,
-    Assertion,
+    AssertionResult,
     AssertionType,
     JudgedType,
     JudgeInput,
     JudgeSession,
-    Outcome,
     assertion_weight,
     clip,
     render_value,
     template_context,
     template_failure,
 )
+from promptops.specs import Assertion
 from promptops.templating import RenderLimits, TemplateError
 
-__all__ = ["TYPES", "DETERMINISTIC", "MODEL_JUDGED", "Answer", "Assertion", "AssertionType", "JudgedType",
-           "JudgeInput", "JudgeSession", "Outcome", "check", "clip", "evaluate", "render_value", "score_case",
-           "weight"]
+__all__ = ["TYPES", "DETERMINISTIC", "MODEL_JUDGED", "Answer", "Assertion", "AssertionResult", "AssertionType",
+           "JudgedType", "JudgeInput", "JudgeSession", "clip", "evaluate", "render_value", "score_case",
+           "validated_type", "weight"]
 
 
 def _discover() -> dict[str, AssertionType]:
@@ -76,7 +76,7 @@ def type_of(assertion: Assertion) -> AssertionType:
     return kind
 
 
-def check(assertion: Assertion) -> AssertionType:
+def validated_type(assertion: Assertion) -> AssertionType:
     """The assertion's type, after checking what no answer could fix; raises ValueError."""
     kind = type_of(assertion)
     kind.validate(assertion)
@@ -89,25 +89,25 @@ def weight(assertion: Assertion) -> float:
 
 
 def evaluate(assertion: Assertion, answer: Answer, variables: dict[str, Any], expected: Any,
-             limits: RenderLimits | None = None) -> Outcome:
+             limits: RenderLimits | None = None) -> AssertionResult:
     """Judge ``answer`` by one assertion judged by code, of a case with ``variables`` and ``expected``.
 
     Raises ValueError for a malformed assertion or a model-judged type.
     """
-    kind = check(assertion)
+    kind = validated_type(assertion)
     if kind.judged:
         raise ValueError(f"a {kind.name} assertion needs a model: it is judged with model calls, not here")
     try:
         value = render_value(assertion.value, template_context(variables, expected), limits)
     except TemplateError as exc:
-        return Outcome(False, 0.0, template_failure(exc))
+        return AssertionResult(False, 0.0, template_failure(exc))
     try:
-        return kind.check(assertion, answer, value)
+        return kind.assess(assertion, answer, value)
     except RecursionError:  # JSON nested deeper than Python's stack
-        return Outcome(False, 0.0, "output is nested too deeply to check")
+        return AssertionResult(False, 0.0, "output is nested too deeply to check")
 
 
-def score_case(outcomes: list[tuple[Assertion, Outcome]], threshold: float) -> tuple[bool, float]:
+def score_case(outcomes: list[tuple[Assertion, AssertionResult]], threshold: float) -> tuple[bool, float]:
     """Whether a case passes, and its score: the weighted mean of its assertions' scores.
 
     Weight 0 makes an assertion informative only. A threshold of 1 (the default)

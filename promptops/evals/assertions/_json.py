@@ -16,7 +16,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(output: str) -> Any:
-    """The output as JSON (a ```json fenced block is unwrapped), or a failed Outcome saying why not."""
+    """The output as JSON (a ```json fenced block is unwrapped), or a failed AssertionResult saying why not."""
     text = output.strip()
     fenced = _FENCE.match(text)
     try:

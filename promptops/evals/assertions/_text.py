@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Outcome, items, outcome, quote
+from promptops.evals.assertions.base import AssertionResult, items, outcome, quote
 
 
 def found(output: str, value: Any, fold: bool) -> tuple[list[str], list[str]]:
@@ -17,7 +17,7 @@ def found(output: str, value: Any, fold: bool) -> tuple[list[str], list[str]]:
     return present, missing
 
 
-def contains_all(output: str, value: Any, fold: bool) -> Outcome:
+def contains_all(output: str, value: Any, fold: bool) -> AssertionResult:
     present, missing = found(output, value, fold)
     how = " (ignoring case)" if fold else ""
     if missing:

@@ -2,7 +2,7 @@
 
 Judge answers are JSON, read tolerantly: the first JSON value of the expected
 shape anywhere in the answer (bare, fenced, or inside prose). An answer with
-none gives a failed Outcome, NOT_JSON.
+none gives a failed AssertionResult, NOT_JSON.
 """
 
 from __future__ import annotations
@@ -11,28 +11,31 @@ import itertools
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from promptops.evals.assertions.base import Outcome, clip
+from promptops.evals.assertions.base import AssertionResult, clip
 
 NOT_JSON = "judge answer was not valid JSON"
 MAX_JSON_STARTS = 100  # places in a judge's answer where its JSON may begin
 _OPENERS = re.compile(r"[\[{]")
 
 
-def failed(reason: str) -> Outcome:
-    return Outcome(False, 0.0, reason)
+def failed(reason: str) -> AssertionResult:
+    return AssertionResult(False, 0.0, reason)
 
 
-def scored(score: float, threshold: float, reason: str) -> Outcome:
-    return Outcome(score >= threshold - 1e-9, score, reason)  # 1e-9: a share such as 7/10 need not equal 0.7 exactly
+def scored(score: float, threshold: float, reason: str) -> AssertionResult:
+    # 1e-9: a share such as 7/10 need not equal 0.7 exactly.
+    return AssertionResult(score >= threshold - 1e-9, score, reason)
 
 
 def mark(score: float, threshold: float) -> str:
     return f"{score:.2f} (threshold {threshold:g})"
 
 
-def share(items: list[str], good: list[bool], threshold: float, what: str, bad_name: str, verdicts: int) -> Outcome:
+def share(items: list[str], good: list[bool], threshold: float, what: str, bad_name: str,
+          verdicts: int) -> AssertionResult:
     """The share of ``items`` judged good, naming a few of the others."""
     score = sum(good) / len(items)
     reason = f"{sum(good)} of {len(items)} {what}: {mark(score, threshold)}"

@@ -17,7 +17,7 @@ from promptops.templating import RenderLimits, TemplateError, render
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AssertionResult:
     passed: bool
     score: float  # 0..1
     reason: str  # one short sentence for reports
@@ -31,7 +31,7 @@ class Answer:
 
 
 class AssertionType:
-    """A kind of check of one answer, judged by code; subclasses set ``name`` and implement ``check``."""
+    """A kind of assertion on one answer, judged by code; subclasses set ``name`` and implement ``assess``."""
 
     name: ClassVar[str]
     judged: ClassVar[bool] = False
@@ -40,7 +40,7 @@ class AssertionType:
         """Raise ValueError for what no answer could satisfy; the type's own checks extend this one."""
         assertion_weight(assertion)
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         """The answer judged by the assertion, whose value is rendered (``value``)."""
         raise NotImplementedError
 
@@ -60,15 +60,15 @@ class JudgeInput:
 class JudgeSession(Protocol):
     """The model calls one judged assertion makes (promptops.evals.judges: cached, retried, priced)."""
 
-    async def ask(self, model: str, template: str, **data: Any) -> str | Outcome:
-        """The judge's answer to ``templates/judges/<template>`` rendered with ``data``, or a failed Outcome."""
+    async def ask(self, model: str, template: str, **data: Any) -> str | AssertionResult:
+        """The judge's answer to ``templates/judges/<template>`` rendered with ``data``, or a failed AssertionResult."""
 
-    async def embed(self, model: str, text: str) -> list[float] | Outcome:
-        """The text's embedding, or a failed Outcome."""
+    async def embed(self, model: str, text: str) -> list[float] | AssertionResult:
+        """The text's embedding, or a failed AssertionResult."""
 
 
 class JudgedType(AssertionType):
-    """A kind of check made with model calls: it builds the judge's requests and reads its verdicts."""
+    """A kind of assertion judged with model calls: it builds the judge's requests and reads its verdicts."""
 
     judged = True
     default_threshold: ClassVar[float]
@@ -92,24 +92,25 @@ class JudgedType(AssertionType):
         return float(value)
 
     async def judge(self, assertion: Assertion, given: JudgeInput, session: JudgeSession, model: str,
-                    threshold: float) -> Outcome:
+                    threshold: float) -> AssertionResult:
         """The answer judged by the assertion with ``model``; raise ValueError when the case lacks what it needs."""
         raise NotImplementedError
 
     @staticmethod
-    def rendered_value(assertion: Assertion, given: JudgeInput) -> str | Outcome:
-        """The rendered value as text (the rubric, the reference), or a failed Outcome when its template fails."""
+    def rendered_value(assertion: Assertion, given: JudgeInput) -> str | AssertionResult:
+        """The rendered value as text (the rubric, the reference), or a failed AssertionResult when its template
+        fails."""
         try:
             return str(render_value(assertion.value, template_context(given.variables, given.expected), given.limits))
         except TemplateError as exc:
-            return Outcome(False, 0.0, template_failure(exc))
+            return AssertionResult(False, 0.0, template_failure(exc))
 
 
 # -- shared by the types ---------------------------------------------------
 
 
-def outcome(passed: bool, reason: str) -> Outcome:
-    return Outcome(passed, 1.0 if passed else 0.0, reason)
+def outcome(passed: bool, reason: str) -> AssertionResult:
+    return AssertionResult(passed, 1.0 if passed else 0.0, reason)
 
 
 def clip(text: str, limit: int = 60) -> str:

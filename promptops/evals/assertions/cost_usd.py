@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, Bounded, Outcome, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, Bounded, outcome
+from promptops.specs import Assertion
 
 
 class CostUsd(Bounded):
     name = "cost_usd"
     bounds = ("max",)
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         limit = assertion.max
         assert limit is not None  # validate requires it
         if answer.cost_usd is None:

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, Outcome, outcome, quote
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, outcome, quote
+from promptops.specs import Assertion
 
 
 class Equals(AssertionType):
@@ -18,11 +19,11 @@ class Equals(AssertionType):
         if not assertion.has_value:
             raise ValueError(f"a {self.name} assertion needs a value")
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         output = answer.output.strip()
         if not isinstance(value, str):
             parsed = parse_json(output)
-            if isinstance(parsed, Outcome):
+            if isinstance(parsed, AssertionResult):
                 return parsed
             same = _same_json(parsed, value)
             shown = quote(json.dumps(value, ensure_ascii=False))

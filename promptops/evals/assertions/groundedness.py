@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 from promptops.evals.assertions._verdicts import NOT_JSON, failed, find_json, is_object_list, scored, share
-from promptops.evals.assertions.base import Assertion, JudgedType, JudgeInput, JudgeSession, Outcome
+from promptops.evals.assertions.base import AssertionResult, JudgedType, JudgeInput, JudgeSession
+from promptops.specs import Assertion
 
 
 class Groundedness(JudgedType):
@@ -21,15 +22,15 @@ class Groundedness(JudgedType):
     default_threshold = 0.8
 
     async def judge(self, assertion: Assertion, given: JudgeInput, session: JudgeSession, model: str,
-                    threshold: float) -> Outcome:
+                    threshold: float) -> AssertionResult:
         passages = _passages(assertion, given)
-        if isinstance(passages, Outcome):
+        if isinstance(passages, AssertionResult):
             return passages
         output = given.answer.output
         if not output.strip():
             return scored(1.0, threshold, "no factual claims")
         reply = await session.ask(model, "claims.j2", question=given.question, answer=output)
-        if isinstance(reply, Outcome):
+        if isinstance(reply, AssertionResult):
             return reply
         claims = find_json(reply, lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v))
         if claims is None:
@@ -38,7 +39,7 @@ class Groundedness(JudgedType):
         if not claims:
             return scored(1.0, threshold, "no factual claims")
         reply = await session.ask(model, "verdicts.j2", passages=passages, claims=claims)
-        if isinstance(reply, Outcome):
+        if isinstance(reply, AssertionResult):
             return reply
         verdicts = find_json(reply, is_object_list)
         if verdicts is None:
@@ -47,7 +48,7 @@ class Groundedness(JudgedType):
         return share(claims, supported, threshold, "claims supported", "unsupported", len(verdicts))
 
 
-def _passages(assertion: Assertion, given: JudgeInput) -> list[str] | Outcome:
+def _passages(assertion: Assertion, given: JudgeInput) -> list[str] | AssertionResult:
     """The passages to check against: the var the assertion's ``context`` names, else those given."""
     name = assertion.context
     if name is None:

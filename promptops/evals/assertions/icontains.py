@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from promptops.evals.assertions._text import contains_all
-from promptops.evals.assertions.base import Answer, Assertion, Outcome, TextValued
+from promptops.evals.assertions.base import Answer, AssertionResult, TextValued
+from promptops.specs import Assertion
 
 
 class IContains(TextValued):
     name = "icontains"
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         return contains_all(answer.output, value, fold=True)
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, Outcome, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, outcome
+from promptops.specs import Assertion
 
 
 class IsJson(AssertionType):
     name = "is_json"
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         parsed = parse_json(answer.output)
-        return parsed if isinstance(parsed, Outcome) else outcome(True, "output is valid JSON")
+        return parsed if isinstance(parsed, AssertionResult) else outcome(True, "output is valid JSON")
 
 
 TYPE = IsJson()

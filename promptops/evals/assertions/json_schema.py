@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Hashable, Iterator
 from contextvars import ContextVar
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Hashable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import regex
 
 from promptops.evals.assertions import regex as regex_type  # its timeout, read when the assertion runs
 from promptops.evals.assertions._json import parse_json
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, Outcome, clip, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, clip, outcome
+from promptops.specs import Assertion
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -37,12 +39,12 @@ class JsonSchema(AssertionType):
             raise ValueError("a json_schema assertion needs a schema (an object)")
         _schema_validator(assertion)
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         from jsonschema.exceptions import best_match
         from referencing.exceptions import Unresolvable
 
         parsed = parse_json(answer.output)
-        if isinstance(parsed, Outcome):
+        if isinstance(parsed, AssertionResult):
             return parsed
         validator = _schema_validator(assertion)
         if _unbounded(json.dumps(assertion.schema, sort_keys=True)):
@@ -105,7 +107,8 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
         yield ValidationError(f"{clip(instance)!r} does not match {pattern!r}")
 
 
-def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
+                        schema: dict[str, Any]) -> Iterator[Any]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():
@@ -209,7 +212,8 @@ def _validator(schema_json: str) -> Draft202012Validator:
                          "promptops reads no other file or URL (use '#/$defs/...')")
     # An empty registry: without one, jsonschema fetches any other $ref with urllib (http, file://).
     # Format stays an annotation, as draft 2020-12 specifies.
-    return _validator_class()(schema, registry=Registry())
+    validator: Draft202012Validator = _validator_class()(schema, registry=Registry())
+    return validator
 
 
 def _refs(schema: Any) -> Iterator[str]:

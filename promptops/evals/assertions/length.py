@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, Bounded, Outcome, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, Bounded, outcome
+from promptops.specs import Assertion
 
 
 class Length(Bounded):
     name = "length"
     bounds = ("min", "max")
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         size = len(answer.output.strip())  # a trailing newline is not part of what was said
         low, high = assertion.min, assertion.max
         if low is not None and size < low:

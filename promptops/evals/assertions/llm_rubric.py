@@ -8,7 +8,8 @@ threshold is the suite's to set. The judge sees the question as context.
 from __future__ import annotations
 
 from promptops.evals.assertions._verdicts import NOT_JSON, failed, find_json, is_fraction, mark, scored
-from promptops.evals.assertions.base import Assertion, JudgedType, JudgeInput, JudgeSession, Outcome, clip
+from promptops.evals.assertions.base import AssertionResult, JudgedType, JudgeInput, JudgeSession, clip
+from promptops.specs import Assertion
 
 
 class LlmRubric(JudgedType):
@@ -17,13 +18,13 @@ class LlmRubric(JudgedType):
     needs_value = True
 
     async def judge(self, assertion: Assertion, given: JudgeInput, session: JudgeSession, model: str,
-                    threshold: float) -> Outcome:
+                    threshold: float) -> AssertionResult:
         rubric = self.rendered_value(assertion, given)
-        if isinstance(rubric, Outcome):
+        if isinstance(rubric, AssertionResult):
             return rubric
         reply = await session.ask(model, "rubric.j2", rubric=rubric, question=given.question,
                                   answer=given.answer.output)
-        if isinstance(reply, Outcome):
+        if isinstance(reply, AssertionResult):
             return reply
         verdict = find_json(reply, lambda v: isinstance(v, dict) and ("score" in v or "pass" in v))
         if verdict is None:

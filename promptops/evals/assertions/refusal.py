@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, AssertionType, Outcome, outcome, quote
+from promptops.evals.assertions.base import Answer, AssertionResult, AssertionType, outcome, quote
+from promptops.specs import Assertion
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     # declining
@@ -41,7 +42,7 @@ _APOSTROPHES = str.maketrans("’‘ʼ`´", "'''''")
 class Refusal(AssertionType):
     name = "refusal"
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         text = answer.output.translate(_APOSTROPHES).casefold()
         lead_in = _LEAD_IN.match(text)  # always matches, if only the empty string
         opening = _PHRASE.match(text, lead_in.end() if lead_in else 0)

@@ -15,7 +15,8 @@ from typing import Any
 
 import regex
 
-from promptops.evals.assertions.base import Answer, Assertion, Outcome, TextValued, clip, items, outcome
+from promptops.evals.assertions.base import Answer, AssertionResult, TextValued, clip, items, outcome
+from promptops.specs import Assertion
 
 MAX_PATTERN_CHARS = 1000
 MAX_SCAN_CHARS = 100_000
@@ -25,7 +26,7 @@ REGEX_TIMEOUT_S = 1.0
 class Regex(TextValued):
     name = "regex"
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         scanned = answer.output[:MAX_SCAN_CHARS]
         where = f" in the first {MAX_SCAN_CHARS:,} characters" if len(answer.output) > MAX_SCAN_CHARS else ""
         patterns = items(value)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from promptops.evals.assertions._verdicts import mark, scored
-from promptops.evals.assertions.base import Assertion, JudgedType, JudgeInput, JudgeSession, Outcome, clip
+from promptops.evals.assertions.base import AssertionResult, JudgedType, JudgeInput, JudgeSession, clip
+from promptops.specs import Assertion
 
 
 class Similar(JudgedType):
@@ -19,9 +20,9 @@ class Similar(JudgedType):
     needs_value = True
 
     async def judge(self, assertion: Assertion, given: JudgeInput, session: JudgeSession, model: str,
-                    threshold: float) -> Outcome:
+                    threshold: float) -> AssertionResult:
         reference = self.rendered_value(assertion, given)
-        if isinstance(reference, Outcome):
+        if isinstance(reference, AssertionResult):
             return reference
         output = given.answer.output
         if not output.strip() or not reference.strip():
@@ -31,7 +32,7 @@ class Similar(JudgedType):
         texts = list(dict.fromkeys((output, reference)))  # the same text is embedded once
         vectors = await asyncio.gather(*(session.embed(model, text) for text in texts))
         for vector in vectors:
-            if isinstance(vector, Outcome):
+            if isinstance(vector, AssertionResult):
                 return vector
         score = max(0.0, min(1.0, _cosine(vectors[0], vectors[-1])))  # type: ignore[arg-type]
         return scored(score, threshold, f"similarity {mark(score, threshold)} to {clip(repr(reference))}")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptops.evals.assertions.base import Answer, Assertion, Outcome, TextValued, items, outcome, quote
+from promptops.evals.assertions.base import Answer, AssertionResult, TextValued, items, outcome, quote
+from promptops.specs import Assertion
 
 
 class StartsWith(TextValued):
     name = "starts_with"
 
-    def check(self, assertion: Assertion, answer: Answer, value: Any) -> Outcome:
+    def assess(self, assertion: Assertion, answer: Answer, value: Any) -> AssertionResult:
         output = answer.output.lstrip()
         openings = items(value)
         for opening in openings:
