@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -261,6 +262,26 @@ def test_small_and_cached_runs_stay_in_one_process() -> None:
     assert worker_count(10_000, 16, requested=1) == 0
     assert worker_count(5, 16, requested=3) == 3
     assert worker_count(0, 16, requested=3) == 0  # nothing to call: no litellm import anywhere
+
+
+def test_a_run_whose_calls_are_all_cached_imports_nothing_of_litellm(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(responder=parity)
+    root, cache = project(tmp_path / "p", 30), tmp_path / "cache.db"
+    evaluate(root, stub, cache, workers=0)  # fills the cache
+    code = ("import asyncio, json, sys\n"
+            "from pathlib import Path\n"
+            "from promptops.config import load_workspace\n"
+            "from promptops.evals.execute import EvalOptions, run_evaluation\n"
+            "ws = load_workspace(Path.cwd())\n"
+            f"options = EvalOptions(compare=False, run_all=True, api_base={stub.base_url!r}, cache=Path({str(cache)!r}))\n"
+            "[result], _ = asyncio.run(run_evaluation(ws, ws, options))\n"
+            "print(json.dumps({'cached': result.head.cached_calls,"
+            " 'litellm': sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai'))}))\n")
+    calls = stub.calls
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"cached": 30, "litellm": []} and stub.calls == calls
 
 
 def count_rows(path: Path) -> int:
