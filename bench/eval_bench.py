@@ -230,7 +230,6 @@ SWITCHES = {
     "turn_off_message_logging": "litellm.turn_off_message_logging = True",
     "disable_aiohttp_transport (httpx alone)": "litellm.disable_aiohttp_transport = True",
     "disable_end_user_cost_tracking": "litellm.disable_end_user_cost_tracking = True",
-    "promptops' lean call": "from promptops.evals.runner import lean_litellm\nextra.update(lean_litellm(litellm))",
 }
 
 # Per-call work litellm offers no switch for: (file suffix, function) whose cumulative share of a
@@ -377,7 +376,8 @@ def main() -> None:
     parser.add_argument("--memory", type=lambda s: [int(n) for n in s.split(",")], default=[],
                         metavar="N1,N2", help="also print the peak memory of suites of these sizes")
     parser.add_argument("--load", type=int, default=2, help="busy processes for the loaded workers table")
-    parser.add_argument("--switch-calls", type=int, default=600, help="calls a switch is measured over")
+    parser.add_argument("--switch-calls", type=int, default=400, help="calls a switch is measured over, a round")
+    parser.add_argument("--switch-rounds", type=int, default=4, help="interleaved rounds of the switch table")
     parser.add_argument("--skip", type=lambda s: set(s.split(",")), default=set(), metavar="PART,...",
                         help="leave out parts: switches, workers, confirm")
     args = parser.parse_args()
@@ -415,7 +415,7 @@ def main() -> None:
         print(f"  the same, whole process with start-up: promptops {ours['cpu_s'] * 1000 / args.cases:.2f} ms, "
               f"control {theirs['cpu_s'] * 1000 / args.cases:.2f} ms")
         if "switches" not in args.skip:
-            print("\n".join(switches(stub, args.switch_calls, 2)))
+            print("\n".join(switches(stub, args.switch_calls, args.switch_rounds)))
             print("\n".join(pieces(stub, args.switch_calls, theirs_ms, theirs["threads_cpu_s"] * 1000 / args.cases)))
 
         small = Path(tmp) / "small"

@@ -196,7 +196,7 @@ def test_missing_api_key_names_the_variable(tmp_path: Path, monkeypatch: pytest.
 @pytest.mark.parametrize("model", [MODEL, "hosted_vllm/llama-3-8b-instruct"])
 def test_each_provider_route_answers_and_reports_the_providers_error(stub: StubServer, tmp_path: Path,
                                                                      model: str) -> None:
-    """The lean call (promptops' own call arguments) loses nothing on either of litellm's two roads:
+    """A call loses nothing on either of litellm's two roads:
     the OpenAI SDK (openai/) and its own HTTP handler (hosted_vllm/, and most OpenAI-compatible routes)."""
     messages = [{"role": "user", "content": "Capital of France?"}]
     params = {"temperature": 0, "max_tokens": 20}

@@ -145,23 +145,6 @@ def import_litellm() -> Any:
     return litellm
 
 
-def lean_litellm(litellm: Any) -> dict[str, Any]:
-    """The call arguments (and process settings) that spare litellm per-call work promptops never reads.
-
-    Each was measured alone by ``bench/eval_bench.py`` against litellm's defaults; only those that
-    paid are here (README, Speed). Process settings go only in an eval's own processes: the release
-    runtime imports litellm into users' applications, whose logging is theirs.
-
-    Measured and left out: ``litellm.disable_aiohttp_transport`` (httpx alone costs 1.3-1.6x the CPU
-    a call of httpx over aiohttp), ``turn_off_message_logging`` and ``disable_end_user_cost_tracking``
-    (within the noise). litellm has no switch for its cost calculation, its standard logging
-    payload, the response metadata, the OpenAI SDK's transforms or the executor hop (chat
-    completions are ``PYTHON_ONLY`` in its native-path catalog); the bench prints what each costs.
-    """
-    # no-log: the success and failure callbacks are skipped; promptops registers none and reads none.
-    return {"no-log": True}
-
-
 class Pool(Protocol):
     """Worker processes that execute calls (``workers.WorkerPool``)."""
 
@@ -398,7 +381,6 @@ class LocalCaller:
     def __init__(self, settings: RunSettings, catalog: ModelCatalog, writes: PendingWrites) -> None:
         self.settings = settings
         self.litellm = import_litellm()
-        self.lean = lean_litellm(self.litellm)
         self.random = random.Random(settings.seed)
         self.catalog = catalog
         self.writes = writes
@@ -471,9 +453,14 @@ class LocalCaller:
         timeout = float(params.pop("timeout", None) or self.settings.timeout_s)
         started = time.perf_counter()
         try:
+            # litellm's defaults: of its switches for per-call work we never read, none paid when measured
+            # alone (bench/eval_bench.py, README Speed): httpx without aiohttp costs 1.5x the CPU, no-log,
+            # turn_off_message_logging and disable_end_user_cost_tracking stay within the noise. Its cost
+            # calculation, logging payload, response metadata, the OpenAI SDK's transforms and the
+            # executor hop have no switch.
             response = await litellm.acompletion(
                 model=call.model, messages=call.messages, timeout=timeout, num_retries=0, max_retries=0,
-                api_base=self.settings.api_base, api_key=self.settings.api_key, **self.lean, **params,
+                api_base=self.settings.api_base, api_key=self.settings.api_key, **params,
             )
         except Exception as exc:
             if _retryable(litellm, exc):
