@@ -1,26 +1,32 @@
 """Eval engine speed against the project's stub server. Prints figures, is not a test.
 
     python bench/eval_bench.py [--cases 2000] [--latency-ms 100] [--concurrency 16] [--workers N]
-                               [--memory 2000,10000]
+                               [--memory 2000,10000] [--load 2] [--switch-calls 400] [--switch-rounds 4]
+                               [--skip switches,workers,confirm]
 
-Prints (issue 4): the eval phase's wall time as a ratio to the floor
-(cases x latency / concurrency; target <= 1.15) and the whole process's
-(target <= 1.3), calls per second at zero latency, peak memory (the
-planning process, and its largest child: a worker process when the engine
-used workers), the cached re-run time for 1,000 cases (target under 1 s), and what
-confirming flips costs (issue 11): a 1,000-case base/head comparison on a model
-wrong 10% of the time, with eval.confirm 2 against 0 (calls and seconds).
-The eval phase is ``run_evaluation`` whole: planning, starting the workers
-(their litellm import) and every call; "answers" is the part from the first
-answer to the last.
+Prints, in one run, with the load average at its start and end (the machines are
+shared: compare ratios within a run):
 
-The control runs the same calls with nothing but ``litellm.acompletion`` under
-a semaphore, split over as many processes as the engine had workers: what
-litellm itself allows on this machine, the bound under any engine built on it.
+- the eval phase's wall time as a ratio to the floor (cases x latency /
+  concurrency; target <= 1.15) and the whole process's (target <= 1.3), beside a
+  control: the same calls by nothing but ``litellm.acompletion`` under a
+  semaphore, with litellm's default settings, in as many processes as the engine
+  used; peak memory summed over every process of the run (target < 339 MB);
+- calls per second at zero latency, and CPU milliseconds a call for promptops
+  and for the control (one process each, litellm's import excluded; target:
+  half the control's);
+- each litellm switch for per-call work promptops never reads, alone against
+  the defaults (interleaved rounds), and what the per-call work litellm has no
+  switch for costs (a profile of the control);
+- the cached re-run of 1,000 cases (target under 1 s, litellm never imported);
+- the 100 ms run in one process and with 2 and 4 workers, on the machine as it
+  is and loaded by ``--load`` busy processes: what the default follows;
+- what confirming flips costs (issue 11).
 
-The engine uses workers only when the cores are idle: on a busy machine pass
-``--workers 4`` to measure them anyway. ``--memory`` runs suites of those
-sizes at zero latency and prints their peak memory: it should stay about flat.
+The eval phase is ``run_evaluation`` whole: planning, starting the workers (their
+litellm import) and every call; "answers" is the part from the first answer to
+the last. ``--memory`` runs suites of those sizes at zero latency and prints
+their peak memory: it should stay about flat.
 """
 
 from __future__ import annotations
