@@ -409,7 +409,7 @@ def main() -> None:
               f"{report['failed']} failed")
 
         stub.reset(latency_ms=0)
-        whole0, phase0, zero = run(root, stub, args.concurrency, Path(tmp) / "zero.db", args.workers)
+        whole0, phase0, _ = run(root, stub, args.concurrency, Path(tmp) / "zero.db", args.workers)
         print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process, "
               f"{processes} process{'es' if processes > 1 else ''})")
         _, _, ours = run(root, stub, args.concurrency, Path(tmp) / "cpu.db", 0, preimport=True)
