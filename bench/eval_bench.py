@@ -1,36 +1,43 @@
 """Eval engine speed against the project's stub server. Prints figures, is not a test.
 
     python bench/eval_bench.py [--cases 2000] [--latency-ms 100] [--concurrency 16] [--workers N]
-                               [--memory 2000,10000]
+                               [--memory 2000,10000] [--load 2] [--switch-calls 400] [--switch-rounds 4]
+                               [--skip switches,workers,confirm]
 
-Prints (issue 4): the eval phase's wall time as a ratio to the floor
-(cases x latency / concurrency; target <= 1.15) and the whole process's
-(target <= 1.3), calls per second at zero latency, peak memory (the
-planning process, and its largest child: a worker process when the engine
-used workers), the cached re-run time for 1,000 cases (target under 1 s), and what
-confirming flips costs (issue 11): a 1,000-case base/head comparison on a model
-wrong 10% of the time, with eval.confirm 2 against 0 (calls and seconds).
-The eval phase is ``run_evaluation`` whole: planning, starting the workers
-(their litellm import) and every call; "answers" is the part from the first
-answer to the last.
+Prints, in one run, with the load average at its start and end (the machines are
+shared: compare ratios within a run):
 
-The control runs the same calls with nothing but ``litellm.acompletion`` under
-a semaphore, split over as many processes as the engine had workers: what
-litellm itself allows on this machine, the bound under any engine built on it.
+- the eval phase's wall time as a ratio to the floor (cases x latency /
+  concurrency; target <= 1.15) and the whole process's (target <= 1.3), beside a
+  control: the same calls by nothing but ``litellm.acompletion`` under a
+  semaphore, with litellm's default settings, in as many processes as the engine
+  used; peak memory summed over every process of the run (target < 339 MB);
+- calls per second at zero latency, and CPU milliseconds a call for promptops
+  and for the control (one process each, litellm's import excluded; target:
+  half the control's);
+- each litellm switch for per-call work promptops never reads, alone against
+  the defaults (interleaved rounds), and what the per-call work litellm has no
+  switch for costs (a profile of the control);
+- the cached re-run of 1,000 cases (target under 1 s, litellm never imported);
+- the 100 ms run in one process and with 2 and 4 workers, on the machine as it
+  is and loaded by ``--load`` busy processes: what the default follows;
+- what confirming flips costs (issue 11).
 
-The engine uses workers only when the cores are idle: on a busy machine pass
-``--workers 4`` to measure them anyway. ``--memory`` runs suites of those
-sizes at zero latency and prints their peak memory: it should stay about flat.
+The eval phase is ``run_evaluation`` whole: planning, starting the workers (their
+litellm import) and every call; "answers" is the part from the first answer to
+the last. ``--memory`` runs suites of those sizes at zero latency and prints
+their peak memory: it should stay about flat.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,22 +63,30 @@ def make_project(root: Path, cases: int) -> None:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
 
 
-def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: int | None) -> tuple[float, float, dict]:
-    """Whole-process seconds, the eval phase's seconds (from the child's own clock), and the report."""
+def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: int | None,
+        preimport: bool = False) -> tuple[float, float, dict]:
+    """Whole-process seconds, the eval phase's seconds (from the child's own clock), and the report.
+
+    ``preimport``: import litellm before the clock starts, so the phase's CPU is the calls' alone.
+    """
     code = (
-        "import asyncio, json, sys, time\n"
+        "import asyncio, json, resource, sys, time\n"
         "from pathlib import Path\n"
+        + ("from promptops.evals.runner import import_litellm\nimport_litellm()\n" if preimport else "")
+        + "def cpu():\n"
+        "    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),"
+        " resource.getrusage(resource.RUSAGE_CHILDREN)))\n"
         "from promptops.config import load_workspace\n"
         "from promptops.evals.execute import EvalOptions, run_evaluation\n"
         "ws = load_workspace(Path.cwd())\n"
         f"options = EvalOptions(compare=False, run_all=True, concurrency={concurrency}, api_base={stub.base_url!r},"
         f" cache=Path({str(cache)!r}), workers={workers!r})\n"
         "answers = []\n"
-        "start = time.perf_counter()\n"
+        "start, cpu_start = time.perf_counter(), cpu()\n"
         "results, _ = asyncio.run(run_evaluation(ws, ws, options, lambda o: answers.append(time.perf_counter())))\n"
-        "phase = time.perf_counter() - start\n"
-        "import resource\n"
-        "print(json.dumps({'phase': phase, 'answers': answers[-1] - answers[0] if answers else 0.0,"
+        "phase, phase_cpu = time.perf_counter() - start, cpu() - cpu_start\n"
+        "print(json.dumps({'phase': phase, 'phase_cpu_s': phase_cpu,"
+        " 'answers': answers[-1] - answers[0] if answers else 0.0,"
         " 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
         " 'worker_maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
         " 'pass_rate': results[0].head.pass_rate, 'cached': results[0].head.cached_calls,"
@@ -81,47 +96,219 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
         " 'litellm': 'litellm' in sys.modules}))\n"
     )
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    with PeakMemory(child.pid) as peak:
+        stdout, stderr = child.communicate()
     whole = time.perf_counter() - start
+    done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if done.returncode:
         sys.exit(done.stderr[-3000:])
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    report["summed_peak_mb"] = peak.summed_mb()
     return whole, report["phase"], report
 
 
+class PeakMemory:
+    """The peak resident memory of a process and all its descendants, summed over processes.
+
+    Polls /proc for the tree and keeps each process's high-water mark (VmHWM), so a worker that
+    exits before the run ends still counts. Pages shared between a forked worker and its parent
+    count once in each (as every RSS sum does): an upper bound.
+    """
+
+    def __init__(self, root: int, every_s: float = 0.1) -> None:
+        self.root = root
+        self.every_s = every_s
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summed_mb(self) -> float:
+        return sum(self.peaks.values()) / 1024
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            for pid in _descendants(self.root):
+                kb = _high_water_kb(pid)
+                if kb is not None:
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), kb)
+            self._stop.wait(self.every_s)
+
+
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def _high_water_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 CONTROL = """\
-import asyncio, json, sys, time
-from promptops.evals.runner import import_litellm
-litellm = import_litellm()
-url, first, count, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+import asyncio, json, os, resource, sys, time
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map, as promptops
+os.environ.setdefault("LITELLM_LOG", "ERROR")
+import litellm
+litellm.suppress_debug_info = True
+url, switch, profile = sys.argv[1], sys.argv[5], sys.argv[6]
+first, count, concurrency = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+extra = {}
+exec(SWITCHES[switch])
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+def other_threads_cpu():
+    # CPU of every thread but the event loop's: the executor that runs litellm's sync completion() per call
+    import threading
+    total = 0
+    for task in os.listdir("/proc/self/task"):
+        if int(task) != threading.main_thread().native_id:
+            fields = open(f"/proc/self/task/{task}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 answers = []
 async def one(slots, n):
     async with slots:
         await litellm.acompletion(model="openai/gpt-4o-mini",
                                   messages=[{"role": "user", "content": f"Say ok for request {n}"}],
                                   api_base=url, api_key="unused", num_retries=0, max_retries=0, temperature=0,
-                                  max_tokens=20)
+                                  max_tokens=20, **extra)
     answers.append(time.time())
 async def main():
+    global threads_cpu
     slots = asyncio.Semaphore(concurrency)
     await asyncio.gather(*(one(slots, n) for n in range(first, first + count)))
-asyncio.run(main())
-print(json.dumps([answers[0], answers[-1]]))
+    await asyncio.sleep(0.2)  # litellm's logging worker finishes its queue: its CPU belongs to these calls
+    threads_cpu = other_threads_cpu()  # before asyncio.run ends the executor's threads
+profiler = None
+if profile:
+    import cProfile
+    asyncio.run(main())  # warm: lazy imports and the first connection are not what a call costs
+    profiler = cProfile.Profile()
+    profiler.enable()
+calls_cpu = cpu()
+asyncio.run(main())  # a new loop, a new executor: its threads' CPU is all these calls'
+calls_cpu = cpu() - calls_cpu
+pieces = {}
+if profiler is not None:
+    import pstats
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = sum(tottime for _, _, tottime, _, _ in stats.values())
+    for (path, _, name), (_, _, _, cumulative, _) in stats.items():
+        for piece, (where, function) in PIECES.items():
+            if function == name and path.endswith(where):
+                pieces[piece] = pieces.get(piece, 0.0) + cumulative / total
+print(json.dumps({"first": answers[0], "last": answers[-1], "calls_cpu_s": calls_cpu, "threads_cpu_s": threads_cpu,
+                  "cpu_s": cpu(), "pieces": pieces}))
 """
 
+# Each candidate switch alone: litellm's own settings and call arguments for per-call work promptops
+# never reads. The names are what the bench prints; the code runs in the control process after import.
+SWITCHES = {
+    "default": "",
+    "no-log call argument (skip callbacks)": "extra['no-log'] = True",
+    "turn_off_message_logging": "litellm.turn_off_message_logging = True",
+    "disable_aiohttp_transport (httpx alone)": "litellm.disable_aiohttp_transport = True",
+    "disable_end_user_cost_tracking": "litellm.disable_end_user_cost_tracking = True",
+}
 
-def control(stub: StubServer, cases: int, concurrency: int, processes: int) -> tuple[float, float]:
-    """Whole seconds and first-to-last answer seconds of the same calls made by litellm alone."""
+# Per-call work litellm offers no switch for: (file suffix, function) whose cumulative share of a
+# profiled call the bench prints, with the milliseconds it would save.
+PIECES = {
+    "litellm's cost calculation (completion_cost)": ("litellm/cost_calculator.py", "completion_cost"),
+    "the success handler and standard logging payload":
+        ("litellm_core_utils/litellm_logging.py", "async_success_handler"),
+    "response metadata (_hidden_params, cost included)":
+        ("llm_response_utils/response_metadata.py", "update_response_metadata"),
+    "the OpenAI SDK's request transform": ("openai/_utils/_transform.py", "async_maybe_transform"),
+    "the OpenAI SDK's response parsing": ("openai/_legacy_response.py", "parse"),
+    "the HTTP send (httpx and its aiohttp transport)": ("httpx/_client.py", "send"),
+    "the aiohttp transport alone": ("custom_httpx/aiohttp_transport.py", "handle_async_request"),
+}
+
+
+def control(stub: StubServer, cases: int, concurrency: int, processes: int, switch: str = "default",
+            profile: bool = False) -> dict:
+    """The same calls made by litellm alone: whole seconds, first-to-last answer seconds, CPU."""
     shares = [(cases * i // processes, cases * (i + 1) // processes) for i in range(processes)]
     limits = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    code = f"SWITCHES = {SWITCHES!r}\nPIECES = {PIECES!r}\n{CONTROL}"
     start = time.perf_counter()
-    children = [subprocess.Popen([sys.executable, "-c", CONTROL, stub.base_url, str(low), str(high - low), str(limit)],
-                                 stdout=subprocess.PIPE, text=True) for (low, high), limit in zip(shares, limits)]
+    children = [subprocess.Popen([sys.executable, "-c", code, stub.base_url, str(low), str(high - low), str(limit),
+                                  switch, "1" if profile else ""], stdout=subprocess.PIPE, text=True)
+                for (low, high), limit in zip(shares, limits)]
     spans = [json.loads(child.communicate()[0]) for child in children]
     whole = time.perf_counter() - start
     if any(child.returncode for child in children):
         sys.exit("the control run failed")
-    return whole, max(last for _, last in spans) - min(first for first, _ in spans)
+    return {"whole": whole, "answers": max(s["last"] for s in spans) - min(s["first"] for s in spans),
+            "calls_cpu_s": sum(s["calls_cpu_s"] for s in spans),
+            "threads_cpu_s": sum(s["threads_cpu_s"] for s in spans),
+            "cpu_s": sum(s["cpu_s"] for s in spans),
+            "pieces": spans[0]["pieces"]}
+
+
+def switches(stub: StubServer, calls: int, rounds: int) -> list[str]:
+    """Each switch alone against the default, interleaved over ``rounds`` so a load spike hits both."""
+    cpu: dict[str, list[float]] = {name: [] for name in SWITCHES}
+    for _ in range(rounds):
+        for name in SWITCHES:
+            cpu[name].append(control(stub, calls, 16, 1, name)["calls_cpu_s"] * 1000 / calls)
+    default = sum(cpu["default"]) / rounds
+    lines = [f"litellm switches, each alone, {calls} calls at zero latency, concurrency 16, "
+             f"{rounds} interleaved rounds (CPU ms a call, import excluded):"]
+    for name, figures in cpu.items():
+        mean = sum(figures) / rounds
+        lines.append(f"  {name:58s} {mean:5.2f} ms  x{mean / default:.2f} of default  "
+                     f"({', '.join(f'{f:.2f}' for f in figures)})")
+    return lines
+
+
+def pieces(stub: StubServer, calls: int, per_call_ms: float, thread_ms: float) -> list[str]:
+    """What litellm does per call that no switch turns off, as shares of a profiled call.
+
+    cProfile sees the event loop's thread only: ``thread_ms`` (the executor threads' CPU a call,
+    measured unprofiled) is printed beside, and the shares apply to the rest.
+    """
+    shares = control(stub, calls, 16, 1, "default", profile=True)["pieces"]
+    loop_ms = per_call_ms - thread_ms
+    lines = [f"per-call work without a switch ({per_call_ms:.2f} ms a call: {thread_ms:.2f} ms in the executor threads "
+             "litellm hands every acompletion to (its sync completion() there), the rest on the loop; cProfile shares "
+             f"of the loop's part over {calls} warm default calls):"]
+    for piece in PIECES:
+        share = shares.get(piece, 0.0)
+        lines.append(f"  {piece:62s} {share:5.1%}  ~{share * loop_ms:4.2f} ms")
+    return lines
 
 
 CONFIRMING = """\
@@ -165,7 +352,33 @@ def confirmation(tmp: Path) -> str:
 def memory(report: dict) -> str:
     largest = report["worker_maxrss_kb"]
     workers = f", largest child process {largest / 1024:.0f} MB" if largest > 50_000 else ""
-    return f"{report['maxrss_kb'] / 1024:.0f} MB planning process{workers}"
+    return (f"{report['summed_peak_mb']:.0f} MB summed over processes ({report['maxrss_kb'] / 1024:.0f} MB planning "
+            f"process{workers})")
+
+
+def burn(cores: int) -> list[subprocess.Popen[bytes]]:
+    """Busy processes that keep ``cores`` cores loaded, as other jobs on a shared runner do."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+
+
+def workers_table(root: Path, stub: StubServer, args: argparse.Namespace, floor: float, tmp: Path) -> list[str]:
+    """The same 100 ms run in one process and with worker processes, on the machine as it is and loaded."""
+    lines = [f"workers, {args.cases} cases at {args.latency_ms:g} ms, concurrency {args.concurrency} "
+             "(eval phase / floor, whole process / floor, CPU s all processes):"]
+    stub.reset(latency_ms=args.latency_ms)
+    for load in (0, args.load):
+        burners = burn(load) if load else []
+        try:
+            for workers in (0, 2, 4):
+                whole, phase, report = run(root, stub, args.concurrency, tmp / f"w{load}-{workers}.db", workers)
+                lines.append(f"  {'loaded by ' + str(load) + ' busy processes' if load else 'as the machine is':32s} "
+                             f"workers {workers}: phase {phase / floor:.2f}  whole {whole / floor:.2f}  "
+                             f"CPU {report['cpu_s']:.1f} s  memory {report['summed_peak_mb']:.0f} MB")
+        finally:
+            for burner in burners:
+                burner.kill()
+                burner.wait()
+    return lines
 
 
 def main() -> None:
@@ -176,7 +389,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="worker processes (default: the engine decides; 0: none)")
     parser.add_argument("--memory", type=lambda s: [int(n) for n in s.split(",")], default=[],
                         metavar="N1,N2", help="also print the peak memory of suites of these sizes")
+    parser.add_argument("--load", type=int, default=2, help="busy processes for the loaded workers table")
+    parser.add_argument("--switch-calls", type=int, default=400, help="calls a switch is measured over, a round")
+    parser.add_argument("--switch-rounds", type=int, default=4, help="interleaved rounds of the switch table")
+    parser.add_argument("--skip", type=lambda s: set(s.split(",")), default=set(), metavar="PART,...",
+                        help="leave out parts: switches, workers, confirm")
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp, StubServer(default_reply="ok") as stub:
         root = Path(tmp) / "project"
         make_project(root, args.cases)
@@ -186,20 +405,33 @@ def main() -> None:
         processes = max(1, args.workers if args.workers is not None else worker_count(args.cases, args.concurrency))
         whole, phase, report = run(root, stub, args.concurrency, Path(tmp) / "latency.db", args.workers)
         print(f"{args.cases} cases, {args.latency_ms:g} ms latency, concurrency {args.concurrency}: "
-              f"floor {floor:.2f} s")
+              f"floor {floor:.2f} s; {processes} process{'es' if processes > 1 else ''} make the calls")
         print(f"  eval phase:    {phase:6.2f} s  ratio {phase / floor:.2f}  (target <= 1.15); "
               f"answers {report['answers']:.2f} s, ratio {report['answers'] / floor:.2f}")
         print(f"  whole process: {whole:6.2f} s  ratio {whole / floor:.2f}  (target <= 1.3)")
-        control_whole, control_answers = control(stub, args.cases, args.concurrency, processes)
+        alone = control(stub, args.cases, args.concurrency, processes)
         print(f"  control, litellm alone in {processes} process{'es' if processes > 1 else ''}: "
-              f"answers {control_answers:.2f} s, ratio {control_answers / floor:.2f}; "
-              f"whole {control_whole:.2f} s, ratio {control_whole / floor:.2f}")
-        print(f"  peak memory:   {memory(report)}; pass rate {report['pass_rate']:.2f}, "
+              f"answers {alone['answers']:.2f} s, ratio {alone['answers'] / floor:.2f}; "
+              f"whole {alone['whole']:.2f} s, ratio {alone['whole'] / floor:.2f}")
+        print(f"  peak memory:   {memory(report)} (target < 339 MB); pass rate {report['pass_rate']:.2f}, "
               f"{report['failed']} failed")
+
         stub.reset(latency_ms=0)
-        whole0, phase0, zero = run(root, stub, args.concurrency, Path(tmp) / "zero.db", args.workers)
-        print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process); "
-              f"CPU {zero['cpu_s'] * 1000 / args.cases:.1f} ms a call, all processes, start-up included")
+        whole0, phase0, _ = run(root, stub, args.concurrency, Path(tmp) / "zero.db", args.workers)
+        print(f"zero latency: {args.cases / phase0:,.0f} calls/s in the eval phase ({whole0:.2f} s whole process, "
+              f"{processes} process{'es' if processes > 1 else ''})")
+        _, _, ours = run(root, stub, args.concurrency, Path(tmp) / "cpu.db", 0, preimport=True)
+        theirs = control(stub, args.cases, args.concurrency, 1)
+        ours_ms, theirs_ms = ours["phase_cpu_s"] * 1000 / args.cases, theirs["calls_cpu_s"] * 1000 / args.cases
+        print(f"CPU a call, zero latency, one process, litellm's import excluded: promptops {ours_ms:.2f} ms, "
+              f"control (plain litellm.acompletion, default settings) {theirs_ms:.2f} ms: "
+              f"x{ours_ms / theirs_ms:.2f} (target <= 0.5)")
+        print(f"  the same, whole process with start-up: promptops {ours['cpu_s'] * 1000 / args.cases:.2f} ms, "
+              f"control {theirs['cpu_s'] * 1000 / args.cases:.2f} ms")
+        if "switches" not in args.skip:
+            print("\n".join(switches(stub, args.switch_calls, args.switch_rounds)))
+            print("\n".join(pieces(stub, args.switch_calls, theirs_ms, theirs["threads_cpu_s"] * 1000 / args.cases)))
+
         small = Path(tmp) / "small"
         make_project(small, 1000)
         run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
@@ -207,13 +439,17 @@ def main() -> None:
         whole_cached, phase_cached, cached = run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
         print(f"cached re-run, 1,000 cases: {whole_cached:.2f} s whole process ({phase_cached:.2f} s eval phase), "
               f"{stub.calls - calls} model calls, litellm imported: {cached['litellm']}  (target < 1 s)")
-        print(confirmation(Path(tmp)))
+        if "workers" not in args.skip:
+            print("\n".join(workers_table(root, stub, args, floor, Path(tmp))))
+            stub.reset(latency_ms=0)
+        if "confirm" not in args.skip:
+            print(confirmation(Path(tmp)))
         for size in args.memory:
             project = Path(tmp) / f"memory{size}"
             make_project(project, size)
             _, _, sized = run(project, stub, args.concurrency, Path(tmp) / f"memory{size}.db", args.workers)
             print(f"peak memory at {size:,} cases: {memory(sized)}")
-    print(f"bench process peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

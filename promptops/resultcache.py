@@ -4,9 +4,10 @@ A row is addressed by the content of the call (model, messages, params and
 the repeat index), so a re-run with nothing changed finds every answer, a
 prompt change misses only the calls it changed, and base-side results are
 shared by every pull request against the same base. Results are committed as
-they arrive: those that arrive in the same turn of the event loop go in one
-transaction at the end of that turn (``PendingWrites``), without waiting for
-more, so a run killed half-way repeats no finished call. WAL mode lets several
+they arrive, in batches, by a writer thread (``PendingWrites``): what arrives
+while it commits goes in its next transaction, none waits for more, and an
+answer counts only once committed, so a run killed half-way repeats no
+finished call. WAL mode lets several
 processes (parallel jobs, the eval's worker processes) write at once.
 
 A cache that cannot be written (a full disk, a read-only file or folder, a
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +37,7 @@ from promptops.errors import UsageError
 
 if TYPE_CHECKING:  # the cost estimate reads this module too, on the commit path, and needs no event loop
     import asyncio
+import contextlib
 
 # Parameters that change how a call is made, not what it answers: not part of the address.
 _TRANSPORT_PARAMS = frozenset({"timeout_s", "timeout", "api_base", "api_key", "num_retries", "max_retries"})
@@ -138,72 +141,139 @@ class ResultCache:
 
     def put_many(self, results: list[CachedResult]) -> None:
         """Store results in one transaction, committed before this returns; CacheError if they cannot be."""
-        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            with self._connection:
-                self._connection.executemany(
-                    f"INSERT OR REPLACE INTO results ({_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(*_values(result), created) for result in results],
-                )
-        except sqlite3.Error as exc:  # disk full, read-only, locked by another process for the whole timeout
-            raise CacheError(f"cannot write the result cache {self.path}: {exc}") from None
+        _insert(self._connection, self.path, results)
+
+    def writer(self) -> WriteConnection:
+        """A connection of its own for a writer thread, with this one's busy timeout."""
+        timeout_ms = self._connection.execute("PRAGMA busy_timeout").fetchone()[0]
+        return WriteConnection(self.path, timeout_ms)
+
+
+def _insert(connection: sqlite3.Connection, path: Path, results: list[CachedResult]) -> None:
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        with connection:
+            connection.executemany(
+                f"INSERT OR REPLACE INTO results ({_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(*_values(result), created) for result in results],
+            )
+    except sqlite3.Error as exc:  # disk full, read-only, locked by another process for the whole timeout
+        raise CacheError(f"cannot write the result cache {path}: {exc}") from None
 
 
 class PendingWrites:
-    """Results to store, committed together at the end of the event loop's current turn.
+    """Results to store, committed in batches by a writer thread: the event loop never waits on SQLite.
 
-    Answers that arrive in the same turn share one transaction; none waits for
-    a later one, so a kill loses no more than a commit per row would. Whoever
-    stores a result awaits its commit, so nothing counts an answer as kept
-    before it is; a commit that fails raises CacheError in each of them, and
-    every later store fails at once (the cache is not retried behind their
-    backs). ``flush`` writes what is left at once (on shutdown).
+    ``store`` queues a row and returns at once; the writer takes every row queued since its last
+    commit and commits them in one transaction (while it commits, the next batch gathers), then
+    tells their waiters on their event loop. None waits for a later answer, so a kill loses no
+    more than a commit per row would. Whoever stores a result awaits its commit, so nothing counts
+    an answer as kept before it is; a commit that fails raises CacheError in each of them, and
+    every later store fails at once (the cache is not retried behind their backs). ``flush``
+    commits what is left and stops the writer (on shutdown).
+
+    The writer has its own connection (with the cache's busy timeout): another process holding
+    the file's write lock delays only the writer, never the calls.
     """
 
     def __init__(self, cache: ResultCache) -> None:
         self.cache = cache
-        self._rows: list[CachedResult] = []
-        self._waiting: list[asyncio.Future[None]] = []
+        self.commits = 0  # transactions so far: rows / commits is the batch size
+        self._queue: list[tuple[CachedResult, asyncio.Future[None]]] = []
+        self._ready = threading.Condition()
+        self._stopping = False
         self._failure: CacheError | None = None
+        self._thread: threading.Thread | None = None
 
     def store(self, result: CachedResult) -> asyncio.Future[None]:
         """Add ``result``; the future is done once it is committed, or fails with CacheError."""
         import asyncio
 
-        loop = asyncio.get_running_loop()
-        stored = loop.create_future()
-        if self._failure is not None:
-            stored.set_exception(self._failure)
-            return stored
-        if not self._rows:
-            loop.call_soon(self._commit)
-        self._rows.append(result)
-        self._waiting.append(stored)
+        stored = asyncio.get_running_loop().create_future()
+        with self._ready:
+            if self._failure is not None:
+                stored.set_exception(self._failure)
+                return stored
+            if self._thread is None:
+                try:
+                    connection = self.cache.writer()
+                except CacheError as exc:
+                    self._failure = exc
+                    stored.set_exception(exc)
+                    return stored
+                self._thread = threading.Thread(target=self._write, args=(connection,),
+                                                name="promptops-cache-writer", daemon=True)
+                self._thread.start()
+            self._queue.append((result, stored))
+            self._ready.notify()
         return stored
 
     def flush(self) -> None:
-        """Commit what is left now (on shutdown); raises CacheError if it cannot be."""
-        failure = self._commit()
-        if failure is not None:
-            raise failure
+        """Commit what is left and stop the writer; raises CacheError if a commit failed."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        if self._failure is not None:
+            raise self._failure
 
-    def _commit(self) -> CacheError | None:
-        rows, self._rows = self._rows, []
-        waiting, self._waiting = self._waiting, []
-        failure = None
-        if rows:
-            try:
-                self.cache.put_many(rows)
-            except CacheError as exc:
-                failure = self._failure = exc
-        for stored in waiting:
-            if stored.done():  # its waiter was cancelled (a run being stopped): the row is stored all the same
-                continue
-            if failure is None:
-                stored.set_result(None)
-            else:
-                stored.set_exception(failure)
-        return failure
+    def _write(self, connection: WriteConnection) -> None:
+        try:
+            while True:
+                with self._ready:
+                    while not self._queue and not self._stopping:
+                        self._ready.wait()
+                    batch, self._queue = self._queue, []
+                    if not batch:
+                        return
+                failure = None
+                try:
+                    connection.put_many([result for result, _ in batch])
+                    self.commits += 1
+                except CacheError as exc:
+                    with self._ready:
+                        failure = self._failure = exc
+                _tell([stored for _, stored in batch], failure)
+                if failure is not None:
+                    return
+        finally:
+            connection.close()
+            with self._ready:  # rows queued after a failure: they hear of it
+                late, self._queue = self._queue, []
+            _tell([stored for _, stored in late], self._failure)
+
+
+def _tell(waiting: list[asyncio.Future[None]], failure: CacheError | None) -> None:
+    """Resolve each future on its own event loop (from the writer thread)."""
+    for stored in waiting:
+        with contextlib.suppress(RuntimeError):  # its loop has closed: nobody is waiting any more
+            stored.get_loop().call_soon_threadsafe(_resolve, stored, failure)
+
+
+def _resolve(stored: asyncio.Future[None], failure: CacheError | None) -> None:
+    if stored.done():  # its waiter was cancelled (a run being stopped): the row is stored all the same
+        return
+    if failure is None:
+        stored.set_result(None)
+    else:
+        stored.set_exception(failure)
+
+
+class WriteConnection:
+    """A second connection to a cache, for the writer thread (SQLite connections stay in one thread)."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
+        self.path = path
+        self._connection = connect(path, check_same_thread=False)  # made here, used only by the writer
+        self._connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+
+    def put_many(self, results: list[CachedResult]) -> None:
+        _insert(self._connection, self.path, results)
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 _COLUMNS = ("key, prompt_id, prompt_version, model, case_id, repeat, output, input_tokens, output_tokens, "
@@ -226,7 +296,7 @@ def cache_path(root: Path, configured: str | None) -> Path:
     return root / (configured or DEFAULT_PATH)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) the cache; WAL lets concurrent writers and readers share it.
 
     Raises CacheError, naming the file, when it cannot be created, opened or set up.
@@ -236,7 +306,7 @@ def connect(path: Path) -> sqlite3.Connection:
     except OSError as exc:
         raise CacheError(f"cannot create the folder of the result cache {path}: {exc.strerror or exc}") from None
     try:
-        connection = sqlite3.connect(path, timeout=30)
+        connection = sqlite3.connect(path, timeout=30, check_same_thread=check_same_thread)
     except sqlite3.Error as exc:
         raise CacheError(f"cannot open the result cache {path}: {exc}") from None
     try:

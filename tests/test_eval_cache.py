@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from promptops.resultcache import CachedResult, CacheError, ResultCache, call_key, observed_output_tokens
+from promptops.resultcache import CachedResult, CacheError, PendingWrites, ResultCache, call_key, observed_output_tokens
 
 MESSAGES = [{"role": "user", "content": "Capital of France?"}]
 
@@ -79,6 +79,27 @@ def test_results_survive_a_killed_run(tmp_path: Path) -> None:
     assert process.exitcode == -signal.SIGKILL
     with ResultCache(Path(path)) as cache:
         assert len(cache.get_many([f"k{i}" for i in range(20)])) == 20
+
+
+def _store_in_batches_then_die(path: str) -> None:
+    import asyncio
+
+    async def store_all(writes: PendingWrites) -> None:
+        await asyncio.gather(*(writes.store(result(f"b{i}", f"c{i}")) for i in range(300)))
+
+    with ResultCache(Path(path)) as cache:
+        asyncio.run(store_all(PendingWrites(cache)))  # every answer heard of as stored...
+        os.kill(os.getpid(), signal.SIGKILL)  # ...then a crash: the writer thread never flushed nor closed
+
+
+def test_answers_the_batch_writer_confirmed_survive_a_killed_run(tmp_path: Path) -> None:
+    path = str(tmp_path / "cache.db")
+    process = multiprocessing.get_context("spawn").Process(target=_store_in_batches_then_die, args=(path,))
+    process.start()
+    process.join(60)
+    assert process.exitcode == -signal.SIGKILL
+    with ResultCache(Path(path)) as cache:
+        assert len(cache.get_many([f"b{i}" for i in range(300)])) == 300
 
 
 def test_a_cache_that_cannot_be_opened_is_an_error_naming_the_file(tmp_path: Path) -> None:

@@ -191,3 +191,22 @@ def test_missing_api_key_names_the_variable(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with ResultCache(tmp_path / "cache.db") as cache, pytest.raises(MissingCredentials, match="OPENAI_API_KEY"):
         run(calls(1), cache, RunSettings())
+
+
+@pytest.mark.parametrize("model", [MODEL, "hosted_vllm/llama-3-8b-instruct"])
+def test_each_provider_route_answers_and_reports_the_providers_error(stub: StubServer, tmp_path: Path,
+                                                                     model: str) -> None:
+    """A call loses nothing on either of litellm's two roads:
+    the OpenAI SDK (openai/) and its own HTTP handler (hosted_vllm/, and most OpenAI-compatible routes)."""
+    messages = [{"role": "user", "content": "Capital of France?"}]
+    params = {"temperature": 0, "max_tokens": 20}
+    call = Call(call_key(model, messages, params, 0), "geo.capital", "v1", "c0", 0, model, messages, params)
+    stub.reset(rules=[Rule(match="France", reply="Paris")], faults=["400"])
+    with ResultCache(tmp_path / "cache.db") as cache:
+        [failed] = run([call], cache, settings(stub))
+        [answered] = run([call], cache, settings(stub))
+        assert cache.get(call.key) is not None
+    # The provider's own message reaches the user, with litellm's kind of error.
+    assert failed.output is None and failed.attempts == 1 and "BadRequestError" in failed.error
+    assert "stub fault: HTTP 400" in failed.error and stub.calls == 2
+    assert answered.output == "Paris" and answered.input_tokens and answered.output_tokens

@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,31 +203,89 @@ def test_calls_are_streamed_as_slots_free_up(stub: StubServer, tmp_path: Path) -
     assert stub.max_in_flight <= 3
 
 
-def test_answers_of_one_turn_are_committed_together_before_anyone_hears_of_them(tmp_path: Path) -> None:
-    rows = [CachedResult(f"k{i}", "p", "v", MODEL, f"c{i}", 0, "ok", 1, 1, 1.0, 0.0) for i in range(3)]
+def test_answers_are_committed_in_batches_before_anyone_hears_of_them(tmp_path: Path) -> None:
+    rows = [CachedResult(f"k{i}", "p", "v", MODEL, f"c{i}", 0, "ok", 1, 1, 1.0, 0.0) for i in range(200)]
     heard: list[bool] = []
 
-    async def run(cache: ResultCache) -> None:
-        writes = PendingWrites(cache)
+    async def run(cache: ResultCache, writes: PendingWrites) -> None:
         stored = [writes.store(row) for row in rows]
-        for future in stored:
-            future.add_done_callback(lambda _: heard.append(len(cache.get_many([r.key for r in rows])) == 3))
-        assert cache.get("k0") is None and not any(f.done() for f in stored)  # not yet: the turn is not over
+        for row, future in zip(rows, stored):
+            # The loop's own connection reads what the writer thread committed: the row is there when heard of.
+            future.add_done_callback(lambda _, key=row.key: heard.append(cache.get(key) is not None))
         await asyncio.gather(*stored)
 
     with ResultCache(tmp_path / "cache.db") as cache:
-        before = cache._connection.total_changes
-        asyncio.run(run(cache))
-        assert heard == [True, True, True]
-        assert cache._connection.total_changes - before == 3
+        writes = PendingWrites(cache)
+        try:
+            asyncio.run(run(cache, writes))
+        finally:
+            writes.flush()
+        assert heard == [True] * 200
+        assert 1 <= writes.commits < 20  # batched: not a transaction per answer
+
+
+def test_the_event_loop_runs_on_while_another_process_holds_the_cache(tmp_path: Path) -> None:
+    """The commit waits for the write lock in the writer thread; the calls' event loop never does."""
+    path = tmp_path / "cache.db"
+    row = CachedResult("k0", "p", "v", MODEL, "c0", 0, "ok", 1, 1, 1.0, 0.0)
+    ticks: list[float] = []
+
+    async def run(writes: PendingWrites, holder: sqlite3.Connection) -> float:
+        async def tick() -> None:
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        asyncio.get_running_loop().call_later(0.5, holder.rollback)  # the other process lets go after 0.5 s
+        started = time.perf_counter()
+        await writes.store(row)
+        ticker.cancel()
+        return time.perf_counter() - started
+
+    with ResultCache(path) as cache:
+        holder = sqlite3.connect(path)
+        holder.execute("BEGIN IMMEDIATE")
+        writes = PendingWrites(cache)
+        try:
+            waited = asyncio.run(run(writes, holder))
+        finally:
+            writes.flush()
+            holder.close()
+        assert waited >= 0.45 and cache.get("k0") is not None
+        # The loop kept turning while the writer waited (blocked, it would have ticked once or twice).
+        assert len(ticks) >= 10
 
 
 def test_small_and_cached_runs_stay_in_one_process() -> None:
     assert worker_count(10, 16) == 0
     assert worker_count(10_000, 1) == 0  # one call at a time gains nothing from more processes
+    assert worker_count(10_000, 4) == 0  # nor do a few: one process's share of a core keeps up with them
     assert worker_count(10_000, 16, requested=1) == 0
     assert worker_count(5, 16, requested=3) == 3
     assert worker_count(0, 16, requested=3) == 0  # nothing to call: no litellm import anywhere
+
+
+def test_a_run_whose_calls_are_all_cached_imports_nothing_of_litellm(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(responder=parity)
+    root, cache = project(tmp_path / "p", 30), tmp_path / "cache.db"
+    evaluate(root, stub, cache, workers=0)  # fills the cache
+    code = ("import asyncio, json, sys\n"
+            "from pathlib import Path\n"
+            "from promptops.config import load_workspace\n"
+            "from promptops.evals.execute import EvalOptions, run_evaluation\n"
+            "ws = load_workspace(Path.cwd())\n"
+            f"options = EvalOptions(compare=False, run_all=True, api_base={stub.base_url!r},"
+            f" cache=Path({str(cache)!r}))\n"
+            "[result], _ = asyncio.run(run_evaluation(ws, ws, options))\n"
+            "print(json.dumps({'cached': result.head.cached_calls,"
+            " 'litellm': sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai'))}))\n")
+    calls = stub.calls
+    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"cached": 30, "litellm": []} and stub.calls == calls
 
 
 def count_rows(path: Path) -> int:

@@ -455,6 +455,11 @@ class LocalCaller:
         timeout = float(params.pop("timeout", None) or self.settings.timeout_s)
         started = time.perf_counter()
         try:
+            # litellm's defaults: of its switches for per-call work we never read, none paid when measured
+            # alone (bench/eval_bench.py, README Speed): httpx without aiohttp costs 1.5x the CPU, no-log,
+            # turn_off_message_logging and disable_end_user_cost_tracking stay within the noise. Its cost
+            # calculation, logging payload, response metadata, the OpenAI SDK's transforms and the
+            # executor hop have no switch.
             response = await litellm.acompletion(
                 model=call.model, messages=call.messages, timeout=timeout, num_retries=0, max_retries=0,
                 api_base=self.settings.api_base, api_key=self.settings.api_key, **params,
