@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_outputs
+from helpers.repo import read_outputs
 from promptops.github import (
     COMMENT_LIMIT, MAX_PAGES, GitHubClient, GitHubError, GitHubInputError, RunOrder, actions_context, body_limit, marker,
     upsert_sticky_comment, write_outputs, append_step_summary,
