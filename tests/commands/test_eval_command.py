@@ -37,7 +37,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def promptops(root: Path, stub: StubServer, *args: str, expect: int) -> subprocess.CompletedProcess[str]:
-    """``promptops eval`` against the stub, in-process (tests/_promptops.py)."""
+    """``promptops eval`` against the stub, in-process (tests/helpers/cli.py)."""
     done = run_promptops(["eval", "--api-base", stub.base_url, *args], cwd=root, env=git_env())
     assert done.returncode == expect, done.stdout + done.stderr
     assert "Traceback" not in done.stderr

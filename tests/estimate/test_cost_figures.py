@@ -6,7 +6,7 @@ working tree, every figure of every prompt (tokens, median over an even number o
 retrieval chunks, prices from the map and from pricing:, unknown prices, monthly totals, budgets).
 The same commands must print the same documents now, with promptops' tokenizer cache cold and warm.
 
-To regenerate after a deliberate change of a figure: `python tests/test_cost_figures.py > tests/fixtures/cost_figures.json`.
+To regenerate after a deliberate change of a figure: `PYTHONPATH=tests python tests/estimate/test_cost_figures.py > tests/fixtures/cost_figures.json`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """promptops.evals.stats: pass-rate intervals, percentiles and their intervals, the confirmed-flip verdict and
 the paired sign-flip test, the latency rank test, and the gates. (Their false alarms and misses over many
-seeded trials: tests/test_verdict_simulation.py.)"""
+seeded trials: tests/evals/test_verdict_simulation.py.)"""
 
 from __future__ import annotations
 

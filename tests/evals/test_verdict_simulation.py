@@ -3,7 +3,7 @@
 Each trial draws every sample of every case from a model with a pass probability per case and
 side, flags and confirms cases exactly as an eval run does (``stats.needs_confirmation``, then
 ``confirm`` more samples a side), and asks ``pass_rate_drop_gate`` with a 2-point limit. The same
-scenarios run end to end through litellm and the stub server in tests/test_verdict_noise.py and
+scenarios run end to end through litellm and the stub server in tests/evals/test_verdict_noise.py and
 bench/verdict_bench.py. The figures the module docstring of promptops/evals/stats.py quotes come
 from here; the assertions hold them with a margin for the trial count.
 """

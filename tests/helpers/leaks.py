@@ -11,7 +11,7 @@ including grandchildren a killed parent left behind). Threads are those started 
 long-lived pools that libraries keep for the whole process, and the connections of a stub or fake
 GitHub server that a longer-lived fixture runs (clients keep connections alive; stopping the server
 closes them). A module-scoped fixture that keeps starting processes in the background while its tests
-run (``_linthelp.CliPool``) marks them with BACKGROUND: only the module check looks at those.
+run (``helpers.lint.CliPool``) marks them with BACKGROUND: only the module check looks at those.
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S, env: dic
 
 
 def run_cli_in_process(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
-    """``run_cli`` in this process (tests/_promptops.py): no interpreter start-up, for tests that need no
+    """``run_cli`` in this process (tests/helpers/cli.py): no interpreter start-up, for tests that need no
     process of their own (a crash or an import to observe); a hang is interrupted after ``timeout``."""
     from helpers.cli import run_promptops
 

@@ -81,7 +81,7 @@ def env_without_key(**extra: str) -> dict[str, str]:
 
 
 def po(root: Path, *args: str, expect: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``promptops ARGS`` in ``root``, in-process (see tests/_promptops.py), without an API key by default."""
+    """``promptops ARGS`` in ``root``, in-process (see tests/helpers/cli.py), without an API key by default."""
     done = run_promptops(args, cwd=root, env=env or env_without_key())
     assert done.returncode == expect, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr

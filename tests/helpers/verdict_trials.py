@@ -1,6 +1,6 @@
 """Trials of the PR verdict against a noisy stub model, through the whole eval pipeline and litellm.
 
-Shared by tests/test_verdict_noise.py (a few trials, every test run) and bench/verdict_bench.py (ten
+Shared by tests/evals/test_verdict_noise.py (a few trials, every test run) and bench/verdict_bench.py (ten
 trials a scenario, printed). A trial is one `promptops eval` of a 100-case suite at base and head with
 a fresh cache and a new seed for the model's noise: the base prompt says "Answer with the city.",
 the head "Answer with the city only." (a trivial wording change: every request differs, so every

@@ -83,7 +83,7 @@ DROPPED = ["anthropic/claude-3-5-sonnet", "anthropic/claude-3-5-haiku", "anthrop
 
 
 def test_every_key_without_a_provider_is_a_known_name() -> None:
-    """Known names are the price map's keys (tests/test_pricing.py reads the map's text against json.load)."""
+    """Known names are the price map's keys (tests/estimate/test_pricing.py reads the map's text against json.load)."""
     data = json.loads(litellm_price_map().read_text(encoding="utf-8"))  # type: ignore[union-attr]
     data.pop("sample_spec")
     assert {key: key for key in CATALOG.names_of("") if "/" not in key} == {key: key for key in data if "/" not in key}

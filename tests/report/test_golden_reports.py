@@ -2,7 +2,7 @@
 with the reviewed files under tests/golden/, so that a change of layout or wording shows in the diff.
 
 Regenerate after an intended change, then review the diff of tests/golden/ like code:
-``PROMPTOPS_UPDATE_GOLDEN=1 python -m pytest -q tests/test_golden_reports.py``.
+``PROMPTOPS_UPDATE_GOLDEN=1 python -m pytest -q tests/report/test_golden_reports.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A fresh attack run against `promptops ci` and the commands around it (issue 15, "Verified by").
 
 Each test is an attack that works on the code as it stands, written as a test that fails until
-it is fixed. They build the same simulated GitHub Actions job as tests/test_attack_sinks.py: a
+it is fixed. They build the same simulated GitHub Actions job as tests/security/test_attack_sinks.py: a
 real git repository, `promptops ci` as a subprocess, the stub model through litellm, FakeGitHub.
 An attacker's server is a plain HTTP listener on loopback that records what reaches it.
 """
