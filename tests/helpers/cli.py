@@ -8,21 +8,25 @@ afterwards the folder, the environment and the signal handlers a command may set
 
 ``run_promptops_process`` starts ``python -m promptops``: for what only a process shows (an exit by a
 signal, a kill, imports, a mount namespace, an environment read at start-up). Both take the same
-arguments and return a ``subprocess.CompletedProcess`` with text stdout and stderr.
+arguments and return a ``CliResult``: a ``subprocess.CompletedProcess`` with text stdout and stderr, how
+long the command took and its JSON output. ``cli_env()`` is the environment of a user's terminal: this
+one without what a CI job or a hook running the tests would set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from click.testing import CliRunner
 
@@ -34,12 +38,34 @@ HANG_S = 600.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class CliResult(subprocess.CompletedProcess[str]):
+    """A finished command: returncode, stdout, stderr, and how many ``seconds`` it took."""
+
+    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str, seconds: float) -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self.seconds = seconds
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def cli_env() -> dict[str, str]:
+    """This process's environment without what would change lint's output when the tests run in CI or a hook."""
+    env = dict(os.environ)
+    env.pop("GITHUB_ACTIONS", None)  # would switch the default format to github
+    env.pop("GITHUB_WORKSPACE", None)  # would change what github and sarif paths are relative to
+    env.pop("PRE_COMMIT", None)  # set when the tests run inside a hook: lint would refuse files outside a project
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
 def run_promptops(args: Sequence[str | os.PathLike[str]], cwd: Path, env: Mapping[str, str] | None = None,
-                  timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+                  timeout: float | None = None) -> CliResult:
     """``promptops ARGS`` run in this process (from its main thread) in ``cwd``, as ``run_promptops_process``
     would run it in a child, interrupted after ``timeout`` seconds."""
     argv = [os.fspath(arg) for arg in args]
     hung: list[str] = []
+    start = time.monotonic()
     with _isolated(cwd, env), _runner().isolation() as streams:
         stdout, stderr = streams[0], streams[1]  # click 8.2 adds a third, both interleaved
         _forget_cached_state()
@@ -49,7 +75,7 @@ def run_promptops(args: Sequence[str | os.PathLike[str]], cwd: Path, env: Mappin
         sys.stderr.flush()
         _release_what_an_exit_would()
         out, err = _text(stdout.getvalue()), _text(stderr.getvalue())  # click 8.1 closes them on leaving
-    return subprocess.CompletedProcess(["promptops", *argv], code, out, err + "".join(hung))
+    return CliResult(["promptops", *argv], code, out, err + "".join(hung), time.monotonic() - start)
 
 
 def _runner() -> CliRunner:
@@ -61,11 +87,13 @@ def _runner() -> CliRunner:
 
 
 def run_promptops_process(args: Sequence[str | os.PathLike[str]], cwd: Path, env: Mapping[str, str] | None = None,
-                          timeout: float | None = 180, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+                          timeout: float | None = 180, prefix: Sequence[str] = ()) -> CliResult:
     """``python -m promptops ARGS`` in a child process (after ``prefix``, e.g. a namespace's ``unshare``)."""
-    return subprocess.run([*prefix, sys.executable, "-m", "promptops", *map(os.fspath, args)], cwd=cwd,
+    start = time.monotonic()
+    done = subprocess.run([*prefix, sys.executable, "-m", "promptops", *map(os.fspath, args)], cwd=cwd,
                           env=None if env is None else dict(env), capture_output=True, text=True, encoding="utf-8",
                           errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+    return CliResult(done.args, done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
 @contextlib.contextmanager

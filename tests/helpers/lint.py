@@ -1,23 +1,21 @@
-"""Helpers shared by the lint tests: run the real CLI (in a process, or in this one), read fixture expectations."""
+"""Helpers shared by the lint tests: the failing and passing fixtures and their expectations, many CLI runs at once."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from helpers.cli import CliResult, cli_env, run_promptops, run_promptops_process
 from helpers.leaks import BACKGROUND
 from helpers.repo import TESTS
 
 BAD = TESTS / "fixtures" / "bad"
+GOOD = TESTS / "fixtures" / "good"  # each the same input as bad/ of its name, with the problem fixed
 CLI_TIMEOUT_S = 20.0
 
 _ITEM = re.compile(
@@ -111,45 +109,27 @@ def discover_cases() -> list[Case]:
     return cases
 
 
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("GITHUB_ACTIONS", None)  # would switch the default format to github
-    env.pop("GITHUB_WORKSPACE", None)  # would change what github and sarif paths are relative to
-    env.pop("PRE_COMMIT", None)  # set when the tests run inside a hook: lint would refuse files outside a project
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
+def fixed_codes(good: Path) -> list[str]:
+    """The codes a passing fixture answers, from the ``# fixes: PO101, PO102`` line its first file opens with."""
+    files = sorted(p for p in good.rglob("*.yaml") if p.is_file()) if good.is_dir() else [good]
+    for path in files:
+        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+        if match := re.match(r"^#\s*fixes:\s*(PO\d{3}(?:\s*,\s*PO\d{3})*)\s*$", first):
+            return re.split(r"\s*,\s*", match.group(1))
+    raise ValueError(f"fixture {good} declares no '# fixes: POxxx' line")
 
 
-@dataclass
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def json(self) -> dict:
-        return json.loads(self.stdout)
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S, env: dict[str, str] | None = None) -> CliResult:
-    """Run ``python -m promptops`` for real, as a user would, with a hard timeout (``env``: cli_env())."""
-    start = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "promptops", *args],
-        cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-        timeout=timeout, env=env or cli_env(), stdin=subprocess.DEVNULL,
-    )
-    return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
-
-
-def run_cli_in_process(args: list[str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
-    """``run_cli`` in this process (tests/helpers/cli.py): no interpreter start-up, for tests that need no
-    process of their own (a crash or an import to observe); a hang is interrupted after ``timeout``."""
-    from helpers.cli import run_promptops
-
-    start = time.monotonic()
-    done = run_promptops(args, cwd=cwd, env=cli_env(), timeout=timeout)
-    return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
+def discover_fixed() -> dict[str, Case]:
+    """The passing fixtures by the code they answer, each a Case (named as its failing twin) that expects nothing."""
+    by_code: dict[str, Case] = {}
+    for entry in sorted(GOOD.iterdir()):
+        if entry.name.startswith((".", "_")):
+            continue
+        for code in fixed_codes(entry):
+            if code in by_code:
+                raise ValueError(f"{code} has two passing fixtures: {by_code[code].source.name} and {entry.name}")
+            by_code[code] = Case(name=entry.name.split(".")[0], source=entry, exit_code=0)
+    return by_code
 
 
 def assert_no_traceback(result: CliResult) -> None:
@@ -164,7 +144,7 @@ class CliPool:
     A test file registers its cases up front; a module-scoped fixture starts them all
     and each test waits only for its own, so a slow machine runs the ~0.3 s start-up of
     each process in parallel rather than one after the other. With ``in_process``, each
-    runs at once in this process instead (run_cli_in_process): no start-up at all.
+    runs at once in this process instead (helpers.cli.run_promptops): no start-up at all.
     """
 
     def __init__(self, base: Path, in_process: bool = False) -> None:
@@ -180,12 +160,12 @@ class CliPool:
         args = prepare(folder)
         if self.in_process:
             done: Future[CliResult] = Future()
-            done.set_result(run_cli_in_process(args, folder))
+            done.set_result(run_promptops(args, folder, env=cli_env(), timeout=CLI_TIMEOUT_S))
             self._runs[name] = (folder, done)
             return
         # They run on while the module's tests do: marked, so that only the module's leak check counts them.
         env = cli_env() | {BACKGROUND: "1"}
-        self._runs[name] = (folder, self._pool.submit(run_cli, args, folder, CLI_TIMEOUT_S, env))
+        self._runs[name] = (folder, self._pool.submit(run_promptops_process, args, folder, env, CLI_TIMEOUT_S))
 
     def result(self, name: str) -> tuple[Path, CliResult]:
         folder, future = self._runs[name]

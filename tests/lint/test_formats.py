@@ -12,7 +12,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from helpers.lint import assert_no_traceback, run_cli_in_process
+from helpers.cli import cli_env, run_promptops
+from helpers.lint import assert_no_traceback
 from promptops.findings import Finding, Severity
 from promptops.lint import lint
 from promptops.lint.engine import empty_run
@@ -91,8 +92,8 @@ def test_json_structure(project: Path) -> None:
 
 
 def test_json_is_deterministic_bytes(project: Path) -> None:
-    first = run_cli_in_process(["lint", "--format", "json"], cwd=project)
-    second = run_cli_in_process(["lint", "--format", "json"], cwd=project)
+    first = run_promptops(["lint", "--format", "json"], cwd=project, env=cli_env())
+    second = run_promptops(["lint", "--format", "json"], cwd=project, env=cli_env())
     assert first.returncode == second.returncode == 1
     assert first.stdout == second.stdout
     assert first.stdout == render(_run(project), "json")
@@ -101,7 +102,7 @@ def test_json_is_deterministic_bytes(project: Path) -> None:
 
 def test_json_of_a_clean_run(tmp_path: Path) -> None:
     (tmp_path / "ok.prompt.yaml").write_text("id: ok\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n")
-    result = run_cli_in_process(["lint", "--format", "json"], cwd=tmp_path)
+    result = run_promptops(["lint", "--format", "json"], cwd=tmp_path, env=cli_env())
     assert result.returncode == 0
     assert json.loads(result.stdout) == {
         "version": 1, "files_checked": 1, "related_files_checked": 0, "summary": {"errors": 0, "warnings": 0},
@@ -111,7 +112,7 @@ def test_json_of_a_clean_run(tmp_path: Path) -> None:
 
 def test_json_config_error_is_reported_with_exit_2(tmp_path: Path) -> None:
     (tmp_path / "promptops.yaml").write_text("lint: {rulez: {}}\n")
-    result = run_cli_in_process(["lint", "--format", "json"], cwd=tmp_path)
+    result = run_promptops(["lint", "--format", "json"], cwd=tmp_path, env=cli_env())
     assert result.returncode == 2
     assert_no_traceback(result)
     findings = json.loads(result.stdout)["findings"]
@@ -174,8 +175,6 @@ def test_github_escaping_of_properties_and_data() -> None:
 
 
 def test_github_is_the_default_inside_actions(project: Path) -> None:
-    from helpers.lint import cli_env
-    from helpers.cli import run_promptops
 
     done = run_promptops(["lint"], cwd=project, env=cli_env() | {"GITHUB_ACTIONS": "true"})
     assert done.returncode == 1
@@ -274,7 +273,7 @@ def test_sarif_of_a_clean_run_and_of_every_fixture_is_valid(sarif_validator, tmp
 
 def test_sarif_from_the_cli_with_output_file(project: Path, sarif_validator) -> None:
     (project / ODD_NAME).unlink()
-    result = run_cli_in_process(["lint", "--format", "sarif", "--output", "lint.sarif"], cwd=project)
+    result = run_promptops(["lint", "--format", "sarif", "--output", "lint.sarif"], cwd=project, env=cli_env())
     assert result.returncode == 1
     assert result.stdout == ""
     _check_sarif(json.loads((project / "lint.sarif").read_text(encoding="utf-8")), sarif_validator)
@@ -313,7 +312,7 @@ def test_sarif_checker_rejects_broken_documents(project: Path, sarif_validator) 
 # -- text -------------------------------------------------------------------------------
 
 def test_text_format(project: Path) -> None:
-    result = run_cli_in_process(["lint"], cwd=project)  # not a TTY: no colour
+    result = run_promptops(["lint"], cwd=project, env=cli_env())  # not a TTY: no colour
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert "\x1b[" not in result.stdout
@@ -327,9 +326,9 @@ def test_text_format(project: Path) -> None:
 
 
 def test_text_colour_is_forced_with_color_flag(project: Path) -> None:
-    plain = run_cli_in_process(["lint", "--color", "--format", "json"], cwd=project)
+    plain = run_promptops(["lint", "--color", "--format", "json"], cwd=project, env=cli_env())
     assert "\x1b[" not in plain.stdout
-    result = run_cli_in_process(["lint", "--color"], cwd=project)
+    result = run_promptops(["lint", "--color"], cwd=project, env=cli_env())
     assert "\x1b[" in result.stdout
 
 
@@ -338,7 +337,7 @@ def test_text_keeps_one_finding_per_line(tmp_path: Path) -> None:
         'id: x\nmodel: {name: openai/gpt-4o-mini}\n"a\\n::warning file=x::injected": 1\n'
         "messages: [{role: user, content: hi}]\n"
     )
-    result = run_cli_in_process(["lint", "--format", "text"], cwd=tmp_path)
+    result = run_promptops(["lint", "--format", "text"], cwd=tmp_path, env=cli_env())
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert len(lines) == 2, lines
@@ -353,10 +352,10 @@ def test_github_and_sarif_paths_are_relative_to_the_repository_root(tmp_path: Pa
     project = tmp_path / "services" / "bot"
     project.mkdir(parents=True)
     (project / "answer.prompt.yaml").write_text(PROMPT, encoding="utf-8")
-    github = run_cli_in_process(["lint", "--format", "github"], cwd=project)
+    github = run_promptops(["lint", "--format", "github"], cwd=project, env=cli_env())
     assert "file=services/bot/answer.prompt.yaml,line=" in github.stdout
-    sarif = json.loads(run_cli_in_process(["lint", "--format", "sarif"], cwd=project).stdout)
+    sarif = json.loads(run_promptops(["lint", "--format", "sarif"], cwd=project, env=cli_env()).stdout)
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif["runs"][0]["results"]}
     assert uris == {"services/bot/answer.prompt.yaml"}
-    text = run_cli_in_process(["lint"], cwd=project)
+    text = run_promptops(["lint"], cwd=project, env=cli_env())
     assert text.stdout.startswith("answer.prompt.yaml:")  # people read paths from where they stand

@@ -17,7 +17,8 @@ from typing import Callable
 
 import pytest
 
-from helpers.lint import BAD, CliPool, CliResult, assert_no_traceback
+from helpers.cli import CliResult
+from helpers.lint import BAD, CliPool, assert_no_traceback
 
 CASES: dict[str, Callable[[Path], list[str]]] = {}
 JSON = ["lint", "--format", "json"]

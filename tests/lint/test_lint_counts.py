@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.lint import assert_no_traceback, run_cli
+from helpers.cli import cli_env, run_promptops
+from helpers.lint import assert_no_traceback
 from helpers.repo import git, git_env
 
 PROMPT = """\
@@ -42,28 +43,28 @@ def _summary(result) -> str:
 
 def test_one_file_named_is_one_file_checked(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    result = run_cli(["lint", "prompts/greet.prompt.yaml"], cwd=root)
+    result = run_promptops(["lint", "prompts/greet.prompt.yaml"], cwd=root, env=cli_env())
     assert result.returncode == 0, result.stdout + result.stderr
     # promptops.yaml and the prompt's suite are checked too, and said apart
     assert _summary(result) == "All clean: 1 file checked (and 2 related)."
-    document = run_cli(["lint", "--format", "json", "prompts/greet.prompt.yaml"], cwd=root).json()
+    document = run_promptops(["lint", "--format", "json", "prompts/greet.prompt.yaml"], cwd=root, env=cli_env()).json()
     assert (document["files_checked"], document["related_files_checked"]) == (1, 2)
 
 
 def test_counts_are_plural_and_a_prompt_without_suite_has_only_the_config_related(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    assert _summary(run_cli(["lint", "prompts/other.prompt.yaml"], cwd=root)) == \
+    assert _summary(run_promptops(["lint", "prompts/other.prompt.yaml"], cwd=root, env=cli_env())) == \
         "All clean: 1 file checked (and 1 related)."
-    both = run_cli(["lint", "prompts/greet.prompt.yaml", "prompts/other.prompt.yaml"], cwd=root)
+    both = run_promptops(["lint", "prompts/greet.prompt.yaml", "prompts/other.prompt.yaml"], cwd=root, env=cli_env())
     assert _summary(both) == "All clean: 2 files checked (and 2 related)."
-    assert _summary(run_cli(["lint", "promptops.yaml"], cwd=root)) == "All clean: 1 file checked."
-    assert _summary(run_cli(["lint"], cwd=root)) == "All clean: 4 files checked."
+    assert _summary(run_promptops(["lint", "promptops.yaml"], cwd=root, env=cli_env())) == "All clean: 1 file checked."
+    assert _summary(run_promptops(["lint"], cwd=root, env=cli_env())) == "All clean: 4 files checked."
 
 
 def test_findings_are_counted_in_the_files_named(tmp_path: Path) -> None:
     root = _project(tmp_path)
     (root / "prompts" / "greet.prompt.yaml").write_text(BROKEN)
-    result = run_cli(["lint", "prompts/greet.prompt.yaml"], cwd=root)
+    result = run_promptops(["lint", "prompts/greet.prompt.yaml"], cwd=root, env=cli_env())
     assert result.returncode == 1
     assert "prompts/greet.prompt.yaml:4:34: PO202" in result.stdout
     assert "evals/greet.eval.yaml:2:9: PO205" in result.stdout  # the related suite no longer renders
@@ -72,7 +73,7 @@ def test_findings_are_counted_in_the_files_named(tmp_path: Path) -> None:
 
 def test_a_folder_without_promptops_yaml_or_specs_says_so_with_exit_2(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("not a prompt\n")
-    result = run_cli(["lint"], cwd=tmp_path)
+    result = run_promptops(["lint"], cwd=tmp_path, env=cli_env())
     assert_no_traceback(result)
     assert result.returncode == 2 and result.stdout == ""
     assert f"nothing to lint: {tmp_path.resolve()} holds no promptops.yaml" in result.stderr
@@ -83,11 +84,11 @@ def test_a_folder_without_promptops_yaml_or_specs_says_so_with_exit_2(tmp_path: 
 def test_an_empty_folder_inside_a_project_names_the_project(tmp_path: Path) -> None:
     root = _project(tmp_path)
     (root / "drafts").mkdir()
-    result = run_cli(["lint", "drafts"], cwd=root)
+    result = run_promptops(["lint", "drafts"], cwd=root, env=cli_env())
     assert result.returncode == 2 and result.stdout == ""
     assert "nothing to lint in drafts: no promptops.yaml, *.prompt.yaml, *.retrieval.yaml or *.eval.yaml" \
         in result.stderr
-    inside = run_cli(["lint"], cwd=root / "drafts")
+    inside = run_promptops(["lint"], cwd=root / "drafts", env=cli_env())
     assert inside.returncode == 2
     assert f"the project's promptops.yaml is {root.resolve() / 'promptops.yaml'}" in inside.stderr
 
@@ -95,17 +96,17 @@ def test_an_empty_folder_inside_a_project_names_the_project(tmp_path: Path) -> N
 def test_a_file_that_is_not_a_promptops_file_is_skipped_aloud(tmp_path: Path) -> None:
     root = _project(tmp_path)
     (root / "notes.yaml").write_text("a: 1\n")
-    alone = run_cli(["lint", "notes.yaml"], cwd=root)
+    alone = run_promptops(["lint", "notes.yaml"], cwd=root, env=cli_env())
     assert alone.returncode == 2
     assert "skipped notes.yaml: not a promptops file" in alone.stderr and "nothing to lint in notes.yaml" in alone.stderr
-    together = run_cli(["lint", "notes.yaml", "prompts/other.prompt.yaml"], cwd=root)
+    together = run_promptops(["lint", "notes.yaml", "prompts/other.prompt.yaml"], cwd=root, env=cli_env())
     assert together.returncode == 0 and "skipped notes.yaml" in together.stderr
     assert _summary(together) == "All clean: 1 file checked (and 1 related)."
 
 
 def test_files_without_promptops_yaml_are_linted_on_the_command_line(tmp_path: Path) -> None:
     root = _project(tmp_path, config=False)
-    result = run_cli(["lint", "prompts/greet.prompt.yaml"], cwd=root)
+    result = run_promptops(["lint", "prompts/greet.prompt.yaml"], cwd=root, env=cli_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert _summary(result) == "All clean: 1 file checked (and 1 related)."
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.lint import CLI_TIMEOUT_S, Case, CliPool, CliResult, assert_no_traceback, discover_cases, parse_expectations
+from helpers.cli import CliResult
+from helpers.lint import CLI_TIMEOUT_S, Case, CliPool, assert_no_traceback, discover_cases, parse_expectations
 from promptops.yamlparse import YamlError, parse
 
 CASES = discover_cases()

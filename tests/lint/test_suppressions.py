@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.lint import assert_no_traceback, run_cli_in_process
+from helpers.cli import cli_env, run_promptops
+from helpers.lint import assert_no_traceback
 from promptops.lint import lint
 
 # Line 12 uses an undeclared variable (PO202, error); line 11 interpolates a variable into a
@@ -152,10 +153,10 @@ def test_unquoted_off(tmp_path: Path, rules: str) -> None:
 
 def test_severity_changes_reach_every_format_and_the_exit_code(tmp_path: Path) -> None:
     folder = _project(tmp_path, _prompt(), config=_config("    PO202: warning\n"))
-    result = run_cli_in_process(["lint", "--format", "json"], cwd=folder)
+    result = run_promptops(["lint", "--format", "json"], cwd=folder, env=cli_env())
     assert result.returncode == 0, result.stdout  # only warnings left
     assert {f["severity"] for f in result.json()["findings"]} == {"warning"}
-    strict = run_cli_in_process(["lint", "--format", "sarif", "--strict"], cwd=folder)
+    strict = run_promptops(["lint", "--format", "sarif", "--strict"], cwd=folder, env=cli_env())
     assert strict.returncode == 1
     assert '"level": "error"' not in strict.stdout.split('"rules"')[0]
 
@@ -168,7 +169,7 @@ def test_off_for_a_loader_rule(tmp_path: Path) -> None:
 @pytest.mark.parametrize("rules", ["    PO202: fatal\n", "    PO2O2: 'off'\n", "    Undeclared_Variable: 'off'\n"])
 def test_invalid_rules_section_is_a_config_error(tmp_path: Path, rules: str) -> None:
     folder = _project(tmp_path, _prompt(), config=_config(rules))
-    result = run_cli_in_process(["lint", "--format", "json"], cwd=folder)
+    result = run_promptops(["lint", "--format", "json"], cwd=folder, env=cli_env())
     assert result.returncode == 2, result.stdout
     assert_no_traceback(result)
     assert [f["path"] for f in result.json()["findings"]] == ["promptops.yaml"]
@@ -181,7 +182,7 @@ def test_invalid_rules_section_is_a_config_error(tmp_path: Path, rules: str) -> 
 ])
 def test_unknown_rule_in_config_is_reported(tmp_path: Path, config: str) -> None:
     folder = _project(tmp_path, _prompt(), config=config)
-    result = run_cli_in_process(["lint", "--format", "json"], cwd=folder)
+    result = run_promptops(["lint", "--format", "json"], cwd=folder, env=cli_env())
     assert result.returncode == 2, result.stdout
     assert [f["path"] for f in result.json()["findings"]] == ["promptops.yaml"]
 
@@ -229,8 +230,8 @@ def test_per_file_ignores_only_match_their_glob(tmp_path: Path) -> None:
 
 def test_strict_turns_warnings_into_a_failing_exit(tmp_path: Path) -> None:
     folder = _project(tmp_path, _prompt(directive_12="# promptops: disable=PO202"))
-    relaxed = run_cli_in_process(["lint"], cwd=folder)
-    strict = run_cli_in_process(["lint", "--strict"], cwd=folder)
+    relaxed = run_promptops(["lint"], cwd=folder, env=cli_env())
+    strict = run_promptops(["lint", "--strict"], cwd=folder, env=cli_env())
     assert relaxed.returncode == 0, relaxed.stdout
     assert strict.returncode == 1, strict.stdout
     assert relaxed.stdout == strict.stdout
@@ -240,12 +241,12 @@ def test_strict_turns_warnings_into_a_failing_exit(tmp_path: Path) -> None:
 def test_strict_on_a_clean_project_exits_0(tmp_path: Path) -> None:
     text = _prompt(directive_12="# promptops: disable=PO202").replace("    tone: {type: string}\n", "")
     folder = _project(tmp_path, text.replace("role: system", "role: user"))
-    result = run_cli_in_process(["lint", "--strict"], cwd=folder)
+    result = run_promptops(["lint", "--strict"], cwd=folder, env=cli_env())
     assert result.returncode == 0, result.stdout
     assert result.stdout == "All clean: 2 files checked.\n"
 
 
 def test_errors_exit_1_with_or_without_strict(tmp_path: Path) -> None:
     folder = _project(tmp_path, _prompt())
-    assert run_cli_in_process(["lint"], cwd=folder).returncode == 1
-    assert run_cli_in_process(["lint", "--strict"], cwd=folder).returncode == 1
+    assert run_promptops(["lint"], cwd=folder, env=cli_env()).returncode == 1
+    assert run_promptops(["lint", "--strict"], cwd=folder, env=cli_env()).returncode == 1

@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from helpers.repo import git
-from helpers.geo import COUNTRIES, PROMPT, SUITE, stub
+from helpers.geo import PROMPT, SUITE, stub
 from helpers.release import (BETTER, GOOD, RUDE, audit_of, commit, configure, lock_of, new_repo, po, promote, shared_cache,
                              version_of, write_prompt)
 from promptops import lockfile, resources
