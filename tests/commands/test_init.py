@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
+from helpers.cli import run_promptops
 from helpers.repo import git, git_env
 from promptops.lockfile import AUDIT_LOG, LOCK_NAME, MUTEX, RELEASES
 from promptops.resultcache import DEFAULT_PATH as CACHE
@@ -31,10 +32,9 @@ EXPECTED_FILES = {
 
 
 def promptops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The real command line, in a fresh process, as a user would run it."""
+    """The real command line, in this process, as a user would run it."""
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}  # keep the text format
-    return subprocess.run([sys.executable, "-m", "promptops", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return run_promptops(args, cwd=cwd, env=env)
 
 
 def template(relative: str) -> bytes:

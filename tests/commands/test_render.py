@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from helpers.cli import run_promptops
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support-assistant"
 
 
 def run(*args: str, cwd: Path = EXAMPLE) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptops", "render", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+    return run_promptops(["render", *args], cwd=cwd)
 
 
 def test_renders_messages_with_vars_file(tmp_path: Path) -> None:

@@ -12,12 +12,11 @@ To regenerate after a deliberate change of a figure: `PYTHONPATH=tests python te
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from helpers.cli import run_promptops_process
 from helpers.repo import FIXTURES, git, git_env
 
 EXPECTED = FIXTURES / "cost_figures.json"
@@ -157,8 +156,7 @@ def documents(root: Path, cache: Path) -> dict[str, Any]:
     env = git_env(PROMPTOPS_CACHE_DIR=str(cache))
     result = {}
     for name, args in (("staged", ["--staged", "--warn"]), ("working_tree", ["--base", "HEAD", "--warn"])):
-        done = subprocess.run([sys.executable, "-m", "promptops", "cost", "--format", "json", *args], cwd=root,
-                              capture_output=True, text=True, timeout=120, env=env)
+        done = run_promptops_process(["cost", "--format", "json", *args], cwd=root, env=env, timeout=120)
         assert done.returncode == 0, done.stderr
         result[name] = json.loads(done.stdout)
     return result

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.cli import run_promptops_process
 from helpers.repo import git, git_env
 from promptops.evals.credentials import PROVIDER_KEYS, missing_credentials, provider_of
 from promptops.models import ModelCatalog
@@ -91,8 +91,7 @@ def repo(tmp_path: Path) -> Path:
 def _eval(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in git_env().items() if k not in ALL_VARIABLES and k != "PROMPTOPS_API_BASE"}
     env["PYTHONPROFILEIMPORTTIME"] = "1"  # -X importtime, inherited by worker processes too
-    return subprocess.run([sys.executable, "-m", "promptops", "eval", "--all", "--no-base", *args], cwd=repo,
-                          capture_output=True, text=True, timeout=180, env=env)
+    return run_promptops_process(["eval", "--all", "--no-base", *args], cwd=repo, env=env, timeout=180)
 
 
 def _imported_litellm(stderr: str) -> bool:

@@ -19,19 +19,11 @@ from promptops.testing import StubServer
 from promptops.testing.github import FakeGitHub
 
 OWNER_REPO, PR = "acme/support-bot", 42
-
-
 TOKEN = "ghs_" + "Tk3nValue" * 4
-
-
 # Shaped like no well-known token, with underscores as real keys have: only knowing the value redacts it.
 KEY = "org_live_7f3a_9c2e_41bd_5e6f"
-
-
 # The key in any escaped form a renderer may give it: its parts in order, anything short between them.
 KEY_ANY_FORM = re.compile(r"7f3a.{1,8}?9c2e.{1,8}?41bd.{1,8}?5e6f")
-
-
 PROMPT = """\
 id: support.greet
 model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 50}}
@@ -40,8 +32,6 @@ messages:
   - {role: system, content: "STYLE"}
   - {role: user, content: "Greet {{ name }}."}
 """
-
-
 NAMES = ["ada", "grace", "linus", "ken"]
 
 
@@ -132,8 +122,6 @@ def comment_body(github: FakeGitHub) -> str:
 
 # What the runner obeys: "::" opening a line (after white space), "##[" anywhere in one.
 ANNOTATION = re.compile(r"::(error|warning) file=[^,:\n]*,line=\d+,col=\d+,title=[^:\n]*::[^\n]*")
-
-
 INJECTED = "x\n::set-output name=verdict::pass\n::add-mask::{0}\n  ::stop-commands::pwned\n##[error]legacy"
 
 
@@ -158,8 +146,9 @@ def visible_text(body: str) -> str:
     kept = list(walk(tokens))
     assert not [t for t in kept if t.type in ("link_open", "image")], "a live link"
     return "\n".join(html.unescape(t.content) for t in kept if t.type in ("text", "html_block", "html_inline"))
+
+
+# The sticky comment's author and clock (test_attack_comment), a template loop of 1,600 iterations.
 NOW = datetime.now(timezone.utc)
-
-
 BOT = "github-actions[bot]"  # who writes with GITHUB_TOKEN
 NESTED_LOOP = "{% for i in range(40) %}{% for j in range(40) %}{% endfor %}{% endfor %}"  # 1,600 iterations

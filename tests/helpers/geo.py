@@ -19,8 +19,6 @@ messages:
   - {role: system, content: "SYSTEM"}
   - {role: user, content: "What is the capital of {{ country }}?"}
 """
-
-
 SUITE = "prompt: geo.capital\ngates: {max_pass_rate_drop: 0.05}\ncases:\n" + "".join(
     f"  - {{id: {c.lower()}, vars: {{country: {c}}}, expected: {city}, assert: [{{type: contains, value: '{{{{ expected }}}}'}}]}}\n"
     for c, city in COUNTRIES.items()

@@ -12,12 +12,12 @@ import contextlib
 import http.server
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Iterator
 
 from helpers.actions import PROMPT, TOKEN, actions_job, comment_body, repository
+from helpers.cli import run_promptops_process
 from promptops.testing import StubServer
 from promptops.testing.github import FakeGitHub
 
@@ -60,9 +60,7 @@ def attacker_host(body: bytes = b'{"type": "string"}', hang: threading.Event | N
 
 
 def ci(job, timeout: float = 60) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
-    return subprocess.run([sys.executable, "-m", "promptops", "ci", "--report-dir", str(job.temp / "report")],
-                          cwd=job.root, env=job.env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return run_promptops_process(["ci", "--report-dir", job.temp / "report"], cwd=job.root, env=job.env, timeout=timeout)
 
 
 # -- a suite's json_schema assertion resolves $ref over the network and the file system ---------------
@@ -159,8 +157,7 @@ def test_render_sends_no_request_for_a_ref_in_the_inputs_schema(tmp_path: Path) 
         root = repository(tmp_path / "repo", {"promptops.yaml": "{}\n", "README.md": "x\n"},
                           {"greet.prompt.yaml": prompt})
         env = {k: v for k, v in git_env().items() if not k.startswith(("GITHUB_", "OPENAI_", "PROMPTOPS_"))}
-        subprocess.run([sys.executable, "-m", "promptops", "render", "support.greet", "--var", "name=ada"], cwd=root,
-                       env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        run_promptops_process(["render", "support.greet", "--var", "name=ada"], cwd=root, env=env, timeout=60)
     assert hits == [], f"promptops render fetched {hits} from the pull request's host"
 
 

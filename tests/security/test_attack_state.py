@@ -389,8 +389,7 @@ def test_a_promotion_killed_at_any_write_is_consistent_and_a_rerun_records_it_on
     po(root, "rollback", "geo.capital", "--env", "dev", expect=0)
     (root / lockfile.RELEASES / "geo.capital" / f"{second}.json").unlink()  # so that the snapshot is written again
     env = hooked(tmp_path, at, "kill")
-    killed = subprocess.run([sys.executable, "-m", "promptops", "promote", "geo.capital", "--to", "dev"], cwd=root,
-                            capture_output=True, text=True, timeout=180, env=env)
+    killed = run_promptops_process(["promote", "geo.capital", "--to", "dev"], cwd=root, env=env, timeout=180)
     assert killed.returncode == -9, killed.stderr
     consistent(root)
     done = promote(root, None, "geo.capital", "dev")  # the same command again, without the hook
