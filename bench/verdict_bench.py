@@ -3,7 +3,7 @@ not a test.
 
     python bench/verdict_bench.py [--trials 10]
 
-Each trial is a full `promptops eval` of a 100-case suite at base and head (tests/_verdict_trials.py):
+Each trial is a full `promptops eval` of a 100-case suite at base and head (tests/helpers/verdict_trials.py):
 fresh cache, a new seed for the model's noise, litellm to the stub server. For an unchanged prompt a
 failed gate is a false alarm; for a real drop a failed gate is a catch. Also printed: the model calls a
 trial makes, how many of them confirm flips, and its seconds. The control is the same trials with
@@ -20,7 +20,7 @@ from statistics import fmean
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _verdict_trials import REAL_DROPS, UNCHANGED, make_projects, run_trial  # noqa: E402
+from helpers.verdict_trials import REAL_DROPS, UNCHANGED, make_projects, run_trial  # noqa: E402
 from promptops.testing import StubServer  # noqa: E402
 
 

@@ -6,7 +6,7 @@ A price comes from the price map that ships inside the installed litellm package
 
 The map is about 3 MB of JSON: it is read once a process and a model's entry is found by its key in
 the text and decoded alone. That depends on the file's layout (top-level keys at the start of a
-line); tests/test_pricing.py reads every entry both ways, textually and with ``json.load``, and a sample
+line); tests/estimate/test_pricing.py reads every entry both ways, textually and with ``json.load``, and a sample
 of models through litellm itself, so a litellm release that changes the layout fails there, not in a figure.
 
 A new kind of price is a field of ``Price`` and a row of ``LITELLM_KEYS`` (its key in litellm's map;

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from conftest import ROOT, git, git_env, read_outputs
+from helpers.repo import ROOT, git, git_env, read_outputs
 from promptops.testing import Rule, StubServer
 from promptops.testing.github import FakeGitHub
 

@@ -11,7 +11,7 @@ from types import ModuleType
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from conftest import ROOT
+from helpers.repo import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

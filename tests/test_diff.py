@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
+from helpers.repo import git
 from promptops.diff import (
     FieldChange,
     ItemDiff,

@@ -12,7 +12,7 @@ import pytest
 
 import promptops
 import promptops.commands
-from _promptops import run_promptops
+from helpers.cli import run_promptops
 from promptops.cli import cli
 from promptops.config import ConfigError
 from promptops.demo import DemoError

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from _promptops import run_promptops
+from helpers.cli import run_promptops
 from promptops.loader import Loader
 from promptops.models import ModelCatalog
 from promptops.specs import EvalSuiteSpec

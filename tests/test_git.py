@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git as run_git
+from helpers.repo import git as run_git
 from promptops import git
 from promptops.gitrefs import RefError, open_repo, resolve_refs
 

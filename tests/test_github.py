@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_outputs
+from helpers.repo import read_outputs
 from promptops.github import (
     COMMENT_LIMIT,
     MAX_PAGES,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import conftest
+from helpers import repo
 from promptops import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,10 +195,10 @@ def test_the_source_copy_leaves_out_a_virtualenv_in_the_checkout(tmp_path, monke
         (checkout / name).write_text("", encoding="utf-8")
     (checkout / ".gitignore").write_bytes((ROOT / ".gitignore").read_bytes())
     if git_checkout:
-        conftest.git(checkout, "init", "-q")
-    monkeypatch.setattr(conftest, "ROOT", checkout)
+        repo.git(checkout, "init", "-q")
+    monkeypatch.setattr(repo, "ROOT", checkout)
 
-    copied = conftest.copy_source(tmp_path / "copy")
+    copied = repo.copy_source(tmp_path / "copy")
 
     assert sorted(str(p.relative_to(copied)) for p in copied.rglob("*") if p.is_file()) == [
         ".gitignore", "promptops/__init__.py", "pyproject.toml"]

@@ -3,7 +3,7 @@
 litellm's ``validate_environment`` answers the same question, but only after its import (seconds):
 a run without a key would plan, start workers and import litellm before saying so. This table holds
 the providers people use most, read as litellm (the pinned release) reads them; the contract test in
-tests/test_credentials.py holds it to litellm's answers. A provider not in it is left to litellm's own
+tests/evals/test_credentials.py holds it to litellm's answers. A provider not in it is left to litellm's own
 check, which still runs before the first call.
 """
 

@@ -50,7 +50,7 @@ half of its samples pass.
   improvement is the mirror image. Otherwise flips and flaky cases are "within noise".
   Flaky cases are named and reported apart; they count in B through their samples only.
 
-- **Measured false alarms and misses** (tests/test_verdict_simulation.py, 1,000 seeded trials of
+- **Measured false alarms and misses** (tests/evals/test_verdict_simulation.py, 1,000 seeded trials of
   the protocol each; the same through the stub server in bench/verdict_bench.py): an unchanged
   prompt on a model wrong 20% or 50% of the time, 20 to 200 cases, repeat 1 or 3: at most 3%
   false alarms (the union of A and B at alpha / 2 each is bounded by alpha = 5%). Caught: 4 of 6

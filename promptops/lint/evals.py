@@ -16,7 +16,7 @@ from promptops.lint.templates import case_hit
 from promptops.specs import Assertion, EvalCase, EvalSuiteSpec
 from promptops.templating import TemplateError, parse
 
-# The schema's list of types, which tests/test_assertions.py holds to the registry's (importing the registry here
+# The schema's list of types, which tests/evals/test_assertions.py holds to the registry's (importing the registry here
 # would put every type's imports on the commit hook's path).
 _KNOWN_TYPES = resources.schema("eval")["$defs"]["assertion"]["properties"]["type"]["enum"]
 loader_rule("PO503", "unknown-assertion-type", textwrap.fill(
