@@ -20,6 +20,7 @@ from promptops.estimate.cost import compare as compare_cost, explain_gap
 from promptops.evals import stats
 from promptops.evals.compare import attempts_of
 from promptops.evals.execute import EvalOptions, run_evaluation
+from promptops.evals.passages import PassageSource
 from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
@@ -92,7 +93,8 @@ def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
     if not options.evals:
         return EvalPart(ran=False, note="evals are turned off for this check (eval: false)")
     try:
-        eval_options = replace(options.eval_options, base_label=base_label)
+        eval_options = replace(options.eval_options, base_label=base_label,
+                               passages=options.eval_options.passages or retrieved_passages())
         comparisons, skipped = asyncio.run(run_evaluation(base, head, eval_options, progress))
     except MissingCredentials as exc:
         why = ("this pull request comes from a fork, and GitHub gives fork runs no secrets"
@@ -106,6 +108,13 @@ def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
             part.unanswered += 1
             part.first_error = part.first_error or (attempt.failures[0] if attempt.failures else "no answer")
     return part
+
+
+def retrieved_passages() -> PassageSource:
+    """The retrieval stage as the evals' passage source (imported here: it brings numpy)."""
+    from promptops.retrieval.evalcases import RetrievedPassages
+
+    return RetrievedPassages()
 
 
 def estimate_gates(report: CheckReport, head: Workspace) -> list[tuple[str, GateResult]]:

@@ -80,6 +80,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
     from promptops.evals.execute import EvalOptions, run_evaluation
     from promptops.evals.runner import MissingCredentials
     from promptops.findings import Severity
+    from promptops.retrieval.evalcases import RetrievedPassages
     from promptops.report.evals import render_junit
     from promptops.report.progress import Progress
     from promptops.report.safety import environment_redactor
@@ -92,7 +93,7 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         base_ref, head_ref, base_ws, head_ws = snapshots(base, head, staged)
     options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat, confirm=confirm,
                           concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base, shard=shard,
-                          cache=cache_file, workers=workers, base_label=str(base_ref))
+                          cache=cache_file, workers=workers, base_label=str(base_ref), passages=RetrievedPassages())
     # A SIGTERM (a CI job cancelled) stops the run as Ctrl-C does: calls in flight are cancelled, every
     # finished answer is already stored, worker processes are stopped; exit 130.
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))

@@ -12,6 +12,7 @@ from promptops.evals import judges, stats
 from promptops.evals.assertions import Answer, Assertion, Outcome
 from promptops.evals.compare import SuiteComparison, compare
 from promptops.evals.credentials import missing_credentials
+from promptops.evals.passages import Filled, PassageSource
 from promptops.evals.runner import CallEngine, CallOutcome, MissingCredentials, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
 from promptops.evals.workers import WorkerPool, worker_count
@@ -41,6 +42,7 @@ class EvalOptions:
     workers: int | None = None  # processes that make the calls; None: two per core for big runs, 0 or 1: this one
     confirm: int | None = None  # extra samples a side for flagged cases; None: the suite's, eval.confirm, or 2
     base_label: str = "the base"  # how reports name the base ref ("also fails on main")
+    passages: PassageSource | None = None  # retrieves the passages of cases that give none (retrieval.evalcases)
 
 
 def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
@@ -165,14 +167,17 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
             if refused:  # nothing planned, nothing sent, no case passes: lint says why (PO604, PO605)
                 plans.append(_SuitePlan(suite, 0, _not_run(suite, refused), None))
                 continue
-            head_side = starter.planned(plan_side(suite, head, cache, options.repeat, options.shard))
+            head_filled = await _filled(options.passages, suite, head, cache, settings)
+            head_side = starter.planned(_planned(head_filled, head, cache, options))
             base_refused = _refused(base, suite.prompt) if options.compare else None
             if base_refused:
                 skipped.append(f"{suite.name}: not run at base: {base_refused}")
             # The head's cases and assertions against the base's prompt: the same test on both sides.
-            base_side = (starter.planned(plan_side(suite, base, cache, options.repeat, options.shard))
-                         if options.compare and suite.prompt in base.prompts and not base_refused else None)
-            plans.append(_SuitePlan(suite, suite_confirm(suite, head, options.confirm), head_side, base_side))
+            base_filled = (await _filled(options.passages, suite, base, cache, settings)
+                           if options.compare and suite.prompt in base.prompts and not base_refused else None)
+            base_side = starter.planned(_planned(base_filled, base, cache, options)) if base_filled else None
+            plans.append(_SuitePlan(suite, suite_confirm(suite, head, options.confirm), head_side, base_side,
+                                    head_filled.suite, base_filled.suite if base_filled else suite))
         expected = _Expected(progress)
         async with CallEngine(cache, settings, catalog, starter.pool) as engine:
             first = [(side, ws) for plan in plans for side, ws in plan.sides(head, base)]
@@ -193,6 +198,22 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
     return results, skipped
 
 
+async def _filled(source: PassageSource | None, suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache,
+                  settings: RunSettings) -> Filled:
+    """The suite with retrieved passages for the cases that give none, at this ref (as they are without a source)."""
+    if source is None:
+        return Filled(suite, None)
+    assert settings.budget is not None
+    return await source.fill(suite, workspace, cache, settings, settings.budget)
+
+
+def _planned(filled: Filled, workspace: Workspace, cache: ResultCache, options: EvalOptions) -> Side:
+    side = plan_side(filled.suite, workspace, cache, options.repeat, options.shard)
+    side.run.retrieval = filled.retrieval
+    side.run.problems += list(filled.problems)
+    return side
+
+
 @dataclass
 class _SuitePlan:
     """One suite's sides at head and base, their runs, and their confirmation."""
@@ -201,6 +222,8 @@ class _SuitePlan:
     confirm: int
     head_side: Side
     base_side: Side | None
+    head_suite: EvalSuiteSpec | None = None  # the suite as each side runs it: with its retrieved passages
+    base_suite: EvalSuiteSpec | None = None
     head_run: SuiteRun | None = None
     base_run: SuiteRun | None = None
 
@@ -218,8 +241,9 @@ class _SuitePlan:
                    and stats.needs_confirmation(base_cases[case_id].passes, case.passes)}
         if not flagged:
             return []
-        return [(plan_side(self.suite, workspace, cache, options.repeat, options.shard, confirm=self.confirm,
-                           only=flagged), workspace) for workspace in (head, base)]
+        return [(plan_side(suite or self.suite, workspace, cache, options.repeat, options.shard, confirm=self.confirm,
+                           only=flagged), workspace)
+                for suite, workspace in ((self.head_suite, head), (self.base_suite, base))]
 
     def add_confirmation(self, run: SuiteRun, *, at_head: bool) -> None:
         target = self.head_run if at_head else self.base_run

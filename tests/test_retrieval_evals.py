@@ -1,0 +1,163 @@
+"""Retrieval run in evals, end to end: a bicycle workshop's help centre (a corpus and a suite no other test
+uses) retrieved for the cases that give no passages, scored against their expected sources, and compared
+base against head through the real check stage, litellm and the stub server's /v1/embeddings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import git
+from promptops.ci import CheckOptions, run_check
+from promptops.evals.execute import EvalOptions
+from promptops.model.check import CheckReport
+from promptops.model.evals import CaseStatus
+from promptops.report import check
+from promptops.testing import Rule, StubServer
+
+DOCS = {
+    "help/chain.md": "---\ntopic: drivetrain\n---\n# Chain care\n\nOil the chain every 300 km with a dry lube, "
+                     "after you wipe the old oil off the chain.\n",
+    "help/tyres.md": "---\ntopic: wheels\n---\n# Tyre pressure\n\nRoad tyres run at 6 bar; check the pressure "
+                     "every week with a track pump.\n",
+    "help/brakes.md": "---\ntopic: brakes\n---\n# Brake pads\n\nReplace the brake pads when the groove is gone, "
+                      "which is about every 2000 km of riding.\n",
+    "help/warranty.md": "---\ntopic: shop\n---\n# Frame warranty\n\nEvery frame we sell carries a lifetime "
+                        "warranty for its first owner.\n",
+    "help/saddle.md": "---\ntopic: fit\n---\n# Saddle height\n\nSet the saddle so your knee is slightly bent "
+                      "at the bottom of the pedal stroke.\n",
+}
+RETRIEVAL = """\
+id: workshop_kb
+description: DESCRIPTION
+embedding: {model: openai/text-embedding-3-small, dimensions: 64}
+chunking: {strategy: markdown, size: 120, overlap: 0, unit: tokens}
+retriever: {top_k: TOP_K}
+corpus: {include: ["../help/*.md"]}
+index: {name: workshop-v1}
+"""
+PROMPT = """\
+id: workshop.help
+model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 40}}
+retrieval: {config: workshop_kb, into: passages, query: question}
+inputs:
+  type: object
+  required: [question, passages]
+  properties:
+    question: {type: string}
+    passages: {type: array, items: {type: string}}
+messages:
+  - {role: system, content: "Answer from the passages only."}
+  - role: user
+    content: |
+      {% for p in passages %}[{{ loop.index }}] {{ p }}
+      {% endfor %}
+      Question: {{ question }}
+"""
+SUITE = """\
+prompt: workshop.help
+gates: {max_pass_rate_drop: 0.0, min_recall_at_k: 0.5, max_recall_drop: 0.0}
+cases:
+  - {id: chain, vars: {question: "How often should I oil the chain?"}, expected_sources: [help/chain.md], assert: [{type: contains, value: "300 km"}]}
+  - {id: brakes, vars: {question: "When do brake pads need replacing?"}, expected_sources: [brakes], assert: [{type: contains, value: "2000 km"}]}
+  - {id: pads-distance, vars: {question: "After how many km of riding with the chain are pads gone?"}, expected_sources: [help/brakes.md], assert: [{type: contains, value: "2000 km"}]}
+  - {id: fixture, vars: {question: "Is the frame covered?", passages: ["Frames have a lifetime warranty."]}, assert: [{type: contains, value: "lifetime"}]}
+"""
+CONFIG = "usage:\n  workshop.help: {calls_per_day: 400}\neval: {concurrency: 2}\n"
+FILES = {"promptops.yaml": CONFIG, "retrieval/workshop.retrieval.yaml": RETRIEVAL, "prompts/help.prompt.yaml": PROMPT,
+         "evals/help.eval.yaml": SUITE, **DOCS}
+
+
+def rules() -> list[Rule]:
+    """An answer only when the passage that holds it is in the message."""
+    return [Rule(match="re:(?s)every 300 km.*Question: How often should I oil", reply="Oil it every 300 km."),
+            Rule(match="re:(?s)every 2000 km.*Question: (When do brake|After how many km)", reply="About every 2000 km."),
+            Rule(match="re:(?s)lifetime warranty.*Question: Is the frame", reply="Yes, a lifetime warranty."),
+            Rule(reply="I don't know; the passages don't say.")]
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[StubServer]:
+    with StubServer(rules(), embedding_dim=64) as server:
+        yield server
+
+
+def repository(root: Path, top_k: int = 3, description: str = "Workshop help centre") -> Path:
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    for name, text in FILES.items():
+        text = text.replace("TOP_K", str(top_k)).replace("DESCRIPTION", description)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / ".gitignore").write_text(".promptops/\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    git(root, "switch", "-qc", "change")
+    return root
+
+
+def commit_edit(root: Path, old: str, new: str) -> None:
+    path = root / "retrieval/workshop.retrieval.yaml"
+    path.write_text(path.read_text().replace(old, new))
+    git(root, "commit", "-qam", f"{old} -> {new}")
+
+
+def checked(root: Path, stub: StubServer) -> CheckReport:
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        return run_check(root, CheckOptions(base="main", eval_options=EvalOptions(api_base=stub.base_url)))
+    finally:
+        os.chdir(cwd)
+
+
+def test_a_top_k_cut_that_drops_the_answer_shows_the_lost_source_lower_recall_and_the_regression(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 1")
+    report = checked(root, stub)
+
+    [suite] = report.evals.comparisons
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.base is not None, report.evals.skipped
+    assert (retrieval.base.k, retrieval.head.k) == (3, 1)
+    assert retrieval.base.recall == 1.0 and retrieval.head.recall < retrieval.base.recall
+    lost = {change.case_id: change for change in retrieval.changes}
+    assert "pads-distance" in lost and lost["pads-distance"].lost == ("help/brakes.md",)
+    assert lost["pads-distance"].answer is CaseStatus.REGRESSED
+    assert retrieval.verdict == "regression" and retrieval.lost >= 1
+    assert [c.case_id for c in suite.with_status(CaseStatus.REGRESSED)] == sorted(lost)
+    gates = dict(suite.gates)
+    assert not gates["max_recall_drop"].passed and "falls" in gates["max_recall_drop"].reason
+    assert not gates["max_pass_rate_drop"].passed
+    assert report.verdict.level == "fail"
+    # the case that brings its own passages keeps them, at both refs
+    fixture_prompts = [m["content"] for r in stub.requests if "messages" in r for m in r["messages"]
+                       if "Is the frame covered?" in m["content"]]
+    assert fixture_prompts and all("Frames have a lifetime warranty." in text and "Every frame we sell" not in text
+                                   for text in fixture_prompts)
+
+    comment = check.render_markdown(report)
+    line = next(text for text in comment.splitlines() if "recall@" in text)
+    assert "workshop_kb" in line and "100%" in line and "per month" in line, line
+    assert "help/brakes.md" in comment and "pads-distance" in comment
+
+
+def test_a_cosmetic_change_to_the_retrieval_file_re_embeds_nothing_and_makes_no_call(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    checked(root, stub)  # the base's run fills the cache and the index (as main's CI run would)
+    commit_edit(root, "Workshop help centre", "The workshop's help centre, for riders")
+    stub.reset()
+    report = checked(root, stub)
+
+    assert stub.requests == []  # no embedding, no query, no answer: all from the index and the cache
+    [suite] = report.evals.comparisons
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.base is not None
+    assert retrieval.head.calls == 0 and retrieval.base.calls == 0
+    assert retrieval.changes == [] and retrieval.verdict == "no change" and retrieval.reindex is None
+    assert retrieval.head.recall == retrieval.base.recall == 1.0
