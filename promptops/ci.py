@@ -27,7 +27,7 @@ from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snaps
 from promptops.lint.engine import empty_run, lint
 from promptops.report.lint import repository_path
 from promptops.model.check import (CheckReport, CheckSummary, EvalPart, FlakyCase, Gate, LintLine, Money, PromptRow,
-                                   Spend, SuiteCases, Totals, Verdict)
+                                   RetrievalLine, Spend, SuiteCases, Totals, Verdict)
 from promptops.model.cost import Change
 from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
 from promptops.specs import CONFIG_NAME, kind_of
@@ -237,7 +237,25 @@ def summarise(report: CheckReport) -> CheckSummary:
         latency_limits={c.suite: _shared_limit([c], "max_p95_latency_ms") for c in comparisons},
         lint=[LintLine(repository_path(finding.path), finding) for finding in report.lint.findings],
         assumptions=_assumptions(report),
+        retrieval=_retrieval_lines(report),
     )
+
+
+def _retrieval_lines(report: CheckReport) -> list[RetrievalLine]:
+    """One line per suite whose passages were retrieved, with the prompt's estimated cost beside it."""
+    estimates = {change.prompt_id: change for change in report.cost.changes}
+    lines = []
+    for comparison in report.evals.comparisons:
+        if comparison.retrieval is None:
+            continue
+        estimate = estimates.get(comparison.prompt_id)
+        sides = (estimate.base, estimate.head) if estimate is not None else (None, None)
+        lines.append(RetrievalLine(
+            comparison.suite, comparison.prompt_id, comparison.retrieval,
+            (comparison.base.pass_rate if comparison.base else None, comparison.head.pass_rate),
+            (sides[0].cost_per_call if sides[0] else None, sides[1].cost_per_call if sides[1] else None),
+            (sides[0].monthly_cost if sides[0] else None, sides[1].monthly_cost if sides[1] else None)))
+    return lines
 
 
 def _totals(report: CheckReport) -> Totals:

@@ -105,11 +105,12 @@ def commit_edit(root: Path, old: str, new: str) -> None:
     git(root, "commit", "-qam", f"{old} -> {new}")
 
 
-def checked(root: Path, stub: StubServer) -> CheckReport:
+def checked(root: Path, stub: StubServer, run_all: bool = False) -> CheckReport:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        return run_check(root, CheckOptions(base="main", eval_options=EvalOptions(api_base=stub.base_url)))
+        options = EvalOptions(api_base=stub.base_url, run_all=run_all)
+        return run_check(root, CheckOptions(base="main", eval_options=options))
     finally:
         os.chdir(cwd)
 
@@ -142,14 +143,15 @@ def test_a_top_k_cut_that_drops_the_answer_shows_the_lost_source_lower_recall_an
 
     comment = check.render_markdown(report)
     line = next(text for text in comment.splitlines() if "recall@" in text)
-    assert "workshop_kb" in line and "100%" in line and "per month" in line, line
+    assert "recall@\u20603 100% → recall@\u20601 67%" in line and "answers pass 100% → 75%" in line, line
+    assert "per month est. &#36;0.77 → &#36;0.32" in line and "no re-index" in line, line
     assert "help/brakes.md" in comment and "pads-distance" in comment
 
 
 def test_a_cosmetic_change_to_the_retrieval_file_re_embeds_nothing_and_makes_no_call(
         stub: StubServer, tmp_path: Path) -> None:
     root = repository(tmp_path / "repo")
-    checked(root, stub)  # the base's run fills the cache and the index (as main's CI run would)
+    checked(root, stub, run_all=True)  # main's own run fills the cache and the index, as its CI run would
     commit_edit(root, "Workshop help centre", "The workshop's help centre, for riders")
     stub.reset()
     report = checked(root, stub)
