@@ -167,6 +167,10 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
         if paired is not None and paired.verdict == "regression" and all(result.passed for _, result in comparison.gates):
             warnings.append(f"{comparison.suite}: a regression beyond noise ({paired.evidence()}) that no gate "
                             "catches (set max_pass_rate_drop)")
+        reindex = comparison.retrieval.reindex if comparison.retrieval is not None else None
+        if reindex:
+            cost = comparison.retrieval.reindex_cost_usd if comparison.retrieval is not None else None
+            warnings.append(f"{comparison.suite}: {reindex}" + (f" (one-off, est. ${cost:.6f})" if cost is not None else ""))
         if comparison.latency is not None and comparison.latency.changed and (comparison.latency.shift_ms or 0) > 0:
             warnings.append(f"{comparison.suite}: latency rises beyond noise, by {comparison.latency.shift_ms:,.0f} ms "
                             "at the median (p = {:.2g})".format(comparison.latency.p_value or 0))

@@ -4,10 +4,12 @@ base against head through the real check stage, litellm and the stub server's /v
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterator
 
+import jsonschema
 import pytest
 
 from conftest import git
@@ -15,7 +17,8 @@ from promptops.ci import CheckOptions, run_check
 from promptops.evals.execute import EvalOptions
 from promptops.model.check import CheckReport
 from promptops.model.evals import CaseStatus
-from promptops.report import check
+from promptops.report import check, evals
+from promptops.report.formatting import money
 from promptops.testing import Rule, StubServer
 
 DOCS = {
@@ -67,6 +70,7 @@ cases:
   - {id: fixture, vars: {question: "Is the frame covered?", passages: ["Frames have a lifetime warranty."]}, assert: [{type: contains, value: "lifetime"}]}
 """
 CONFIG = "usage:\n  workshop.help: {calls_per_day: 400}\neval: {concurrency: 2}\n"
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 FILES = {"promptops.yaml": CONFIG, "retrieval/workshop.retrieval.yaml": RETRIEVAL, "prompts/help.prompt.yaml": PROMPT,
          "evals/help.eval.yaml": SUITE, **DOCS}
 
@@ -146,6 +150,17 @@ def test_a_top_k_cut_that_drops_the_answer_shows_the_lost_source_lower_recall_an
     assert "recall@\u20603 100% → recall@\u20601 67%" in line and "answers pass 100% → 75%" in line, line
     assert "per month est. &#36;0.77 → &#36;0.32" in line and "no re-index" in line, line
     assert "help/brakes.md" in comment and "pads-distance" in comment
+    case_line = next(text for text in comment.splitlines() if text.startswith("- pads") and "lost" in text)
+    assert "recall 100% → 0%" in case_line and "answer regressed" in case_line, case_line
+
+    results = evals.to_json(report.evals.comparisons, report.base_label, report.head_label, report.evals.skipped)
+    jsonschema.validate(results, json.loads((SCHEMAS / "eval-results.schema.json").read_text()))
+    [suite_json] = results["suites"]
+    assert suite_json["retrieval"]["changes"][0]["lost"] == ["help/brakes.md"]
+    assert suite_json["retrieval"]["head"]["k"] == 1 and suite_json["retrieval"]["verdict"] == "regression"
+    line_json = json.loads(check.render_json(report))["retrieval"][0]
+    assert line_json["suite"] == "evals/help.eval.yaml" and "recall@3 100% → recall@1 67%" in line_json["line"]
+    assert "Recall@k per suite" in check.render_html(report)
 
 
 def test_a_cosmetic_change_to_the_retrieval_file_re_embeds_nothing_and_makes_no_call(
@@ -163,3 +178,23 @@ def test_a_cosmetic_change_to_the_retrieval_file_re_embeds_nothing_and_makes_no_
     assert retrieval.head.calls == 0 and retrieval.base.calls == 0
     assert retrieval.changes == [] and retrieval.verdict == "no change" and retrieval.reindex is None
     assert retrieval.head.recall == retrieval.base.recall == 1.0
+
+
+def test_a_new_embedding_model_under_the_same_index_name_is_flagged_with_its_re_index_cost(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "openai/text-embedding-3-small", "openai/text-embedding-3-large")
+    report = checked(root, stub)
+
+    [suite] = report.evals.comparisons
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.reindex is not None
+    assert "text-embedding-3-small -> openai/text-embedding-3-large under the same index name 'workshop-v1'" \
+        in retrieval.reindex and "re-index needed" in retrieval.reindex
+    assert 100 < retrieval.reindex_tokens < 400  # five short help articles, in the new model's tokens
+    # corpus tokens at text-embedding-3-large's price in litellm's map
+    assert retrieval.reindex_cost_usd == pytest.approx(retrieval.reindex_tokens * 1.3e-07)
+    comment = check.render_markdown(report)
+    line = next(text for text in comment.splitlines() if text.startswith("**Retrieval:**"))
+    assert f"re-index est. {money(retrieval.reindex_cost_usd).replace('$', '&#36;')} one-off " \
+           f"({retrieval.reindex_tokens} corpus tokens)" in line, line

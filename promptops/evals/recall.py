@@ -44,6 +44,7 @@ def compare_retrieval(base: RetrievalRun | None, head: RetrievalRun | None,
         gained=sum(new.hit and not old.hit for _, old, new in both),
         drop=drop, verdict=stats.retrieval_verdict([(old.hit, new.hit) for _, old, new in both], drop),
         reindex=reason, reindex_cost_usd=head.reindex_cost_usd if reason else None,
+        reindex_tokens=head.corpus_tokens if reason else 0,
     )
 
 

@@ -362,3 +362,4 @@ class RetrievalComparison:
     verdict: Verdict
     reindex: str | None  # why the head needs its index built anew (embedding or chunking changed), or None
     reindex_cost_usd: float | None  # the one-off cost of that re-index (None: no price or no re-index)
+    reindex_tokens: int = 0  # what it embeds: the head's corpus in the embedding model's tokens

@@ -168,7 +168,8 @@ def retrieval_text(line: RetrievalLine) -> str:
              " per 1,000 queries",
              ("per month est. " + _arrow(_usd(line.monthly_cost[0]), _usd(line.monthly_cost[1])))
              if line.monthly_cost[1] is not None else "per month: no usage set",
-             f"re-index est. {_usd(r.reindex_cost_usd)} one-off: {r.reindex}" if r.reindex else
+             f"re-index est. {_usd(r.reindex_cost_usd)} one-off ({r.reindex_tokens:,} corpus tokens): {r.reindex}"
+             if r.reindex else
              "no re-index (embedding and chunking unchanged)"]
     return " · ".join(parts)
 
