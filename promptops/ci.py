@@ -25,6 +25,7 @@ from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
 from promptops.lint.engine import empty_run, lint
+from promptops.report.formatting import money
 from promptops.report.lint import repository_path
 from promptops.model.check import (CheckReport, CheckSummary, EvalPart, FlakyCase, Gate, LintLine, Money, PromptRow,
                                    RetrievalLine, Spend, SuiteCases, Totals, Verdict)
@@ -170,7 +171,7 @@ def verdict(report: CheckReport, fail_on: str) -> Verdict:
         reindex = comparison.retrieval.reindex if comparison.retrieval is not None else None
         if reindex:
             cost = comparison.retrieval.reindex_cost_usd if comparison.retrieval is not None else None
-            warnings.append(f"{comparison.suite}: {reindex}" + (f" (one-off, est. ${cost:.6f})" if cost is not None else ""))
+            warnings.append(f"{comparison.suite}: {reindex}" + (f" (one-off, est. {money(cost)})" if cost is not None else ""))
         if comparison.latency is not None and comparison.latency.changed and (comparison.latency.shift_ms or 0) > 0:
             warnings.append(f"{comparison.suite}: latency rises beyond noise, by {comparison.latency.shift_ms:,.0f} ms "
                             "at the median (p = {:.2g})".format(comparison.latency.p_value or 0))
