@@ -12,6 +12,7 @@ from typing import Iterator
 import jsonschema
 import pytest
 
+from _promptops import run_promptops
 from conftest import git
 from promptops.ci import CheckOptions, run_check
 from promptops.evals.execute import EvalOptions
@@ -198,3 +199,41 @@ def test_a_new_embedding_model_under_the_same_index_name_is_flagged_with_its_re_
     line = next(text for text in comment.splitlines() if text.startswith("**Retrieval:**"))
     assert f"re-index est. {money(retrieval.reindex_cost_usd).replace('$', '&#36;')} one-off " \
            f"({retrieval.reindex_tokens} corpus tokens)" in line, line
+
+
+def test_embedding_the_corpus_counts_in_the_spend_cap(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 2")
+    stub.reset()
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        options = EvalOptions(api_base=stub.base_url, max_cost_usd=1e-9)  # less than embedding five articles
+        report = run_check(root, CheckOptions(base="main", eval_options=options))
+    finally:
+        os.chdir(cwd)
+    assert not [r for r in stub.requests if "input" in r]  # no embedding call was sent
+    [problem] = [note for note in report.evals.skipped if "spend cap" in note]
+    assert "embedding the corpus of 'workshop_kb'" in problem and "get no passages" in problem
+    assert report.evals.comparisons[0].retrieval is None
+    assert report.verdict.level == "fail"
+
+
+def test_promptops_eval_reranks_through_litellm_and_a_re_run_makes_no_call(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "retriever: {top_k: 3}", "retriever: {top_k: 4}\nreranker: {model: cohere/rerank-v3.5, top_n: 2}")
+    stub.reset()
+    first = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
+    reranks = [r for r in stub.requests if "documents" in r]
+    assert len(reranks) == 3 and all(len(r["documents"]) == 4 for r in reranks)  # a call per retrieved case
+    [suite] = json.loads(first.stdout)["suites"]
+    retrieval = suite["retrieval"]
+    assert (retrieval["base"]["k"], retrieval["head"]["k"]) == (3, 2)
+    # head goes first: the corpus in one call, the queries in one, a rerank per case; the base's index is the same
+    # (same model and chunking), its queries the same texts: nothing left to call for
+    assert (retrieval["head"]["calls"], retrieval["base"]["calls"]) == (1 + 1 + 3, 0)
+
+    stub.reset()
+    again = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
+    assert stub.requests == [] and json.loads(again.stdout)["suites"][0]["retrieval"]["head"]["calls"] == 0
+    assert again.returncode == first.returncode
