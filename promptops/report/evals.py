@@ -7,8 +7,8 @@ from dataclasses import asdict
 from typing import Any
 from xml.etree import ElementTree
 
-from promptops.model.evals import (Attempt, CaseChange, CaseRun, CaseStatus, LatencyChange, RetrievalComparison, SideFigures,
-                                   SuiteComparison)
+from promptops.model.evals import (Attempt, CaseChange, CaseRun, CaseStatus, LatencyChange, RetrievalComparison,
+                                   RetrievalFigures, SideFigures, SuiteComparison)
 from promptops.report import versions
 from promptops.report.formatting import percent
 
@@ -52,14 +52,18 @@ def _suite(c: SuiteComparison) -> dict[str, Any]:
 
 
 def _retrieval(r: RetrievalComparison) -> dict[str, Any]:
-    rounded = lambda figures: {k: (round(v, 9) if isinstance(v, float) else v)  # noqa: E731
-                               for k, v in asdict(figures).items()} if figures is not None else None
-    return {"base": rounded(r.base), "head": rounded(r.head), "verdict": r.verdict, "paired": r.paired,
+    return {"base": _rounded_fields(r.base), "head": _rounded_fields(r.head), "verdict": r.verdict, "paired": r.paired,
             "lost": r.lost, "gained": r.gained, "recall_drop": _rounded(r.drop), "reindex": r.reindex,
             "reindex_cost_usd": _rounded(r.reindex_cost_usd), "reindex_tokens": r.reindex_tokens,
             "changes": [{"id": c.case_id, "lost": list(c.lost), "gained": list(c.gained),
                          "base_recall": _rounded(c.base_recall), "head_recall": _rounded(c.head_recall),
                          "answer": str(c.answer) if c.answer is not None else None} for c in r.changes]}
+
+
+def _rounded_fields(figures: RetrievalFigures | None) -> dict[str, Any] | None:
+    if figures is None:
+        return None
+    return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in asdict(figures).items()}
 
 
 def _paired(c: SuiteComparison) -> dict[str, Any]:

@@ -19,10 +19,10 @@ embedding and rerank call counts in the run's spend cap.
 from __future__ import annotations
 
 import tempfile
-from statistics import fmean
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
+from statistics import fmean
 from typing import Any, Iterator
 
 from promptops.config import Workspace
@@ -59,17 +59,18 @@ class RetrievedPassages:
         where = f" at {workspace.label}" if workspace.label else ""
         if spec is None:
             return Filled(suite, None, (f"no retrieval config '{prompt.retrieval_config}'{where}: "
-                                        f"{len(wanting)} case(s) without '{into}' get no passages",))
+                                        + f"{len(wanting)} case(s) without '{into}' get no passages",))
         config = RetrievalSettings.from_spec(spec)
         try:
-            return await _filled(suite, prompt, config, spec.index_name, spec.source.path, workspace, wanting,
-                                 cache, settings, budget)
-        except (CorpusError, EmbeddingError, RerankError, SpendCapError, ValueError) as exc:
+            return await _filled(suite, prompt, into, config, spec.index_name, spec.source.path, workspace,
+                                 wanting, cache, settings, budget)
+        except (CorpusError, EmbeddingError, RerankError, SpendCapError, ValueError) as exc:  # ChunkingError too
             return Filled(suite, None, (f"retrieval with '{config.id}'{where} failed: {exc}; "
-                                        f"{len(wanting)} case(s) without '{into}' get no passages",))
+                                        + f"{len(wanting)} case(s) without '{into}' get no passages",))
 
 
-async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, config: RetrievalSettings, index_name: str | None,
+async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: RetrievalSettings,
+                  index_name: str | None,
                   config_path: Path, workspace: Workspace, wanting: list[EvalCase], cache: ResultCache,
                   settings: RunSettings, budget: SpendBudget) -> Filled:
     catalog = ModelCatalog(workspace.config.pricing)
@@ -95,7 +96,7 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, config: RetrievalSet
             costs.append(answer.rerank.cost_usd)
             if answer.rerank.calls:
                 reranks.append(answer.rerank.cost_usd)
-        filled[case.id] = replace(case, vars={**case.vars, prompt.retrieval_into: [p.chunk.text for p in answer.passages]})
+        filled[case.id] = replace(case, vars={**case.vars, into: [p.chunk.text for p in answer.passages]})
         scored[case.id] = score(queries[case.id], answer.passages, case.expected_sources)
     k = config.reranker_top_n or config.top_k
     per_query = _per_query(config, queries, reranks, catalog)
