@@ -213,8 +213,9 @@ def test_embedding_the_corpus_counts_in_the_spend_cap(stub: StubServer, tmp_path
     finally:
         os.chdir(cwd)
     assert not [r for r in stub.requests if "input" in r]  # no embedding call was sent
-    [problem] = [note for note in report.evals.skipped if "spend cap" in note]
-    assert "embedding the corpus of 'workshop_kb'" in problem and "get no passages" in problem
+    problems = [note for note in report.evals.skipped if "spend cap" in note]
+    assert len(problems) == 2  # at head, and at main
+    assert all("embedding the corpus of 'workshop_kb'" in p and "get no passages" in p for p in problems)
     assert report.evals.comparisons[0].retrieval is None
     assert report.verdict.level == "fail"
 
@@ -237,3 +238,20 @@ def test_promptops_eval_reranks_through_litellm_and_a_re_run_makes_no_call(stub:
     again = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
     assert stub.requests == [] and json.loads(again.stdout)["suites"][0]["retrieval"]["head"]["calls"] == 0
     assert again.returncode == first.returncode
+
+
+def test_a_base_whose_corpus_cannot_be_read_is_named_and_the_head_still_retrieves(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    git(root, "switch", "-q", "main")
+    commit_edit(root, '"../help/*.md"', '"../missing/*.md"')  # main's config points at no file
+    git(root, "switch", "-q", "change")
+    git(root, "merge", "-q", "--ff-only", "main")
+    commit_edit(root, '"../missing/*.md"', '"../help/*.md"')  # the change fixes it
+    report = checked(root, stub)
+
+    [note] = [note for note in report.evals.skipped if "missing" in note]
+    main = git(root, "rev-parse", "--short=12", "main").strip()
+    assert f"retrieval with 'workshop_kb' at {main} failed" in note and "matches no file" in note
+    retrieval = report.evals.comparisons[0].retrieval
+    assert retrieval is not None and retrieval.base is None and retrieval.head.recall == 1.0

@@ -195,6 +195,9 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
         results.append(compare(plan.base_run, plan.head_run, plan.suite.gates.over(config.gates),
                                confirm=plan.confirm, base_label=options.base_label))
         skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.head_run.problems)
+        if plan.base_run is not None:  # the base's own (its retrieval failed): named, as the head's are
+            skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.base_run.problems
+                           if problem not in plan.head_run.problems)
     return results, skipped
 
 
