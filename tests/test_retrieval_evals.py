@@ -255,3 +255,21 @@ def test_a_base_whose_corpus_cannot_be_read_is_named_and_the_head_still_retrieve
     assert f"retrieval with 'workshop_kb' at {main} failed" in note and "matches no file" in note
     retrieval = report.evals.comparisons[0].retrieval
     assert retrieval is not None and retrieval.base is None and retrieval.head.recall == 1.0
+
+
+def test_an_edited_document_selects_the_suite_and_re_embeds_only_its_chunk(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    checked(root, stub, run_all=True)  # main's own run fills the cache and the index
+    brakes = root / "help/brakes.md"
+    brakes.write_text(brakes.read_text().replace("about every 2000 km", "about every 1500 km"))
+    git(root, "commit", "-qam", "Pads last less")
+    stub.reset()
+    report = checked(root, stub)
+
+    [suite] = report.evals.comparisons  # selected: only a corpus document changed
+    embedded = [r["input"] for r in stub.requests if "input" in r]
+    assert [len(batch) for batch in embedded] == [1]  # the brakes article's one chunk, nothing else
+    assert "1500 km" in embedded[0][0]
+    assert {c.case_id for c in suite.with_status(CaseStatus.REGRESSED)} == {"brakes", "pads-distance"}
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.changes == [] and retrieval.reindex is None

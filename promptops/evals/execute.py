@@ -69,7 +69,7 @@ def select_suites(base: Workspace | None, head: Workspace, options: EvalOptions)
         return chosen, [f"no suite named {name}" for name in unknown]
     if options.run_all or base is None:
         return list(head.suites), []
-    touched = _touched_prompts(base, head)
+    touched = _touched_prompts(base, head, options.passages)
     base_suites = {suite.name: _suite_content(suite) for suite in base.suites}
     chosen, skipped = [], []
     for suite in head.suites:
@@ -80,15 +80,19 @@ def select_suites(base: Workspace | None, head: Workspace, options: EvalOptions)
     return chosen, skipped
 
 
-def _touched_prompts(base: Workspace, head: Workspace) -> set[str]:
+def _touched_prompts(base: Workspace, head: Workspace, passages: PassageSource | None = None) -> set[str]:
     """Prompts whose content changed or that are gone at head (removed, or no longer loading), or whose
-    retrieval config's content changed.
+    retrieval config's content changed, or (with a passage source) the documents of its corpus.
 
     Content versions hash the parsed files, so a formatting-only edit touches nothing, as in
     ``promptops diff``; comparing them spares an eval run the semantic diff (and its import).
     """
     changed_retrievals = {rid for rid in {*base.retrievals, *head.retrievals}
                           if _version(base.retrievals.get(rid)) != _version(head.retrievals.get(rid))}
+    if passages is not None:  # a help article edited is a retrieval change too
+        changed_retrievals |= {rid for rid in base.retrievals.keys() & head.retrievals.keys()
+                               if rid not in changed_retrievals
+                               and passages.corpus_version(base, rid) != passages.corpus_version(head, rid)}
     return {pid for pid, spec in head.prompts.items()
             if _version(base.prompts.get(pid)) != spec.version or spec.retrieval_config in changed_retrievals
             } | {pid for pid in base.prompts if pid not in head.prompts}

@@ -33,3 +33,7 @@ class Filled:
 class PassageSource(Protocol):
     async def fill(self, suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, settings: RunSettings,
                    budget: SpendBudget) -> Filled: ...
+
+    def corpus_version(self, workspace: Workspace, config_id: str) -> str | None:
+        """A hash of the documents a retrieval config names at this ref (None: it names none)."""
+        ...

@@ -18,6 +18,8 @@ embedding and rerank call counts in the run's spend cap.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -32,7 +34,7 @@ from promptops.model.evals import CaseRetrieval, RetrievalRun
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Tokens
-from promptops.retrieval.corpus import FORMATS
+from promptops.retrieval.corpus import FORMATS, load_corpus
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, embed_texts
 from promptops.retrieval.index import Retrieved
 from promptops.retrieval.pipeline import CorpusError, SpendCapError, build_index, embedding_cost, retrieve
@@ -67,6 +69,23 @@ class RetrievedPassages:
         except (CorpusError, EmbeddingError, RerankError, SpendCapError, ValueError) as exc:  # ChunkingError too
             return Filled(suite, None, (f"retrieval with '{config.id}'{where} failed: {exc}; "
                                         + f"{len(wanting)} case(s) without '{into}' get no passages",))
+
+
+    def corpus_version(self, workspace: Workspace, config_id: str) -> str | None:
+        spec = workspace.retrievals.get(config_id)
+        corpus = RetrievalSettings.from_spec(spec).corpus if spec is not None else None
+        if spec is None or corpus is None:
+            return None
+        root = workspace.config.root
+        with _corpus_files(workspace, root) as corpus_root:
+            folder = corpus_root / spec.source.path.parent.relative_to(root)
+            folder.mkdir(parents=True, exist_ok=True)
+            documents = load_corpus(corpus, folder, corpus_root).documents
+        digest = hashlib.sha256()
+        for document in documents:
+            digest.update(json.dumps([document.id, document.text, document.metadata], sort_keys=True,
+                                     default=str).encode())
+        return digest.hexdigest()
 
 
 async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: RetrievalSettings,
