@@ -21,6 +21,7 @@ from promptops.estimate.cost import compare_costs, explain_gap
 from promptops.evals import stats
 from promptops.evals.compare import attempts_of
 from promptops.evals.execute import EvalOptions, run_evaluation
+from promptops.evals.passages import PassageSource
 from promptops.evals.runner import MissingCredentials
 from promptops.findings import Severity
 from promptops.gitrefs import Ref, changed_files, open_repo, resolve_refs, snapshot
@@ -35,12 +36,14 @@ from promptops.model.check import (
     LintLine,
     Money,
     PromptRow,
+    RetrievalLine,
     Spend,
     SuiteCases,
     Totals,
 )
 from promptops.model.cost import Change
 from promptops.model.evals import CallOutcome, CaseStatus, Failure, GateResult, SideFigures, SuiteComparison
+from promptops.report.formatting import money
 from promptops.report.lint import repository_path
 from promptops.specs import CONFIG_NAME, kind_of
 
@@ -104,7 +107,8 @@ def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
     if not options.evals:
         return EvalPart(ran=False, note="evals are turned off for this check (eval: false)")
     try:
-        eval_options = replace(options.eval_options, base_label=base_label)
+        eval_options = replace(options.eval_options, base_label=base_label,
+                               passages=options.eval_options.passages or retrieved_passages())
         comparisons, skipped = asyncio.run(run_evaluation(base, head, eval_options, progress))
     except MissingCredentials as exc:
         why = ("this pull request comes from a fork, and GitHub gives fork runs no secrets"
@@ -118,6 +122,13 @@ def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
             part.unanswered += 1
             part.first_error = part.first_error or (attempt.failures[0] if attempt.failures else "no answer")
     return part
+
+
+def retrieved_passages() -> PassageSource:
+    """The retrieval stage as the evals' passage source (imported here: it brings numpy)."""
+    from promptops.retrieval.evalcases import RetrievedPassages
+
+    return RetrievedPassages()
 
 
 def estimate_gates(report: CheckReport, head: Workspace) -> list[tuple[str, GateResult]]:
@@ -171,6 +182,11 @@ def verdict(report: CheckReport, fail_on: str) -> CheckVerdict:
                 and all(result.passed for _, result in comparison.gates)):
             warnings.append(f"{comparison.suite}: a regression beyond noise ({paired.evidence()}) that no gate "
                             "catches (set max_pass_rate_drop)")
+        reindex = comparison.retrieval.reindex if comparison.retrieval is not None else None
+        if reindex:
+            cost = comparison.retrieval.reindex_cost_usd if comparison.retrieval is not None else None
+            one_off = f" (one-off, est. {money(cost)})" if cost is not None else ""
+            warnings.append(f"{comparison.suite}: {reindex}{one_off}")
         if comparison.latency is not None and comparison.latency.changed and (comparison.latency.shift_ms or 0) > 0:
             warnings.append(f"{comparison.suite}: latency rises beyond noise, by {comparison.latency.shift_ms:,.0f} ms "
                             "at the median (p = {:.2g})".format(comparison.latency.p_value or 0))
@@ -241,7 +257,25 @@ def summarise(report: CheckReport) -> CheckSummary:
         latency_limits={c.suite: _shared_limit([c], "max_p95_latency_ms") for c in comparisons},
         lint=[LintLine(repository_path(finding.path), finding) for finding in report.lint.findings],
         assumptions=_assumptions(report),
+        retrieval=_retrieval_lines(report),
     )
+
+
+def _retrieval_lines(report: CheckReport) -> list[RetrievalLine]:
+    """One line per suite whose passages were retrieved, with the prompt's estimated cost beside it."""
+    estimates = {change.prompt_id: change for change in report.cost.changes}
+    lines = []
+    for comparison in report.evals.comparisons:
+        if comparison.retrieval is None:
+            continue
+        estimate = estimates.get(comparison.prompt_id)
+        sides = (estimate.base, estimate.head) if estimate is not None else (None, None)
+        lines.append(RetrievalLine(
+            comparison.suite, comparison.prompt_id, comparison.retrieval,
+            (comparison.base.pass_rate if comparison.base else None, comparison.head.pass_rate),
+            (sides[0].cost_per_call if sides[0] else None, sides[1].cost_per_call if sides[1] else None),
+            (sides[0].monthly_cost if sides[0] else None, sides[1].monthly_cost if sides[1] else None)))
+    return lines
 
 
 def _totals(report: CheckReport) -> Totals:

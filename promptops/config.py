@@ -39,6 +39,8 @@ class Workspace:
     suites: list[EvalSuiteSpec] = field(default_factory=list)
     problems: list[Finding] = field(default_factory=list)  # files that did not load
     label: str = ""  # which ref this is, when it is not the working tree
+    # The ref's files (gitrefs.GitTree); None: the working tree.
+    files: Any = field(default=None, compare=False, repr=False)
 
 
 def load_workspace(
@@ -73,7 +75,7 @@ def load_workspace(
         config = replace(trusted, root=root)
     elif trusted is not None:
         config = guarded_by(config, trusted)
-    workspace = Workspace(config=config, label=label, problems=list(problems))
+    workspace = Workspace(config=config, label=label, problems=list(problems), files=files)
     exclude = config.paths.exclude
     include = [root / p for p in config.paths.include]
     if candidates is None:

@@ -383,6 +383,7 @@ def _case(data: dict[str, Any], origin: Source, path: JsonPath) -> EvalCase:
         expected=data.get("expected"),
         asserts=tuple(map(Assertion.from_dict, data.get("assert") or ())),
         origin=origin,
+        expected_sources=tuple(str(source) for source in data.get("expected_sources") or ()),
         path=path,
         threshold=float(threshold) if threshold is not None else None,
     )

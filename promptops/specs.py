@@ -154,6 +154,7 @@ class EvalCase:
     origin: Source
     path: JsonPath  # where the case sits in its origin (a JSON path, or (line,) in a dataset)
     threshold: float | None = None
+    expected_sources: tuple[str, ...] = ()  # documents retrieval should find: ids, paths or substrings of them
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ class EvalSettings:
     confirm: int | None = None
 
 
-GATE_NAMES = ("pass_rate", "max_pass_rate_drop", "max_cost_increase_pct", "max_p95_latency_ms")
+GATE_NAMES = ("pass_rate", "max_pass_rate_drop", "max_cost_increase_pct", "max_p95_latency_ms", "min_recall_at_k",
+              "max_recall_drop")
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ class Gates:
     max_pass_rate_drop: float | None = None
     max_cost_increase_pct: float | None = None
     max_p95_latency_ms: float | None = None
+    min_recall_at_k: float | None = None  # mean recall@k of the cases that name expected_sources, at head
+    max_recall_drop: float | None = None  # largest fall of that mean from base to head
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Gates:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from statistics import fmean
 
 from promptops.evals import stats
+from promptops.evals.recall import compare_retrieval, recall_gates, retrieval_figures
 from promptops.evals.suite import SuiteRun
 from promptops.model.evals import (
     Attempt,
@@ -55,6 +56,7 @@ def figures(run: SuiteRun) -> SideFigures:
         new_spend_usd=_sum_or_unknown([a.cost_usd for a in fresh]),
         judge_cost_usd=run.judge_cost_usd,
         flaky=stats.flaky_cases(samples),
+        retrieval=retrieval_figures(run.retrieval),
     )
 
 
@@ -88,8 +90,11 @@ def compare_suites(base: SuiteRun | None, head: SuiteRun, gates: Gates, *, confi
                if base is not None else None)
     result = SuiteComparison(head.suite, head.prompt_id, figures(base) if base else None, figures(head), changes,
                              paired, latency, repeat=head.repeat, confirm=confirm if base is not None else 0,
-                             gate_limits=gates.limits())
+                             gate_limits=gates.limits(),
+                             retrieval=compare_retrieval(base.retrieval if base else None, head.retrieval, changes))
     result.gates = _gates(result, gates, base_label) if head.cases or not head.problems else _not_run(head)
+    if head.cases or not head.problems:
+        result.gates += recall_gates(result.retrieval, gates, base_label)
     return result
 
 

@@ -12,6 +12,7 @@ from promptops.evals import judges, stats
 from promptops.evals.assertions import Answer, Assertion, AssertionResult
 from promptops.evals.compare import compare_suites
 from promptops.evals.credentials import missing_credentials
+from promptops.evals.passages import Filled, PassageSource
 from promptops.evals.runner import CallEngine, MissingCredentials, RunSettings, SpendBudget
 from promptops.evals.suite import Judge, Side, SuiteRun, execute_sides, plan_side, suite_confirm
 from promptops.evals.workers import WorkerPool, worker_count
@@ -41,6 +42,7 @@ class EvalOptions:
     workers: int | None = None  # processes that make the calls; None: two per core for big runs, 0 or 1: this one
     confirm: int | None = None  # extra samples a side for flagged cases; None: the suite's, eval.confirm, or 2
     base_label: str = "the base"  # how reports name the base ref ("also fails on main")
+    passages: PassageSource | None = None  # retrieves the passages of cases that give none (retrieval.evalcases)
 
 
 def settings_for(workspace: Workspace, options: EvalOptions) -> RunSettings:
@@ -68,7 +70,7 @@ def select_suites(base: Workspace | None, head: Workspace,
         return chosen, [f"no suite named {name}" for name in unknown]
     if options.run_all or base is None:
         return list(head.suites), []
-    touched = _touched_prompts(base, head)
+    touched = _touched_prompts(base, head, options.passages)
     base_suites = {suite.name: _suite_content(suite) for suite in base.suites}
     chosen, skipped = [], []
     for suite in head.suites:
@@ -79,15 +81,19 @@ def select_suites(base: Workspace | None, head: Workspace,
     return chosen, skipped
 
 
-def _touched_prompts(base: Workspace, head: Workspace) -> set[str]:
+def _touched_prompts(base: Workspace, head: Workspace, passages: PassageSource | None = None) -> set[str]:
     """Prompts whose content changed or that are gone at head (removed, or no longer loading), or whose
-    retrieval config's content changed.
+    retrieval config's content changed, or (with a passage source) the documents of its corpus.
 
     Content versions hash the parsed files, so a formatting-only edit touches nothing, as in
     ``promptops diff``; comparing them spares an eval run the semantic diff (and its import).
     """
     changed_retrievals = {rid for rid in {*base.retrievals, *head.retrievals}
                           if _version(base.retrievals.get(rid)) != _version(head.retrievals.get(rid))}
+    if passages is not None:  # a help article edited is a retrieval change too
+        changed_retrievals |= {rid for rid in base.retrievals.keys() & head.retrievals.keys()
+                               if rid not in changed_retrievals
+                               and passages.corpus_version(base, rid) != passages.corpus_version(head, rid)}
     return {pid for pid, spec in head.prompts.items()
             if _version(base.prompts.get(pid)) != spec.version or spec.retrieval_config in changed_retrievals
             } | {pid for pid in base.prompts if pid not in head.prompts}
@@ -167,14 +173,17 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
             if refused:  # nothing planned, nothing sent, no case passes: lint says why (PO604, PO605)
                 plans.append(_SuitePlan(suite, 0, _not_run(suite, refused), None))
                 continue
-            head_side = starter.planned(plan_side(suite, head, cache, options.repeat, options.shard))
+            head_filled = await _filled(options.passages, suite, head, cache, settings)
+            head_side = starter.planned(_planned(head_filled, head, cache, options))
             base_refused = _refused(base, suite.prompt) if options.compare else None
             if base_refused:
                 skipped.append(f"{suite.name}: not run at base: {base_refused}")
             # The head's cases and assertions against the base's prompt: the same test on both sides.
-            base_side = (starter.planned(plan_side(suite, base, cache, options.repeat, options.shard))
-                         if options.compare and suite.prompt in base.prompts and not base_refused else None)
-            plans.append(_SuitePlan(suite, suite_confirm(suite, head, options.confirm), head_side, base_side))
+            base_filled = (await _filled(options.passages, suite, base, cache, settings)
+                           if options.compare and suite.prompt in base.prompts and not base_refused else None)
+            base_side = starter.planned(_planned(base_filled, base, cache, options)) if base_filled else None
+            plans.append(_SuitePlan(suite, suite_confirm(suite, head, options.confirm), head_side, base_side,
+                                    head_filled.suite, base_filled.suite if base_filled else suite))
         expected = _Expected(progress)
         async with CallEngine(cache, settings, catalog, starter.pool) as engine:
             first = [(side, ws) for plan in plans for side, ws in plan.sides(head, base)]
@@ -193,7 +202,26 @@ async def run_evaluation(base: Workspace, head: Workspace, options: EvalOptions,
         results.append(compare_suites(plan.base_run, plan.head_run, plan.suite.gates.over(config.gates),
                                confirm=plan.confirm, base_label=options.base_label))
         skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.head_run.problems)
+        if plan.base_run is not None:  # the base's own (its retrieval failed): named, as the head's are
+            skipped.extend(f"{plan.suite.name}: {problem}" for problem in plan.base_run.problems
+                           if problem not in plan.head_run.problems)
     return results, skipped
+
+
+async def _filled(source: PassageSource | None, suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache,
+                  settings: RunSettings) -> Filled:
+    """The suite with retrieved passages for the cases that give none, at this ref (as they are without a source)."""
+    if source is None:
+        return Filled(suite, None)
+    assert settings.budget is not None
+    return await source.fill(suite, workspace, cache, settings, settings.budget)
+
+
+def _planned(filled: Filled, workspace: Workspace, cache: ResultCache, options: EvalOptions) -> Side:
+    side = plan_side(filled.suite, workspace, cache, options.repeat, options.shard)
+    side.run.retrieval = filled.retrieval
+    side.run.problems += list(filled.problems)
+    return side
 
 
 @dataclass
@@ -204,6 +232,8 @@ class _SuitePlan:
     confirm: int
     head_side: Side
     base_side: Side | None
+    head_suite: EvalSuiteSpec | None = None  # the suite as each side runs it: with its retrieved passages
+    base_suite: EvalSuiteSpec | None = None
     head_run: SuiteRun | None = None
     base_run: SuiteRun | None = None
 
@@ -221,8 +251,9 @@ class _SuitePlan:
                    and stats.needs_confirmation(base_cases[case_id].passes, case.passes)}
         if not flagged:
             return []
-        return [(plan_side(self.suite, workspace, cache, options.repeat, options.shard, confirm=self.confirm,
-                           only=flagged), workspace) for workspace in (head, base)]
+        return [(plan_side(suite or self.suite, workspace, cache, options.repeat, options.shard, confirm=self.confirm,
+                           only=flagged), workspace)
+                for suite, workspace in ((self.head_suite, head), (self.base_suite, base))]
 
     def add_confirmation(self, run: SuiteRun, *, at_head: bool) -> None:
         target = self.head_run if at_head else self.base_run

@@ -82,6 +82,20 @@ half of its samples pass.
   positively correlated, which makes it conservative. Identical requests at base and head are
   sent once, so their latencies are the same number on both sides and cannot make a change.
 
+- **Retrieval** (``retrieval_verdict``, the recall gates). A case that names
+  ``expected_sources`` is scored on the passages it got: hit@k, recall@k, reciprocal rank. Given
+  the cache, retrieval is deterministic: the same corpus, chunking, model and query give the same
+  vectors (cached by content) and the same exact search, so asking again gives the same answer,
+  and a retrieval that the change did not touch flips no case. Each case is therefore one sample a
+  side that needs no confirmation, and the suite is what rule A calls clean (no flaky case): its
+  flips in hit@k are taken as they are, lost net of gained, through ``paired_test`` like pass
+  rates; the mean recall@k drop over the cases scored on both sides is measured exactly, with no
+  interval, and a drop with no hit lost (a case that finds one of two sources) is still a
+  regression. What this does not cover is the choice of cases: a suite of 5 queries says little
+  about the next 5,000, and no test here can say how much. Limits: a provider whose embeddings are
+  not deterministic shows only at the first embedding (later runs read the cache); a reranker
+  answer is cached too.
+
 - **Gates** whose input is unknown (no price for the model, no latencies, no base run) pass and
   say why: an unpriced self-hosted model would otherwise fail every PR, and the cost stage
   already reports the missing price.
@@ -483,3 +497,38 @@ def _points(rate: float) -> str:
 def _usd(cost: float) -> str:
     # Per-call costs are often fractions of a cent; six decimals keep them readable without 1.5e-05.
     return f"${cost:,.2f}" if cost >= 1 or cost == 0 else f"${cost:.6f}"
+
+
+# -- retrieval ----------------------------------------------------------------------------------------
+
+def retrieval_verdict(hits: Sequence[tuple[bool, bool]], drop: float) -> Verdict:
+    """Base -> head for retrieval (see "Retrieval" above): hit@k flips through ``paired_test``, each case
+    one deterministic sample a side; a recall drop without a lost hit still moves the verdict."""
+    paired = paired_test([CasePair((base,), (head,)) for base, head in hits]) if hits else None
+    verdict: Verdict = paired.verdict if paired is not None else "no change"
+    if verdict in ("no change", "within noise") and abs(drop) > _TOLERANCE:
+        return "regression" if drop > 0 else "improvement"
+    return verdict
+
+
+def min_recall(head_recall: float, minimum: float, k: int, base_recall: float | None = None,
+               base_label: str = "the base") -> GateResult:
+    if head_recall + _TOLERANCE >= minimum:
+        return GateResult(True, f"recall@{k} {_pct(head_recall)} meets the minimum {_pct(minimum)}")
+    reason = f"recall@{k} {_pct(head_recall)} is below the minimum {_pct(minimum)}"
+    if base_recall is not None and base_recall + _TOLERANCE < minimum:
+        return GateResult(False, f"{reason}; also fails on {base_label} ({_pct(base_recall)})", preexisting=True)
+    return GateResult(False, reason)
+
+
+def recall_drop_gate(base_recall: float | None, head_recall: float, drop: float, max_drop: float, paired: int,
+                     lost: int) -> GateResult:
+    """Fail when mean recall@k over the cases scored on both sides falls by more than ``max_drop``
+    (deterministic retrieval: the drop is exact, not an estimate)."""
+    if base_recall is None or not paired:
+        return GateResult(True, f"recall {_pct(head_recall)}; no case scored at base to compare with")
+    change = f"recall {_pct(base_recall)} -> {_pct(head_recall)} over {paired} case(s) scored on both sides"
+    if drop > max_drop + _TOLERANCE:
+        return GateResult(False, f"{change}: falls {_points(drop)} ({lost} case(s) lost every expected source), "
+                                 f"more than the allowed drop of {_points(max_drop)}")
+    return GateResult(True, f"{change}, within the allowed drop of {_points(max_drop)}")

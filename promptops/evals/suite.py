@@ -22,7 +22,7 @@ from promptops.config import Workspace
 from promptops.evals import assertions
 from promptops.evals.runner import CallEngine, cached_outcome
 from promptops.evals.stats import DEFAULT_CONFIRM
-from promptops.model.evals import Attempt, Call, CallOutcome, CaseRun, Failure
+from promptops.model.evals import Attempt, Call, CallOutcome, CaseRun, Failure, RetrievalRun
 from promptops.resultcache import ResultCache, call_key
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 from promptops.templating import RenderLimits, TemplateError, render_messages
@@ -45,6 +45,7 @@ class SuiteRun:
     judge_cost_usd: float | None = 0.0
     problems: list[str] = field(default_factory=list)  # what stopped the suite or some of its cases
     repeat: int = 1  # initial samples a case
+    retrieval: RetrievalRun | None = None  # when the cases' passages were retrieved (evals.passages)
 
     def extend(self, more: SuiteRun) -> None:
         """Append a confirmation run's samples to their cases (the judges it paid for too)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from promptops.findings import Finding
 from promptops.model.cost import Change, CostReport
 from promptops.model.diff import SpecDiff
-from promptops.model.evals import CaseChange, GateResult, SuiteComparison
+from promptops.model.evals import CaseChange, GateResult, RetrievalComparison, SuiteComparison
 from promptops.model.lint import LintRun
 
 
@@ -121,6 +121,19 @@ class LintLine:
     finding: Finding
 
 
+@dataclass(frozen=True)
+class RetrievalLine:
+    """A suite whose passages were retrieved: the one line a PR comment gives a retrieval change (answers,
+    recall, cost per call and per month, the one-off re-index), and per case the sources lost or gained."""
+
+    suite: str
+    prompt: str
+    comparison: RetrievalComparison
+    pass_rate: tuple[float | None, float | None]  # the answers', base and head
+    cost_per_call: tuple[float | None, float | None]  # estimated from the files, retrieved chunks included
+    monthly_cost: tuple[float | None, float | None]  # estimated, at usage's calls_per_day (None: no usage set)
+
+
 @dataclass
 class CheckSummary:
     """Every figure the check's reports show beyond the stages' own data, computed once."""
@@ -137,6 +150,7 @@ class CheckSummary:
     latency_limits: dict[str, float | None] = field(default_factory=dict)  # max_p95_latency_ms, by suite
     lint: list[LintLine] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)  # plain text: each renderer escapes it its own way
+    retrieval: list[RetrievalLine] = field(default_factory=list)  # suites whose passages were retrieved
 
 
 @dataclass

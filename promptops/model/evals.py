@@ -220,6 +220,7 @@ class SideFigures:
     new_spend_usd: float | None  # what this run's own calls cost (None if a price is unknown)
     judge_cost_usd: float | None
     flaky: list[str]
+    retrieval: RetrievalFigures | None = None  # when the suite's passages were retrieved
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ class SuiteComparison:
     confirm: int = 0  # extra samples a side for a flagged case
     # The gates it was held to: the suite's over the project's.
     gate_limits: dict[str, Any] = field(default_factory=dict)
+    retrieval: RetrievalComparison | None = None  # when the suite's passages were retrieved
 
     @property
     def passed(self) -> bool:
@@ -266,3 +268,99 @@ class SuiteComparison:
 def fresh_latencies(cases: Iterable[CaseRun | None]) -> list[float]:
     """Latencies timed in this run (an answer shared by base and head counts on both sides)."""
     return [a.timed for case in cases if case is not None for a in case.attempts if a.timed is not None]
+
+
+# -- retrieval, when a suite's prompt retrieves its passages (issue 14) -------------------------------
+
+@dataclass(frozen=True)
+class CaseRetrieval:
+    """What retrieval gave one case at one ref, scored against the case's ``expected_sources``."""
+
+    query: str
+    sources: tuple[str, ...]  # the document ids of the passages the prompt received, in rank order
+    expected: tuple[str, ...]  # expected_sources as written (empty: the case is not scored)
+    found: tuple[str, ...]  # of ``expected``, those that some passage's document matches
+    first_rank: int | None  # 1-based rank of the first passage whose document matches an expected source
+
+    @property
+    def scored(self) -> bool:
+        return bool(self.expected)
+
+    @property
+    def hit(self) -> bool:
+        """hit@k: at least one expected source is among the passages."""
+        return bool(self.found)
+
+    @property
+    def recall(self) -> float:
+        """recall@k: the share of the expected sources among the passages."""
+        return len(self.found) / len(self.expected) if self.expected else 0.0
+
+    @property
+    def reciprocal_rank(self) -> float:
+        return 1 / self.first_rank if self.first_rank else 0.0
+
+
+@dataclass(frozen=True)
+class RetrievalRun:
+    """One suite's retrieval at one ref: the config and index it used, and what each case got."""
+
+    config: str
+    index_name: str | None
+    index_key: str  # what built the index (model, dimensions, chunking, every chunk): same key, same vectors
+    embedding_model: str
+    chunking: dict[str, Any]
+    k: int  # passages a case receives: reranker.top_n, else retriever.top_k
+    cases: dict[str, CaseRetrieval]  # the cases that got retrieved passages (a case with its own keeps them)
+    kept: int  # cases that gave their own passages
+    corpus_chunks: int
+    corpus_tokens: int  # the corpus in the embedding model's tokens: what a re-index embeds
+    reindex_cost_usd: float | None  # corpus_tokens at the embedding price (None: no price)
+    embedded_chunks: int  # chunks embedded in this run (not from the index folder or the cache)
+    calls: int  # embedding and rerank calls made in this run
+    cost_usd: float | None  # what those calls cost (None: a price unknown)
+    query_cost_usd: float | None  # per case: its query's embedding and rerank, as in production (None: unknown)
+
+
+@dataclass(frozen=True)
+class RetrievalFigures:
+    """A side's retrieval quality over its scored cases (those that name expected_sources)."""
+
+    config: str
+    k: int
+    scored: int
+    hit_rate: float  # mean hit@k
+    recall: float  # mean recall@k
+    mrr: float  # mean reciprocal rank
+    calls: int
+    cost_usd: float | None
+    query_cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    """A case whose retrieved sources differ between base and head."""
+
+    case_id: str
+    lost: tuple[str, ...]  # expected sources found at base and not at head
+    gained: tuple[str, ...]
+    base_recall: float
+    head_recall: float
+    answer: CaseStatus | None  # how the case's answer moved, when it was compared
+
+
+@dataclass(frozen=True)
+class RetrievalComparison:
+    """Base against head for one suite's retrieval: the figures, the cases that moved, the verdict."""
+
+    base: RetrievalFigures | None
+    head: RetrievalFigures
+    changes: list[SourceChange]  # cases scored on both sides whose found sources differ
+    paired: int  # cases scored on both sides
+    lost: int  # of them, hit at base and missed at head
+    gained: int
+    drop: float  # mean recall@k at base minus at head, over the paired cases
+    verdict: Verdict
+    reindex: str | None  # why the head needs its index built anew (embedding or chunking changed), or None
+    reindex_cost_usd: float | None  # the one-off cost of that re-index (None: no price or no re-index)
+    reindex_tokens: int = 0  # what it embeds: the head's corpus in the embedding model's tokens

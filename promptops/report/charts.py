@@ -12,6 +12,7 @@ from html import escape
 
 from markupsafe import Markup
 
+from promptops.model.check import RetrievalLine
 from promptops.model.cost import Change
 from promptops.model.evals import SuiteComparison, fresh_latencies
 from promptops.report.formatting import money, percent
@@ -28,6 +29,13 @@ def pass_rates(comparisons: Sequence[SuiteComparison], gate: float | None = None
     rate = lambda v: percent(v * 100, places=0)  # noqa: E731
     return _bars(groups, 1.0, rate, "Pass rate per suite",
                  gate=(gate, f"gate: pass rate ≥ {rate(gate)}") if gate is not None else None)
+
+
+def recall(lines: Sequence[RetrievalLine]) -> Markup:
+    """Mean recall@k per retrieval-backed suite at base and head."""
+    groups = [(line.suite, (line.comparison.base.recall if line.comparison.base else None,
+                            line.comparison.head.recall)) for line in lines]
+    return _bars(groups, 1.0, lambda v: percent(v * 100, places=0), "Recall@k per suite (expected sources found)")
 
 
 def costs(changes: Sequence[Change]) -> Markup:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptops.github import COMMENT_LIMIT
-from promptops.model.check import CheckReport, Money, PromptRow, SuiteCases, Totals
+from promptops.model.check import CheckReport, Money, PromptRow, RetrievalLine, SuiteCases, Totals
 from promptops.model.cost import Change
 from promptops.model.evals import CaseChange, CaseRun, SideFigures, SuiteComparison
 from promptops.report import cost as cost_report, diff as diff_report, evals as evals_report, versions
@@ -28,6 +28,7 @@ from promptops.report.safety import block, inline
 SUMMARY_LIMIT = 250_000  # a step summary may hold 1 MiB: characters of up to 4 bytes each
 ICONS = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 FOOTER = "This comment is updated on every push."
+MAX_SOURCE_CHANGES = 20  # cases with moved sources a comment lists per suite; the rest are counted
 
 
 @dataclass
@@ -70,6 +71,10 @@ def render_markdown(report: CheckReport, *, limit: int = COMMENT_LIMIT, full_rep
                                gaps=[(inline(r.prompt, 80), inline(r.cost_gap, 600))
                                      for r in summary.rows if r.cost_gap],
                                gates=_gates(report), footer=footer,
+                               retrieval=[(inline(retrieval_text(line), 900),
+                                           [inline(text, 400) for text in source_changes(line)[:MAX_SOURCE_CHANGES]],
+                                           max(0, len(line.comparison.changes) - MAX_SOURCE_CHANGES))
+                                          for line in summary.retrieval],
                                assumptions=[inline(note, 400) for note in summary.assumptions])
         cuttable = [d for d in details if not d.trimmed]
         if len(text) <= limit or not cuttable:
@@ -148,6 +153,44 @@ def _monthly(change: Change | None) -> str:
         side = change.head or change.base
         return "unknown" if side and side.calls_per_day else "no usage set"
     return f"est. {signed(d.absolute, 'usd')}{change_percent(d)}"
+
+
+def retrieval_text(line: RetrievalLine) -> str:
+    """A retrieval change in one line (plain text; Markdown escapes it, HTML autoescapes it)."""
+    r = line.comparison
+    base, head = r.base, r.head
+    if base is not None and base.k != head.k:
+        recall = f"recall@{base.k} {_pct(base.recall)} → recall@{head.k} {_pct(head.recall)}"
+    else:
+        recall = f"recall@{head.k} " + _arrow(_pct(base.recall) if base else "–", _pct(head.recall))
+    verdict = f" ({r.verdict}: {r.lost} case(s) lost their sources, {r.gained} gained)" if base else ""
+    parts = [f"{line.suite} ({head.config}): answers pass " + _arrow(_pct(line.pass_rate[0]), _pct(line.pass_rate[1])),
+             f"{recall} over {head.scored} case(s) with expected sources{verdict}",
+             "cost per call est. " + _arrow(_usd(line.cost_per_call[0]), _usd(line.cost_per_call[1]))
+             + f" plus retrieval est. {_usd(None if head.query_cost_usd is None else head.query_cost_usd * 1000)}"
+             " per 1,000 queries",
+             ("per month est. " + _arrow(_usd(line.monthly_cost[0]), _usd(line.monthly_cost[1])))
+             if line.monthly_cost[1] is not None else "per month: no usage set",
+             f"re-index est. {_usd(r.reindex_cost_usd)} one-off ({r.reindex_tokens:,} corpus tokens): {r.reindex}"
+             if r.reindex else
+             "no re-index (embedding and chunking unchanged)"]
+    return " · ".join(parts)
+
+
+def source_changes(line: RetrievalLine) -> list[str]:
+    """Per case whose found sources moved: what it lost and gained, its recall, and how its answer moved."""
+    texts = []
+    for change in line.comparison.changes:
+        moved = ([f"lost {', '.join(change.lost)}"] * bool(change.lost)
+                 + [f"gained {', '.join(change.gained)}"] * bool(change.gained))
+        answer = f"; answer {change.answer}" if change.answer is not None else ""
+        texts.append(f"{change.case_id}: {'; '.join(moved)} (recall {_pct(change.base_recall)} → "
+                     f"{_pct(change.head_recall)}){answer}")
+    return texts
+
+
+def _usd(value: float | None) -> str:
+    return "–" if value is None else money(value)
 
 
 def _arrow(base: str, head: str) -> str:
@@ -301,7 +344,16 @@ def to_json(report: CheckReport) -> dict[str, Any]:
                   **evals_report.to_json(report.evals.comparisons, report.base_label, report.head_label,
                                          report.evals.skipped)},
         "problems": report.problems,
+        **({"retrieval": [_retrieval_json(line) for line in report.summary.retrieval]}
+           if report.summary.retrieval else {}),
     }
+
+
+def _retrieval_json(line: RetrievalLine) -> dict[str, Any]:
+    return {"suite": line.suite, "prompt": line.prompt, "line": retrieval_text(line),
+            "pass_rate": {"base": line.pass_rate[0], "head": line.pass_rate[1]},
+            "cost_per_call_usd": {"estimated": {"base": line.cost_per_call[0], "head": line.cost_per_call[1]}},
+            "monthly_cost_usd": {"estimated": {"base": line.monthly_cost[0], "head": line.monthly_cost[1]}}}
 
 
 def _row_json(row: PromptRow) -> dict[str, Any]:
@@ -347,6 +399,8 @@ def render_html(report: CheckReport) -> str:
         gates=summary.gates, gaps=[(r.prompt, r.cost_gap) for r in summary.rows if r.cost_gap],
         assumptions=summary.assumptions, lint=summary.lint, suites=comparisons,
         diff=diff_report.render_text(report.diff, report.base_label, report.head_label),
+        retrieval=[(retrieval_text(line), source_changes(line)) for line in summary.retrieval],
+        recall_chart=charts.recall(summary.retrieval) if summary.retrieval else None,
     )
 
 

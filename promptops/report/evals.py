@@ -7,7 +7,17 @@ from dataclasses import asdict
 from typing import Any
 from xml.etree import ElementTree
 
-from promptops.model.evals import Attempt, CaseChange, CaseRun, CaseStatus, LatencyChange, SideFigures, SuiteComparison
+from promptops.model.evals import (
+    Attempt,
+    CaseChange,
+    CaseRun,
+    CaseStatus,
+    LatencyChange,
+    RetrievalComparison,
+    RetrievalFigures,
+    SideFigures,
+    SuiteComparison,
+)
 from promptops.report import versions
 from promptops.report.formatting import percent
 
@@ -46,7 +56,23 @@ def _suite(c: SuiteComparison) -> dict[str, Any]:
                   for name, g in c.gates],
         "passed": c.passed,
         "cases": [_case(x) for x in c.cases],
+        **({"retrieval": _retrieval(c.retrieval)} if c.retrieval is not None else {}),
     }
+
+
+def _retrieval(r: RetrievalComparison) -> dict[str, Any]:
+    return {"base": _rounded_fields(r.base), "head": _rounded_fields(r.head), "verdict": r.verdict, "paired": r.paired,
+            "lost": r.lost, "gained": r.gained, "recall_drop": _rounded(r.drop), "reindex": r.reindex,
+            "reindex_cost_usd": _rounded(r.reindex_cost_usd), "reindex_tokens": r.reindex_tokens,
+            "changes": [{"id": c.case_id, "lost": list(c.lost), "gained": list(c.gained),
+                         "base_recall": _rounded(c.base_recall), "head_recall": _rounded(c.head_recall),
+                         "answer": str(c.answer) if c.answer is not None else None} for c in r.changes]}
+
+
+def _rounded_fields(figures: RetrievalFigures | None) -> dict[str, Any] | None:
+    if figures is None:
+        return None
+    return {k: (round(v, 9) if isinstance(v, float) else v) for k, v in asdict(figures).items()}
 
 
 def _paired(c: SuiteComparison) -> dict[str, Any]:
@@ -75,6 +101,7 @@ def _figures(side: SideFigures | None) -> dict[str, Any] | None:
     if side is None:
         return None
     figures = asdict(side)
+    del figures["retrieval"]  # the suite's "retrieval" holds it, beside the comparison
     figures["pass_rate_interval"] = [round(v, 6) for v in side.pass_rate_interval]
     for key in ("latency_p50_interval_ms", "latency_p95_interval_ms"):
         figures[key] = list(figures[key])

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
@@ -37,12 +39,25 @@ class CorpusError(Exception):
     """The corpus cannot be indexed as it is; the message lists its problems (lint reports them too)."""
 
 
+class SpendCapError(Exception):
+    """Embedding the corpus could pass the run's spend cap: nothing was sent."""
+
+
+class Spend(Protocol):
+    """The eval run's spend cap (``evals.runner.SpendBudget``): embedding counts in ``--max-cost`` too."""
+
+    def reserve(self, amount: float) -> bool: ...
+
+    def settle(self, reserved: float, actual: float | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class Built:
     index: Index
     key: str
     folder: Path
     embedding: EmbeddingRun  # NOTHING_EMBEDDED when an index folder with the same key was there
+    corpus_tokens: int = 0  # every chunk's tokens: what a re-index embeds
 
 
 @dataclass(frozen=True)
@@ -63,8 +78,14 @@ def build_key(settings: RetrievalSettings, chunks: list[Chunk]) -> str:
 
 
 async def build_index(settings: RetrievalSettings, config_folder: Path, root: Path, cache: ResultCache,
-                      options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> Built:
-    """The config's index, from its folder under ``root/.promptops/index`` or built now."""
+                      options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None,
+                      spend: Spend | None = None, index_root: Path | None = None) -> Built:
+    """The config's index, from its folder under ``index_root/.promptops/index`` or built now.
+
+    ``root`` is the project's root the corpus is read from (a ref's files copied out, in a
+    pull-request check), ``index_root`` the project whose ``.promptops`` keeps indexes (default:
+    ``root``). With ``spend``, the worst case of embedding every chunk is reserved first.
+    """
     if settings.corpus is None:
         raise CorpusError(f"retrieval config '{settings.id}' names no corpus: add corpus.include")
     corpus = load_corpus(settings.corpus, config_folder, root)
@@ -75,30 +96,61 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     chunks = chunk_documents(corpus.documents, settings.chunking,
                              Tokens(settings.embedding_model, settings.chunking.unit))
     key = build_key(settings, chunks)
-    folder = root / INDEX_FOLDER / settings.id / key
+    tokens = sum(chunk.tokens for chunk in chunks)
+    folder = (index_root or root) / INDEX_FOLDER / settings.id / key
     if (folder / "manifest.json").is_file():
         try:
-            return Built(Index.open(folder), key, folder, NOTHING_EMBEDDED)
+            return Built(Index.open(folder), key, folder, NOTHING_EMBEDDED, tokens)
         except IndexFileError:
             pass  # damaged or of an older format: built again below
-    vectors, run = await embed_texts([c.text for c in chunks], settings.embedding_model, settings.dimensions,
-                                     cache, options, catalog)
+    vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
+                                   f"embedding the corpus of '{settings.id}' ({tokens:,} tokens)",
+                                   embed_texts([c.text for c in chunks], settings.embedding_model,
+                                               settings.dimensions, cache, options, catalog))
     _check_dimensions(settings, vectors.shape[1] if len(chunks) else None)
     index = Index(vectors, chunks, {"config": settings.id, "embedding_model": settings.embedding_model,
                                     "chunking": asdict(settings.chunking), "key": key})
     index.save(folder)
-    return Built(Index.open(folder), key, folder, run)
+    return Built(Index.open(folder), key, folder, run, tokens)
+
+
+def embedding_cost(model: str, tokens: int, catalog: ModelCatalog | None = None) -> float | None:
+    """What embedding ``tokens`` tokens with ``model`` costs at the price map's (and pricing:'s) input price."""
+    info = (catalog or ModelCatalog()).get(model)
+    return info.price.call_cost(tokens, 0) if info is not None else None
+
+
+async def _spending(spend: Spend | None, worst: float | None, what: str,
+                    work: Coroutine[Any, Any, tuple[Any, EmbeddingRun]]) -> tuple[Any, EmbeddingRun]:
+    """Run ``work`` (an embedding) with its worst case reserved against the spend cap, then settle what it cost."""
+    reserved = worst or 0.0
+    if spend is not None and not spend.reserve(reserved):
+        work.close()
+        raise SpendCapError(f"not run: {what} could pass the spend cap (raise eval.max_cost_usd or --max-cost)")
+    actual: float | None = reserved
+    try:
+        result = await work
+        actual = result[1].cost_usd
+        return result
+    finally:
+        if spend is not None:
+            spend.settle(reserved, actual)
 
 
 async def retrieve(query: str, index: Index, settings: RetrievalSettings, cache: ResultCache,
-                   options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> RetrievalResult:
+                   options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None,
+                   spend: Spend | None = None) -> RetrievalResult:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""
-    vectors, run = await embed_texts([query], settings.embedding_model, settings.dimensions, cache, options, catalog)
+    vectors, run = await _spending(spend, None, f"embedding a query with {settings.embedding_model}",
+                                   embed_texts([query], settings.embedding_model, settings.dimensions, cache,
+                                               options, catalog))
     found = index.search(vectors[0], settings.top_k, settings.min_score, settings.filters)
     if settings.reranker_model is None:
         return RetrievalResult(found, run, None)
     top_n = settings.reranker_top_n or settings.top_k
     reranked, rerank_run = await rerank(query, found, settings.reranker_model, top_n, cache, options)
+    if spend is not None and rerank_run.calls:  # a rerank's price is per query, not per token: counted once known
+        spend.settle(0.0, rerank_run.cost_usd)
     return RetrievalResult(reranked, run, rerank_run)
 
 

@@ -1,0 +1,39 @@
+"""Where a suite's retrieved passages come from: the hook through which the retrieval stage fills them.
+
+A prompt with ``retrieval: {config, into}`` receives passages in its ``into``
+input. A case that gives them keeps them (a fixture); for the others, a
+``PassageSource`` (``promptops.retrieval.evalcases.RetrievedPassages``) runs the
+retrieval config of the same ref and hands back the suite with those passages
+in the cases' vars, and what retrieval did. The caller passes one in
+``EvalOptions.passages``: evals does not import the retrieval stage, which
+itself calls models through the eval runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from promptops.model.evals import RetrievalRun
+from promptops.specs import EvalSuiteSpec
+
+if TYPE_CHECKING:
+    from promptops.config import Workspace
+    from promptops.evals.runner import RunSettings, SpendBudget
+    from promptops.resultcache import ResultCache
+
+
+@dataclass(frozen=True)
+class Filled:
+    suite: EvalSuiteSpec  # its cases with retrieved passages where they gave none
+    retrieval: RetrievalRun | None  # None: nothing was retrieved
+    problems: tuple[str, ...] = ()  # why passages could not be retrieved (its cases then do not render)
+
+
+class PassageSource(Protocol):
+    async def fill(self, suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, settings: RunSettings,
+                   budget: SpendBudget) -> Filled: ...
+
+    def corpus_version(self, workspace: Workspace, config_id: str) -> str | None:
+        """A hash of the documents a retrieval config names at this ref (None: it names none)."""
+        ...

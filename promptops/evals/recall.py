@@ -1,0 +1,98 @@
+"""Retrieval quality of a suite, per side and base against head: hit@k, recall@k and reciprocal rank over
+the cases that name ``expected_sources``, the cases whose sources moved, the verdict and the recall gates
+(``stats.retrieval_verdict``; the model is in stats' docstring, "Retrieval")."""
+
+from __future__ import annotations
+
+from statistics import fmean
+
+from promptops.evals import stats
+from promptops.model.evals import (
+    CaseChange,
+    CaseRetrieval,
+    CaseStatus,
+    GateResult,
+    RetrievalComparison,
+    RetrievalFigures,
+    RetrievalRun,
+    SourceChange,
+)
+from promptops.specs import Gates
+
+
+def retrieval_figures(run: RetrievalRun | None) -> RetrievalFigures | None:
+    if run is None:
+        return None
+    scored = [case for case in run.cases.values() if case.scored]
+    return RetrievalFigures(
+        config=run.config, k=run.k, scored=len(scored),
+        hit_rate=fmean(c.hit for c in scored) if scored else 0.0,
+        recall=fmean(c.recall for c in scored) if scored else 0.0,
+        mrr=fmean(c.reciprocal_rank for c in scored) if scored else 0.0,
+        calls=run.calls, cost_usd=run.cost_usd, query_cost_usd=run.query_cost_usd,
+    )
+
+
+def compare_retrieval(base: RetrievalRun | None, head: RetrievalRun | None,
+                      answers: list[CaseChange]) -> RetrievalComparison | None:
+    """Base against head; None when the head retrieved nothing."""
+    head_figures = retrieval_figures(head)
+    if head is None or head_figures is None:
+        return None
+    statuses = {change.case_id: change.status for change in answers}
+    both = [(case_id, base.cases[case_id], case) for case_id, case in head.cases.items()
+            if base is not None and case.scored and case_id in base.cases and base.cases[case_id].scored]
+    drop = fmean(old.recall - new.recall for _, old, new in both) if both else 0.0
+    changes = [_moved(case_id, old, new, statuses.get(case_id)) for case_id, old, new in both
+               if set(old.found) != set(new.found)]
+    reason = reindex_reason(base, head)
+    return RetrievalComparison(
+        base=retrieval_figures(base), head=head_figures, changes=changes, paired=len(both),
+        lost=sum(old.hit and not new.hit for _, old, new in both),
+        gained=sum(new.hit and not old.hit for _, old, new in both),
+        drop=drop, verdict=stats.retrieval_verdict([(old.hit, new.hit) for _, old, new in both], drop),
+        reindex=reason, reindex_cost_usd=head.reindex_cost_usd if reason else None,
+        reindex_tokens=head.corpus_tokens if reason else 0,
+    )
+
+
+def _moved(case_id: str, old: CaseRetrieval, new: CaseRetrieval, answer: CaseStatus | None) -> SourceChange:
+    return SourceChange(case_id, tuple(s for s in old.found if s not in new.found),
+                        tuple(s for s in new.found if s not in old.found), old.recall, new.recall, answer)
+
+
+def reindex_reason(base: RetrievalRun | None, head: RetrievalRun) -> str | None:
+    """Why the head's index must be built anew in production: its embedding model or chunking changed.
+
+    A changed corpus re-embeds only its changed chunks, which is no re-index; a new embedding model
+    under the same ``index.name`` is said loudly: the vectors already stored there are of another model.
+    """
+    if base is None or base.config != head.config:
+        return None
+    if base.embedding_model != head.embedding_model:
+        where = (f" under the same index name '{head.index_name}'"
+                 if head.index_name and head.index_name == base.index_name else "")
+        return (f"embedding model {base.embedding_model} -> {head.embedding_model}{where}: "
+                "re-index needed, the stored vectors are of the old model")
+    if base.chunking != head.chunking:
+        changed = ", ".join(f"{name} {base.chunking.get(name)} -> {value}" for name, value in head.chunking.items()
+                            if base.chunking.get(name) != value)
+        return f"chunking changed ({changed}): re-index needed"
+    return None
+
+
+def recall_gates(comparison: RetrievalComparison | None, gates: Gates,
+                 base_label: str) -> list[tuple[str, GateResult]]:
+    if comparison is None or not comparison.head.scored:
+        return []
+    head, base = comparison.head, comparison.base
+    checks = []
+    if gates.min_recall_at_k is not None:
+        checks.append(("min_recall_at_k", stats.min_recall(head.recall, gates.min_recall_at_k, head.k,
+                                                           base.recall if base and base.scored else None,
+                                                           base_label)))
+    if gates.max_recall_drop is not None and base is not None:
+        checks.append(("max_recall_drop", stats.recall_drop_gate(
+            base.recall if base.scored else None, head.recall, comparison.drop, gates.max_recall_drop,
+            comparison.paired, comparison.lost)))
+    return checks

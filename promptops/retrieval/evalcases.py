@@ -1,0 +1,196 @@
+"""Retrieval run for an eval suite: the passages of the cases that give none, and how well they match.
+
+For a suite whose prompt has ``retrieval: {config, into}``, the ref's own
+retrieval config builds its index (``pipeline.build_index``: an unchanged
+corpus and chunking embed nothing) and answers each case's query; the passages
+go into the case's ``into`` input, and a case that gives its own keeps them.
+The query is the case's input named by the prompt's ``retrieval.query``, else
+``question``, else its first text input. Each case that names
+``expected_sources`` is scored: hit@k, recall@k and the rank of the first
+passage from an expected source, where an expected source matches a passage
+whose document id or path equals it or contains it.
+
+At base, the corpus is read from the base ref's files (copied out to a
+temporary folder), so base and head each use their own config and corpus;
+indexes are kept under the project's ``.promptops/index`` either way. Every
+embedding and rerank call counts in the run's spend cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from promptops.config import Workspace
+from promptops.evals.passages import Filled
+from promptops.evals.runner import RunSettings, SpendBudget
+from promptops.model.evals import CaseRetrieval, RetrievalRun
+from promptops.models import ModelCatalog
+from promptops.resultcache import ResultCache
+from promptops.retrieval.chunking import Tokens
+from promptops.retrieval.corpus import FORMATS, load_corpus
+from promptops.retrieval.embedding import CallOptions, EmbeddingError, embed_texts
+from promptops.retrieval.index import Retrieved
+from promptops.retrieval.pipeline import CorpusError, SpendCapError, build_index, embedding_cost, retrieve
+from promptops.retrieval.rerank import RerankError
+from promptops.retrieval.settings import RetrievalSettings
+from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
+
+DEFAULT_QUERY_INPUT = "question"
+
+
+class RetrievedPassages:
+    """The ``evals.passages.PassageSource`` that runs a suite's retrieval config."""
+
+    async def fill(self, suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, settings: RunSettings,
+                   budget: SpendBudget) -> Filled:
+        prompt = workspace.prompts.get(suite.prompt)
+        if prompt is None or not prompt.retrieval_into or not prompt.retrieval_config:
+            return Filled(suite, None)
+        into = prompt.retrieval_into
+        wanting = [case for case in suite.cases if into not in case.vars]
+        if not wanting:
+            return Filled(suite, None)  # every case brings its passages: nothing to build
+        spec = workspace.retrievals.get(prompt.retrieval_config)
+        where = f" at {workspace.label}" if workspace.label else ""
+        if spec is None:
+            return Filled(suite, None, (f"no retrieval config '{prompt.retrieval_config}'{where}: "
+                                        + f"{len(wanting)} case(s) without '{into}' get no passages",))
+        config = RetrievalSettings.from_spec(spec)
+        try:
+            return await _filled(suite, prompt, into, config, spec.index_name, spec.source.path, workspace,
+                                 wanting, cache, settings, budget)
+        except (CorpusError, EmbeddingError, RerankError, SpendCapError, ValueError) as exc:  # ChunkingError too
+            return Filled(suite, None, (f"retrieval with '{config.id}'{where} failed: {exc}; "
+                                        + f"{len(wanting)} case(s) without '{into}' get no passages",))
+
+
+    def corpus_version(self, workspace: Workspace, config_id: str) -> str | None:
+        spec = workspace.retrievals.get(config_id)
+        corpus = RetrievalSettings.from_spec(spec).corpus if spec is not None else None
+        if spec is None or corpus is None:
+            return None
+        root = workspace.config.root
+        with _corpus_files(workspace, root) as corpus_root:
+            folder = corpus_root / spec.source.path.parent.relative_to(root)
+            folder.mkdir(parents=True, exist_ok=True)
+            documents = load_corpus(corpus, folder, corpus_root).documents
+        digest = hashlib.sha256()
+        for document in documents:
+            digest.update(json.dumps([document.id, document.text, document.metadata], sort_keys=True,
+                                     default=str).encode())
+        return digest.hexdigest()
+
+
+async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: RetrievalSettings,
+                  index_name: str | None,
+                  config_path: Path, workspace: Workspace, wanting: list[EvalCase], cache: ResultCache,
+                  settings: RunSettings, budget: SpendBudget) -> Filled:
+    catalog = ModelCatalog(workspace.config.pricing)
+    options = CallOptions(timeout_s=settings.timeout_s, api_base=settings.api_base, api_key=settings.api_key)
+    root = workspace.config.root
+    with _corpus_files(workspace, root) as corpus_root:
+        folder = corpus_root / config_path.parent.relative_to(root)
+        folder.mkdir(parents=True, exist_ok=True)  # a ref's copy holds only corpus files: globs start here
+        built = await build_index(config, folder, corpus_root, cache, options, catalog, budget, index_root=root)
+    queries = {case.id: query_of(prompt, case) for case in wanting}
+    # One batched call for every query; each retrieve below then finds its vector in the cache.
+    _, queried = await embed_texts(list(queries.values()), config.embedding_model, config.dimensions, cache,
+                                   options, catalog)
+    budget.settle(0.0, queried.cost_usd)
+    calls, costs = built.embedding.calls + queried.calls, [built.embedding.cost_usd, queried.cost_usd]
+    reranks: list[float | None] = []
+    filled: dict[str, EvalCase] = {}
+    scored: dict[str, CaseRetrieval] = {}
+    for case in wanting:
+        answer = await retrieve(queries[case.id], built.index, config, cache, options, catalog, budget)
+        if answer.rerank is not None:
+            calls += answer.rerank.calls
+            costs.append(answer.rerank.cost_usd)
+            if answer.rerank.calls:
+                reranks.append(answer.rerank.cost_usd)
+        filled[case.id] = replace(case, vars={**case.vars, into: [p.chunk.text for p in answer.passages]})
+        scored[case.id] = score(queries[case.id], answer.passages, case.expected_sources)
+    k = config.reranker_top_n or config.top_k
+    per_query = _per_query(config, queries, reranks, catalog)
+    run = RetrievalRun(
+        config=config.id, index_name=index_name, index_key=built.key, embedding_model=config.embedding_model,
+        chunking=asdict(config.chunking), k=k, cases=scored, kept=len(suite.cases) - len(wanting),
+        corpus_chunks=len(built.index.chunks), corpus_tokens=built.corpus_tokens,
+        reindex_cost_usd=embedding_cost(config.embedding_model, built.corpus_tokens, catalog),
+        embedded_chunks=built.embedding.texts - built.embedding.cached, calls=calls,
+        cost_usd=None if any(c is None for c in costs) else sum(c for c in costs if c is not None),
+        query_cost_usd=per_query)
+    cases = tuple(filled.get(case.id, case) for case in suite.cases)
+    return Filled(replace(suite, cases=cases), run)
+
+
+def query_of(prompt: PromptSpec, case: EvalCase) -> str:
+    """The case's retrieval query: the input ``retrieval.query`` names, else ``question``, else its first text."""
+    named = (prompt.raw.get("retrieval") or {}).get("query")
+    for name in (named, DEFAULT_QUERY_INPUT):
+        if name and isinstance(case.vars.get(name), str):
+            return str(case.vars[name])
+    if named:
+        raise ValueError(f"case '{case.id}' has no text input '{named}' (the prompt's retrieval.query)")
+    texts = [value for name, value in case.vars.items() if name != prompt.retrieval_into and isinstance(value, str)]
+    if not texts:
+        raise ValueError(f"case '{case.id}' has no text input to query with (set the prompt's retrieval.query)")
+    return texts[0]
+
+
+def score(query: str, passages: list[Retrieved], expected: tuple[str, ...]) -> CaseRetrieval:
+    """What the passages give a case, against its expected sources."""
+    sources = tuple(dict.fromkeys(p.chunk.document_id for p in passages))
+    found = tuple(e for e in expected if any(_matches(e, p) for p in passages))
+    first = next((rank for rank, p in enumerate(passages, start=1) if any(_matches(e, p) for e in expected)), None)
+    return CaseRetrieval(query, sources, expected, found, first)
+
+
+def _matches(expected: str, passage: Retrieved) -> bool:
+    chunk = passage.chunk
+    return expected in (chunk.document_id, chunk.path) or expected in chunk.document_id
+
+
+def _per_query(config: RetrievalSettings, queries: dict[str, str], reranks: list[float | None],
+               catalog: ModelCatalog) -> float | None:
+    """A query's retrieval cost as production pays it: its embedding (the mean over the suite's queries, at
+    the price map's input price) and, with a reranker, the mean rerank cost measured in this run."""
+    tokens = Tokens(config.embedding_model, config.chunking.unit)
+    embedding = [embedding_cost(config.embedding_model, tokens.count(query), catalog) for query in queries.values()]
+    if not embedding or any(cost is None for cost in embedding):
+        return None
+    per_query = fmean(cost for cost in embedding if cost is not None)
+    if config.reranker_model is None:
+        return per_query
+    measured = [cost for cost in reranks if cost is not None]
+    return per_query + fmean(measured) if measured and len(measured) == len(reranks) else None
+
+
+@contextmanager
+def _corpus_files(workspace: Workspace, root: Path) -> Iterator[Path]:
+    """The project's root to read the corpus from: the work tree, or a ref's corpus files copied out."""
+    files: Any = workspace.files
+    entries = getattr(files, "entries", None)
+    if entries is None:
+        yield root
+        return
+    repo_root: Path = files.repo_root
+    with tempfile.TemporaryDirectory(prefix="promptops-corpus-") as folder:
+        copy = Path(folder)
+        for relative in entries:
+            path = repo_root / relative
+            if Path(relative).suffix.lower() not in FORMATS or not path.is_relative_to(root):
+                continue
+            text, _ = files.read(path, relative)
+            if text is not None:  # a file too big or unreadable there: the corpus reports it missing
+                (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+                (copy / relative).write_text(text, encoding="utf-8")
+        yield copy / root.relative_to(repo_root)

@@ -1,0 +1,287 @@
+"""Retrieval run in evals, end to end: a bicycle workshop's help centre (a corpus and a suite no other test
+uses) retrieved for the cases that give no passages, scored against their expected sources, and compared
+base against head through the real check stage, litellm and the stub server's /v1/embeddings."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from helpers.cli import run_promptops
+from helpers.repo import git
+from promptops.ci import CheckOptions, run_check
+from promptops.evals.execute import EvalOptions
+from promptops.model.check import CheckReport
+from promptops.model.evals import CaseStatus
+from promptops.report import check, evals
+from promptops.report.formatting import money
+from promptops.testing import Rule, StubServer
+
+DOCS = {
+    "help/chain.md": "---\ntopic: drivetrain\n---\n# Chain care\n\nOil the chain every 300 km with a dry lube, "
+                     "after you wipe the old oil off the chain.\n",
+    "help/tyres.md": "---\ntopic: wheels\n---\n# Tyre pressure\n\nRoad tyres run at 6 bar; check the pressure "
+                     "every week with a track pump.\n",
+    "help/brakes.md": "---\ntopic: brakes\n---\n# Brake pads\n\nReplace the brake pads when the groove is gone, "
+                      "which is about every 2000 km of riding.\n",
+    "help/warranty.md": "---\ntopic: shop\n---\n# Frame warranty\n\nEvery frame we sell carries a lifetime "
+                        "warranty for its first owner.\n",
+    "help/saddle.md": "---\ntopic: fit\n---\n# Saddle height\n\nSet the saddle so your knee is slightly bent "
+                      "at the bottom of the pedal stroke.\n",
+}
+RETRIEVAL = """\
+id: workshop_kb
+description: DESCRIPTION
+embedding: {model: openai/text-embedding-3-small, dimensions: 64}
+chunking: {strategy: markdown, size: 120, overlap: 0, unit: tokens}
+retriever: {top_k: TOP_K}
+corpus: {include: ["../help/*.md"]}
+index: {name: workshop-v1}
+"""
+PROMPT = """\
+id: workshop.help
+model: {name: openai/gpt-4o-mini, params: {temperature: 0, max_tokens: 40}}
+retrieval: {config: workshop_kb, into: passages, query: question}
+inputs:
+  type: object
+  required: [question, passages]
+  properties:
+    question: {type: string}
+    passages: {type: array, items: {type: string}}
+messages:
+  - {role: system, content: "Answer from the passages only."}
+  - role: user
+    content: |
+      {% for p in passages %}[{{ loop.index }}] {{ p }}
+      {% endfor %}
+      Question: {{ question }}
+"""
+SUITE = """\
+prompt: workshop.help
+gates: {max_pass_rate_drop: 0.0, min_recall_at_k: 0.5, max_recall_drop: 0.0}
+cases:
+  - id: chain
+    vars: {question: "How often should I oil the chain?"}
+    expected_sources: [help/chain.md]
+    assert: [{type: contains, value: "300 km"}]
+  - id: brakes
+    vars: {question: "When do brake pads need replacing?"}
+    expected_sources: [brakes]
+    assert: [{type: contains, value: "2000 km"}]
+  - id: pads-distance
+    vars: {question: "After how many km of riding with the chain are pads gone?"}
+    expected_sources: [help/brakes.md]
+    assert: [{type: contains, value: "2000 km"}]
+  - id: fixture
+    vars: {question: "Is the frame covered?", passages: ["Frames have a lifetime warranty."]}
+    assert: [{type: contains, value: "lifetime"}]
+"""
+CONFIG = "usage:\n  workshop.help: {calls_per_day: 400}\neval: {concurrency: 2}\n"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+FILES = {"promptops.yaml": CONFIG, "retrieval/workshop.retrieval.yaml": RETRIEVAL, "prompts/help.prompt.yaml": PROMPT,
+         "evals/help.eval.yaml": SUITE, **DOCS}
+
+
+def rules() -> list[Rule]:
+    """An answer only when the passage that holds it is in the message."""
+    return [Rule(match="re:(?s)every 300 km.*Question: How often should I oil", reply="Oil it every 300 km."),
+            Rule(match="re:(?s)every 2000 km.*Question: (When do brake|After how many km)",
+                 reply="About every 2000 km."),
+            Rule(match="re:(?s)lifetime warranty.*Question: Is the frame", reply="Yes, a lifetime warranty."),
+            Rule(reply="I don't know; the passages don't say.")]
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[StubServer]:
+    with StubServer(rules(), embedding_dim=64) as server:
+        yield server
+
+
+def repository(root: Path, top_k: int = 3, description: str = "Workshop help centre") -> Path:
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    for name, text in FILES.items():
+        text = text.replace("TOP_K", str(top_k)).replace("DESCRIPTION", description)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / ".gitignore").write_text(".promptops/\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    git(root, "switch", "-qc", "change")
+    return root
+
+
+def commit_edit(root: Path, old: str, new: str) -> None:
+    path = root / "retrieval/workshop.retrieval.yaml"
+    path.write_text(path.read_text().replace(old, new))
+    git(root, "commit", "-qam", f"{old} -> {new}")
+
+
+def checked(root: Path, stub: StubServer, run_all: bool = False) -> CheckReport:
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        options = EvalOptions(api_base=stub.base_url, run_all=run_all)
+        return run_check(root, CheckOptions(base="main", eval_options=options))
+    finally:
+        os.chdir(cwd)
+
+
+def test_a_top_k_cut_that_drops_the_answer_shows_the_lost_source_lower_recall_and_the_regression(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 1")
+    report = checked(root, stub)
+
+    [suite] = report.evals.comparisons
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.base is not None, report.evals.skipped
+    assert (retrieval.base.k, retrieval.head.k) == (3, 1)
+    assert retrieval.base.recall == 1.0 and retrieval.head.recall < retrieval.base.recall
+    lost = {change.case_id: change for change in retrieval.changes}
+    assert "pads-distance" in lost and lost["pads-distance"].lost == ("help/brakes.md",)
+    assert lost["pads-distance"].answer is CaseStatus.REGRESSED
+    assert retrieval.verdict == "regression" and retrieval.lost >= 1
+    assert [c.case_id for c in suite.with_status(CaseStatus.REGRESSED)] == sorted(lost)
+    gates = dict(suite.gates)
+    assert not gates["max_recall_drop"].passed and "falls" in gates["max_recall_drop"].reason
+    assert not gates["max_pass_rate_drop"].passed
+    assert report.verdict.level == "fail"
+    # the case that brings its own passages keeps them, at both refs
+    fixture_prompts = [m["content"] for r in stub.requests if "messages" in r for m in r["messages"]
+                       if "Is the frame covered?" in m["content"]]
+    assert fixture_prompts and all("Frames have a lifetime warranty." in text and "Every frame we sell" not in text
+                                   for text in fixture_prompts)
+
+    comment = check.render_markdown(report)
+    line = next(text for text in comment.splitlines() if "recall@" in text)
+    assert "recall@\u20603 100% → recall@\u20601 67%" in line and "answers pass 100% → 75%" in line, line
+    assert "per month est. &#36;0.77 → &#36;0.32" in line and "no re-index" in line, line
+    assert "help/brakes.md" in comment and "pads-distance" in comment
+    case_line = next(text for text in comment.splitlines() if text.startswith("- pads") and "lost" in text)
+    assert "recall 100% → 0%" in case_line and "answer regressed" in case_line, case_line
+
+    results = evals.to_json(report.evals.comparisons, report.base_label, report.head_label, report.evals.skipped)
+    jsonschema.validate(results, json.loads((SCHEMAS / "eval-results.schema.json").read_text()))
+    [suite_json] = results["suites"]
+    assert suite_json["retrieval"]["changes"][0]["lost"] == ["help/brakes.md"]
+    assert suite_json["retrieval"]["head"]["k"] == 1 and suite_json["retrieval"]["verdict"] == "regression"
+    line_json = json.loads(check.render_json(report))["retrieval"][0]
+    assert line_json["suite"] == "evals/help.eval.yaml" and "recall@3 100% → recall@1 67%" in line_json["line"]
+    assert "Recall@k per suite" in check.render_html(report)
+
+
+def test_a_cosmetic_change_to_the_retrieval_file_re_embeds_nothing_and_makes_no_call(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    checked(root, stub, run_all=True)  # main's own run fills the cache and the index, as its CI run would
+    commit_edit(root, "Workshop help centre", "The workshop's help centre, for riders")
+    stub.reset()
+    report = checked(root, stub)
+
+    assert stub.requests == []  # no embedding, no query, no answer: all from the index and the cache
+    [suite] = report.evals.comparisons
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.base is not None
+    assert retrieval.head.calls == 0 and retrieval.base.calls == 0
+    assert retrieval.changes == [] and retrieval.verdict == "no change" and retrieval.reindex is None
+    assert retrieval.head.recall == retrieval.base.recall == 1.0
+
+
+def test_a_new_embedding_model_under_the_same_index_name_is_flagged_with_its_re_index_cost(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "openai/text-embedding-3-small", "openai/text-embedding-3-large")
+    report = checked(root, stub)
+
+    [suite] = report.evals.comparisons
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.reindex is not None
+    assert "text-embedding-3-small -> openai/text-embedding-3-large under the same index name 'workshop-v1'" \
+        in retrieval.reindex and "re-index needed" in retrieval.reindex
+    assert 100 < retrieval.reindex_tokens < 400  # five short help articles, in the new model's tokens
+    # corpus tokens at text-embedding-3-large's price in litellm's map
+    assert retrieval.reindex_cost_usd == pytest.approx(retrieval.reindex_tokens * 1.3e-07)
+    comment = check.render_markdown(report)
+    line = next(text for text in comment.splitlines() if text.startswith("**Retrieval:**"))
+    assert f"re-index est. {money(retrieval.reindex_cost_usd).replace('$', '&#36;')} one-off " \
+           f"({retrieval.reindex_tokens} corpus tokens)" in line, line
+
+
+def test_embedding_the_corpus_counts_in_the_spend_cap(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 2")
+    stub.reset()
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        options = EvalOptions(api_base=stub.base_url, max_cost_usd=1e-9)  # less than embedding five articles
+        report = run_check(root, CheckOptions(base="main", eval_options=options))
+    finally:
+        os.chdir(cwd)
+    assert not [r for r in stub.requests if "input" in r]  # no embedding call was sent
+    problems = [note for note in report.evals.skipped if "spend cap" in note]
+    assert len(problems) == 2  # at head, and at main
+    assert all("embedding the corpus of 'workshop_kb'" in p and "get no passages" in p for p in problems)
+    assert report.evals.comparisons[0].retrieval is None
+    assert report.verdict.level == "fail"
+
+
+def test_promptops_eval_reranks_through_litellm_and_a_re_run_makes_no_call(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "retriever: {top_k: 3}", "retriever: {top_k: 4}\nreranker: {model: cohere/rerank-v3.5, top_n: 2}")
+    stub.reset()
+    first = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
+    reranks = [r for r in stub.requests if "documents" in r]
+    assert len(reranks) == 3 and all(len(r["documents"]) == 4 for r in reranks)  # a call per retrieved case
+    [suite] = json.loads(first.stdout)["suites"]
+    retrieval = suite["retrieval"]
+    assert (retrieval["base"]["k"], retrieval["head"]["k"]) == (3, 2)
+    # head goes first: the corpus in one call, the queries in one, a rerank per case; the base's index is the same
+    # (same model and chunking), its queries the same texts: nothing left to call for
+    assert (retrieval["head"]["calls"], retrieval["base"]["calls"]) == (1 + 1 + 3, 0)
+
+    stub.reset()
+    again = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
+    assert stub.requests == [] and json.loads(again.stdout)["suites"][0]["retrieval"]["head"]["calls"] == 0
+    assert again.returncode == first.returncode
+
+
+def test_a_base_whose_corpus_cannot_be_read_is_named_and_the_head_still_retrieves(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    git(root, "switch", "-q", "main")
+    commit_edit(root, '"../help/*.md"', '"../missing/*.md"')  # main's config points at no file
+    git(root, "switch", "-q", "change")
+    git(root, "merge", "-q", "--ff-only", "main")
+    commit_edit(root, '"../missing/*.md"', '"../help/*.md"')  # the change fixes it
+    report = checked(root, stub)
+
+    [note] = [note for note in report.evals.skipped if "missing" in note]
+    main = git(root, "rev-parse", "--short=12", "main").strip()
+    assert f"retrieval with 'workshop_kb' at {main} failed" in note and "matches no file" in note
+    retrieval = report.evals.comparisons[0].retrieval
+    assert retrieval is not None and retrieval.base is None and retrieval.head.recall == 1.0
+
+
+def test_an_edited_document_selects_the_suite_and_re_embeds_only_its_chunk(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    checked(root, stub, run_all=True)  # main's own run fills the cache and the index
+    brakes = root / "help/brakes.md"
+    brakes.write_text(brakes.read_text().replace("about every 2000 km", "about every 1500 km"))
+    git(root, "commit", "-qam", "Pads last less")
+    stub.reset()
+    report = checked(root, stub)
+
+    [suite] = report.evals.comparisons  # selected: only a corpus document changed
+    embedded = [r["input"] for r in stub.requests if "input" in r]
+    assert [len(batch) for batch in embedded] == [1]  # the brakes article's one chunk, nothing else
+    assert "1500 km" in embedded[0][0]
+    assert {c.case_id for c in suite.with_status(CaseStatus.REGRESSED)} == {"brakes", "pads-distance"}
+    retrieval = suite.retrieval
+    assert retrieval is not None and retrieval.changes == [] and retrieval.reindex is None
