@@ -28,6 +28,7 @@ from promptops.retrieval.embedding import CallOptions, EmbeddingError, Embedding
 from promptops.retrieval.index import Index, IndexFileError, Retrieved
 from promptops.retrieval.rerank import RerankRun, rerank
 from promptops.retrieval.settings import RetrievalSettings, known_dimensions
+from promptops.retrieval.store import EMBEDDED, Searchable, StoredIndex, open_store
 
 INDEX_FOLDER = ".promptops/index"
 NOTHING_EMBEDDED = EmbeddingRun(0, 0, 0, 0, 0.0, 0.0)
@@ -39,9 +40,9 @@ class CorpusError(Exception):
 
 @dataclass(frozen=True)
 class Built:
-    index: Index
+    index: Searchable  # the embedded Index, or a StoredIndex of the external store index.store names
     key: str
-    folder: Path
+    folder: Path | None  # the embedded index's folder; None in an external store
     embedding: EmbeddingRun  # NOTHING_EMBEDDED when an index folder with the same key was there
 
 
@@ -75,6 +76,8 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     chunks = chunk_documents(corpus.documents, settings.chunking,
                              Tokens(settings.embedding_model, settings.chunking.unit))
     key = build_key(settings, chunks)
+    if settings.store is not None and settings.store.store != EMBEDDED:
+        return await _build_in_store(settings, chunks, key, root, cache, options, catalog)
     folder = root / INDEX_FOLDER / settings.id / key
     if (folder / "manifest.json").is_file():
         try:
@@ -90,7 +93,21 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     return Built(Index.open(folder), key, folder, run)
 
 
-async def retrieve(query: str, index: Index, settings: RetrievalSettings, cache: ResultCache,
+async def _build_in_store(settings: RetrievalSettings, chunks: list[Chunk], key: str, root: Path, cache: ResultCache,
+                          options: CallOptions, catalog: ModelCatalog | None) -> Built:
+    """The index ``key`` in the external store index.store names, found there or embedded and upserted now."""
+    assert settings.store is not None
+    store = open_store(settings.store, settings.id, root)
+    if any(held.key == key for held in store.holds()):
+        return Built(StoredIndex(store, key), key, None, NOTHING_EMBEDDED)
+    vectors, run = await embed_texts([c.text for c in chunks], settings.embedding_model, settings.dimensions,
+                                     cache, options, catalog)
+    _check_dimensions(settings, vectors.shape[1] if len(chunks) else None)
+    store.upsert(key, chunks, vectors)
+    return Built(StoredIndex(store, key), key, None, run)
+
+
+async def retrieve(query: str, index: Searchable, settings: RetrievalSettings, cache: ResultCache,
                    options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None) -> Answer:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""
     vectors, run = await embed_texts([query], settings.embedding_model, settings.dimensions, cache, options, catalog)
