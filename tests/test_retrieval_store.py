@@ -26,7 +26,13 @@ from promptops.retrieval.embedded import EmbeddedStore
 from promptops.retrieval.index import Index
 from promptops.retrieval.pipeline import NOTHING_EMBEDDED, build_index, retrieve
 from promptops.retrieval.settings import ChunkingSpec, CorpusSpec, RetrievalSettings
-from promptops.retrieval.store import StoreError, StoreSpec, StoreUnavailable, VectorStore, open_store
+from promptops.retrieval.store import (
+    StoreError,
+    StoreSpec,
+    StoreUnavailable,
+    VectorStore,
+    open_store,
+)
 from promptops.testing import StubServer
 
 NO_CHROMA = importlib.util.find_spec("chromadb") is None
