@@ -75,7 +75,7 @@ class RetrievalSettings:
             reranker_model=spec.reranker_model,
             reranker_top_n=spec.reranker_top_n,
             corpus=CorpusSpec.from_raw(raw.get("corpus")),
-            store=StoreSpec.from_raw(raw.get("index"), spec.id),
+            store=StoreSpec.from_raw(raw["index"], spec.id) if raw.get("index") else None,
         )
 
 
