@@ -58,7 +58,7 @@ embedding: {{model: openai/text-embedding-3-small, dimensions: 1536}}
 chunking: {{strategy: recursive, size: 512, overlap: 64, unit: tokens}}
 retriever: {{top_k: 8}}
 reranker: {{model: cohere/rerank-v3.5, top_n: 4}}
-index: {{name: kb{team}-v1, store: pgvector}}
+index: {{name: kb{team}-v1}}
 """
 
 

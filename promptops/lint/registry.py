@@ -81,7 +81,7 @@ def _add(new: LintRule) -> None:
 
 def all_rules() -> dict[str, LintRule]:
     """Import every rule module once so that the registry is complete."""
-    from promptops.lint import budget, corpus, evals, files, lock, retrieval, security, templates  # noqa: F401
+    from promptops.lint import budget, corpus, evals, files, lock, retrieval, security, store, templates  # noqa: F401
 
     return RULES
 

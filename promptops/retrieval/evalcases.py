@@ -123,7 +123,7 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
     run = RetrievalRun(
         config=config.id, index_name=index_name, index_key=built.key, embedding_model=config.embedding_model,
         chunking=asdict(config.chunking), k=k, cases=scored, kept=len(suite.cases) - len(wanting),
-        corpus_chunks=len(built.index.chunks), corpus_tokens=built.corpus_tokens,
+        corpus_chunks=built.corpus_chunks, corpus_tokens=built.corpus_tokens,
         reindex_cost_usd=embedding_cost(config.embedding_model, built.corpus_tokens, catalog),
         embedded_chunks=built.embedding.texts - built.embedding.cached, calls=calls,
         cost_usd=None if any(c is None for c in costs) else sum(c for c in costs if c is not None),

@@ -30,6 +30,7 @@ from promptops.retrieval.embedding import CallOptions, EmbeddingError, Embedding
 from promptops.retrieval.index import Index, IndexFileError, Retrieved
 from promptops.retrieval.rerank import RerankRun, rerank
 from promptops.retrieval.settings import RetrievalSettings, known_dimensions
+from promptops.retrieval.store import EMBEDDED, Searchable, StoredIndex, open_store
 
 INDEX_FOLDER = ".promptops/index"
 NOTHING_EMBEDDED = EmbeddingRun(0, 0, 0, 0, 0.0, 0.0)
@@ -53,11 +54,12 @@ class Spend(Protocol):
 
 @dataclass(frozen=True)
 class Built:
-    index: Index
+    index: Searchable  # the embedded Index, or a StoredIndex of the external store index.store names
     key: str
-    folder: Path
+    folder: Path | None  # the embedded index's folder; None in an external store
     embedding: EmbeddingRun  # NOTHING_EMBEDDED when an index folder with the same key was there
     corpus_tokens: int = 0  # every chunk's tokens: what a re-index embeds
+    corpus_chunks: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,12 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
                              Tokens(settings.embedding_model, settings.chunking.unit))
     key = build_key(settings, chunks)
     tokens = sum(chunk.tokens for chunk in chunks)
+    if settings.store is not None and settings.store.store != EMBEDDED:
+        return await _build_in_store(settings, chunks, key, index_root or root, cache, options, catalog, spend)
     folder = (index_root or root) / INDEX_FOLDER / settings.id / key
     if (folder / "manifest.json").is_file():
         try:
-            return Built(Index.open(folder), key, folder, NOTHING_EMBEDDED, tokens)
+            return Built(Index.open(folder), key, folder, NOTHING_EMBEDDED, tokens, len(chunks))
         except IndexFileError:
             pass  # damaged or of an older format: built again below
     vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
@@ -111,7 +115,7 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     index = Index(vectors, chunks, {"config": settings.id, "embedding_model": settings.embedding_model,
                                     "chunking": asdict(settings.chunking), "key": key})
     index.save(folder)
-    return Built(Index.open(folder), key, folder, run, tokens)
+    return Built(Index.open(folder), key, folder, run, tokens, len(chunks))
 
 
 def embedding_cost(model: str, tokens: int, catalog: ModelCatalog | None = None) -> float | None:
@@ -137,7 +141,24 @@ async def _spending(spend: Spend | None, worst: float | None, what: str,
             spend.settle(reserved, actual)
 
 
-async def retrieve(query: str, index: Index, settings: RetrievalSettings, cache: ResultCache,
+async def _build_in_store(settings: RetrievalSettings, chunks: list[Chunk], key: str, root: Path, cache: ResultCache,
+                          options: CallOptions, catalog: ModelCatalog | None, spend: Spend | None) -> Built:
+    """The index ``key`` in the external store index.store names, found there or embedded and upserted now."""
+    assert settings.store is not None
+    store = open_store(settings.store, settings.id, root)
+    tokens = sum(chunk.tokens for chunk in chunks)
+    if any(held.key == key for held in store.holds()):
+        return Built(StoredIndex(store, key), key, None, NOTHING_EMBEDDED, tokens, len(chunks))
+    vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
+                                   f"embedding the corpus of '{settings.id}' ({tokens:,} tokens)",
+                                   embed_texts([c.text for c in chunks], settings.embedding_model,
+                                               settings.dimensions, cache, options, catalog))
+    _check_dimensions(settings, vectors.shape[1] if len(chunks) else None)
+    store.upsert(key, chunks, vectors)
+    return Built(StoredIndex(store, key), key, None, run, tokens, len(chunks))
+
+
+async def retrieve(query: str, index: Searchable, settings: RetrievalSettings, cache: ResultCache,
                    options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None,
                    spend: Spend | None = None) -> RetrievalResult:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""

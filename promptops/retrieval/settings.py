@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptops.pricing import price_map
+from promptops.retrieval.store import StoreSpec
 from promptops.specs import RetrievalSpec
 
 DEFAULT_TEXT_FIELD = "text"
@@ -56,6 +57,7 @@ class RetrievalSettings:
     reranker_model: str | None = None
     reranker_top_n: int | None = None
     corpus: CorpusSpec | None = None
+    store: StoreSpec | None = None  # index: its name and store (None: the embedded index, named by the config id)
 
     @classmethod
     def from_spec(cls, spec: RetrievalSpec) -> RetrievalSettings:
@@ -74,6 +76,7 @@ class RetrievalSettings:
             reranker_model=spec.reranker_model,
             reranker_top_n=spec.reranker_top_n,
             corpus=CorpusSpec.from_raw(raw.get("corpus")),
+            store=StoreSpec.from_raw(raw["index"], spec.id) if raw.get("index") else None,
         )
 
 

@@ -54,7 +54,7 @@ id: kb
 embedding: {model: openai/text-embedding-3-small, dimensions: 1536}
 chunking: {strategy: recursive, size: SIZE, overlap: 32, unit: tokens}
 retriever: {top_k: TOP_K, min_score: 0.25}
-index: {name: kb-v1, store: pgvector}
+index: {name: kb-v1}
 """
 ANSWER = """\
 id: kb.answer
