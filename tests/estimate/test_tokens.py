@@ -30,10 +30,21 @@ DAVINCI = "text-completion-openai/text-davinci-003"  # uses p50k_base
 
 
 def _encoding(name: str) -> Encoding:
+    """tiktoken's own encoder, read from litellm's copies as any run points it at them. Set here, not by a
+    first count: that is memoised per process, and a test before this one may have restored the environment."""
     import tiktoken
 
-    COUNTER.method("openai/gpt-4o")  # points TIKTOKEN_CACHE_DIR at litellm's copies, as in any run
-    return tiktoken.get_encoding(name)
+    folder = tokens._bundled_tokenizers()
+    assert folder is not None
+    previous = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = folder
+    try:
+        return tiktoken.get_encoding(name)
+    finally:
+        if previous is None:
+            del os.environ["TIKTOKEN_CACHE_DIR"]
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = previous
 
 
 def _run(code: str, *args: str, **env: str) -> Any:
