@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from promptops.codes import INVALID_VALUE
 from promptops.discover import discover, escapes, excluded, project_root
 from promptops.errors import UsageError
 from promptops.findings import Finding, Severity
@@ -167,7 +168,7 @@ def path_problems(config: ProjectConfig, default_cache: str | None = None) -> li
 
     def problem(path: tuple[Any, ...], message: str) -> None:
         line, col = source.where(path) if source is not None else (1, 1)
-        found.append(Finding(source.display if source else str(config.root), line, col, "PO113", message,
+        found.append(Finding(source.display if source else str(config.root), line, col, INVALID_VALUE, message,
                              Severity.ERROR))
 
     for index, folder in enumerate(config.paths.include):

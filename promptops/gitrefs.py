@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from promptops import git
+from promptops.codes import UNREADABLE_FILE
 from promptops.config import ConfigError, Workspace, load_workspace
 from promptops.discover import SKIPPED_DIRS, project_root
 from promptops.findings import Finding, Severity
@@ -86,12 +87,13 @@ class GitTree:
         relative = self._relative(path) or ""
         blob = self.entries.get(relative)
         if blob is None:
-            return None, Finding(display, 1, 1, "PO100", f"does not exist at {self.name}", Severity.ERROR)
+            return None, Finding(display, 1, 1, UNREADABLE_FILE, f"does not exist at {self.name}", Severity.ERROR)
         if blob.is_symlink:
-            return None, Finding(display, 1, 1, "PO100", "is a symlink in the commit; not followed", Severity.ERROR)
+            return None, Finding(display, 1, 1, UNREADABLE_FILE, "is a symlink in the commit; not followed",
+                                 Severity.ERROR)
         if blob.size > limit:
             message = f"is {blob.size:,} bytes; files over {limit:,} bytes are not read"
-            return None, Finding(display, 1, 1, "PO100", message, Severity.ERROR)
+            return None, Finding(display, 1, 1, UNREADABLE_FILE, message, Severity.ERROR)
         data = self._read_all().get(blob.sha)
         if data is None:  # a kind of file the bulk read skips: read it alone
             data = git.read_blob(self.repo_root, blob.sha)

@@ -19,6 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from promptops import resources
+from promptops.codes import (
+    DATASET_INVALID,
+    DATASET_MISSING,
+    INVALID_VALUE,
+    MISSING_KEY,
+    NOT_A_MAPPING,
+    UNKNOWN_ASSERTION_TYPE,
+    UNKNOWN_KEY,
+    UNREADABLE_FILE,
+    WRONG_TYPE,
+)
 from promptops.findings import Finding, Severity, dotted
 from promptops.schemacache import fast_validator
 from promptops.specs import (
@@ -73,7 +84,7 @@ def read_text(path: Path, root: Path, display: str, limit: int = MAX_FILE_BYTES)
     """The file's text, or the one finding that says why it cannot be read."""
 
     def problem(message: str) -> tuple[None, Finding]:
-        return None, Finding(display, 1, 1, "PO100", message, Severity.ERROR)
+        return None, Finding(display, 1, 1, UNREADABLE_FILE, message, Severity.ERROR)
 
     try:
         if _escapes(path, root):
@@ -90,12 +101,13 @@ def read_text(path: Path, root: Path, display: str, limit: int = MAX_FILE_BYTES)
 def decode_text(raw: bytes, display: str) -> tuple[str | None, Finding | None]:
     """UTF-8 text from a file's bytes, or the finding that says why it is not text."""
     if b"\x00" in raw:
-        return None, Finding(display, 1, 1, "PO100", "is a binary file, not YAML text", Severity.ERROR)
+        return None, Finding(display, 1, 1, UNREADABLE_FILE, "is a binary file, not YAML text", Severity.ERROR)
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        return None, Finding(display, line, 1, "PO100", f"is not valid UTF-8 (byte {exc.start})", Severity.ERROR)
+        return None, Finding(display, line, 1, UNREADABLE_FILE, f"is not valid UTF-8 (byte {exc.start})",
+                             Severity.ERROR)
 
 
 def _escapes(path: Path, root: Path) -> bool:
@@ -151,7 +163,7 @@ class SchemaValidator:
             except ValueError:  # an integer too long to print, in jsonschema's message or ours
                 findings, more = [], False
             # The two validators agree on our keyword set; should they not, the fast one's word stands.
-            return findings or [_finding(source, "PO113", _short(str(fast_error)))], more
+            return findings or [_finding(source, INVALID_VALUE, _short(str(fast_error)))], more
 
     def _explain_all(self, kind: str, data: Any, source: Source) -> tuple[list[Finding], bool]:
         if kind not in self._full:
@@ -171,25 +183,27 @@ class SchemaValidator:
         if keyword == "required":
             missing = error.message.split("'")[1] if "'" in error.message else error.message
             line, col = source.where(path)
-            return _finding(source, "PO111", f"{where}: missing required key '{missing}'", line, col)
+            return _finding(source, MISSING_KEY, f"{where}: missing required key '{missing}'", line, col)
         line, col = source.where(path)
         if keyword == "type":
             expected = error.validator_value
             expected = " or ".join(expected) if isinstance(expected, list) else expected
-            return _finding(source, "PO112", f"{where}: expected {expected}, got {_describe(error.instance)}",
+            return _finding(source, WRONG_TYPE, f"{where}: expected {expected}, got {_describe(error.instance)}",
                             line, col)
         if keyword == "enum" and path[-1:] == ("type",) and any(p in ("assert", "default_assert") for p in path):
             hint = _did_you_mean(str(error.instance), error.validator_value)
-            return _finding(source, "PO503", f"{where}: unknown assertion type {error.instance!r}{hint}", line, col)
+            return _finding(source, UNKNOWN_ASSERTION_TYPE, f"{where}: unknown assertion type {error.instance!r}{hint}",
+                            line, col)
         if keyword == "enum":
             hint = _did_you_mean(str(error.instance), error.validator_value)
             allowed = ", ".join(map(str, error.validator_value))
-            return _finding(source, "PO113", f"{where}: {error.instance!r} is not one of {allowed}{hint}", line, col)
+            return _finding(source, INVALID_VALUE, f"{where}: {error.instance!r} is not one of {allowed}{hint}",
+                            line, col)
         if keyword == "anyOf" and not path and kind_of(source.path) == "eval":
-            return _finding(source, "PO111", "an eval suite needs cases, a dataset, or both", line, col)
+            return _finding(source, MISSING_KEY, "an eval suite needs cases, a dataset, or both", line, col)
         if keyword in ("oneOf", "anyOf"):
-            return _finding(source, "PO112", f"{where}: {_describe(error.instance)} does not fit here", line, col)
-        return _finding(source, "PO113", f"{where}: {_short(error.message)}", line, col)
+            return _finding(source, WRONG_TYPE, f"{where}: {_describe(error.instance)} does not fit here", line, col)
+        return _finding(source, INVALID_VALUE, f"{where}: {_short(error.message)}", line, col)
 
     def _unknown_keys(self, error: Any, path: JsonPath, source: Source) -> Finding:
         allowed = sorted((error.schema.get("properties") or {}).keys() - {"$schema"})
@@ -200,7 +214,7 @@ class SchemaValidator:
         others = f" (and {len(extras) - 1} more)" if len(extras) > 1 else ""
         place = f" in {dotted(path)}" if path else ""
         message = f"unknown key '{key}'{place}{hint}{others}; allowed: {', '.join(allowed)}"
-        return _finding(source, "PO110", message, line, col)
+        return _finding(source, UNKNOWN_KEY, message, line, col)
 
 
 def _did_you_mean(word: str, choices: list[Any]) -> str:
@@ -281,7 +295,7 @@ class Loader:
         result.source = source
         if not isinstance(data, dict):
             what = "empty" if data is None else f"{_describe(data)}, not a mapping of keys"
-            result.findings.append(_finding(source, "PO105", f"the file is {what}; expected a {kind} mapping"))
+            result.findings.append(_finding(source, NOT_A_MAPPING, f"the file is {what}; expected a {kind} mapping"))
             return result
         result.data = data
         findings, result.incomplete = self.schemas.explain(kind, data, source)
@@ -322,13 +336,15 @@ class Loader:
         line, col = suite.where(("dataset",))
         path = (suite.path.parent / relative).resolve()
         if Path(relative).is_absolute() or not _inside(path, self.root):
-            findings.append(_finding(suite, "PO504", f"dataset '{relative}' is outside the repository", line, col))
+            findings.append(_finding(suite, DATASET_MISSING, f"dataset '{relative}' is outside the repository",
+                                     line, col))
             return None
         if not self.files.is_file(path):
-            findings.append(_finding(suite, "PO504", f"dataset '{relative}' does not exist", line, col))
+            findings.append(_finding(suite, DATASET_MISSING, f"dataset '{relative}' does not exist", line, col))
             return None
         if path.suffix not in _READERS:
-            findings.append(_finding(suite, "PO504", f"dataset '{relative}' must be .jsonl, .csv or .yaml", line, col))
+            findings.append(_finding(suite, DATASET_MISSING, f"dataset '{relative}' must be .jsonl, .csv or .yaml",
+                                     line, col))
             return None
         display = display_path(path, self.display_base)
         text, problem = self.files.read(path, display, MAX_DATASET_BYTES)
@@ -356,16 +372,17 @@ class Loader:
         for count, (row_line, row, error) in enumerate(reader(text or ""), start=1):
             if count > MAX_DATASET_ROWS:
                 message = f"the dataset has more than {MAX_DATASET_ROWS:,} rows; this one and the rest are not read"
-                findings.append(_finding(origin, "PO505", message, row_line))
+                findings.append(_finding(origin, DATASET_INVALID, message, row_line))
                 break
             if error:
-                findings.append(_finding(origin, "PO505", error, row_line))
+                findings.append(_finding(origin, DATASET_INVALID, error, row_line))
             elif not isinstance(row, dict):
-                findings.append(_finding(origin, "PO505", f"a case must be an object, not {_describe(row)}", row_line))
+                findings.append(_finding(origin, DATASET_INVALID, f"a case must be an object, not {_describe(row)}",
+                                         row_line))
             elif not self.schemas.is_valid("eval-case", row):
                 explained += 1
                 if explained > MAX_SCHEMA_ERRORS:
-                    findings.append(_finding(origin, "PO505", "the row is not a valid case", row_line))
+                    findings.append(_finding(origin, DATASET_INVALID, "the row is not a valid case", row_line))
                     continue
                 # Rows carry no positions of their own: every finding points at the row's line.
                 row_source = Source(path=path, display=display, positions=Positions(values={(): (row_line, 1)}))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from promptops import git
+from promptops.codes import INVALID_LOCK, NOT_A_MAPPING
 from promptops.errors import UsageError
 from promptops.findings import Finding
 from promptops.loader import SchemaValidator, decode_text
@@ -132,7 +133,8 @@ def parse_lock(path: Path, display: str) -> tuple[Lock | None, Source, list[Find
     try:
         text, problem = decode_text(path.read_bytes(), display)
     except OSError as exc:
-        return None, Source(path, display), [Finding(display, 1, 1, "PO130", f"cannot be read: {exc.strerror or exc}")]
+        unreadable = Finding(display, 1, 1, INVALID_LOCK, f"cannot be read: {exc.strerror or exc}")
+        return None, Source(path, display), [unreadable]
     if problem:
         return None, Source(path, display), [problem]
     try:
@@ -142,7 +144,7 @@ def parse_lock(path: Path, display: str) -> tuple[Lock | None, Source, list[Find
         return None, Source(path, display, text=text or ""), [finding]
     source = Source(path, display, positions, text or "")
     if not isinstance(data, dict):
-        return None, source, [Finding(display, 1, 1, "PO105", "the lock is empty or not a mapping")]
+        return None, source, [Finding(display, 1, 1, NOT_A_MAPPING, "the lock is empty or not a mapping")]
     findings = SchemaValidator().findings("lock", data, source)
     return (None if findings else Lock.from_data(path, source, data)), source, findings
 

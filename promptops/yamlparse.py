@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from promptops.codes import DUPLICATE_KEY, TOO_COMPLEX, UNSAFE_TAG, YAML_SYNTAX
+
 try:  # libyaml is an optional part of PyYAML; the pure-Python composer is the fallback.
     from yaml import CSafeLoader as _Composer
 except ImportError:  # pragma: no cover - exercised only where libyaml is missing
@@ -127,14 +129,15 @@ class _Builder:
             elif kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
-                    raise YamlError("PO101", "expected a single YAML document, found several (---)", *_mark(event))
+                    raise YamlError(YAML_SYNTAX, "expected a single YAML document, found several (---)", *_mark(event))
             elif kind is yaml.StreamEndEvent:
                 return self.root
 
     def _count(self, amount: int, event: Any) -> None:
         self.nodes += amount
         if self.nodes > MAX_NODES:
-            raise YamlError("PO104", f"document expands to more than {MAX_NODES} values (alias bomb?)", *_mark(event))
+            raise YamlError(TOO_COMPLEX, f"document expands to more than {MAX_NODES} values (alias bomb?)",
+                            *_mark(event))
 
     def _scalar(self, event: Any) -> None:
         self._count(1, event)
@@ -146,12 +149,12 @@ class _Builder:
         elif tag == _MERGE and self._expecting_key():
             value = _MERGE_KEY
         elif tag in _NUMBERS and len(event.value) > MAX_NUMBER_CHARS:
-            raise YamlError("PO104", f"a number {len(event.value):,} characters long (at most {MAX_NUMBER_CHARS:,}; "
-                                     "quote it to make it text)", *_mark(event))
+            raise YamlError(TOO_COMPLEX, f"a number {len(event.value):,} characters long "
+                                         f"(at most {MAX_NUMBER_CHARS:,}; quote it to make it text)", *_mark(event))
         else:
             construct = self._constructors.get(tag)
             if construct is None:
-                raise YamlError("PO103", f"tag {tag!r} is not allowed (only plain YAML values)", *_mark(event))
+                raise YamlError(UNSAFE_TAG, f"tag {tag!r} is not allowed (only plain YAML values)", *_mark(event))
             value = construct(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style))
         if self._expecting_key() and not isinstance(value, (str, _MergeKey)):
             value = event.value  # `yes:` or `1:` as keys are surprises in YAML 1.1; keep the text written
@@ -161,12 +164,12 @@ class _Builder:
 
     def _open(self, event: Any, value: Any, default_tag: str) -> None:
         if event.tag not in (None, "!", default_tag):
-            raise YamlError("PO103", f"tag {event.tag!r} is not allowed (only plain YAML values)", *_mark(event))
+            raise YamlError(UNSAFE_TAG, f"tag {event.tag!r} is not allowed (only plain YAML values)", *_mark(event))
         self._count(1, event)
         if len(self.stack) >= MAX_DEPTH:
-            raise YamlError("PO104", f"nesting deeper than {MAX_DEPTH} levels", *_mark(event))
+            raise YamlError(TOO_COMPLEX, f"nesting deeper than {MAX_DEPTH} levels", *_mark(event))
         if self._expecting_key():
-            raise YamlError("PO101", "mapping keys must be plain strings", *_mark(event))
+            raise YamlError(YAML_SYNTAX, "mapping keys must be plain strings", *_mark(event))
         path = self._child_path()
         self.positions.values[path] = _mark(event)
         self.stack.append(_Open(value, path, event.anchor, self.nodes))
@@ -186,11 +189,11 @@ class _Builder:
 
     def _alias(self, event: Any) -> None:
         if event.anchor not in self.anchors:
-            raise YamlError("PO101", f"alias *{event.anchor} refers to no complete anchor", *_mark(event))
+            raise YamlError(YAML_SYNTAX, f"alias *{event.anchor} refers to no complete anchor", *_mark(event))
         value, size = self.anchors[event.anchor]
         self._count(size, event)
         if self._expecting_key() and not isinstance(value, str):
-            raise YamlError("PO101", "mapping keys must be plain strings", *_mark(event))
+            raise YamlError(YAML_SYNTAX, "mapping keys must be plain strings", *_mark(event))
         self._place(value, event)
 
     def _expecting_key(self) -> bool:
@@ -208,7 +211,8 @@ class _Builder:
             top = self.stack[-1]
             if value is not _MERGE_KEY and value in top.value:
                 first = self.positions.keys.get(top.path + (value,), (0, 0))[0]
-                raise YamlError("PO102", f"duplicate key {value!r} (first defined on line {first})", *_mark(event))
+                raise YamlError(DUPLICATE_KEY, f"duplicate key {value!r} (first defined on line {first})",
+                                *_mark(event))
             top.key, top.has_key = value, True
             if value is not _MERGE_KEY:
                 self.positions.keys[top.path + (value,)] = _mark(event)
@@ -229,7 +233,7 @@ class _Builder:
             sources = value if isinstance(value, list) else [value]
             if not all(isinstance(source, dict) for source in sources):
                 line, col = self.positions.values.get(path, (1, 1))
-                raise YamlError("PO101", "a merge key (<<) must refer to a mapping or a list of them", line, col)
+                raise YamlError(YAML_SYNTAX, "a merge key (<<) must refer to a mapping or a list of them", line, col)
             top.merges.extend(sources)
         else:
             top.value[top.key] = value
@@ -254,13 +258,13 @@ def parse(text: str) -> tuple[Any, Positions]:
         if "maximum nesting depth" in problem:
             # PyYAML 6.0.4 and later stop flow collections nested 1,000 deep in the scanner, before our own
             # depth check sees them: the same finding either way.
-            raise YamlError("PO104", f"nesting deeper than {MAX_DEPTH} levels", line, col) from None
+            raise YamlError(TOO_COMPLEX, f"nesting deeper than {MAX_DEPTH} levels", line, col) from None
         if mark is not None and text[mark.index : mark.index + 1] == "\t":
             problem = "a tab character; YAML indentation must use spaces"
         elif exc.context and exc.context_mark and exc.context_mark.line != (mark.line if mark else -1):
             problem = f"{problem} ({exc.context} that started on line {exc.context_mark.line + 1})"
-        raise YamlError("PO101", problem, line, col) from None
+        raise YamlError(YAML_SYNTAX, problem, line, col) from None
     except yaml.YAMLError as exc:
-        raise YamlError("PO101", str(exc).splitlines()[0] if str(exc) else "invalid YAML") from None
+        raise YamlError(YAML_SYNTAX, str(exc).splitlines()[0] if str(exc) else "invalid YAML") from None
     finally:
         loader.dispose()

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from promptops.codes import COST_BUDGET_EXCEEDED, INPUT_BUDGET_EXCEEDED
 from promptops.config import Workspace
 from promptops.estimate.tokens import TokenCounter, cores
 from promptops.findings import Finding, Severity
@@ -315,9 +316,10 @@ def _monthly_total(estimates: Iterable[Estimate]) -> tuple[float, list[str]]:
 
 # budget key -> (rule code, the estimate's figure, how the breach reads)
 _BUDGETS = {
-    "max_input_tokens": ("PO410", "input_tokens_p95",
+    "max_input_tokens": (INPUT_BUDGET_EXCEEDED, "input_tokens_p95",
                          "needs {value:,} input tokens at p95, over its budget of {limit:,}"),
-    "max_cost_per_call_usd": ("PO411", "cost_per_call", "costs ${value:.6f} per call, over its budget of ${limit:g}"),
+    "max_cost_per_call_usd": (COST_BUDGET_EXCEEDED, "cost_per_call",
+                              "costs ${value:.6f} per call, over its budget of ${limit:g}"),
 }
 
 
@@ -334,7 +336,7 @@ def _budget_findings(head: Workspace, estimates: dict[str, Estimate], base_estim
                 message = f"'{prompt_id}' " + wording.format(value=value, limit=limit)
                 before = getattr(base_estimates.get(prompt_id), figure, None)
                 if before is not None and before > limit:
-                    shown = f"${before:.6f}" if code == "PO411" else f"{before:,}"
+                    shown = f"${before:.6f}" if code == COST_BUDGET_EXCEEDED else f"{before:,}"
                     message += f"; also fails on {base_label} ({shown})"
                     preexisting.add((spec.source.display, code))
                 findings.append(Finding(spec.source.display, line, col, code, message, Severity.ERROR))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from promptops.codes import COST_BUDGET_EXCEEDED, INPUT_BUDGET_EXCEEDED
 from promptops.findings import Severity
 from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, loader_rule, rule
@@ -67,14 +68,14 @@ def mistyped_model(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
                   f"(if the name is right, add it under pricing: in promptops.yaml)")
 
 
-loader_rule("PO410", "input-budget-exceeded", """
+loader_rule(INPUT_BUDGET_EXCEEDED, "input-budget-exceeded", """
     At the head of the change, the prompt's estimated input (p95 across its eval
     cases, retrieved chunks included) is larger than budget.max_input_tokens.
 
     Fails:   budget: {max_input_tokens: 2000}   with 12 chunks of 512 tokens retrieved
     Passes:  fewer or smaller chunks, or a budget that says what you intend to pay for.
 """, scope="cost")
-loader_rule("PO411", "cost-budget-exceeded", """
+loader_rule(COST_BUDGET_EXCEEDED, "cost-budget-exceeded", """
     At the head of the change, one call of the prompt is estimated to cost more
     than budget.max_cost_per_call_usd (input tokens at their median, output
     tokens as observed in cached eval results, else max_tokens).

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from promptops import git
+from promptops.codes import INVALID_VALUE
 from promptops.config import guarded_by, path_problems
 from promptops.discover import discover, excluded, find_config
 from promptops.findings import Finding, Severity, dotted
@@ -248,7 +249,7 @@ class _Settings:
             line, col = config.source.where(path, key=isinstance(path[-1], str))
             message = (f"{dotted(path[:-1])}: no rule '{name}'{hint}; "
                        "`promptops lint --explain CODE` lists what each does")
-            self.problems.append(Finding(config.source.display, line, col, "PO113", message, Severity.ERROR))
+            self.problems.append(Finding(config.source.display, line, col, INVALID_VALUE, message, Severity.ERROR))
         return rule
 
     def apply(self, findings: list[Finding], item: Loaded) -> list[Finding]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from promptops import resources
+from promptops.codes import DATASET_INVALID, DATASET_MISSING, UNKNOWN_ASSERTION_TYPE
 from promptops.findings import Severity
 from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, loader_rule, rule
@@ -19,14 +20,14 @@ from promptops.templating import TemplateError, parse
 # The schema's list of types, which tests/evals/test_assertions.py holds to the registry's (importing the registry here
 # would put every type's imports on the commit hook's path).
 _KNOWN_TYPES = resources.schema("eval")["$defs"]["assertion"]["properties"]["type"]["enum"]
-loader_rule("PO503", "unknown-assertion-type", textwrap.fill(
+loader_rule(UNKNOWN_ASSERTION_TYPE, "unknown-assertion-type", textwrap.fill(
     "An assertion's type is not one promptops knows; the message suggests the closest. "
     f"Known: {', '.join(_KNOWN_TYPES)}.", 76) + """
 
 Fails:   assert: [{type: contain, value: "30 days"}]
 Passes:  assert: [{type: contains, value: "30 days"}]
 """)
-loader_rule("PO504", "dataset-missing", """
+loader_rule(DATASET_MISSING, "dataset-missing", """
     The suite's dataset file does not exist, is not .jsonl, .csv or .yaml, or
     lies outside the repository (an absolute path or ../ that leaves it: a
     suite must not read files the repository does not hold).
@@ -34,7 +35,7 @@ loader_rule("PO504", "dataset-missing", """
     Fails:   dataset: ../../secrets.jsonl
     Passes:  dataset: data/support_answer.jsonl
 """)
-loader_rule("PO505", "dataset-invalid", """
+loader_rule(DATASET_INVALID, "dataset-invalid", """
     A row of the dataset is not a valid case: a line that is not JSON, a row
     without an id, or vars that are not an object. The finding names the line.
     Also a dataset over 100,000 rows, or a CSV header over 1,000 columns: the

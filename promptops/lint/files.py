@@ -4,39 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from promptops.codes import (
+    DUPLICATE_KEY,
+    INVALID_VALUE,
+    MISSING_KEY,
+    NOT_A_MAPPING,
+    TOO_COMPLEX,
+    UNKNOWN_KEY,
+    UNREADABLE_FILE,
+    UNSAFE_TAG,
+    WRONG_TYPE,
+    YAML_SYNTAX,
+)
 from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, loader_rule, rule
 from promptops.specs import PromptSpec, RetrievalSpec
 
-loader_rule("PO100", "unreadable-file", """
+loader_rule(UNREADABLE_FILE, "unreadable-file", """
     The file cannot be read as text: it is binary, not UTF-8, larger than 1 MB,
     unreadable, or a symlink that points outside the repository (never followed).
 
     Fails: a prompt saved as UTF-16, or `evil.prompt.yaml -> /etc/passwd`.
     Passes: a UTF-8 text file inside the repository.
 """)
-loader_rule("PO101", "yaml-syntax", """
+loader_rule(YAML_SYNTAX, "yaml-syntax", """
     The file is not valid YAML: an unclosed bracket or quote, a tab used for
     indentation, a bad indent, or several documents (---) in one file.
 
     Fails:   model: {name: openai/gpt-4o-mini
     Passes:  model: {name: openai/gpt-4o-mini}
 """)
-loader_rule("PO102", "duplicate-key", """
+loader_rule(DUPLICATE_KEY, "duplicate-key", """
     A mapping defines the same key twice. YAML parsers silently keep the last
     one, so half of what you wrote is ignored.
 
     Fails:   model: {name: a}  followed later by  model: {name: b}
     Passes:  one model: key.
 """)
-loader_rule("PO103", "unsafe-tag", """
+loader_rule(UNSAFE_TAG, "unsafe-tag", """
     The file uses a YAML tag such as !!python/object or a custom !Tag. Only plain
     values are allowed; tags are never constructed or executed.
 
     Fails:   content: !!python/object/apply:os.system ["id"]
     Passes:  content: "plain text"
 """)
-loader_rule("PO104", "too-complex", """
+loader_rule(TOO_COMPLEX, "too-complex", """
     The document nests deeper than 64 levels, expands (through anchors and
     aliases) to more than 200,000 values (the shape of an alias bomb), or
     holds a number over 10,000 characters long (YAML 1.1 reads 1:1:1... as
@@ -45,14 +57,14 @@ loader_rule("PO104", "too-complex", """
     Fails:   a: &a [x, x, x]  b: &b [*a, *a, *a]  ... nine levels deep
     Passes:  ordinary anchors reused a few times.
 """)
-loader_rule("PO105", "not-a-mapping", """
+loader_rule(NOT_A_MAPPING, "not-a-mapping", """
     The file is empty or its top level is a list or a scalar; every promptops
     file is a mapping of keys.
 
     Fails:   - id: support.answer
     Passes:  id: support.answer
 """)
-loader_rule("PO110", "unknown-key", """
+loader_rule(UNKNOWN_KEY, "unknown-key", """
     A key that the schema does not define, usually a typo; the message suggests
     the closest known key. Unknown keys are errors so that a misspelt setting
     never silently does nothing.
@@ -60,20 +72,20 @@ loader_rule("PO110", "unknown-key", """
     Fails:   model: {name: openai/gpt-4o-mini, parms: {temperature: 0}}
     Passes:  model: {name: openai/gpt-4o-mini, params: {temperature: 0}}
 """)
-loader_rule("PO111", "missing-key", """
+loader_rule(MISSING_KEY, "missing-key", """
     A required key is absent (a prompt needs id, model and messages; an eval
     suite needs prompt and cases or a dataset).
 
     Fails:   a prompt without messages:
     Passes:  messages: [{role: user, content: "{{ question }}"}]
 """)
-loader_rule("PO112", "wrong-type", """
+loader_rule(WRONG_TYPE, "wrong-type", """
     A value has the wrong type, for example a string where a number belongs.
 
     Fails:   params: {max_tokens: "400"}
     Passes:  params: {max_tokens: 400}
 """)
-loader_rule("PO113", "invalid-value", """
+loader_rule(INVALID_VALUE, "invalid-value", """
     A value has the right type but is out of range or not an allowed choice
     (temperature above 2, an unknown message role, an id with capitals).
 

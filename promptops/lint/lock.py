@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from promptops import lockfile
+from promptops.codes import INVALID_LOCK
 from promptops.lint.project import LintProject
 from promptops.lint.registry import Hit, hit, rule
 from promptops.loader import display_path
@@ -24,7 +25,7 @@ def _lock(project: LintProject) -> tuple[lockfile.Lock | None, Source, list[Hit]
     return cached
 
 
-@rule("PO130", "invalid-lock", "config")
+@rule(INVALID_LOCK, "invalid-lock", "config")
 def invalid_lock(config: ProjectConfig, project: LintProject) -> Iterator[Hit]:
     """promptops.lock.yaml cannot be read or does not match schemas/lock.schema.json:
     broken YAML, an unknown key, a version that is not a 12-digit hash. Only
