@@ -1,4 +1,4 @@
-"""Files that ship with promptops: JSON Schemas and report templates.
+"""Files that ship with promptops: JSON Schemas, and the report and judge templates.
 
 In a wheel they are the packages ``promptops.schemas`` and ``promptops.templates``
 (mapped from the repository's top-level folders); in a source checkout run
@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -37,3 +41,18 @@ def schema(kind: str) -> dict[str, Any]:
     with open(data_dir("schemas") / f"{kind}.schema.json", encoding="utf-8") as handle:
         loaded: dict[str, Any] = json.load(handle)
     return loaded
+
+
+def template_environment(folder: str = "", *, autoescape: bool = False, keep_trailing_newline: bool = True,
+                         filters: dict[str, Callable[..., Any]] | None = None) -> Environment:
+    """The one way to make a Jinja environment for promptops' own templates (``templates/``, or a
+    sub-folder of it): strict (an undefined name is an error, not an empty string) and with a
+    predictable layout (trim_blocks, lstrip_blocks). Users' prompt templates never render here: they
+    are untrusted and render in ``templating.BoundedSandbox``."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    made = Environment(loader=FileSystemLoader(str(data_dir("templates") / folder)), undefined=StrictUndefined,
+                       autoescape=autoescape, keep_trailing_newline=keep_trailing_newline, trim_blocks=True,
+                       lstrip_blocks=True)
+    made.filters.update(filters or {})
+    return made

@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment
 
 from promptops import resources
 from promptops.evals.assertions import Answer, Assertion, AssertionResult, JudgedType, JudgeInput, validated_type
@@ -106,10 +106,7 @@ def _as_data(value: Any) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> Environment:
-    environment = Environment(loader=FileSystemLoader(str(resources.data_dir("templates") / "judges")),
-                              undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
-    environment.filters["data"] = _as_data
-    return environment
+    return resources.template_environment("judges", keep_trailing_newline=False, filters={"data": _as_data})
 
 
 @functools.cache

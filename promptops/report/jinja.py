@@ -1,4 +1,5 @@
-"""The one Jinja environment factory for report templates (templates/*.j2, shipped in the wheel).
+"""The report templates' Jinja environments (templates/*.j2, shipped in the wheel), made by the one
+factory, ``resources.template_environment``.
 
 Markdown templates render unescaped (cells arrive escaped by ``safety.inline`` and
 ``safety.block``); HTML templates autoescape. Both are strict (an undefined name is
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from promptops import resources
@@ -28,11 +30,9 @@ def render_template(name: str, *, autoescape: bool = False, **values: Any) -> st
 @functools.lru_cache(maxsize=2)
 def environment(autoescape: bool = False) -> Environment:
     """One environment per escaping mode, made once: a comment may render several times to fit a limit."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-    made = Environment(loader=FileSystemLoader(str(resources.data_dir("templates"))), undefined=StrictUndefined,
-                       autoescape=autoescape, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    made.filters["inline"] = inline  # the comment's one escaper: see report.safety
-    made.filters["percent"] = percent
-    made.filters["tojson_sorted"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2)
-    return made
+    filters: dict[str, Callable[..., Any]] = {
+        "inline": inline,  # the comment's one escaper: see report.safety
+        "percent": percent,
+        "tojson_sorted": lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2),
+    }
+    return resources.template_environment(autoescape=autoescape, filters=filters)
