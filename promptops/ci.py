@@ -108,7 +108,7 @@ def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
         return EvalPart(ran=False, note="evals are turned off for this check (eval: false)")
     try:
         eval_options = replace(options.eval_options, base_label=base_label,
-                               passages=options.eval_options.passages or retrieved_passages())
+                               passages=options.eval_options.passages or retrieved_passages(base))
         comparisons, skipped = asyncio.run(run_evaluation(base, head, eval_options, progress))
     except MissingCredentials as exc:
         why = ("this pull request comes from a fork, and GitHub gives fork runs no secrets"
@@ -124,11 +124,12 @@ def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
     return part
 
 
-def retrieved_passages() -> PassageSource:
-    """The retrieval stage as the evals' passage source (imported here: it brings numpy)."""
+def retrieved_passages(trusted: Workspace) -> PassageSource:
+    """The retrieval stage as the evals' passage source (imported here: it brings numpy); ``trusted`` (the
+    base) decides which external index stores may be used."""
     from promptops.retrieval.evalcases import RetrievedPassages
 
-    return RetrievedPassages()
+    return RetrievedPassages(trusted)
 
 
 def estimate_gates(report: CheckReport, head: Workspace) -> list[tuple[str, GateResult]]:

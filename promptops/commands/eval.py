@@ -94,7 +94,8 @@ def eval_command(base: str | None, head: str | None, staged: bool, no_base: bool
         base_ref, head_ref, base_ws, head_ws = snapshots(base, head, staged)
     options = EvalOptions(compare=not no_base, suites=suites, run_all=run_all, repeat=repeat, confirm=confirm,
                           concurrency=concurrency, max_cost_usd=max_cost, api_base=api_base, shard=shard,
-                          cache=cache_file, workers=workers, base_label=str(base_ref), passages=RetrievedPassages())
+                          cache=cache_file, workers=workers, base_label=str(base_ref),
+                          passages=RetrievedPassages(None if no_base else base_ws))
     # A SIGTERM (a CI job cancelled) stops the run as Ctrl-C does: calls in flight are cancelled, every
     # finished answer is already stored, worker processes are stopped; exit 130.
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))

@@ -41,13 +41,22 @@ from promptops.retrieval.index import Retrieved
 from promptops.retrieval.pipeline import CorpusError, SpendCapError, build_index, embedding_cost, retrieve
 from promptops.retrieval.rerank import RerankError
 from promptops.retrieval.settings import RetrievalSettings
+from promptops.retrieval.store import EMBEDDED
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 
 DEFAULT_QUERY_INPUT = "question"
 
 
 class RetrievedPassages:
-    """The ``evals.passages.PassageSource`` that runs a suite's retrieval config."""
+    """The ``evals.passages.PassageSource`` that runs a suite's retrieval config.
+
+    ``trusted``: the base ref's workspace in a pull-request check. An external index store is a server
+    the check sends the corpus (and, through ``$VAR`` in its URL, a token) to, so a head config may use
+    one only as the base's config of the same id names it; otherwise its cases get no passages.
+    """
+
+    def __init__(self, trusted: Workspace | None = None) -> None:
+        self.trusted = trusted
 
     async def fill(self, suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, settings: RunSettings,
                    budget: SpendBudget) -> Filled:
@@ -64,6 +73,10 @@ class RetrievedPassages:
             return Filled(suite, None, (f"no retrieval config '{prompt.retrieval_config}'{where}: "
                                         + f"{len(wanting)} case(s) without '{into}' get no passages",))
         config = RetrievalSettings.from_spec(spec)
+        refused = self._untrusted_store(config)
+        if refused:
+            return Filled(suite, None, (f"retrieval with '{config.id}'{where} not run: {refused}; "
+                                        + f"{len(wanting)} case(s) without '{into}' get no passages",))
         try:
             return await _filled(suite, prompt, into, config, spec.index_name, spec.source.path, workspace,
                                  wanting, cache, settings, budget)
@@ -71,6 +84,16 @@ class RetrievedPassages:
             return Filled(suite, None, (f"retrieval with '{config.id}'{where} failed: {exc}; "
                                         + f"{len(wanting)} case(s) without '{into}' get no passages",))
 
+
+    def _untrusted_store(self, config: RetrievalSettings) -> str | None:
+        """Why ``config``'s external store is not used here, or None when it may be."""
+        if self.trusted is None or config.store is None or config.store.store == EMBEDDED:
+            return None
+        base = self.trusted.retrievals.get(config.id)
+        if base is not None and RetrievalSettings.from_spec(base).store == config.store:
+            return None
+        return (f"index.store '{config.store.store}' (and its url) is not the base ref's: a pull request "
+                "cannot choose the server the check sends its corpus and credentials to")
 
     def corpus_version(self, workspace: Workspace, config_id: str) -> str | None:
         spec = workspace.retrievals.get(config_id)

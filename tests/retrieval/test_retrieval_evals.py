@@ -285,3 +285,19 @@ def test_an_edited_document_selects_the_suite_and_re_embeds_only_its_chunk(stub:
     assert {c.case_id for c in suite.with_status(CaseStatus.REGRESSED)} == {"brakes", "pads-distance"}
     retrieval = suite.retrieval
     assert retrieval is not None and retrieval.changes == [] and retrieval.reindex is None
+
+
+def test_a_pull_request_cannot_point_the_check_at_its_own_index_store(
+        stub: StubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index store's URL may carry a token ($VAR): one the base does not name is refused, never opened."""
+    monkeypatch.setenv("PROMPTOPS_TEST_SECRET", "s3cret-token")
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "index: {name: workshop-v1}",
+                'index: {name: workshop-v1, store: chroma, url: "http://127.0.0.1:9/${PROMPTOPS_TEST_SECRET}"}')
+    report = checked(root, stub)
+
+    [note] = [note for note in report.evals.skipped if "index.store" in note]
+    assert "retrieval with 'workshop_kb' not run: index.store 'chroma' (and its url) is not the base ref's" in note
+    assert "s3cret-token" not in note
+    retrieval = report.evals.comparisons[0].retrieval
+    assert retrieval is None or retrieval.head is None  # nothing retrieved at head
