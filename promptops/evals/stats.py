@@ -323,11 +323,16 @@ def pass_rate_drop_gate(base_rate: float | None, head_rate: float, max_drop: flo
 
 def min_pass_rate(head_rate: float, minimum: float, base_rate: float | None = None,
                   base_label: str = "the base") -> GateResult:
-    if head_rate + _TOLERANCE >= minimum:
-        return GateResult(True, f"pass rate {_pct(head_rate)} meets the minimum {_pct(minimum)}")
-    reason = f"pass rate {_pct(head_rate)} is below the minimum {_pct(minimum)}"
-    if base_rate is not None and base_rate + _TOLERANCE < minimum:
-        return GateResult(False, f"{reason}; also fails on {base_label} ({_pct(base_rate)})", preexisting=True)
+    return _at_least("pass rate", head_rate, minimum, base_rate, base_label)
+
+
+def _at_least(figure: str, head: float, minimum: float, base: float | None, base_label: str) -> GateResult:
+    """A floor gate on a rate: ``figure`` names it; a base below the floor too makes the failure preexisting."""
+    if head + _TOLERANCE >= minimum:
+        return GateResult(True, f"{figure} {_pct(head)} meets the minimum {_pct(minimum)}")
+    reason = f"{figure} {_pct(head)} is below the minimum {_pct(minimum)}"
+    if base is not None and base + _TOLERANCE < minimum:
+        return GateResult(False, f"{reason}; also fails on {base_label} ({_pct(base)})", preexisting=True)
     return GateResult(False, reason)
 
 
@@ -513,12 +518,7 @@ def retrieval_verdict(hits: Sequence[tuple[bool, bool]], drop: float) -> Verdict
 
 def min_recall(head_recall: float, minimum: float, k: int, base_recall: float | None = None,
                base_label: str = "the base") -> GateResult:
-    if head_recall + _TOLERANCE >= minimum:
-        return GateResult(True, f"recall@{k} {_pct(head_recall)} meets the minimum {_pct(minimum)}")
-    reason = f"recall@{k} {_pct(head_recall)} is below the minimum {_pct(minimum)}"
-    if base_recall is not None and base_recall + _TOLERANCE < minimum:
-        return GateResult(False, f"{reason}; also fails on {base_label} ({_pct(base_recall)})", preexisting=True)
-    return GateResult(False, reason)
+    return _at_least(f"recall@{k}", head_recall, minimum, base_recall, base_label)
 
 
 def recall_drop_gate(base_recall: float | None, head_recall: float, drop: float, max_drop: float, paired: int,
