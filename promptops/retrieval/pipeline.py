@@ -20,7 +20,7 @@ import json
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
@@ -30,6 +30,7 @@ from promptops.retrieval.embedding import CallOptions, EmbeddingError, Embedding
 from promptops.retrieval.index import Index, IndexFileError, Retrieved
 from promptops.retrieval.rerank import RerankRun, rerank
 from promptops.retrieval.settings import RetrievalSettings, known_dimensions
+from promptops.retrieval.spend import Spend, spending
 from promptops.retrieval.store import EMBEDDED, Searchable, StoredIndex, open_store
 
 INDEX_FOLDER = ".promptops/index"
@@ -38,18 +39,6 @@ NOTHING_EMBEDDED = EmbeddingRun(0, 0, 0, 0, 0.0, 0.0)
 
 class CorpusError(Exception):
     """The corpus cannot be indexed as it is; the message lists its problems (lint reports them too)."""
-
-
-class SpendCapError(Exception):
-    """Embedding the corpus could pass the run's spend cap: nothing was sent."""
-
-
-class Spend(Protocol):
-    """The eval run's spend cap (``evals.runner.SpendBudget``): embedding counts in ``--max-cost`` too."""
-
-    def reserve(self, amount: float) -> bool: ...
-
-    def settle(self, reserved: float, actual: float | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,18 +116,7 @@ def embedding_cost(model: str, tokens: int, catalog: ModelCatalog | None = None)
 async def _spending(spend: Spend | None, worst: float | None, what: str,
                     work: Coroutine[Any, Any, tuple[Any, EmbeddingRun]]) -> tuple[Any, EmbeddingRun]:
     """Run ``work`` (an embedding) with its worst case reserved against the spend cap, then settle what it cost."""
-    reserved = worst or 0.0
-    if spend is not None and not spend.reserve(reserved):
-        work.close()
-        raise SpendCapError(f"not run: {what} could pass the spend cap (raise eval.max_cost_usd or --max-cost)")
-    actual: float | None = reserved
-    try:
-        result = await work
-        actual = result[1].cost_usd
-        return result
-    finally:
-        if spend is not None:
-            spend.settle(reserved, actual)
+    return await spending(spend, worst, what, work, lambda result: result[1].cost_usd)
 
 
 async def _build_in_store(settings: RetrievalSettings, chunks: list[Chunk], key: str, root: Path, cache: ResultCache,
@@ -162,16 +140,16 @@ async def retrieve(query: str, index: Searchable, settings: RetrievalSettings, c
                    options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None,
                    spend: Spend | None = None) -> RetrievalResult:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""
-    vectors, run = await _spending(spend, None, f"embedding a query with {settings.embedding_model}",
+    tokens = Tokens(settings.embedding_model, settings.chunking.unit).count(query)
+    vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
+                                   f"embedding a query with {settings.embedding_model}",
                                    embed_texts([query], settings.embedding_model, settings.dimensions, cache,
                                                options, catalog))
     found = index.search(vectors[0], settings.top_k, settings.min_score, settings.filters)
     if settings.reranker_model is None:
         return RetrievalResult(found, run, None)
     top_n = settings.reranker_top_n or settings.top_k
-    reranked, rerank_run = await rerank(query, found, settings.reranker_model, top_n, cache, options)
-    if spend is not None and rerank_run.calls:  # a rerank's price is per query, not per token: counted once known
-        spend.settle(0.0, rerank_run.cost_usd)
+    reranked, rerank_run = await rerank(query, found, settings.reranker_model, top_n, cache, options, catalog, spend)
     return RetrievalResult(reranked, run, rerank_run)
 
 

@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from promptops.evals.runner import SpendBudget
+from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Chunk
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, embed_texts, vector_key
 from promptops.retrieval.index import Index, IndexFileError
 from promptops.retrieval.pipeline import NOTHING_EMBEDDED, CorpusError, build_index, retrieve
 from promptops.retrieval.settings import ChunkingSpec, CorpusSpec, RetrievalSettings
+from promptops.retrieval.spend import SpendCapError
 from promptops.testing import StubServer, embed
 
 EMBEDDING = "openai/text-embedding-3-small"
@@ -131,6 +134,36 @@ def test_rerank_through_litellm_keeps_top_n_and_is_cached(stub: StubServer, proj
         stub.reset()
         again = asyncio.run(retrieve("refunds purchase days", built, reranked_settings, cache, options(stub)))
     assert stub.calls == 0 and again.passages == answer.passages and again.rerank.calls == 0
+    # Nothing spent on a cached answer, and what the query costs in production all the same.
+    assert (again.rerank.cost_usd, again.rerank.query_cost_usd) == (0.0, pytest.approx(0.002))
+
+
+def test_a_rerank_is_priced_per_query_by_pricing_whatever_litellm_reports(stub: StubServer, project: Path) -> None:
+    reranked_settings = settings(top_k=4, reranker_model="cohere/rerank-v3.5", reranker_top_n=2)
+    house = ModelCatalog({"cohere/rerank-v3.5": {"per_query": 0.05}})
+    with ResultCache(project / ".promptops/cache.db") as cache:
+        built = asyncio.run(build_index(reranked_settings, project, project, cache, options(stub), house)).index
+        budget = SpendBudget(None)
+        answer = asyncio.run(retrieve("refunds purchase days", built, reranked_settings, cache, options(stub), house,
+                                      budget))
+    assert answer.rerank is not None and answer.rerank.calls == 1
+    assert answer.rerank.cost_usd == answer.rerank.query_cost_usd == pytest.approx(0.05)
+    assert budget.spent == pytest.approx(0.05 + (answer.embedding.cost_usd or 0.0)) and budget.reserved == 0.0
+
+
+def test_a_rerank_that_could_pass_the_spend_cap_is_not_sent(stub: StubServer, project: Path) -> None:
+    reranked_settings = settings(top_k=4, reranker_model="cohere/rerank-v3.5", reranker_top_n=2)
+    with ResultCache(project / ".promptops/cache.db") as cache:
+        built = asyncio.run(build_index(reranked_settings, project, project, cache, options(stub))).index
+        stub.reset()
+        budget = SpendBudget(0.001)  # the query's embedding fits, the rerank's $0.002 does not
+        with pytest.raises(SpendCapError) as caught:
+            asyncio.run(retrieve("refunds purchase days", built, reranked_settings, cache, options(stub),
+                                 spend=budget))
+    assert [body for body in stub.requests if "query" in body] == []
+    assert str(caught.value) == ("not run: reranking a query with cohere/rerank-v3.5 could pass the spend cap "
+                                 "(raise eval.max_cost_usd or --max-cost)")
+    assert budget.reserved == 0.0 and budget.spent < 0.001
 
 
 def test_vectors_of_another_size_than_the_model_has_are_refused(stub: StubServer, project: Path) -> None:

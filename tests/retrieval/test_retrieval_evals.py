@@ -246,9 +246,16 @@ def test_promptops_eval_reranks_through_litellm_and_a_re_run_makes_no_call(stub:
     # (same model and chunking), its queries the same texts: nothing left to call for
     assert (retrieval["head"]["calls"], retrieval["base"]["calls"]) == (1 + 1 + 3, 0)
 
+    # A query's cost: its embedding and the reranker's price per query (cohere/rerank-v3.5: $0.002).
+    per_query = retrieval["head"]["query_cost_usd"]
+    assert per_query == pytest.approx(0.002, abs=1e-6) and per_query > 0.002
+    assert retrieval["base"]["query_cost_usd"] < 1e-6  # no reranker at main: the embedding alone
+
     stub.reset()
     again = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
-    assert stub.requests == [] and json.loads(again.stdout)["suites"][0]["retrieval"]["head"]["calls"] == 0
+    head = json.loads(again.stdout)["suites"][0]["retrieval"]["head"]
+    assert stub.requests == [] and head["calls"] == 0
+    assert head["query_cost_usd"] == per_query  # every rerank from the cache: still priced
     assert again.returncode == first.returncode
 
 
