@@ -13,7 +13,9 @@ whose document id or path equals it or contains it.
 At base, the corpus is read from the base ref's files (copied out to a
 temporary folder), so base and head each use their own config and corpus;
 indexes are kept under the project's ``.promptops/index`` either way. Every
-embedding and rerank call counts in the run's spend cap.
+embedding and rerank call counts in the run's spend cap; when the cap stops
+one, the cases that wanted passages are not sent and fail the suite's gate
+``within_spend_cap``, as capped model calls do.
 """
 
 from __future__ import annotations
@@ -81,7 +83,13 @@ class RetrievedPassages:
         try:
             return await _filled(suite, prompt, into, config, spec.index_name, spec.source.path, workspace,
                                  wanting, cache, settings, budget)
-        except (CorpusError, EmbeddingError, RerankError, SpendCapError, ValueError) as exc:  # ChunkingError too
+        except SpendCapError as exc:  # incomplete, as a capped model call is: its cases fail within_spend_cap
+            return Filled(suite, None, (f"retrieval with '{config.id}'{where} stopped by the spend cap: {exc}; "
+                                        + f"{len(wanting)} case(s) without '{into}' not sent",),
+                          capped=tuple(case.id for case in wanting),
+                          capped_reason=f"not sent: the spend cap stopped retrieval with '{config.id}'{where} for "
+                                        "its passages")
+        except (CorpusError, EmbeddingError, RerankError, ValueError) as exc:  # ChunkingError too
             return Filled(suite, None, (f"retrieval with '{config.id}'{where} failed: {exc}; "
                                         + f"{len(wanting)} case(s) without '{into}' get no passages",))
 
