@@ -6,7 +6,8 @@ the chunking, and every chunk's id, text and metadata) under
 ``.promptops/index/<config id>/``; only when there is none does it embed (each
 vector from the result cache where it is there) and write one. A CI cache of
 ``.promptops/index`` thus skips even the cache reads, and a cosmetic change to
-the retrieval file (a comment, a description, top_k) builds nothing.
+the retrieval file (a comment, a description, top_k) builds nothing. Each use
+marks the folder used and prunes the config's older ones (``index.prune``).
 
 ``retrieve`` embeds the query (cached too), searches ``retriever.top_k`` with
 ``min_score`` and ``filters``, then reranks to ``reranker.top_n`` when the
@@ -27,7 +28,7 @@ from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Chunk, Tokens, chunk_documents
 from promptops.retrieval.corpus import load_corpus
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, EmbeddingRun, embed_texts
-from promptops.retrieval.index import Index, IndexFileError, Retrieved
+from promptops.retrieval.index import Index, IndexFileError, Retrieved, mark_used, prune
 from promptops.retrieval.rerank import RerankRun, rerank
 from promptops.retrieval.settings import RetrievalSettings, known_dimensions
 from promptops.retrieval.spend import Spend, spending
@@ -93,7 +94,9 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     folder = (index_root or root) / INDEX_FOLDER / settings.id / key
     if (folder / "manifest.json").is_file():
         try:
-            return Built(Index.open(folder), key, folder, NOTHING_EMBEDDED, tokens, len(chunks))
+            built = Built(Index.open(folder), key, folder, NOTHING_EMBEDDED, tokens, len(chunks))
+            _used(folder, index_root or root)
+            return built
         except IndexFileError:
             pass  # damaged or of an older format: built again below
     vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
@@ -104,7 +107,20 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     index = Index(vectors, chunks, {"config": settings.id, "embedding_model": settings.embedding_model,
                                     "chunking": asdict(settings.chunking), "key": key})
     index.save(folder)
-    return Built(Index.open(folder), key, folder, run, tokens, len(chunks))
+    built = Built(Index.open(folder), key, folder, run, tokens, len(chunks))
+    _used(folder, index_root or root)
+    return built
+
+
+def _used(folder: Path, root: Path) -> None:
+    """Mark the index folder used and prune its config's older ones (every corpus edit leaves one behind).
+
+    Only inside the project's index folder: a config id is a folder name there, never a path out of it."""
+    mark_used(folder)
+    indexes = (root / INDEX_FOLDER).resolve()
+    parent = folder.parent.resolve()
+    if parent.parent == indexes:
+        prune(parent, folder.name)
 
 
 def embedding_cost(model: str, tokens: int, catalog: ModelCatalog | None = None) -> float | None:
