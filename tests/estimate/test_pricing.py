@@ -115,6 +115,16 @@ def test_the_config_schema_accepts_every_kind_of_price_under_pricing() -> None:
     assert keys - {"context_window", "max_output_tokens"} == set(PRICE_KINDS) == set(LITELLM_KEYS)
 
 
+def test_a_reranker_under_pricing_needs_only_its_price_per_query() -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "schemas" / "config.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors({"pricing": {"my/reranker": {"per_query": 0.002}}})) == []
+    [missing] = validator.iter_errors({"pricing": {"my/model": {"output": 1}}})  # a chat model needs both prices
+    assert missing.message == "'input' is a required property"
+
+
 # -- litellm's price map, read both ways ---------------------------------------------------
 
 @needs_map
