@@ -210,13 +210,12 @@ def mark_used(folder: Path) -> None:
         os.utime(folder)
 
 
-def prune(parent: Path, in_use: str, keep: int = KEEP_INDEXES, grace_s: float = PRUNE_GRACE_S,
-          now: float | None = None) -> list[str]:
+def prune(parent: Path, in_use: str, keep: int = KEEP_INDEXES, grace_s: float = PRUNE_GRACE_S) -> list[str]:
     """Remove the index folders in ``parent`` (one config's) beyond the ``keep`` most recently used; return
     the names removed. ``in_use`` is never removed, nor a folder used within ``grace_s`` seconds, nor
     anything that is not a folder of ``parent``'s own (a link is left alone). Leftovers of a write or a
     prune that was cut short (hidden folders) go once they are older than ``grace_s``."""
-    now = time.time() if now is None else now
+    now = time.time()
     indexes: list[tuple[float, Path]] = []
     leftovers: list[tuple[float, Path]] = []
     for entry in _folders(parent):

@@ -186,6 +186,7 @@ def test_a_failed_embedding_call_names_the_model(stub: StubServer, project: Path
 
 
 def test_a_corpus_with_problems_is_not_indexed(stub: StubServer, project: Path) -> None:
+    stub.reset()
     (project / "kb/broken.jsonl").write_text("{not json\n", encoding="utf-8")
     with ResultCache(project / ".promptops/cache.db") as cache, pytest.raises(CorpusError) as caught:
         asyncio.run(build_index(settings(), project, project, cache, options(stub)))
@@ -296,4 +297,6 @@ def test_each_corpus_edit_leaves_a_folder_and_build_index_prunes_the_old_ones(st
         (project / "kb/shipping.md").write_text(f"# Shipping\n\nShipping takes {KEEP_INDEXES + 2} days.\n")
         reused = asyncio.run(build_index(settings(), project, project, cache, options(stub)))
     assert reused.key == keys[-3] and reused.embedding is NOTHING_EMBEDDED
+    assert time.time() - (parent / keys[-3]).stat().st_mtime < 600
+    aged(parent / keys[-1], 1)  # built an hour ago, unused since; keys[-2] unused for longer
     assert prune(parent, in_use=keys[-1], keep=1, grace_s=0) == [keys[-2]]
