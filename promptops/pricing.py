@@ -2,7 +2,8 @@
 
 A price comes from the price map that ships inside the installed litellm package, read as a data file
 (importing litellm costs seconds and may touch the network; the commit hook must not), or from
-``pricing:`` in promptops.yaml, which adds and overrides entries, in USD per million tokens.
+``pricing:`` in promptops.yaml, which adds and overrides entries, in USD per million tokens (a price per
+call, such as a reranker's per query, in USD as it stands).
 
 The map is about 3 MB of JSON: it is read once a process and a model's entry is found by its key in
 the text and decoded alone. That depends on the file's layout (top-level keys at the start of a
@@ -10,7 +11,8 @@ line); tests/estimate/test_pricing.py reads every entry both ways, textually and
 of models through litellm itself, so a litellm release that changes the layout fails there, not in a figure.
 
 A new kind of price is a field of ``Price`` and a row of ``LITELLM_KEYS`` (its key in litellm's map;
-its key under ``pricing:`` is the field's name, in schemas/config.schema.json), used by ``call_cost``.
+its key under ``pricing:`` is the field's name, in schemas/config.schema.json; a price per call rather
+than per token also in ``PER_CALL_KINDS``), used by ``call_cost``.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ _NOT_A_MODEL = "sample_spec"  # the map's first entry documents its fields
 
 @dataclass(frozen=True)
 class Price:
-    """USD per token of each kind; None where unknown."""
+    """USD per token of each kind (``per_query``: per call); None where unknown."""
 
     input: float | None
     output: float | None
     cached_input: float | None = None  # input the provider served from its prompt cache (default: the input price)
     batch_input: float | None = None  # through the provider's batch API (default: the input price)
     batch_output: float | None = None  # (default: the output price)
+    per_query: float | None = None  # a call priced as a whole, such as a rerank (litellm: input_cost_per_query)
 
     @property
     def complete(self) -> bool:
@@ -48,12 +51,20 @@ class Price:
         return self.input is not None and self.output is not None
 
     def call_cost(self, input_tokens: int, output_tokens: float, cached_input_tokens: int = 0,
-                  batch: bool = False) -> float | None:
+                  batch: bool = False, queries: int = 0) -> float | None:
         """What one call costs, in USD; None when a price it needs is unknown (output only if it has output).
 
         Cached input tokens (a part of ``input_tokens``) are priced at the cached-input price, batch calls
-        at the batch prices, where the model has them, else as any input or output.
+        at the batch prices, where the model has them, else as any input or output. ``queries`` are priced
+        at the per-query price (a rerank: one query, no tokens, so it needs no token price).
         """
+        if queries:
+            if self.per_query is None:
+                return None
+            if not input_tokens and not output_tokens:
+                return queries * self.per_query
+            tokens = self.call_cost(input_tokens, output_tokens, cached_input_tokens, batch)
+            return None if tokens is None else tokens + queries * self.per_query
         input_price = self.batch_input if batch and self.batch_input is not None else self.input
         output_price = self.batch_output if batch and self.batch_output is not None else self.output
         if input_price is None:
@@ -72,8 +83,9 @@ class Price:
 
     @classmethod
     def from_override(cls, override: dict[str, Any]) -> Price:
-        """The prices of one model under ``pricing:`` (per million tokens)."""
-        return cls(**{kind: _per_token(override.get(kind)) for kind in PRICE_KINDS})
+        """The prices of one model under ``pricing:`` (per million tokens; a price per call as it stands)."""
+        return cls(**{kind: _number(override.get(kind)) if kind in PER_CALL_KINDS else _per_token(override.get(kind))
+                      for kind in PRICE_KINDS})
 
 
 # Each kind of price -> its key in litellm's price map.
@@ -83,8 +95,10 @@ LITELLM_KEYS = {
     "cached_input": "cache_read_input_token_cost",
     "batch_input": "input_cost_per_token_batches",
     "batch_output": "output_cost_per_token_batches",
+    "per_query": "input_cost_per_query",
 }
 PRICE_KINDS = tuple(field.name for field in fields(Price))  # and their keys under pricing:
+PER_CALL_KINDS = frozenset({"per_query"})  # USD per call, not per token: under pricing: not per million
 
 
 def litellm_price_map() -> Path | None:

@@ -149,7 +149,8 @@ def attempts_of(comparisons: Iterable[SuiteComparison]) -> Iterable[Attempt]:
 
 def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
     """Fail the gate `answered` of each suite with model calls, base or head, that got no answer after retries,
-    and the gate `within_spend_cap` of each suite whose calls the spend cap refused, so that no report of an
+    and the gate `within_spend_cap` of each suite whose calls the spend cap refused (or the retrieval of their
+    passages: such a case is not sent either, and its reason names the retrieval config), so that no report of an
     incomplete run says PASS; return how many calls got no answer. A case whose prompt does not render was
     never sent: neither is a call that got no answer."""
     total = 0
@@ -158,13 +159,14 @@ def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
                     if run is not None for attempt in run.attempts]
         unanswered = [f"{case_id}: {attempt.failures[0] if attempt.failures else 'no answer'}"
                       for case_id, attempt in attempts if attempt.failure is Failure.NO_ANSWER]
-        capped = [case_id for case_id, attempt in attempts if attempt.failure is Failure.SPEND_CAP]
+        capped = [(case_id, attempt.failures[0] if attempt.failures else "not sent")
+                  for case_id, attempt in attempts if attempt.failure is Failure.SPEND_CAP]
         if unanswered:
             comparison.gates.append(("answered", GateResult(
                 False, f"{len(unanswered)} model call(s) got no answer after retries, e.g. {unanswered[0]}")))
         if capped:
             comparison.gates.append(("within_spend_cap", GateResult(
-                False, f"the spend cap stopped {len(capped)} model call(s), e.g. for case {capped[0]}: the results "
-                       "are incomplete (raise eval.max_cost_usd or --max-cost)")))
+                False, f"the spend cap stopped {len(capped)} model call(s), e.g. for case {capped[0][0]} "
+                       f"({capped[0][1]}): the results are incomplete (raise eval.max_cost_usd or --max-cost)")))
         total += len(unanswered)
     return total

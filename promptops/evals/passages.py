@@ -28,6 +28,9 @@ class Filled:
     suite: EvalSuiteSpec  # its cases with retrieved passages where they gave none
     retrieval: RetrievalRun | None  # None: nothing was retrieved
     problems: tuple[str, ...] = ()  # why passages could not be retrieved (its cases then do not render)
+    # The cases whose passages the spend cap stopped, and why: not sent, they fail the gate within_spend_cap.
+    capped: tuple[str, ...] = ()
+    capped_reason: str = ""
 
 
 class PassageSource(Protocol):

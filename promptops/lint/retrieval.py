@@ -85,3 +85,35 @@ def retrieval_into_undeclared(spec: PromptSpec, project: LintProject) -> Iterato
     """
     if spec.retrieval_into and spec.retrieval_into not in spec.declared_inputs:
         yield hit(spec.source, ("retrieval", "into"), f"retrieval.into '{spec.retrieval_into}' is not a declared input")
+
+
+@rule("PO311", "retrieval-query-unusable", "prompt")
+def retrieval_query_unusable(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
+    """`retrieval.query` names the input whose text an eval retrieves with: it
+    must be a declared input of type string, other than the `retrieval.into`
+    input that receives the passages. Otherwise every case that brings no
+    passages fails when the eval runs.
+
+    Fails:   retrieval: {config: support_kb, into: passages, query: questoin}
+    Passes:  retrieval: {config: support_kb, into: passages, query: question}
+             with inputs.properties.question: {type: string}
+    """
+    query = (spec.raw.get("retrieval") or {}).get("query")
+    if not isinstance(query, str) or not query:
+        return  # unset: the eval's default (question, else the first text input); a wrong type is the schema's
+    declared = spec.declared_inputs
+    if query == spec.retrieval_into:
+        problem = "is the retrieval.into input, which receives the passages; name the input the question is in"
+    elif query not in declared:
+        problem = "is not a declared input"
+    elif not _may_be_string(declared[query]):
+        problem = f"is declared as {declared[query].get('type')}, not a string to query with"
+    else:
+        return
+    yield hit(spec.source, ("retrieval", "query"), f"retrieval.query '{query}' {problem}")
+
+
+def _may_be_string(schema: object) -> bool:
+    """Whether an input's JSON schema lets it be a string (no type given allows one)."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    return kind is None or kind == "string" or (isinstance(kind, list) and "string" in kind)

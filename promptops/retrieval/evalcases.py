@@ -13,7 +13,9 @@ whose document id or path equals it or contains it.
 At base, the corpus is read from the base ref's files (copied out to a
 temporary folder), so base and head each use their own config and corpus;
 indexes are kept under the project's ``.promptops/index`` either way. Every
-embedding and rerank call counts in the run's spend cap.
+embedding and rerank call counts in the run's spend cap; when the cap stops
+one, the cases that wanted passages are not sent and fail the suite's gate
+``within_spend_cap``, as capped model calls do.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from promptops.retrieval.chunking import Tokens
 from promptops.retrieval.corpus import FORMATS, load_corpus
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, embed_texts
 from promptops.retrieval.index import Retrieved
-from promptops.retrieval.pipeline import CorpusError, SpendCapError, build_index, embedding_cost, retrieve
-from promptops.retrieval.rerank import RerankError
+from promptops.retrieval.pipeline import CorpusError, build_index, embedding_cost, retrieve
+from promptops.retrieval.rerank import RerankError, query_price
 from promptops.retrieval.settings import RetrievalSettings
+from promptops.retrieval.spend import SpendCapError, spending
 from promptops.retrieval.store import EMBEDDED
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 
@@ -80,7 +83,13 @@ class RetrievedPassages:
         try:
             return await _filled(suite, prompt, into, config, spec.index_name, spec.source.path, workspace,
                                  wanting, cache, settings, budget)
-        except (CorpusError, EmbeddingError, RerankError, SpendCapError, ValueError) as exc:  # ChunkingError too
+        except SpendCapError as exc:  # incomplete, as a capped model call is: its cases fail within_spend_cap
+            return Filled(suite, None, (f"retrieval with '{config.id}'{where} stopped by the spend cap: {exc}; "
+                                        + f"{len(wanting)} case(s) without '{into}' not sent",),
+                          capped=tuple(case.id for case in wanting),
+                          capped_reason=f"not sent: the spend cap stopped retrieval with '{config.id}'{where} for "
+                                        "its passages")
+        except (CorpusError, EmbeddingError, RerankError, ValueError) as exc:  # ChunkingError too
             return Filled(suite, None, (f"retrieval with '{config.id}'{where} failed: {exc}; "
                                         + f"{len(wanting)} case(s) without '{into}' get no passages",))
 
@@ -125,9 +134,10 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
         built = await build_index(config, folder, corpus_root, cache, options, catalog, budget, index_root=root)
     queries = {case.id: query_of(prompt, case) for case in wanting}
     # One batched call for every query; each retrieve below then finds its vector in the cache.
-    _, queried = await embed_texts(list(queries.values()), config.embedding_model, config.dimensions, cache,
-                                   options, catalog)
-    budget.settle(0.0, queried.cost_usd)
+    _, queried = await spending(budget, _queries_cost(config, queries, catalog),
+                                f"embedding {len(queries)} queries with {config.embedding_model}",
+                                embed_texts(list(queries.values()), config.embedding_model, config.dimensions, cache,
+                                            options, catalog), lambda result: result[1].cost_usd)
     calls, costs = built.embedding.calls + queried.calls, [built.embedding.cost_usd, queried.cost_usd]
     reranks: list[float | None] = []
     filled: dict[str, EvalCase] = {}
@@ -137,8 +147,7 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
         if answer.rerank is not None:
             calls += answer.rerank.calls
             costs.append(answer.rerank.cost_usd)
-            if answer.rerank.calls:
-                reranks.append(answer.rerank.cost_usd)
+            reranks.append(answer.rerank.query_cost_usd)
         filled[case.id] = replace(case, vars={**case.vars, into: [p.chunk.text for p in answer.passages]})
         scored[case.id] = score(queries[case.id], answer.passages, case.expected_sources)
     k = config.reranker_top_n or config.top_k
@@ -185,16 +194,30 @@ def _matches(expected: str, passage: Retrieved) -> bool:
 def _per_query(config: RetrievalSettings, queries: dict[str, str], reranks: list[float | None],
                catalog: ModelCatalog) -> float | None:
     """A query's retrieval cost as production pays it: its embedding (the mean over the suite's queries, at
-    the price map's input price) and, with a reranker, the mean rerank cost measured in this run."""
-    tokens = Tokens(config.embedding_model, config.chunking.unit)
-    embedding = [embedding_cost(config.embedding_model, tokens.count(query), catalog) for query in queries.values()]
+    the price map's input price) and, with a reranker, its price per query (for a model with none, the mean
+    of what this run's reranks cost, cached ones as they cost when made)."""
+    embedding = _embedding_costs(config, queries, catalog)
     if not embedding or any(cost is None for cost in embedding):
         return None
     per_query = fmean(cost for cost in embedding if cost is not None)
     if config.reranker_model is None:
         return per_query
-    measured = [cost for cost in reranks if cost is not None]
-    return per_query + fmean(measured) if measured and len(measured) == len(reranks) else None
+    priced = query_price(config.reranker_model, catalog)
+    if priced is not None:
+        return per_query + priced
+    known = [cost for cost in reranks if cost is not None]
+    return per_query + fmean(known) if known and len(known) == len(reranks) else None
+
+
+def _queries_cost(config: RetrievalSettings, queries: dict[str, str], catalog: ModelCatalog) -> float | None:
+    """What embedding every query costs at most: reserved against the spend cap before the call."""
+    costs = _embedding_costs(config, queries, catalog)
+    return None if any(cost is None for cost in costs) else sum(cost for cost in costs if cost is not None)
+
+
+def _embedding_costs(config: RetrievalSettings, queries: dict[str, str], catalog: ModelCatalog) -> list[float | None]:
+    tokens = Tokens(config.embedding_model, config.chunking.unit)
+    return [embedding_cost(config.embedding_model, tokens.count(query), catalog) for query in queries.values()]
 
 
 @contextmanager

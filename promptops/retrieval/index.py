@@ -15,14 +15,24 @@ is a dot product), ``chunks.jsonl`` (a chunk a line, in row order),
 row's index into it: a filter is matched once per document, not per chunk)
 and ``manifest.json`` (what built it). It is written to a temporary folder and
 renamed into place, so a reader never sees half an index.
+
+A config's folders sit side by side, one per build key, so every corpus edit
+leaves the last one behind. ``prune`` keeps the ``KEEP_INDEXES`` most recently
+used (a folder's modification time, which ``mark_used`` sets each time a run
+uses it), never the one in use, and none used within ``PRUNE_GRACE_S``: another
+run may be reading it. A folder is renamed out of the way before it is
+removed, so a reader finds a whole index or none (and builds it again from the
+result cache, with no model call); one that has it open keeps its open files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -37,6 +47,9 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 FORMAT = 2  # bump when the folder's layout changes: an older folder is then rebuilt, not misread
+KEEP_INDEXES = 3  # index folders kept per config: the most recently used, the one in use among them
+PRUNE_GRACE_S = 3600.0  # a folder used this recently is kept whatever its rank
+_PRUNED = ".pruned-"  # the name a folder has between being taken out of use and being removed
 
 
 class IndexFileError(Exception):
@@ -189,3 +202,56 @@ _CHUNK_FIELDS = tuple(f.name for f in fields(Chunk))
 def _fields(chunk: Chunk) -> dict[str, Any]:
     """A chunk's fields as they are (dataclasses.asdict deep-copies each: a third of a 10,000-chunk save)."""
     return {name: getattr(chunk, name) for name in _CHUNK_FIELDS}
+
+
+def mark_used(folder: Path) -> None:
+    """Record that a run uses the index in ``folder`` now, so that ``prune`` keeps it longest."""
+    with contextlib.suppress(OSError):  # a read-only checkout: ranked by when it was built
+        os.utime(folder)
+
+
+def prune(parent: Path, in_use: str, keep: int = KEEP_INDEXES, grace_s: float = PRUNE_GRACE_S) -> list[str]:
+    """Remove the index folders in ``parent`` (one config's) beyond the ``keep`` most recently used; return
+    the names removed. ``in_use`` is never removed, nor a folder used within ``grace_s`` seconds, nor
+    anything that is not a folder of ``parent``'s own (a link is left alone). Leftovers of a write or a
+    prune that was cut short (hidden folders) go once they are older than ``grace_s``."""
+    now = time.time()
+    indexes: list[tuple[float, Path]] = []
+    leftovers: list[tuple[float, Path]] = []
+    for entry in _folders(parent):
+        try:
+            used = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue  # removed meanwhile by another run
+        (leftovers if entry.name.startswith(".") else indexes).append((used, entry))
+    indexes.sort(key=lambda found: found[0], reverse=True)
+    ranked_out = [(used, entry) for used, entry in indexes[keep:] if entry.name != in_use]
+    removed = []
+    for used, entry in ranked_out + leftovers:
+        if now - used < grace_s:
+            continue
+        if _remove(entry):
+            removed.append(entry.name)
+    return removed
+
+
+def _folders(parent: Path) -> list[Path]:
+    """The real folders directly in ``parent`` (not links to folders elsewhere)."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return []
+    return [entry for entry in entries if not entry.is_symlink() and entry.is_dir()]
+
+
+def _remove(folder: Path) -> bool:
+    """Take ``folder`` out of use with one rename, then delete it; False when another run got there first."""
+    target = folder
+    if _PRUNED not in folder.name:
+        target = folder.with_name(f".{folder.name}{_PRUNED}{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(folder, target)
+        except OSError:
+            return False
+    shutil.rmtree(target, ignore_errors=True)
+    return True

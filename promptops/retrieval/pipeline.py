@@ -6,7 +6,8 @@ the chunking, and every chunk's id, text and metadata) under
 ``.promptops/index/<config id>/``; only when there is none does it embed (each
 vector from the result cache where it is there) and write one. A CI cache of
 ``.promptops/index`` thus skips even the cache reads, and a cosmetic change to
-the retrieval file (a comment, a description, top_k) builds nothing.
+the retrieval file (a comment, a description, top_k) builds nothing. Each use
+marks the folder used and prunes the config's older ones (``index.prune``).
 
 ``retrieve`` embeds the query (cached too), searches ``retriever.top_k`` with
 ``min_score`` and ``filters``, then reranks to ``reranker.top_n`` when the
@@ -20,16 +21,17 @@ import json
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Chunk, Tokens, chunk_documents
 from promptops.retrieval.corpus import load_corpus
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, EmbeddingRun, embed_texts
-from promptops.retrieval.index import Index, IndexFileError, Retrieved
+from promptops.retrieval.index import Index, IndexFileError, Retrieved, mark_used, prune
 from promptops.retrieval.rerank import RerankRun, rerank
 from promptops.retrieval.settings import RetrievalSettings, known_dimensions
+from promptops.retrieval.spend import Spend, spending
 from promptops.retrieval.store import EMBEDDED, Searchable, StoredIndex, open_store
 
 INDEX_FOLDER = ".promptops/index"
@@ -38,18 +40,6 @@ NOTHING_EMBEDDED = EmbeddingRun(0, 0, 0, 0, 0.0, 0.0)
 
 class CorpusError(Exception):
     """The corpus cannot be indexed as it is; the message lists its problems (lint reports them too)."""
-
-
-class SpendCapError(Exception):
-    """Embedding the corpus could pass the run's spend cap: nothing was sent."""
-
-
-class Spend(Protocol):
-    """The eval run's spend cap (``evals.runner.SpendBudget``): embedding counts in ``--max-cost`` too."""
-
-    def reserve(self, amount: float) -> bool: ...
-
-    def settle(self, reserved: float, actual: float | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -104,7 +94,9 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     folder = (index_root or root) / INDEX_FOLDER / settings.id / key
     if (folder / "manifest.json").is_file():
         try:
-            return Built(Index.open(folder), key, folder, NOTHING_EMBEDDED, tokens, len(chunks))
+            built = Built(Index.open(folder), key, folder, NOTHING_EMBEDDED, tokens, len(chunks))
+            _used(folder, index_root or root)
+            return built
         except IndexFileError:
             pass  # damaged or of an older format: built again below
     vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
@@ -115,7 +107,20 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     index = Index(vectors, chunks, {"config": settings.id, "embedding_model": settings.embedding_model,
                                     "chunking": asdict(settings.chunking), "key": key})
     index.save(folder)
-    return Built(Index.open(folder), key, folder, run, tokens, len(chunks))
+    built = Built(Index.open(folder), key, folder, run, tokens, len(chunks))
+    _used(folder, index_root or root)
+    return built
+
+
+def _used(folder: Path, root: Path) -> None:
+    """Mark the index folder used and prune its config's older ones (every corpus edit leaves one behind).
+
+    Only inside the project's index folder: a config id is a folder name there, never a path out of it."""
+    mark_used(folder)
+    indexes = (root / INDEX_FOLDER).resolve()
+    parent = folder.parent.resolve()
+    if parent.parent == indexes:
+        prune(parent, folder.name)
 
 
 def embedding_cost(model: str, tokens: int, catalog: ModelCatalog | None = None) -> float | None:
@@ -127,18 +132,7 @@ def embedding_cost(model: str, tokens: int, catalog: ModelCatalog | None = None)
 async def _spending(spend: Spend | None, worst: float | None, what: str,
                     work: Coroutine[Any, Any, tuple[Any, EmbeddingRun]]) -> tuple[Any, EmbeddingRun]:
     """Run ``work`` (an embedding) with its worst case reserved against the spend cap, then settle what it cost."""
-    reserved = worst or 0.0
-    if spend is not None and not spend.reserve(reserved):
-        work.close()
-        raise SpendCapError(f"not run: {what} could pass the spend cap (raise eval.max_cost_usd or --max-cost)")
-    actual: float | None = reserved
-    try:
-        result = await work
-        actual = result[1].cost_usd
-        return result
-    finally:
-        if spend is not None:
-            spend.settle(reserved, actual)
+    return await spending(spend, worst, what, work, lambda result: result[1].cost_usd)
 
 
 async def _build_in_store(settings: RetrievalSettings, chunks: list[Chunk], key: str, root: Path, cache: ResultCache,
@@ -162,16 +156,16 @@ async def retrieve(query: str, index: Searchable, settings: RetrievalSettings, c
                    options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None,
                    spend: Spend | None = None) -> RetrievalResult:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""
-    vectors, run = await _spending(spend, None, f"embedding a query with {settings.embedding_model}",
+    tokens = Tokens(settings.embedding_model, settings.chunking.unit).count(query)
+    vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
+                                   f"embedding a query with {settings.embedding_model}",
                                    embed_texts([query], settings.embedding_model, settings.dimensions, cache,
                                                options, catalog))
     found = index.search(vectors[0], settings.top_k, settings.min_score, settings.filters)
     if settings.reranker_model is None:
         return RetrievalResult(found, run, None)
     top_n = settings.reranker_top_n or settings.top_k
-    reranked, rerank_run = await rerank(query, found, settings.reranker_model, top_n, cache, options)
-    if spend is not None and rerank_run.calls:  # a rerank's price is per query, not per token: counted once known
-        spend.settle(0.0, rerank_run.cost_usd)
+    reranked, rerank_run = await rerank(query, found, settings.reranker_model, top_n, cache, options, catalog, spend)
     return RetrievalResult(reranked, run, rerank_run)
 
 

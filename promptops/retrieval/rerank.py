@@ -5,6 +5,12 @@ A rerank answer is a row of the result cache like an embedding's: key
 {"kind": "rerank", "top_n": n}, 0)``, ``prompt_id`` ``retrieval:rerank``,
 ``output`` the ranking as JSON ``[[index, relevance_score], ...]``, so a
 re-run with the same query and chunks makes no call.
+
+A rerank is priced per query (``Price.per_query``, litellm's
+``input_cost_per_query``, or ``pricing:``), whatever its tokens: that price is
+reserved against the spend cap before the call, is what the call costs
+(litellm's ``response_cost`` only for a model no price is known for), and is
+what a cached answer's query costs in production.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptops.modelparams import endpoint_in_model
+from promptops.models import ModelCatalog
 from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.retrieval.embedding import CallOptions
 from promptops.retrieval.index import Retrieved
+from promptops.retrieval.spend import Spend, spending
 
 PROMPT_ID = "retrieval:rerank"
 
@@ -28,23 +36,36 @@ class RerankError(Exception):
 @dataclass(frozen=True)
 class RerankRun:
     calls: int  # 0 when the answer came from the cache
-    cost_usd: float | None
+    cost_usd: float | None  # spent in this run (0 for a cached answer)
+    query_cost_usd: float | None = None  # what the query costs in production, cached or not (None: unknown)
 
 
 async def rerank(query: str, retrieved: list[Retrieved], model: str, top_n: int, cache: ResultCache,
-                 options: CallOptions = CallOptions()) -> tuple[list[Retrieved], RerankRun]:
+                 options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None,
+                 spend: Spend | None = None) -> tuple[list[Retrieved], RerankRun]:
     """The ``top_n`` most relevant of ``retrieved`` by the rerank model, best first, scored by it."""
     if not retrieved:
-        return [], RerankRun(0, 0.0)
+        return [], RerankRun(0, 0.0, 0.0)
+    price = query_price(model, catalog)
     documents = [r.chunk.text for r in retrieved]
     messages = [{"role": "query", "content": query}, *({"role": "document", "content": d} for d in documents)]
     key = call_key(model, messages, {"kind": "rerank", "top_n": top_n}, 0)
     hit = cache.get(key)
     if hit is not None and hit.output:
-        return _reordered(retrieved, json.loads(hit.output), model), RerankRun(0, 0.0)
-    ranking, cost = await _call(query, documents, model, top_n, options)
+        known = price if price is not None else hit.cost_usd
+        return _reordered(retrieved, json.loads(hit.output), model), RerankRun(0, 0.0, known)
+    ranking, measured = await spending(spend, price, f"reranking a query with {model}",
+                                       _call(query, documents, model, top_n, options),
+                                       lambda answer: price if price is not None else answer[1])
+    cost = price if price is not None else measured
     cache.put(CachedResult(key, PROMPT_ID, "rerank", model, "", 0, json.dumps(ranking), None, None, None, cost))
-    return _reordered(retrieved, ranking, model), RerankRun(1, cost)
+    return _reordered(retrieved, ranking, model), RerankRun(1, cost, cost)
+
+
+def query_price(model: str, catalog: ModelCatalog | None = None) -> float | None:
+    """What one rerank query costs at the model's price per query (None: the price map and pricing: give none)."""
+    info = (catalog or ModelCatalog()).get(model)
+    return info.price.call_cost(0, 0, queries=1) if info is not None else None
 
 
 async def _call(query: str, documents: list[str], model: str, top_n: int,

@@ -17,6 +17,7 @@ from helpers.cli import run_promptops
 from helpers.repo import git, git_env
 from promptops.lockfile import AUDIT_LOG, LOCK_NAME, MUTEX, RELEASES
 from promptops.resultcache import DEFAULT_PATH as CACHE
+from promptops.retrieval.pipeline import INDEX_FOLDER
 from promptops.scaffold import ScaffoldError, scaffold, template_files, template_root
 from promptops.testing import StubServer
 
@@ -185,7 +186,13 @@ def test_workflow_runs_the_pr_check_fork_safe_with_least_permissions() -> None:
 
 # --- .gitignore: local files stay out of git, promotions stay in -----------------------------------
 
-LOCAL_FILES = [CACHE, f"{CACHE}-wal", f"{CACHE}-shm", f"{CACHE}-journal", MUTEX, ".promptops/report/report.md"]
+# What a retrieval run writes: each index folder (by config id and build key), a save or prune under way.
+INDEX_FILES = [f"{INDEX_FOLDER}/support_kb/0123abcd/{name}"
+               for name in ("vectors.npy", "chunks.jsonl", "manifest.json")]
+INDEX_FILES += [f"{INDEX_FOLDER}/support_kb/.0123abcd.x1y2/vectors.npy",
+                f"{INDEX_FOLDER}/support_kb/.0123abcd.pruned-42-7/manifest.json"]
+LOCAL_FILES = [CACHE, f"{CACHE}-wal", f"{CACHE}-shm", f"{CACHE}-journal", MUTEX, ".promptops/report/report.md",
+               *INDEX_FILES]
 COMMITTED_FILES = [f"{RELEASES}/example.summarize/0123456789ab.json", AUDIT_LOG, LOCK_NAME]
 
 

@@ -78,6 +78,15 @@ def test_an_unknown_price_gives_an_unknown_cost_never_zero() -> None:
     assert Price(input=2e-8, output=None).call_cost(500, 0) == 500 * 2e-8
 
 
+def test_a_price_per_query_prices_a_rerank_whatever_its_tokens() -> None:
+    rerank = Price(input=0.0, output=0.0, per_query=0.002)
+    assert rerank.call_cost(0, 0, queries=1) == 0.002 and rerank.call_cost(0, 0, queries=3) == pytest.approx(0.006)
+    assert Price(input=None, output=None, per_query=0.001).call_cost(0, 0, queries=1) == 0.001  # no token price needed
+    assert Price(input=1e-6, output=None, per_query=0.001).call_cost(1_000, 0, queries=1) == pytest.approx(0.002)
+    assert GPT_4O.call_cost(0, 0, queries=1) is None  # no price per query: unknown, never free
+    assert rerank.call_cost(500, 0) == 0.0  # no query counted: the per-query price is not charged
+
+
 # -- pricing: in promptops.yaml ----------------------------------------------------------
 
 def test_pricing_overrides_are_per_million_tokens_and_name_every_kind_of_price() -> None:
@@ -85,12 +94,35 @@ def test_pricing_overrides_are_per_million_tokens_and_name_every_kind_of_price()
                 "context_window": 128_000}
     assert Price.from_override(override) == Price(0.6 / 1e6, 2.4 / 1e6, 0.3 / 1e6, 0.3 / 1e6, 1.2 / 1e6)
     assert Price.from_override({"input": 1, "output": 2}) == Price(1e-6, 2e-6)
+    # A price per query is per call, in USD as it stands: not per million.
+    assert Price.from_override({"per_query": 0.002}) == Price(None, None, per_query=0.002)
+
+
+@needs_map
+def test_a_rerank_model_s_price_per_query_is_found_without_its_provider_prefix() -> None:
+    from promptops.models import ModelCatalog
+
+    info = ModelCatalog().get("cohere/rerank-v3.5")  # keyed rerank-v3.5 in litellm's map
+    assert info is not None and info.price.per_query == 0.002
+    assert info.price.call_cost(0, 0, queries=1) == 0.002
+    overridden = ModelCatalog({"cohere/rerank-v3.5": {"per_query": 0.004}}).get("cohere/rerank-v3.5")
+    assert overridden is not None and overridden.price.call_cost(0, 0, queries=1) == 0.004
 
 
 def test_the_config_schema_accepts_every_kind_of_price_under_pricing() -> None:
     schema = json.loads((ROOT / "schemas" / "config.schema.json").read_text(encoding="utf-8"))
     keys = set(schema["properties"]["pricing"]["additionalProperties"]["properties"])
     assert keys - {"context_window", "max_output_tokens"} == set(PRICE_KINDS) == set(LITELLM_KEYS)
+
+
+def test_a_reranker_under_pricing_needs_only_its_price_per_query() -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "schemas" / "config.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors({"pricing": {"my/reranker": {"per_query": 0.002}}})) == []
+    [missing] = validator.iter_errors({"pricing": {"my/model": {"output": 1}}})  # a chat model needs both prices
+    assert missing.message == "'input' is a required property"
 
 
 # -- litellm's price map, read both ways ---------------------------------------------------

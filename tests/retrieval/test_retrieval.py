@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from promptops.evals.runner import SpendBudget
+from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Chunk
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, embed_texts, vector_key
-from promptops.retrieval.index import Index, IndexFileError
+from promptops.retrieval.index import KEEP_INDEXES, Index, IndexFileError, prune
 from promptops.retrieval.pipeline import NOTHING_EMBEDDED, CorpusError, build_index, retrieve
 from promptops.retrieval.settings import ChunkingSpec, CorpusSpec, RetrievalSettings
+from promptops.retrieval.spend import SpendCapError
 from promptops.testing import StubServer, embed
 
 EMBEDDING = "openai/text-embedding-3-small"
@@ -131,6 +136,36 @@ def test_rerank_through_litellm_keeps_top_n_and_is_cached(stub: StubServer, proj
         stub.reset()
         again = asyncio.run(retrieve("refunds purchase days", built, reranked_settings, cache, options(stub)))
     assert stub.calls == 0 and again.passages == answer.passages and again.rerank.calls == 0
+    # Nothing spent on a cached answer, and what the query costs in production all the same.
+    assert (again.rerank.cost_usd, again.rerank.query_cost_usd) == (0.0, pytest.approx(0.002))
+
+
+def test_a_rerank_is_priced_per_query_by_pricing_whatever_litellm_reports(stub: StubServer, project: Path) -> None:
+    reranked_settings = settings(top_k=4, reranker_model="cohere/rerank-v3.5", reranker_top_n=2)
+    house = ModelCatalog({"cohere/rerank-v3.5": {"per_query": 0.05}})
+    with ResultCache(project / ".promptops/cache.db") as cache:
+        built = asyncio.run(build_index(reranked_settings, project, project, cache, options(stub), house)).index
+        budget = SpendBudget(None)
+        answer = asyncio.run(retrieve("refunds purchase days", built, reranked_settings, cache, options(stub), house,
+                                      budget))
+    assert answer.rerank is not None and answer.rerank.calls == 1
+    assert answer.rerank.cost_usd == answer.rerank.query_cost_usd == pytest.approx(0.05)
+    assert budget.spent == pytest.approx(0.05 + (answer.embedding.cost_usd or 0.0)) and budget.reserved == 0.0
+
+
+def test_a_rerank_that_could_pass_the_spend_cap_is_not_sent(stub: StubServer, project: Path) -> None:
+    reranked_settings = settings(top_k=4, reranker_model="cohere/rerank-v3.5", reranker_top_n=2)
+    with ResultCache(project / ".promptops/cache.db") as cache:
+        built = asyncio.run(build_index(reranked_settings, project, project, cache, options(stub))).index
+        stub.reset()
+        budget = SpendBudget(0.001)  # the query's embedding fits, the rerank's $0.002 does not
+        with pytest.raises(SpendCapError) as caught:
+            asyncio.run(retrieve("refunds purchase days", built, reranked_settings, cache, options(stub),
+                                 spend=budget))
+    assert [body for body in stub.requests if "query" in body] == []
+    assert str(caught.value) == ("not run: reranking a query with cohere/rerank-v3.5 could pass the spend cap "
+                                 "(raise eval.max_cost_usd or --max-cost)")
+    assert budget.reserved == 0.0 and budget.spent < 0.001
 
 
 def test_vectors_of_another_size_than_the_model_has_are_refused(stub: StubServer, project: Path) -> None:
@@ -146,11 +181,12 @@ def test_a_failed_embedding_call_names_the_model(stub: StubServer, project: Path
         with ResultCache(project / ".promptops/cache.db") as cache, pytest.raises(EmbeddingError) as caught:
             asyncio.run(embed_texts(["a text"], EMBEDDING, 64, cache, options(stub)))
     finally:
-        stub.reset()
+        stub.reset(faults=())  # reset() alone keeps the faults for the next test on this worker's stub
     assert str(caught.value).startswith("embedding call to openai/text-embedding-3-small failed: InternalServerError")
 
 
 def test_a_corpus_with_problems_is_not_indexed(stub: StubServer, project: Path) -> None:
+    stub.reset()
     (project / "kb/broken.jsonl").write_text("{not json\n", encoding="utf-8")
     with ResultCache(project / ".promptops/cache.db") as cache, pytest.raises(CorpusError) as caught:
         asyncio.run(build_index(settings(), project, project, cache, options(stub)))
@@ -194,3 +230,73 @@ def test_a_damaged_index_folder_is_named(tmp_path: Path, damage: str, message: s
     (tmp_path / "idx/chunks.jsonl").write_text(damage, encoding="utf-8")
     with pytest.raises(IndexFileError, match=message):
         Index.open(tmp_path / "idx")
+
+
+# -- index folders: every corpus edit leaves one; the older ones are pruned ---------------------------
+
+def aged(folder: Path, hours: float) -> None:
+    """Make ``folder`` look last used ``hours`` ago."""
+    then = time.time() - hours * 3600
+    os.utime(folder, (then, then))
+
+
+def saved(parent: Path, name: str, hours: float) -> Path:
+    Index(np.eye(2, dtype=np.float32), [chunk(0), chunk(1)]).save(parent / name)
+    aged(parent / name, hours)
+    return parent / name
+
+
+def test_prune_keeps_the_most_recently_used_the_one_in_use_and_the_recent(tmp_path: Path) -> None:
+    parent = tmp_path / ".promptops/index/kb"
+    for name, hours in [("a", 9), ("b", 8), ("c", 7), ("d", 6), ("e", 5), ("f", 0.5)]:
+        saved(parent, name, hours)
+    outside = saved(tmp_path, "elsewhere", 10)
+    (parent / "link").symlink_to(outside, target_is_directory=True)  # an old link: left alone, its target too
+    aged(parent / "link", 10)
+    (parent / "notes.txt").write_text("not an index")
+    staging = parent / ".g.abc123"  # a save cut short two hours ago
+    staging.mkdir()
+    aged(staging, 2)
+    writing = parent / ".h.def456"  # a save under way
+    writing.mkdir()
+
+    removed = prune(parent, in_use="a", keep=2, grace_s=3600)
+
+    # kept: f and e (the two most recent), a (in use); d, c, b are past the grace period and ranked out
+    assert sorted(removed) == [".g.abc123", "b", "c", "d"]
+    assert sorted(p.name for p in parent.iterdir()) == [".h.def456", "a", "e", "f", "link", "notes.txt"]
+    assert (outside / "manifest.json").is_file() and (parent / "link").is_symlink()
+    assert prune(parent, in_use="a", keep=2, grace_s=3600) == []  # nothing more to do
+    # Within the grace period a folder stays whatever its rank: another run may be reading it.
+    assert prune(parent, in_use="f", keep=1, grace_s=10 * 3600) == []
+
+
+def test_an_index_open_elsewhere_keeps_answering_after_it_is_pruned(tmp_path: Path) -> None:
+    parent = tmp_path / "kb"
+    reader = Index.open(saved(parent, "old", 5))  # memory-mapped, as another run holds it
+    saved(parent, "new", 0)
+    assert prune(parent, in_use="new", keep=1, grace_s=0) == ["old"]
+    assert [p.name for p in parent.iterdir()] == ["new"]
+    assert [r.chunk.id for r in reader.search(np.array([0, 1], dtype=np.float32), 1)] == ["d1@0"]
+
+
+def test_each_corpus_edit_leaves_a_folder_and_build_index_prunes_the_old_ones(stub: StubServer, project: Path) -> None:
+    parent = project / ".promptops/index/kb"
+    keys = []
+    with ResultCache(project / ".promptops/cache.db") as cache:
+        for edit in range(KEEP_INDEXES + 3):
+            (project / "kb/shipping.md").write_text(f"# Shipping\n\nShipping takes {edit + 2} days.\n")
+            built = asyncio.run(build_index(settings(), project, project, cache, options(stub)))
+            keys.append(built.key)
+            for folder in parent.iterdir():
+                if folder.name != built.key:
+                    aged(folder, 2 + len(keys) - keys.index(folder.name))  # the older, the longer unused
+        assert len(set(keys)) == len(keys)
+        assert sorted(p.name for p in parent.iterdir()) == sorted(keys[-KEEP_INDEXES:])
+        # Using an old index marks it used: a prune keeps it over newer ones not used since.
+        (project / "kb/shipping.md").write_text(f"# Shipping\n\nShipping takes {KEEP_INDEXES + 2} days.\n")
+        reused = asyncio.run(build_index(settings(), project, project, cache, options(stub)))
+    assert reused.key == keys[-3] and reused.embedding is NOTHING_EMBEDDED
+    assert time.time() - (parent / keys[-3]).stat().st_mtime < 600
+    aged(parent / keys[-1], 1)  # built an hour ago, unused since; keys[-2] unused for longer
+    assert prune(parent, in_use=keys[-1], keep=1, grace_s=0) == [keys[-2]]

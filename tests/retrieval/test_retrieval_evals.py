@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from helpers.repo import git
 from promptops.ci import CheckOptions, run_check
 from promptops.evals.execute import EvalOptions
 from promptops.model.check import CheckReport
-from promptops.model.evals import CaseStatus
+from promptops.model.evals import CaseStatus, Failure
 from promptops.report import check, evals
 from promptops.report.formatting import money
 from promptops.testing import Rule, StubServer
@@ -227,9 +228,45 @@ def test_embedding_the_corpus_counts_in_the_spend_cap(stub: StubServer, tmp_path
     assert not [r for r in stub.requests if "input" in r]  # no embedding call was sent
     problems = [note for note in report.evals.skipped if "spend cap" in note]
     assert len(problems) == 2  # at head, and at main
-    assert all("embedding the corpus of 'workshop_kb'" in p and "get no passages" in p for p in problems)
+    assert all("embedding the corpus of 'workshop_kb'" in p and "3 case(s) without 'passages' not sent" in p
+               for p in problems)
     assert report.evals.comparisons[0].retrieval is None
+    # The three cases that wanted passages, at both refs, were stopped by the cap (not "did not render"); so was
+    # the fixture case's own model call, at both.
+    capped = [(change.case_id, a.failures[0]) for change in report.evals.comparisons[0].cases
+              for side in (change.base, change.head) if side is not None for a in side.attempts
+              if a.failure is Failure.SPEND_CAP]
+    assert report.evals.capped == len(capped) == 8
+    retrieval = [reason for case_id, reason in capped if case_id != "fixture"]
+    assert len(retrieval) == 6 and all(
+        re.fullmatch(r"not sent: the spend cap stopped retrieval with 'workshop_kb'( at \w+)? for its passages", r)
+        for r in retrieval), retrieval
+    assert any("the spend cap stopped 8 model calls" in reason for reason in report.verdict.failures)
     assert report.verdict.level == "fail"
+
+
+def test_a_rerank_the_spend_cap_stops_fails_within_spend_cap_naming_the_retrieval_config(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "retriever: {top_k: 3}", "retriever: {top_k: 4}\nreranker: {model: cohere/rerank-v3.5, top_n: 2}")
+    stub.reset()
+    # Room for the embeddings (about $0.000004) and the fixture case's answers, not for one $0.002 rerank.
+    done = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--max-cost", "0.001",
+                          "--format", "json"], root)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert [r for r in stub.requests if "input" in r] and not [r for r in stub.requests if "documents" in r]
+    [suite] = done.json()["suites"]
+    [capped] = [gate for gate in suite["gates"] if gate["gate"] == "within_spend_cap"]
+    assert not capped["passed"]
+    assert capped["reason"].startswith("the spend cap stopped 3 model call(s), e.g. for case ")
+    assert "(not sent: the spend cap stopped retrieval with 'workshop_kb' for its passages)" in capped["reason"]
+    head = {case["id"]: case["head"]["attempts"] for case in suite["cases"]}
+    assert [a["output"] for a in head["fixture"]] == ["Yes, a lifetime warranty."]  # its own passages: sent
+    assert all(a["output"] is None and "spend cap" in a["failures"][0]
+               for case_id in ("chain", "brakes", "pads-distance") for a in head[case_id])
+    assert not any("does not render" in f for attempts in head.values() for a in attempts for f in a["failures"])
+    assert any("reranking a query with cohere/rerank-v3.5 could pass the spend cap" in note
+               for note in done.json()["skipped"])
 
 
 def test_promptops_eval_reranks_through_litellm_and_a_re_run_makes_no_call(stub: StubServer, tmp_path: Path) -> None:
@@ -246,9 +283,16 @@ def test_promptops_eval_reranks_through_litellm_and_a_re_run_makes_no_call(stub:
     # (same model and chunking), its queries the same texts: nothing left to call for
     assert (retrieval["head"]["calls"], retrieval["base"]["calls"]) == (1 + 1 + 3, 0)
 
+    # A query's cost: its embedding and the reranker's price per query (cohere/rerank-v3.5: $0.002).
+    per_query = retrieval["head"]["query_cost_usd"]
+    assert per_query == pytest.approx(0.002, abs=1e-6) and per_query > 0.002
+    assert retrieval["base"]["query_cost_usd"] < 1e-6  # no reranker at main: the embedding alone
+
     stub.reset()
     again = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
-    assert stub.requests == [] and json.loads(again.stdout)["suites"][0]["retrieval"]["head"]["calls"] == 0
+    head = json.loads(again.stdout)["suites"][0]["retrieval"]["head"]
+    assert stub.requests == [] and head["calls"] == 0
+    assert head["query_cost_usd"] == per_query  # every rerank from the cache: still priced
     assert again.returncode == first.returncode
 
 
