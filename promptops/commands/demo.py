@@ -14,8 +14,8 @@ from promptops.errors import ExitCode, UsageError
 def demo(directory: Path) -> None:
     """The whole PR check, offline, on a two-commit copy of the bundled example (default: ./promptops-demo).
 
-    Builds a git repository whose branch edits one prompt, then runs
-    `promptops ci` on it against the embedded default model (deterministic,
+    Builds a git repository whose branch edits one prompt and cuts what its
+    retrieval config passes it, then runs `promptops ci` on it against the embedded default model (deterministic,
     no API key, no network). The repository is DIRECTORY/repo, the report
     DIRECTORY/report.
     Exit 0 once the report is written, whatever its verdict.
@@ -23,7 +23,7 @@ def demo(directory: Path) -> None:
     from promptops.demo import build_repository, run_ci_on_demo
 
     repository = build_repository(directory)
-    click.echo(f"demo repository: {repository} (main, and the branch with one prompt edit)\n")
+    click.echo(f"demo repository: {repository} (main, and a branch with a prompt edit and a retrieval cut)\n")
     code = run_ci_on_demo(repository, directory.resolve() / "report")
     if code not in (ExitCode.OK, ExitCode.FINDINGS):
         raise UsageError(f"the check stopped with exit code {code}")
