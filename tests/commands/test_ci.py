@@ -164,6 +164,7 @@ def test_demo_runs_the_whole_check_offline(tmp_path: Path) -> None:
     assert "recall@\u20604 100% → recall@\u20601 83%" in markdown_line, markdown_line
     case_line = next(text for text in comment.splitlines() if text.startswith("- annual-refund-late"))
     assert "lost kb/annual-plans.md" in case_line and "answer regressed" in case_line, case_line
+    assert "Recall@k per suite" in (tmp_path / "demo/report/report.html").read_text()  # its chart
     gates = {gate["gate"]: gate for gate in suites["evals/answer_retrieved.eval.yaml"]["gates"]}
     assert not gates["max_recall_drop"]["passed"] and gates["min_recall_at_k"]["passed"]
     # the check left its index and cache in the demo repository, where git ignores them
