@@ -1,4 +1,4 @@
-"""`promptops demo`: the whole PR check on a two-commit copy of the bundled example, offline.
+"""`promptops demo`: the whole PR check on a git copy of the bundled example with a branch to review, offline.
 
 The base commit is examples/support-assistant as shipped; the branch adds two
 typical commits on top: the answer prompt loses its citation rule and moves to
