@@ -1,9 +1,12 @@
-"""`promptops demo`: the whole PR check on a two-commit copy of the bundled example, offline.
+"""`promptops demo`: the whole PR check on a git copy of the bundled example with a branch to review, offline.
 
-The base commit is examples/support-assistant as shipped; the head commit is a
-typical prompt edit on a branch (the answer prompt loses its citation rule
-and moves to a bigger model). `promptops ci` then runs for real: lint, cost,
-diff and the impacted eval suite at both commits, through litellm, against the
+The base commit is examples/support-assistant as shipped; the branch adds two
+typical commits on top: the answer prompt loses its citation rule and moves to
+a bigger model, then, to pay for it, the retrieval config sends that model one
+passage instead of four. `promptops ci` then runs for real: lint, cost, diff
+and the impacted eval suites at both commits (the fixture suite, and the
+retrieval-backed one whose passages come from the example's help-centre corpus
+through the stub's embeddings and rerank), through litellm, against the
 embedded default model (promptops.testing.demo) served on loopback.
 """
 
@@ -13,19 +16,37 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from promptops import git, resources
 from promptops.errors import UsageError
 
 EXAMPLE = "support-assistant"
-PROMPT_FILE = Path("prompts/answer.prompt.yaml")
-# The head commit's edit: (old text, new text), each of which must be found exactly once.
-EDITS = (
-    ("      - Cite the passages you used, like [1] or [2][3].\n", ""),
-    ("  name: openai/gpt-4o-mini\n", "  name: openai/gpt-4o\n"),
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A commit on the demo's branch: edits to one file, each (old text, new text) found there exactly once."""
+
+    message: str
+    file: Path
+    edits: tuple[tuple[str, str], ...]
+
+
+BRANCH_COMMITS = (
+    Commit("Shorter answers on a bigger model", Path("prompts/answer.prompt.yaml"), (
+        ("      - Cite the passages you used, like [1] or [2][3].\n", ""),
+        ("  name: openai/gpt-4o-mini\n", "  name: openai/gpt-4o\n"),
+    )),
+    Commit("Send the bigger model one passage instead of four", Path("retrieval/support_kb.retrieval.yaml"), (
+        ("  top_n: 4                 # support.answer receives these 4 chunks\n",
+         "  top_n: 1                 # support.answer receives the best chunk only\n"),
+    )),
 )
 BRANCH = "shorter-answers"
+# The index and the result cache are rebuilt from the files, never committed.
+GITIGNORE = ".promptops/\n"
 
 
 class DemoError(UsageError):
@@ -33,7 +54,7 @@ class DemoError(UsageError):
 
 
 def build_repository(directory: Path) -> Path:
-    """A git repository in DIRECTORY/repo: main holds the example, BRANCH one prompt edit on top.
+    """A git repository in DIRECTORY/repo: main holds the example, BRANCH the BRANCH_COMMITS on top.
 
     DIRECTORY must be new or empty: the report goes next to the repository, and nothing is overwritten.
     """
@@ -42,19 +63,24 @@ def build_repository(directory: Path) -> Path:
     target = directory / "repo"
     source = resources.data_dir("examples") / EXAMPLE
     shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".promptops", "__pycache__"))
+    (target / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     _git(target, "init", "-q", "-b", "main")
     _git(target, "add", "-A")
     _git(target, "commit", "-q", "-m", "Support assistant as reviewed")
     _git(target, "switch", "-q", "-c", BRANCH)
-    prompt = target / PROMPT_FILE
-    text = prompt.read_text(encoding="utf-8")
-    for old, new in EDITS:
-        if text.count(old) != 1:
-            raise DemoError(f"the bundled example changed: {PROMPT_FILE} no longer holds {old.strip()!r}")
-        text = text.replace(old, new)
-    prompt.write_text(text, encoding="utf-8")
-    _git(target, "commit", "-q", "-a", "-m", "Shorter answers on a bigger model")
+    for commit in BRANCH_COMMITS:
+        _edit(target / commit.file, commit)
+        _git(target, "commit", "-q", "-a", "-m", commit.message)
     return target
+
+
+def _edit(path: Path, commit: Commit) -> None:
+    text = path.read_text(encoding="utf-8")
+    for old, new in commit.edits:
+        if text.count(old) != 1:
+            raise DemoError(f"the bundled example changed: {commit.file} no longer holds {old.strip()!r}")
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
 
 
 def run_ci_on_demo(repository: Path, report_dir: Path) -> int:

@@ -13,6 +13,8 @@ import pytest
 from helpers.cli import run_promptops
 from promptops.loader import Loader
 from promptops.models import ModelCatalog
+from promptops.retrieval.corpus import load_corpus
+from promptops.retrieval.settings import RetrievalSettings, filter_matches
 from promptops.specs import EvalSuiteSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +46,7 @@ def test_example_json_report_has_no_findings() -> None:
     assert done.returncode == 0
     assert report["findings"] == []
     assert report["summary"] == {"errors": 0, "warnings": 0}
-    assert report["files_checked"] == 10  # config, 4 prompts, 1 retrieval config, 4 suites
+    assert report["files_checked"] == 11  # config, 4 prompts, 1 retrieval config, 5 suites
 
 
 def test_examples_folder_lints_clean() -> None:
@@ -63,6 +65,27 @@ def test_answer_suite_reads_its_dataset() -> None:
     assert len({c.id for c in suite.cases}) == len(suite.cases)
     refusals = [c.id for c in suite.cases if any(a.type == "refusal" for a in c.asserts)]
     assert refusals == ["out-of-scope-weather", "injection-in-question"]
+
+
+def test_the_help_centre_corpus_backs_the_retrieved_suite_and_agrees_with_the_fixtures() -> None:
+    settings = RetrievalSettings.from_spec(load("retrieval/support_kb.retrieval.yaml"))
+    assert settings.corpus is not None
+    corpus = load_corpus(settings.corpus, EXAMPLE / "retrieval", EXAMPLE)
+    assert corpus.problems == ()
+    public = {d.id: d.text for d in corpus.documents if filter_matches(d.metadata, settings.filters)}
+    # the filters keep the agents' article and the German one out
+    assert {d.id for d in corpus.documents} - set(public) == {"kb/internal/retention-offers.md",
+                                                               "kb/de/rueckerstattungen.md"}
+    assert 12 <= len(public) <= 20
+    retrieved = load("evals/answer_retrieved.eval.yaml")
+    assert isinstance(retrieved, EvalSuiteSpec)
+    assert all("passages" not in case.vars for case in retrieved.cases)  # the retriever fills them all
+    assert {source for case in retrieved.cases for source in case.expected_sources} <= set(public)
+    # what the fixture suite expects from its hand-picked passages, the articles say too
+    fixtures = load("evals/answer.eval.yaml")
+    facts = {case.expected for case in fixtures.cases if isinstance(case.expected, str)} - {"don't know"}
+    text = "\n".join(public.values()).lower()
+    assert len(facts) >= 10 and [fact for fact in facts if fact.lower() not in text] == []
 
 
 def test_classify_suite_reads_its_dataset() -> None:

@@ -76,10 +76,27 @@ def unused_input(spec: PromptSpec, project: LintProject) -> Iterator[Hit]:
                       key=True)
 
 
+# What lint renders in place of the passages a retrieval config will give a case that brings none.
+RETRIEVED_SAMPLE = ["(a retrieved passage)"]
+
+
+def retrieved_input(prompt: PromptSpec) -> str | None:
+    """The input the prompt's retrieval config fills in an eval case that leaves it out (``retrieval.into``)."""
+    return prompt.retrieval_into if prompt.retrieval_config else None
+
+
+def missing_inputs(prompt: PromptSpec, case: EvalCase) -> list[str]:
+    """The required inputs a case gives no value for, but the one retrieval fills."""
+    retrieved = retrieved_input(prompt)
+    return [name for name in prompt.required_inputs if name not in case.vars and name != retrieved]
+
+
 @rule("PO204", "case-missing-input", "eval")
 def case_missing_input(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hit]:
     """An eval case does not give a value for an input the prompt requires, so
-    the case cannot be rendered.
+    the case cannot be rendered. A prompt with `retrieval: {config, into}` is
+    the exception for its `into` input: the eval retrieves it for a case that
+    brings none.
 
     Fails:   required: [question, passages]   vars: {question: "..."}
     Passes:  vars: {question: "...", passages: []}
@@ -88,7 +105,7 @@ def case_missing_input(suite: EvalSuiteSpec, project: LintProject) -> Iterator[H
     if prompt is None:
         return
     for case in suite.cases:
-        missing = [name for name in prompt.required_inputs if name not in case.vars]
+        missing = missing_inputs(prompt, case)
         if missing:
             names = ", ".join(missing)
             yield case_hit(case, f"case '{case.id}' lacks required input(s) {names} of prompt '{prompt.id}'", "vars")
@@ -106,12 +123,16 @@ def case_render_error(suite: EvalSuiteSpec, project: LintProject) -> Iterator[Hi
     prompt = project.prompt(suite.prompt)
     if prompt is None or any(m.tree is None for m in project.messages(prompt)):
         return
+    retrieved = retrieved_input(prompt)
     for case in suite.cases:
-        if any(name not in case.vars for name in prompt.required_inputs):
+        if missing_inputs(prompt, case):
             continue  # PO204 already says so
+        variables = dict(case.vars)
+        if retrieved is not None:
+            variables.setdefault(retrieved, RETRIEVED_SAMPLE)
         for index, message in enumerate(prompt.messages):
             try:
-                render(message.content, case.vars, project.render_limits)
+                render(message.content, variables, project.render_limits)
             except TemplateError as exc:
                 text = f"case '{case.id}' does not render messages[{index}] of '{prompt.id}': {_reason(exc)}"
                 yield case_hit(case, text)

@@ -20,6 +20,7 @@ one, the cases that wanted passages are not sent and fail the suite's gate
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import tempfile
@@ -40,7 +41,7 @@ from promptops.retrieval.chunking import Tokens
 from promptops.retrieval.corpus import FORMATS, load_corpus
 from promptops.retrieval.embedding import CallOptions, EmbeddingError, embed_texts
 from promptops.retrieval.index import Retrieved
-from promptops.retrieval.pipeline import CorpusError, build_index, embedding_cost, retrieve
+from promptops.retrieval.pipeline import Built, CorpusError, RetrievalResult, build_index, embedding_cost, retrieve
 from promptops.retrieval.rerank import RerankError, query_price
 from promptops.retrieval.settings import RetrievalSettings
 from promptops.retrieval.spend import SpendCapError, spending
@@ -142,8 +143,9 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
     reranks: list[float | None] = []
     filled: dict[str, EvalCase] = {}
     scored: dict[str, CaseRetrieval] = {}
+    answers = await _retrieve_all(queries, built, config, cache, options, catalog, budget, settings.concurrency)
     for case in wanting:
-        answer = await retrieve(queries[case.id], built.index, config, cache, options, catalog, budget)
+        answer = answers[case.id]
         if answer.rerank is not None:
             calls += answer.rerank.calls
             costs.append(answer.rerank.cost_usd)
@@ -162,6 +164,27 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
         query_cost_usd=per_query)
     cases = tuple(filled.get(case.id, case) for case in suite.cases)
     return Filled(replace(suite, cases=cases), run)
+
+
+async def _retrieve_all(queries: dict[str, str], built: Built, config: RetrievalSettings, cache: ResultCache,
+                        options: CallOptions, catalog: ModelCatalog, budget: SpendBudget,
+                        concurrency: int) -> dict[str, RetrievalResult]:
+    """Each case's passages, the searches and rerank calls in flight together (at most ``concurrency``):
+    one after the other, a suite's rerank latencies would add up."""
+    limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(query: str) -> RetrievalResult:
+        async with limit:
+            return await retrieve(query, built.index, config, cache, options, catalog, budget)
+
+    tasks = [asyncio.ensure_future(one(query)) for query in queries.values()]
+    try:
+        answers = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # one failed: the others' answers are of no use
+            task.cancel()
+        raise
+    return dict(zip(queries, answers))
 
 
 def query_of(prompt: PromptSpec, case: EvalCase) -> str:

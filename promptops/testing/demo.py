@@ -21,7 +21,7 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _STOP = frozenset("""a an and are as at be by can do does for from how i if in is it its me my of on or our the
 this to was what when where which who why will with you your we they their there have has not no yes please
 so any about get""".split())
-_PASSAGE = re.compile(r"^\[(\d+)\]\s*(.+)$", re.MULTILINE)
+_PASSAGE = re.compile(r"^\[(\d+)\][ \t]*", re.MULTILINE)
 _BLOCK = re.compile(r"<<<BEGIN (\w+)[^>]*>>>\n(.*?)\n<<<END \1[^>]*>>>", re.DOTALL)
 REFUSAL = "I don't know: the help centre passages don't cover that. I can connect you with a human agent."
 
@@ -54,14 +54,27 @@ def _overlap(text: str, reference: str) -> float:
 
 
 def _answer(system: str, user: str) -> str:
-    question = user.rsplit("Question:", 1)[-1].strip()
-    passages = [(int(n), text.strip()) for n, text in _PASSAGE.findall(user)]
+    before, _, question = user.rpartition("Question:")
+    passages = _passages(before)
     scored = sorted(((len(_words(question) & _words(text)), -n, n, text) for n, text in passages), reverse=True)
     if not scored or scored[0][0] < 1:
         return REFUSAL
     _, _, number, passage = scored[0]
     cite = f" [{number}]" if "cite" in system.lower() else ""
-    return f"{passage}{cite}"
+    return f"{_prose(passage)}{cite}"
+
+
+def _passages(text: str) -> list[tuple[int, str]]:
+    """The numbered passages: each runs to the next number, since a retrieved chunk spans lines."""
+    starts = list(_PASSAGE.finditer(text))
+    ends = [m.start() for m in starts[1:]] + [len(text)]
+    return [(int(m.group(1)), text[m.end():end].strip()) for m, end in zip(starts, ends)]
+
+
+def _prose(passage: str) -> str:
+    """A passage's text on one line, without its Markdown headings (a reader quotes the body)."""
+    lines = [line.strip() for line in passage.splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("#")) or passage
 
 
 def _judge(prompt: str) -> str:

@@ -140,8 +140,35 @@ def test_demo_runs_the_whole_check_offline(tmp_path: Path) -> None:
     done = run_promptops(["demo", tmp_path / "demo"], cwd=tmp_path, env=environment)  # its check: a child process
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((tmp_path / "demo/report/report.json").read_text())
-    [suite] = data["evals"]["suites"]
-    assert suite["prompt"] == "support.answer" and suite["counts"]["regressed"] >= 1
+    suites = {suite["suite"]: suite for suite in data["evals"]["suites"]}
+    # the prompt edit touches both suites of support.answer: the fixture one and the retrieval-backed one
+    assert sorted(suites) == ["evals/answer.eval.yaml", "evals/answer_retrieved.eval.yaml"]
+    assert {suite["prompt"] for suite in suites.values()} == {"support.answer"}
+    fixtures = suites["evals/answer.eval.yaml"]
+    assert fixtures["counts"]["regressed"] >= 1 and fixtures.get("retrieval") is None  # its cases bring their passages
     assert data["cost"]["prompts"] and (tmp_path / "demo/report/report.html").is_file()
+
+    # the branch's retrieval cut (reranker top_n 4 -> 1) loses an article, and with it an answer
+    retrieval = suites["evals/answer_retrieved.eval.yaml"]["retrieval"]
+    assert (retrieval["base"]["k"], retrieval["head"]["k"]) == (4, 1)
+    assert retrieval["base"]["recall"] == 1.0 and retrieval["head"]["recall"] < 0.9
+    assert retrieval["verdict"] == "regression" and retrieval["lost"] >= 1
+    changes = {change["id"]: change for change in retrieval["changes"]}
+    assert changes["annual-refund-late"]["lost"] == ["kb/annual-plans.md"]
+    assert changes["annual-refund-late"]["answer"] == "regressed"
+    [line] = data["retrieval"]
+    assert line["suite"] == "evals/answer_retrieved.eval.yaml"
+    assert "recall@4 100% → recall@1 83%" in line["line"] and "answers pass 100% → 90%" in line["line"], line
+    comment = (tmp_path / "demo/report/report.md").read_text()
+    markdown_line = next(text for text in comment.splitlines() if text.startswith("**Retrieval:**"))
+    assert "recall@\u20604 100% → recall@\u20601 83%" in markdown_line, markdown_line
+    case_line = next(text for text in comment.splitlines() if text.startswith("- annual-refund-late"))
+    assert "lost kb/annual-plans.md" in case_line and "answer regressed" in case_line, case_line
+    assert "Recall@k per suite" in (tmp_path / "demo/report/report.html").read_text()  # its chart
+    gates = {gate["gate"]: gate for gate in suites["evals/answer_retrieved.eval.yaml"]["gates"]}
+    assert not gates["max_recall_drop"]["passed"] and gates["min_recall_at_k"]["passed"]
+    # the check left its index and cache in the demo repository, where git ignores them
+    repository = tmp_path / "demo/repo"
+    assert (repository / ".promptops/index").is_dir() and git(repository, "status", "--porcelain") == ""
     again = run_promptops(["demo", tmp_path / "demo"], cwd=tmp_path, env=environment)
     assert again.returncode == 2 and "not empty" in again.stderr

@@ -17,6 +17,7 @@ from helpers.repo import git, git_env
 from promptops import resources
 from promptops.config import load_workspace
 from promptops.evals.execute import EvalOptions, select_suites
+from promptops.retrieval.evalcases import RetrievedPassages
 from promptops.testing import Rule, StubServer
 
 OTHER = "id: other\nmodel: {name: openai/gpt-4o-mini}\nmessages: [{role: user, content: hi}]\n"
@@ -176,18 +177,22 @@ def test_impact_selection_follows_content_not_layout(example_pair: tuple[Path, P
         monkeypatch.chdir(base)  # suites are named by their path from where promptops runs, as in one repository
         base_workspace = load_workspace(base)
         monkeypatch.chdir(head)
-        chosen, _ = select_suites(base_workspace, load_workspace(head), EvalOptions())
+        chosen, _ = select_suites(base_workspace, load_workspace(head), EvalOptions(passages=RetrievedPassages()))
         return sorted(suite.prompt for suite in chosen)
 
     assert selected(base, head) == []
     classify = head / "prompts" / "classify.prompt.yaml"
     classify.write_text("# a comment and a blank line change no content\n\n" + classify.read_text())
     assert selected(base, head) == []
+    answer = ["support.answer", "support.answer"]  # its two suites: passages as fixtures, and retrieved
+    article = head / "kb" / "refunds.md"  # a document of the corpus support.answer retrieves from
+    article.write_text(article.read_text().replace("5-10 business days", "3-5 business days"))
+    assert selected(base, head) == answer
     kb = head / "retrieval" / "support_kb.retrieval.yaml"
     kb.write_text(kb.read_text().replace("top_n: 4", "top_n: 3"))  # what support.answer receives
-    assert selected(base, head) == ["support.answer"]
+    assert selected(base, head) == answer
     summarize = head / "prompts" / "summarize_ticket.prompt.yaml"
     summarize.write_text(summarize.read_text().replace("temperature: 0", "temperature: 0.2", 1))
-    assert selected(base, head) == ["support.answer", "support.summarize_ticket"]
+    assert selected(base, head) == [*answer, "support.summarize_ticket"]
     (head / "prompts" / "draft_reply.prompt.yaml").unlink()  # its suite stays and must say why it cannot run
-    assert selected(base, head) == ["support.answer", "support.draft_reply", "support.summarize_ticket"]
+    assert selected(base, head) == [*answer, "support.draft_reply", "support.summarize_ticket"]
