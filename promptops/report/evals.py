@@ -19,7 +19,7 @@ from promptops.model.evals import (
     SuiteComparison,
 )
 from promptops.report import versions
-from promptops.report.formatting import percent
+from promptops.report.formatting import money, percent
 
 
 def to_json(comparisons: list[SuiteComparison], base_label: str | None, head_label: str,
@@ -160,6 +160,8 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
         lines.append(f"{'PASS' if c.passed else 'FAIL'} {c.suite} [{c.prompt_id}]: pass rate {rate}{verdict}")
         if c.paired is not None:
             lines.append(f"  {c.paired.evidence()}")
+        if c.retrieval is not None:
+            lines.extend(f"  {text}" for text in retrieval_texts(c.retrieval))
         for x in c.cases:
             if x.status in (CaseStatus.REGRESSED, CaseStatus.FIXED, CaseStatus.FLAKY):
                 reasons = "; ".join(x.head.reasons if x.head else ())
@@ -177,6 +179,45 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
             lines.append(f"  gate {name}: {'ok' if gate.passed else 'FAILED'} - {gate.reason}")
     lines.extend(f"skipped: {reason}" for reason in skipped)
     return "\n".join(lines) + "\n"
+
+
+def retrieval_texts(r: RetrievalComparison) -> list[str]:
+    """A suite's retrieval for a terminal: recall@k, hit@k and MRR (base -> head), the cases whose sources
+    moved, and the re-index a change of embedding model or chunking needs."""
+    head, base = r.head, r.base
+    if not head.scored:
+        lines = [f"retrieval {head.config}: {head.k} passage(s) a case; no case names expected_sources"]
+    else:
+        compared = base if base is not None and base.scored else None
+        figures = ", ".join([_at_k("recall", "recall", compared, head), _at_k("hit", "hit_rate", compared, head),
+                             "MRR " + _change(f"{compared.mrr:.2f}" if compared else None, f"{head.mrr:.2f}")])
+        verdict = (f"; {r.verdict}: {r.lost} case(s) lost every expected source, {r.gained} gained"
+                   if compared is not None else "")
+        lines = [f"retrieval {head.config}: {figures} over {head.scored} case(s) with expected sources{verdict}"]
+    for change in r.changes:
+        moved = "; ".join([f"lost {', '.join(change.lost)}"] * bool(change.lost)
+                          + [f"gained {', '.join(change.gained)}"] * bool(change.gained))
+        answer = f"; answer {change.answer}" if change.answer is not None else ""
+        lines.append(f"  sources moved {change.case_id}: {moved} (recall {_pct(change.base_recall)} -> "
+                     f"{_pct(change.head_recall)}){answer}")
+    if r.reindex:
+        cost = f"est. {money(r.reindex_cost_usd)}" if r.reindex_cost_usd is not None else "cost unknown (no price)"
+        lines.append(f"re-index: {r.reindex}; one-off {cost} for {r.reindex_tokens:,} corpus tokens")
+    return lines
+
+
+def _at_k(name: str, field: str, base: RetrievalFigures | None, head: RetrievalFigures) -> str:
+    """"recall@3 100.0% -> 66.7%", or with k changed "recall@3 100.0% -> recall@1 33.3%"."""
+    head_value = _pct(getattr(head, field))
+    if base is None:
+        return f"{name}@{head.k} {head_value}"
+    if base.k != head.k:
+        return f"{name}@{base.k} {_pct(getattr(base, field))} -> {name}@{head.k} {head_value}"
+    return f"{name}@{head.k} " + _change(_pct(getattr(base, field)), head_value)
+
+
+def _change(base: str | None, head: str) -> str:
+    return head if base is None else f"{base} -> {head}"
 
 
 def samples_text(change: CaseChange) -> str:

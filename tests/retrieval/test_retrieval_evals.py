@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,6 +212,42 @@ def test_a_new_embedding_model_under_the_same_index_name_is_flagged_with_its_re_
     line = next(text for text in comment.splitlines() if text.startswith("**Retrieval:**"))
     assert f"re-index est. {money(retrieval.reindex_cost_usd).replace('$', '&#36;')} one-off " \
            f"({retrieval.reindex_tokens} corpus tokens)" in line, line
+
+
+def test_promptops_eval_prints_recall_hit_and_mrr_base_against_head_with_the_moved_sources(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 1")
+    result = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url], root)
+
+    lines = result.stdout.splitlines()
+    line = next(text for text in lines if text.startswith("  retrieval workshop_kb:"))
+    assert "recall@3 100.0% -> recall@1 66.7%" in line and "hit@3 100.0% -> hit@1 66.7%" in line, line
+    assert "MRR 0.83 -> 0.67 over 3 case(s) with expected sources" in line, line
+    assert "regression: 1 case(s) lost every expected source, 0 gained" in line, line
+    moved = next(text for text in lines if "sources moved" in text)
+    assert moved == "    sources moved pads-distance: lost help/brakes.md (recall 100.0% -> 0.0%); answer regressed"
+    assert not any(text.startswith("  re-index") for text in lines)  # embedding and chunking unchanged
+    assert result.returncode == 1
+
+
+def test_promptops_eval_names_the_re_index_a_new_embedding_model_needs_and_its_cost(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "openai/text-embedding-3-small", "openai/text-embedding-3-large")
+    result = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url], root)
+
+    note = next(text for text in result.stdout.splitlines() if text.startswith("  re-index:"))
+    assert "text-embedding-3-small -> openai/text-embedding-3-large under the same index name 'workshop-v1'" in note
+    assert re.search(r"; one-off est\. \$0\.0000\d+ for \d{3} corpus tokens$", note), note
+
+
+def test_promptops_eval_without_a_base_prints_the_head_figures_alone(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    result = run_promptops(["eval", "--no-base", "--api-base", stub.base_url], root)
+    line = next(text for text in result.stdout.splitlines() if text.startswith("  retrieval workshop_kb:"))
+    assert line == ("  retrieval workshop_kb: recall@3 100.0%, hit@3 100.0%, MRR 0.83 over 3 case(s) with "
+                    "expected sources"), line
 
 
 def test_embedding_the_corpus_counts_in_the_spend_cap(stub: StubServer, tmp_path: Path) -> None:
