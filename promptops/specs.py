@@ -170,6 +170,9 @@ class EvalSuiteSpec:
     confirm: int | None = None  # None: eval.confirm, else the default
     threshold: float = 1.0
     dataset_readable: bool = True  # False: the dataset is missing or unreadable (already a finding)
+    # retrieval.judge: context_precision and/or context_recall, judged on the retrieved passages (opt-in: they cost)
+    context_judged: tuple[str, ...] = ()
+    context_judge_model: str | None = None  # retrieval.model; None: the project's judge
 
     @property
     def name(self) -> str:

@@ -1,6 +1,8 @@
 """Retrieval quality of a suite, per side and base against head: hit@k, recall@k and reciprocal rank over
 the cases that name ``expected_sources``, the cases whose sources moved, the verdict and the recall gates
-(``stats.retrieval_verdict``; the model is in stats' docstring, "Retrieval")."""
+(``stats.retrieval_verdict``; the model is in stats' docstring, "Retrieval"); and, when the suite asks for
+them (``retrieval.judge``, ``evals/context.py``), judged context precision and recall, their means per side
+and their change (``stats.judged_change``, "Judged retrieval" there)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from promptops.model.evals import (
     CaseRetrieval,
     CaseStatus,
     GateResult,
+    JudgedChange,
     RetrievalComparison,
     RetrievalFigures,
     RetrievalRun,
@@ -24,12 +27,18 @@ def retrieval_figures(run: RetrievalRun | None) -> RetrievalFigures | None:
     if run is None:
         return None
     scored = [case for case in run.cases.values() if case.scored]
+    precision = [p for case in run.cases.values() if (p := case.context_precision) is not None]
+    recall = [r for case in run.cases.values() if (r := case.context_recall) is not None]
     return RetrievalFigures(
         config=run.config, k=run.k, scored=len(scored),
         hit_rate=fmean(c.hit for c in scored) if scored else 0.0,
         recall=fmean(c.recall for c in scored) if scored else 0.0,
         mrr=fmean(c.reciprocal_rank for c in scored) if scored else 0.0,
         calls=run.calls, cost_usd=run.cost_usd, query_cost_usd=run.query_cost_usd,
+        context_precision=fmean(precision) if precision else None,
+        context_recall=fmean(recall) if recall else None,
+        precision_judged=len(precision), recall_judged=len(recall), judge_model=run.judge_model,
+        judge_calls=run.judge_calls, judge_cost_usd=run.judge_cost_usd,
     )
 
 
@@ -53,7 +62,19 @@ def compare_retrieval(base: RetrievalRun | None, head: RetrievalRun | None,
         drop=drop, verdict=stats.retrieval_verdict([(old.hit, new.hit) for _, old, new in both], drop),
         reindex=reason, reindex_cost_usd=head.reindex_cost_usd if reason else None,
         reindex_tokens=head.corpus_tokens if reason else 0,
+        context_precision=_judged(base, head, "context_precision"),
+        context_recall=_judged(base, head, "context_recall"),
     )
+
+
+def _judged(base: RetrievalRun | None, head: RetrievalRun, figure: str) -> JudgedChange | None:
+    """A judged figure base against head, over the cases judged on both sides; None when a side judged none."""
+    if base is None:
+        return None
+    pairs = [(old, new) for case_id, case in head.cases.items() if case_id in base.cases
+             and (new := getattr(case, figure)) is not None
+             and (old := getattr(base.cases[case_id], figure)) is not None]
+    return stats.judged_change(pairs) if pairs else None
 
 
 def _moved(case_id: str, old: CaseRetrieval, new: CaseRetrieval, answer: CaseStatus | None) -> SourceChange:

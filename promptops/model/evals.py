@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from statistics import fmean
 from typing import Any, Literal
 
 Verdict = Literal["regression", "improvement", "within noise", "no change"]
@@ -281,10 +282,27 @@ class CaseRetrieval:
     expected: tuple[str, ...]  # expected_sources as written (empty: the case is not scored)
     found: tuple[str, ...]  # of ``expected``, those that some passage's document matches
     first_rank: int | None  # 1-based rank of the first passage whose document matches an expected source
+    relevant: tuple[bool, ...] | None = None  # judged per passage, in rank order (None: not judged)
+    supported: tuple[bool, ...] | None = None  # per claim of the expected answer: do the passages support it?
 
     @property
     def scored(self) -> bool:
         return bool(self.expected)
+
+    @property
+    def context_precision(self) -> float | None:
+        """Judged, rank-aware: the mean of precision@r over the ranks r of the relevant passages (average
+        precision; 0 when none is relevant), so relevant passages ranked first score higher. None: not judged."""
+        if self.relevant is None:
+            return None
+        ranks = [rank for rank, relevant in enumerate(self.relevant, start=1) if relevant]
+        return fmean(sum(self.relevant[:rank]) / rank for rank in ranks) if ranks else 0.0
+
+    @property
+    def context_recall(self) -> float | None:
+        """Judged: the share of the expected answer's claims that the passages support (None: not judged, or
+        an expected answer that states no claim)."""
+        return sum(self.supported) / len(self.supported) if self.supported else None
 
     @property
     def hit(self) -> bool:
@@ -320,6 +338,10 @@ class RetrievalRun:
     calls: int  # embedding and rerank calls made in this run
     cost_usd: float | None  # what those calls cost (None: a price unknown)
     query_cost_usd: float | None  # per case: its query's embedding and rerank, as in production (None: unknown)
+    judged: tuple[str, ...] = ()  # context_precision, context_recall: the suite's retrieval.judge
+    judge_model: str | None = None
+    judge_calls: int = 0  # judge calls made in this run for them (cache hits are free and not counted)
+    judge_cost_usd: float | None = 0.0  # what those cost (None: a price unknown); apart from cost_usd
 
 
 @dataclass(frozen=True)
@@ -335,6 +357,35 @@ class RetrievalFigures:
     calls: int
     cost_usd: float | None
     query_cost_usd: float | None
+    context_precision: float | None = None  # mean over the cases judged (None: not judged)
+    context_recall: float | None = None
+    precision_judged: int = 0  # cases with a judged context precision
+    recall_judged: int = 0  # cases with a judged context recall (an expected answer stating a claim)
+    judge_model: str | None = None
+    judge_calls: int = 0
+    judge_cost_usd: float | None = 0.0  # the judges' cost for these figures, apart from the answers' and cost_usd
+
+
+@dataclass(frozen=True)
+class JudgedChange:
+    """Base against head for one judged figure (context precision or recall) over the cases judged on both
+    sides; the verdict is ``stats.judged_change``'s (its model: stats' docstring, "Judged retrieval")."""
+
+    paired: int  # cases judged on both sides
+    base: float  # the figure's mean over them, at base
+    head: float
+    moved: int  # of them, cases whose figure differs
+    p_drop: float  # one-sided paired sign-flip test of a fall this large
+    p_rise: float
+    verdict: Verdict
+
+    @property
+    def drop(self) -> float:
+        return self.base - self.head
+
+    @property
+    def p_value(self) -> float:
+        return min(1.0, 2 * min(self.p_drop, self.p_rise))
 
 
 @dataclass(frozen=True)
@@ -364,3 +415,5 @@ class RetrievalComparison:
     reindex: str | None  # why the head needs its index built anew (embedding or chunking changed), or None
     reindex_cost_usd: float | None  # the one-off cost of that re-index (None: no price or no re-index)
     reindex_tokens: int = 0  # what it embeds: the head's corpus in the embedding model's tokens
+    context_precision: JudgedChange | None = None  # when both sides judged it (retrieval.judge)
+    context_recall: JudgedChange | None = None

@@ -166,6 +166,7 @@ def retrieval_text(line: RetrievalLine) -> str:
     verdict = f" ({r.verdict}: {r.lost} case(s) lost their sources, {r.gained} gained)" if base else ""
     parts = [f"{line.suite} ({head.config}): answers pass " + _arrow(_pct(line.pass_rate[0]), _pct(line.pass_rate[1])),
              f"{recall} over {head.scored} case(s) with expected sources{verdict}",
+             *([judged] if (judged := evals_report.judged_text(r, "→")) else []),
              "cost per call est. " + _arrow(_usd(line.cost_per_call[0]), _usd(line.cost_per_call[1]))
              + f" plus retrieval est. {_usd(None if head.query_cost_usd is None else head.query_cost_usd * 1000)}"
              " per 1,000 queries",

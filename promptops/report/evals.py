@@ -12,6 +12,7 @@ from promptops.model.evals import (
     CaseChange,
     CaseRun,
     CaseStatus,
+    JudgedChange,
     LatencyChange,
     RetrievalComparison,
     RetrievalFigures,
@@ -64,9 +65,18 @@ def _retrieval(r: RetrievalComparison) -> dict[str, Any]:
     return {"base": _rounded_fields(r.base), "head": _rounded_fields(r.head), "verdict": r.verdict, "paired": r.paired,
             "lost": r.lost, "gained": r.gained, "recall_drop": _rounded(r.drop), "reindex": r.reindex,
             "reindex_cost_usd": _rounded(r.reindex_cost_usd), "reindex_tokens": r.reindex_tokens,
+            "context_precision": _judged_json(r.context_precision), "context_recall": _judged_json(r.context_recall),
             "changes": [{"id": c.case_id, "lost": list(c.lost), "gained": list(c.gained),
                          "base_recall": _rounded(c.base_recall), "head_recall": _rounded(c.head_recall),
                          "answer": str(c.answer) if c.answer is not None else None} for c in r.changes]}
+
+
+def _judged_json(change: JudgedChange | None) -> dict[str, Any] | None:
+    if change is None:
+        return None
+    return {"paired": change.paired, "base": _rounded(change.base), "head": _rounded(change.head),
+            "drop": _rounded(change.drop), "moved": change.moved, "p_value": _rounded(change.p_value),
+            "verdict": change.verdict}
 
 
 def _rounded_fields(figures: RetrievalFigures | None) -> dict[str, Any] | None:
@@ -194,6 +204,9 @@ def retrieval_texts(r: RetrievalComparison) -> list[str]:
         verdict = (f"; {r.verdict}: {r.lost} case(s) lost every expected source, {r.gained} gained"
                    if compared is not None else "")
         lines = [f"retrieval {head.config}: {figures} over {head.scored} case(s) with expected sources{verdict}"]
+    judged = judged_text(r, "->")
+    if judged:
+        lines.append(judged)
     for change in r.changes:
         moved = "; ".join([f"lost {', '.join(change.lost)}"] * bool(change.lost)
                           + [f"gained {', '.join(change.gained)}"] * bool(change.gained))
@@ -204,6 +217,30 @@ def retrieval_texts(r: RetrievalComparison) -> list[str]:
         cost = f"est. {money(r.reindex_cost_usd)}" if r.reindex_cost_usd is not None else "cost unknown (no price)"
         lines.append(f"re-index: {r.reindex}; one-off {cost} for {r.reindex_tokens:,} corpus tokens")
     return lines
+
+
+def judged_text(r: RetrievalComparison, arrow: str) -> str | None:
+    """The judged figures (retrieval.judge), base ``arrow`` head with the verdict, and what judging cost;
+    None when the head judged none."""
+    head, base = r.head, r.base
+    parts = []
+    for name, figure, count, change in (
+            ("context precision", head.context_precision, head.precision_judged, r.context_precision),
+            ("context recall", head.context_recall, head.recall_judged, r.context_recall)):
+        if figure is None:
+            continue
+        if change is None:
+            parts.append(f"{name} {figure:.2f} over {count} case(s)")
+        else:
+            parts.append(f"{name} {change.base:.2f} {arrow} {change.head:.2f} over {change.paired} case(s) judged "
+                         f"on both sides, {change.verdict}" + (f" (p = {change.p_value:.2g})" if change.moved else ""))
+    if not parts:
+        return None
+    calls = head.judge_calls + (base.judge_calls if base is not None else 0)
+    costs = [head.judge_cost_usd] + ([base.judge_cost_usd] if base is not None else [])
+    cost = money(None if None in costs else sum(c for c in costs if c is not None))
+    return (f"judged by {head.judge_model}: {'; '.join(parts)}; {calls} judge call(s) in this run, {cost} "
+            "(measured, apart from the answers)")
 
 
 def _at_k(name: str, field: str, base: RetrievalFigures | None, head: RetrievalFigures) -> str:

@@ -29,6 +29,8 @@ from statistics import fmean
 from typing import Any
 
 from promptops.config import Workspace
+from promptops.evals.context import ContextCase, ContextVerdicts, expected_text, judge_contexts
+from promptops.evals.judges import judge_model
 from promptops.evals.passages import Filled
 from promptops.evals.runner import RunSettings, SpendBudget
 from promptops.model.evals import CaseRetrieval, RetrievalRun
@@ -141,6 +143,11 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
                 reranks.append(answer.rerank.cost_usd)
         filled[case.id] = replace(case, vars={**case.vars, into: [p.chunk.text for p in answer.passages]})
         scored[case.id] = score(queries[case.id], answer.passages, case.expected_sources)
+    judged = await _judged(suite, workspace, filled, into, scored, cache, settings, catalog) \
+        if suite.context_judged else None
+    if judged is not None:
+        scored = {case_id: replace(case, relevant=judged.relevant.get(case_id), supported=judged.supported.get(case_id))
+                  for case_id, case in scored.items()}
     k = config.reranker_top_n or config.top_k
     per_query = _per_query(config, queries, reranks, catalog)
     run = RetrievalRun(
@@ -150,9 +157,26 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
         reindex_cost_usd=embedding_cost(config.embedding_model, built.corpus_tokens, catalog),
         embedded_chunks=built.embedding.texts - built.embedding.cached, calls=calls,
         cost_usd=None if any(c is None for c in costs) else sum(c for c in costs if c is not None),
-        query_cost_usd=per_query)
+        query_cost_usd=per_query, judged=suite.context_judged,
+        judge_model=_judge_model(suite, workspace) if judged is not None else None,
+        judge_calls=judged.spend.calls if judged is not None else 0,
+        judge_cost_usd=judged.spend.cost_usd if judged is not None else 0.0)
     cases = tuple(filled.get(case.id, case) for case in suite.cases)
-    return Filled(replace(suite, cases=cases), run)
+    return Filled(replace(suite, cases=cases), run, tuple(judged.failures) if judged is not None else ())
+
+
+async def _judged(suite: EvalSuiteSpec, workspace: Workspace, filled: dict[str, EvalCase], into: str,
+                  scored: dict[str, CaseRetrieval], cache: ResultCache, settings: RunSettings,
+                  catalog: ModelCatalog) -> ContextVerdicts:
+    """The suite's ``retrieval.judge`` figures for every case that got retrieved passages."""
+    cases = [ContextCase(case.id, scored[case.id].query, case.vars[into], expected_text(case.expected))
+             for case in filled.values()]
+    return await judge_contexts(cases, suite.context_judged, _judge_model(suite, workspace), suite.prompt, cache,
+                                settings, catalog)
+
+
+def _judge_model(suite: EvalSuiteSpec, workspace: Workspace) -> str:
+    return suite.context_judge_model or judge_model(workspace.config.defaults)
 
 
 def query_of(prompt: PromptSpec, case: EvalCase) -> str:
