@@ -9,10 +9,10 @@ the suite's ``RetrievalRun`` and are compared base against head like it (``evals
 Judge calls cost money, hence opt-in; lint's schema check (PO503) reads the key.
 
 - **Context precision**: one judge call per retrieved passage (``templates/judges/passage.j2``:
-  is it relevant to the question?), the case's figure rank-aware: average precision over the
-  relevant passages (``CaseRetrieval.context_precision``). One call a passage, not one a case, so
-  that a verdict is cached by (question, passage): a passage both refs retrieve is judged once and
-  gets the same verdict on both sides, and a ``top_k`` cut asks nothing new at all.
+  is it relevant to the question?); the case's figure is the share of its passages judged relevant,
+  weighted by rank as DCG weighs them (``CaseRetrieval.context_precision``). One call a passage, not
+  one a case, so that a verdict is cached by (question, passage): a passage both refs retrieve is
+  judged once and gets the same verdict on both sides, and a ``top_k`` cut asks nothing new of it.
 - **Context recall**: the case's ``expected`` answer split into claims (``claims.j2``, cached by
   question and expected, so the same claims on both sides), then one call checking every claim
   against all the passages together (``verdicts.j2``: a claim may need two of them); the figure is

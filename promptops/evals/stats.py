@@ -109,8 +109,12 @@ half of its samples pass.
   change has d = 0 exactly, whatever the judge's error rate. Only passages that differ carry noise,
   and under "the change did not alter retrieval quality" the judge errs on them alike at base and
   head, so each d is symmetric and the test holds its level.
-  Measured (tests/evals/test_verdict_simulation.py, seeded trials): see the figures there and in
-  README. Limits: there is no confirmation by asking the judge again (a cached verdict would come
+  Measured (tests/evals/test_verdict_simulation.py, 400 seeded trials a scenario; four passages a
+  case, half the cases given other passages as relevant as theirs, a judge wrong 10% or 30% of the
+  time): at most 3% false alarms on either figure, 10 to 100 cases. Caught, when 30% of the cases
+  get three irrelevant passages holding none of the expected answer's claims: 69% of the time on
+  30 cases with a judge wrong 10%, always on 100 (73% and 79% with a judge wrong 30%); 2% on 10
+  cases. Limits: there is no confirmation by asking the judge again (a cached verdict would come
   back the same; asking with a new sample key doubles the cost): a judge that errs one way on one
   kind of passage (it favours long ones, say) biases d and is not noise. The sign-flip test needs
   moved cases: with fewer than 6 cases whose passages changed no p-value goes below 0.025, so a

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from statistics import fmean
 from typing import Any, Literal
 
 Verdict = Literal["regression", "improvement", "within noise", "no change"]
@@ -291,12 +291,14 @@ class CaseRetrieval:
 
     @property
     def context_precision(self) -> float | None:
-        """Judged, rank-aware: the mean of precision@r over the ranks r of the relevant passages (average
-        precision; 0 when none is relevant), so relevant passages ranked first score higher. None: not judged."""
-        if self.relevant is None:
+        """Judged, rank-aware: the share of the passages judged relevant, each weighted 1 / log2(rank + 1) as in
+        DCG: 1 when every passage is relevant, 0 when none is, and a relevant passage at rank 1 weighs as much as
+        2.5 at rank 8. Not RAGAS' average precision, which ignores irrelevant passages ranked below the last
+        relevant one (a top_k that adds or cuts only those would show nothing). None: not judged (or no passage)."""
+        if not self.relevant:
             return None
-        ranks = [rank for rank, relevant in enumerate(self.relevant, start=1) if relevant]
-        return fmean(sum(self.relevant[:rank]) / rank for rank in ranks) if ranks else 0.0
+        weights = [1 / math.log2(rank + 1) for rank in range(1, len(self.relevant) + 1)]
+        return sum(w for w, relevant in zip(weights, self.relevant) if relevant) / sum(weights)
 
     @property
     def context_recall(self) -> float | None:

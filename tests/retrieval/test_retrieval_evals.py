@@ -5,6 +5,7 @@ base against head through the real check stage, litellm and the stub server's /v
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -306,8 +307,12 @@ def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_pr
     # top_k 3 -> 1 drops the brake article from pads-distance: its expected answer loses its support
     assert (r.base.context_recall, r.head.context_recall) == (1.0, pytest.approx(2 / 3))
     assert (r.context_recall.moved, r.context_recall.verdict) == (1, "within noise")  # one case: no p below 0.5
-    # every passage kept was judged relevant at base already (the same cached verdict): precision cannot move
-    assert (r.base.context_precision, r.head.context_precision, r.context_precision.verdict) == (1.0, 1.0, "no change")
+    # at base the top passage is relevant and the others not, but for pads-distance (chain and brakes both are);
+    # the cut keeps the top one, with its cached verdict: precision rises, on 3 cases too few to say beyond noise
+    top3 = sum(1 / math.log2(rank + 1) for rank in (1, 2, 3))
+    assert r.base.context_precision == pytest.approx((1 / top3 + 1 / top3 + (1 + 1 / math.log2(3)) / top3) / 3)
+    assert (r.head.context_precision, r.context_precision.moved, r.context_precision.verdict) == \
+        (1.0, 3, "within noise")
     assert (r.head.precision_judged, r.head.recall_judged) == (3, 3)  # the fixture case keeps its passages, unjudged
     # a judge call per distinct (question, passage), per expected answer, per set of passages; none twice
     asked = judge_requests(judging_stub)
@@ -318,9 +323,9 @@ def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_pr
     assert r.head.cost_usd is not None and suite.head.new_spend_usd is not None
 
     line = next(text for text in check.render_markdown(report).splitlines() if text.startswith("**Retrieval:**"))
-    assert "judged by openai/gpt-4o-mini: context precision 1.00 → 1.00 over 3 case(s) judged on both sides, " \
-           "no change; context recall 1.00 → 0.67 over 3 case(s) judged on both sides, within noise (p = 1); " \
-           "18 judge call(s) in this run" in line, line
+    assert "judged by openai/gpt-4o-mini: context precision 0.57 → 1.00 over 3 case(s) judged on both sides, " \
+           "within noise (p = 0.25); context recall 1.00 → 0.67 over 3 case(s) judged on both sides, " \
+           "within noise (p = 1); 18 judge call(s) in this run" in line, line
     results = evals.to_json(report.evals.comparisons, report.base_label, report.head_label, report.evals.skipped)
     jsonschema.validate(results, json.loads((SCHEMAS / "eval-results.schema.json").read_text()))
     judged = results["suites"][0]["retrieval"]
