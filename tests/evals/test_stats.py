@@ -20,6 +20,7 @@ from promptops.evals.stats import (
     flaky,
     flaky_cases,
     hodges_lehmann,
+    judged_change,
     latency_change,
     mann_whitney_p,
     max_cost_increase,
@@ -415,3 +416,30 @@ def test_max_p95_latency() -> None:
     assert max_p95_latency(4210.0, 4000) == GateResult(False, "p95 latency 4,210 ms exceeds the limit of 4,000 ms")
     assert max_p95_latency(None, 4000) == GateResult(
         True, "no fresh latency measured (cached answers keep none); gate not applied")
+
+
+# -- judged retrieval figures ---------------------------------------------------------------------------
+
+
+def test_a_judged_fall_on_eight_cases_is_a_regression_beyond_noise() -> None:
+    change = judged_change([(0.9, 0.4)] * 8 + [(0.7, 0.7)] * 4)
+    assert (change.paired, change.moved, change.verdict) == (12, 8, "regression")
+    assert change.p_drop == pytest.approx(1 / 256) and change.drop == pytest.approx(0.5 * 8 / 12)
+
+
+def test_a_judged_fall_on_five_cases_cannot_reach_the_level() -> None:
+    """The documented limit: 2^-5 = 0.031 > alpha / 2."""
+    change = judged_change([(1.0, 0.0)] * 5)
+    assert change.verdict == "within noise" and change.p_drop == pytest.approx(1 / 32)
+
+
+def test_judged_moves_both_ways_are_within_noise_and_none_is_no_change() -> None:
+    assert judged_change([(0.8, 0.3), (0.3, 0.8), (0.5, 0.4), (0.4, 0.5)]).verdict == "within noise"
+    same = judged_change([(0.5, 0.5), (1.0, 1.0)])
+    assert (same.verdict, same.moved, same.p_value) == ("no change", 0, 1.0)
+    assert judged_change([]).verdict == "no change"
+
+
+def test_a_judged_rise_is_an_improvement_and_differences_under_a_hundredth_do_not_move() -> None:
+    assert judged_change([(0.2, 0.9)] * 7).verdict == "improvement"
+    assert judged_change([(0.5, 0.503)] * 40).verdict == "no change"
