@@ -114,9 +114,12 @@ half of its samples pass.
   time): at most 3% false alarms on either figure, 10 to 100 cases. Caught, when 30% of the cases
   get three irrelevant passages holding none of the expected answer's claims: 69% of the time on
   30 cases with a judge wrong 10%, always on 100 (73% and 79% with a judge wrong 30%); 2% on 10
-  cases. Limits: there is no confirmation by asking the judge again (a cached verdict would come
-  back the same; asking with a new sample key doubles the cost): a judge that errs one way on one
-  kind of passage (it favours long ones, say) biases d and is not noise. The sign-flip test needs
+  cases. Why no confirmation, unlike pass rates: asking the judge again would reduce only its
+  sampling noise (small at temperature 0), not its error on a given passage, which comes back the
+  same at every asking and is what makes d noisy across cases; so a moved case is never taken as
+  it is (rule A), even from a judge that answers consistently, and the sign-flip test carries the
+  verdict. Limits: a judge that errs one way on one kind of passage (it favours long ones, say)
+  biases d, and no test here can tell that from a real change. The sign-flip test needs
   moved cases: with fewer than 6 cases whose passages changed no p-value goes below 0.025, so a
   small suite shows a fall as "within noise" with its p-value; recall@k, which is exact, says
   more there. A case is judged once a side (its passages are the same for every sample), and the
