@@ -104,7 +104,30 @@ def reindex_reason(base: RetrievalRun | None, head: RetrievalRun) -> str | None:
 
 def recall_gates(comparison: RetrievalComparison | None, gates: Gates,
                  base_label: str) -> list[tuple[str, GateResult]]:
-    if comparison is None or not comparison.head.scored:
+    if comparison is None:
+        return []
+    return _recall_at_k_gates(comparison, gates, base_label) + _judged_gates(comparison, gates, base_label)
+
+
+def _judged_gates(comparison: RetrievalComparison, gates: Gates, base_label: str) -> list[tuple[str, GateResult]]:
+    head, base = comparison.head, comparison.base
+    checks = []
+    for name, minimum, max_drop, change in (
+            ("context_precision", gates.min_context_precision, gates.max_context_precision_drop,
+             comparison.context_precision),
+            ("context_recall", gates.min_context_recall, gates.max_context_recall_drop, comparison.context_recall)):
+        figure = name.replace("_", " ")
+        if minimum is not None:
+            checks.append((f"min_{name}", stats.min_judged(figure, getattr(head, name), minimum,
+                                                           getattr(base, name) if base else None, base_label)))
+        if max_drop is not None and base is not None:
+            checks.append((f"max_{name}_drop", stats.judged_drop_gate(figure, change, max_drop)))
+    return checks
+
+
+def _recall_at_k_gates(comparison: RetrievalComparison, gates: Gates,
+                       base_label: str) -> list[tuple[str, GateResult]]:
+    if not comparison.head.scored:
         return []
     head, base = comparison.head, comparison.base
     checks = []

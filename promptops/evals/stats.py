@@ -579,3 +579,30 @@ def judged_change(pairs: Sequence[tuple[float, float]], alpha: float = ALPHA) ->
                         "improvement" if head_mean - base_mean > _TOLERANCE and p_rise < alpha / 2 else
                         "within noise" if moved else "no change")
     return JudgedChange(len(pairs), base_mean, head_mean, moved, p_drop, p_rise, verdict)
+
+
+def min_judged(figure: str, head: float | None, minimum: float, base: float | None = None,
+               base_label: str = "the base") -> GateResult:
+    """A floor on a judged figure's mean at head (``figure``: "context precision"); not judged: the gate passes."""
+    if head is None:
+        return GateResult(True, f"{figure} not judged at head (set retrieval.judge in the suite); gate not applied")
+    if head + _TOLERANCE >= minimum:
+        return GateResult(True, f"{figure} {head:.2f} meets the minimum {minimum:.2f}")
+    reason = f"{figure} {head:.2f} is below the minimum {minimum:.2f}"
+    if base is not None and base + _TOLERANCE < minimum:
+        return GateResult(False, f"{reason}; also fails on {base_label} ({base:.2f})", preexisting=True)
+    return GateResult(False, reason)
+
+
+def judged_drop_gate(figure: str, change: JudgedChange | None, max_drop: float) -> GateResult:
+    """Fail when a judged figure falls beyond noise (``judged_change``) by more than ``max_drop``."""
+    if change is None:
+        return GateResult(True, f"{figure} not judged on both sides; gate not applied")
+    moved = f"{figure} {change.base:.2f} -> {change.head:.2f} over {change.paired} case(s) judged on both sides"
+    evidence = f"{change.moved} moved, paired sign-flip test p = {change.p_drop:.2g}"
+    if change.verdict == "regression" and change.drop > max_drop + _TOLERANCE:
+        return GateResult(False, f"{moved}: falls {change.drop:.2f} beyond noise ({evidence}), more than the allowed "
+                                 f"{max_drop:.2f}")
+    if change.drop > max_drop + _TOLERANCE:
+        return GateResult(True, f"{moved}: {change.verdict}, not a fall beyond noise ({evidence})")
+    return GateResult(True, f"{moved}, within the allowed drop of {max_drop:.2f}")

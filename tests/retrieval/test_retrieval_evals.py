@@ -254,6 +254,7 @@ def test_promptops_eval_without_a_base_prints_the_head_figures_alone(stub: StubS
 JUDGED_SUITE = """\
 prompt: workshop.help
 retrieval: {judge: [context_precision, context_recall]}
+gates: {min_context_recall: 0.9, max_context_recall_drop: 0.0, min_context_precision: 0.9}
 cases:
   - id: chain
     vars: {question: "How often should I oil the chain?"}
@@ -313,6 +314,12 @@ def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_pr
     assert r.base.context_precision == pytest.approx((1 / top3 + 1 / top3 + (1 + 1 / math.log2(3)) / top3) / 3)
     assert (r.head.context_precision, r.context_precision.moved, r.context_precision.verdict) == \
         (1.0, 3, "within noise")
+    gates = dict(suite.gates)
+    assert not gates["min_context_recall"].passed and gates["min_context_recall"].reason == \
+        "context recall 0.67 is below the minimum 0.90"
+    assert gates["max_context_recall_drop"].passed and "within noise, not a fall beyond noise" in \
+        gates["max_context_recall_drop"].reason  # one case moved: no test could call it
+    assert gates["min_context_precision"].passed and "max_context_precision_drop" not in gates
     assert (r.head.precision_judged, r.head.recall_judged) == (3, 3)  # the fixture case keeps its passages, unjudged
     # a judge call per distinct (question, passage), per expected answer, per set of passages; none twice
     asked = judge_requests(judging_stub)
