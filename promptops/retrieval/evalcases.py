@@ -64,11 +64,12 @@ class RetrievedPassages:
                    budget: SpendBudget) -> Filled:
         prompt = workspace.prompts.get(suite.prompt)
         if prompt is None or not prompt.retrieval_into or not prompt.retrieval_config:
-            return Filled(suite, None)
+            return Filled(suite, None, _unjudged(suite, f"prompt '{suite.prompt}' retrieves no passages "
+                                                       "(it has no retrieval: {config, into})") if prompt else ())
         into = prompt.retrieval_into
         wanting = [case for case in suite.cases if into not in case.vars]
-        if not wanting:
-            return Filled(suite, None)  # every case brings its passages: nothing to build
+        if not wanting:  # every case brings its passages: nothing to build
+            return Filled(suite, None, _unjudged(suite, f"every case gives its own '{into}'"))
         spec = workspace.retrievals.get(prompt.retrieval_config)
         where = f" at {workspace.label}" if workspace.label else ""
         if spec is None:
@@ -112,6 +113,14 @@ class RetrievedPassages:
             digest.update(json.dumps([document.id, document.text, document.metadata], sort_keys=True,
                                      default=str).encode())
         return digest.hexdigest()
+
+
+def _unjudged(suite: EvalSuiteSpec, why: str) -> tuple[str, ...]:
+    """The note for a suite that asks for judged retrieval figures where nothing is retrieved."""
+    if not suite.context_judged:
+        return ()
+    return (f"retrieval.judge ({', '.join(suite.context_judged)}) not applied: {why}, so nothing is retrieved "
+            "to judge",)
 
 
 async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: RetrievalSettings,

@@ -346,6 +346,19 @@ def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_pr
     assert "context recall 1.00 -> 0.67" in judged_line and "0 judge call(s) in this run, $0" in judged_line
 
 
+def test_a_suite_asking_for_judged_figures_where_nothing_is_retrieved_is_told_so(
+        judging_stub: StubServer, tmp_path: Path) -> None:
+    root = judged_repository(tmp_path / "repo")
+    prompt = root / "prompts/help.prompt.yaml"
+    prompt.write_text(prompt.read_text().replace("retrieval: {config: workshop_kb, into: passages, query: question}\n",
+                                                 ""))
+    result = run_promptops(["eval", "--no-base", "--api-base", judging_stub.base_url, "--format", "json"], root)
+    assert ("evals/help.eval.yaml: retrieval.judge (context_precision, context_recall) not applied: prompt "
+            "'workshop.help' retrieves no passages (it has no retrieval: {config, into}), so nothing is retrieved "
+            "to judge") in result.json()["skipped"]
+    assert judge_requests(judging_stub) == []
+
+
 def test_judge_calls_count_in_the_spend_cap_and_a_case_the_judge_could_not_grade_is_named(
         judging_stub: StubServer, tmp_path: Path) -> None:
     root = judged_repository(tmp_path / "repo")
