@@ -15,6 +15,7 @@ from promptops.model.evals import (
     CaseStatus,
     GateResult,
     JudgedChange,
+    JudgedMove,
     RetrievalComparison,
     RetrievalFigures,
     RetrievalRun,
@@ -64,7 +65,26 @@ def compare_retrieval(base: RetrievalRun | None, head: RetrievalRun | None,
         reindex_tokens=head.corpus_tokens if reason else 0,
         context_precision=_judged(base, head, "context_precision"),
         context_recall=_judged(base, head, "context_recall"),
+        judged_moves=_judged_moves(base, head, statuses),
     )
+
+
+def _judged_moves(base: RetrievalRun | None, head: RetrievalRun,
+                  statuses: dict[str, CaseStatus]) -> tuple[JudgedMove, ...]:
+    """The cases whose judged figures differ by a hundredth or more, the largest fall first."""
+    if base is None:
+        return ()
+    moves = []
+    for case_id, new in head.cases.items():
+        old = base.cases.get(case_id)
+        if old is None:
+            continue
+        move = JudgedMove(case_id, (old.context_precision, new.context_precision),
+                          (old.context_recall, new.context_recall), statuses.get(case_id))
+        if any(a is not None and b is not None and round(a, 2) != round(b, 2)
+               for a, b in (move.precision, move.recall)):
+            moves.append(move)
+    return tuple(sorted(moves, key=lambda move: -move.fall))
 
 
 def _judged(base: RetrievalRun | None, head: RetrievalRun, figure: str) -> JudgedChange | None:

@@ -391,6 +391,22 @@ class JudgedChange:
 
 
 @dataclass(frozen=True)
+class JudgedMove:
+    """A case whose judged context precision or recall differs between base and head (as two decimals show it)."""
+
+    case_id: str
+    precision: tuple[float | None, float | None]  # base, head (None: not judged on that side)
+    recall: tuple[float | None, float | None]
+    answer: CaseStatus | None  # how the case's answer moved, when it was compared
+
+    @property
+    def fall(self) -> float:
+        """The larger of the two falls, for listing the worst first (a rise is a negative fall)."""
+        return max((base - head for base, head in (self.precision, self.recall)
+                    if base is not None and head is not None), default=0.0)
+
+
+@dataclass(frozen=True)
 class SourceChange:
     """A case whose retrieved sources differ between base and head."""
 
@@ -419,3 +435,4 @@ class RetrievalComparison:
     reindex_tokens: int = 0  # what it embeds: the head's corpus in the embedding model's tokens
     context_precision: JudgedChange | None = None  # when both sides judged it (retrieval.judge)
     context_recall: JudgedChange | None = None
+    judged_moves: tuple[JudgedMove, ...] = ()  # cases whose judged figures moved, the largest fall first

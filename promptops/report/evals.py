@@ -13,6 +13,7 @@ from promptops.model.evals import (
     CaseRun,
     CaseStatus,
     JudgedChange,
+    JudgedMove,
     LatencyChange,
     RetrievalComparison,
     RetrievalFigures,
@@ -66,9 +67,15 @@ def _retrieval(r: RetrievalComparison) -> dict[str, Any]:
             "lost": r.lost, "gained": r.gained, "recall_drop": _rounded(r.drop), "reindex": r.reindex,
             "reindex_cost_usd": _rounded(r.reindex_cost_usd), "reindex_tokens": r.reindex_tokens,
             "context_precision": _judged_json(r.context_precision), "context_recall": _judged_json(r.context_recall),
+            "judged_moves": [{"id": m.case_id, "precision": _sides_json(m.precision), "recall": _sides_json(m.recall),
+                              "answer": str(m.answer) if m.answer is not None else None} for m in r.judged_moves],
             "changes": [{"id": c.case_id, "lost": list(c.lost), "gained": list(c.gained),
                          "base_recall": _rounded(c.base_recall), "head_recall": _rounded(c.head_recall),
                          "answer": str(c.answer) if c.answer is not None else None} for c in r.changes]}
+
+
+def _sides_json(sides: tuple[float | None, float | None]) -> dict[str, float | None]:
+    return {"base": _rounded(sides[0]), "head": _rounded(sides[1])}
 
 
 def _judged_json(change: JudgedChange | None) -> dict[str, Any] | None:
@@ -213,6 +220,9 @@ def retrieval_texts(r: RetrievalComparison) -> list[str]:
         answer = f"; answer {change.answer}" if change.answer is not None else ""
         lines.append(f"  sources moved {change.case_id}: {moved} (recall {_pct(change.base_recall)} -> "
                      f"{_pct(change.head_recall)}){answer}")
+    for move in r.judged_moves:
+        answer = f"; answer {move.answer}" if move.answer is not None else ""
+        lines.append(f"  judged moved {move.case_id}: {judged_move_text(move, '->')}{answer}")
     if r.reindex:
         cost = f"est. {money(r.reindex_cost_usd)}" if r.reindex_cost_usd is not None else "cost unknown (no price)"
         lines.append(f"re-index: {r.reindex}; one-off {cost} for {r.reindex_tokens:,} corpus tokens")
@@ -241,6 +251,13 @@ def judged_text(r: RetrievalComparison, arrow: str) -> str | None:
     cost = money(None if None in costs else sum(c for c in costs if c is not None))
     return (f"judged by {head.judge_model}: {'; '.join(parts)}; {calls} judge call(s) in this run, {cost} "
             "(measured, apart from the answers)")
+
+
+def judged_move_text(move: JudgedMove, arrow: str) -> str:
+    """"context precision 0.47 -> 1.00, context recall 1.00 -> 0.00": the judged figures that moved."""
+    return ", ".join(f"{name} {base:.2f} {arrow} {head:.2f}" for name, (base, head) in
+                     (("context precision", move.precision), ("context recall", move.recall))
+                     if base is not None and head is not None and f"{base:.2f}" != f"{head:.2f}")
 
 
 def _at_k(name: str, field: str, base: RetrievalFigures | None, head: RetrievalFigures) -> str:

@@ -333,9 +333,17 @@ def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_pr
     assert "judged by openai/gpt-4o-mini: context precision 0.57 → 1.00 over 3 case(s) judged on both sides, " \
            "within noise (p = 0.25); context recall 1.00 → 0.67 over 3 case(s) judged on both sides, " \
            "within noise (p = 1); 18 judge call(s) in this run" in line, line
+    comment = check.render_markdown(report).splitlines()
+    cases = comment[comment.index(line) + 1:comment.index(line) + 4]
+    assert cases == ["- pads-distance: context precision 0.77 → 1.00, context recall 1.00 → 0.00; answer regressed",
+                     "- chain: context precision 0.47 → 1.00; answer unchanged",
+                     "- brakes: context precision 0.47 → 1.00; answer unchanged"], cases
     results = evals.to_json(report.evals.comparisons, report.base_label, report.head_label, report.evals.skipped)
     jsonschema.validate(results, json.loads((SCHEMAS / "eval-results.schema.json").read_text()))
     judged = results["suites"][0]["retrieval"]
+    assert judged["judged_moves"][0] == {"id": "pads-distance", "precision": {"base": pytest.approx(0.765, abs=1e-3),
+                                                                              "head": 1.0},
+                                         "recall": {"base": 1.0, "head": 0.0}, "answer": "regressed"}
     assert judged["context_recall"]["verdict"] == "within noise" and judged["head"]["recall_judged"] == 3
     assert "judged by openai/gpt-4o-mini" in check.render_html(report)
 
@@ -344,6 +352,8 @@ def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_pr
     assert judging_stub.requests == []  # an unchanged question and passage make no judge call
     judged_line = next(text for text in again.stdout.splitlines() if text.startswith("  judged by"))
     assert "context recall 1.00 -> 0.67" in judged_line and "0 judge call(s) in this run, $0" in judged_line
+    assert "    judged moved pads-distance: context precision 0.77 -> 1.00, context recall 1.00 -> 0.00; answer " \
+           "regressed" in again.stdout.splitlines()
 
 
 def test_a_suite_asking_for_judged_figures_where_nothing_is_retrieved_is_told_so(
