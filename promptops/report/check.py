@@ -409,6 +409,7 @@ def render_html(report: CheckReport) -> str:
         diff=diff_report.render_text(report.diff, report.base_label, report.head_label),
         retrieval=[(retrieval_text(line), source_changes(line)) for line in summary.retrieval],
         recall_chart=charts.recall(summary.retrieval) if summary.retrieval else None,
+        judged_chart=charts.judged(summary.retrieval),
     )
 
 

@@ -345,7 +345,9 @@ def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_pr
                                                                               "head": 1.0},
                                          "recall": {"base": 1.0, "head": 0.0}, "answer": "regressed"}
     assert judged["context_recall"]["verdict"] == "within noise" and judged["head"]["recall_judged"] == 3
-    assert "judged by openai/gpt-4o-mini" in check.render_html(report)
+    html = check.render_html(report)
+    assert "judged by openai/gpt-4o-mini" in html and "Judged context precision and recall per suite" in html
+    assert "evals/help.eval.yaml: context recall" in html
 
     judging_stub.reset()
     again = run_promptops(["eval", "--base", "main", "--api-base", judging_stub.base_url], root)
@@ -392,6 +394,7 @@ def test_a_suite_that_does_not_ask_for_judged_figures_makes_no_judge_call(
     r = report.evals.comparisons[0].retrieval
     assert r is not None and r.head.context_precision is None and r.context_recall is None
     assert judge_requests(judging_stub) == [] and "judged by" not in check.render_markdown(report)
+    assert "Judged context precision" not in check.render_html(report)
 
 
 def test_embedding_the_corpus_counts_in_the_spend_cap(stub: StubServer, tmp_path: Path) -> None:
