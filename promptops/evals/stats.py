@@ -116,16 +116,17 @@ half of its samples pass.
   30 cases with a judge wrong 10%, always on 100 (73% and 79% with a judge wrong 30%); 2% on 10
   cases. Through litellm, the cache and the stub's ``WordJudge`` wrong 20% of the time
   (tests/evals/test_context_noise.py, 40 cases, 30 of them given other passages): 2 false alarms
-  on precision and 1 on recall in 40 trials; passages that lost the answer caught in every trial. Why no confirmation, unlike pass rates: asking the judge again would reduce only its
-  sampling noise (small at temperature 0), not its error on a given passage, which comes back the
-  same at every asking and is what makes d noisy across cases; so a moved case is never taken as
-  it is (rule A), even from a judge that answers consistently, and the sign-flip test carries the
+  on precision and 1 on recall in 40 trials; passages that lost the answer caught in every trial.
+  Why no confirmation, unlike pass rates: asking the judge again would reduce only its sampling
+  noise (small at temperature 0), not its error on a given passage, which comes back the same at
+  every asking and is what makes d noisy across cases; so a moved case is never taken as it is
+  (rule A), even from a judge that answers consistently, and the sign-flip test carries the
   verdict. Limits: a judge that errs one way on one kind of passage (it favours long ones, say)
-  biases d, and no test here can tell that from a real change. The sign-flip test needs
-  moved cases: with fewer than 6 cases whose passages changed no p-value goes below 0.025, so a
-  small suite shows a fall as "within noise" with its p-value; recall@k, which is exact, says
-  more there. A case is judged once a side (its passages are the same for every sample), and the
-  judge is the side's ``defaults.judge`` (or the suite's ``retrieval.model``): judging base and head
+  biases d, and no test here can tell that from a real change. The sign-flip test needs moved
+  cases: with fewer than 6 cases whose passages changed no p-value goes below 0.025, so a small
+  suite shows a fall as "within noise" with its p-value; recall@k, which is exact, says more
+  there. A case is judged once a side (its passages are the same for every sample), and the judge
+  is the side's ``defaults.judge`` (or the suite's ``retrieval.model``): judging base and head
   with different models compares the models too.
 
 - **Gates** whose input is unknown (no price for the model, no latencies, no base run) pass and

@@ -371,6 +371,16 @@ def test_a_suite_asking_for_judged_figures_where_nothing_is_retrieved_is_told_so
     assert judge_requests(judging_stub) == []
 
 
+def test_lint_names_an_unknown_judged_figure_with_its_file_and_line(tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    (root / "evals/help.eval.yaml").write_text(JUDGED_SUITE.replace("context_recall]", "faithfulness]"))
+    result = run_promptops(["lint", "evals/help.eval.yaml"], root)
+    assert result.stdout.startswith("evals/help.eval.yaml:2:40: PO113 retrieval.judge[1]: 'faithfulness' is not one "
+                                    "of context_precision, context_recall\n"), result.stdout
+    (root / "evals/help.eval.yaml").write_text(JUDGED_SUITE.replace("judge: [", "model: openai/gpt-4o, judge: ["))
+    assert "retrieval." not in run_promptops(["lint", "evals/help.eval.yaml"], root).stdout  # a model may be named
+
+
 def test_judge_calls_count_in_the_spend_cap_and_a_case_the_judge_could_not_grade_is_named(
         judging_stub: StubServer, tmp_path: Path) -> None:
     root = judged_repository(tmp_path / "repo")
