@@ -8,7 +8,10 @@ The query is the case's input named by the prompt's ``retrieval.query``, else
 ``question``, else its first text input. Each case that names
 ``expected_sources`` is scored: hit@k, recall@k and the rank of the first
 passage from an expected source, where an expected source matches a passage
-whose document id or path equals it or contains it.
+whose document id or path equals it or contains it. A suite with
+``retrieval: {judge: [...]}`` also has each case's passages judged
+(``evals.context``: context precision and recall), through the same cache and
+spend cap.
 
 At base, the corpus is read from the base ref's files (copied out to a
 temporary folder), so base and head each use their own config and corpus;
@@ -152,8 +155,7 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
                 reranks.append(answer.rerank.cost_usd)
         filled[case.id] = replace(case, vars={**case.vars, into: [p.chunk.text for p in answer.passages]})
         scored[case.id] = score(queries[case.id], answer.passages, case.expected_sources)
-    judged = await _judged(suite, workspace, filled, into, scored, cache, settings, catalog) \
-        if suite.context_judged else None
+    judged = await _judged(suite, workspace, filled, into, scored, cache, settings, catalog)
     if judged is not None:
         scored = {case_id: replace(case, relevant=judged.relevant.get(case_id), supported=judged.supported.get(case_id))
                   for case_id, case in scored.items()}
@@ -176,8 +178,11 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
 
 async def _judged(suite: EvalSuiteSpec, workspace: Workspace, filled: dict[str, EvalCase], into: str,
                   scored: dict[str, CaseRetrieval], cache: ResultCache, settings: RunSettings,
-                  catalog: ModelCatalog) -> ContextVerdicts:
-    """The suite's ``retrieval.judge`` figures for every case that got retrieved passages."""
+                  catalog: ModelCatalog) -> ContextVerdicts | None:
+    """The suite's ``retrieval.judge`` figures for every case that got retrieved passages (the judge's question
+    is the case's retrieval query); None when the suite asks for none."""
+    if not suite.context_judged:
+        return None
     cases = [ContextCase(case.id, scored[case.id].query, case.vars[into], expected_text(case.expected))
              for case in filled.values()]
     return await judge_contexts(cases, suite.context_judged, _judge_model(suite, workspace), suite.prompt, cache,
