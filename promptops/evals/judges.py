@@ -1,5 +1,6 @@
 """The calls model-judged assertions make: to judge models (llm_rubric, groundedness, answer_relevance) and
-for embeddings (similar).
+for embeddings (similar); ``judge_call``, ``reply_of`` and ``JudgeSpend`` serve judged context precision and
+recall too (``promptops.evals.context``), which batch their calls.
 
 Judge calls. Every judge call is a chat call made through ``runner.run_calls``,
 so it is cached and retried like the answers it judges, and refused when it

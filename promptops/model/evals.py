@@ -292,8 +292,8 @@ class CaseRetrieval:
     @property
     def context_precision(self) -> float | None:
         """Judged, rank-aware: the share of the passages judged relevant, each weighted 1 / log2(rank + 1) as in
-        DCG: 1 when every passage is relevant, 0 when none is, and a relevant passage at rank 1 weighs as much as
-        2.5 at rank 8. Not RAGAS' average precision, which ignores irrelevant passages ranked below the last
+        DCG: 1 when every passage is relevant, 0 when none is, and a relevant passage at rank 1 weighs about three
+        times one at rank 8. Not RAGAS' average precision, which ignores irrelevant passages ranked below the last
         relevant one (a top_k that adds or cuts only those would show nothing). None: not judged (or no passage)."""
         if not self.relevant:
             return None
