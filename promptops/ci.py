@@ -295,7 +295,9 @@ def _totals(report: CheckReport) -> Totals:
 
 
 def _spend(sides: list[SideFigures]) -> Spend:
-    return Spend(_money([s.new_spend_usd for s in sides]), _money([s.judge_cost_usd for s in sides]))
+    # The judges' include those of judged context precision and recall (retrieval.judge), priced apart too.
+    context = [s.retrieval.judge_cost_usd for s in sides if s.retrieval is not None and s.retrieval.judge_calls]
+    return Spend(_money([s.new_spend_usd for s in sides]), _money([s.judge_cost_usd for s in sides] + context))
 
 
 def _money(values: list[float | None]) -> Money:

@@ -329,6 +329,8 @@ class Loader:
             confirm=data.get("confirm"),
             threshold=float(data.get("threshold", 1.0)),
             dataset_readable=dataset_cases is not None,
+            context_judged=tuple(dict.fromkeys((data.get("retrieval") or {}).get("judge") or ())),
+            context_judge_model=(data.get("retrieval") or {}).get("model"),
         )
 
     def _dataset_cases(self, relative: str, suite: Source, findings: list[Finding]) -> list[EvalCase] | None:

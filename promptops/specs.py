@@ -170,6 +170,9 @@ class EvalSuiteSpec:
     confirm: int | None = None  # None: eval.confirm, else the default
     threshold: float = 1.0
     dataset_readable: bool = True  # False: the dataset is missing or unreadable (already a finding)
+    # retrieval.judge: context_precision and/or context_recall, judged on the retrieved passages (opt-in: they cost)
+    context_judged: tuple[str, ...] = ()
+    context_judge_model: str | None = None  # retrieval.model; None: the project's judge
 
     @property
     def name(self) -> str:
@@ -208,7 +211,8 @@ class EvalSettings:
 
 
 GATE_NAMES = ("pass_rate", "max_pass_rate_drop", "max_cost_increase_pct", "max_p95_latency_ms", "min_recall_at_k",
-              "max_recall_drop")
+              "max_recall_drop", "min_context_precision", "max_context_precision_drop", "min_context_recall",
+              "max_context_recall_drop")
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,11 @@ class Gates:
     max_p95_latency_ms: float | None = None
     min_recall_at_k: float | None = None  # mean recall@k of the cases that name expected_sources, at head
     max_recall_drop: float | None = None  # largest fall of that mean from base to head
+    # judged (a suite's retrieval.judge): a floor on the head's mean, and the largest fall beyond noise
+    min_context_precision: float | None = None
+    max_context_precision_drop: float | None = None
+    min_context_recall: float | None = None
+    max_context_recall_drop: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Gates:

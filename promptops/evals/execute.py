@@ -23,7 +23,6 @@ from promptops.resultcache import ResultCache, cache_path
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec, RetrievalSpec, canonical_json
 from promptops.templating import TemplateError, render
 
-DEFAULT_JUDGE = "openai/gpt-4o-mini"
 DEFAULT_EMBEDDING = "openai/text-embedding-3-small"
 
 
@@ -112,7 +111,7 @@ def _suite_content(suite: EvalSuiteSpec) -> str:
 def judge_for(workspace: Workspace, cache: ResultCache, settings: RunSettings) -> Judge:
     """Model-judged assertions with the project's judge and embedding models (defaults: in promptops.yaml)."""
     defaults = workspace.config.defaults
-    judge_model = defaults.judge or defaults.model or DEFAULT_JUDGE
+    judge_model = judges.judge_model(defaults)
     embedding_model = defaults.embedding or DEFAULT_EMBEDDING
     catalog = ModelCatalog(workspace.config.pricing)
 

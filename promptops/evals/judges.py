@@ -1,5 +1,6 @@
 """The calls model-judged assertions make: to judge models (llm_rubric, groundedness, answer_relevance) and
-for embeddings (similar).
+for embeddings (similar); ``judge_call``, ``reply_of`` and ``JudgeSpend`` serve judged context precision and
+recall too (``promptops.evals.context``), which batch their calls.
 
 Judge calls. Every judge call is a chat call made through ``runner.run_calls``,
 so it is cached and retried like the answers it judges, and refused when it
@@ -57,8 +58,10 @@ from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
 from promptops.report.safety import environment_redactor
 from promptops.resultcache import CachedResult, ResultCache, call_key
+from promptops.specs import ModelDefaults
 from promptops.templating import RenderLimits
 
+DEFAULT_JUDGE = "openai/gpt-4o-mini"
 JUDGE_MAX_TOKENS = 4096  # room for a verdict per claim of a long answer; also bounds the spend cap's reservation
 _EMBEDDING_PARAMS = {"kind": "embedding"}  # keeps embedding keys apart from chat keys
 
@@ -94,6 +97,11 @@ async def judge(assertion: Assertion, answer: Answer, variables: dict[str, Any],
     return JudgeOutcome(outcome, session.calls, session.cost_usd)
 
 
+def judge_model(defaults: ModelDefaults) -> str:
+    """The project's judge: ``defaults.judge``, else ``defaults.model``, else DEFAULT_JUDGE."""
+    return defaults.judge or defaults.model or DEFAULT_JUDGE
+
+
 # -- prompts --------------------------------------------------------------------
 
 _MARKER_RUN = re.compile(r"<{3,}|>{3,}")
@@ -124,36 +132,53 @@ def _default_catalog() -> ModelCatalog:
 # -- calls ------------------------------------------------------------------------
 
 
-class _Session:
+def judge_call(model: str, template: str, prompt_id: str, case_id: str, **data: Any) -> Call:
+    """The chat call that asks ``model`` one of our templates rendered with ``data`` (temperature 0, repeat 0:
+    the same request is answered from the cache, whoever made it first)."""
+    messages = [{"role": "user", "content": _environment().get_template(template).render(**data)}]
+    params = {"temperature": 0, "max_tokens": JUDGE_MAX_TOKENS}
+    return Call(call_key(model, messages, params, 0), prompt_id, _template_version(template), case_id, 0, model,
+                messages, params)
+
+
+def reply_of(outcome: CallOutcome) -> str | None:
+    """A judge call's answer, redacted (also one cached before secrets were redacted); None when it failed."""
+    return None if outcome.output is None else environment_redactor()(outcome.output)
+
+
+class JudgeSpend:
+    """Judge calls made now and what they cost: a cached answer, or a call the spend cap refused, costs nothing."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cost_usd: float | None = 0.0
+
+    def add(self, cost: float | None) -> None:
+        self.calls += 1
+        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+
+    def count(self, outcome: CallOutcome) -> None:
+        if outcome.cached or outcome.attempts == 0:
+            return
+        self.add(outcome.cost_usd if outcome.error is None else 0.0)  # a failed call is not billed
+
+
+class _Session(JudgeSpend):
     """One assertion's judge and embedding calls, and what they cost."""
 
     def __init__(self, cache: ResultCache, settings: RunSettings, catalog: ModelCatalog, prompt_id: str,
                  case_id: str) -> None:
+        super().__init__()
         self.cache, self.settings, self.catalog = cache, settings, catalog
         self.prompt_id, self.case_id = prompt_id, case_id
-        self.calls = 0
-        self.cost_usd: float | None = 0.0
-
-    def _spent(self, cost: float | None) -> None:
-        self.calls += 1
-        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
 
     async def ask(self, model: str, template: str, **data: Any) -> str | AssertionResult:
         """The judge's answer to one of our templates, or a failed AssertionResult when the call failed."""
-        messages = [{"role": "user", "content": _environment().get_template(template).render(**data)}]
-        params = {"temperature": 0, "max_tokens": JUDGE_MAX_TOKENS}
-        call = Call(call_key(model, messages, params, 0), self.prompt_id, _template_version(template), self.case_id,
-                    0, model, messages, params)
+        call = judge_call(model, template, self.prompt_id, self.case_id, **data)
         [outcome] = await run_calls([call], self.cache, self.settings, catalog=self.catalog)
-        self._count(outcome)
-        if outcome.output is None:
-            return AssertionResult(False, 0.0, f"judge call failed: {outcome.error}")
-        return environment_redactor()(outcome.output)  # also an answer cached before secrets were redacted
-
-    def _count(self, outcome: CallOutcome) -> None:
-        if outcome.cached or outcome.attempts == 0:  # from the cache, or refused by the spend cap: nothing spent
-            return
-        self._spent(outcome.cost_usd if outcome.error is None else 0.0)  # a failed call is not billed
+        self.count(outcome)
+        reply = reply_of(outcome)
+        return AssertionResult(False, 0.0, f"judge call failed: {outcome.error}") if reply is None else reply
 
     async def embed(self, model: str, text: str) -> list[float] | AssertionResult:
         """The text's embedding, from the cache or litellm, or a failed AssertionResult."""
@@ -172,12 +197,12 @@ class _Session:
             response = await litellm.aembedding(model=model, input=[text], timeout=self.settings.timeout_s,
                                                 api_base=self.settings.api_base, api_key=self.settings.api_key)
         except Exception as exc:
-            self._spent(0.0)
+            self.add(0.0)
             return AssertionResult(False, 0.0, f"embedding call failed: {environment_redactor()(describe_error(exc))}")
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
         cost = self._embedding_cost(model, response, tokens)
-        self._spent(cost)
+        self.add(cost)
         vector = _vector(response)
         if vector is None:
             return AssertionResult(False, 0.0, "embedding call failed: the answer held no embedding")

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 class Filled:
     suite: EvalSuiteSpec  # its cases with retrieved passages where they gave none
     retrieval: RetrievalRun | None  # None: nothing was retrieved
-    problems: tuple[str, ...] = ()  # why passages could not be retrieved (its cases then do not render)
+    # why passages could not be retrieved (its cases then do not render), or cases the judge could not grade
+    problems: tuple[str, ...] = ()
     # The cases whose passages the spend cap stopped, and why: not sent, they fail the gate within_spend_cap.
     capped: tuple[str, ...] = ()
     capped_reason: str = ""

@@ -1,6 +1,8 @@
 """Retrieval quality of a suite, per side and base against head: hit@k, recall@k and reciprocal rank over
 the cases that name ``expected_sources``, the cases whose sources moved, the verdict and the recall gates
-(``stats.retrieval_verdict``; the model is in stats' docstring, "Retrieval")."""
+(``stats.retrieval_verdict``; the model is in stats' docstring, "Retrieval"); and, when the suite asks for
+them (``retrieval.judge``, ``evals/context.py``), judged context precision and recall, their means per side
+and their change (``stats.judged_change``, "Judged retrieval" there)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from promptops.model.evals import (
     CaseRetrieval,
     CaseStatus,
     GateResult,
+    JudgedChange,
+    JudgedMove,
     RetrievalComparison,
     RetrievalFigures,
     RetrievalRun,
@@ -24,12 +28,18 @@ def retrieval_figures(run: RetrievalRun | None) -> RetrievalFigures | None:
     if run is None:
         return None
     scored = [case for case in run.cases.values() if case.scored]
+    precision = [p for case in run.cases.values() if (p := case.context_precision) is not None]
+    recall = [r for case in run.cases.values() if (r := case.context_recall) is not None]
     return RetrievalFigures(
         config=run.config, k=run.k, scored=len(scored),
         hit_rate=fmean(c.hit for c in scored) if scored else 0.0,
         recall=fmean(c.recall for c in scored) if scored else 0.0,
         mrr=fmean(c.reciprocal_rank for c in scored) if scored else 0.0,
         calls=run.calls, cost_usd=run.cost_usd, query_cost_usd=run.query_cost_usd,
+        context_precision=fmean(precision) if precision else None,
+        context_recall=fmean(recall) if recall else None,
+        precision_judged=len(precision), recall_judged=len(recall), judge_model=run.judge_model,
+        judge_calls=run.judge_calls, judge_cost_usd=run.judge_cost_usd,
     )
 
 
@@ -53,7 +63,38 @@ def compare_retrieval(base: RetrievalRun | None, head: RetrievalRun | None,
         drop=drop, verdict=stats.retrieval_verdict([(old.hit, new.hit) for _, old, new in both], drop),
         reindex=reason, reindex_cost_usd=head.reindex_cost_usd if reason else None,
         reindex_tokens=head.corpus_tokens if reason else 0,
+        context_precision=_judged(base, head, "context_precision"),
+        context_recall=_judged(base, head, "context_recall"),
+        judged_moves=_judged_moves(base, head, statuses),
     )
+
+
+def _judged_moves(base: RetrievalRun | None, head: RetrievalRun,
+                  statuses: dict[str, CaseStatus]) -> tuple[JudgedMove, ...]:
+    """The cases whose judged figures differ by a hundredth or more, the largest fall first."""
+    if base is None:
+        return ()
+    moves = []
+    for case_id, new in head.cases.items():
+        old = base.cases.get(case_id)
+        if old is None:
+            continue
+        move = JudgedMove(case_id, (old.context_precision, new.context_precision),
+                          (old.context_recall, new.context_recall), statuses.get(case_id))
+        if any(a is not None and b is not None and round(a, 2) != round(b, 2)
+               for a, b in (move.precision, move.recall)):
+            moves.append(move)
+    return tuple(sorted(moves, key=lambda move: -move.fall))
+
+
+def _judged(base: RetrievalRun | None, head: RetrievalRun, figure: str) -> JudgedChange | None:
+    """A judged figure base against head, over the cases judged on both sides; None when a side judged none."""
+    if base is None:
+        return None
+    pairs = [(old, new) for case_id, case in head.cases.items() if case_id in base.cases
+             and (new := getattr(case, figure)) is not None
+             and (old := getattr(base.cases[case_id], figure)) is not None]
+    return stats.judged_change(pairs) if pairs else None
 
 
 def _moved(case_id: str, old: CaseRetrieval, new: CaseRetrieval, answer: CaseStatus | None) -> SourceChange:
@@ -83,7 +124,30 @@ def reindex_reason(base: RetrievalRun | None, head: RetrievalRun) -> str | None:
 
 def recall_gates(comparison: RetrievalComparison | None, gates: Gates,
                  base_label: str) -> list[tuple[str, GateResult]]:
-    if comparison is None or not comparison.head.scored:
+    if comparison is None:
+        return []
+    return _recall_at_k_gates(comparison, gates, base_label) + _judged_gates(comparison, gates, base_label)
+
+
+def _judged_gates(comparison: RetrievalComparison, gates: Gates, base_label: str) -> list[tuple[str, GateResult]]:
+    head, base = comparison.head, comparison.base
+    checks = []
+    for name, minimum, max_drop, change in (
+            ("context_precision", gates.min_context_precision, gates.max_context_precision_drop,
+             comparison.context_precision),
+            ("context_recall", gates.min_context_recall, gates.max_context_recall_drop, comparison.context_recall)):
+        figure = name.replace("_", " ")
+        if minimum is not None:
+            checks.append((f"min_{name}", stats.min_judged(figure, getattr(head, name), minimum,
+                                                           getattr(base, name) if base else None, base_label)))
+        if max_drop is not None and base is not None:
+            checks.append((f"max_{name}_drop", stats.judged_drop_gate(figure, change, max_drop)))
+    return checks
+
+
+def _recall_at_k_gates(comparison: RetrievalComparison, gates: Gates,
+                       base_label: str) -> list[tuple[str, GateResult]]:
+    if not comparison.head.scored:
         return []
     head, base = comparison.head, comparison.base
     checks = []

@@ -96,6 +96,39 @@ half of its samples pass.
   not deterministic shows only at the first embedding (later runs read the cache); a reranker
   answer is cached too.
 
+- **Judged retrieval** (``judged_change``: context precision and context recall, a suite's
+  ``retrieval.judge``). Per case a figure in 0..1 from an LLM judge: precision from one verdict per
+  retrieved passage (relevant to the question or not, rank-aware), recall from one verdict per claim
+  of the expected answer (supported by the passages or not). Unlike hit@k, a judge is a noisy
+  instrument, so base against head is rule B's paired sign-flip test over the cases judged on both
+  sides: d = base figure - head figure per case (on a grid of 0.01, which keeps the exact
+  distribution small), one-sided at alpha / 2 each way; a regression needs a mean fall with
+  p_drop < alpha / 2. What keeps the judge's noise out where nothing changed is the cache: a verdict
+  is cached by its request (question and passage, or claims and passages), so a passage that both
+  sides retrieved gets one verdict, the same at base and head, and a case whose passages did not
+  change has d = 0 exactly, whatever the judge's error rate. Only passages that differ carry noise,
+  and under "the change did not alter retrieval quality" the judge errs on them alike at base and
+  head, so each d is symmetric and the test holds its level.
+  Measured (tests/evals/test_verdict_simulation.py, 400 seeded trials a scenario; four passages a
+  case, half the cases given other passages as relevant as theirs, a judge wrong 10% or 30% of the
+  time): at most 3% false alarms on either figure, 10 to 100 cases. Caught, when 30% of the cases
+  get three irrelevant passages holding none of the expected answer's claims: 69% of the time on
+  30 cases with a judge wrong 10%, always on 100 (73% and 79% with a judge wrong 30%); 2% on 10
+  cases. Through litellm, the cache and the stub's ``WordJudge`` wrong 20% of the time
+  (tests/evals/test_context_noise.py, 40 cases, 30 of them given other passages): 2 false alarms
+  on precision and 1 on recall in 40 trials; passages that lost the answer caught in every trial.
+  Why no confirmation, unlike pass rates: asking the judge again would reduce only its sampling
+  noise (small at temperature 0), not its error on a given passage, which comes back the same at
+  every asking and is what makes d noisy across cases; so a moved case is never taken as it is
+  (rule A), even from a judge that answers consistently, and the sign-flip test carries the
+  verdict. Limits: a judge that errs one way on one kind of passage (it favours long ones, say)
+  biases d, and no test here can tell that from a real change. The sign-flip test needs moved
+  cases: with fewer than 6 cases whose passages changed no p-value goes below 0.025, so a small
+  suite shows a fall as "within noise" with its p-value; recall@k, which is exact, says more
+  there. A case is judged once a side (its passages are the same for every sample), and the judge
+  is the side's ``defaults.judge`` (or the suite's ``retrieval.model``): judging base and head
+  with different models compares the models too.
+
 - **Gates** whose input is unknown (no price for the model, no latencies, no base run) pass and
   say why: an unpriced self-hosted model would otherwise fail every PR, and the cost stage
   already reports the missing price.
@@ -107,10 +140,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from statistics import NormalDist
+from statistics import NormalDist, fmean
 from typing import Literal
 
-from promptops.model.evals import CaseStatus, GateResult, LatencyChange, PairedResult, Verdict
+from promptops.model.evals import CaseStatus, GateResult, JudgedChange, LatencyChange, PairedResult, Verdict
 from promptops.report.formatting import percent
 
 ALPHA = 0.05
@@ -118,6 +151,7 @@ DEFAULT_CONFIRM = 2
 EXACT_SIGN_FLIP_CASES = 30  # beyond this many cases with d != 0, the normal approximation
 MIN_LATENCIES = 5  # fewer fresh latencies on a side than this: no latency change is called
 MIN_LATENCY_SHIFT = 0.05  # a shift under 5% of the base median is no change, however sure the rank test is
+JUDGED_GRID = 100  # judged figures are compared in hundredths
 _MAX_PAIRWISE = 250_000  # base x head latency pairs for the shift estimate; above, quantiles stand in
 
 # Rates and costs arrive as float quotients (0.9 - 0.88 > 0.02 in binary);
@@ -532,3 +566,46 @@ def recall_drop_gate(base_recall: float | None, head_recall: float, drop: float,
         return GateResult(False, f"{change}: falls {_points(drop)} ({lost} case(s) lost every expected source), "
                                  f"more than the allowed drop of {_points(max_drop)}")
     return GateResult(True, f"{change}, within the allowed drop of {_points(max_drop)}")
+
+
+def judged_change(pairs: Sequence[tuple[float, float]], alpha: float = ALPHA) -> JudgedChange:
+    """Base -> head for a judged figure over the cases judged on both sides, (base, head) a case (see "Judged
+    retrieval" above): the paired sign-flip test of rule B, the judge being a noisy instrument."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    diffs = [Fraction(round((base - head) * JUDGED_GRID), JUDGED_GRID) for base, head in pairs]
+    p_drop, p_rise = sign_flip_p_values(diffs)
+    base_mean = fmean(base for base, _ in pairs) if pairs else 0.0
+    head_mean = fmean(head for _, head in pairs) if pairs else 0.0
+    moved = sum(d != 0 for d in diffs)
+    verdict: Verdict = ("regression" if base_mean - head_mean > _TOLERANCE and p_drop < alpha / 2 else
+                        "improvement" if head_mean - base_mean > _TOLERANCE and p_rise < alpha / 2 else
+                        "within noise" if moved else "no change")
+    return JudgedChange(len(pairs), base_mean, head_mean, moved, p_drop, p_rise, verdict)
+
+
+def min_judged(figure: str, head: float | None, minimum: float, base: float | None = None,
+               base_label: str = "the base") -> GateResult:
+    """A floor on a judged figure's mean at head (``figure``: "context precision"); not judged: the gate passes."""
+    if head is None:
+        return GateResult(True, f"{figure} not judged at head (set retrieval.judge in the suite); gate not applied")
+    if head + _TOLERANCE >= minimum:
+        return GateResult(True, f"{figure} {head:.2f} meets the minimum {minimum:.2f}")
+    reason = f"{figure} {head:.2f} is below the minimum {minimum:.2f}"
+    if base is not None and base + _TOLERANCE < minimum:
+        return GateResult(False, f"{reason}; also fails on {base_label} ({base:.2f})", preexisting=True)
+    return GateResult(False, reason)
+
+
+def judged_drop_gate(figure: str, change: JudgedChange | None, max_drop: float) -> GateResult:
+    """Fail when a judged figure falls beyond noise (``judged_change``) by more than ``max_drop``."""
+    if change is None:
+        return GateResult(True, f"{figure} not judged on both sides; gate not applied")
+    moved = f"{figure} {change.base:.2f} -> {change.head:.2f} over {change.paired} case(s) judged on both sides"
+    evidence = f"{change.moved} moved, paired sign-flip test p = {change.p_drop:.2g}"
+    if change.verdict == "regression" and change.drop > max_drop + _TOLERANCE:
+        return GateResult(False, f"{moved}: falls {change.drop:.2f} beyond noise ({evidence}), more than the allowed "
+                                 f"{max_drop:.2f}")
+    if change.drop > max_drop + _TOLERANCE:
+        return GateResult(True, f"{moved}: {change.verdict}, not a fall beyond noise ({evidence})")
+    return GateResult(True, f"{moved}, within the allowed drop of {max_drop:.2f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -281,10 +282,29 @@ class CaseRetrieval:
     expected: tuple[str, ...]  # expected_sources as written (empty: the case is not scored)
     found: tuple[str, ...]  # of ``expected``, those that some passage's document matches
     first_rank: int | None  # 1-based rank of the first passage whose document matches an expected source
+    relevant: tuple[bool, ...] | None = None  # judged per passage, in rank order (None: not judged)
+    supported: tuple[bool, ...] | None = None  # per claim of the expected answer: do the passages support it?
 
     @property
     def scored(self) -> bool:
         return bool(self.expected)
+
+    @property
+    def context_precision(self) -> float | None:
+        """Judged, rank-aware: the share of the passages judged relevant, each weighted 1 / log2(rank + 1) as in
+        DCG: 1 when every passage is relevant, 0 when none is, and a relevant passage at rank 1 weighs about three
+        times one at rank 8. Not RAGAS' average precision, which ignores irrelevant passages ranked below the last
+        relevant one (a top_k that adds or cuts only those would show nothing). None: not judged (or no passage)."""
+        if not self.relevant:
+            return None
+        weights = [1 / math.log2(rank + 1) for rank in range(1, len(self.relevant) + 1)]
+        return sum(w for w, relevant in zip(weights, self.relevant) if relevant) / sum(weights)
+
+    @property
+    def context_recall(self) -> float | None:
+        """Judged: the share of the expected answer's claims that the passages support (None: not judged, or
+        an expected answer that states no claim)."""
+        return sum(self.supported) / len(self.supported) if self.supported else None
 
     @property
     def hit(self) -> bool:
@@ -320,6 +340,10 @@ class RetrievalRun:
     calls: int  # embedding and rerank calls made in this run
     cost_usd: float | None  # what those calls cost (None: a price unknown)
     query_cost_usd: float | None  # per case: its query's embedding and rerank, as in production (None: unknown)
+    judged: tuple[str, ...] = ()  # context_precision, context_recall: the suite's retrieval.judge
+    judge_model: str | None = None
+    judge_calls: int = 0  # judge calls made in this run for them (cache hits are free and not counted)
+    judge_cost_usd: float | None = 0.0  # what those cost (None: a price unknown); apart from cost_usd
 
 
 @dataclass(frozen=True)
@@ -335,6 +359,51 @@ class RetrievalFigures:
     calls: int
     cost_usd: float | None
     query_cost_usd: float | None
+    context_precision: float | None = None  # mean over the cases judged (None: not judged)
+    context_recall: float | None = None
+    precision_judged: int = 0  # cases with a judged context precision
+    recall_judged: int = 0  # cases with a judged context recall (an expected answer stating a claim)
+    judge_model: str | None = None
+    judge_calls: int = 0
+    judge_cost_usd: float | None = 0.0  # the judges' cost for these figures, apart from the answers' and cost_usd
+
+
+@dataclass(frozen=True)
+class JudgedChange:
+    """Base against head for one judged figure (context precision or recall) over the cases judged on both
+    sides; the verdict is ``stats.judged_change``'s (its model: stats' docstring, "Judged retrieval")."""
+
+    paired: int  # cases judged on both sides
+    base: float  # the figure's mean over them, at base
+    head: float
+    moved: int  # of them, cases whose figure differs
+    p_drop: float  # one-sided paired sign-flip test of a fall this large
+    p_rise: float
+    verdict: Verdict
+
+    @property
+    def drop(self) -> float:
+        return self.base - self.head
+
+    @property
+    def p_value(self) -> float:
+        return min(1.0, 2 * min(self.p_drop, self.p_rise))
+
+
+@dataclass(frozen=True)
+class JudgedMove:
+    """A case whose judged context precision or recall differs between base and head (as two decimals show it)."""
+
+    case_id: str
+    precision: tuple[float | None, float | None]  # base, head (None: not judged on that side)
+    recall: tuple[float | None, float | None]
+    answer: CaseStatus | None  # how the case's answer moved, when it was compared
+
+    @property
+    def fall(self) -> float:
+        """The larger of the two falls, for listing the worst first (a rise is a negative fall)."""
+        return max((base - head for base, head in (self.precision, self.recall)
+                    if base is not None and head is not None), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -364,3 +433,6 @@ class RetrievalComparison:
     reindex: str | None  # why the head needs its index built anew (embedding or chunking changed), or None
     reindex_cost_usd: float | None  # the one-off cost of that re-index (None: no price or no re-index)
     reindex_tokens: int = 0  # what it embeds: the head's corpus in the embedding model's tokens
+    context_precision: JudgedChange | None = None  # when both sides judged it (retrieval.judge)
+    context_recall: JudgedChange | None = None
+    judged_moves: tuple[JudgedMove, ...] = ()  # cases whose judged figures moved, the largest fall first

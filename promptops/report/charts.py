@@ -38,6 +38,18 @@ def recall(lines: Sequence[RetrievalLine]) -> Markup:
     return _bars(groups, 1.0, lambda v: percent(v * 100, places=0), "Recall@k per suite (expected sources found)")
 
 
+def judged(lines: Sequence[RetrievalLine]) -> Markup | None:
+    """Judged context precision and recall per suite that asked for them, at base and head; None: none did."""
+    groups = [(f"{line.suite}: {name.replace('_', ' ')}",
+               (getattr(line.comparison.base, name) if line.comparison.base else None,
+                getattr(line.comparison.head, name)))
+              for line in lines for name in ("context_precision", "context_recall")
+              if getattr(line.comparison.head, name) is not None]
+    if not groups:
+        return None
+    return _bars(groups, 1.0, lambda v: f"{v:.2f}", "Judged context precision and recall per suite (0 to 1)")
+
+
 def costs(changes: Sequence[Change]) -> Markup:
     groups = [(c.prompt_id, (c.base.cost_per_call if c.base else None, c.head.cost_per_call if c.head else None))
               for c in changes if c.status != "unchanged"]

@@ -28,7 +28,7 @@ from promptops.report.safety import block, inline
 SUMMARY_LIMIT = 250_000  # a step summary may hold 1 MiB: characters of up to 4 bytes each
 ICONS = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 FOOTER = "This comment is updated on every push."
-MAX_SOURCE_CHANGES = 20  # cases with moved sources a comment lists per suite; the rest are counted
+MAX_SOURCE_CHANGES = 20  # cases with moved sources or judged figures a comment lists per suite; the rest are counted
 
 
 @dataclass
@@ -72,9 +72,9 @@ def render_markdown(report: CheckReport, *, limit: int = COMMENT_LIMIT, full_rep
                                      for r in summary.rows if r.cost_gap],
                                gates=_gates(report), footer=footer,
                                retrieval=[(inline(retrieval_text(line), 900),
-                                           [inline(text, 400) for text in source_changes(line)[:MAX_SOURCE_CHANGES]],
-                                           max(0, len(line.comparison.changes) - MAX_SOURCE_CHANGES))
-                                          for line in summary.retrieval],
+                                           [inline(text, 400) for text in cases[:MAX_SOURCE_CHANGES]],
+                                           max(0, len(cases) - MAX_SOURCE_CHANGES))
+                                          for line in summary.retrieval for cases in [source_changes(line)]],
                                assumptions=[inline(note, 400) for note in summary.assumptions])
         cuttable = [d for d in details if not d.trimmed]
         if len(text) <= limit or not cuttable:
@@ -166,6 +166,7 @@ def retrieval_text(line: RetrievalLine) -> str:
     verdict = f" ({r.verdict}: {r.lost} case(s) lost their sources, {r.gained} gained)" if base else ""
     parts = [f"{line.suite} ({head.config}): answers pass " + _arrow(_pct(line.pass_rate[0]), _pct(line.pass_rate[1])),
              f"{recall} over {head.scored} case(s) with expected sources{verdict}",
+             *([judged] if (judged := evals_report.judged_text(r, "→")) else []),
              "cost per call est. " + _arrow(_usd(line.cost_per_call[0]), _usd(line.cost_per_call[1]))
              + f" plus retrieval est. {_usd(None if head.query_cost_usd is None else head.query_cost_usd * 1000)}"
              " per 1,000 queries",
@@ -178,14 +179,21 @@ def retrieval_text(line: RetrievalLine) -> str:
 
 
 def source_changes(line: RetrievalLine) -> list[str]:
-    """Per case whose found sources moved: what it lost and gained, its recall, and how its answer moved."""
+    """Per case whose found sources moved: what it lost and gained, its recall, its judged figures when they moved
+    too, and how its answer moved; then the cases whose judged figures alone moved, the largest fall first."""
+    judged = {move.case_id: move for move in line.comparison.judged_moves}
     texts = []
     for change in line.comparison.changes:
         moved = ([f"lost {', '.join(change.lost)}"] * bool(change.lost)
                  + [f"gained {', '.join(change.gained)}"] * bool(change.gained))
+        move = judged.pop(change.case_id, None)
+        figures = f"; {evals_report.judged_move_text(move, '→')}" if move is not None else ""
         answer = f"; answer {change.answer}" if change.answer is not None else ""
         texts.append(f"{change.case_id}: {'; '.join(moved)} (recall {_pct(change.base_recall)} → "
-                     f"{_pct(change.head_recall)}){answer}")
+                     f"{_pct(change.head_recall)}){figures}{answer}")
+    for move in judged.values():
+        answer = f"; answer {move.answer}" if move.answer is not None else ""
+        texts.append(f"{move.case_id}: {evals_report.judged_move_text(move, '→')}{answer}")
     return texts
 
 
@@ -401,6 +409,7 @@ def render_html(report: CheckReport) -> str:
         diff=diff_report.render_text(report.diff, report.base_label, report.head_label),
         retrieval=[(retrieval_text(line), source_changes(line)) for line in summary.retrieval],
         recall_chart=charts.recall(summary.retrieval) if summary.retrieval else None,
+        judged_chart=charts.judged(summary.retrieval),
     )
 
 

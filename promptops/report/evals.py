@@ -12,6 +12,8 @@ from promptops.model.evals import (
     CaseChange,
     CaseRun,
     CaseStatus,
+    JudgedChange,
+    JudgedMove,
     LatencyChange,
     RetrievalComparison,
     RetrievalFigures,
@@ -19,7 +21,7 @@ from promptops.model.evals import (
     SuiteComparison,
 )
 from promptops.report import versions
-from promptops.report.formatting import percent
+from promptops.report.formatting import money, percent
 
 
 def to_json(comparisons: list[SuiteComparison], base_label: str | None, head_label: str,
@@ -64,9 +66,24 @@ def _retrieval(r: RetrievalComparison) -> dict[str, Any]:
     return {"base": _rounded_fields(r.base), "head": _rounded_fields(r.head), "verdict": r.verdict, "paired": r.paired,
             "lost": r.lost, "gained": r.gained, "recall_drop": _rounded(r.drop), "reindex": r.reindex,
             "reindex_cost_usd": _rounded(r.reindex_cost_usd), "reindex_tokens": r.reindex_tokens,
+            "context_precision": _judged_json(r.context_precision), "context_recall": _judged_json(r.context_recall),
+            "judged_moves": [{"id": m.case_id, "precision": _sides_json(m.precision), "recall": _sides_json(m.recall),
+                              "answer": str(m.answer) if m.answer is not None else None} for m in r.judged_moves],
             "changes": [{"id": c.case_id, "lost": list(c.lost), "gained": list(c.gained),
                          "base_recall": _rounded(c.base_recall), "head_recall": _rounded(c.head_recall),
                          "answer": str(c.answer) if c.answer is not None else None} for c in r.changes]}
+
+
+def _sides_json(sides: tuple[float | None, float | None]) -> dict[str, float | None]:
+    return {"base": _rounded(sides[0]), "head": _rounded(sides[1])}
+
+
+def _judged_json(change: JudgedChange | None) -> dict[str, Any] | None:
+    if change is None:
+        return None
+    return {"paired": change.paired, "base": _rounded(change.base), "head": _rounded(change.head),
+            "drop": _rounded(change.drop), "moved": change.moved, "p_value": _rounded(change.p_value),
+            "verdict": change.verdict}
 
 
 def _rounded_fields(figures: RetrievalFigures | None) -> dict[str, Any] | None:
@@ -160,6 +177,8 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
         lines.append(f"{'PASS' if c.passed else 'FAIL'} {c.suite} [{c.prompt_id}]: pass rate {rate}{verdict}")
         if c.paired is not None:
             lines.append(f"  {c.paired.evidence()}")
+        if c.retrieval is not None:
+            lines.extend(f"  {text}" for text in retrieval_texts(c.retrieval))
         for x in c.cases:
             if x.status in (CaseStatus.REGRESSED, CaseStatus.FIXED, CaseStatus.FLAKY):
                 reasons = "; ".join(x.head.reasons if x.head else ())
@@ -177,6 +196,82 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
             lines.append(f"  gate {name}: {'ok' if gate.passed else 'FAILED'} - {gate.reason}")
     lines.extend(f"skipped: {reason}" for reason in skipped)
     return "\n".join(lines) + "\n"
+
+
+def retrieval_texts(r: RetrievalComparison) -> list[str]:
+    """A suite's retrieval for a terminal: recall@k, hit@k and MRR (base -> head), the cases whose sources
+    moved, and the re-index a change of embedding model or chunking needs."""
+    head, base = r.head, r.base
+    if not head.scored:
+        lines = [f"retrieval {head.config}: {head.k} passage(s) a case; no case names expected_sources"]
+    else:
+        compared = base if base is not None and base.scored else None
+        figures = ", ".join([_at_k("recall", "recall", compared, head), _at_k("hit", "hit_rate", compared, head),
+                             "MRR " + _change(f"{compared.mrr:.2f}" if compared else None, f"{head.mrr:.2f}")])
+        verdict = (f"; {r.verdict}: {r.lost} case(s) lost every expected source, {r.gained} gained"
+                   if compared is not None else "")
+        lines = [f"retrieval {head.config}: {figures} over {head.scored} case(s) with expected sources{verdict}"]
+    judged = judged_text(r, "->")
+    if judged:
+        lines.append(judged)
+    for change in r.changes:
+        moved = "; ".join([f"lost {', '.join(change.lost)}"] * bool(change.lost)
+                          + [f"gained {', '.join(change.gained)}"] * bool(change.gained))
+        answer = f"; answer {change.answer}" if change.answer is not None else ""
+        lines.append(f"  sources moved {change.case_id}: {moved} (recall {_pct(change.base_recall)} -> "
+                     f"{_pct(change.head_recall)}){answer}")
+    for move in r.judged_moves:
+        answer = f"; answer {move.answer}" if move.answer is not None else ""
+        lines.append(f"  judged moved {move.case_id}: {judged_move_text(move, '->')}{answer}")
+    if r.reindex:
+        cost = f"est. {money(r.reindex_cost_usd)}" if r.reindex_cost_usd is not None else "cost unknown (no price)"
+        lines.append(f"re-index: {r.reindex}; one-off {cost} for {r.reindex_tokens:,} corpus tokens")
+    return lines
+
+
+def judged_text(r: RetrievalComparison, arrow: str) -> str | None:
+    """The judged figures (retrieval.judge), base ``arrow`` head with the verdict, and what judging cost;
+    None when the head judged none."""
+    head, base = r.head, r.base
+    parts = []
+    for name, figure, count, change in (
+            ("context precision", head.context_precision, head.precision_judged, r.context_precision),
+            ("context recall", head.context_recall, head.recall_judged, r.context_recall)):
+        if figure is None:
+            continue
+        if change is None:
+            parts.append(f"{name} {figure:.2f} over {count} case(s)")
+        else:
+            parts.append(f"{name} {change.base:.2f} {arrow} {change.head:.2f} over {change.paired} case(s) judged "
+                         f"on both sides, {change.verdict}" + (f" (p = {change.p_value:.2g})" if change.moved else ""))
+    if not parts:
+        return None
+    calls = head.judge_calls + (base.judge_calls if base is not None else 0)
+    costs = [head.judge_cost_usd] + ([base.judge_cost_usd] if base is not None else [])
+    cost = money(None if None in costs else sum(c for c in costs if c is not None))
+    return (f"judged by {head.judge_model}: {'; '.join(parts)}; {calls} judge call(s) in this run, {cost} "
+            "(measured, apart from the answers)")
+
+
+def judged_move_text(move: JudgedMove, arrow: str) -> str:
+    """"context precision 0.47 -> 1.00, context recall 1.00 -> 0.00": the judged figures that moved."""
+    return ", ".join(f"{name} {base:.2f} {arrow} {head:.2f}" for name, (base, head) in
+                     (("context precision", move.precision), ("context recall", move.recall))
+                     if base is not None and head is not None and f"{base:.2f}" != f"{head:.2f}")
+
+
+def _at_k(name: str, field: str, base: RetrievalFigures | None, head: RetrievalFigures) -> str:
+    """"recall@3 100.0% -> 66.7%", or with k changed "recall@3 100.0% -> recall@1 33.3%"."""
+    head_value = _pct(getattr(head, field))
+    if base is None:
+        return f"{name}@{head.k} {head_value}"
+    if base.k != head.k:
+        return f"{name}@{base.k} {_pct(getattr(base, field))} -> {name}@{head.k} {head_value}"
+    return f"{name}@{head.k} " + _change(_pct(getattr(base, field)), head_value)
+
+
+def _change(base: str | None, head: str) -> str:
+    return head if base is None else f"{base} -> {head}"
 
 
 def samples_text(change: CaseChange) -> str:

@@ -8,7 +8,10 @@ The query is the case's input named by the prompt's ``retrieval.query``, else
 ``question``, else its first text input. Each case that names
 ``expected_sources`` is scored: hit@k, recall@k and the rank of the first
 passage from an expected source, where an expected source matches a passage
-whose document id or path equals it or contains it.
+whose document id or path equals it or contains it. A suite with
+``retrieval: {judge: [...]}`` also has each case's passages judged
+(``evals.context``: context precision and recall), through the same cache and
+spend cap.
 
 At base, the corpus is read from the base ref's files (copied out to a
 temporary folder), so base and head each use their own config and corpus;
@@ -32,6 +35,8 @@ from statistics import fmean
 from typing import Any
 
 from promptops.config import Workspace
+from promptops.evals.context import ContextCase, ContextVerdicts, expected_text, judge_contexts
+from promptops.evals.judges import judge_model
 from promptops.evals.passages import Filled
 from promptops.evals.runner import RunSettings, SpendBudget
 from promptops.model.evals import CaseRetrieval, RetrievalRun
@@ -66,11 +71,12 @@ class RetrievedPassages:
                    budget: SpendBudget) -> Filled:
         prompt = workspace.prompts.get(suite.prompt)
         if prompt is None or not prompt.retrieval_into or not prompt.retrieval_config:
-            return Filled(suite, None)
+            return Filled(suite, None, _unjudged(suite, f"prompt '{suite.prompt}' retrieves no passages "
+                                                       "(it has no retrieval: {config, into})") if prompt else ())
         into = prompt.retrieval_into
         wanting = [case for case in suite.cases if into not in case.vars]
-        if not wanting:
-            return Filled(suite, None)  # every case brings its passages: nothing to build
+        if not wanting:  # every case brings its passages: nothing to build
+            return Filled(suite, None, _unjudged(suite, f"every case gives its own '{into}'"))
         spec = workspace.retrievals.get(prompt.retrieval_config)
         where = f" at {workspace.label}" if workspace.label else ""
         if spec is None:
@@ -122,6 +128,14 @@ class RetrievedPassages:
         return digest.hexdigest()
 
 
+def _unjudged(suite: EvalSuiteSpec, why: str) -> tuple[str, ...]:
+    """The note for a suite that asks for judged retrieval figures where nothing is retrieved."""
+    if not suite.context_judged:
+        return ()
+    return (f"retrieval.judge ({', '.join(suite.context_judged)}) not applied: {why}, so nothing is retrieved "
+            "to judge",)
+
+
 async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: RetrievalSettings,
                   index_name: str | None,
                   config_path: Path, workspace: Workspace, wanting: list[EvalCase], cache: ResultCache,
@@ -152,6 +166,10 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
             reranks.append(answer.rerank.query_cost_usd)
         filled[case.id] = replace(case, vars={**case.vars, into: [p.chunk.text for p in answer.passages]})
         scored[case.id] = score(queries[case.id], answer.passages, case.expected_sources)
+    judged = await _judged(suite, workspace, filled, into, scored, cache, settings, catalog)
+    if judged is not None:
+        scored = {case_id: replace(case, relevant=judged.relevant.get(case_id), supported=judged.supported.get(case_id))
+                  for case_id, case in scored.items()}
     k = config.reranker_top_n or config.top_k
     per_query = _per_query(config, queries, reranks, catalog)
     run = RetrievalRun(
@@ -161,9 +179,29 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
         reindex_cost_usd=embedding_cost(config.embedding_model, built.corpus_tokens, catalog),
         embedded_chunks=built.embedding.texts - built.embedding.cached, calls=calls,
         cost_usd=None if any(c is None for c in costs) else sum(c for c in costs if c is not None),
-        query_cost_usd=per_query)
+        query_cost_usd=per_query, judged=suite.context_judged,
+        judge_model=_judge_model(suite, workspace) if judged is not None else None,
+        judge_calls=judged.spend.calls if judged is not None else 0,
+        judge_cost_usd=judged.spend.cost_usd if judged is not None else 0.0)
     cases = tuple(filled.get(case.id, case) for case in suite.cases)
-    return Filled(replace(suite, cases=cases), run)
+    return Filled(replace(suite, cases=cases), run, tuple(judged.failures) if judged is not None else ())
+
+
+async def _judged(suite: EvalSuiteSpec, workspace: Workspace, filled: dict[str, EvalCase], into: str,
+                  scored: dict[str, CaseRetrieval], cache: ResultCache, settings: RunSettings,
+                  catalog: ModelCatalog) -> ContextVerdicts | None:
+    """The suite's ``retrieval.judge`` figures for every case that got retrieved passages (the judge's question
+    is the case's retrieval query); None when the suite asks for none."""
+    if not suite.context_judged:
+        return None
+    cases = [ContextCase(case.id, scored[case.id].query, case.vars[into], expected_text(case.expected))
+             for case in filled.values()]
+    return await judge_contexts(cases, suite.context_judged, _judge_model(suite, workspace), suite.prompt, cache,
+                                settings, catalog)
+
+
+def _judge_model(suite: EvalSuiteSpec, workspace: Workspace) -> str:
+    return suite.context_judge_model or judge_model(workspace.config.defaults)
 
 
 async def _retrieve_all(queries: dict[str, str], built: Built, config: RetrievalSettings, cache: ResultCache,

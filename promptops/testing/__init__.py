@@ -9,9 +9,10 @@ See docs/testing.md. Importing this package imports neither litellm nor yaml.
 """
 
 from promptops.testing.github import FakeGitHub, GitHubFault
+from promptops.testing.judge import WordJudge
 from promptops.testing.noise import NoisyResponder
 from promptops.testing.rules import Fault, Responder, Rule
 from promptops.testing.server import API_KEY, StubServer, count_tokens, embed, load_rules, load_settings
 
 __all__ = ["API_KEY", "FakeGitHub", "Fault", "GitHubFault", "NoisyResponder", "Responder", "Rule", "StubServer",
-           "count_tokens", "embed", "load_rules", "load_settings"]
+           "WordJudge", "count_tokens", "embed", "load_rules", "load_settings"]

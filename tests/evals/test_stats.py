@@ -20,10 +20,13 @@ from promptops.evals.stats import (
     flaky,
     flaky_cases,
     hodges_lehmann,
+    judged_change,
+    judged_drop_gate,
     latency_change,
     mann_whitney_p,
     max_cost_increase,
     max_p95_latency,
+    min_judged,
     min_pass_rate,
     needs_confirmation,
     p50,
@@ -415,3 +418,51 @@ def test_max_p95_latency() -> None:
     assert max_p95_latency(4210.0, 4000) == GateResult(False, "p95 latency 4,210 ms exceeds the limit of 4,000 ms")
     assert max_p95_latency(None, 4000) == GateResult(
         True, "no fresh latency measured (cached answers keep none); gate not applied")
+
+
+# -- judged retrieval figures ---------------------------------------------------------------------------
+
+
+def test_a_judged_fall_on_eight_cases_is_a_regression_beyond_noise() -> None:
+    change = judged_change([(0.9, 0.4)] * 8 + [(0.7, 0.7)] * 4)
+    assert (change.paired, change.moved, change.verdict) == (12, 8, "regression")
+    assert change.p_drop == pytest.approx(1 / 256) and change.drop == pytest.approx(0.5 * 8 / 12)
+
+
+def test_a_judged_fall_on_five_cases_cannot_reach_the_level() -> None:
+    """The documented limit: 2^-5 = 0.031 > alpha / 2."""
+    change = judged_change([(1.0, 0.0)] * 5)
+    assert change.verdict == "within noise" and change.p_drop == pytest.approx(1 / 32)
+
+
+def test_judged_moves_both_ways_are_within_noise_and_none_is_no_change() -> None:
+    assert judged_change([(0.8, 0.3), (0.3, 0.8), (0.5, 0.4), (0.4, 0.5)]).verdict == "within noise"
+    same = judged_change([(0.5, 0.5), (1.0, 1.0)])
+    assert (same.verdict, same.moved, same.p_value) == ("no change", 0, 1.0)
+    assert judged_change([]).verdict == "no change"
+
+
+def test_a_judged_rise_is_an_improvement_and_differences_under_a_hundredth_do_not_move() -> None:
+    assert judged_change([(0.2, 0.9)] * 7).verdict == "improvement"
+    assert judged_change([(0.5, 0.503)] * 40).verdict == "no change"
+
+
+def test_the_judged_drop_gate_fails_only_on_a_fall_beyond_noise_larger_than_allowed() -> None:
+    beyond = judged_drop_gate("context recall", judged_change([(1.0, 0.5)] * 8), 0.1)
+    assert not beyond.passed and beyond.reason == (
+        "context recall 1.00 -> 0.50 over 8 case(s) judged on both sides: falls 0.50 beyond noise (8 moved, "
+        "paired sign-flip test p = 0.0039), more than the allowed 0.10")
+    assert judged_drop_gate("context recall", judged_change([(1.0, 0.5)] * 8), 0.5).passed
+    noisy = judged_drop_gate("context recall", judged_change([(1.0, 0.0)] * 3), 0.0)
+    assert noisy.passed and "within noise, not a fall beyond noise" in noisy.reason
+    assert judged_drop_gate("context recall", None, 0.0).reason == \
+        "context recall not judged on both sides; gate not applied"
+
+
+def test_the_judged_floor_names_a_base_that_fails_too_and_passes_when_nothing_was_judged() -> None:
+    assert min_judged("context precision", 0.8, 0.8).passed
+    below = min_judged("context precision", 0.5, 0.8, base=0.6, base_label="main")
+    assert not below.passed and below.preexisting and below.reason == \
+        "context precision 0.50 is below the minimum 0.80; also fails on main (0.60)"
+    assert not min_judged("context precision", 0.5, 0.8, base=0.9).preexisting
+    assert min_judged("context precision", None, 0.8).passed

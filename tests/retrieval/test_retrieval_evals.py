@@ -5,6 +5,7 @@ base against head through the real check stage, litellm and the stub server's /v
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from promptops.model.check import CheckReport
 from promptops.model.evals import CaseStatus, Failure
 from promptops.report import check, evals
 from promptops.report.formatting import money
-from promptops.testing import Rule, StubServer
+from promptops.testing import Rule, StubServer, WordJudge
 
 DOCS = {
     "help/chain.md": "---\ntopic: drivetrain\n---\n# Chain care\n\nOil the chain every 300 km with a dry lube, "
@@ -212,6 +213,198 @@ def test_a_new_embedding_model_under_the_same_index_name_is_flagged_with_its_re_
     line = next(text for text in comment.splitlines() if text.startswith("**Retrieval:**"))
     assert f"re-index est. {money(retrieval.reindex_cost_usd).replace('$', '&#36;')} one-off " \
            f"({retrieval.reindex_tokens} corpus tokens)" in line, line
+
+
+def test_promptops_eval_prints_recall_hit_and_mrr_base_against_head_with_the_moved_sources(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 1")
+    result = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url], root)
+
+    lines = result.stdout.splitlines()
+    line = next(text for text in lines if text.startswith("  retrieval workshop_kb:"))
+    assert "recall@3 100.0% -> recall@1 66.7%" in line and "hit@3 100.0% -> hit@1 66.7%" in line, line
+    assert "MRR 0.83 -> 0.67 over 3 case(s) with expected sources" in line, line
+    assert "regression: 1 case(s) lost every expected source, 0 gained" in line, line
+    moved = next(text for text in lines if "sources moved" in text)
+    assert moved == "    sources moved pads-distance: lost help/brakes.md (recall 100.0% -> 0.0%); answer regressed"
+    assert not any(text.startswith("  re-index") for text in lines)  # embedding and chunking unchanged
+    assert result.returncode == 1
+
+
+def test_promptops_eval_names_the_re_index_a_new_embedding_model_needs_and_its_cost(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "openai/text-embedding-3-small", "openai/text-embedding-3-large")
+    result = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url], root)
+
+    note = next(text for text in result.stdout.splitlines() if text.startswith("  re-index:"))
+    assert "text-embedding-3-small -> openai/text-embedding-3-large under the same index name 'workshop-v1'" in note
+    assert re.search(r"; one-off est\. \$0\.0000\d+ for \d{3} corpus tokens$", note), note
+
+
+def test_promptops_eval_without_a_base_prints_the_head_figures_alone(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    result = run_promptops(["eval", "--no-base", "--api-base", stub.base_url], root)
+    line = next(text for text in result.stdout.splitlines() if text.startswith("  retrieval workshop_kb:"))
+    assert line == ("  retrieval workshop_kb: recall@3 100.0%, hit@3 100.0%, MRR 0.83 over 3 case(s) with "
+                    "expected sources"), line
+
+
+JUDGED_SUITE = """\
+prompt: workshop.help
+retrieval: {judge: [context_precision, context_recall]}
+gates: {min_context_recall: 0.9, max_context_recall_drop: 0.0, min_context_precision: 0.9}
+cases:
+  - id: chain
+    vars: {question: "How often should I oil the chain?"}
+    expected: "Oil the chain every 300 km."
+    assert: [{type: contains, value: "300 km"}]
+  - id: brakes
+    vars: {question: "When do brake pads need replacing?"}
+    expected: "About every 2000 km."
+    assert: [{type: contains, value: "2000 km"}]
+  - id: pads-distance
+    vars: {question: "After how many km of riding with the chain are pads gone?"}
+    expected: "About every 2000 km of riding."
+    assert: [{type: contains, value: "2000 km"}]
+  - id: fixture
+    vars: {question: "Is the frame covered?", passages: ["Frames have a lifetime warranty."]}
+    expected: "A lifetime warranty."
+    assert: [{type: contains, value: "lifetime"}]
+"""
+JUDGE_PROMPTS = ("Decide whether the passage is relevant", "Split the answer into atomic claims", "For each claim")
+
+
+def judge_requests(stub: StubServer) -> list[str]:
+    texts = [r["messages"][-1]["content"] for r in stub.requests if "messages" in r]
+    return [text for text in texts if text.startswith(JUDGE_PROMPTS)]
+
+
+@pytest.fixture()
+def judging_stub() -> Iterator[StubServer]:
+    """The workshop's answers, and a judge that grades passages and claims by the words they share."""
+    with StubServer(rules(), embedding_dim=64, responder=WordJudge()) as server:
+        yield server
+
+
+def judged_repository(root: Path) -> Path:
+    root = repository(root)
+    (root / "evals/help.eval.yaml").write_text(JUDGED_SUITE)
+    git(root, "commit", "-qam", "judge the retrieved passages")
+    git(root, "branch", "-qf", "main")  # main has the judged suite too; the change is the top_k cut alone
+    commit_edit(root, "top_k: 3", "top_k: 1")
+    return root
+
+
+def test_judged_context_recall_and_precision_compare_base_and_head_cached_and_priced_apart(
+        judging_stub: StubServer, tmp_path: Path) -> None:
+    root = judged_repository(tmp_path / "repo")
+    report = checked(root, judging_stub)
+
+    [suite] = report.evals.comparisons
+    r = suite.retrieval
+    assert r is not None and r.base is not None and r.context_precision and r.context_recall
+    # top_k 3 -> 1 drops the brake article from pads-distance: its expected answer loses its support
+    assert (r.base.context_recall, r.head.context_recall) == (1.0, pytest.approx(2 / 3))
+    assert (r.context_recall.moved, r.context_recall.verdict) == (1, "within noise")  # one case: no p below 0.5
+    # at base the top passage is relevant and the others not, but for pads-distance (chain and brakes both are);
+    # the cut keeps the top one, with its cached verdict: precision rises, on 3 cases too few to say beyond noise
+    top3 = sum(1 / math.log2(rank + 1) for rank in (1, 2, 3))
+    assert r.base.context_precision == pytest.approx((1 / top3 + 1 / top3 + (1 + 1 / math.log2(3)) / top3) / 3)
+    assert (r.head.context_precision, r.context_precision.moved, r.context_precision.verdict) == \
+        (1.0, 3, "within noise")
+    gates = dict(suite.gates)
+    assert not gates["min_context_recall"].passed and gates["min_context_recall"].reason == \
+        "context recall 0.67 is below the minimum 0.90"
+    assert gates["max_context_recall_drop"].passed and "within noise, not a fall beyond noise" in \
+        gates["max_context_recall_drop"].reason  # one case moved: no test could call it
+    assert gates["min_context_precision"].passed and "max_context_precision_drop" not in gates
+    assert (r.head.precision_judged, r.head.recall_judged) == (3, 3)  # the fixture case keeps its passages, unjudged
+    # a judge call per distinct (question, passage), per expected answer, per set of passages; none twice
+    asked = judge_requests(judging_stub)
+    assert len(asked) == len(set(asked)) == r.head.judge_calls + r.base.judge_calls == 3 + 3 + 3 + 6 + 3
+    assert r.head.judge_cost_usd and r.base.judge_cost_usd and r.head.judge_model == "openai/gpt-4o-mini"
+    spend = report.summary.spend.judges.usd
+    assert spend == pytest.approx(r.head.judge_cost_usd + r.base.judge_cost_usd)  # no answer judge in this suite
+    assert r.head.cost_usd is not None and suite.head.new_spend_usd is not None
+
+    line = next(text for text in check.render_markdown(report).splitlines() if text.startswith("**Retrieval:**"))
+    assert "judged by openai/gpt-4o-mini: context precision 0.57 → 1.00 over 3 case(s) judged on both sides, " \
+           "within noise (p = 0.25); context recall 1.00 → 0.67 over 3 case(s) judged on both sides, " \
+           "within noise (p = 1); 18 judge call(s) in this run" in line, line
+    comment = check.render_markdown(report).splitlines()
+    cases = comment[comment.index(line) + 1:comment.index(line) + 4]
+    assert cases == ["- pads-distance: context precision 0.77 → 1.00, context recall 1.00 → 0.00; answer regressed",
+                     "- chain: context precision 0.47 → 1.00; answer unchanged",
+                     "- brakes: context precision 0.47 → 1.00; answer unchanged"], cases
+    results = evals.to_json(report.evals.comparisons, report.base_label, report.head_label, report.evals.skipped)
+    jsonschema.validate(results, json.loads((SCHEMAS / "eval-results.schema.json").read_text()))
+    judged = results["suites"][0]["retrieval"]
+    assert judged["judged_moves"][0] == {"id": "pads-distance", "precision": {"base": pytest.approx(0.765, abs=1e-3),
+                                                                              "head": 1.0},
+                                         "recall": {"base": 1.0, "head": 0.0}, "answer": "regressed"}
+    assert judged["context_recall"]["verdict"] == "within noise" and judged["head"]["recall_judged"] == 3
+    html = check.render_html(report)
+    assert "judged by openai/gpt-4o-mini" in html and "Judged context precision and recall per suite" in html
+    assert "evals/help.eval.yaml: context recall" in html
+
+    judging_stub.reset()
+    again = run_promptops(["eval", "--base", "main", "--api-base", judging_stub.base_url], root)
+    assert judging_stub.requests == []  # an unchanged question and passage make no judge call
+    judged_line = next(text for text in again.stdout.splitlines() if text.startswith("  judged by"))
+    assert "context recall 1.00 -> 0.67" in judged_line and "0 judge call(s) in this run, $0" in judged_line
+    assert "    judged moved pads-distance: context precision 0.77 -> 1.00, context recall 1.00 -> 0.00; answer " \
+           "regressed" in again.stdout.splitlines()
+
+
+def test_a_suite_asking_for_judged_figures_where_nothing_is_retrieved_is_told_so(
+        judging_stub: StubServer, tmp_path: Path) -> None:
+    root = judged_repository(tmp_path / "repo")
+    prompt = root / "prompts/help.prompt.yaml"
+    prompt.write_text(prompt.read_text().replace("retrieval: {config: workshop_kb, into: passages, query: question}\n",
+                                                 ""))
+    result = run_promptops(["eval", "--no-base", "--api-base", judging_stub.base_url, "--format", "json"], root)
+    assert ("evals/help.eval.yaml: retrieval.judge (context_precision, context_recall) not applied: prompt "
+            "'workshop.help' retrieves no passages (it has no retrieval: {config, into}), so nothing is retrieved "
+            "to judge") in result.json()["skipped"]
+    assert judge_requests(judging_stub) == []
+
+
+def test_lint_names_an_unknown_judged_figure_with_its_file_and_line(tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    (root / "evals/help.eval.yaml").write_text(JUDGED_SUITE.replace("context_recall]", "faithfulness]"))
+    result = run_promptops(["lint", "evals/help.eval.yaml"], root)
+    assert result.stdout.startswith("evals/help.eval.yaml:2:40: PO113 retrieval.judge[1]: 'faithfulness' is not one "
+                                    "of context_precision, context_recall\n"), result.stdout
+    (root / "evals/help.eval.yaml").write_text(JUDGED_SUITE.replace("judge: [", "model: openai/gpt-4o, judge: ["))
+    assert "retrieval." not in run_promptops(["lint", "evals/help.eval.yaml"], root).stdout  # a model may be named
+
+
+def test_judge_calls_count_in_the_spend_cap_and_a_case_the_judge_could_not_grade_is_named(
+        judging_stub: StubServer, tmp_path: Path) -> None:
+    root = judged_repository(tmp_path / "repo")
+    result = run_promptops(["eval", "--no-base", "--api-base", judging_stub.base_url, "--max-cost", "0.00001",
+                            "--format", "json"], root)
+    document = result.json()
+    assert judge_requests(judging_stub) == []  # a judge call reserves its worst case: none fits under the cap
+    assert ("evals/help.eval.yaml: context precision not judged for 3 case(s) (chain, brakes, pads-distance): "
+            "passage 1: not run: the spend cap $1e-05 would be passed") in "\n".join(document["skipped"])
+    assert any(reason.startswith("evals/help.eval.yaml: context recall not judged for 3 case(s)")
+               for reason in document["skipped"]), document["skipped"]
+    head = document["suites"][0]["retrieval"]["head"]
+    assert head["context_precision"] is None and head["precision_judged"] == 0 and head["judge_calls"] == 0
+
+
+def test_a_suite_that_does_not_ask_for_judged_figures_makes_no_judge_call(
+        judging_stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 1")
+    report = checked(root, judging_stub)
+    r = report.evals.comparisons[0].retrieval
+    assert r is not None and r.head.context_precision is None and r.context_recall is None
+    assert judge_requests(judging_stub) == [] and "judged by" not in check.render_markdown(report)
+    assert "Judged context precision" not in check.render_html(report)
 
 
 def test_embedding_the_corpus_counts_in_the_spend_cap(stub: StubServer, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from promptops.testing import Fault, Rule, StubServer, embed, load_rules
+from promptops.evals.judges import judge_call
+from promptops.testing import Fault, Rule, StubServer, WordJudge, embed, load_rules
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 NO_RETRY = {"max_retries": 0, "num_retries": 0}
@@ -349,3 +350,36 @@ def test_cli_serves_a_rules_file(litellm: ModuleType, tmp_path: Path) -> None:
             server.kill()  # only if Ctrl-C did not stop it: nothing is left running either way
             server.wait()
     assert code == 0
+
+
+def test_word_judge_answers_promptops_retrieval_judge_prompts_by_shared_words() -> None:
+    """On the prompts the judges render (a template changed so that it no longer recognises them fails here)."""
+    def asked(judge: WordJudge, template: str, **data: Any) -> Any:
+        messages = judge_call("m", template, "judge:p", "c", **data).messages
+        reply = judge({"messages": messages})
+        return None if reply is None else json.loads(reply)
+
+    judge = WordJudge()
+    question = "How often should I oil the chain?"
+    assert asked(judge, "passage.j2", question=question, passage="Oil the chain every 300 km.")["relevant"] is True
+    assert asked(judge, "passage.j2", question=question, passage="Tyres run at 6 bar.")["relevant"] is False
+    assert asked(WordJudge(min_shared=2), "passage.j2", question=question,
+                 passage="Clean the chain.")["relevant"] is False
+    assert asked(judge, "claims.j2", question=question, answer="Every 300 km. Use dry lube!") == \
+        ["Every 300 km.", "Use dry lube!"]
+    verdicts = asked(judge, "verdicts.j2", passages=["Oil it every 300 km.", "Use a dry lube."],
+                     claims=["Every 300 km.", "Use a wet lube."])
+    assert [v["supported"] for v in verdicts] == [True, False]
+    assert asked(judge, "rubric.j2", rubric="Is polite", question=None, answer="Hi") is None  # the rules answer
+
+
+def test_word_judge_noise_is_seeded_and_at_its_rate() -> None:
+    def verdicts(seed: int) -> list[bool]:
+        judge = WordJudge(error_rate=0.2, seed=seed)
+        return [json.loads(judge({"messages": judge_call("m", "passage.j2", "j", "c", question="oil the chain",
+                                                              passage=f"chain {i}").messages}) or "{}")["relevant"]
+                for i in range(500)]
+
+    first = verdicts(1)
+    assert first == verdicts(1) and first != verdicts(2)
+    assert 0.15 < first.count(False) / 500 < 0.25  # every passage shares "chain": each False is an error
