@@ -2,7 +2,7 @@
 
     python bench/eval_bench.py [--cases 2000] [--latency-ms 100] [--concurrency 16] [--workers N]
                                [--memory 2000,10000] [--load 2] [--switch-calls 400] [--switch-rounds 4]
-                               [--skip switches,workers,confirm]
+                               [--skip switches,workers,cache,confirm]
 
 Prints, in one run, with the load average at its start and end (the machines are
 shared: compare ratios within a run):
@@ -435,6 +435,77 @@ def confirmation(tmp: Path) -> str:
             f"(x{on['seconds'] / off['seconds']:.2f}); gate {'passed' if on['passed'] else 'failed'}")
 
 
+# One process writing answers through the cache's batched writer, as a worker does: ``rows`` answers at
+# ``rate`` a second, each awaiting its commit as a call does before it frees its slot.
+# Processes start together at ``start`` (a wall-clock time). Prints the commits' and the waits' times.
+CACHE_WRITER = """\
+import asyncio, json, resource, sys, time
+from pathlib import Path
+from promptops.resultcache import CachedResult, PendingWrites, ResultCache, WriteConnection
+path, rows, rate, start, tag = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+commit_s, waits = [], []
+plain_put = WriteConnection.put_many
+def timed_put(self, results):
+    started = time.perf_counter()
+    try:
+        plain_put(self, results)
+    finally:
+        commit_s.append(time.perf_counter() - started)
+WriteConnection.put_many = timed_put
+async def answer(writes, n):
+    stored = time.perf_counter()
+    await writes.store(CachedResult(f"{tag}-{n}", "bench.echo", "v1", "openai/gpt-4o-mini", f"c{n}", 0,
+                                    "ok " * 20, 12, 20, 100.0, 1.2e-05))
+    waits.append(time.perf_counter() - stored)
+async def main():
+    with ResultCache(path) as cache:
+        writes = PendingWrites(cache)
+        time.sleep(max(0.0, start - time.time()))
+        began, tasks, cpu = time.perf_counter(), [], time.process_time()
+        for n in range(rows):
+            await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(answer(writes, n)))
+        await asyncio.gather(*tasks)
+        writes.flush()
+        print(json.dumps({"seconds": time.perf_counter() - began, "commits": writes.commits, "commit_s": commit_s,
+                          "waits": waits, "cpu_s": time.process_time() - cpu}))
+asyncio.run(main())
+"""
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+def cache_contention(tmp: Path, rows: int, rate: float) -> list[str]:
+    """Worker processes storing answers in one cache file against each in a file of its own."""
+    lines = [f"cache writers, {rows} answers at {rate:g} a second in all, each awaiting its commit (ms: commit "
+             "p50/p95/max; store to committed p50/p95/max; CPU a row):"]
+    for processes in (1, 2, 4):
+        for shared in (True, False) if processes > 1 else (True,):
+            start = time.time() + 1.0  # after every child's imports
+            children = [subprocess.Popen(
+                [sys.executable, "-c", CACHE_WRITER,
+                 str(tmp / (f"cache-{processes}-{rate:g}.db" if shared else f"cache-{processes}-{rate:g}-{i}.db")),
+                 str(rows // processes), str(rate / processes), str(start), f"w{i}"],
+                stdout=subprocess.PIPE, text=True) for i in range(processes)]
+            runs = [json.loads(child.communicate()[0]) for child in children]
+            if any(child.returncode for child in children):
+                sys.exit("a cache writer failed")
+            commits = [s for run in runs for s in run["commit_s"]]
+            waits = [s for run in runs for s in run["waits"]]
+            where = "one file" if shared else "a file each"
+            lines.append(
+                f"  {processes} process{'es' if processes > 1 else '  '} {where:10s}: "
+                f"{max(run['seconds'] for run in runs):5.2f} s, {sum(run['commits'] for run in runs):4d} commits; "
+                f"commit {_percentile(commits, 0.5) * 1000:5.1f} / {_percentile(commits, 0.95) * 1000:5.1f} / "
+                f"{max(commits) * 1000:6.1f}; waits {_percentile(waits, 0.5) * 1000:5.1f} / "
+                f"{_percentile(waits, 0.95) * 1000:5.1f} / {max(waits) * 1000:6.1f}; "
+                f"CPU {sum(run['cpu_s'] for run in runs) * 1000 / rows:.2f} ms")
+    return lines
+
+
 def memory(report: dict) -> str:
     largest = report["worker_maxrss_kb"]
     workers = f", largest child process {largest / 1024:.0f} MB" if largest > 50_000 else ""
@@ -481,7 +552,7 @@ def main() -> None:
     parser.add_argument("--switch-calls", type=int, default=400, help="calls a switch is measured over, a round")
     parser.add_argument("--switch-rounds", type=int, default=4, help="interleaved rounds of the switch table")
     parser.add_argument("--skip", type=lambda s: set(s.split(",")), default=set(), metavar="PART,...",
-                        help="leave out parts: switches, workers, confirm")
+                        help="leave out parts: switches, workers, cache, confirm")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp, StubServer(default_reply="ok") as stub:
@@ -533,6 +604,10 @@ def main() -> None:
         if "workers" not in args.skip:
             print("\n".join(workers_table(root, stub, args, floor, Path(tmp))))
             stub.reset(latency_ms=0)
+        if "cache" not in args.skip:
+            pace = args.concurrency * 1000 / args.latency_ms  # answers a second at the floor
+            for rate in (pace, 5 * pace):
+                print("\n".join(cache_contention(Path(tmp), args.cases, rate)))
         if "confirm" not in args.skip:
             print(confirmation(Path(tmp)))
         for size in args.memory:
