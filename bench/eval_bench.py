@@ -598,9 +598,15 @@ def main() -> None:
         make_project(small, 1000)
         run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
         calls = stub.calls
-        whole_cached, phase_cached, cached = run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
-        print(f"cached re-run, 1,000 cases: {whole_cached:.2f} s whole process ({phase_cached:.2f} s eval phase), "
-              f"{stub.calls - calls} model calls, litellm imported: {cached['litellm']}  (target < 1 s)")
+        # Three runs: a short process's wall time on a shared machine is mostly its waits for a core, so the
+        # CPU it used is printed beside (the whole process's, start-up and imports included).
+        reruns = [run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers) for _ in range(3)]
+        wholes = ", ".join(f"{whole:.2f}" for whole, _, _ in reruns)
+        phases = ", ".join(f"{phase:.2f}" for _, phase, _ in reruns)
+        cpus = ", ".join(f"{report['cpu_s']:.2f}" for _, _, report in reruns)
+        print(f"cached re-run, 1,000 cases, 3 runs: {wholes} s whole process ({phases} s eval phase; CPU {cpus} s), "
+              f"{stub.calls - calls} model calls, litellm imported: {any(r['litellm'] for _, _, r in reruns)}  "
+              "(target < 1 s)")
         if "workers" not in args.skip:
             print("\n".join(workers_table(root, stub, args, floor, Path(tmp))))
             stub.reset(latency_ms=0)
