@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import pickle
@@ -62,13 +63,14 @@ def worker_count(calls: int, concurrency: int, requested: int | None = None) -> 
     if requested is not None:
         return requested if requested > 1 else 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    # Measured (eval_bench.py, README Speed): at concurrency 16 four workers beat one process on a busy
+    # Measured (eval_bench.py, README Speed): at concurrency 16 workers beat one process on a busy
     # machine too (phase/floor 1.93 against 2.53 at load 8-16, 3.12 against 6.50 with two more busy
     # processes): each process gets its share of contended cores. They cost 22-57% more CPU, so below
-    # MIN_CONCURRENCY, where one process's share keeps up with the calls, the calls stay here.
+    # MIN_CONCURRENCY, where one process's share keeps up with the calls, the calls stay here. One a
+    # core: in one run two were as fast as four (1.41 against 1.54) in 266 MB of memory against 342.
     if calls < MIN_CALLS or cores < 2 or concurrency < MIN_CONCURRENCY:
         return 0
-    return min(2 * cores, concurrency, MAX_WORKERS)
+    return min(cores, concurrency, MAX_WORKERS)
 
 
 def _frame(message: tuple[Any, ...]) -> bytes:
@@ -342,6 +344,9 @@ def main(argv: list[str]) -> None:
         import_litellm()  # first, while the parent is still planning, and once for every worker
         _load_openai_client_modules()
         _, _, init = _receive_blocking(control)
+        # The collector writes into every object it scans: after a fork that copies the shared pages of
+        # litellm's modules into each worker. Frozen objects are never scanned, so the pages stay shared.
+        gc.freeze()
         sock, children = _fork_workers(control, init[3])
         asyncio.run(_serve(sock, init))
     except ConnectionError:  # the parent stopped before needing us

@@ -354,3 +354,9 @@ def test_a_missing_key_is_found_by_a_worker_before_any_call(tmp_path: Path) -> N
     env = {k: v for k, v in git_env().items() if k not in ("OPENAI_API_KEY", "PROMPTOPS_API_BASE")}
     done = run_promptops(["eval", "--no-base", "--all", "--workers", "2"], cwd=root, env=env)
     assert done.returncode == 2 and "OPENAI_API_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_large_run_at_high_concurrency_gets_one_worker_a_core() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert worker_count(10_000, 16) == (min(cores, 8) if cores >= 2 else 0)
+    assert worker_count(10_000, 8) == (min(cores, 8) if cores >= 2 else 0)  # never more than the calls in flight
