@@ -259,6 +259,7 @@ def summarise(report: CheckReport) -> CheckSummary:
                for c in comparisons for change in c.with_status(CaseStatus.FLAKY)]
         + [FlakyCase(c.suite, case, None) for c in comparisons if c.paired is None for case in c.head.flaky],
         changed_prompts=sum(item.status != "unchanged" for item in report.diff.prompts),
+        changed_retrievals=sum(item.status != "unchanged" for item in report.diff.retrievals),
         head_pass_rate=head_pass_rate(report),
         pass_rate_limit=_shared_limit(comparisons, "pass_rate"),
         latency_limits={c.suite: _shared_limit([c], "max_p95_latency_ms") for c in comparisons},

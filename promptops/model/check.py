@@ -147,6 +147,7 @@ class CheckSummary:
     regressed: list[SuiteCases] = field(default_factory=list)
     flaky: list[FlakyCase] = field(default_factory=list)
     changed_prompts: int = 0
+    changed_retrievals: int = 0  # retrieval configs
     head_pass_rate: float | None = None  # cases passing at head over every suite that ran
     pass_rate_limit: float | None = None  # the pass_rate gate, when every suite has the same one
     latency_limits: dict[str, float | None] = field(default_factory=dict)  # max_p95_latency_ms, by suite

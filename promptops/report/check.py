@@ -52,7 +52,9 @@ def headline(report: CheckReport) -> str:
 def _good_news(report: CheckReport) -> str:
     rate = report.summary.head_pass_rate
     quality = f"evals pass ({_pct(rate)} of cases at head)" if rate is not None else "no eval suite was affected"
-    return f"{report.summary.changed_prompts} prompt(s) changed, {quality}; {cost_report.headline(report.cost)}"
+    summary = report.summary
+    retrievals = f" and {summary.changed_retrievals} retrieval config(s)" if summary.changed_retrievals else ""
+    return f"{summary.changed_prompts} prompt(s){retrievals} changed, {quality}; {cost_report.headline(report.cost)}"
 
 
 # -- Markdown --------------------------------------------------------------------------------
