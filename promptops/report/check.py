@@ -385,6 +385,10 @@ def _row_json(row: PromptRow) -> dict[str, Any]:
             "measured": {"base": row.measured[0], "head": row.measured[1]},
             "gap": row.cost_gap,
         },
+        "retrieval_cost_per_call_usd": {  # the query's embedding and rerank: estimated only, no eval measures it
+            "estimated": {"base": change.base.retrieval_cost_per_call if change and change.base else None,
+                          "head": change.head.retrieval_cost_per_call if change and change.head else None},
+        },
     }
 
 

@@ -205,9 +205,12 @@ def test_a_reranker_added_shows_its_price_per_query_in_the_cost_per_call_and_the
     assert re.search(r"est\. \$0\.0000\d+ → \$0\.0000\d+ plus retrieval \$0\.000000\d+ → \$0\.002 · measured", row), row
     assert "a prompt that retrieves also pays retrieval per call" in comment
 
-    line_json = json.loads(check.render_json(report))["retrieval"][0]
-    assert line_json["retrieval_cost_per_call_usd"] == {"estimated": {"base": base.retrieval_cost_per_call,
-                                                                      "head": head.retrieval_cost_per_call}}
+    document = json.loads(check.render_json(report))
+    line_json, [row_json] = document["retrieval"][0], document["prompts"]
+    assert line_json["retrieval_cost_per_call_usd"] == row_json["retrieval_cost_per_call_usd"] == {
+        "estimated": {"base": base.retrieval_cost_per_call, "head": head.retrieval_cost_per_call}}
+    [estimate_json] = [p for p in document["cost"]["prompts"] if p["id"] == "workshop.help"]
+    assert estimate_json["delta"]["retrieval_cost_per_call"]["absolute"] == pytest.approx(0.002)
     assert line_json["monthly_cost_usd"]["estimated"]["head"] == head.monthly_cost
 
 
