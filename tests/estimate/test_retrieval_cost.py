@@ -175,9 +175,10 @@ def test_the_query_input_is_one_choice_for_the_eval_and_the_estimate(query: str 
 
 
 def test_two_refs_that_differ_only_in_the_rerankers_price_are_estimated_apart(tmp_path: Path) -> None:
-    base = project(tmp_path / "base", reranker="acme/rerank-1")
-    head = project(tmp_path / "head", reranker="acme/rerank-1")
-    (head / "promptops.yaml").write_text(CONFIG.replace("per_query: 0.5", "per_query: 0.25"))
-    at_base, at_head = Estimator().workspaces([load_workspace(base), load_workspace(head)])
+    root = project(tmp_path, reranker="acme/rerank-1")
+    base = load_workspace(root)
+    (root / "promptops.yaml").write_text(CONFIG.replace("per_query: 0.5", "per_query: 0.25"))
+    head = load_workspace(root)  # the same root, cases and files as the base: only the price differs
+    at_base, at_head = Estimator().workspaces([base, head])
     assert at_base["help.answer"].retrieval_cost_per_call == pytest.approx(MEDIAN_QUESTION_TOKENS + 0.5)
     assert at_head["help.answer"].retrieval_cost_per_call == pytest.approx(MEDIAN_QUESTION_TOKENS + 0.25)
