@@ -2,7 +2,7 @@
 
     python bench/eval_bench.py [--cases 2000] [--latency-ms 100] [--concurrency 16] [--workers N]
                                [--memory 2000,10000] [--load 2] [--switch-calls 400] [--switch-rounds 4]
-                               [--skip switches,workers,confirm]
+                               [--skip switches,workers,cache,confirm]
 
 Prints, in one run, with the load average at its start and end (the machines are
 shared: compare ratios within a run):
@@ -11,13 +11,18 @@ shared: compare ratios within a run):
   concurrency; target <= 1.15) and the whole process's (target <= 1.3), beside a
   control: the same calls by nothing but ``litellm.acompletion`` under a
   semaphore, with litellm's default settings, in as many processes as the engine
-  used; peak memory summed over every process of the run (target < 339 MB);
+  used; peak memory summed over every process of the run (target < 339 MB), as
+  PSS (shared pages divided among the processes sharing them) beside RSS (each
+  counted once a process);
 - calls per second at zero latency, and CPU milliseconds a call for promptops
   and for the control (one process each, litellm's import excluded; target:
   half the control's);
 - each litellm switch for per-call work promptops never reads, alone against
   the defaults (interleaved rounds), and what the per-call work litellm has no
-  switch for costs (a profile of the control);
+  switch for costs (a profile of the control); litellm's own OpenAI-compatible
+  routes (``aiohttp_openai/``, ``hosted_vllm/``) measured the same way, and what
+  each route keeps of what promptops reads (token counts, a 4xx's status and
+  message, Retry-After, the timeout, retrying a malformed answer);
 - the cached re-run of 1,000 cases (target under 1 s, litellm never imported);
 - the 100 ms run in one process and with 2 and 4 workers, on the machine as it
   is and loaded by ``--load`` busy processes: what the default follows;
@@ -106,21 +111,25 @@ def run(root: Path, stub: StubServer, concurrency: int, cache: Path, workers: in
         sys.exit(done.stderr[-3000:])
     report = json.loads(done.stdout.strip().splitlines()[-1])
     report["summed_peak_mb"] = peak.summed_mb()
+    report["pss_peak_mb"] = peak.pss_mb()
     return whole, report["phase"], report
 
 
 class PeakMemory:
-    """The peak resident memory of a process and all its descendants, summed over processes.
+    """The peak memory of a process and all its descendants, summed over processes, two ways.
 
-    Polls /proc for the tree and keeps each process's high-water mark (VmHWM), so a worker that
-    exits before the run ends still counts. Pages shared between a forked worker and its parent
-    count once in each (as every RSS sum does): an upper bound.
+    RSS: polls /proc for the tree and keeps each process's high-water mark (VmHWM), so a worker
+    that exits before the run ends still counts; pages shared between a forked worker and its
+    parent (litellm's import, most of a worker) count once in each: an upper bound. PSS
+    (smaps_rollup): each shared page divided among the processes that share it, summed over the
+    tree at each poll; the highest sum is the memory the run really held at once.
     """
 
     def __init__(self, root: int, every_s: float = 0.1) -> None:
         self.root = root
         self.every_s = every_s
         self.peaks: dict[int, int] = {}
+        self.pss_peak_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -135,12 +144,18 @@ class PeakMemory:
     def summed_mb(self) -> float:
         return sum(self.peaks.values()) / 1024
 
+    def pss_mb(self) -> float:
+        return self.pss_peak_kb / 1024
+
     def _poll(self) -> None:
         while not self._stop.is_set():
+            pss = 0
             for pid in _descendants(self.root):
-                kb = _high_water_kb(pid)
+                kb = _status_kb(pid, "VmHWM:")
                 if kb is not None:
                     self.peaks[pid] = max(self.peaks.get(pid, 0), kb)
+                pss += _pss_kb(pid) or 0
+            self.pss_peak_kb = max(self.pss_peak_kb, pss)
             self._stop.wait(self.every_s)
 
 
@@ -163,12 +178,22 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _high_water_kb(pid: int) -> int | None:
+def _status_kb(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
+        return None
+    return None
+
+
+def _pss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:  # gone, or not ours to read
         return None
     return None
 
@@ -181,7 +206,7 @@ import litellm
 litellm.suppress_debug_info = True
 url, switch, profile = sys.argv[1], sys.argv[5], sys.argv[6]
 first, count, concurrency = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-extra = {}
+model, extra = "openai/gpt-4o-mini", {}
 exec(SWITCHES[switch])
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -198,7 +223,7 @@ def other_threads_cpu():
 answers = []
 async def one(slots, n):
     async with slots:
-        await litellm.acompletion(model="openai/gpt-4o-mini",
+        await litellm.acompletion(model=model,
                                   messages=[{"role": "user", "content": f"Say ok for request {n}"}],
                                   api_base=url, api_key="unused", num_retries=0, max_retries=0, temperature=0,
                                   max_tokens=20, **extra)
@@ -240,6 +265,11 @@ SWITCHES = {
     "turn_off_message_logging": "litellm.turn_off_message_logging = True",
     "disable_aiohttp_transport (httpx alone)": "litellm.disable_aiohttp_transport = True",
     "disable_end_user_cost_tracking": "litellm.disable_end_user_cost_tracking = True",
+    # litellm's own OpenAI-compatible routes, chosen by the model's prefix: aiohttp_openai/ posts through its
+    # aiohttp handler (no OpenAI SDK, no httpx); hosted_vllm/ through its own HTTP handler (no OpenAI SDK).
+    # ROUTE_CHECK below says what each keeps of what promptops reads.
+    "aiohttp_openai/ route (model prefix)": "model = 'aiohttp_openai/gpt-4o-mini'",
+    "hosted_vllm/ route (model prefix)": "model = 'hosted_vllm/gpt-4o-mini'",
 }
 
 # Per-call work litellm offers no switch for: (file suffix, function) whose cumulative share of a
@@ -255,6 +285,62 @@ PIECES = {
     "the HTTP send (httpx and its aiohttp transport)": ("httpx/_client.py", "send"),
     "the aiohttp transport alone": ("custom_httpx/aiohttp_transport.py", "handle_async_request"),
 }
+
+
+# What a provider route keeps of what promptops reads, through the real litellm path against the stub: the
+# provider's token counts, a 4xx's status (not retried) and message, a 429's Retry-After, the timeout, and a
+# malformed answer being retried. Prints one JSON line: {check: what went wrong, or ""}.
+ROUTE_CHECK = """\
+import asyncio, json, sys, time
+from promptops.evals.runner import _retry_after, _retryable, import_litellm
+from promptops.testing import StubServer
+from promptops.testing.server import count_tokens
+litellm = import_litellm()
+model, found = sys.argv[1], {}
+QUESTION, REPLY = "hello there", "ok then"
+async def ask(stub, **params):
+    return await litellm.acompletion(model=model, messages=[{"role": "user", "content": QUESTION}],
+                                     api_base=stub.base_url, api_key="stub", num_retries=0, max_retries=0, **params)
+async def failure(stub, fault, **params):
+    stub.reset(faults=[fault])
+    started = time.perf_counter()
+    try:
+        await ask(stub, **params)
+    except Exception as exc:
+        return exc, time.perf_counter() - started
+    return None, time.perf_counter() - started
+def problem(ok, otherwise):
+    return "" if ok else otherwise
+async def main():
+    with StubServer(default_reply=REPLY) as stub:
+        usage, counted = (await ask(stub)).usage, (count_tokens(QUESTION), count_tokens(REPLY))
+        tokens = (usage.prompt_tokens, usage.completion_tokens)
+        found["usage"] = problem(tokens == counted, f"tokens {tokens}, the stub counted {counted}")
+        exc, _ = await failure(stub, "400")
+        found["4xx status"] = problem(not _retryable(litellm, exc), f"a 400 arrives as {type(exc).__name__} "
+                                      f"{getattr(exc, 'status_code', None)}: retried")
+        found["provider message"] = problem("stub fault: HTTP 400" in str(exc), f"only {str(exc)[:80]!r}")
+        exc, _ = await failure(stub, {"kind": "429", "retry_after": 2.5})
+        found["Retry-After"] = problem(_retry_after(exc) == 2.5, f"read as {_retry_after(exc)}")
+        exc, seconds = await failure(stub, {"kind": "timeout", "hang_s": 3}, timeout=0.5)
+        found["timeout"] = problem(seconds < 1.5, f"0.5 s asked, {seconds:.1f} s waited")
+        exc, _ = await failure(stub, "garbage")
+        found["malformed answer retried"] = problem(exc is not None and _retryable(litellm, exc),
+                                                    f"{type(exc).__name__}, not retried")
+asyncio.run(main())
+print(json.dumps(found))
+"""
+
+
+def route_check(model: str) -> str:
+    """One line: what the provider route of ``model`` keeps and loses of what promptops reads."""
+    done = subprocess.run([sys.executable, "-c", ROUTE_CHECK, model], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(done.stderr[-3000:])
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    kept = [check for check, problem in found.items() if not problem]
+    lost = [f"{check} ({problem})" for check, problem in found.items() if problem]
+    return f"  {model}: kept {', '.join(kept) or 'nothing'}; lost {'; '.join(lost) or 'nothing'}"
 
 
 def control(stub: StubServer, cases: int, concurrency: int, processes: int, switch: str = "default",
@@ -349,11 +435,83 @@ def confirmation(tmp: Path) -> str:
             f"(x{on['seconds'] / off['seconds']:.2f}); gate {'passed' if on['passed'] else 'failed'}")
 
 
+# One process writing answers through the cache's batched writer, as a worker does: ``rows`` answers at
+# ``rate`` a second, each awaiting its commit as a call does before it frees its slot.
+# Processes start together at ``start`` (a wall-clock time). Prints the commits' and the waits' times.
+CACHE_WRITER = """\
+import asyncio, json, resource, sys, time
+from pathlib import Path
+from promptops.resultcache import CachedResult, PendingWrites, ResultCache, WriteConnection
+path, rows, rate, start, tag = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+commit_s, waits = [], []
+plain_put = WriteConnection.put_many
+def timed_put(self, results):
+    started = time.perf_counter()
+    try:
+        plain_put(self, results)
+    finally:
+        commit_s.append(time.perf_counter() - started)
+WriteConnection.put_many = timed_put
+async def answer(writes, n):
+    stored = time.perf_counter()
+    await writes.store(CachedResult(f"{tag}-{n}", "bench.echo", "v1", "openai/gpt-4o-mini", f"c{n}", 0,
+                                    "ok " * 20, 12, 20, 100.0, 1.2e-05))
+    waits.append(time.perf_counter() - stored)
+async def main():
+    with ResultCache(path) as cache:
+        writes = PendingWrites(cache)
+        time.sleep(max(0.0, start - time.time()))
+        began, tasks, cpu = time.perf_counter(), [], time.process_time()
+        for n in range(rows):
+            await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(answer(writes, n)))
+        await asyncio.gather(*tasks)
+        writes.flush()
+        print(json.dumps({"seconds": time.perf_counter() - began, "commits": writes.commits, "commit_s": commit_s,
+                          "waits": waits, "cpu_s": time.process_time() - cpu}))
+asyncio.run(main())
+"""
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+def cache_contention(tmp: Path, rows: int, rate: float) -> list[str]:
+    """Worker processes storing answers in one cache file against each in a file of its own."""
+    lines = [f"cache writers, {rows} answers at {rate:g} a second in all, each awaiting its commit (ms: commit "
+             "p50/p95/max; store to committed p50/p95/max; CPU a row):"]
+    for processes in (1, 2, 4):
+        for shared in (True, False) if processes > 1 else (True,):
+            start = time.time() + 1.0  # after every child's imports
+            children = [subprocess.Popen(
+                [sys.executable, "-c", CACHE_WRITER,
+                 str(tmp / (f"cache-{processes}-{rate:g}.db" if shared else f"cache-{processes}-{rate:g}-{i}.db")),
+                 str(rows // processes), str(rate / processes), str(start), f"w{i}"],
+                stdout=subprocess.PIPE, text=True) for i in range(processes)]
+            runs = [json.loads(child.communicate()[0]) for child in children]
+            if any(child.returncode for child in children):
+                sys.exit("a cache writer failed")
+            commits = [s for run in runs for s in run["commit_s"]]
+            waits = [s for run in runs for s in run["waits"]]
+            where = "one file" if shared else "a file each"
+            lines.append(
+                f"  {processes} process{'es' if processes > 1 else '  '} {where:10s}: "
+                f"{max(run['seconds'] for run in runs):5.2f} s, {sum(run['commits'] for run in runs):4d} commits; "
+                f"commit {_percentile(commits, 0.5) * 1000:5.1f} / {_percentile(commits, 0.95) * 1000:5.1f} / "
+                f"{max(commits) * 1000:6.1f}; waits {_percentile(waits, 0.5) * 1000:5.1f} / "
+                f"{_percentile(waits, 0.95) * 1000:5.1f} / {max(waits) * 1000:6.1f}; "
+                f"CPU {sum(run['cpu_s'] for run in runs) * 1000 / rows:.2f} ms")
+    return lines
+
+
 def memory(report: dict) -> str:
     largest = report["worker_maxrss_kb"]
     workers = f", largest child process {largest / 1024:.0f} MB" if largest > 50_000 else ""
-    return (f"{report['summed_peak_mb']:.0f} MB summed over processes ({report['maxrss_kb'] / 1024:.0f} MB planning "
-            f"process{workers})")
+    return (f"PSS {report['pss_peak_mb']:.0f} MB summed over processes at its peak; RSS "
+            f"{report['summed_peak_mb']:.0f} MB summed, shared pages once a process "
+            f"({report['maxrss_kb'] / 1024:.0f} MB planning process{workers})")
 
 
 def burn(cores: int) -> list[subprocess.Popen[bytes]]:
@@ -373,7 +531,8 @@ def workers_table(root: Path, stub: StubServer, args: argparse.Namespace, floor:
                 whole, phase, report = run(root, stub, args.concurrency, tmp / f"w{load}-{workers}.db", workers)
                 lines.append(f"  {'loaded by ' + str(load) + ' busy processes' if load else 'as the machine is':32s} "
                              f"workers {workers}: phase {phase / floor:.2f}  whole {whole / floor:.2f}  "
-                             f"CPU {report['cpu_s']:.1f} s  memory {report['summed_peak_mb']:.0f} MB")
+                             f"CPU {report['cpu_s']:.1f} s  memory: PSS {report['pss_peak_mb']:.0f} MB, "
+                             f"RSS {report['summed_peak_mb']:.0f} MB")
         finally:
             for burner in burners:
                 burner.kill()
@@ -393,7 +552,7 @@ def main() -> None:
     parser.add_argument("--switch-calls", type=int, default=400, help="calls a switch is measured over, a round")
     parser.add_argument("--switch-rounds", type=int, default=4, help="interleaved rounds of the switch table")
     parser.add_argument("--skip", type=lambda s: set(s.split(",")), default=set(), metavar="PART,...",
-                        help="leave out parts: switches, workers, confirm")
+                        help="leave out parts: switches, workers, cache, confirm")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp, StubServer(default_reply="ok") as stub:
@@ -431,17 +590,30 @@ def main() -> None:
         if "switches" not in args.skip:
             print("\n".join(switches(stub, args.switch_calls, args.switch_rounds)))
             print("\n".join(pieces(stub, args.switch_calls, theirs_ms, theirs["threads_cpu_s"] * 1000 / args.cases)))
+            print("what each route keeps of what promptops reads (through litellm against the stub):")
+            for model in ("openai/gpt-4o-mini", "aiohttp_openai/gpt-4o-mini", "hosted_vllm/gpt-4o-mini"):
+                print(route_check(model))
 
         small = Path(tmp) / "small"
         make_project(small, 1000)
         run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
         calls = stub.calls
-        whole_cached, phase_cached, cached = run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers)
-        print(f"cached re-run, 1,000 cases: {whole_cached:.2f} s whole process ({phase_cached:.2f} s eval phase), "
-              f"{stub.calls - calls} model calls, litellm imported: {cached['litellm']}  (target < 1 s)")
+        # Three runs: a short process's wall time on a shared machine is mostly its waits for a core, so the
+        # CPU it used is printed beside (the whole process's, start-up and imports included).
+        reruns = [run(small, stub, args.concurrency, Path(tmp) / "small.db", args.workers) for _ in range(3)]
+        wholes = ", ".join(f"{whole:.2f}" for whole, _, _ in reruns)
+        phases = ", ".join(f"{phase:.2f}" for _, phase, _ in reruns)
+        cpus = ", ".join(f"{report['cpu_s']:.2f}" for _, _, report in reruns)
+        print(f"cached re-run, 1,000 cases, 3 runs: {wholes} s whole process ({phases} s eval phase; CPU {cpus} s), "
+              f"{stub.calls - calls} model calls, litellm imported: {any(r['litellm'] for _, _, r in reruns)}  "
+              "(target < 1 s)")
         if "workers" not in args.skip:
             print("\n".join(workers_table(root, stub, args, floor, Path(tmp))))
             stub.reset(latency_ms=0)
+        if "cache" not in args.skip:
+            pace = args.concurrency * 1000 / args.latency_ms  # answers a second at the floor
+            for rate in (pace, 5 * pace):
+                print("\n".join(cache_contention(Path(tmp), args.cases, rate)))
         if "confirm" not in args.skip:
             print(confirmation(Path(tmp)))
         for size in args.memory:

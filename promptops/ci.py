@@ -118,6 +118,9 @@ def _run_evals(base: Workspace, head: Workspace, options: CheckOptions,
     for attempt in attempts_of(comparisons):
         if attempt.failure is Failure.SPEND_CAP:
             part.capped += 1
+        elif attempt.failure is Failure.NO_PASSAGES:
+            part.unretrieved += 1
+            part.first_retrieval_error = part.first_retrieval_error or (attempt.failures or ("no passages",))[0]
         elif attempt.failure is Failure.NO_ANSWER:
             part.unanswered += 1
             part.first_error = part.first_error or (attempt.failures[0] if attempt.failures else "no answer")
@@ -197,8 +200,11 @@ def verdict(report: CheckReport, fail_on: str) -> CheckVerdict:
     evals = report.evals
     if evals.capped:
         failures.append(f"the spend cap stopped {_count(evals.capped, 'model call')}: results are incomplete")
-    service = (f"{_count(evals.unanswered, 'model call')} got no answer after retries ({evals.first_error})"
-               if evals.unanswered else "")
+    service = "; ".join(
+        ([f"{_count(evals.unanswered, 'model call')} got no answer after retries ({evals.first_error})"]
+         if evals.unanswered else [])
+        + ([f"{_count(evals.unretrieved, 'model call')} {evals.first_retrieval_error}: results are incomplete"]
+           if evals.unretrieved else []))
     warn_lint = len(report.lint.findings) - len(errors)
     if warn_lint:
         warnings.append(f"lint found {_count(warn_lint, 'warning')}")

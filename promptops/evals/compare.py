@@ -51,7 +51,7 @@ def figures(run: SuiteRun) -> SideFigures:
         shared_calls=sum(a.shared and not a.cached for a in calls),
         new_calls=len(fresh),
         confirmation_calls=sum(case.confirmations for case in run.cases.values()),
-        unanswered=sum(a.failure is Failure.NO_ANSWER for a in attempts),
+        unanswered=sum(a.failure in (Failure.NO_ANSWER, Failure.NO_PASSAGES) for a in attempts),
         capped=sum(a.failure is Failure.SPEND_CAP for a in attempts),
         new_spend_usd=_sum_or_unknown([a.cost_usd for a in fresh]),
         judge_cost_usd=run.judge_cost_usd,
@@ -150,9 +150,10 @@ def attempts_of(comparisons: Iterable[SuiteComparison]) -> Iterable[Attempt]:
 def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
     """Fail the gate `answered` of each suite with model calls, base or head, that got no answer after retries,
     and the gate `within_spend_cap` of each suite whose calls the spend cap refused (or the retrieval of their
-    passages: such a case is not sent either, and its reason names the retrieval config), so that no report of an
-    incomplete run says PASS; return how many calls got no answer. A case whose prompt does not render was
-    never sent: neither is a call that got no answer."""
+    passages: such a case is not sent either, and its reason names the retrieval config), and the gate `retrieved`
+    of each suite with cases not sent because retrieving their passages failed, so that no report of an
+    incomplete run says PASS; return how many calls got no answer (those cases' included). A case whose prompt
+    does not render was never sent: neither is a call that got no answer."""
     total = 0
     for comparison in comparisons:
         attempts = [(change.case_id, attempt) for change in comparison.cases for run in (change.base, change.head)
@@ -161,6 +162,8 @@ def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
                       for case_id, attempt in attempts if attempt.failure is Failure.NO_ANSWER]
         capped = [(case_id, attempt.failures[0] if attempt.failures else "not sent")
                   for case_id, attempt in attempts if attempt.failure is Failure.SPEND_CAP]
+        unretrieved = [(case_id, attempt.failures[0] if attempt.failures else "not sent")
+                       for case_id, attempt in attempts if attempt.failure is Failure.NO_PASSAGES]
         if unanswered:
             comparison.gates.append(("answered", GateResult(
                 False, f"{len(unanswered)} model call(s) got no answer after retries, e.g. {unanswered[0]}")))
@@ -168,5 +171,9 @@ def mark_incomplete(comparisons: list[SuiteComparison]) -> int:
             comparison.gates.append(("within_spend_cap", GateResult(
                 False, f"the spend cap stopped {len(capped)} model call(s), e.g. for case {capped[0][0]} "
                        f"({capped[0][1]}): the results are incomplete (raise eval.max_cost_usd or --max-cost)")))
-        total += len(unanswered)
+        if unretrieved:
+            comparison.gates.append(("retrieved", GateResult(
+                False, f"{len({case_id for case_id, _ in unretrieved})} case(s) got no passages, e.g. "
+                       f"{unretrieved[0][0]} ({unretrieved[0][1]}): the results are incomplete")))
+        total += len(unanswered) + len(unretrieved)
     return total

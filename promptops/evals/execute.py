@@ -217,8 +217,8 @@ async def _filled(source: PassageSource | None, suite: EvalSuiteSpec, workspace:
 
 
 def _planned(filled: Filled, workspace: Workspace, cache: ResultCache, options: EvalOptions) -> Side:
-    side = plan_side(filled.suite, workspace, cache, options.repeat, options.shard, capped=filled.capped,
-                     capped_reason=filled.capped_reason)
+    side = plan_side(filled.suite, workspace, cache, options.repeat, options.shard,
+                     withheld=filled.withheld_attempt, withheld_cases=filled.withheld)
     side.run.retrieval = filled.retrieval
     side.run.problems += list(filled.problems)
     return side

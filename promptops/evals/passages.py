@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from promptops.model.evals import RetrievalRun
+from promptops.model.evals import Attempt, Failure, RetrievalRun
 from promptops.specs import EvalSuiteSpec
 
 if TYPE_CHECKING:
@@ -29,9 +29,18 @@ class Filled:
     retrieval: RetrievalRun | None  # None: nothing was retrieved
     # why passages could not be retrieved (its cases then do not render), or cases the judge could not grade
     problems: tuple[str, ...] = ()
-    # The cases whose passages the spend cap stopped, and why: not sent, they fail the gate within_spend_cap.
-    capped: tuple[str, ...] = ()
-    capped_reason: str = ""
+    # The cases not sent because their passages could not be retrieved: each gets an attempt failing as
+    # ``withheld_as`` (the spend cap: the gate within_spend_cap; else the gate retrieved), for ``withheld_reason``.
+    withheld: tuple[str, ...] = ()
+    withheld_as: Failure = Failure.SPEND_CAP
+    withheld_reason: str = ""
+
+    @property
+    def withheld_attempt(self) -> Attempt | None:
+        """The failed attempt each sample of a withheld case gets (None: no case is withheld)."""
+        if not self.withheld:
+            return None
+        return Attempt(False, 0.0, None, None, None, None, None, (self.withheld_reason,), failure=self.withheld_as)
 
 
 class PassageSource(Protocol):

@@ -170,13 +170,14 @@ def _forget_if_fine(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[No
 
 def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, repeat: int | None = None,
               shard: tuple[int, int] | None = None, *, confirm: int = 0,
-              only: Collection[str] | None = None, capped: Collection[str] = (), capped_reason: str = "") -> Side:
+              only: Collection[str] | None = None, withheld: Attempt | None = None,
+              withheld_cases: Collection[str] = ()) -> Side:
     """Render the suite's cases at this ref, address every call, and look each up in the cache.
 
     By default each case's initial samples; with ``confirm`` and ``only``, that many more samples
     of just those cases (sample indices after the initial ones: each its own call and cache slot).
-    The ``capped`` cases (their retrieved passages stopped by the spend cap) are not sent: their
-    attempts fail as calls the cap refused, for ``capped_reason``.
+    The ``withheld_cases`` (their passages could not be retrieved) are not sent: each of their
+    attempts is the failed attempt ``withheld``.
     """
     times = suite_repeat(suite, workspace, repeat)
     samples = range(times, times + confirm) if confirm else range(times)
@@ -193,9 +194,8 @@ def plan_side(suite: EvalSuiteSpec, workspace: Workspace, cache: ResultCache, re
         if not in_shard(suite, case, shard) or (only is not None and case.id not in only):
             continue
         side.cases[case.id] = case
-        if case.id in capped:
-            refused = Attempt(False, 0.0, None, None, None, None, None, (capped_reason,), failure=Failure.SPEND_CAP)
-            side.assessed[case.id] = CaseRun(case.id, case.vars, case.expected, (refused,) * len(samples))
+        if withheld is not None and case.id in withheld_cases:
+            side.assessed[case.id] = CaseRun(case.id, case.vars, case.expected, (withheld,) * len(samples))
             continue
         try:
             messages = render_messages(prompt, case.vars, limits)

@@ -27,6 +27,8 @@ class EvalPart:
     unanswered: int = 0  # calls that got no answer after retries
     capped: int = 0  # calls the spend cap refused
     first_error: str = ""
+    unretrieved: int = 0  # calls not sent because retrieving their passages failed
+    first_retrieval_error: str = ""
 
 
 @dataclass(frozen=True)

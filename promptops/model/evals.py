@@ -96,6 +96,7 @@ class Failure(str, Enum):
     SPEND_CAP = "spend cap"  # not sent: it could have passed the spend cap
     NOT_RENDERED = "not rendered"  # not sent: the prompt does not render with the case's vars
     REFUSED = "refused"  # not sent: model params off the allowlist, or a model name that is a URL (lint says so)
+    NO_PASSAGES = "no passages"  # not sent: the retrieval that fills its passages failed or was not allowed
 
     @property
     def is_sample(self) -> bool:

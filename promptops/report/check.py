@@ -166,7 +166,7 @@ def retrieval_text(line: RetrievalLine) -> str:
         recall = f"recall@{base.k} {_pct(base.recall)} → recall@{head.k} {_pct(head.recall)}"
     else:
         recall = f"recall@{head.k} " + _arrow(_pct(base.recall) if base else "–", _pct(head.recall))
-    verdict = f" ({r.verdict}: {r.lost} case(s) lost their sources, {r.gained} gained)" if base else ""
+    verdict = f" ({r.verdict}: {evals_report.source_verdict(r)})" if base else ""
     parts = [f"{line.suite} ({head.config}): answers pass " + _arrow(_pct(line.pass_rate[0]), _pct(line.pass_rate[1])),
              f"{recall} over {head.scored} case(s) with expected sources{verdict}",
              *([judged] if (judged := evals_report.judged_text(r, "→")) else []),

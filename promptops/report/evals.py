@@ -198,6 +198,14 @@ def render_text(comparisons: list[SuiteComparison], skipped: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def source_verdict(r: RetrievalComparison) -> str:
+    """"1 case(s) lost every expected source, 0 gained", and how many more lost only some of theirs (a case
+    with two expected sources that keeps one still hits, so it is not counted as lost)."""
+    partly = sum(bool(change.lost) and change.head_recall > 0 for change in r.changes)
+    more = f"; {partly} more lost some of theirs" if partly else ""
+    return f"{r.lost} case(s) lost every expected source, {r.gained} gained{more}"
+
+
 def retrieval_texts(r: RetrievalComparison) -> list[str]:
     """A suite's retrieval for a terminal: recall@k, hit@k and MRR (base -> head), the cases whose sources
     moved, and the re-index a change of embedding model or chunking needs."""
@@ -208,8 +216,7 @@ def retrieval_texts(r: RetrievalComparison) -> list[str]:
         compared = base if base is not None and base.scored else None
         figures = ", ".join([_at_k("recall", "recall", compared, head), _at_k("hit", "hit_rate", compared, head),
                              "MRR " + _change(f"{compared.mrr:.2f}" if compared else None, f"{head.mrr:.2f}")])
-        verdict = (f"; {r.verdict}: {r.lost} case(s) lost every expected source, {r.gained} gained"
-                   if compared is not None else "")
+        verdict = f"; {r.verdict}: {source_verdict(r)}" if compared is not None else ""
         lines = [f"retrieval {head.config}: {figures} over {head.scored} case(s) with expected sources{verdict}"]
     judged = judged_text(r, "->")
     if judged:

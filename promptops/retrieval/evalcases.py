@@ -18,7 +18,11 @@ temporary folder), so base and head each use their own config and corpus;
 indexes are kept under the project's ``.promptops/index`` either way. Every
 embedding and rerank call counts in the run's spend cap; when the cap stops
 one, the cases that wanted passages are not sent and fail the suite's gate
-``within_spend_cap``, as capped model calls do.
+``within_spend_cap``, as capped model calls do. When retrieval fails (a corpus
+that does not load, an embedding or rerank service error) or may not run (an
+external store the base does not name), those cases are not sent either: they
+fail the gate ``retrieved``, and the check counts them as incomplete, never as
+answers that regressed.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from promptops.evals.context import ContextCase, ContextVerdicts, expected_text,
 from promptops.evals.judges import judge_model
 from promptops.evals.passages import Filled
 from promptops.evals.runner import RunSettings, SpendBudget
-from promptops.model.evals import CaseRetrieval, RetrievalRun
+from promptops.model.evals import CaseRetrieval, Failure, RetrievalRun
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
 from promptops.retrieval.chunking import Tokens
@@ -83,20 +87,18 @@ class RetrievedPassages:
         config = RetrievalSettings.from_spec(spec)
         refused = self._untrusted_store(config)
         if refused:
-            return Filled(suite, None, (f"retrieval with '{config.id}'{where} not run: {refused}; "
-                                        + f"{len(wanting)} case(s) without '{into}' get no passages",))
+            return _withheld(suite, wanting, into, Failure.NO_PASSAGES,
+                             f"retrieval with '{config.id}'{where} not run: {refused}")
         try:
             return await _filled(suite, prompt, into, config, spec.index_name, spec.source.path, workspace,
                                  wanting, cache, settings, budget)
         except SpendCapError as exc:  # incomplete, as a capped model call is: its cases fail within_spend_cap
-            return Filled(suite, None, (f"retrieval with '{config.id}'{where} stopped by the spend cap: {exc}; "
-                                        + f"{len(wanting)} case(s) without '{into}' not sent",),
-                          capped=tuple(case.id for case in wanting),
-                          capped_reason=f"not sent: the spend cap stopped retrieval with '{config.id}'{where} for "
-                                        "its passages")
+            return _withheld(suite, wanting, into, Failure.SPEND_CAP,
+                             f"the spend cap stopped retrieval with '{config.id}'{where} for its passages", str(exc))
         except (CorpusError, EmbeddingError, RerankError, ValueError) as exc:  # ChunkingError too
-            return Filled(suite, None, (f"retrieval with '{config.id}'{where} failed: {exc}; "
-                                        + f"{len(wanting)} case(s) without '{into}' get no passages",))
+            # Sent without passages, a case would be judged on an answer to a question it was never asked.
+            return _withheld(suite, wanting, into, Failure.NO_PASSAGES,
+                             f"retrieval with '{config.id}'{where} failed: {exc}")
 
 
     def _untrusted_store(self, config: RetrievalSettings) -> str | None:
@@ -124,6 +126,15 @@ class RetrievedPassages:
             digest.update(json.dumps([document.id, document.text, document.metadata], sort_keys=True,
                                      default=str).encode())
         return digest.hexdigest()
+
+
+def _withheld(suite: EvalSuiteSpec, wanting: list[EvalCase], into: str, failure: Failure, why: str,
+              detail: str = "") -> Filled:
+    """The suite with its cases that wanted passages not sent, each failing as ``failure`` because ``why``
+    (the suite's note adds ``detail``)."""
+    note = f"{why}: {detail}" if detail else why
+    return Filled(suite, None, (f"{note}; {len(wanting)} case(s) without '{into}' not sent",),
+                  withheld=tuple(case.id for case in wanting), withheld_as=failure, withheld_reason=f"not sent: {why}")
 
 
 def _unjudged(suite: EvalSuiteSpec, why: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ this to was what when where which who why will with you your we they their there
 so any about get""".split())
 _PASSAGE = re.compile(r"^\[(\d+)\][ \t]*", re.MULTILINE)
 _BLOCK = re.compile(r"<<<BEGIN (\w+)[^>]*>>>\n(.*?)\n<<<END \1[^>]*>>>", re.DOTALL)
+PASSAGE_RELEVANT = 0.3  # share of the question's content words a relevant passage holds
 REFUSAL = "I don't know: the help centre passages don't cover that. I can connect you with a human agent."
 
 
@@ -93,6 +94,10 @@ def _judge(prompt: str) -> str:
         return json.dumps({"reason": f"{score:.0%} of the rubric's words appear in the answer.",
                            "score": score, "pass": score >= 0.5})
     question = "\n".join(blocks.get("QUESTION", []))
+    if "PASSAGE" in blocks:  # retrieval.judge's context precision: is this retrieved passage relevant?
+        share = _overlap(question, blocks["PASSAGE"][0])
+        return json.dumps({"reason": f"{share:.0%} of the question's words appear in the passage.",
+                           "relevant": share >= PASSAGE_RELEVANT})
     return json.dumps([{"statement": s, "relevant": "don't know" not in s.lower() and _overlap(question, s) > 0}
                        for s in _sentences(answer)])
 

@@ -9,7 +9,9 @@ code path: model ``openai/<anything>``, ``api_base=stub.base_url`` and
   ``n`` gives n identical choices; ``max_tokens`` (or ``max_completion_tokens``)
   cuts the reply with ``finish_reason: "length"``; ``stream: true`` is answered
   as server-sent events, a word per chunk, with a usage chunk when
-  ``stream_options.include_usage`` is set.
+  ``stream_options.include_usage`` is set. ``cached_tokens`` reports that many
+  of the prompt's tokens (at most all) as served from the provider's prompt
+  cache, in ``usage.prompt_tokens_details.cached_tokens``.
 - ``POST /v1/embeddings``: deterministic pseudo-embeddings (see ``embed``) of
   ``embedding_dim`` dimensions, or the request's ``dimensions``; float lists,
   or base64 float32 when ``encoding_format`` is ``"base64"``.
@@ -138,9 +140,13 @@ def _cut(reply: str, body: Mapping[str, Any]) -> tuple[str, str]:
     return reply, "stop"
 
 
-def _usage(body: Mapping[str, Any], completion_tokens: int) -> dict[str, int]:
+def _usage(body: Mapping[str, Any], completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     prompt = sum(count_tokens(text_of(m.get("content"))) for m in body.get("messages") or [])
-    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
+                             "total_tokens": prompt + completion_tokens}
+    if cached_tokens:  # as OpenAI reports input served from its prompt cache
+        usage["prompt_tokens_details"] = {"cached_tokens": min(cached_tokens, prompt)}
+    return usage
 
 
 def _choices(body: Mapping[str, Any]) -> int:
@@ -148,7 +154,7 @@ def _choices(body: Mapping[str, Any]) -> int:
     return n if isinstance(n, int) and n > 0 else 1
 
 
-def chat_completion(body: Mapping[str, Any], reply: str, seq: int) -> dict[str, Any]:
+def chat_completion(body: Mapping[str, Any], reply: str, seq: int, cached_tokens: int = 0) -> dict[str, Any]:
     text, finish = _cut(reply, body)
     n = _choices(body)
     return {
@@ -159,7 +165,7 @@ def chat_completion(body: Mapping[str, Any], reply: str, seq: int) -> dict[str, 
         "system_fingerprint": "promptops-stub",
         "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
                      "logprobs": None, "finish_reason": finish} for i in range(n)],
-        "usage": _usage(body, n * count_tokens(text)),
+        "usage": _usage(body, n * count_tokens(text), cached_tokens),
     }
 
 
@@ -221,6 +227,7 @@ class Settings:
     seed: int = 0
     embedding_dim: int = 256
     models: Sequence[str] = ("stub",)
+    cached_tokens: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rules", tuple(r if isinstance(r, Rule) else Rule.from_dict(r) for r in self.rules))
@@ -246,7 +253,7 @@ def load_settings(path: str | Path) -> dict[str, Any]:
 
     The file holds a list of rules, or a mapping with ``rules`` and any of
     ``default_reply``, ``faults``, ``latency_ms``, ``jitter_ms``, ``seed``,
-    ``embedding_dim``, ``models``.
+    ``embedding_dim``, ``models``, ``cached_tokens``.
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
@@ -376,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
         assert outcome is not None, "a chat call's plan carries its reply"
         if body.get("stream"):
             return self._stream(chat_chunks(body, outcome, plan.seq))
-        return self._send_json(200, chat_completion(body, outcome, plan.seq))
+        return self._send_json(200, chat_completion(body, outcome, plan.seq, self.server.stub.settings.cached_tokens))
 
     def _fail(self, route: str, body: dict[str, Any], seq: int, fault: Fault) -> None:
         if fault.status is not None:
@@ -467,12 +474,13 @@ class StubServer:
         seed: int = 0,
         embedding_dim: int = 256,
         models: Sequence[str] = ("stub",),
+        cached_tokens: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
     ) -> None:
         self.settings = Settings(rules, default_reply, responder, faults, latency_ms, jitter_ms, seed, embedding_dim,
-                                 models)
+                                 models, cached_tokens)
         self._address = (host, port)
         self._verbose = verbose
         self._lock = threading.Lock()

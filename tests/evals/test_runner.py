@@ -27,7 +27,8 @@ def stub_server():
 
 @pytest.fixture
 def stub(stub_server: StubServer) -> StubServer:
-    stub_server.reset(rules=[Rule(match="France", reply="Paris")], faults=[], latency_ms=0, responder=None)
+    stub_server.reset(rules=[Rule(match="France", reply="Paris")], faults=[], latency_ms=0, responder=None,
+                       cached_tokens=0)
     return stub_server
 
 
@@ -86,6 +87,16 @@ def test_cached_input_tokens_are_priced_at_the_cached_input_rate() -> None:
     assert cached == pytest.approx(full - 800 * (price.input - price.cached_input))
     overridden = ModelCatalog({"acme/ft": {"input": 1.0, "output": 2.0}}).get("acme/ft").price
     assert overridden.call_cost(10, 0, cached_input_tokens=10) == pytest.approx(10 / 1e6)  # no cached rate: input's
+
+
+def test_cached_input_tokens_the_provider_reports_reach_the_cost(stub: StubServer, tmp_path: Path) -> None:
+    stub.reset(cached_tokens=4)  # usage.prompt_tokens_details.cached_tokens, through litellm's openai/ route
+    with ResultCache(tmp_path / "cache.db") as cache:
+        _, outcome = run(calls(2), cache, settings(stub, concurrency=1))
+    price = ModelCatalog().get(MODEL).price
+    assert outcome.input_tokens > 4
+    assert outcome.cost_usd == pytest.approx(price.call_cost(outcome.input_tokens, outcome.output_tokens, 4))
+    assert outcome.cost_usd < price.call_cost(outcome.input_tokens, outcome.output_tokens)
 
 
 def test_identical_requests_in_flight_are_sent_once(stub: StubServer, tmp_path: Path) -> None:

@@ -81,3 +81,20 @@ def test_the_html_page_escapes_model_output_and_fetches_nothing(report) -> None:
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
     assert page.count("<svg") >= 3
+
+
+def test_the_retrieval_verdict_counts_cases_that_lost_only_some_of_their_sources() -> None:
+    """A case that keeps one of its two expected sources still hits: it is not "lost", but it must not vanish
+    from the line that sits above its own "lost help/loans.md" detail."""
+    from types import SimpleNamespace
+
+    from promptops.report.evals import source_verdict
+
+    def change(lost: tuple[str, ...], head_recall: float) -> SimpleNamespace:
+        return SimpleNamespace(lost=lost, head_recall=head_recall)
+
+    comparison = SimpleNamespace(lost=1, gained=0, changes=[change(("kb/a.md",), 0.0), change(("kb/b.md",), 0.5),
+                                                            change((), 1.0)])
+    assert source_verdict(comparison) == "1 case(s) lost every expected source, 0 gained; 1 more lost some of theirs"
+    comparison.changes = comparison.changes[:1]
+    assert source_verdict(comparison) == "1 case(s) lost every expected source, 0 gained"

@@ -574,3 +574,46 @@ def test_a_pull_request_cannot_point_the_check_at_its_own_index_store(
     assert "s3cret-token" not in note
     retrieval = report.evals.comparisons[0].retrieval
     assert retrieval is None or retrieval.head is None  # nothing retrieved at head
+
+
+def test_cases_whose_retrieval_fails_are_not_sent_and_make_the_run_incomplete_not_regressed(
+        stub: StubServer, tmp_path: Path) -> None:
+    """Sent without passages, a case would be an answer to a question it was never asked: a failed embedding call
+    must not turn into answer regressions (or, with a lenient template, into passes)."""
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 2")
+    stub.reset(faults=["400"])  # the head's first call, embedding its corpus: refused, not retried
+    try:
+        done = run_promptops(["eval", "--base", "main", "--api-base", stub.base_url, "--format", "json"], root)
+    finally:
+        stub.reset(faults=())  # reset() alone keeps the faults for the next test on this worker's stub
+    assert done.returncode == 3, done.stdout + done.stderr  # incomplete: a service failed
+    [suite] = done.json()["suites"]
+    [gate] = [gate for gate in suite["gates"] if gate["gate"] == "retrieved"]
+    assert not gate["passed"] and gate["reason"].startswith("3 case(s) got no passages, e.g. ")
+    assert "not sent: retrieval with 'workshop_kb' failed: embedding call to openai/text-embedding-3-small" \
+        in gate["reason"]
+    cases = {case["id"]: case for case in suite["cases"]}
+    for case_id in ("chain", "brakes", "pads-distance"):
+        head = cases[case_id]["head"]["attempts"]
+        assert head and all(a["failure"] == "no passages" and a["output"] is None for a in head)
+        assert cases[case_id]["status"] != "regressed"
+        assert all(a["output"] for a in cases[case_id]["base"]["attempts"])  # main retrieved and answered
+    assert [a["output"] for a in cases["fixture"]["head"]["attempts"]] == ["Yes, a lifetime warranty."]
+    assert any("retrieval with 'workshop_kb' failed" in note and "3 case(s) without 'passages' not sent" in note
+               for note in done.json()["skipped"])
+
+
+def test_a_check_whose_retrieval_fails_says_so_in_its_verdict(stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "top_k: 3", "top_k: 2")
+    stub.reset(faults=["400"])
+    try:
+        report = checked(root, stub)
+    finally:
+        stub.reset(faults=())
+    assert report.verdict.level == "fail" and report.verdict.exit_code == 3
+    assert any(reason.startswith("3 model calls not sent: retrieval with 'workshop_kb' failed: ")
+               and reason.endswith(": results are incomplete") for reason in report.verdict.failures), \
+        report.verdict.failures
+    assert not report.evals.comparisons[0].with_status(CaseStatus.REGRESSED)

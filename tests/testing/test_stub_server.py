@@ -92,6 +92,16 @@ def test_requests_are_recorded_and_usage_is_counted(litellm: ModuleType) -> None
         assert stub.calls == 0 and ask(litellm, stub, "x").choices[0].message.content == "after reset"
 
 
+def test_cached_tokens_are_reported_up_to_the_prompts(litellm: ModuleType) -> None:
+    with StubServer(default_reply="ok", cached_tokens=2) as stub:
+        assert ask(litellm, stub, "0123456789").usage.prompt_tokens_details.cached_tokens == 2
+        stub.reset(cached_tokens=50)
+        usage = ask(litellm, stub, "0123456789").usage
+        assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens == 3
+        stub.reset(cached_tokens=0)
+        assert ask(litellm, stub, "0123456789").usage.prompt_tokens_details is None
+
+
 def test_max_tokens_cuts_the_reply(litellm: ModuleType) -> None:
     with StubServer(default_reply="word " * 100) as stub:
         response = ask(litellm, stub, "talk", max_tokens=5)
