@@ -282,7 +282,10 @@ def _retrieval_lines(report: CheckReport) -> list[RetrievalLine]:
             comparison.suite, comparison.prompt_id, comparison.retrieval,
             (comparison.base.pass_rate if comparison.base else None, comparison.head.pass_rate),
             (sides[0].cost_per_call if sides[0] else None, sides[1].cost_per_call if sides[1] else None),
-            (sides[0].monthly_cost if sides[0] else None, sides[1].monthly_cost if sides[1] else None)))
+            (sides[0].retrieval_cost_per_call if sides[0] else None,
+             sides[1].retrieval_cost_per_call if sides[1] else None),
+            (sides[0].monthly_cost if sides[0] else None, sides[1].monthly_cost if sides[1] else None),
+            usage=sides[1] is not None and sides[1].calls_per_day is not None))
     return lines
 
 

@@ -16,6 +16,7 @@ PROMPT_SUFFIX = ".prompt.yaml"
 RETRIEVAL_SUFFIX = ".retrieval.yaml"
 EVAL_SUFFIX = ".eval.yaml"
 CONFIG_NAME = "promptops.yaml"
+DEFAULT_QUERY_INPUT = "question"  # a case's retrieval query when the prompt's retrieval.query names none
 SUFFIXES = {PROMPT_SUFFIX: "prompt", RETRIEVAL_SUFFIX: "retrieval", EVAL_SUFFIX: "eval"}
 
 
@@ -89,6 +90,24 @@ class PromptSpec:
     @property
     def required_inputs(self) -> list[str]:
         return list(self.inputs.get("required") or [])
+
+    @property
+    def retrieval_query(self) -> str | None:
+        """The input ``retrieval.query`` names; None when it names none."""
+        named = (self.raw.get("retrieval") or {}).get("query")
+        return named if isinstance(named, str) and named else None
+
+    def query_input(self, variables: Mapping[str, Any]) -> str | None:
+        """Which of a case's inputs is its retrieval query: the one ``retrieval.query`` names, else ``question``,
+        else (``retrieval.query`` unset) the first text input other than ``retrieval.into``; None when none is.
+        The eval's retrieval queries with it and the cost estimate prices its embedding: one choice for both."""
+        for name in (self.retrieval_query, DEFAULT_QUERY_INPUT):
+            if name and isinstance(variables.get(name), str):
+                return name
+        if self.retrieval_query:
+            return None
+        return next((name for name, value in variables.items()
+                     if name != self.retrieval_into and isinstance(value, str)), None)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,13 @@ the input named by ``retrieval.into`` filled as the retriever would fill it:
 tokens. Output tokens are the mean the model produced in cached eval results
 where there are any, else ``max_tokens`` as an upper bound. Prices come from
 litellm's price map, extended and overridden by ``pricing:``.
+
+``cost_per_call`` is the model call alone (the figure ``budget.max_cost_per_call_usd``
+judges). A prompt that retrieves also pays, each call, for its retrieval: the
+query's embedding (the median query of the cases, the input
+``PromptSpec.query_input`` picks, in the embedding model's tokens, at its input
+price) and the reranker's price per query. That is ``retrieval_cost_per_call``,
+and the monthly figure counts both.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ class _Context:
             retrieval.raw if retrieval else None,
             [case.vars for suite in workspace.suites if suite.prompt == prompt_id for case in suite.cases],
             config.section("usage").get(prompt_id),
-            config.section("pricing").get(spec.model),
+            [config.section("pricing").get(model) for model in _priced_models(spec, retrieval)],
             config.section("lint").get("render_limits"),
             str(self.cache),
         ])
@@ -99,6 +106,8 @@ class Estimator:
         # Prompts are independent: share them out to one forked process a core. The workers
         # inherit the loaded workspaces and tokenizers; only task numbers go out and estimates come back.
         models = {spec.model for context in contexts for spec in context.workspace.prompts.values()}
+        models |= {retrieval.embedding_model  # the retrieval cost counts queries in its tokens
+                   for context in contexts for retrieval in context.workspace.retrievals.values()}
         for model in sorted(models):
             self.counter.count_text(model, "")  # load each encoding once, before the fork
         global _FORKED
@@ -117,8 +126,10 @@ class Estimator:
     def prompt(self, spec: PromptSpec, workspace: Workspace, catalog: ModelCatalog, calls_per_day: float | None,
                cache: Any, limits: RenderLimits) -> Estimate:
         warnings: list[str] = []
-        retrieval, per_call_retrieval = _retrieval_fill(spec, workspace, warnings)
+        config = _retrieval_config(spec, workspace, warnings)
+        retrieval, per_call_retrieval = _retrieval_fill(spec, config)
         samples, basis = _samples(spec, workspace)
+        retrieval_cost, retrieval_basis = self._retrieval_cost(spec, config, samples, catalog, warnings)
         counts = self._count(spec, samples, retrieval, per_call_retrieval, limits, warnings)
         median = int(round(_median(counts))) if counts else None
         p95 = _percentile(counts, 95) if counts else None
@@ -129,7 +140,9 @@ class Estimator:
             warnings.append(f"model '{spec.model}' has no known price; add it under pricing: in promptops.yaml")
         elif median is not None and output is not None:
             cost = info.price.call_cost(median, output)
-        monthly = cost * calls_per_day * DAYS_PER_MONTH if cost is not None and calls_per_day is not None else None
+        monthly = None
+        if cost is not None and retrieval_cost is not None and calls_per_day is not None:
+            monthly = (cost + retrieval_cost) * calls_per_day * DAYS_PER_MONTH
         return Estimate(
             prompt_id=spec.id, path=spec.source.display, version=spec.version, model=spec.model,
             input_tokens=median, input_tokens_p95=p95, samples=len(counts), input_basis=basis,
@@ -138,8 +151,44 @@ class Estimator:
             calls_per_day=calls_per_day, monthly_cost=monthly,
             price_source=info.source if info else None, warnings=tuple(warnings),
             retrieval_into=retrieval[0] if retrieval else None, retrieval_chunks=retrieval[1] if retrieval else 0,
-            output_source=output_source,
+            output_source=output_source, retrieval_cost_per_call=retrieval_cost, retrieval_basis=retrieval_basis,
         )
+
+    def _retrieval_cost(self, spec: PromptSpec, config: RetrievalSpec | None, samples: list[dict[str, Any]],
+                        catalog: ModelCatalog, warnings: list[str]) -> tuple[float | None, str]:
+        """What retrieval adds to one call (0 for a prompt that retrieves nothing, None when a price is unknown),
+        and how it was obtained: the median query of ``samples`` embedded at the embedding model's input price
+        (in its tokens, whatever chunking's unit: the price is per token), plus the reranker's price per query."""
+        if not spec.retrieval_config or not spec.retrieval_into:
+            return 0.0, ""
+        if config is None:
+            return None, "unknown (no retrieval config)"
+        queries = [(name, str(variables[name])) for variables in samples
+                   if (name := spec.query_input(variables)) is not None]
+        if not queries:
+            warnings.append("no sample has a query input (retrieval.query, else question, else a text input): "
+                            "retrieval cost unknown")
+            return None, "unknown (no query input)"
+        embedding = config.embedding_model
+        tokens = int(round(_median(self.counter.count_many(embedding, [text for _, text in queries]))))
+        names = ", ".join(sorted({name for name, _ in queries}))
+        basis = (f"the query embedded with {embedding} ({tokens:,} tokens, the median over {len(queries)} "
+                 f"samples' {names})")
+        info = catalog.get(embedding)
+        cost = info.price.call_cost(tokens, 0) if info is not None else None
+        if cost is None:
+            warnings.append(f"embedding model '{embedding}' has no known input price: retrieval cost unknown; "
+                            "add it under pricing: in promptops.yaml")
+        if config.reranker_model is None:
+            return cost, basis
+        reranker = catalog.get(config.reranker_model)
+        per_query = reranker.price.call_cost(0, 0, queries=1) if reranker is not None else None
+        if per_query is None:
+            warnings.append(f"reranker '{config.reranker_model}' has no known price per query: retrieval cost "
+                            "unknown; add per_query under pricing: in promptops.yaml")
+        price = f"${per_query:g} a query" if per_query is not None else "no known price"
+        basis += f", and a rerank by {config.reranker_model} ({price})"
+        return (None if cost is None or per_query is None else cost + per_query), basis
 
     def _count(self, spec: PromptSpec, samples: list[dict[str, Any]], retrieval: tuple[str, int] | None,
                retrieval_tokens: int, limits: RenderLimits, warnings: list[str]) -> list[int]:
@@ -194,19 +243,34 @@ def _estimate_forked(task: int) -> Estimate:
     return estimator._one(contexts[index], prompt_id)
 
 
-def _retrieval_fill(spec: PromptSpec, workspace: Workspace, warnings: list[str]) -> tuple[tuple[str, int] | None, int]:
-    """(input name, chunk count) and the tokens those chunks add, from the prompt's retrieval config."""
+def _retrieval_config(spec: PromptSpec, workspace: Workspace, warnings: list[str]) -> RetrievalSpec | None:
+    """The retrieval config the prompt retrieves with; None when it retrieves nothing or the config is missing."""
     if not spec.retrieval_config or not spec.retrieval_into:
-        return None, 0
-    retrieval: RetrievalSpec | None = workspace.retrievals.get(spec.retrieval_config)
+        return None
+    retrieval = workspace.retrievals.get(spec.retrieval_config)
     if retrieval is None:
-        warnings.append(f"retrieval config '{spec.retrieval_config}' not found: retrieved chunks not counted")
+        warnings.append(f"retrieval config '{spec.retrieval_config}' not found: retrieved chunks not counted, "
+                        "retrieval cost unknown")
+    return retrieval
+
+
+def _retrieval_fill(spec: PromptSpec, retrieval: RetrievalSpec | None) -> tuple[tuple[str, int] | None, int]:
+    """(input name, chunk count) and the tokens those chunks add, from the prompt's retrieval config."""
+    if retrieval is None or not spec.retrieval_into:
         return None, 0
     per_chunk = retrieval.chunk_size
     if retrieval.chunk_unit == "characters":
         per_chunk = math.ceil(per_chunk / CHARS_PER_TOKEN)
     chunks = retrieval.chunks_returned
     return (spec.retrieval_into, chunks), chunks * per_chunk
+
+
+def _priced_models(spec: PromptSpec, retrieval: RetrievalSpec | None) -> list[str]:
+    """The models whose prices an estimate of ``spec`` reads: its own, and its retrieval's."""
+    models = [spec.model]
+    if retrieval is not None:
+        models += [retrieval.embedding_model, *([retrieval.reranker_model] if retrieval.reranker_model else [])]
+    return models
 
 
 def _samples(spec: PromptSpec, workspace: Workspace) -> tuple[list[dict[str, Any]], str]:
@@ -244,10 +308,12 @@ def explain_gap(estimate: Estimate, measured_cost: float | None, measured_input:
     reasons = []
     if measured_input and estimate.input_tokens and not 0.67 <= estimate.input_tokens / measured_input <= 1.5:
         if estimate.retrieval_into and estimate.retrieval_tokens:
-            reasons.append(f"the estimate fills {estimate.retrieval_into} with {estimate.retrieval_chunks} retrieved "
-                           f"chunks ({estimate.retrieval_tokens:,} tokens) where the eval cases carry their own "
-                           f"passages: {estimate.input_tokens:,} input tokens estimated, "
-                           f"{measured_input:,.0f} measured")
+            # The estimate's fill is an upper bound: every chunk at the full chunking.size.
+            reasons.append(f"the estimate fills {estimate.retrieval_into} with {estimate.retrieval_chunks} chunks "
+                           f"(reranker.top_n, else retriever.top_k) of the full chunking.size "
+                           f"({estimate.retrieval_tokens:,} tokens), an upper bound, where the measured calls had "
+                           f"the passages their eval cases gave or retrieved: {estimate.input_tokens:,} input tokens "
+                           f"estimated, {measured_input:,.0f} measured")
         else:
             reasons.append(f"{estimate.input_tokens:,} input tokens estimated, {measured_input:,.0f} measured "
                            f"({estimate.token_method.encoding} count against the provider's)")
@@ -298,8 +364,12 @@ def _status(base: Estimate | None, head: Estimate | None) -> str:
         return "added"
     if head is None:
         return "removed"
-    return "unchanged" if (base.version, base.cost_per_call, base.input_tokens) == (
-        head.version, head.cost_per_call, head.input_tokens) else "changed"
+    return "unchanged" if _compared(base) == _compared(head) else "changed"
+
+
+def _compared(estimate: Estimate) -> tuple[Any, ...]:
+    """What moves a prompt from unchanged to changed (a reranker swap moves the retrieval cost alone)."""
+    return estimate.version, estimate.cost_per_call, estimate.input_tokens, estimate.retrieval_cost_per_call
 
 
 def _monthly_total(estimates: Iterable[Estimate]) -> tuple[float, list[str]]:
@@ -345,6 +415,10 @@ def _budget_findings(head: Workspace, estimates: dict[str, Estimate], base_estim
 
 def _assumptions(head: Workspace, changes: list[Change]) -> list[str]:
     notes = [f"Monthly figures: calls_per_day from usage: in promptops.yaml x {DAYS_PER_MONTH} days."]
+    if any(e and e.retrieval_cost_per_call != 0 for c in changes for e in (c.base, c.head)):
+        notes.append("Cost per call is the model call (budget.max_cost_per_call_usd judges it); a prompt that "
+                     "retrieves also pays retrieval per call (embedding the query, and the reranker's price per "
+                     "query), and its monthly figure counts both.")
     sources = sorted({e.price_source for c in changes for e in (c.base, c.head) if e and e.price_source})
     if sources:
         notes.append(f"Prices (litellm {litellm_version()}): " + "; ".join(sources) + ".")

@@ -78,7 +78,9 @@ loader_rule(INPUT_BUDGET_EXCEEDED, "input-budget-exceeded", """
 loader_rule(COST_BUDGET_EXCEEDED, "cost-budget-exceeded", """
     At the head of the change, one call of the prompt is estimated to cost more
     than budget.max_cost_per_call_usd (input tokens at their median, output
-    tokens as observed in cached eval results, else max_tokens).
+    tokens as observed in cached eval results, else max_tokens). It judges the
+    model call: a retrieval-backed prompt's query embedding and rerank are
+    priced apart (retrieval per call) and counted in its monthly figure.
 
     Fails:   budget: {max_cost_per_call_usd: 0.002}   after a switch to a model ten times dearer
     Passes:  a cheaper model, shorter prompts, or a budget raised on purpose.

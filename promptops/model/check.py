@@ -132,8 +132,10 @@ class RetrievalLine:
     prompt: str
     comparison: RetrievalComparison
     pass_rate: tuple[float | None, float | None]  # the answers', base and head
-    cost_per_call: tuple[float | None, float | None]  # estimated from the files, retrieved chunks included
-    monthly_cost: tuple[float | None, float | None]  # estimated, at usage's calls_per_day (None: no usage set)
+    cost_per_call: tuple[float | None, float | None]  # the model call, estimated, retrieved chunks included
+    retrieval_cost_per_call: tuple[float | None, float | None]  # estimated: the query's embedding and rerank
+    monthly_cost: tuple[float | None, float | None]  # estimated, model and retrieval, at usage's calls_per_day
+    usage: bool  # the prompt has usage: (calls_per_day) at head; without it there is no monthly figure
 
 
 @dataclass

@@ -41,14 +41,18 @@ class Estimate:
     token_method: TokenMethod
     output_tokens: float | None
     output_basis: str  # how output_tokens was obtained, in words
-    cost_per_call: float | None
+    cost_per_call: float | None  # the model call alone: what budget.max_cost_per_call_usd (PO411) judges
     calls_per_day: float | None
-    monthly_cost: float | None
+    monthly_cost: float | None  # (cost_per_call + retrieval_cost_per_call) x calls_per_day x 30
     price_source: str | None
     warnings: tuple[str, ...] = ()
     retrieval_into: str | None = None  # the input the retriever's chunks fill
     retrieval_chunks: int = 0  # how many it fills it with
     output_source: OutputSource = OutputSource.UNKNOWN
+    # What retrieval adds to each call: embedding the query, and the reranker's price per query (0: the prompt
+    # retrieves nothing; None: a price is unknown); retrieval_basis says how it was obtained, in words.
+    retrieval_cost_per_call: float | None = 0.0
+    retrieval_basis: str = ""
 
 
 @dataclass(frozen=True)

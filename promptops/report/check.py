@@ -140,7 +140,10 @@ def _cost_cell(row: PromptRow) -> str:
     parts = []
     if change is not None and (change.base or change.head):
         parts.append("est. " + _arrow(money(change.base.cost_per_call) if change.base else "–",
-                                      money(change.head.cost_per_call) if change.head else "–"))
+                                      money(change.head.cost_per_call) if change.head else "–")
+                     + (" plus retrieval " + _arrow(money(change.base.retrieval_cost_per_call) if change.base else "–",
+                                                    money(change.head.retrieval_cost_per_call) if change.head else "–")
+                        if cost_report.any_retrieval([change]) else ""))
     base, head = row.measured
     if head is not None or base is not None:
         parts.append("measured " + _arrow(money(base) if base is not None else "–", money(head)))
@@ -170,10 +173,10 @@ def retrieval_text(line: RetrievalLine) -> str:
              f"{recall} over {head.scored} case(s) with expected sources{verdict}",
              *([judged] if (judged := evals_report.judged_text(r, "→")) else []),
              "cost per call est. " + _arrow(_usd(line.cost_per_call[0]), _usd(line.cost_per_call[1]))
-             + f" plus retrieval est. {_usd(None if head.query_cost_usd is None else head.query_cost_usd * 1000)}"
-             " per 1,000 queries",
-             ("per month est. " + _arrow(_usd(line.monthly_cost[0]), _usd(line.monthly_cost[1])))
-             if line.monthly_cost[1] is not None else "per month: no usage set",
+             + " plus retrieval " + _arrow(_usd(line.retrieval_cost_per_call[0]), _usd(line.retrieval_cost_per_call[1]))
+             + " a query",
+             ("per month est. (model and retrieval) " + _arrow(_usd(line.monthly_cost[0]), money(line.monthly_cost[1])))
+             if line.usage else "per month: no usage set",
              f"re-index est. {_usd(r.reindex_cost_usd)} one-off ({r.reindex_tokens:,} corpus tokens): {r.reindex}"
              if r.reindex else
              "no re-index (embedding and chunking unchanged)"]
@@ -363,6 +366,8 @@ def _retrieval_json(line: RetrievalLine) -> dict[str, Any]:
     return {"suite": line.suite, "prompt": line.prompt, "line": retrieval_text(line),
             "pass_rate": {"base": line.pass_rate[0], "head": line.pass_rate[1]},
             "cost_per_call_usd": {"estimated": {"base": line.cost_per_call[0], "head": line.cost_per_call[1]}},
+            "retrieval_cost_per_call_usd": {"estimated": {"base": line.retrieval_cost_per_call[0],
+                                                          "head": line.retrieval_cost_per_call[1]}},
             "monthly_cost_usd": {"estimated": {"base": line.monthly_cost[0], "head": line.monthly_cost[1]}}}
 
 
@@ -381,6 +386,10 @@ def _row_json(row: PromptRow) -> dict[str, Any]:
                           "head": change.head.cost_per_call if change and change.head else None},
             "measured": {"base": row.measured[0], "head": row.measured[1]},
             "gap": row.cost_gap,
+        },
+        "retrieval_cost_per_call_usd": {  # the query's embedding and rerank: estimated only, no eval measures it
+            "estimated": {"base": change.base.retrieval_cost_per_call if change and change.base else None,
+                          "head": change.head.retrieval_cost_per_call if change and change.head else None},
         },
     }
 

@@ -11,7 +11,8 @@ from promptops.report import versions
 from promptops.report.formatting import change_percent, money, percent, signed, tokens
 from promptops.report.jinja import render_template
 
-_FIELDS = ("input_tokens", "input_tokens_p95", "output_tokens", "cost_per_call", "monthly_cost")
+_FIELDS = ("input_tokens", "input_tokens_p95", "output_tokens", "cost_per_call", "retrieval_cost_per_call",
+           "monthly_cost")
 
 
 def headline(report: CostReport) -> str:
@@ -93,6 +94,8 @@ def _estimate_json(estimate: Estimate | None) -> dict[str, Any] | None:
         "output_tokens": _round(estimate.output_tokens, 2),
         "output_basis": estimate.output_basis,
         "cost_per_call_usd": _round(estimate.cost_per_call),
+        "retrieval_cost_per_call_usd": _round(estimate.retrieval_cost_per_call),
+        "retrieval_basis": estimate.retrieval_basis,
         "calls_per_day": estimate.calls_per_day,
         "monthly_cost_usd": _round(estimate.monthly_cost),
         "price_source": estimate.price_source,
@@ -101,8 +104,11 @@ def _estimate_json(estimate: Estimate | None) -> dict[str, Any] | None:
 
 
 def _round(value: float | None, digits: int = 9) -> float | None:
-    """Rounded so that float noise never changes the output bytes."""
-    return None if value is None else round(value, digits)
+    """Rounded so that float noise never changes the output bytes (nor writes -0.0 for a change too small to show)."""
+    if value is None:
+        return None
+    rounded = round(value, digits)
+    return rounded if rounded else abs(rounded)
 
 
 def shown(report: CostReport, show_all: bool) -> tuple[list[Change], str | None]:
@@ -125,13 +131,15 @@ def render_table(report: CostReport, color: bool = False, width: int = 120, show
 
     changes, hidden = shown(report, show_all)
     table = Table(title=f"Cost: {report.base_label} → {report.head_label}", title_justify="left")
-    for column in ("prompt", "model", "input tokens", "output tokens", "cost / call", "monthly"):
+    retrieves = any_retrieval(changes)
+    for column in ("prompt", "model", "input tokens", "output tokens", "cost / call",
+                   *(("retrieval / call",) if retrieves else ()), "monthly"):
         if column in ("prompt", "model"):
             table.add_column(column, overflow="fold")  # ids and model names wrap, never lose their ends
         else:
             table.add_column(column, justify="right")
     for change in changes:
-        table.add_row(*_row(change))
+        table.add_row(*_row(change, retrieves))
     console = Console(record=True, width=width, color_system="standard" if color else None, force_terminal=color,
                       highlight=False)
     with console.capture() as capture:
@@ -149,7 +157,14 @@ def render_table(report: CostReport, color: bool = False, width: int = 120, show
     return capture.get()
 
 
-def _row(change: Change) -> list[str]:
+def any_retrieval(changes: list[Change]) -> bool:
+    """Whether a listed prompt pays for retrieval (or might: its price unknown), at either ref: then the table
+    gives retrieval per call its own column."""
+    return any(side is not None and side.retrieval_cost_per_call != 0
+               for change in changes for side in (change.base, change.head))
+
+
+def _row(change: Change, retrieves: bool) -> list[str]:
     base, head = change.base, change.head
     model = head.model if head else base.model if base else ""
     if base and head and base.model != head.model:
@@ -161,6 +176,7 @@ def _row(change: Change) -> list[str]:
         _cell(change, "input_tokens", tokens, "tokens"),
         _cell(change, "output_tokens", tokens, "tokens") + _output_mark(head or base),
         _cell(change, "cost_per_call", money, "usd"),
+        *([_cell(change, "retrieval_cost_per_call", money, "usd")] if retrieves else []),
         _cell(change, "monthly_cost", money, "usd"),
     ]
 
@@ -187,5 +203,6 @@ def _output_mark(estimate: Estimate | None) -> str:
 
 def render_markdown(report: CostReport, show_all: bool = False) -> str:
     changes, hidden = shown(report, show_all)
+    retrieves = any_retrieval(changes)
     return render_template("cost.md.j2", report=report, headline=headline(report), changes=changes, hidden=hidden,
-                           rows=[_row(c) for c in changes])
+                           rows=[_row(c, retrieves) for c in changes], retrieves=retrieves)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from promptops.model.cost import Delta
 
 
@@ -13,7 +15,9 @@ def money(value: float | None) -> str:
     if value == 0:
         return "$0"
     if value < 0.01:
-        return f"{sign}${value:.6f}".rstrip("0")
+        # Six places; below a millionth (a query's embedding) enough for two significant digits, never "$0."
+        places = 6 if value >= 1e-6 else 1 - math.floor(math.log10(value))
+        return f"{sign}${value:.{places}f}".rstrip("0")
     return f"{sign}${value:,.2f}"
 
 

@@ -57,8 +57,6 @@ from promptops.retrieval.spend import SpendCapError, spending
 from promptops.retrieval.store import EMBEDDED
 from promptops.specs import EvalCase, EvalSuiteSpec, PromptSpec
 
-DEFAULT_QUERY_INPUT = "question"
-
 
 class RetrievedPassages:
     """The ``evals.passages.PassageSource`` that runs a suite's retrieval config.
@@ -238,16 +236,13 @@ async def _retrieve_all(queries: dict[str, str], built: Built, config: Retrieval
 
 def query_of(prompt: PromptSpec, case: EvalCase) -> str:
     """The case's retrieval query: the input ``retrieval.query`` names, else ``question``, else its first text."""
-    named = (prompt.raw.get("retrieval") or {}).get("query")
-    for name in (named, DEFAULT_QUERY_INPUT):
-        if name and isinstance(case.vars.get(name), str):
-            return str(case.vars[name])
-    if named:
-        raise ValueError(f"case '{case.id}' has no text input '{named}' (the prompt's retrieval.query)")
-    texts = [value for name, value in case.vars.items() if name != prompt.retrieval_into and isinstance(value, str)]
-    if not texts:
-        raise ValueError(f"case '{case.id}' has no text input to query with (set the prompt's retrieval.query)")
-    return texts[0]
+    name = prompt.query_input(case.vars)
+    if name is not None:
+        return str(case.vars[name])
+    if prompt.retrieval_query:
+        raise ValueError(f"case '{case.id}' has no text input '{prompt.retrieval_query}' "
+                         "(the prompt's retrieval.query)")
+    raise ValueError(f"case '{case.id}' has no text input to query with (set the prompt's retrieval.query)")
 
 
 def score(query: str, passages: list[Retrieved], expected: tuple[str, ...]) -> CaseRetrieval:

@@ -308,3 +308,60 @@ def test_a_change_that_moves_no_figure_lists_no_row(repo: Path) -> None:
     assert "┃ prompt" not in table and "2 unchanged prompts not shown (--all lists them)." in table
     assert "No prompt changes cost." in table or "Monthly cost is unchanged" in table
     assert "| Prompt |" not in _cost_text(repo, "--format", "markdown")
+
+
+RERANKED = RETRIEVAL + "reranker: {model: cohere/rerank-v3.5, top_n: 5}\n"
+
+
+def test_a_reranker_swap_moves_the_retrieval_cost_and_the_monthly_alone(repo: Path) -> None:
+    (repo / "promptops.yaml").write_text(CONFIG + "pricing:\n  acme/rerank-lite: {per_query: 0.0005}\n")
+    (repo / "kb.retrieval.yaml").write_text(RERANKED)
+    commit(repo, "cohere reranker")
+    (repo / "kb.retrieval.yaml").write_text(RERANKED.replace("cohere/rerank-v3.5", "acme/rerank-lite"))
+    report = cost(repo, "--base", "HEAD")
+    Draft202012Validator(resources.schema("cost-report")).validate(report)
+    answer = prompt(report, "support.answer")
+    assert answer["status"] == "changed"  # the prompt and its model call are the same: retrieval alone moved
+    assert answer["delta"]["cost_per_call"]["absolute"] == 0 and answer["delta"]["input_tokens"]["absolute"] == 0
+    assert answer["base"]["retrieval_cost_per_call_usd"] - answer["head"]["retrieval_cost_per_call_usd"] == (
+        pytest.approx(0.002 - 0.0005))
+    assert answer["delta"]["retrieval_cost_per_call"]["absolute"] == pytest.approx(-0.0015)
+    assert answer["delta"]["monthly_cost"]["absolute"] == pytest.approx(-0.0015 * 1000 * 30)  # usage: 1,000 a day
+    assert report["totals"]["monthly_delta_usd"] == pytest.approx(-45)
+    assert answer["head"]["retrieval_basis"].endswith("and a rerank by acme/rerank-lite ($0.0005 a query)")
+
+    table = _cost_text(repo)
+    assert "retrieval / call" in table and "$0.0005" in table and "(-$0.0015," in table
+    assert "monthly figure counts both" in table
+    markdown = _cost_text(repo, "--format", "markdown")
+    assert "| Cost per call | Retrieval per call | Monthly (model and retrieval) |" in markdown
+    assert "retrieval per call: the query embedded with openai/text-embedding-3-small" in markdown
+
+
+def test_an_embedding_model_swap_moves_the_retrieval_cost_by_the_price_of_the_query(repo: Path) -> None:
+    (repo / "kb.retrieval.yaml").write_text(RETRIEVAL.replace("text-embedding-3-small", "text-embedding-3-large"))
+    answer = prompt(cost(repo, "--base", "HEAD"), "support.answer")
+    small = ModelCatalog().get("openai/text-embedding-3-small").price.input
+    large = ModelCatalog().get("openai/text-embedding-3-large").price.input
+    base, head = answer["base"]["retrieval_cost_per_call_usd"], answer["head"]["retrieval_cost_per_call_usd"]
+    assert head / base == pytest.approx(large / small)  # the same query, in the same cl100k tokens
+    assert answer["status"] == "changed" and answer["delta"]["cost_per_call"]["absolute"] == 0
+    assert answer["delta"]["monthly_cost"]["absolute"] == pytest.approx((head - base) * 1000 * 30, abs=1e-6)
+
+
+def test_the_monthly_counts_retrieval_and_the_cost_budget_judges_the_model_call(repo: Path) -> None:
+    (repo / "kb.retrieval.yaml").write_text(RERANKED)
+    model_call = prompt(cost(repo, "--base", "HEAD"), "support.answer")["head"]["cost_per_call_usd"]
+    # A budget the model call keeps and the model call plus its $0.002 rerank would break: no PO411.
+    (repo / "prompts" / "answer.prompt.yaml").write_text(
+        ANSWER.replace("budget: {max_input_tokens: 100000}",
+                       f"budget: {{max_input_tokens: 100000, max_cost_per_call_usd: {model_call * 1.01:.6f}}}"))
+    report = cost(repo, "--base", "HEAD")
+    assert report["findings"] == []
+    head = prompt(report, "support.answer")["head"]
+    assert head["retrieval_cost_per_call_usd"] > 0.002
+    assert head["monthly_cost_usd"] == pytest.approx(
+        (head["cost_per_call_usd"] + head["retrieval_cost_per_call_usd"]) * 1000 * 30, abs=1e-6)
+    other = prompt(report, "support.other")["head"]
+    assert (other["retrieval_cost_per_call_usd"], other["retrieval_basis"]) == (0, "")
+    assert other["monthly_cost_usd"] == pytest.approx(other["cost_per_call_usd"] * 500 * 30, abs=1e-6)

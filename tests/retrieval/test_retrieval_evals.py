@@ -163,7 +163,10 @@ def test_a_top_k_cut_that_drops_the_answer_shows_the_lost_source_lower_recall_an
     comment = check.render_markdown(report)
     line = next(text for text in comment.splitlines() if "recall@" in text)
     assert "recall@\u20603 100% → recall@\u20601 67%" in line and "answers pass 100% → 75%" in line, line
-    assert "per month est. &#36;0.77 → &#36;0.32" in line and "no re-index" in line, line
+    # the same retrieval config but top_k: each query's embedding costs the same at both refs
+    text = check.retrieval_text(report.summary.retrieval[0])  # the line before Markdown escapes it
+    assert re.search(r"plus retrieval \$0\.000000\d+ a query · per month est\. \(model and retrieval\)", text), text
+    assert "per month est. (model and retrieval) &#36;0.77 → &#36;0.32" in line and "no re-index" in line, line
     assert "help/brakes.md" in comment and "pads-distance" in comment
     case_line = next(text for text in comment.splitlines() if text.startswith("- pads") and "lost" in text)
     assert "recall 100% → 0%" in case_line and "answer regressed" in case_line, case_line
@@ -176,6 +179,39 @@ def test_a_top_k_cut_that_drops_the_answer_shows_the_lost_source_lower_recall_an
     line_json = json.loads(check.render_json(report))["retrieval"][0]
     assert line_json["suite"] == "evals/help.eval.yaml" and "recall@3 100% → recall@1 67%" in line_json["line"]
     assert "Recall@k per suite" in check.render_html(report)
+
+
+def test_a_reranker_added_shows_its_price_per_query_in_the_cost_per_call_and_the_month(
+        stub: StubServer, tmp_path: Path) -> None:
+    root = repository(tmp_path / "repo")
+    commit_edit(root, "retriever: {top_k: 3}", "retriever: {top_k: 4}\nreranker: {model: cohere/rerank-v3.5, top_n: 2}")
+    report = checked(root, stub)
+
+    [change] = [c for c in report.cost.changes if c.prompt_id == "workshop.help"]
+    base, head = change.base, change.head
+    assert base is not None and head is not None and base.retrieval_cost_per_call is not None
+    assert base.retrieval_cost_per_call < 1e-6  # the query's embedding alone
+    assert head.retrieval_cost_per_call == pytest.approx(0.002 + base.retrieval_cost_per_call)  # and the rerank
+    assert head.monthly_cost == pytest.approx((head.cost_per_call + head.retrieval_cost_per_call) * 400 * 30)
+    assert head.monthly_cost > 24  # 400 reranks a day at $0.002: what the model call's figure alone leaves out
+
+    line = check.retrieval_text(report.summary.retrieval[0])  # the line before Markdown escapes it
+    assert (f"cost per call est. {money(base.cost_per_call)} → {money(head.cost_per_call)} plus retrieval "
+            f"{money(base.retrieval_cost_per_call)} → $0.002 a query") in line, line
+    assert f"per month est. (model and retrieval) {money(base.monthly_cost)} → {money(head.monthly_cost)}" in line
+    comment = check.render_markdown(report)
+    assert "per month est. (model and retrieval) &#36;" in comment
+    row = next(text for text in comment.splitlines() if text.startswith("| workshop.help |"))
+    assert re.search(r"est\. \$0\.0000\d+ → \$0\.0000\d+ plus retrieval \$0\.000000\d+ → \$0\.002 · measured", row), row
+    assert "a prompt that retrieves also pays retrieval per call" in comment
+
+    document = json.loads(check.render_json(report))
+    line_json, [row_json] = document["retrieval"][0], document["prompts"]
+    assert line_json["retrieval_cost_per_call_usd"] == row_json["retrieval_cost_per_call_usd"] == {
+        "estimated": {"base": base.retrieval_cost_per_call, "head": head.retrieval_cost_per_call}}
+    [estimate_json] = [p for p in document["cost"]["prompts"] if p["id"] == "workshop.help"]
+    assert estimate_json["delta"]["retrieval_cost_per_call"]["absolute"] == pytest.approx(0.002)
+    assert line_json["monthly_cost_usd"]["estimated"]["head"] == head.monthly_cost
 
 
 def test_a_cosmetic_change_to_the_retrieval_file_re_embeds_nothing_and_makes_no_call(
