@@ -283,7 +283,7 @@ def _queries_cost(config: RetrievalSettings, queries: dict[str, str], catalog: M
 
 
 def _embedding_costs(config: RetrievalSettings, queries: dict[str, str], catalog: ModelCatalog) -> list[float | None]:
-    tokens = Tokens(config.embedding_model, config.chunking.unit)
+    tokens = Tokens(config.embedding_model, "tokens")  # priced per token, whatever chunking counts
     return [embedding_cost(config.embedding_model, tokens.count(query), catalog) for query in queries.values()]
 
 

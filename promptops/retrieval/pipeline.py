@@ -88,7 +88,7 @@ async def build_index(settings: RetrievalSettings, config_folder: Path, root: Pa
     chunks = chunk_documents(corpus.documents, settings.chunking,
                              Tokens(settings.embedding_model, settings.chunking.unit))
     key = build_key(settings, chunks)
-    tokens = sum(chunk.tokens for chunk in chunks)
+    tokens = priced_tokens(settings, chunks)
     if settings.store is not None and settings.store.store != EMBEDDED:
         return await _build_in_store(settings, chunks, key, index_root or root, cache, options, catalog, spend)
     folder = (index_root or root) / INDEX_FOLDER / settings.id / key
@@ -140,7 +140,7 @@ async def _build_in_store(settings: RetrievalSettings, chunks: list[Chunk], key:
     """The index ``key`` in the external store index.store names, found there or embedded and upserted now."""
     assert settings.store is not None
     store = open_store(settings.store, settings.id, root)
-    tokens = sum(chunk.tokens for chunk in chunks)
+    tokens = priced_tokens(settings, chunks)
     if any(held.key == key for held in store.holds()):
         return Built(StoredIndex(store, key), key, None, NOTHING_EMBEDDED, tokens, len(chunks))
     vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
@@ -152,11 +152,19 @@ async def _build_in_store(settings: RetrievalSettings, chunks: list[Chunk], key:
     return Built(StoredIndex(store, key), key, None, run, tokens, len(chunks))
 
 
+def priced_tokens(settings: RetrievalSettings, chunks: list[Chunk]) -> int:
+    """The chunks' size in the embedding model's tokens, which its price is per: chunking may count characters."""
+    if settings.chunking.unit != "characters":
+        return sum(chunk.tokens for chunk in chunks)
+    tokens = Tokens(settings.embedding_model, "tokens")
+    return sum(tokens.count(chunk.text) for chunk in chunks)
+
+
 async def retrieve(query: str, index: Searchable, settings: RetrievalSettings, cache: ResultCache,
                    options: CallOptions = CallOptions(), catalog: ModelCatalog | None = None,
                    spend: Spend | None = None) -> RetrievalResult:
     """The passages the config gives a query: searched, then reranked when it has a reranker."""
-    tokens = Tokens(settings.embedding_model, settings.chunking.unit).count(query)
+    tokens = Tokens(settings.embedding_model, "tokens").count(query)  # priced per token, whatever chunking counts
     vectors, run = await _spending(spend, embedding_cost(settings.embedding_model, tokens, catalog),
                                    f"embedding a query with {settings.embedding_model}",
                                    embed_texts([query], settings.embedding_model, settings.dimensions, cache,

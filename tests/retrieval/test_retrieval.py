@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from promptops.estimate.tokens import TokenCounter
 from promptops.evals.runner import SpendBudget
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache
@@ -300,3 +301,17 @@ def test_each_corpus_edit_leaves_a_folder_and_build_index_prunes_the_old_ones(st
     assert time.time() - (parent / keys[-3]).stat().st_mtime < 600
     aged(parent / keys[-1], 1)  # built an hour ago, unused since; keys[-2] unused for longer
     assert prune(parent, in_use=keys[-1], keep=1, grace_s=0) == [keys[-2]]
+
+
+def test_a_corpus_chunked_in_characters_is_priced_in_the_embedding_models_tokens(
+        stub: StubServer, project: Path) -> None:
+    """The re-index cost and the spend cap's reservation count tokens: characters would overstate them ~4x."""
+    stub.reset()
+    in_characters = settings(chunking=ChunkingSpec(400, 0, "recursive", "characters"))
+    with ResultCache(project / ".promptops/cache.db") as cache:
+        built = asyncio.run(build_index(in_characters, project, project, cache, options(stub)))
+        assert isinstance(built.index, Index)
+        texts = [chunk.text for chunk in built.index.chunks]
+    characters = sum(len(text) for text in texts)
+    assert built.corpus_tokens == sum(TokenCounter().count_text(EMBEDDING, text) for text in texts)
+    assert built.corpus_tokens < characters / 2
