@@ -137,7 +137,7 @@ half of its samples pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from statistics import NormalDist, fmean
@@ -360,13 +360,16 @@ def min_pass_rate(head_rate: float, minimum: float, base_rate: float | None = No
     return _at_least("pass rate", head_rate, minimum, base_rate, base_label)
 
 
-def _at_least(figure: str, head: float, minimum: float, base: float | None, base_label: str) -> GateResult:
-    """A floor gate on a rate: ``figure`` names it; a base below the floor too makes the failure preexisting."""
+def _at_least(figure: str, head: float, minimum: float, base: float | None, base_label: str,
+              show: Callable[[float], str] | None = None) -> GateResult:
+    """A floor gate on a rate or score: ``figure`` names it, ``show`` writes its values (default: as a percentage);
+    a base below the floor too makes the failure preexisting."""
+    show = show or _pct
     if head + _TOLERANCE >= minimum:
-        return GateResult(True, f"{figure} {_pct(head)} meets the minimum {_pct(minimum)}")
-    reason = f"{figure} {_pct(head)} is below the minimum {_pct(minimum)}"
+        return GateResult(True, f"{figure} {show(head)} meets the minimum {show(minimum)}")
+    reason = f"{figure} {show(head)} is below the minimum {show(minimum)}"
     if base is not None and base + _TOLERANCE < minimum:
-        return GateResult(False, f"{reason}; also fails on {base_label} ({_pct(base)})", preexisting=True)
+        return GateResult(False, f"{reason}; also fails on {base_label} ({show(base)})", preexisting=True)
     return GateResult(False, reason)
 
 
@@ -589,12 +592,7 @@ def min_judged(figure: str, head: float | None, minimum: float, base: float | No
     """A floor on a judged figure's mean at head (``figure``: "context precision"); not judged: the gate passes."""
     if head is None:
         return GateResult(True, f"{figure} not judged at head (set retrieval.judge in the suite); gate not applied")
-    if head + _TOLERANCE >= minimum:
-        return GateResult(True, f"{figure} {head:.2f} meets the minimum {minimum:.2f}")
-    reason = f"{figure} {head:.2f} is below the minimum {minimum:.2f}"
-    if base is not None and base + _TOLERANCE < minimum:
-        return GateResult(False, f"{reason}; also fails on {base_label} ({base:.2f})", preexisting=True)
-    return GateResult(False, reason)
+    return _at_least(figure, head, minimum, base, base_label, show=lambda score: f"{score:.2f}")
 
 
 def judged_drop_gate(figure: str, change: JudgedChange | None, max_drop: float) -> GateResult:
