@@ -1,4 +1,4 @@
-"""The embedded index as a ``VectorStore``: one folder per build key under ``.promptops/index/<index name>/``.
+"""The embedded index as a ``VectorStore``: one folder per build key under ``.promptops/index/<config id>/``.
 
 The pipeline writes these folders itself (``build_index``); this adapter lets
 the same contract (and its tests) cover them, and drops a stale folder.
