@@ -206,7 +206,7 @@ import litellm
 litellm.suppress_debug_info = True
 url, switch, profile = sys.argv[1], sys.argv[5], sys.argv[6]
 first, count, concurrency = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-model, extra = "openai/gpt-4o-mini", {}
+model, extra, acompletion = "openai/gpt-4o-mini", {}, litellm.acompletion
 exec(SWITCHES[switch])
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -223,10 +223,9 @@ def other_threads_cpu():
 answers = []
 async def one(slots, n):
     async with slots:
-        await litellm.acompletion(model=model,
-                                  messages=[{"role": "user", "content": f"Say ok for request {n}"}],
-                                  api_base=url, api_key="unused", num_retries=0, max_retries=0, temperature=0,
-                                  max_tokens=20, **extra)
+        await acompletion(model=model, messages=[{"role": "user", "content": f"Say ok for request {n}"}],
+                          api_base=url, api_key="unused", num_retries=0, max_retries=0, temperature=0,
+                          max_tokens=20, **extra)
     answers.append(time.time())
 async def main():
     global threads_cpu
@@ -257,10 +256,36 @@ print(json.dumps({"first": answers[0], "last": answers[-1], "calls_cpu_s": calls
                   "cpu_s": cpu(), "pieces": pieces}))
 """
 
+# litellm.completion(..., acompletion=True) called on the event loop and its coroutine awaited: acompletion
+# without its thread-pool hop (it runs that same completion() in an executor) and without its async @client
+# wrapper (logging setup, success handlers, response metadata, exception mapping). The sync @client wrapper
+# hands such a call straight to completion() with no logging object, and completion() then fails on None
+# ("'NoneType' object has no attribute 'update_environment_variables'"), so the caller builds litellm's
+# Logging object itself. Each redefines the ``acompletion`` the control and ROUTE_CHECK call. BARE stops
+# there (ROUTE_CHECK shows what it loses); DIRECT is promptops' call (runner.completion_on_loop), which also
+# maps errors as acompletion does (litellm.exception_type).
+DIRECT_BARE = """\
+import datetime, uuid
+async def acompletion(**params):
+    logging = litellm.Logging(model=params["model"], messages=params["messages"], stream=False,
+                              call_type="acompletion", start_time=datetime.datetime.now(),
+                              litellm_call_id=str(uuid.uuid4()), function_id="bench")
+    return await litellm.completion(**params, acompletion=True, litellm_logging_obj=logging)
+"""
+DIRECT = """\
+import functools
+from promptops.evals.runner import completion_on_loop, litellm_price
+acompletion = functools.partial(completion_on_loop, litellm)
+"""
+
 # Each candidate switch alone: litellm's own settings and call arguments for per-call work promptops
 # never reads. The names are what the bench prints; the code runs in the control process after import.
 SWITCHES = {
     "default": "",
+    # promptops' own call (runner.py): acompletion with the per-attempt timeout it always passes.
+    "promptops' acompletion call (timeout passed)": "extra['timeout'] = 60.0",
+    "completion(acompletion=True) awaited on the loop, bare": DIRECT_BARE + "extra['timeout'] = 60.0",
+    "promptops' completion_on_loop (the same, errors mapped)": DIRECT + "extra['timeout'] = 60.0",
     "no-log call argument (skip callbacks)": "extra['no-log'] = True",
     "turn_off_message_logging": "litellm.turn_off_message_logging = True",
     "disable_aiohttp_transport (httpx alone)": "litellm.disable_aiohttp_transport = True",
@@ -294,13 +319,15 @@ ROUTE_CHECK = """\
 import asyncio, json, sys, time
 from promptops.evals.runner import _retry_after, _retryable, import_litellm
 from promptops.testing import StubServer
+litellm_price = (lambda litellm, response: (getattr(response, "_hidden_params", None) or {}).get("response_cost"))
 from promptops.testing.server import count_tokens
 litellm = import_litellm()
-model, found = sys.argv[1], {}
+model, found, acompletion = sys.argv[1], {}, litellm.acompletion
+exec(sys.argv[2])  # "", DIRECT_BARE or DIRECT (which also prices as promptops does without the wrapper)
 QUESTION, REPLY = "hello there", "ok then"
 async def ask(stub, **params):
-    return await litellm.acompletion(model=model, messages=[{"role": "user", "content": QUESTION}],
-                                     api_base=stub.base_url, api_key="stub", num_retries=0, max_retries=0, **params)
+    return await acompletion(model=model, messages=[{"role": "user", "content": QUESTION}],
+                             api_base=stub.base_url, api_key="stub", num_retries=0, max_retries=0, **params)
 async def failure(stub, fault, **params):
     stub.reset(faults=[fault])
     started = time.perf_counter()
@@ -316,31 +343,57 @@ async def main():
         usage, counted = (await ask(stub)).usage, (count_tokens(QUESTION), count_tokens(REPLY))
         tokens = (usage.prompt_tokens, usage.completion_tokens)
         found["usage"] = problem(tokens == counted, f"tokens {tokens}, the stub counted {counted}")
+        stub.reset(cached_tokens=1)
+        details = (await ask(stub)).usage.prompt_tokens_details
+        cached = getattr(details, "cached_tokens", None)
+        found["cached tokens"] = problem(cached == 1, f"cached_tokens {cached}, the stub served 1")
+        stub.reset(cached_tokens=0)
+        await acompletion(model=model.rsplit("/", 1)[0] + "/o3-mini", messages=[{"role": "user", "content": QUESTION}],
+                          api_base=stub.base_url, api_key="stub", num_retries=0, max_retries=0, timeout=5,
+                          max_tokens=7, seed=3, stop=["\\n"])
+        sent = {key: stub.requests[-1].get(key) for key in ("max_completion_tokens", "max_tokens", "seed", "stop")}
+        found["params mapped (o3-mini max_tokens)"] = problem(
+            sent == {"max_completion_tokens": 7, "max_tokens": None, "seed": 3, "stop": ["\\n"]}, f"sent {sent}")
+        cost = litellm_price(litellm, await ask(stub))
+        found["litellm's price (promptops' fallback)"] = problem(cost is not None and cost > 0, f"price {cost}")
         exc, _ = await failure(stub, "400")
-        found["4xx status"] = problem(not _retryable(litellm, exc), f"a 400 arrives as {type(exc).__name__} "
-                                      f"{getattr(exc, 'status_code', None)}: retried")
+        found["4xx status"] = problem(not _retryable(litellm, exc) and getattr(exc, "status_code", None) == 400,
+                                      f"a 400 arrives as {type(exc).__name__} {getattr(exc, 'status_code', None)}"
+                                      + (": retried" if _retryable(litellm, exc) else ""))
+        found["typed exception (litellm.BadRequestError)"] = problem(
+            isinstance(exc, litellm.BadRequestError), f"{type(exc).__module__}.{type(exc).__name__}")
         found["provider message"] = problem("stub fault: HTTP 400" in str(exc), f"only {str(exc)[:80]!r}")
         exc, _ = await failure(stub, {"kind": "429", "retry_after": 2.5})
         found["Retry-After"] = problem(_retry_after(exc) == 2.5, f"read as {_retry_after(exc)}")
+        found["429 typed (litellm.RateLimitError)"] = problem(isinstance(exc, litellm.RateLimitError),
+                                                              f"{type(exc).__name__}")
         exc, seconds = await failure(stub, {"kind": "timeout", "hang_s": 3}, timeout=0.5)
         found["timeout"] = problem(seconds < 1.5, f"0.5 s asked, {seconds:.1f} s waited")
         exc, _ = await failure(stub, "garbage")
         found["malformed answer retried"] = problem(exc is not None and _retryable(litellm, exc),
                                                     f"{type(exc).__name__}, not retried")
+        exc, _ = await failure(stub, "disconnect")
+        found["dropped connection retried"] = problem(exc is not None and _retryable(litellm, exc),
+                                                      f"{type(exc).__name__}, not retried")
 asyncio.run(main())
 print(json.dumps(found))
 """
 
 
-def route_check(model: str) -> str:
-    """One line: what the provider route of ``model`` keeps and loses of what promptops reads."""
-    done = subprocess.run([sys.executable, "-c", ROUTE_CHECK, model], capture_output=True, text=True)
+def route_check(model: str, call: str = "") -> str:
+    """One line: what the provider route of ``model`` keeps and loses of what promptops reads.
+
+    ``call``: code that redefines the ``acompletion`` the check calls (``DIRECT``); default litellm's.
+    """
+    done = subprocess.run([sys.executable, "-c", ROUTE_CHECK, model, call], capture_output=True, text=True)
     if done.returncode:
         sys.exit(done.stderr[-3000:])
     found = json.loads(done.stdout.strip().splitlines()[-1])
     kept = [check for check, problem in found.items() if not problem]
     lost = [f"{check} ({problem})" for check, problem in found.items() if problem]
-    return f"  {model}: kept {', '.join(kept) or 'nothing'}; lost {'; '.join(lost) or 'nothing'}"
+    how = {"": "", DIRECT_BARE: " by completion(acompletion=True) awaited, bare",
+           DIRECT: " by promptops' completion_on_loop"}[call]
+    return f"  {model}{how}: kept {', '.join(kept) or 'nothing'}; lost {'; '.join(lost) or 'nothing'}"
 
 
 def control(stub: StubServer, cases: int, concurrency: int, processes: int, switch: str = "default",
@@ -593,6 +646,8 @@ def main() -> None:
             print("what each route keeps of what promptops reads (through litellm against the stub):")
             for model in ("openai/gpt-4o-mini", "aiohttp_openai/gpt-4o-mini", "hosted_vllm/gpt-4o-mini"):
                 print(route_check(model))
+            for call in (DIRECT_BARE, DIRECT):
+                print(route_check("openai/gpt-4o-mini", call))
 
         small = Path(tmp) / "small"
         make_project(small, 1000)

@@ -25,11 +25,13 @@ slower prompt.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gc
 import os
 import random
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
@@ -455,15 +457,14 @@ class LocalCaller:
         timeout = float(params.pop("timeout", None) or self.settings.timeout_s)
         started = time.perf_counter()
         try:
-            # litellm's defaults: of its switches for per-call work we never read, none paid when measured
-            # alone (bench/eval_bench.py, README Speed): httpx without aiohttp costs 1.5x the CPU, no-log,
-            # turn_off_message_logging and disable_end_user_cost_tracking stay within the noise. Its cost
-            # calculation, logging payload, response metadata, the OpenAI SDK's transforms and the
-            # executor hop have no switch. Its aiohttp_openai/ route costs about 0.6-0.75x the CPU but
-            # loses what we read: token counts (always 0), a 4xx's status (every HTTP error is a 500, so
-            # retried) and the provider's message, and the timeout (never applied): not used.
-            response = await litellm.acompletion(
-                model=call.model, messages=call.messages, timeout=timeout, num_retries=0, max_retries=0,
+            # litellm's defaults otherwise: of its switches for per-call work we never read, none paid when
+            # measured alone (bench/eval_bench.py, README Speed): httpx without aiohttp costs 1.5x the CPU,
+            # no-log, turn_off_message_logging and disable_end_user_cost_tracking stay within the noise. Its
+            # aiohttp_openai/ route costs about 0.6-0.75x the CPU but loses what we read: token counts
+            # (always 0), a 4xx's status (every HTTP error is a 500, so retried) and the provider's message,
+            # and the timeout (never applied): not used.
+            response = await completion_on_loop(
+                litellm, model=call.model, messages=call.messages, timeout=timeout, num_retries=0, max_retries=0,
                 api_base=self.settings.api_base, api_key=self.settings.api_key, **params,
             )
         except Exception as exc:
@@ -492,9 +493,50 @@ class LocalCaller:
             cost = info.price.call_cost(input_tokens, output_tokens, cached if isinstance(cached, int) else 0)
             if cost is not None:
                 return cost
-        hidden = getattr(response, "_hidden_params", None) or {}
-        cost = hidden.get("response_cost")
-        return float(cost) if isinstance(cost, (int, float)) else None
+        return litellm_price(self.litellm, response)
+
+
+# Providers whose answer acompletion turns from a text completion into a chat answer after the call.
+_TEXT_COMPLETION_ROUTES = frozenset({"text-completion-openai", "text-completion-codestral",
+                                     "text-completion-inception"})
+
+
+async def completion_on_loop(litellm: Any, *, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+    """``litellm.acompletion``'s answer or error, without the work around it that promptops never reads.
+
+    acompletion runs ``completion(..., acompletion=True)`` in a thread pool for every call and awaits
+    the coroutine it returns, inside a wrapper that builds logging payloads, runs success handlers and
+    prices the answer. Calling that ``completion`` here, on the event loop, skips the thread hop and
+    the wrapper: 0.60-0.66x the CPU a call of acompletion (bench/eval_bench.py, README Speed). What
+    the wrapper gave that we read is kept: completion() needs the logging object it would have made
+    (it fails on None), errors are mapped to litellm's typed exceptions as acompletion maps them (their
+    status, the provider's message, the Retry-After headers), and ``litellm_price`` prices what our
+    catalog cannot. Text-completion routes keep acompletion, which converts their answers to chat.
+    """
+    _, provider, _, _ = litellm.get_llm_provider(model=model, api_base=params.get("api_base"))
+    if provider in _TEXT_COMPLETION_ROUTES:
+        return await litellm.acompletion(model=model, messages=messages, **params)
+    logging = litellm.Logging(model=model, messages=messages, stream=False, call_type="acompletion",
+                              start_time=datetime.datetime.now(), litellm_call_id=str(uuid.uuid4()),
+                              function_id="promptops")
+    try:
+        return await litellm.completion(model=model, messages=messages, acompletion=True,
+                                        litellm_logging_obj=logging, **params)
+    except Exception as exc:
+        raise litellm.exception_type(model=model, original_exception=exc, custom_llm_provider=provider,
+                                     completion_kwargs={"model": model, "messages": messages, **params},
+                                     extra_kwargs=params) from exc
+
+
+def litellm_price(litellm: Any, response: Any) -> float | None:
+    """litellm's price of an answer (for a model our catalog has no price for), or None when it has none."""
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    if cost is None:  # completion_on_loop's answers: acompletion's wrapper is what sets it
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:  # an unknown model: litellm raises rather than say 0
+            return None
+    return float(cost) if isinstance(cost, (int, float)) else None
 
 
 def provider_params(params: dict[str, Any]) -> dict[str, Any]:

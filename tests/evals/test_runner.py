@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from promptops.evals.runner import Call, MissingCredentials, RunSettings, import_litellm, run_calls
+from promptops.evals.runner import (
+    Call,
+    MissingCredentials,
+    RunSettings,
+    _retry_after,
+    _retryable,
+    completion_on_loop,
+    describe_error,
+    import_litellm,
+    litellm_price,
+    run_calls,
+)
 from promptops.models import ModelCatalog
 from promptops.resultcache import ResultCache, call_key
 from promptops.testing import Fault, Rule, StubServer
@@ -221,3 +236,83 @@ def test_each_provider_route_answers_and_reports_the_providers_error(stub: StubS
     assert failed.output is None and failed.attempts == 1 and "BadRequestError" in failed.error
     assert "stub fault: HTTP 400" in failed.error and stub.calls == 2
     assert answered.output == "Paris" and answered.input_tokens and answered.output_tokens
+
+
+def _fault_seen_by(call_model: Callable[..., Awaitable[Any]], stub: StubServer, fault: object) -> tuple:
+    """What promptops reads of a failed call: its description, status, whether retried, Retry-After."""
+    stub.reset(faults=[fault])
+    litellm = import_litellm()
+    try:
+        asyncio.run(call_model(model=MODEL, messages=[{"role": "user", "content": "Capital of France?"}],
+                               api_base=stub.base_url, api_key="stub", num_retries=0, max_retries=0, timeout=0.5))
+    except Exception as exc:
+        return describe_error(exc), getattr(exc, "status_code", None), _retryable(litellm, exc), _retry_after(exc)
+    raise AssertionError(f"{fault} answered")
+
+
+@pytest.mark.parametrize("fault", ["400", "401", "404", Fault("429", retry_after=2.5), Fault("timeout", hang_s=2),
+                                   "garbage", "disconnect", Fault("503", retry_after=1)])
+def test_the_call_on_the_loop_fails_as_acompletion_does(stub: StubServer, fault: object) -> None:
+    """completion_on_loop skips acompletion's wrapper; a provider's error still arrives as litellm's typed error
+    with its status, the provider's message and the Retry-After headers, word for word as acompletion's."""
+    litellm = import_litellm()
+    ours = _fault_seen_by(functools.partial(completion_on_loop, litellm), stub, fault)
+    theirs = _fault_seen_by(litellm.acompletion, stub, fault)
+    assert ours == theirs
+    kind = fault if isinstance(fault, str) else fault.kind
+    if kind.isdigit():
+        assert ours[1] == int(kind) and f"stub fault: HTTP {kind}" in ours[0]
+    if kind == "429":
+        assert ours[0].startswith("RateLimitError") and ours[3] == 2.5
+
+
+def test_the_call_on_the_loop_answers_as_acompletion_does(stub: StubServer) -> None:
+    """The same answer, token counts, cached input tokens and litellm's price (promptops' fallback)."""
+    litellm = import_litellm()
+    stub.reset(rules=[Rule(match="France", reply="Paris")], cached_tokens=2)
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "Capital of France, in a word?"}],
+               "api_base": stub.base_url, "api_key": "stub", "num_retries": 0, "max_retries": 0, "timeout": 5.0,
+               "temperature": 0, "max_tokens": 20}
+
+    def read(response: Any) -> tuple:
+        usage = response.usage
+        return (response.choices[0].message.content, usage.prompt_tokens, usage.completion_tokens,
+                usage.prompt_tokens_details.cached_tokens, litellm_price(litellm, response))
+
+    ours = read(asyncio.run(completion_on_loop(litellm, **request)))
+    theirs = read(asyncio.run(litellm.acompletion(**request)))
+    assert ours == theirs
+    assert ours[0] == "Paris" and ours[3] == 2 and ours[4] > 0
+    assert stub.requests[0] == stub.requests[1]  # the same request sent, parameters mapped alike
+
+
+class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, recording what is handed to it (the OpenAI SDK's platform check is too)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.used: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        self.used.append(repr(args[0]) if args else repr(fn))  # asyncio hands it context.run, work
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_calls_run_on_the_event_loop_without_a_thread_hop(stub: StubServer, tmp_path: Path) -> None:
+    """The reason for completion_on_loop: litellm.acompletion hands every call to the loop's executor."""
+    async def count_hops(work: Callable[[], Awaitable[Any]]) -> list[str]:
+        executor = _CountingExecutor()
+        asyncio.get_running_loop().set_default_executor(executor)
+        await work()
+        return executor.used
+
+    litellm = import_litellm()
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "Capital of France?"}],
+               "api_base": stub.base_url, "api_key": "stub", "num_retries": 0, "max_retries": 0}
+    def completions(handed: list[str]) -> int:
+        return sum("<function completion at" in work for work in handed)
+
+    assert completions(asyncio.run(count_hops(lambda: litellm.acompletion(**request)))) == 1  # litellm's hop
+    with ResultCache(tmp_path / "cache.db") as cache:
+        assert completions(asyncio.run(count_hops(lambda: run_calls(calls(3), cache, settings(stub))))) == 0
+    assert stub.calls == 4
