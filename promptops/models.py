@@ -43,6 +43,16 @@ class ModelCatalog:
             self._cache[name] = self._lookup(name)
         return self._cache[name]
 
+    def input_cost(self, name: str, tokens: int) -> float | None:
+        """What ``tokens`` input tokens cost with the model (an embedding bills input alone); None: no price."""
+        info = self.get(name)
+        return info.price.call_cost(tokens, 0) if info is not None else None
+
+    def query_cost(self, name: str) -> float | None:
+        """What one query costs at the model's price per query (a rerank); None: no such price."""
+        info = self.get(name)
+        return info.price.call_cost(0, 0, queries=1) if info is not None else None
+
     def meant(self, name: str) -> list[str]:
         """The known names an unknown ``name`` is a likely typo of, written as the user would (same provider)."""
         if name not in self._meant:

@@ -174,15 +174,13 @@ class Estimator:
         names = ", ".join(sorted({name for name, _ in queries}))
         basis = (f"the query embedded with {embedding} ({tokens:,} tokens, the median over {len(queries)} "
                  f"samples' {names})")
-        info = catalog.get(embedding)
-        cost = info.price.call_cost(tokens, 0) if info is not None else None
+        cost = catalog.input_cost(embedding, tokens)
         if cost is None:
             warnings.append(f"embedding model '{embedding}' has no known input price: retrieval cost unknown; "
                             "add it under pricing: in promptops.yaml")
         if config.reranker_model is None:
             return cost, basis
-        reranker = catalog.get(config.reranker_model)
-        per_query = reranker.price.call_cost(0, 0, queries=1) if reranker is not None else None
+        per_query = catalog.query_cost(config.reranker_model)
         if per_query is None:
             warnings.append(f"reranker '{config.reranker_model}' has no known price per query: retrieval cost "
                             "unknown; add per_query under pricing: in promptops.yaml")

@@ -225,8 +225,7 @@ class _Session(JudgeSpend):
 
     def _embedding_cost(self, model: str, response: Any, tokens: int | None) -> float | None:
         """Our price (litellm's map plus pricing:) over the tokens counted, else litellm's figure, else unknown."""
-        info = self.catalog.get(model)
-        cost = info.price.call_cost(tokens, 0) if info is not None and tokens is not None else None
+        cost = self.catalog.input_cost(model, tokens) if tokens is not None else None
         if cost is not None:
             return cost
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")

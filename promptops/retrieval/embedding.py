@@ -149,8 +149,7 @@ def _field(item: Any, name: str) -> Any:
 
 def _cost(catalog: ModelCatalog, model: str, response: Any, tokens: int) -> float | None:
     """Our price (litellm's map plus pricing:) for the tokens billed, else litellm's figure, else unknown."""
-    info = catalog.get(model)
-    priced = info.price.call_cost(tokens, 0) if info is not None else None
+    priced = catalog.input_cost(model, tokens)
     if priced is not None:
         return priced
     cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")

@@ -157,8 +157,10 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
         folder.mkdir(parents=True, exist_ok=True)  # a ref's copy holds only corpus files: globs start here
         built = await build_index(config, folder, corpus_root, cache, options, catalog, budget, index_root=root)
     queries = {case.id: query_of(prompt, case) for case in wanting}
-    # One batched call for every query; each retrieve below then finds its vector in the cache.
-    _, queried = await spending(budget, _queries_cost(config, queries, catalog),
+    query_costs = _embedding_costs(config, queries, catalog)
+    # One batched call for every query, its worst case reserved; each retrieve below then finds its vector cached.
+    worst = None if any(cost is None for cost in query_costs) else sum(cost for cost in query_costs if cost is not None)
+    _, queried = await spending(budget, worst,
                                 f"embedding {len(queries)} queries with {config.embedding_model}",
                                 embed_texts(list(queries.values()), config.embedding_model, config.dimensions, cache,
                                             options, catalog), lambda result: result[1].cost_usd)
@@ -180,7 +182,7 @@ async def _filled(suite: EvalSuiteSpec, prompt: PromptSpec, into: str, config: R
         scored = {case_id: replace(case, relevant=judged.relevant.get(case_id), supported=judged.supported.get(case_id))
                   for case_id, case in scored.items()}
     k = config.reranker_top_n or config.top_k
-    per_query = _per_query(config, queries, reranks, catalog)
+    per_query = _per_query(config, query_costs, reranks, catalog)
     run = RetrievalRun(
         config=config.id, index_name=index_name, index_key=built.key, embedding_model=config.embedding_model,
         chunking=asdict(config.chunking), k=k, cases=scored, kept=len(suite.cases) - len(wanting),
@@ -258,12 +260,11 @@ def _matches(expected: str, passage: Retrieved) -> bool:
     return expected in (chunk.document_id, chunk.path) or expected in chunk.document_id
 
 
-def _per_query(config: RetrievalSettings, queries: dict[str, str], reranks: list[float | None],
+def _per_query(config: RetrievalSettings, embedding: list[float | None], reranks: list[float | None],
                catalog: ModelCatalog) -> float | None:
     """A query's retrieval cost as production pays it: its embedding (the mean over the suite's queries, at
     the price map's input price) and, with a reranker, its price per query (for a model with none, the mean
-    of what this run's reranks cost, cached ones as they cost when made)."""
-    embedding = _embedding_costs(config, queries, catalog)
+    of what this run's reranks cost, cached ones as they cost when made). ``embedding``: each query's cost."""
     if not embedding or any(cost is None for cost in embedding):
         return None
     per_query = fmean(cost for cost in embedding if cost is not None)
@@ -274,12 +275,6 @@ def _per_query(config: RetrievalSettings, queries: dict[str, str], reranks: list
         return per_query + priced
     known = [cost for cost in reranks if cost is not None]
     return per_query + fmean(known) if known and len(known) == len(reranks) else None
-
-
-def _queries_cost(config: RetrievalSettings, queries: dict[str, str], catalog: ModelCatalog) -> float | None:
-    """What embedding every query costs at most: reserved against the spend cap before the call."""
-    costs = _embedding_costs(config, queries, catalog)
-    return None if any(cost is None for cost in costs) else sum(cost for cost in costs if cost is not None)
 
 
 def _embedding_costs(config: RetrievalSettings, queries: dict[str, str], catalog: ModelCatalog) -> list[float | None]:

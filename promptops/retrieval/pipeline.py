@@ -125,8 +125,7 @@ def _used(folder: Path, root: Path) -> None:
 
 def embedding_cost(model: str, tokens: int, catalog: ModelCatalog | None = None) -> float | None:
     """What embedding ``tokens`` tokens with ``model`` costs at the price map's (and pricing:'s) input price."""
-    info = (catalog or ModelCatalog()).get(model)
-    return info.price.call_cost(tokens, 0) if info is not None else None
+    return (catalog or ModelCatalog()).input_cost(model, tokens)
 
 
 async def _spending(spend: Spend | None, worst: float | None, what: str,

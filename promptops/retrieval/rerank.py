@@ -64,8 +64,7 @@ async def rerank(query: str, retrieved: list[Retrieved], model: str, top_n: int,
 
 def query_price(model: str, catalog: ModelCatalog | None = None) -> float | None:
     """What one rerank query costs at the model's price per query (None: the price map and pricing: give none)."""
-    info = (catalog or ModelCatalog()).get(model)
-    return info.price.call_cost(0, 0, queries=1) if info is not None else None
+    return (catalog or ModelCatalog()).query_cost(model)
 
 
 async def _call(query: str, documents: list[str], model: str, top_n: int,
