@@ -189,3 +189,9 @@ def _per_token(per_million: Any) -> float | None:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def reported_cost(response: Any) -> float | None:
+    """The price litellm put on an answer (its ``response_cost``), for a model we have no price for; None if none."""
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    return float(cost) if isinstance(cost, (int, float)) else None

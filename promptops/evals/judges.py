@@ -56,6 +56,7 @@ from promptops.evals.runner import MissingCredentials, RunSettings, describe_err
 from promptops.model.evals import Call, CallOutcome
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
+from promptops.pricing import reported_cost
 from promptops.report.safety import environment_redactor
 from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.specs import ModelDefaults
@@ -228,8 +229,7 @@ class _Session(JudgeSpend):
         cost = self.catalog.input_cost(model, tokens) if tokens is not None else None
         if cost is not None:
             return cost
-        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-        return float(cost) if isinstance(cost, (int, float)) else None
+        return reported_cost(response)
 
 
 def _vector(response: Any) -> list[float] | None:

@@ -42,6 +42,7 @@ from promptops.evals.credentials import missing_credentials
 from promptops.model.evals import Call, CallOutcome, Failure
 from promptops.modelparams import OWN as _OWN_PARAMS, RefusedParams, refusal, refused_extra
 from promptops.models import ModelCatalog
+from promptops.pricing import reported_cost
 from promptops.report.safety import scrubbed
 from promptops.resultcache import CachedResult, PendingWrites, ResultCache
 
@@ -530,12 +531,13 @@ async def completion_on_loop(litellm: Any, *, model: str, messages: list[dict[st
 
 def litellm_price(litellm: Any, response: Any) -> float | None:
     """litellm's price of an answer (for a model our catalog has no price for), or None when it has none."""
-    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    if cost is None:  # completion_on_loop's answers: acompletion's wrapper is what sets it
-        try:
-            cost = litellm.completion_cost(completion_response=response)
-        except Exception:  # an unknown model: litellm raises rather than say 0
-            return None
+    reported = reported_cost(response)
+    if reported is not None:
+        return reported
+    try:  # completion_on_loop's answers: acompletion's wrapper is what sets response_cost
+        cost = litellm.completion_cost(completion_response=response)
+    except Exception:  # an unknown model: litellm raises rather than say 0
+        return None
     return float(cost) if isinstance(cost, (int, float)) else None
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
+from promptops.pricing import reported_cost
 from promptops.resultcache import CachedResult, ResultCache, call_key
 
 if TYPE_CHECKING:
@@ -152,8 +153,7 @@ def _cost(catalog: ModelCatalog, model: str, response: Any, tokens: int) -> floa
     priced = catalog.input_cost(model, tokens)
     if priced is not None:
         return priced
-    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    return float(cost) if isinstance(cost, (int, float)) else None
+    return reported_cost(response)
 
 
 def _row(key: str, model: str, vector: NDArray[np.float32], tokens: float, cost: float | None) -> CachedResult:

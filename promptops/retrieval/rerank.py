@@ -21,6 +21,7 @@ from typing import Any
 
 from promptops.modelparams import endpoint_in_model
 from promptops.models import ModelCatalog
+from promptops.pricing import reported_cost
 from promptops.resultcache import CachedResult, ResultCache, call_key
 from promptops.retrieval.embedding import CallOptions
 from promptops.retrieval.index import Retrieved
@@ -82,8 +83,7 @@ async def _call(query: str, documents: list[str], model: str, top_n: int,
     except Exception as exc:  # litellm maps every provider error to its own types
         raise RerankError(f"rerank call to {model} failed: {environment_redactor()(describe_error(exc))}") from None
     ranking = [[_field(r, "index"), _field(r, "relevance_score")] for r in getattr(response, "results", None) or []]
-    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    return ranking, float(cost) if isinstance(cost, (int, float)) else None
+    return ranking, reported_cost(response)
 
 
 def _field(item: Any, name: str) -> Any:
